@@ -1,0 +1,157 @@
+"""Validation of a submission against its form, with messages in the visitor's language."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from capture.models import Form
+from capture.service import COMPANY_SIZES, SOURCE_KEYS, ValidSubmission
+from leadvault import i18n
+
+# Keys a submission may carry besides the form's declared fields.
+CONTROL_KEYS = {"email", "consent", "lang", "render_token", "website", "altcha", *SOURCE_KEYS}
+HONEYPOT = "website"
+
+_MAX = {
+    "first_name": 100,
+    "last_name": 100,
+    "company": 200,
+    "job_title": 150,
+    "phone": 40,
+    "country": 2,
+    "company_size": 10,
+    "message": 4000,
+}
+
+
+def _string(lang: str, *, required: bool, max_length: int) -> fields.String:
+    return fields.String(
+        required=required,
+        validate=validate.Length(
+            max=max_length, error=i18n.translate(lang, "field.too_long", max=max_length)
+        ),
+        error_messages={
+            "required": i18n.translate(lang, "field.required"),
+            "invalid": i18n.translate(lang, "field.invalid"),
+            "null": i18n.translate(lang, "field.required"),
+        },
+    )
+
+
+def build_schema(form: Form, lang: str, *, check_deliverability: bool) -> Schema:
+    def check_email(value: str) -> None:
+        try:
+            validate_email(value, check_deliverability=check_deliverability)
+        except EmailNotValidError:
+            raise ValidationError(i18n.translate(lang, "email.invalid")) from None
+
+    declared: dict[str, fields.Field] = {
+        "email": fields.String(
+            required=True,
+            validate=[
+                validate.Length(max=254, error=i18n.translate(lang, "field.too_long", max=254)),
+                check_email,
+            ],
+            error_messages={
+                "required": i18n.translate(lang, "email.required"),
+                "invalid": i18n.translate(lang, "email.invalid"),
+                "null": i18n.translate(lang, "email.required"),
+            },
+        )
+    }
+    for spec in form.fields:
+        name = spec["name"]
+        if name == "company_size":
+            declared[name] = fields.String(
+                required=spec["required"],
+                validate=validate.OneOf(COMPANY_SIZES, error=i18n.translate(lang, "field.choice")),
+                error_messages={
+                    "required": i18n.translate(lang, "field.required"),
+                    "invalid": i18n.translate(lang, "field.invalid"),
+                },
+            )
+        else:
+            declared[name] = _string(lang, required=spec["required"], max_length=_MAX[name])
+    for key in SOURCE_KEYS:
+        declared[key] = fields.String(
+            load_default=None,
+            validate=validate.Length(max=2000, error=i18n.translate(lang, "field.too_long", max=2000)),
+            error_messages={"invalid": i18n.translate(lang, "field.invalid")},
+        )
+    declared["consent"] = fields.List(fields.String(validate=validate.Length(max=40)), load_default=list)
+    schema_class = Schema.from_dict(declared, name="SubmissionSchema")
+    return schema_class(unknown=RAISE)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def validate_submission(
+    form: Form, raw: Mapping[str, Any], lang: str, *, check_deliverability: bool
+) -> tuple[ValidSubmission | None, dict[str, str]]:
+    """Return the cleaned submission, or field → message errors (422)."""
+    errors: dict[str, str] = {}
+    declared_fields = {spec["name"] for spec in form.fields}
+    payload: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in {"lang", "render_token", HONEYPOT, "altcha"}:
+            continue
+        if key not in CONTROL_KEYS and key not in declared_fields:
+            errors[key] = i18n.translate(lang, "field.unknown")
+            continue
+        if key == "consent":
+            payload[key] = _as_list(value)
+            continue
+        if isinstance(value, str):
+            value = value.strip()
+            if value == "":
+                continue  # an empty optional input is "not given"
+        payload[key] = value
+    schema = build_schema(form, lang, check_deliverability=check_deliverability)
+    try:
+        loaded = schema.load(payload)
+    except ValidationError as exc:
+        for key, messages in exc.normalized_messages().items():
+            errors.setdefault(str(key), _first(messages))
+        loaded = None
+    asked = {spec["purpose"]: spec["required"] for spec in form.purposes}
+    chosen = [p for p in (loaded or {}).get("consent", []) if p in asked]
+    if loaded is not None:
+        unknown_purposes = [p for p in loaded.get("consent", []) if p not in asked]
+        if unknown_purposes:
+            errors["consent"] = i18n.translate(lang, "consent.unknown")
+    for purpose, required in asked.items():
+        if required and purpose not in chosen and loaded is not None:
+            errors[f"consent.{purpose}"] = i18n.translate(lang, "consent.required")
+    if loaded is not None and not chosen and "consent" not in errors:
+        errors["consent"] = i18n.translate(lang, "consent.none")
+    country = (loaded or {}).get("country")
+    if country and not (len(country) == 2 and country.isalpha()):
+        errors["country"] = i18n.translate(lang, "field.country")
+    if errors or loaded is None:
+        return None, errors
+    return (
+        ValidSubmission(
+            email=loaded["email"],
+            profile={k: loaded[k] for k in declared_fields if k != "message" and loaded.get(k)},
+            message=loaded.get("message"),
+            purposes=list(dict.fromkeys(chosen)),
+            source={k: loaded[k] for k in SOURCE_KEYS if loaded.get(k)},
+        ),
+        {},
+    )
+
+
+def _first(messages: Any) -> str:
+    if isinstance(messages, list) and messages:
+        return _first(messages[0])
+    if isinstance(messages, dict) and messages:
+        return _first(next(iter(messages.values())))
+    return str(messages)

@@ -1,0 +1,229 @@
+"""Forms and submissions: define forms, accept a validated submission."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from capture.models import Form, FormKind, Submission
+from capture.signals import form_submitted
+from consent import service as consent_service
+from consent.ledger import RequestMeta
+from leadvault import i18n, leads
+from leadvault.crypto import random_token
+
+# Every field a form may declare, besides the always-required email.
+FIELD_NAMES = (
+    "first_name",
+    "last_name",
+    "company",
+    "job_title",
+    "phone",
+    "country",
+    "company_size",
+    "message",
+)
+# Fields kept on the lead's profile; "message" belongs to the submission only.
+PROFILE_FIELDS = tuple(name for name in FIELD_NAMES if name != "message")
+SOURCE_KEYS = (
+    "page_url",
+    "referrer",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+)
+COMPANY_SIZES = ("1-9", "10-49", "50-249", "250-999", "1000+")
+_LABEL = re.compile(r"^[A-Za-z0-9._\-]{1,100}$")
+
+
+class FormError(Exception):
+    """A form definition the service refuses; the message names the problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    required: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class PurposeSpec:
+    purpose: str
+    required: bool
+
+
+def normalise_origin(origin: str) -> str:
+    parts = urlsplit(origin.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path not in {"", "/"}:
+        raise FormError(f"{origin!r} is not an origin such as https://www.example.com")
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname.lower()}{port}"
+
+
+def create_form(
+    session: Session,
+    *,
+    name: str,
+    kind: str,
+    fields: Sequence[FieldSpec],
+    purposes: Sequence[PurposeSpec],
+    allowed_origins: Sequence[str] = (),
+    thank_you: Mapping[str, str] | None = None,
+    redirect_url: str | None = None,
+    proof_of_work: bool = False,
+    follow_up_fields: Sequence[str] = (),
+) -> Form:
+    if not name.strip():
+        raise FormError("a form needs a name")
+    if kind not in set(FormKind):
+        raise FormError(f"kind must be one of {', '.join(FormKind)}")
+    seen: set[str] = set()
+    for spec in fields:
+        if spec.name not in FIELD_NAMES:
+            raise FormError(f"unknown field {spec.name!r}; fields are {', '.join(FIELD_NAMES)}")
+        if spec.name in seen:
+            raise FormError(f"field {spec.name!r} is declared twice")
+        seen.add(spec.name)
+    for follow_up in follow_up_fields:
+        if follow_up not in PROFILE_FIELDS:
+            raise FormError(f"follow-up field {follow_up!r} is not a profile field")
+    if not purposes:
+        raise FormError("a form needs at least one purpose to ask consent for")
+    known = consent_service.purpose_keys(session)
+    texts: dict[str, dict[str, int]] = {lang: {} for lang in i18n.LANGUAGES}
+    for spec in purposes:
+        if spec.purpose not in known:
+            raise FormError(f"unknown purpose {spec.purpose!r}; purposes are {', '.join(sorted(known))}")
+        for lang in i18n.LANGUAGES:
+            text = consent_service.latest_text(session, spec.purpose, lang)
+            if text is None:
+                raise FormError(f"purpose {spec.purpose!r} has no consent text in {lang!r}")
+            texts[lang][spec.purpose] = text.id
+    if redirect_url is not None and urlsplit(redirect_url).scheme not in {"http", "https"}:
+        raise FormError("the redirect must be an http:// or https:// URL")
+    form = Form(
+        public_id=random_token(12),
+        name=name.strip(),
+        kind=kind,
+        fields=[{"name": f.name, "required": f.required} for f in fields],
+        follow_up_fields=list(follow_up_fields),
+        purposes=[{"purpose": p.purpose, "required": p.required} for p in purposes],
+        consent_texts=texts,
+        allowed_origins=sorted({normalise_origin(o) for o in allowed_origins}),
+        thank_you=dict(thank_you) if thank_you else None,
+        redirect_url=redirect_url,
+        proof_of_work=proof_of_work,
+    )
+    session.add(form)
+    session.flush()
+    return form
+
+
+def get_form(session: Session, public_id: str) -> Form | None:
+    if len(public_id) > 32:
+        return None
+    return session.scalars(
+        sa.select(Form).where(Form.public_id == public_id, Form.active.is_(True))
+    ).one_or_none()
+
+
+def list_forms(session: Session) -> list[Form]:
+    return list(session.scalars(sa.select(Form).order_by(Form.id)))
+
+
+def consent_texts_for(session: Session, form: Form, lang: str) -> list[dict[str, Any]]:
+    """The exact texts the form shows in ``lang``, with their purposes and versions."""
+    shown = []
+    for spec in form.purposes:
+        text = consent_service.text_by_id(session, form.consent_texts[lang][spec["purpose"]])
+        if text is not None:
+            shown.append({"purpose": spec["purpose"], "required": spec["required"], "text": text})
+    return shown
+
+
+def origin_allowed(form: Form, origin: str | None, own_origin: str) -> bool:
+    """No Origin (server-to-server, old browsers) or our own pages are always fine."""
+    if not origin or origin == "null":
+        return origin is None
+    try:
+        normalised = normalise_origin(origin)
+    except FormError:
+        return False
+    return normalised == own_origin or normalised in form.allowed_origins
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidSubmission:
+    email: str
+    profile: dict[str, str]
+    message: str | None
+    purposes: list[str]
+    source: dict[str, str]
+
+
+def submit(
+    session: Session,
+    form: Form,
+    data: ValidSubmission,
+    *,
+    language: str,
+    meta: RequestMeta,
+) -> Submission:
+    """Store the lead and submission encrypted, request consent, queue the opt-in mail."""
+    # A visitor asking again after erasure starts from nothing, with fresh consent.
+    consent_service.lift_suppression(session, data.email)
+    lead, _created = leads.get_or_create(session, data.email, language=language)
+    leads.set_attributes(session, lead, data.profile)
+    leads.touch(lead)
+    key = leads.data_key(session, lead)
+    submission_id = uuid.uuid4()
+    sealed = {**data.source, **({"message": data.message} if data.message else {})}
+    submission = Submission(
+        id=submission_id,
+        lead_id=lead.id,
+        form_id=form.id,
+        language=language,
+        data=key.encrypt_json(f"submission/{submission_id}", sealed),
+        utm_source=_label(data.source.get("utm_source")),
+        utm_campaign=_label(data.source.get("utm_campaign")),
+    )
+    session.add(submission)
+    session.flush()
+    consent_service.request_consent(
+        session,
+        lead=lead,
+        purposes_asked=data.purposes,
+        form=consent_service.FormRef(form.public_id, form.consent_texts[language]),
+        language=language,
+        meta=meta,
+    )
+    form_submitted.send(session, lead_id=lead.id, form=form, submission=submission)
+    return submission
+
+
+def _label(value: str | None) -> str | None:
+    return value if value and _LABEL.match(value) else None
+
+
+def read_submission(session: Session, submission: Submission) -> dict[str, str]:
+    lead = leads.get(session, submission.lead_id)
+    if lead is None:
+        return {}
+    return leads.data_key(session, lead).decrypt_json(f"submission/{submission.id}", submission.data)
+
+
+def submissions_of(session: Session, lead_id: uuid.UUID) -> list[Submission]:
+    return list(
+        session.scalars(
+            sa.select(Submission).where(Submission.lead_id == lead_id).order_by(Submission.created_at)
+        )
+    )

@@ -1,0 +1,220 @@
+"""Public form endpoints: the hosted page, the submission, the widget's config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    g,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+)
+from werkzeug.exceptions import BadRequest
+
+from capture import bots, schemas, service
+from capture.models import Form
+from consent.views import request_meta
+from leadvault import db, i18n
+from leadvault.app import runtime
+from leadvault.web import csrf, error_response, limiter
+
+bp = Blueprint("capture", __name__, template_folder="templates", static_folder="static")
+
+_FORM_CONTENT_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+
+
+def _settings() -> Any:
+    return runtime(current_app).settings
+
+
+def _own_origin() -> str:
+    return service.normalise_origin(_settings().base_url)
+
+
+def _form_or_404(form_id: str) -> Form:
+    form = service.get_form(db.session(), form_id)
+    if form is None:
+        abort(404)
+    return form
+
+
+def _email_key() -> str:
+    """Rate-limit key per address: its blind index, never the address itself."""
+    raw = request.get_json(silent=True) if request.is_json else request.form
+    email = raw.get("email") if isinstance(raw, dict) or hasattr(raw, "get") else None
+    if not isinstance(email, str) or not email.strip():
+        return "no-email"
+    return runtime(current_app).vault.blind_index(email).hex()
+
+
+def _form_language(form_lang: str | None = None) -> str:
+    g.lang = i18n.negotiate(form_lang or request.args.get("lang"), request.headers.get("Accept-Language"))
+    return g.lang
+
+
+def _frame_csp(form: Form, *, script: bool) -> str:
+    ancestors = " ".join(["'self'", *form.allowed_origins])
+    targets = ["'self'"]
+    if form.redirect_url:
+        targets.append(service.normalise_origin(form.redirect_url))
+    script_src = "'self'" if script else "'none'"
+    return (
+        f"default-src 'none'; style-src 'self'; img-src 'self'; script-src {script_src}; "
+        f"connect-src 'self'; form-action {' '.join(targets)}; "
+        f"frame-ancestors {ancestors}; base-uri 'none'"
+    )
+
+
+def _cors(response: Response, form: Form) -> Response:
+    origin = request.headers.get("Origin")
+    if origin and origin != "null" and service.origin_allowed(form, origin, _own_origin()):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+    response.headers.add("Vary", "Origin")
+    return response
+
+
+def render_form_page(form: Form, lang: str, *, values: dict[str, Any] | None = None,
+                     errors: dict[str, str] | None = None, status: int = 200) -> Response:
+    session = db.session()
+    body = render_template(
+        "capture/form.html",
+        form=form,
+        fields=form.fields,
+        consents=service.consent_texts_for(session, form, lang),
+        render_token=bots.issue_render_token(session, form),
+        challenge=bots.pow_challenge(session) if form.proof_of_work else None,
+        values=values or {},
+        errors=errors or {},
+        company_sizes=service.COMPANY_SIZES,
+    )
+    response = make_response(body, status)
+    response.headers["Content-Security-Policy"] = _frame_csp(form, script=form.proof_of_work)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/f/<form_id>")
+def show(form_id: str) -> Response:
+    form = _form_or_404(form_id)
+    return render_form_page(form, _form_language())
+
+
+@bp.get("/f/<form_id>/config")
+def config(form_id: str) -> Response:
+    """Everything the embeddable widget needs to render the form itself."""
+    form = _form_or_404(form_id)
+    lang = _form_language()
+    session = db.session()
+    payload = {
+        "id": form.public_id,
+        "kind": form.kind,
+        "lang": lang,
+        "fields": [
+            {**spec, "label": i18n.translate(lang, f"label.{spec['name']}")} for spec in form.fields
+        ],
+        "consents": [
+            {"purpose": c["purpose"], "required": c["required"], "text": c["text"].text}
+            for c in service.consent_texts_for(session, form, lang)
+        ],
+        "render_token": bots.issue_render_token(session, form),
+        "challenge": bots.pow_challenge(session) if form.proof_of_work else None,
+        "company_sizes": list(service.COMPANY_SIZES),
+        "strings": {
+            key: i18n.translate(lang, key)
+            for key in ("label.email", "form.submit", "form.sending", "error.422", "form.thanks")
+        },
+    }
+    response = jsonify(payload)
+    response.headers["Cache-Control"] = "no-store"
+    return _cors(response, form)
+
+
+@bp.route("/f/<form_id>", methods=["OPTIONS"], provide_automatic_options=False)
+def preflight(form_id: str) -> Response:
+    form = _form_or_404(form_id)
+    return _cors(make_response("", 204), form)
+
+
+def _read_body() -> tuple[dict[str, Any], bool]:
+    """The submitted fields and whether the client speaks JSON; 4xx on bad bodies."""
+    mimetype = request.mimetype
+    if mimetype == "application/json":
+        try:
+            raw = request.get_json(force=False, silent=False)
+        except BadRequest:
+            abort(400)
+        if not isinstance(raw, dict):
+            abort(400)
+        return raw, True
+    if mimetype in _FORM_CONTENT_TYPES:
+        data: dict[str, Any] = {}
+        for key in request.form:
+            values = request.form.getlist(key)
+            data[key] = values if key == "consent" or len(values) > 1 else values[0]
+        return data, False
+    abort(415)
+
+
+def _reply(form: Form, lang: str, as_json: bool) -> Response:
+    """The reply every accepted (or silently dropped) submission gets."""
+    thanks = (form.thank_you or {}).get(lang) or i18n.translate(lang, "form.thanks")
+    if as_json:
+        body: dict[str, Any] = {"status": "ok", "message": thanks}
+        if form.redirect_url:
+            body["redirect"] = form.redirect_url
+        return _cors(jsonify(body), form)
+    if form.redirect_url:
+        return redirect(form.redirect_url, 303)
+    response = make_response(render_template("capture/thanks.html", message=thanks))
+    response.headers["Content-Security-Policy"] = _frame_csp(form, script=False)
+    return response
+
+
+@bp.post("/f/<form_id>")
+@csrf.exempt  # public endpoint: protected by the signed render token and Origin check
+@limiter.limit(lambda: runtime(current_app).settings.rate_limit_ip)
+@limiter.limit(lambda: runtime(current_app).settings.rate_limit_email, key_func=_email_key)
+def submit(form_id: str) -> Response | tuple[Any, int]:
+    form = _form_or_404(form_id)
+    session = db.session()
+    if not service.origin_allowed(form, request.headers.get("Origin"), _own_origin()):
+        return error_response(403, "error.403")
+    raw, as_json = _read_body()
+    body_lang = raw.get("lang") if isinstance(raw.get("lang"), str) else None
+    lang = _form_language(body_lang)
+
+    verdict = bots.judge(session, form, raw)
+    if verdict == bots.Verdict.EXPIRED:
+        errors = {"render_token": i18n.translate(lang, "form.expired")}
+        return _invalid(form, lang, raw, errors, as_json)
+    if verdict != bots.Verdict.HUMAN:
+        bots.record_bot(session, verdict)
+        return _reply(form, lang, as_json)
+
+    valid, errors = schemas.validate_submission(
+        form, raw, lang, check_deliverability=_settings().email_check_deliverability
+    )
+    if valid is None:
+        return _invalid(form, lang, raw, errors, as_json)
+    service.submit(session, form, valid, language=lang, meta=request_meta())
+    return _reply(form, lang, as_json)
+
+
+def _invalid(form: Form, lang: str, raw: dict[str, Any], errors: dict[str, str],
+             as_json: bool) -> Response:
+    if as_json:
+        response = jsonify(error=i18n.translate(lang, "error.422"), fields=errors, status=422)
+        response.status_code = 422
+        return _cors(response, form)
+    values = {k: v for k, v in raw.items() if isinstance(v, str | list)}
+    return render_form_page(form, lang, values=values, errors=errors, status=422)

@@ -1,0 +1,151 @@
+"""The append-only, hash-chained consent ledger.
+
+Each entry's hash covers its own fields and its predecessor's hash, so
+editing, inserting or deleting any entry breaks the chain from there on.
+Appends lock one head row, so concurrent transactions never fork the chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from consent.models import ConsentText, LedgerEntry, LedgerEvent, LedgerHead
+from leadvault import clock
+from leadvault.crypto import sha256_hex, truncate_ip
+from leadvault.db import vault_of
+
+GENESIS = "0" * 64
+HEAD_ID = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestMeta:
+    """Pseudonymised request metadata for a ledger entry."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+def _canonical(entry: LedgerEntry) -> str:
+    fields = {
+        "created_at": entry.created_at.isoformat(timespec="microseconds"),
+        "event": entry.event,
+        "subject": entry.subject,
+        "purpose": entry.purpose,
+        "form_ref": entry.form_ref,
+        "text_id": entry.text_id,
+        "text_version": entry.text_version,
+        "text_sha256": entry.text_sha256,
+        "ip_prefix": entry.ip_prefix,
+        "user_agent_hash": entry.user_agent_hash,
+        "detail": entry.detail,
+        "prev_hash": entry.prev_hash,
+    }
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+
+def entry_hash(entry: LedgerEntry) -> str:
+    return sha256_hex(_canonical(entry))
+
+
+def append(
+    session: Session,
+    *,
+    event: LedgerEvent,
+    subject: str,
+    purpose: str | None = None,
+    form_ref: str | None = None,
+    text: ConsentText | None = None,
+    meta: RequestMeta | None = None,
+    detail: str | None = None,
+) -> LedgerEntry:
+    head = session.scalars(
+        sa.select(LedgerHead).where(LedgerHead.id == HEAD_ID).with_for_update()
+    ).one()
+    meta = meta or RequestMeta()
+    entry = LedgerEntry(
+        created_at=clock.now(),
+        event=event,
+        subject=subject,
+        purpose=purpose,
+        form_ref=form_ref,
+        text_id=text.id if text else None,
+        text_version=text.version if text else None,
+        text_sha256=text.sha256 if text else None,
+        ip_prefix=truncate_ip(meta.ip),
+        user_agent_hash=(
+            vault_of(session).keyed_hash("user-agent", meta.user_agent)[:32]
+            if meta.user_agent
+            else None
+        ),
+        detail=detail,
+        prev_hash=head.last_hash,
+    )
+    entry.entry_hash = entry_hash(entry)
+    session.add(entry)
+    session.flush()
+    head.last_id = entry.id
+    head.last_hash = entry.entry_hash
+    session.flush()
+    return entry
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    checked: int
+    broken_id: int | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_id is None and self.reason is None
+
+
+def _entries(session: Session, batch: int = 1000) -> Iterator[LedgerEntry]:
+    last = 0
+    while True:
+        rows = list(
+            session.scalars(
+                sa.select(LedgerEntry)
+                .where(LedgerEntry.id > last)
+                .order_by(LedgerEntry.id)
+                .limit(batch)
+            )
+        )
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].id
+        session.expunge_all()
+
+
+def verify(session: Session) -> Verdict:
+    """Walk the chain from the start; name the first entry that does not fit."""
+    previous = GENESIS
+    checked = 0
+    last_id = 0
+    for entry in _entries(session):
+        if entry.prev_hash != previous:
+            return Verdict(checked, entry.id, "does not follow its predecessor (edited or removed)")
+        if entry_hash(entry) != entry.entry_hash:
+            return Verdict(checked, entry.id, "its content does not match its hash (edited)")
+        previous = entry.entry_hash
+        last_id = entry.id
+        checked += 1
+    head = session.get(LedgerHead, HEAD_ID)
+    if head is None or head.last_hash != previous or head.last_id != last_id:
+        return Verdict(checked, None, "the newest entries were removed (head does not match)")
+    return Verdict(checked)
+
+
+def history(session: Session, subject: str) -> list[LedgerEntry]:
+    return list(
+        session.scalars(
+            sa.select(LedgerEntry).where(LedgerEntry.subject == subject).order_by(LedgerEntry.id)
+        )
+    )

@@ -1,0 +1,358 @@
+"""Consent logic: purposes and texts, double opt-in, withdrawal, erasure hooks.
+
+Plain functions taking a session; they flush, never commit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+from flask import render_template
+from sqlalchemy.orm import Session
+
+from consent import ledger
+from consent.ledger import RequestMeta
+from consent.models import (
+    Consent,
+    ConsentStatus,
+    ConsentText,
+    LedgerEvent,
+    OptInRequest,
+    Purpose,
+    Suppression,
+)
+from leadvault import clock, i18n, leads, outbox, signals
+from leadvault.crypto import TokenExpired, TokenInvalid, sha256_hex
+from leadvault.db import settings_of, vault_of
+from leadvault.mail import MailContent
+from leadvault.models import Lead
+
+OPTIN_TOKEN = "optin"
+
+
+class ConsentError(Exception):
+    """A request the consent module refuses, with a message safe to show."""
+
+
+# --- purposes and texts ------------------------------------------------------
+
+
+def purposes(session: Session) -> list[Purpose]:
+    return list(session.scalars(sa.select(Purpose).order_by(Purpose.key)))
+
+
+def purpose_keys(session: Session) -> set[str]:
+    return set(session.scalars(sa.select(Purpose.key)))
+
+
+def latest_text(session: Session, purpose: str, language: str) -> ConsentText | None:
+    return session.scalars(
+        sa.select(ConsentText)
+        .where(ConsentText.purpose == purpose, ConsentText.language == language)
+        .order_by(ConsentText.version.desc())
+        .limit(1)
+    ).first()
+
+
+def text_by_id(session: Session, text_id: int) -> ConsentText | None:
+    return session.get(ConsentText, text_id)
+
+
+def add_text(session: Session, *, purpose: str, language: str, text: str) -> ConsentText:
+    """Add a new version; existing versions are never changed (they may be in use)."""
+    if session.get(Purpose, purpose) is None:
+        raise ConsentError(f"unknown purpose {purpose!r}")
+    if language not in i18n.LANGUAGES:
+        raise ConsentError(f"language must be one of {', '.join(i18n.LANGUAGES)}")
+    if not text.strip():
+        raise ConsentError("the consent text is empty")
+    current = latest_text(session, purpose, language)
+    version = current.version + 1 if current else 1
+    row = ConsentText(
+        purpose=purpose,
+        language=language,
+        version=version,
+        text=text.strip(),
+        sha256=sha256_hex(text.strip()),
+        created_at=clock.now(),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+# --- state ---------------------------------------------------------------
+
+
+def states(session: Session, lead_id: uuid.UUID) -> dict[str, Consent]:
+    rows = session.scalars(sa.select(Consent).where(Consent.lead_id == lead_id))
+    return {row.purpose: row for row in rows}
+
+
+def has_consent(session: Session, lead_id: uuid.UUID, purpose: str) -> bool:
+    row = session.get(Consent, (lead_id, purpose))
+    return row is not None and row.status == ConsentStatus.GRANTED
+
+
+def is_suppressed(session: Session, email: str) -> bool:
+    index = vault_of(session).blind_index(email)
+    return session.get(Suppression, index) is not None
+
+
+def lift_suppression(session: Session, email: str) -> None:
+    """A new, self-initiated submission starts from nothing: the address may be stored again."""
+    index = vault_of(session).blind_index(email)
+    session.execute(sa.delete(Suppression).where(Suppression.email_index == index))
+
+
+# --- double opt-in -----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FormRef:
+    """What the consent module needs to know about the form that asked."""
+
+    public_id: str
+    text_ids: dict[str, int]  # purpose -> ConsentText id shown in the lead's language
+
+
+def request_consent(
+    session: Session,
+    *,
+    lead: Lead,
+    purposes_asked: Sequence[str],
+    form: FormRef,
+    language: str,
+    meta: RequestMeta,
+) -> OptInRequest | None:
+    """Record the request and queue one opt-in mail, unless none is needed.
+
+    Purposes already granted are skipped; a purpose whose opt-in mail went out
+    within the resend window is not mailed again (many rapid submissions of
+    one address yield one mail).
+    """
+    now = clock.now()
+    resend_after = dt.timedelta(minutes=settings_of(session).optin_resend_minutes)
+    current = states(session, lead.id)
+    needed: list[str] = []
+    for purpose in purposes_asked:
+        state = current.get(purpose)
+        if state is not None and state.status == ConsentStatus.GRANTED:
+            continue
+        if (
+            state is not None
+            and state.status == ConsentStatus.PENDING
+            and state.requested_at is not None
+            and now - state.requested_at < resend_after
+        ):
+            continue
+        needed.append(purpose)
+    if not needed:
+        return None
+
+    texts: list[ConsentText] = []
+    for purpose in needed:
+        text = session.get(ConsentText, form.text_ids[purpose])
+        if text is None:
+            raise ConsentError(f"the form has no consent text for {purpose!r}")
+        texts.append(text)
+        ledger.append(
+            session,
+            event=LedgerEvent.REQUESTED,
+            subject=str(lead.id),
+            purpose=purpose,
+            form_ref=form.public_id,
+            text=text,
+            meta=meta,
+        )
+        state = current.get(purpose)
+        if state is None:
+            state = Consent(lead_id=lead.id, purpose=purpose)
+            session.add(state)
+        state.status = ConsentStatus.PENDING
+        state.text_id = text.id
+        state.requested_at = now
+    request = OptInRequest(
+        id=uuid.uuid4(),
+        lead_id=lead.id,
+        purposes=needed,
+        text_ids=[t.id for t in texts],
+        form_ref=form.public_id,
+        language=language,
+        created_at=now,
+    )
+    session.add(request)
+    session.flush()
+    _queue_optin_mail(session, lead, request, texts)
+    return request
+
+
+def optin_url(session: Session, request: OptInRequest) -> str:
+    token = vault_of(session).sign(OPTIN_TOKEN, {"r": request.id.hex})
+    return f"{settings_of(session).base_url}/c/{token}"
+
+
+def _queue_optin_mail(
+    session: Session, lead: Lead, request: OptInRequest, texts: list[ConsentText]
+) -> None:
+    settings = settings_of(session)
+    lang = request.language
+    first_name = leads.attributes_of(session, lead).get("first_name")
+    context = {
+        "lang": lang,
+        "_": lambda key, **values: i18n.translate(lang, key, **values),
+        "first_name": first_name,
+        "purposes": [i18n.translate(lang, f"purpose.{p}") for p in request.purposes],
+        "texts": texts,
+        "confirm_url": optin_url(session, request),
+        "max_age_days": settings.optin_max_age_days,
+        "imprint_url": settings.imprint_url,
+        "privacy_url": settings.privacy_url,
+    }
+    content = MailContent(
+        to=leads.email_of(session, lead),
+        subject=i18n.translate(lang, "optin.mail.subject"),
+        text=render_template("consent/mail/optin.txt", **context),
+        html=render_template("consent/mail/optin.html", **context),
+        language=lang,
+    )
+    # Transactional: no purpose (withdrawal must not cancel it) and no unsubscribe header.
+    outbox.enqueue_mail(session, content, template="optin", lead=lead)
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenCheck:
+    request: OptInRequest | None
+    expired: bool = False
+
+
+def read_optin_token(session: Session, token: str) -> TokenCheck:
+    """Resolve a confirmation token; raises TokenInvalid when tampered or cross-purpose."""
+    max_age = settings_of(session).optin_max_age_days * 86400
+    try:
+        payload = vault_of(session).unsign(OPTIN_TOKEN, token, max_age)
+    except TokenExpired as exc:
+        request = _request_from_payload(session, exc.payload)
+        return TokenCheck(request, expired=True)
+    request = _request_from_payload(session, payload)
+    return TokenCheck(request, expired=request is None)
+
+
+def _request_from_payload(session: Session, payload: object) -> OptInRequest | None:
+    if not isinstance(payload, dict) or not isinstance(payload.get("r"), str):
+        raise TokenInvalid("malformed opt-in token")
+    try:
+        request_id = uuid.UUID(hex=payload["r"])
+    except ValueError:
+        raise TokenInvalid("malformed opt-in token") from None
+    return session.get(OptInRequest, request_id)
+
+
+def confirm(session: Session, request: OptInRequest, *, meta: RequestMeta) -> bool:
+    """Confirm every purpose of the request; returns False when it was already confirmed."""
+    lead = leads.get(session, request.lead_id, for_update=True)
+    if lead is None:
+        return False
+    # Re-read under the lead's lock so two clicks at once confirm once.
+    session.refresh(request)
+    if request.confirmed_at is not None:
+        return False
+    now = clock.now()
+    request.confirmed_at = now
+    current = states(session, lead.id)
+    for purpose, text_id in zip(request.purposes, request.text_ids, strict=True):
+        state = current.get(purpose)
+        if state is None:
+            state = Consent(lead_id=lead.id, purpose=purpose)
+            session.add(state)
+        if state.status == ConsentStatus.GRANTED:
+            continue
+        text = session.get(ConsentText, text_id)
+        state.status = ConsentStatus.GRANTED
+        state.text_id = text_id
+        state.granted_at = now
+        state.withdrawn_at = None
+        ledger.append(
+            session,
+            event=LedgerEvent.CONFIRMED,
+            subject=str(lead.id),
+            purpose=purpose,
+            form_ref=request.form_ref,
+            text=text,
+            meta=meta,
+        )
+    leads.touch(lead)
+    session.flush()
+    for purpose in request.purposes:
+        signals.purpose_confirmed.send(
+            session, lead_id=lead.id, purpose=purpose, form_ref=request.form_ref
+        )
+    return True
+
+
+def resend_optin(session: Session, request: OptInRequest) -> bool:
+    """Queue a fresh opt-in mail for an expired request's purposes."""
+    lead = leads.get(session, request.lead_id, for_update=True)
+    if lead is None or request.confirmed_at is not None:
+        return False
+    texts = [t for t in (session.get(ConsentText, i) for i in request.text_ids) if t is not None]
+    fresh = OptInRequest(
+        id=uuid.uuid4(),
+        lead_id=lead.id,
+        purposes=list(request.purposes),
+        text_ids=list(request.text_ids),
+        form_ref=request.form_ref,
+        language=request.language,
+        created_at=clock.now(),
+    )
+    session.add(fresh)
+    session.delete(request)
+    session.flush()
+    _queue_optin_mail(session, lead, fresh, texts)
+    return True
+
+
+def withdraw(
+    session: Session, lead_id: uuid.UUID, purposes_to_withdraw: Iterable[str], *, meta: RequestMeta,
+    detail: str | None = None,
+) -> list[str]:
+    """Withdraw purposes; cancel their queued mails. Returns those that changed."""
+    now = clock.now()
+    changed: list[str] = []
+    current = states(session, lead_id)
+    for purpose in purposes_to_withdraw:
+        state = current.get(purpose)
+        if state is None or state.status not in {ConsentStatus.GRANTED, ConsentStatus.PENDING}:
+            continue
+        state.status = ConsentStatus.WITHDRAWN
+        state.withdrawn_at = now
+        ledger.append(
+            session,
+            event=LedgerEvent.WITHDRAWN,
+            subject=str(lead_id),
+            purpose=purpose,
+            meta=meta,
+            detail=detail,
+        )
+        outbox.cancel_pending(session, lead_id=lead_id, purpose=purpose)
+        changed.append(purpose)
+    session.flush()
+    for purpose in changed:
+        signals.purpose_withdrawn.send(session, lead_id=lead_id, purpose=purpose)
+    return changed
+
+
+def _on_lead_erasing(session: Session, *, lead_id: uuid.UUID, **_: object) -> None:
+    """Keep only the keyed hash of the address and an erased entry in the ledger."""
+    lead = session.get(Lead, lead_id)
+    if lead is not None and session.get(Suppression, lead.email_index) is None:
+        session.add(Suppression(email_index=lead.email_index, reason="erased", created_at=clock.now()))
+    ledger.append(session, event=LedgerEvent.ERASED, subject=str(lead_id))
+
+
+def connect_signals() -> None:
+    signals.lead_erasing.connect(_on_lead_erasing)

@@ -1,0 +1,102 @@
+"""The application factory: reads settings and wires things, nothing more.
+
+It never creates tables, runs migrations or prompts; ``leadvault db upgrade``
+and ``leadvault run`` do that before serving.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from leadvault import db, settings as settings_module
+from leadvault.crypto import Keyring, KeyringError, Vault
+from leadvault.settings import Settings, SettingsError
+
+
+@dataclasses.dataclass
+class Job:
+    """A periodic job the worker runs in its own transaction."""
+
+    name: str
+    interval_seconds: float
+    run: Callable[[Session], Any]
+
+
+@dataclasses.dataclass
+class Runtime:
+    """What the app, the worker and the CLI share; lives in ``app.extensions``."""
+
+    settings: Settings
+    vault: Vault
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    jobs: list[Job] = dataclasses.field(default_factory=list)
+
+
+def load_vault(settings: Settings) -> Vault:
+    try:
+        return Vault(Keyring.load(settings.keyring))
+    except KeyringError as exc:
+        raise SettingsError("LEADVAULT_KEYRING", str(exc)) from None
+
+
+def runtime(app: Flask) -> Runtime:
+    return app.extensions["leadvault"]
+
+
+def create_app(overrides: dict[str, Any] | None = None, *, environ: dict[str, str] | None = None) -> Flask:
+    """Build the Flask app from ``LEADVAULT_*`` settings (``overrides`` win)."""
+    settings = settings_module.load(environ, **(overrides or {}))
+    vault = load_vault(settings)
+    engine = db.create_engine(settings.database_url)
+
+    app = Flask("leadvault", instance_path=str(settings.instance))
+    app.config.update(
+        SECRET_KEY=vault.session_secret,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        WTF_CSRF_TIME_LIMIT=3600,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["leadvault"] = Runtime(
+        settings=settings,
+        vault=vault,
+        engine=engine,
+        session_factory=db.make_session_factory(engine, settings, vault),
+    )
+    if settings.proxy_fix:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.proxy_fix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+
+    from leadvault import web
+
+    db.init_app(app)
+    web.init_app(app)
+    _register_domains(app)
+    return app
+
+
+def _register_domains(app: Flask) -> None:
+    """Blueprints and jobs of the domain packages, registered explicitly."""
+    import capture
+    import consent
+
+    consent.init_app(app)
+    capture.init_app(app)
+
+
+def import_models() -> None:
+    """Import every package's models so ``Base.metadata`` is complete (Alembic)."""
+    import capture.models
+    import consent.models
+    import leadvault.models  # noqa: F401

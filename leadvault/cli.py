@@ -1,0 +1,314 @@
+"""The ``leadvault`` command line."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from flask import Flask
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import Session
+
+from leadvault import settings as settings_module
+from leadvault.settings import Settings, SettingsError
+
+
+class ConfigProblem(click.ClickException):
+    """A bad setting: one line naming the variable, exit code 2."""
+
+    exit_code = 2
+
+
+class Refused(click.ClickException):
+    """The command understood the request but will not do it (exit code 1)."""
+
+    exit_code = 1
+
+
+def load_settings() -> Settings:
+    try:
+        return settings_module.load()
+    except SettingsError as exc:
+        raise ConfigProblem(str(exc)) from None
+
+
+def load_app() -> Flask:
+    from leadvault.app import create_app
+
+    try:
+        return create_app()
+    except SettingsError as exc:
+        raise ConfigProblem(str(exc)) from None
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+
+
+@contextmanager
+def app_session(app: Flask) -> Iterator[Session]:
+    """One transaction for a command, inside the app context (templates, i18n)."""
+    from leadvault.app import runtime
+    from leadvault.db import unit_of_work
+
+    with app.app_context(), unit_of_work(runtime(app).session_factory) as session:
+        yield session
+
+
+def ensure_instance(settings: Settings) -> bool:
+    """Create the instance folder and the key ring on first start."""
+    from leadvault.crypto import Keyring, KeyringError
+
+    settings.instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        _keyring, created = Keyring.load_or_create(settings.keyring)
+    except (KeyringError, OSError) as exc:
+        raise ConfigProblem(f"LEADVAULT_KEYRING: {exc}") from None
+    if created:
+        click.echo(f"Created key ring {settings.keyring} (mode 0600). Back it up: without it")
+        click.echo("the encrypted personal data cannot be read.")
+    return created
+
+
+def upgrade_database(app: Flask) -> None:
+    from leadvault import migrate
+    from leadvault.app import runtime
+
+    migrate.upgrade(runtime(app).engine)
+
+
+@click.group()
+@click.version_option(package_name="leadvault")
+def cli() -> None:
+    """Leadvault: privacy-first lead capture and consent."""
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--no-worker", is_flag=True, help="Serve only; run `leadvault worker` apart.")
+def run(host: str, port: int, no_worker: bool) -> None:
+    """Serve the web app and the worker in one process (the embedded default)."""
+    from werkzeug.serving import make_server
+
+    from leadvault.worker import Worker
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    ensure_instance(settings)
+    app = load_app()
+    upgrade_database(app)
+    stop = threading.Event()
+    thread = None
+    if not no_worker:
+        thread = threading.Thread(target=Worker(app).run, args=(stop,), daemon=True)
+        thread.start()
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as exc:
+        stop.set()
+        raise Refused(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    mail = f"SMTP {settings.smtp.describe()}" if settings.smtp else f"files in {settings.mail_folder}"
+    click.echo(f"Leadvault is running on http://{host}:{port}/  (mail: {mail})")
+    click.echo(f"Public links use {settings.base_url}. Press Ctrl+C to stop.")
+    signal.signal(signal.SIGTERM, lambda *_: server.shutdown())
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=10)
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Deliver what is due, run jobs once, then exit.")
+@click.option("--batch-size", default=50, show_default=True, type=click.IntRange(1, 1000))
+def worker(once: bool, batch_size: int) -> None:
+    """Deliver queued mails with retries and run the scheduled jobs."""
+    from leadvault.worker import Worker
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    app = load_app()
+    runner = Worker(app, batch_size=batch_size)
+    if once:
+        while runner.deliver_once():
+            pass
+        runner.run_due_jobs()
+        runner.sender.close()
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    runner.run(stop)
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create the key ring if absent and migrate the schema to the newest revision."""
+    settings = load_settings()
+    ensure_instance(settings)
+    app = load_app()
+    upgrade_database(app)
+    from leadvault import migrate
+    from leadvault.app import runtime
+
+    click.echo(f"Database at revision {migrate.current(runtime(app).engine)}.")
+
+
+@cli.group()
+def keys() -> None:
+    """Master key rotation."""
+
+
+@keys.command("status")
+def keys_status() -> None:
+    """Show master key versions and how many data keys each wraps."""
+    from leadvault import keys as key_service
+    from leadvault.app import runtime
+
+    app = load_app()
+    keyring = runtime(app).vault.keyring
+    with app_session(app) as session:
+        for version in sorted(keyring.master_keys):
+            active = " (active)" if version == keyring.active_version else ""
+            used = key_service.count_using(session, version)
+            click.echo(f"version {version}{active}: {used} data keys")
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Add a master key version and re-wrap every data key under it."""
+    from leadvault import keys as key_service
+    from leadvault.app import runtime
+    from leadvault.db import unit_of_work
+
+    app = load_app()
+    rt = runtime(app)
+    keyring = rt.vault.keyring
+    version = keyring.add_master_version()
+    # Save first: a crash mid-way leaves keys wrapped by either version, both held.
+    keyring.save()
+    with unit_of_work(rt.session_factory) as session:
+        total = key_service.count_stale(session, version)
+    with click.progressbar(length=total, label=f"Re-wrapping under version {version}") as bar:
+        while True:
+            with unit_of_work(rt.session_factory) as session:
+                done = key_service.rewrap_batch(session)
+            if not done:
+                break
+            bar.update(done)
+    click.echo(f"Master key version {version} is active; {total} data keys re-wrapped.")
+    older = sorted(v for v in keyring.master_keys if v != version)
+    if older:
+        click.echo(f"Retire older versions with: leadvault keys retire {older[0]}")
+
+
+@keys.command("retire")
+@click.argument("version", type=int)
+def keys_retire(version: int) -> None:
+    """Remove an old master key version once no data key uses it."""
+    from leadvault import keys as key_service
+    from leadvault.app import runtime
+    from leadvault.crypto import KeyringError
+
+    app = load_app()
+    keyring = runtime(app).vault.keyring
+    with app_session(app) as session:
+        used = key_service.count_using(session, version)
+    if used:
+        raise Refused(
+            f"master key version {version} still wraps {used} data keys; "
+            "run `leadvault keys rotate` first"
+        )
+    try:
+        keyring.retire_master_version(version)
+    except KeyringError as exc:
+        raise Refused(str(exc)) from None
+    keyring.save()
+    click.echo(f"Master key version {version} retired.")
+
+
+@cli.command()
+def check() -> None:
+    """Print what is configured and whether the database and SMTP answer."""
+    import sqlalchemy as sa
+
+    from leadvault import migrate
+    from leadvault.app import runtime
+    from leadvault.mail import DeliveryError, SmtpSender
+
+    settings = load_settings()
+    app = load_app()
+    rt = runtime(app)
+    ok = True
+    click.echo(f"instance     {settings.instance}")
+    click.echo(f"base URL     {settings.base_url}")
+    click.echo(f"key ring     {settings.keyring} (master key v{rt.vault.keyring.active_version})")
+    click.echo(f"rate limits  {settings.redis_url and 'redis' or 'in memory'}")
+    db_label = rt.engine.url.render_as_string(hide_password=True)
+    try:
+        with rt.engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        revision = migrate.current(rt.engine)
+        state = "up to date" if revision in migrate.heads() else f"at {revision}, run db upgrade"
+        click.echo(f"database     {db_label}: answers, schema {state}")
+    except OperationalError as exc:
+        ok = False
+        click.echo(f"database     {db_label}: DOES NOT ANSWER ({_first_line(exc)})")
+    if settings.smtp is None:
+        click.echo(f"mail         written as .eml files to {settings.mail_folder}")
+    else:
+        try:
+            SmtpSender(settings.smtp, timeout=5).check()
+            click.echo(f"mail         SMTP {settings.smtp.describe()}: answers")
+        except DeliveryError as exc:
+            ok = False
+            click.echo(f"mail         SMTP {settings.smtp.describe()}: {exc}")
+    if not ok:
+        raise SystemExit(1)
+
+
+def _first_line(exc: BaseException) -> str:
+    origin = getattr(exc, "orig", exc)
+    return str(origin).strip().splitlines()[0][:200] if str(origin).strip() else type(exc).__name__
+
+
+def register_domain_commands(group: click.Group) -> None:
+    import capture.cli
+    import consent.cli
+
+    group.add_command(capture.cli.forms)
+    group.add_command(consent.cli.consent)
+
+
+register_domain_commands(cli)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: configuration and database problems become one-line messages."""
+    try:
+        return cli.main(args=argv, prog_name="leadvault", standalone_mode=True)
+    except OperationalError as exc:
+        click.echo(f"Error: database does not answer: {_first_line(exc)}", err=True)
+        sys.exit(1)
+    except ProgrammingError:
+        click.echo("Error: database schema is missing; run `leadvault db upgrade`", err=True)
+        sys.exit(1)
+
+

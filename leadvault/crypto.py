@@ -1,0 +1,322 @@
+"""The one module that touches ``cryptography`` and ``itsdangerous``.
+
+Envelope encryption: every lead has its own random AES-256-GCM data key. The
+data key is stored wrapped (encrypted) by a versioned master key from the key
+ring; every personal field is encrypted under the data key with the lead id
+and the field name as associated data, so a ciphertext moved to another lead
+or field fails to decrypt. Destroying the wrapped data key makes every field
+of that lead unreadable (crypto-shredding). Rotating the master key re-wraps
+data keys only; field ciphertexts stay as they are.
+
+Lookups by email use a blind index: HMAC-SHA256 of the normalised address
+under a key of its own. Signed tokens use a salt per purpose and a list of
+signing keys so a new key can be added without breaking links in flight.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import secrets
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+KEYRING_FORMAT = 1
+_NONCE_BYTES = 12
+_KEY_BYTES = 32
+
+
+class KeyringError(Exception):
+    """The key ring file is missing, unreadable or malformed."""
+
+
+class DecryptionError(Exception):
+    """A ciphertext does not belong to this lead/field or its key is gone."""
+
+
+class TokenInvalid(Exception):
+    """A signed token was tampered with or signed for another purpose."""
+
+
+class TokenExpired(Exception):
+    """A signed token is genuine but older than its maximum age."""
+
+    def __init__(self, payload: Any) -> None:
+        super().__init__("token expired")
+        self.payload = payload
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+@dataclass
+class Keyring:
+    """Master keys by version, the blind-index key and the token signing keys."""
+
+    master_keys: dict[int, bytes]
+    active_version: int
+    blind_index_key: bytes
+    signing_keys: list[bytes]
+    path: Path | None = None
+
+    @classmethod
+    def generate(cls) -> Keyring:
+        return cls(
+            master_keys={1: AESGCM.generate_key(bit_length=256)},
+            active_version=1,
+            blind_index_key=secrets.token_bytes(_KEY_BYTES),
+            signing_keys=[secrets.token_bytes(_KEY_BYTES)],
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Keyring:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise KeyringError(f"{path} does not exist") from None
+        except PermissionError:
+            raise KeyringError(f"{path} is not readable by this user") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise KeyringError(f"{path} is not a Leadvault key ring ({type(exc).__name__})") from None
+        try:
+            if raw["format"] != KEYRING_FORMAT:
+                raise KeyringError(f"{path} has unknown format {raw['format']!r}")
+            keyring = cls(
+                master_keys={int(v): _unb64(k) for v, k in raw["master_keys"].items()},
+                active_version=int(raw["active_version"]),
+                blind_index_key=_unb64(raw["blind_index_key"]),
+                signing_keys=[_unb64(k) for k in raw["signing_keys"]],
+                path=path,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise KeyringError(f"{path} is not a Leadvault key ring (missing or bad keys)") from None
+        if keyring.active_version not in keyring.master_keys or not keyring.signing_keys:
+            raise KeyringError(f"{path} names an active master key it does not hold")
+        if any(len(k) != _KEY_BYTES for k in keyring.master_keys.values()):
+            raise KeyringError(f"{path} holds a master key that is not 256 bits")
+        return keyring
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> tuple[Keyring, bool]:
+        """Load the key ring, creating it (mode 0600) on first start."""
+        if path.exists():
+            return cls.load(path), False
+        keyring = cls.generate()
+        keyring.save(path)
+        return keyring, True
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": KEYRING_FORMAT,
+                "active_version": self.active_version,
+                "master_keys": {str(v): _b64(k) for v, k in sorted(self.master_keys.items())},
+                "blind_index_key": _b64(self.blind_index_key),
+                "signing_keys": [_b64(k) for k in self.signing_keys],
+            },
+            indent=2,
+        )
+
+    def save(self, path: Path | None = None) -> None:
+        """Write atomically with mode 0600 (never briefly world-readable)."""
+        path = path or self.path
+        if path is None:
+            raise KeyringError("no path to save the key ring to")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".keyring-")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(self.to_json())
+                handle.flush()
+                os.fsync(handle.fileno())
+            Path(tmp_name).replace(path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                Path(tmp_name).unlink()
+            raise
+        self.path = path
+
+    def add_master_version(self) -> int:
+        version = max(self.master_keys) + 1
+        self.master_keys[version] = AESGCM.generate_key(bit_length=256)
+        self.active_version = version
+        return version
+
+    def retire_master_version(self, version: int) -> None:
+        if version == self.active_version:
+            raise KeyringError(f"version {version} is the active master key")
+        if version not in self.master_keys:
+            raise KeyringError(f"the key ring holds no master key version {version}")
+        del self.master_keys[version]
+
+
+# --- data keys and fields -------------------------------------------------
+
+
+def _seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def _open(key: bytes, sealed: bytes, aad: bytes) -> bytes:
+    if len(sealed) < _NONCE_BYTES + 16:
+        raise DecryptionError("ciphertext too short")
+    try:
+        return AESGCM(key).decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], aad)
+    except InvalidTag:
+        raise DecryptionError("ciphertext does not match its key or context") from None
+
+
+def _key_aad(owner: uuid.UUID | str) -> bytes:
+    return f"leadvault/data-key/{owner}".encode()
+
+
+def _field_aad(owner: uuid.UUID | str, field: str) -> bytes:
+    return f"leadvault/field/{owner}/{field}".encode()
+
+
+@dataclass(frozen=True)
+class WrappedKey:
+    wrapped: bytes
+    version: int
+
+
+class DataKey:
+    """An unwrapped per-lead data key bound to its owner's id."""
+
+    __slots__ = ("_key", "owner")
+
+    def __init__(self, key: bytes, owner: uuid.UUID | str) -> None:
+        self._key = key
+        self.owner = owner
+
+    def encrypt(self, field: str, value: str) -> bytes:
+        return _seal(self._key, value.encode("utf-8"), _field_aad(self.owner, field))
+
+    def decrypt(self, field: str, sealed: bytes) -> str:
+        return _open(self._key, sealed, _field_aad(self.owner, field)).decode("utf-8")
+
+    def encrypt_json(self, field: str, value: Any) -> bytes:
+        return self.encrypt(field, json.dumps(value, separators=(",", ":"), sort_keys=True))
+
+    def decrypt_json(self, field: str, sealed: bytes) -> Any:
+        return json.loads(self.decrypt(field, sealed))
+
+
+class Vault:
+    """Field encryption, blind index and token signing under one key ring."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+
+    # data keys
+    def new_data_key(self, owner: uuid.UUID | str) -> tuple[DataKey, WrappedKey]:
+        raw = AESGCM.generate_key(bit_length=256)
+        return DataKey(raw, owner), self.wrap(raw, owner)
+
+    def wrap(self, raw: bytes, owner: uuid.UUID | str) -> WrappedKey:
+        version = self.keyring.active_version
+        master = self.keyring.master_keys[version]
+        return WrappedKey(_seal(master, raw, _key_aad(owner)), version)
+
+    def unwrap(self, wrapped: WrappedKey, owner: uuid.UUID | str) -> DataKey:
+        master = self.keyring.master_keys.get(wrapped.version)
+        if master is None and self.keyring.path is not None:
+            # `leadvault keys rotate` ran in another process: pick up the new version.
+            self.keyring = Keyring.load(self.keyring.path)
+            master = self.keyring.master_keys.get(wrapped.version)
+        if master is None:
+            raise DecryptionError(f"master key version {wrapped.version} is not in the key ring")
+        return DataKey(_open(master, wrapped.wrapped, _key_aad(owner)), owner)
+
+    def rewrap(self, wrapped: WrappedKey, owner: uuid.UUID | str) -> WrappedKey:
+        data_key = self.unwrap(wrapped, owner)
+        return self.wrap(data_key._key, owner)  # noqa: SLF001 - same module
+
+    # blind index
+    def blind_index(self, email: str) -> bytes:
+        return hmac.new(
+            self.keyring.blind_index_key, normalise_email(email).encode("utf-8"), hashlib.sha256
+        ).digest()
+
+    def keyed_hash(self, purpose: str, value: str) -> str:
+        """A pseudonym for request metadata (user agents); not reversible without the key."""
+        return hmac.new(
+            self.keyring.blind_index_key, f"{purpose}\x00{value}".encode(), hashlib.sha256
+        ).hexdigest()
+
+    # signed tokens
+    def _serializer(self, purpose: str) -> URLSafeTimedSerializer:
+        # itsdangerous signs with the last key and verifies with every key.
+        return URLSafeTimedSerializer(
+            secret_key=list(self.keyring.signing_keys), salt=f"leadvault.{purpose}"
+        )
+
+    def sign(self, purpose: str, payload: Any) -> str:
+        return self._serializer(purpose).dumps(payload)
+
+    def unsign(self, purpose: str, token: str, max_age_seconds: float | None) -> Any:
+        serializer = self._serializer(purpose)
+        try:
+            return serializer.loads(token, max_age=max_age_seconds)
+        except SignatureExpired as exc:
+            try:
+                payload = serializer.loads(token)
+            except BadSignature:
+                payload = None
+            raise TokenExpired(payload) from exc
+        except BadSignature:
+            raise TokenInvalid(f"not a valid {purpose} token") from None
+
+    @property
+    def session_secret(self) -> bytes:
+        """Flask's cookie secret, derived so it is never the same key as a token key."""
+        return hmac.new(self.keyring.signing_keys[-1], b"flask-session", hashlib.sha256).digest()
+
+
+def normalise_email(email: str) -> str:
+    """The form of an address the blind index is computed over."""
+    local, _, domain = email.strip().rpartition("@")
+    return f"{local}@{domain.lower()}".lower()
+
+
+def sha256_hex(data: str | bytes) -> str:
+    return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
+
+
+def truncate_ip(address: str | None) -> str | None:
+    """Keep the network, drop the host: /24 for IPv4, /48 for IPv6."""
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return None
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
+
+
+def random_token(nbytes: int = 16) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+def constant_time_equal(left: str, right: str) -> bool:
+    return hmac.compare_digest(left.encode(), right.encode())

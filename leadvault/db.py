@@ -1,0 +1,165 @@
+"""Engine, sessions and the one-transaction-per-request rule.
+
+Services receive a :class:`Session` and only ``flush()``; the request (or job)
+boundary commits or rolls back exactly once. The session carries the settings
+and the vault in ``session.info`` so services need no Flask globals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
+
+    from leadvault.crypto import Vault
+    from leadvault.settings import Settings
+
+# Indico-style naming convention so every constraint has a stable, portable name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(sa.TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC timestamps on both SQLite (naive) and PostgreSQL."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use leadvault.clock.now()")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        _configure_sqlite(engine)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=20)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # Freed pages are zeroed so erased personal data leaves no bytes behind.
+        cursor.execute("PRAGMA secure_delete=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # Take the write lock up front: two deferred transactions that both
+        # read and then write would otherwise fail with "database is locked"
+        # instead of waiting their turn.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_session_factory(engine: Engine, settings: Settings, vault: Vault) -> sessionmaker[Session]:
+    return sessionmaker(
+        bind=engine,
+        expire_on_commit=False,
+        info={"settings": settings, "vault": vault},
+    )
+
+
+def settings_of(session: Session) -> Settings:
+    return session.info["settings"]
+
+
+def vault_of(session: Session) -> Vault:
+    return session.info["vault"]
+
+
+def dialect_of(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+@contextlib.contextmanager
+def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction for a CLI command or a job: commit on success, else roll back."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+# --- Flask wiring -----------------------------------------------------------
+
+_G_KEY = "leadvault_session"
+
+
+def init_app(app: Flask) -> None:
+    from flask import g
+
+    def _finish(response: Response) -> Response:
+        session: Session | None = g.pop(_G_KEY, None)
+        if session is None:
+            return response
+        try:
+            # Commit before the response leaves, so a 2xx means "stored".
+            if response.status_code < 400:
+                session.commit()
+            else:
+                session.rollback()
+        finally:
+            session.close()
+        return response
+
+    def _teardown(_exc: BaseException | None) -> None:
+        session: Session | None = g.pop(_G_KEY, None)
+        if session is not None:
+            session.rollback()
+            session.close()
+
+    app.after_request(_finish)
+    app.teardown_request(_teardown)
+
+
+def session() -> Session:
+    """The request's session, opened on first use."""
+    from flask import current_app, g
+
+    current = g.get(_G_KEY)
+    if current is None:
+        current = current_app.extensions["leadvault"].session_factory()
+        g.setdefault(_G_KEY, current)
+    return current

@@ -1,0 +1,113 @@
+"""The lead's identity: find, create, read and erase, with field encryption."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from leadvault import clock, signals
+from leadvault.crypto import DataKey, WrappedKey
+from leadvault.db import dialect_of, vault_of
+from leadvault.models import Lead, LeadAttribute
+
+_KEY_CACHE = "leadvault.data_keys"
+
+
+def data_key(session: Session, lead: Lead) -> DataKey:
+    """The lead's unwrapped data key, cached for the session's lifetime."""
+    cache: dict[uuid.UUID, DataKey] = session.info.setdefault(_KEY_CACHE, {})
+    key = cache.get(lead.id)
+    if key is None:
+        wrapped = WrappedKey(lead.wrapped_key, lead.key_version)
+        key = cache[lead.id] = vault_of(session).unwrap(wrapped, lead.id)
+    return key
+
+
+def find_by_email(session: Session, email: str, *, for_update: bool = False) -> Lead | None:
+    query = sa.select(Lead).where(Lead.email_index == vault_of(session).blind_index(email))
+    if for_update:
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def get(session: Session, lead_id: uuid.UUID, *, for_update: bool = False) -> Lead | None:
+    query = sa.select(Lead).where(Lead.id == lead_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def get_or_create(session: Session, email: str, *, language: str) -> tuple[Lead, bool]:
+    """Return the lead for ``email``, creating it; safe against concurrent requests.
+
+    The insert skips on conflict with the blind index, so of many concurrent
+    submissions of one new address exactly one creates the lead; the row is
+    then locked so the caller's decisions about it are serialised.
+    """
+    vault = vault_of(session)
+    index = vault.blind_index(email)
+    lead_id = uuid.uuid4()
+    key, wrapped = vault.new_data_key(lead_id)
+    now = clock.now()
+    values = {
+        "id": lead_id,
+        "email_index": index,
+        "email": key.encrypt("email", email.strip()),
+        "wrapped_key": wrapped.wrapped,
+        "key_version": wrapped.version,
+        "language": language,
+        "created_at": now,
+        "last_activity_at": now,
+    }
+    insert = postgresql.insert if dialect_of(session) == "postgresql" else sqlite.insert
+    statement = insert(Lead).values(**values).on_conflict_do_nothing(index_elements=["email_index"])
+    created = session.execute(statement).rowcount == 1
+    lead = session.scalars(
+        sa.select(Lead).where(Lead.email_index == index).with_for_update()
+    ).one()
+    if created:
+        session.info.setdefault(_KEY_CACHE, {})[lead.id] = key
+    return lead, created
+
+
+def email_of(session: Session, lead: Lead) -> str:
+    return data_key(session, lead).decrypt("email", lead.email)
+
+
+def set_attributes(session: Session, lead: Lead, values: Mapping[str, str | None]) -> None:
+    """Store profile fields encrypted; empty values leave what is known untouched."""
+    key = data_key(session, lead)
+    existing = {attr.name: attr for attr in lead.attributes}
+    now = clock.now()
+    for name, value in values.items():
+        if value is None or value == "":
+            continue
+        sealed = key.encrypt(f"attr/{name}", value)
+        if name in existing:
+            existing[name].value = sealed
+            existing[name].updated_at = now
+        else:
+            lead.attributes.append(LeadAttribute(name=name, value=sealed, updated_at=now))
+    session.flush()
+
+
+def attributes_of(session: Session, lead: Lead) -> dict[str, str]:
+    key = data_key(session, lead)
+    return {attr.name: key.decrypt(f"attr/{attr.name}", attr.value) for attr in lead.attributes}
+
+
+def touch(lead: Lead) -> None:
+    lead.last_activity_at = clock.now()
+
+
+def erase(session: Session, lead: Lead) -> None:
+    """Crypto-shred and delete the lead; packages delete their rows on the signal."""
+    signals.lead_erasing.send(session, lead_id=lead.id)
+    cache: dict[uuid.UUID, DataKey] = session.info.get(_KEY_CACHE, {})
+    cache.pop(lead.id, None)
+    session.delete(lead)
+    session.flush()

@@ -1,0 +1,181 @@
+"""Building mails and handing them to a transport (SMTP or .eml files).
+
+The outbox stores a rendered :class:`MailContent`; the worker turns it into a
+MIME message with a Message-ID and a plain text and an HTML part and passes it
+to a :class:`Sender`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
+from pathlib import Path
+from typing import Any, Protocol
+
+import click
+
+from leadvault.settings import Settings, SmtpConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class MailContent:
+    to: str
+    subject: str
+    text: str
+    html: str
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    language: str = "en"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MailContent:
+        return cls(**data)
+
+
+class DeliveryError(Exception):
+    """Delivery failed; ``permanent`` is True when retrying cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Sender(Protocol):
+    def send(self, message: EmailMessage) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def build_message(content: MailContent, *, mail_from: str) -> EmailMessage:
+    message = EmailMessage()
+    _name, from_address = parseaddr(mail_from)
+    domain = from_address.rpartition("@")[2] or "localhost"
+    message["Message-ID"] = make_msgid(domain=domain)
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    message["From"] = mail_from
+    message["To"] = content.to
+    message["Subject"] = content.subject
+    message["Content-Language"] = content.language
+    message["Auto-Submitted"] = "auto-generated"
+    for name, value in content.headers.items():
+        message[name] = value
+    message.set_content(content.text)
+    message.add_alternative(content.html, subtype="html")
+    return message
+
+
+_ADDRESS = re.compile(r"[^\s<>\"'@]+@[^\s<>\"'@]+")
+
+
+def redact(text: str) -> str:
+    """Remove addresses from server replies before they reach a log or a table."""
+    return _ADDRESS.sub("<address>", text)
+
+
+class SmtpSender:
+    """Delivers over one SMTP connection, reopened when the server drops it."""
+
+    def __init__(self, config: SmtpConfig, *, timeout: float = 20.0) -> None:
+        self.config = config
+        self.timeout = timeout
+        self._connection: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        cfg = self.config
+        try:
+            if cfg.security == "tls":
+                connection: smtplib.SMTP = smtplib.SMTP_SSL(
+                    cfg.host, cfg.port, timeout=self.timeout, context=ssl.create_default_context()
+                )
+            else:
+                connection = smtplib.SMTP(cfg.host, cfg.port, timeout=self.timeout)
+                if cfg.security == "starttls":
+                    connection.starttls(context=ssl.create_default_context())
+            if cfg.username:
+                connection.login(cfg.username, cfg.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise DeliveryError(f"SMTP login refused ({exc.smtp_code})") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryError(f"SMTP server unreachable: {type(exc).__name__}") from None
+        return connection
+
+    def send(self, message: EmailMessage) -> None:
+        for attempt in (1, 2):
+            if self._connection is None:
+                self._connection = self._connect()
+            try:
+                self._connection.send_message(message)
+            except smtplib.SMTPServerDisconnected:
+                self._connection = None
+                if attempt == 2:
+                    raise DeliveryError("SMTP server closed the connection") from None
+                continue
+            except smtplib.SMTPRecipientsRefused as exc:
+                codes = sorted({code for code, _msg in exc.recipients.values()})
+                raise DeliveryError(
+                    f"recipient refused ({', '.join(map(str, codes))})",
+                    permanent=all(500 <= c < 600 for c in codes),
+                ) from None
+            except smtplib.SMTPResponseException as exc:
+                detail = redact(exc.smtp_error.decode("utf-8", "replace"))[:200]
+                raise DeliveryError(
+                    f"SMTP {exc.smtp_code}: {detail}", permanent=500 <= exc.smtp_code < 600
+                ) from None
+            except (OSError, smtplib.SMTPException) as exc:
+                self._connection = None
+                raise DeliveryError(f"SMTP error: {type(exc).__name__}") from None
+            return
+
+    def check(self) -> None:
+        """Open and close a connection; raises DeliveryError when the server does not answer."""
+        connection = self._connect()
+        connection.quit()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+            self._connection = None
+
+
+_LINK = re.compile(r"https?://\S+")
+
+
+class FileSender:
+    """Writes each mail as an .eml file and prints its links (the embedded default)."""
+
+    def __init__(self, folder: Path, *, echo: bool = True) -> None:
+        self.folder = folder
+        self.echo = echo
+
+    def send(self, message: EmailMessage) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = message["Message-ID"].strip("<>").replace("@", "_").replace("/", "_")
+        path = self.folder / f"{name}.eml"
+        path.write_bytes(bytes(message))
+        path.chmod(0o600)
+        if self.echo:
+            body = message.get_body(preferencelist=("plain",))
+            text = body.get_content() if body is not None else ""
+            links = [link.rstrip(".,)>") for link in _LINK.findall(text)]
+            # Subject and links only: the recipient is personal data.
+            click.echo(f"[mail] {message['Subject']} -> {path.name}")
+            for link in links:
+                click.echo(f"       {link}")
+
+    def close(self) -> None:
+        return None
+
+
+def sender_for(settings: Settings) -> Sender:
+    if settings.smtp is None:
+        return FileSender(settings.mail_folder)
+    return SmtpSender(settings.smtp)

@@ -1,0 +1,124 @@
+"""Core tables: the lead's identity and data key, its encrypted attributes, the outbox.
+
+A lead's identity lives in the core, not in ``capture/``, because ``consent/``
+(which sits below ``capture/``) must find, export and erase it. Domain
+packages keep their own tables and point at ``leads.id``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from leadvault import clock
+from leadvault.db import Base, UTCDateTime
+
+
+class Lead(Base):
+    __tablename__ = "leads"
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    # HMAC of the normalised address: equality lookups without plaintext.
+    email_index: Mapped[bytes] = mapped_column(sa.LargeBinary(32), unique=True)
+    email: Mapped[bytes] = mapped_column(sa.LargeBinary)  # sealed under the data key
+    wrapped_key: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    key_version: Mapped[int] = mapped_column(sa.Integer, index=True)
+    language: Mapped[str] = mapped_column(sa.String(8), default="en")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
+    last_activity_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    attributes: Mapped[list[LeadAttribute]] = relationship(
+        back_populates="lead", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class LeadAttribute(Base):
+    """One encrypted profile field (first_name, company, …) of a lead."""
+
+    __tablename__ = "lead_attributes"
+
+    lead_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    value: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    lead: Mapped[Lead] = relationship(back_populates="attributes")
+
+
+class OutboxKind(enum.StrEnum):
+    MAIL = "mail"
+    WEBHOOK = "webhook"
+
+
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class OutboxMessage(Base):
+    """A message to deliver, written in the transaction that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(sa.String(16), default=OutboxKind.MAIL)
+    template: Mapped[str] = mapped_column(sa.String(40))
+    # Marketing purpose the message is sent under; withdrawal cancels queued ones.
+    purpose: Mapped[str | None] = mapped_column(sa.String(40), index=True)
+    lead_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("leads.id", ondelete="CASCADE"), index=True
+    )
+    # The rendered message, sealed under the lead's data key (erasure shreds it
+    # too) or, for messages about no lead, under a data key of its own.
+    payload: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    payload_owner: Mapped[str] = mapped_column(sa.String(64))
+    payload_key: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    payload_key_version: Mapped[int | None] = mapped_column(sa.Integer, index=True)
+    subject: Mapped[bytes | None] = mapped_column(sa.LargeBinary)  # sealed, for access exports
+    status: Mapped[str] = mapped_column(sa.String(16), default=OutboxStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
+    locked_by: Mapped[str | None] = mapped_column(sa.String(64))
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    message_id: Mapped[str | None] = mapped_column(sa.String(255))
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+
+    attempt_log: Mapped[list[OutboxAttempt]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="OutboxAttempt.id"
+    )
+
+
+class OutboxAttempt(Base):
+    """One delivery attempt; ``error`` is None for the one that succeeded."""
+
+    __tablename__ = "outbox_attempts"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    outbox_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("outbox.id", ondelete="CASCADE"), index=True
+    )
+    attempted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
+    worker: Mapped[str] = mapped_column(sa.String(64))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class Counter(Base):
+    """Named daily counters (bot submissions, unknown event types …): numbers only."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
+    value: Mapped[int] = mapped_column(sa.BigInteger, default=0)

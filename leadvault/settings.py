@@ -1,0 +1,328 @@
+"""Every setting Leadvault reads, in one closed, validated list.
+
+Settings come from ``LEADVAULT_*`` environment variables only. Secrets may also
+be given as ``LEADVAULT_X_FILE`` naming a file that holds the value (Docker and
+Kubernetes secrets). ``load()`` validates everything at once and raises
+:class:`SettingsError` naming the first bad variable, so start-up fails fast
+with a one-line message instead of a traceback deep inside a request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+PREFIX = "LEADVAULT_"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; ``key`` names the variable."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class SmtpConfig:
+    """A parsed ``LEADVAULT_SMTP_URL``."""
+
+    host: str
+    port: int
+    security: str  # "plain", "starttls" or "tls"
+    username: str | None
+    password: str | None
+
+    def describe(self) -> str:
+        """The URL without its password, for ``leadvault check``."""
+        user = f"{self.username}@" if self.username else ""
+        return f"{self.security} {user}{self.host}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    instance: Path
+    database_url: str
+    base_url: str
+    keyring: Path
+    smtp_url: SmtpConfig | None
+    mail_from: str
+    redis_url: str | None
+    optin_max_age_days: int
+    optin_resend_minutes: int
+    email_check_deliverability: bool
+    max_body_bytes: int
+    form_min_fill_seconds: float
+    form_max_age_hours: int
+    rate_limit_ip: str
+    rate_limit_email: str
+    imprint_url: str
+    privacy_url: str
+    worker_poll_seconds: float
+    outbox_max_attempts: int
+    outbox_retry_seconds: float
+    outbox_lease_seconds: float
+    log_level: str
+    proxy_fix: int
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def smtp(self) -> SmtpConfig | None:
+        return self.smtp_url
+
+    @property
+    def mail_folder(self) -> Path:
+        return self.instance / "mail"
+
+    @property
+    def assets_folder(self) -> Path:
+        return self.instance / "assets"
+
+
+def _str(raw: str) -> str:
+    return raw
+
+
+def _int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {raw!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise ValueError(f"must be {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def _float(minimum: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number, got {raw!r}") from None
+        if value < minimum:
+            raise ValueError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+_RATE = re.compile(r"^\s*\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?\s*$", re.IGNORECASE)
+
+
+def _rate(raw: str) -> str:
+    if not all(_RATE.match(part) for part in raw.split(";")):
+        raise ValueError(f"expected a rate such as '10/minute', got {raw!r}")
+    return raw
+
+
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+
+
+def _log_level(raw: str) -> str:
+    if raw.upper() not in _LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(sorted(_LOG_LEVELS))}, got {raw!r}")
+    return raw.upper()
+
+
+def parse_database_url(raw: str) -> str:
+    """Accept sqlite:// and postgresql:// URLs; pin PostgreSQL to psycopg 3."""
+    scheme, sep, rest = raw.partition("://")
+    if not sep:
+        raise ValueError("expected a URL such as postgresql://user@host/db or sqlite:///path")
+    scheme = scheme.lower()
+    if scheme in {"postgres", "postgresql", "postgresql+psycopg"}:
+        parts = urlsplit(raw)
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise ValueError("the port is not a number") from None
+        if not parts.hostname and "host=" not in parts.query:
+            raise ValueError("a PostgreSQL URL needs a host")
+        if not parts.path.strip("/"):
+            raise ValueError("a PostgreSQL URL needs a database name")
+        return "postgresql+psycopg://" + rest
+    if scheme == "sqlite":
+        if not rest.startswith("/") or rest in {"/", "//"}:
+            raise ValueError("a SQLite URL needs a file path: sqlite:///relative or sqlite:////abs")
+        return raw
+    raise ValueError(f"unsupported database {scheme!r}; use postgresql:// or sqlite:///")
+
+
+def parse_smtp_url(raw: str) -> SmtpConfig:
+    parts = urlsplit(raw)
+    schemes = {"smtp": ("plain", 25), "smtp+starttls": ("starttls", 587), "smtps": ("tls", 465)}
+    if parts.scheme not in schemes:
+        raise ValueError("expected smtp://, smtp+starttls:// or smtps:// followed by host[:port]")
+    if not parts.hostname:
+        raise ValueError("the SMTP URL has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("the SMTP port is not a number") from None
+    security, default_port = schemes[parts.scheme]
+    return SmtpConfig(
+        host=parts.hostname,
+        port=port or default_port,
+        security=security,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def _mail_from(raw: str) -> str:
+    from email.utils import parseaddr
+
+    _name, address = parseaddr(raw)
+    if "@" not in address:
+        raise ValueError(f"expected an address such as 'Leadvault <news@example.com>', got {raw!r}")
+    return raw
+
+
+def _redis_url(raw: str) -> str:
+    if urlsplit(raw).scheme not in {"redis", "rediss", "unix"}:
+        raise ValueError("expected a redis:// or rediss:// URL")
+    return raw
+
+
+def _unconfirmed_days(raw: str) -> int:
+    value = _int(1)(raw)
+    if value > 14:
+        raise ValueError(
+            "unconfirmed opt-in requests may be kept at most 14 days "
+            "(German practice treats longer storage without consent as unlawful)"
+        )
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class _Key:
+    name: str
+    parse: Callable[[str], Any]
+    default: str | None
+    secret: bool = False
+    doc: str = ""
+
+
+# The closed list. README's configuration table is written from these docs.
+KEYS: tuple[_Key, ...] = (
+    _Key("INSTANCE", _str, "./instance", doc="Folder for the SQLite database, key ring and mails"),
+    _Key(
+        "DATABASE_URL",
+        parse_database_url,
+        None,
+        secret=True,
+        doc="postgresql://user:pw@host/db or sqlite:///path (default: SQLite in the instance)",
+    ),
+    _Key("BASE_URL", _http_url, "http://127.0.0.1:5000", doc="Public URL used in links"),
+    _Key("KEYRING", _str, None, doc="Key ring file (default: keyring.json in the instance)"),
+    _Key(
+        "SMTP_URL",
+        parse_smtp_url,
+        None,
+        secret=True,
+        doc="smtp://, smtp+starttls:// or smtps://[user:pw@]host[:port]; unset: .eml files",
+    ),
+    _Key("MAIL_FROM", _mail_from, "Leadvault <leadvault@localhost>", doc="Sender of all mails"),
+    _Key("REDIS_URL", _redis_url, None, secret=True, doc="Rate-limit storage (default: memory)"),
+    _Key("OPTIN_MAX_AGE_DAYS", _unconfirmed_days, "7", doc="Opt-in link lifetime; max 14"),
+    _Key("OPTIN_RESEND_MINUTES", _int(0), "15", doc="No second opt-in mail within this time"),
+    _Key("EMAIL_CHECK_DELIVERABILITY", _bool, "false", doc="Check the email domain in DNS"),
+    _Key("MAX_BODY_BYTES", _int(1024), "65536", doc="Largest accepted submission body"),
+    _Key("FORM_MIN_FILL_SECONDS", _float(0), "2", doc="Faster submissions are treated as bots"),
+    _Key("FORM_MAX_AGE_HOURS", _int(1), "24", doc="Render tokens older than this are refused"),
+    _Key("RATE_LIMIT_IP", _rate, "30/minute", doc="Submissions per IP address"),
+    _Key("RATE_LIMIT_EMAIL", _rate, "5/hour", doc="Submissions per email address"),
+    _Key("IMPRINT_URL", _http_url, "http://127.0.0.1:5000/imprint", doc="Linked in every mail"),
+    _Key("PRIVACY_URL", _http_url, "http://127.0.0.1:5000/privacy", doc="Linked in every mail"),
+    _Key("WORKER_POLL_SECONDS", _float(0.05), "2", doc="Worker's idle poll interval"),
+    _Key("OUTBOX_MAX_ATTEMPTS", _int(1), "12", doc="Delivery attempts before a mail fails"),
+    _Key("OUTBOX_RETRY_SECONDS", _float(0.1), "30", doc="First retry delay; doubles each time"),
+    _Key("OUTBOX_LEASE_SECONDS", _float(1), "300", doc="A dead worker's claimed mails return after"),
+    _Key("LOG_LEVEL", _log_level, "INFO", doc="DEBUG, INFO, WARNING or ERROR"),
+    _Key("PROXY_FIX", _int(0, 5), "0", doc="Number of trusted reverse proxies in front"),
+)
+_KNOWN = {PREFIX + key.name for key in KEYS} | {
+    PREFIX + key.name + "_FILE" for key in KEYS if key.secret
+}
+# Variables the test suite and tools read; allowed so the closed check passes.
+_TOLERATED = {PREFIX + "TEST_DATABASE_URL"}
+
+
+def _raw_value(key: _Key, environ: Mapping[str, str]) -> str | None:
+    env_name = PREFIX + key.name
+    if key.secret and environ.get(env_name + "_FILE"):
+        path = Path(environ[env_name + "_FILE"])
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(env_name + "_FILE", f"cannot read {path}: {exc.strerror}") from None
+    value = environ.get(env_name)
+    if value is None or value == "":
+        return key.default
+    return value
+
+
+def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read and validate every setting; raise :class:`SettingsError` on the first bad one."""
+    environ = os.environ if environ is None else environ
+    for name in sorted(environ):
+        if name.startswith(PREFIX) and name not in _KNOWN | _TOLERATED:
+            raise SettingsError(name, "unknown setting (see the configuration table in README)")
+    values: dict[str, Any] = {}
+    for key in KEYS:
+        field = key.name.lower()
+        if field in overrides:
+            values[field] = overrides.pop(field)
+            continue
+        raw = _raw_value(key, environ)
+        if raw is None:
+            values[field] = None
+            continue
+        try:
+            values[field] = key.parse(raw)
+        except ValueError as exc:
+            raise SettingsError(PREFIX + key.name, str(exc)) from None
+    if overrides:
+        raise SettingsError(PREFIX + sorted(overrides)[0].upper(), "unknown setting override")
+
+    instance = Path(values["instance"]).expanduser().resolve()
+    values["instance"] = instance
+    if values["database_url"] is None:
+        values["database_url"] = f"sqlite:///{instance / 'leadvault.db'}"
+    keyring = values["keyring"]
+    values["keyring"] = (
+        Path(keyring).expanduser().resolve() if keyring else instance / "keyring.json"
+    )
+    settings = Settings(**values)
+    if settings.instance.exists() and not settings.instance.is_dir():
+        raise SettingsError(PREFIX + "INSTANCE", f"{settings.instance} is not a folder")
+    return settings

@@ -1,0 +1,20 @@
+"""Signals by which lower packages tell higher ones that something happened.
+
+Receivers get the session as ``sender`` and keyword arguments; they must only
+flush, never commit: they run inside the transaction of the change.
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+# lead_id=UUID — before the lead's rows are deleted; receivers delete theirs.
+lead_erasing = _signals.signal("lead-erasing")
+# lead_id=UUID, purpose=str — a purpose was confirmed by double opt-in.
+purpose_confirmed = _signals.signal("purpose-confirmed")
+# lead_id=UUID, purpose=str — a purpose was withdrawn (unsubscribe, preference center).
+purpose_withdrawn = _signals.signal("purpose-withdrawn")
+# lead_id=UUID — receivers return (section_name, json_value) for the access export.
+collect_access_data = _signals.signal("collect-access-data")

@@ -1,0 +1,129 @@
+"""Core HTTP concerns: health check, security headers, human error pages, CSRF, limits."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, Flask, Response, g, jsonify, render_template, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from leadvault import db, i18n
+
+log = logging.getLogger("leadvault.web")
+
+bp = Blueprint("core", __name__, template_folder="templates", static_folder="static")
+csrf = CSRFProtect()
+limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
+
+DEFAULT_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    try:
+        db.session().execute(sa.text("SELECT 1"))
+    except OperationalError:
+        return jsonify(status="unavailable", database="unreachable"), 503
+    return jsonify(status="ok", database="ok"), 200
+
+
+@bp.get("/")
+def index() -> str:
+    return render_template("leadvault/index.html")
+
+
+def language() -> str:
+    lang = g.get("lang")
+    if lang is None:
+        lang = g.lang = i18n.negotiate(
+            request.args.get("lang"), request.headers.get("Accept-Language")
+        )
+    return lang
+
+
+def wants_json() -> bool:
+    if request.is_json:
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes[
+        "text/html"
+    ]
+
+
+def error_response(status: int, message_key: str, **extra: Any) -> tuple[Any, int]:
+    """A human message in the visitor's language; never an exception's text."""
+    lang = language()
+    message = i18n.translate(lang, message_key)
+    if wants_json():
+        return jsonify(error=message, status=status, **extra), status
+    return render_template("leadvault/error.html", status=status, message=message), status
+
+
+def _handle_http(exc: HTTPException) -> Any:
+    status = exc.code or 500
+    key = f"error.{status}" if i18n.has_key(f"error.{status}") else "error.400"
+    body, code = error_response(status, key)
+    headers = {}
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        headers["Allow"] = ", ".join(exc.valid_methods)
+    return body, code, headers
+
+
+def _handle_csrf(_exc: CSRFError) -> Any:
+    return error_response(400, "error.csrf")
+
+
+def _handle_unexpected(exc: Exception) -> Any:
+    # Log the type and the place, not the message: it may hold personal data.
+    log.error(
+        "unhandled %s at %s %s", type(exc).__name__, request.method, request.url_rule, exc_info=False
+    )
+    if isinstance(exc, OperationalError):
+        return error_response(503, "error.503")
+    return error_response(500, "error.500")
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", DEFAULT_CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    headers.setdefault("Permissions-Policy", "interest-cohort=(), browsing-topics=()")
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    from leadvault.app import runtime
+
+    settings = runtime(app).settings
+    csrf.init_app(app)
+    app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or "memory://"
+    app.config["RATELIMIT_STRATEGY"] = "moving-window"
+    app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    limiter.init_app(app)
+    app.register_blueprint(bp)
+    app.register_error_handler(HTTPException, _handle_http)
+    app.register_error_handler(CSRFError, _handle_csrf)
+    app.register_error_handler(Exception, _handle_unexpected)
+    app.after_request(_security_headers)
+
+    @app.context_processor
+    def _template_globals() -> dict[str, Any]:
+        lang = language()
+        return {
+            "_": lambda key, **values: i18n.translate(lang, key, **values),
+            "lang": lang,
+            "imprint_url": settings.imprint_url,
+            "privacy_url": settings.privacy_url,
+        }

@@ -1,0 +1,68 @@
+"""The background worker: delivers the outbox and runs periodic jobs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from flask import Flask
+
+from leadvault import outbox
+from leadvault.app import runtime
+from leadvault.db import unit_of_work
+from leadvault.mail import Sender, sender_for
+
+log = logging.getLogger("leadvault.worker")
+
+
+class Worker:
+    def __init__(
+        self, app: Flask, *, batch_size: int = 50, sender: Sender | None = None
+    ) -> None:
+        self.app = app
+        self.runtime = runtime(app)
+        self.batch_size = batch_size
+        self.sender = sender or sender_for(self.runtime.settings)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
+        self._last_run: dict[str, float] = {}
+
+    def deliver_once(self) -> int:
+        return outbox.deliver_due(
+            self.runtime.session_factory,
+            self.sender,
+            worker_id=self.worker_id,
+            limit=self.batch_size,
+        )
+
+    def run_due_jobs(self) -> None:
+        now = time.monotonic()
+        for job in self.runtime.jobs:
+            last = self._last_run.get(job.name)
+            if last is not None and now - last < job.interval_seconds:
+                continue
+            self._last_run[job.name] = now
+            try:
+                with self.app.app_context(), unit_of_work(self.runtime.session_factory) as session:
+                    job.run(session)
+            except Exception as exc:  # a failing job must not stop mail delivery
+                log.error("job %s failed: %s", job.name, type(exc).__name__)
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("worker %s started", self.worker_id)
+        poll = self.runtime.settings.worker_poll_seconds
+        try:
+            while not stop.is_set():
+                try:
+                    handled = self.deliver_once()
+                except Exception as exc:  # database gone: wait and try again
+                    log.error("delivery loop error: %s", type(exc).__name__)
+                    handled = 0
+                self.run_due_jobs()
+                if handled == 0:
+                    stop.wait(poll)
+        finally:
+            self.sender.close()
+            log.info("worker %s stopped", self.worker_id)

@@ -1,0 +1,17 @@
+"""WSGI entry point for gunicorn: ``gunicorn leadvault.wsgi:app``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from leadvault.app import create_app
+from leadvault.settings import SettingsError
+
+try:
+    app = create_app()
+except SettingsError as exc:  # one line, not a traceback, in the server log
+    print(f"Error: {exc}", file=sys.stderr)  # noqa: T201
+    sys.exit(2)
+
+logging.basicConfig(level=app.extensions["leadvault"].settings.log_level)

@@ -1,0 +1,286 @@
+"""Fixtures: real databases through the real migrations, a real SMTP server.
+
+Every test that takes ``app`` runs on SQLite and, when
+``LEADVAULT_TEST_DATABASE_URL`` is set, once more on PostgreSQL (in a schema
+of its own, dropped at the end). The schema is migrated once per backend;
+tables are emptied after each test.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+from werkzeug.serving import make_server
+
+from leadvault import clock, migrate
+from leadvault.app import create_app, runtime
+from leadvault.crypto import Keyring
+
+PG_URL = os.environ.get("LEADVAULT_TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+# Rows the migrations seed; kept between tests.
+SEEDED = {"purposes", "consent_texts", "consent_ledger_head", "alembic_version"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def keyring_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("keys") / "keyring.json"
+    Keyring.generate().save(path)
+    return path
+
+
+def _pg_url_with_schema(schema: str) -> str:
+    assert PG_URL is not None
+    joiner = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{joiner}options={quote(f'-csearch_path={schema}')}"
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from leadvault.db import create_engine
+    from leadvault.settings import parse_database_url
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'leadvault.db'}"
+        migrate.upgrade(create_engine(url))
+        yield url
+        return
+    schema = f"lv_test_{secrets.token_hex(4)}"
+    admin = create_engine(parse_database_url(PG_URL or ""))
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = _pg_url_with_schema(schema)
+    engine = create_engine(parse_database_url(url))
+    migrate.upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def backend(database_url: str) -> str:
+    return "sqlite" if database_url.startswith("sqlite") else "postgresql"
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Path:
+    folder = tmp_path / "instance"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def settings_overrides(database_url: str, keyring_path: Path, instance: Path) -> dict[str, Any]:
+    from leadvault.settings import parse_database_url
+
+    return {
+        "instance": str(instance),
+        "database_url": parse_database_url(database_url),
+        "keyring": str(keyring_path),
+        "form_min_fill_seconds": 0.0,
+        "rate_limit_ip": "1000/minute",
+        "rate_limit_email": "1000/minute",
+        "outbox_retry_seconds": 0.2,
+        "outbox_lease_seconds": 3.0,
+        "worker_poll_seconds": 0.1,
+    }
+
+
+@pytest.fixture
+def make_app(settings_overrides: dict[str, Any]) -> Iterator[Any]:
+    created: list[Any] = []
+
+    def factory(**overrides: Any) -> Any:
+        app = create_app({**settings_overrides, **overrides}, environ={})
+        app.config["TESTING"] = True
+        created.append(app)
+        return app
+
+    yield factory
+    for app in created:
+        _empty_tables(app)
+        runtime(app).engine.dispose()
+    clock.freeze(None)
+
+
+@pytest.fixture
+def app(make_app: Any, smtp_server: SmtpSink) -> Any:
+    return make_app(smtp_url=_smtp_config(smtp_server.port))
+
+
+def _smtp_config(port: int) -> Any:
+    from leadvault.settings import parse_smtp_url
+
+    return parse_smtp_url(f"smtp://127.0.0.1:{port}")
+
+
+def _empty_tables(app: Any) -> None:
+    from leadvault.db import Base
+
+    engine = runtime(app).engine
+    tables = [t for t in reversed(Base.metadata.sorted_tables) if t.name not in SEEDED]
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                connection.execute(table.delete())
+        connection.execute(sa.text("DELETE FROM consent_texts WHERE version > 1"))
+        connection.execute(
+            sa.text("UPDATE consent_ledger_head SET last_id = 0, last_hash = :h"), {"h": "0" * 64}
+        )
+
+
+@pytest.fixture
+def session(app: Any) -> Iterator[Any]:
+    """A unit of work inside an app context, committed at the end of the test."""
+    from leadvault.db import unit_of_work
+
+    with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
+        yield s
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+# --- SMTP ----------------------------------------------------------------
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        with self.lock:
+            self.messages.append(message)  # type: ignore[arg-type]
+        return "250 OK"
+
+
+class SmtpSink:
+    """A real SMTP server on loopback that keeps what it receives."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.collector = _Collector()
+        self.controller: Controller | None = None
+
+    def start(self) -> None:
+        self.controller = Controller(self.collector, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        with self.collector.lock:
+            return list(self.collector.messages)
+
+    def wait_for(self, count: int, timeout: float = 15.0) -> list[EmailMessage]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.messages) >= count:
+                return self.messages
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} mails, got {len(self.messages)}")
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+def deliver(app: Any) -> int:
+    """Run the outbox once, as the worker does."""
+    from leadvault.worker import Worker
+
+    worker = Worker(app)
+    total = 0
+    while handled := worker.deliver_once():
+        total += handled
+    worker.sender.close()
+    return total
+
+
+# --- a served app (for concurrency and browser tests) -----------------------
+
+
+class LiveServer:
+    def __init__(self, app: Any) -> None:
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.port = self.server.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=5)
+
+
+# --- helpers ---------------------------------------------------------------
+
+
+def make_form(app: Any, **kwargs: Any) -> str:
+    from capture import service
+    from leadvault.db import unit_of_work
+
+    spec = {
+        "name": "Newsletter",
+        "kind": "newsletter",
+        "fields": [service.FieldSpec("first_name", False), service.FieldSpec("last_name", False)],
+        "purposes": [service.PurposeSpec("newsletter", True)],
+        "allowed_origins": ["https://www.example.com"],
+    }
+    spec.update(kwargs)
+    with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
+        return service.create_form(s, **spec).public_id
+
+
+def render_token(app: Any, public_id: str) -> str:
+    from capture import bots, service
+    from leadvault.db import unit_of_work
+
+    with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
+        form = service.get_form(s, public_id)
+        assert form is not None
+        return bots.issue_render_token(s, form)
+
+
+def unique_email(prefix: str = "ada") -> str:
+    return f"{prefix}.{uuid.uuid4().hex[:8]}@example.org"
