@@ -103,7 +103,7 @@ def render_form_page(form: Form, lang: str, *, values: dict[str, Any] | None = N
     return response
 
 
-@bp.get("/f/<form_id>")
+@bp.get("/f/<form_id>", provide_automatic_options=False)
 def show(form_id: str) -> Response:
     form = _form_or_404(form_id)
     return render_form_page(form, _form_language())
@@ -180,7 +180,7 @@ def _reply(form: Form, lang: str, as_json: bool) -> Response:
     return response
 
 
-@bp.post("/f/<form_id>")
+@bp.post("/f/<form_id>", provide_automatic_options=False)
 @csrf.exempt  # public endpoint: protected by the signed render token and Origin check
 @limiter.limit(lambda: runtime(current_app).settings.rate_limit_ip)
 @limiter.limit(lambda: runtime(current_app).settings.rate_limit_email, key_func=_email_key)

@@ -48,7 +48,7 @@ def confirm(token: str) -> Response:
         return _page("consent/message.html", title="optin.done.title", text="optin.done.text")
     if check.expired or check.request is None:
         return _page("consent/expired.html", 410, token=token)
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD (link scanners) never confirm
         lang = language()
         names = [i18n.translate(lang, f"purpose.{p}") for p in check.request.purposes]
         return _page("consent/confirm.html", purposes=names, token=token)

@@ -61,12 +61,13 @@ def build_message(content: MailContent, *, mail_from: str) -> EmailMessage:
     message["From"] = mail_from
     message["To"] = content.to
     message["Subject"] = content.subject
-    message["Content-Language"] = content.language
     message["Auto-Submitted"] = "auto-generated"
     for name, value in content.headers.items():
         message[name] = value
     message.set_content(content.text)
     message.add_alternative(content.html, subtype="html")
+    # After set_content, which clears every Content-* header.
+    message["Content-Language"] = content.language
     return message
 
 
