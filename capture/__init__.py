@@ -6,7 +6,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from capture import i18n as strings, views
+    from capture import i18n as strings
+    from capture import views
     from leadvault import i18n
 
     i18n.register(strings.CATALOGUE)

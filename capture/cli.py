@@ -37,10 +37,18 @@ def forms() -> None:
 @forms.command("add")
 @click.option("--name", required=True, help="A name for you, never shown to visitors.")
 @click.option("--kind", type=click.Choice(["newsletter", "whitepaper", "contact"]), required=True)
-@click.option("--field", "fields", multiple=True,
-              help="A field besides email; append ! to require it (e.g. --field first_name!).")
-@click.option("--purpose", "purposes", multiple=True,
-              help="A consent purpose; append ! to require it. Default: the kind's own purpose.")
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    help="A field besides email; append ! to require it (e.g. --field first_name!).",
+)
+@click.option(
+    "--purpose",
+    "purposes",
+    multiple=True,
+    help="A consent purpose; append ! to require it. Default: the kind's own purpose.",
+)
 @click.option("--origin", "origins", multiple=True, help="An origin allowed to embed and post.")
 @click.option("--thanks-en", help="Thank-you text in English.")
 @click.option("--thanks-de", help="Thank-you text in German.")
@@ -62,7 +70,11 @@ def add(
     """Create a form and print its id and embed snippets."""
     from capture import service
 
-    default_purpose = {"newsletter": "newsletter!", "whitepaper": "whitepaper!", "contact": "sales_contact!"}
+    default_purpose = {
+        "newsletter": "newsletter!",
+        "whitepaper": "whitepaper!",
+        "contact": "sales_contact!",
+    }
     thank_you = {k: v for k, v in {"en": thanks_en, "de": thanks_de}.items() if v}
     app = load_app()
     try:

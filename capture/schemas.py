@@ -79,10 +79,14 @@ def build_schema(form: Form, lang: str, *, check_deliverability: bool) -> Schema
     for key in SOURCE_KEYS:
         declared[key] = fields.String(
             load_default=None,
-            validate=validate.Length(max=2000, error=i18n.translate(lang, "field.too_long", max=2000)),
+            validate=validate.Length(
+                max=2000, error=i18n.translate(lang, "field.too_long", max=2000)
+            ),
             error_messages={"invalid": i18n.translate(lang, "field.invalid")},
         )
-    declared["consent"] = fields.List(fields.String(validate=validate.Length(max=40)), load_default=list)
+    declared["consent"] = fields.List(
+        fields.String(validate=validate.Length(max=40)), load_default=list
+    )
     schema_class = Schema.from_dict(declared, name="SubmissionSchema")
     return schema_class(unknown=RAISE)
 
@@ -109,11 +113,10 @@ def validate_submission(
         if key == "consent":
             payload[key] = _as_list(value)
             continue
-        if isinstance(value, str):
-            value = value.strip()
-            if value == "":
-                continue  # an empty optional input is "not given"
-        payload[key] = value
+        cleaned = value.strip() if isinstance(value, str) else value
+        if cleaned == "":
+            continue  # an empty optional input is "not given"
+        payload[key] = cleaned
     schema = build_schema(form, lang, check_deliverability=check_deliverability)
     try:
         loaded = schema.load(payload)

@@ -102,7 +102,9 @@ def create_form(
     texts: dict[str, dict[str, int]] = {lang: {} for lang in i18n.LANGUAGES}
     for spec in purposes:
         if spec.purpose not in known:
-            raise FormError(f"unknown purpose {spec.purpose!r}; purposes are {', '.join(sorted(known))}")
+            raise FormError(
+                f"unknown purpose {spec.purpose!r}; purposes are {', '.join(sorted(known))}"
+            )
         for lang in i18n.LANGUAGES:
             text = consent_service.latest_text(session, spec.purpose, lang)
             if text is None:
@@ -218,12 +220,16 @@ def read_submission(session: Session, submission: Submission) -> dict[str, str]:
     lead = leads.get(session, submission.lead_id)
     if lead is None:
         return {}
-    return leads.data_key(session, lead).decrypt_json(f"submission/{submission.id}", submission.data)
+    return leads.data_key(session, lead).decrypt_json(
+        f"submission/{submission.id}", submission.data
+    )
 
 
 def submissions_of(session: Session, lead_id: uuid.UUID) -> list[Submission]:
     return list(
         session.scalars(
-            sa.select(Submission).where(Submission.lead_id == lead_id).order_by(Submission.created_at)
+            sa.select(Submission)
+            .where(Submission.lead_id == lead_id)
+            .order_by(Submission.created_at)
         )
     )

@@ -55,7 +55,9 @@ def _email_key() -> str:
 
 
 def _form_language(form_lang: str | None = None) -> str:
-    g.lang = i18n.negotiate(form_lang or request.args.get("lang"), request.headers.get("Accept-Language"))
+    g.lang = i18n.negotiate(
+        form_lang or request.args.get("lang"), request.headers.get("Accept-Language")
+    )
     return g.lang
 
 
@@ -83,8 +85,14 @@ def _cors(response: Response, form: Form) -> Response:
     return response
 
 
-def render_form_page(form: Form, lang: str, *, values: dict[str, Any] | None = None,
-                     errors: dict[str, str] | None = None, status: int = 200) -> Response:
+def render_form_page(
+    form: Form,
+    lang: str,
+    *,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
     session = db.session()
     body = render_template(
         "capture/form.html",
@@ -163,6 +171,7 @@ def _read_body() -> tuple[dict[str, Any], bool]:
             data[key] = values if key == "consent" or len(values) > 1 else values[0]
         return data, False
     abort(415)
+    return None
 
 
 def _reply(form: Form, lang: str, as_json: bool) -> Response:
@@ -210,8 +219,9 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
     return _reply(form, lang, as_json)
 
 
-def _invalid(form: Form, lang: str, raw: dict[str, Any], errors: dict[str, str],
-             as_json: bool) -> Response:
+def _invalid(
+    form: Form, lang: str, raw: dict[str, Any], errors: dict[str, str], as_json: bool
+) -> Response:
     if as_json:
         response = jsonify(error=i18n.translate(lang, "error.422"), fields=errors, status=422)
         response.status_code = 422

@@ -6,7 +6,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from consent import i18n as strings, service, views
+    from consent import i18n as strings
+    from consent import service, views
     from leadvault import i18n
 
     i18n.register(strings.CATALOGUE)

@@ -47,7 +47,9 @@ def texts() -> None:
             )
         )
         for row in rows:
-            click.echo(f"{row.purpose:14} {row.language} v{row.version}  {row.sha256[:12]}  {row.text}")
+            click.echo(
+                f"{row.purpose:14} {row.language} v{row.version}  {row.sha256[:12]}  {row.text}"
+            )
 
 
 @consent.command("add-text")

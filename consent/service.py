@@ -317,7 +317,11 @@ def resend_optin(session: Session, request: OptInRequest) -> bool:
 
 
 def withdraw(
-    session: Session, lead_id: uuid.UUID, purposes_to_withdraw: Iterable[str], *, meta: RequestMeta,
+    session: Session,
+    lead_id: uuid.UUID,
+    purposes_to_withdraw: Iterable[str],
+    *,
+    meta: RequestMeta,
     detail: str | None = None,
 ) -> list[str]:
     """Withdraw purposes; cancel their queued mails. Returns those that changed."""
@@ -350,7 +354,9 @@ def _on_lead_erasing(session: Session, *, lead_id: uuid.UUID, **_: object) -> No
     """Keep only the keyed hash of the address and an erased entry in the ledger."""
     lead = session.get(Lead, lead_id)
     if lead is not None and session.get(Suppression, lead.email_index) is None:
-        session.add(Suppression(email_index=lead.email_index, reason="erased", created_at=clock.now()))
+        session.add(
+            Suppression(email_index=lead.email_index, reason="erased", created_at=clock.now())
+        )
     ledger.append(session, event=LedgerEvent.ERASED, subject=str(lead_id))
 
 

@@ -32,7 +32,9 @@ def _page(template: str, status: int = 200, **context: Any) -> Response:
 
 
 def _invalid() -> Response:
-    return _page("consent/message.html", 400, title="optin.invalid.title", text="optin.invalid.text")
+    return _page(
+        "consent/message.html", 400, title="optin.invalid.title", text="optin.invalid.text"
+    )
 
 
 @bp.route("/c/<token>", methods=["GET", "POST"])

@@ -14,7 +14,8 @@ from flask import Flask
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadvault import db, settings as settings_module
+from leadvault import db
+from leadvault import settings as settings_module
 from leadvault.crypto import Keyring, KeyringError, Vault
 from leadvault.settings import Settings, SettingsError
 
@@ -50,7 +51,9 @@ def runtime(app: Flask) -> Runtime:
     return app.extensions["leadvault"]
 
 
-def create_app(overrides: dict[str, Any] | None = None, *, environ: dict[str, str] | None = None) -> Flask:
+def create_app(
+    overrides: dict[str, Any] | None = None, *, environ: dict[str, str] | None = None
+) -> Flask:
     """Build the Flask app from ``LEADVAULT_*`` settings (``overrides`` win)."""
     settings = settings_module.load(environ, **(overrides or {}))
     vault = load_vault(settings)
@@ -97,6 +100,4 @@ def _register_domains(app: Flask) -> None:
 
 def import_models() -> None:
     """Import every package's models so ``Base.metadata`` is complete (Alembic)."""
-    import capture.models
-    import consent.models
     import leadvault.models  # noqa: F401

@@ -116,7 +116,9 @@ def run(host: str, port: int, no_worker: bool) -> None:
     except OSError as exc:
         stop.set()
         raise Refused(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    mail = f"SMTP {settings.smtp.describe()}" if settings.smtp else f"files in {settings.mail_folder}"
+    mail = (
+        f"SMTP {settings.smtp.describe()}" if settings.smtp else f"files in {settings.mail_folder}"
+    )
     click.echo(f"Leadvault is running on http://{host}:{port}/  (mail: {mail})")
     click.echo(f"Public links use {settings.base_url}. Press Ctrl+C to stop.")
     signal.signal(signal.SIGTERM, lambda *_: server.shutdown())
@@ -260,7 +262,7 @@ def check() -> None:
     click.echo(f"instance     {settings.instance}")
     click.echo(f"base URL     {settings.base_url}")
     click.echo(f"key ring     {settings.keyring} (master key v{rt.vault.keyring.active_version})")
-    click.echo(f"rate limits  {settings.redis_url and 'redis' or 'in memory'}")
+    click.echo(f"rate limits  {(settings.redis_url and 'redis') or 'in memory'}")
     db_label = rt.engine.url.render_as_string(hide_password=True)
     try:
         with rt.engine.connect() as connection:
@@ -310,5 +312,3 @@ def main(argv: list[str] | None = None) -> Any:
     except ProgrammingError:
         click.echo("Error: database schema is missing; run `leadvault db upgrade`", err=True)
         sys.exit(1)
-
-

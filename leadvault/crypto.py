@@ -94,7 +94,9 @@ class Keyring:
         except PermissionError:
             raise KeyringError(f"{path} is not readable by this user") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise KeyringError(f"{path} is not a Leadvault key ring ({type(exc).__name__})") from None
+            raise KeyringError(
+                f"{path} is not a Leadvault key ring ({type(exc).__name__})"
+            ) from None
         try:
             if raw["format"] != KEYRING_FORMAT:
                 raise KeyringError(f"{path} has unknown format {raw['format']!r}")
@@ -106,7 +108,9 @@ class Keyring:
                 path=path,
             )
         except (KeyError, TypeError, ValueError, AttributeError):
-            raise KeyringError(f"{path} is not a Leadvault key ring (missing or bad keys)") from None
+            raise KeyringError(
+                f"{path} is not a Leadvault key ring (missing or bad keys)"
+            ) from None
         if keyring.active_version not in keyring.master_keys or not keyring.signing_keys:
             raise KeyringError(f"{path} names an active master key it does not hold")
         if any(len(k) != _KEY_BYTES for k in keyring.master_keys.values()):
@@ -249,7 +253,7 @@ class Vault:
 
     def rewrap(self, wrapped: WrappedKey, owner: uuid.UUID | str) -> WrappedKey:
         data_key = self.unwrap(wrapped, owner)
-        return self.wrap(data_key._key, owner)  # noqa: SLF001 - same module
+        return self.wrap(data_key._key, owner)
 
     # blind index
     def blind_index(self, email: str) -> bytes:

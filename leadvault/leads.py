@@ -66,9 +66,7 @@ def get_or_create(session: Session, email: str, *, language: str) -> tuple[Lead,
     insert = postgresql.insert if dialect_of(session) == "postgresql" else sqlite.insert
     statement = insert(Lead).values(**values).on_conflict_do_nothing(index_elements=["email_index"])
     created = session.execute(statement).rowcount == 1
-    lead = session.scalars(
-        sa.select(Lead).where(Lead.email_index == index).with_for_update()
-    ).one()
+    lead = session.scalars(sa.select(Lead).where(Lead.email_index == index).with_for_update()).one()
     if created:
         session.info.setdefault(_KEY_CACHE, {})[lead.id] = key
     return lead, created

@@ -7,6 +7,7 @@ to a :class:`Sender`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import smtplib
@@ -140,10 +141,8 @@ class SmtpSender:
 
     def close(self) -> None:
         if self._connection is not None:
-            try:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
                 self._connection.quit()
-            except (OSError, smtplib.SMTPException):
-                pass
             self._connection = None
 
 

@@ -86,7 +86,9 @@ def read_subject(session: Session, row: OutboxMessage) -> str | None:
     if row.subject is None:
         return None
     lead = session.get(Lead, row.lead_id) if row.lead_id is not None else None
-    return _payload_key(session, row, lead).decrypt(f"outbox/{row.payload_owner}/subject", row.subject)
+    return _payload_key(session, row, lead).decrypt(
+        f"outbox/{row.payload_owner}/subject", row.subject
+    )
 
 
 def cancel_pending(session: Session, *, lead_id: uuid.UUID, purpose: str | None = None) -> int:
@@ -106,9 +108,7 @@ def claim(session: Session, *, worker_id: str, limit: int) -> list[int]:
     now = clock.now()
     lease = dt.timedelta(seconds=settings_of(session).outbox_lease_seconds)
     due = sa.or_(
-        sa.and_(
-            OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now
-        ),
+        sa.and_(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now),
         sa.and_(OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.locked_until < now),
     )
     query = sa.select(OutboxMessage.id).where(due).order_by(OutboxMessage.id).limit(limit)

@@ -266,7 +266,9 @@ KEYS: tuple[_Key, ...] = (
     _Key("WORKER_POLL_SECONDS", _float(0.05), "2", doc="Worker's idle poll interval"),
     _Key("OUTBOX_MAX_ATTEMPTS", _int(1), "12", doc="Delivery attempts before a mail fails"),
     _Key("OUTBOX_RETRY_SECONDS", _float(0.1), "30", doc="First retry delay; doubles each time"),
-    _Key("OUTBOX_LEASE_SECONDS", _float(1), "300", doc="A dead worker's claimed mails return after"),
+    _Key(
+        "OUTBOX_LEASE_SECONDS", _float(1), "300", doc="A dead worker's claimed mails return after"
+    ),
     _Key("LOG_LEVEL", _log_level, "INFO", doc="DEBUG, INFO, WARNING or ERROR"),
     _Key("PROXY_FIX", _int(0, 5), "0", doc="Number of trusted reverse proxies in front"),
 )

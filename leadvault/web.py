@@ -54,9 +54,10 @@ def wants_json() -> bool:
     if request.is_json:
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes[
-        "text/html"
-    ]
+    return (
+        best == "application/json"
+        and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+    )
 
 
 def error_response(status: int, message_key: str, **extra: Any) -> tuple[Any, int]:
@@ -85,7 +86,11 @@ def _handle_csrf(_exc: CSRFError) -> Any:
 def _handle_unexpected(exc: Exception) -> Any:
     # Log the type and the place, not the message: it may hold personal data.
     log.error(
-        "unhandled %s at %s %s", type(exc).__name__, request.method, request.url_rule, exc_info=False
+        "unhandled %s at %s %s",
+        type(exc).__name__,
+        request.method,
+        request.url_rule,
+        exc_info=False,
     )
     if isinstance(exc, OperationalError):
         return error_response(503, "error.503")

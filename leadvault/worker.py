@@ -19,9 +19,7 @@ log = logging.getLogger("leadvault.worker")
 
 
 class Worker:
-    def __init__(
-        self, app: Flask, *, batch_size: int = 50, sender: Sender | None = None
-    ) -> None:
+    def __init__(self, app: Flask, *, batch_size: int = 50, sender: Sender | None = None) -> None:
         self.app = app
         self.runtime = runtime(app)
         self.batch_size = batch_size

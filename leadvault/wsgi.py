@@ -11,7 +11,7 @@ from leadvault.settings import SettingsError
 try:
     app = create_app()
 except SettingsError as exc:  # one line, not a traceback, in the server log
-    print(f"Error: {exc}", file=sys.stderr)  # noqa: T201
+    print(f"Error: {exc}", file=sys.stderr)
     sys.exit(2)
 
 logging.basicConfig(level=app.extensions["leadvault"].settings.log_level)

@@ -56,7 +56,9 @@ def _pg_url_with_schema(schema: str) -> str:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     from leadvault.db import create_engine
     from leadvault.settings import parse_database_url
 

@@ -25,7 +25,9 @@ def count(app, model) -> int:
 
 
 def test_hosted_form_page(app, client):
-    form_id = make_form(app, allowed_origins=["https://www.example.com", "https://shop.example.com:8443"])
+    form_id = make_form(
+        app, allowed_origins=["https://www.example.com", "https://shop.example.com:8443"]
+    )
     page = client.get(f"/f/{form_id}", headers={"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"})
     assert page.status_code == 200
     html = page.get_data(as_text=True)
@@ -47,14 +49,22 @@ def test_html_post_gets_thank_you_page_and_redirect(app, client):
     form_id = make_form(app)
     response = client.post(
         f"/f/{form_id}",
-        data={"email": unique_email(), "consent": "newsletter", "render_token": render_token(app, form_id)},
+        data={
+            "email": unique_email(),
+            "consent": "newsletter",
+            "render_token": render_token(app, form_id),
+        },
     )
     assert response.status_code == 200
     assert "Thank you" in response.get_data(as_text=True)
     redirecting = make_form(app, redirect_url="https://www.example.com/thanks")
     response = client.post(
         f"/f/{redirecting}",
-        data={"email": unique_email(), "consent": "newsletter", "render_token": render_token(app, redirecting)},
+        data={
+            "email": unique_email(),
+            "consent": "newsletter",
+            "render_token": render_token(app, redirecting),
+        },
     )
     assert response.status_code == 303
     assert response.headers["Location"] == "https://www.example.com/thanks"
@@ -64,8 +74,12 @@ def test_field_errors_in_the_visitors_language(app, client):
     form_id = make_form(app, fields=[service.FieldSpec("first_name", True)])
     response = client.post(
         f"/f/{form_id}",
-        json={"email": "not-an-address", "consent": ["newsletter"], "lang": "de",
-              "render_token": render_token(app, form_id)},
+        json={
+            "email": "not-an-address",
+            "consent": ["newsletter"],
+            "lang": "de",
+            "render_token": render_token(app, form_id),
+        },
     )
     assert response.status_code == 422
     body = response.get_json()
@@ -89,7 +103,11 @@ def test_replies_for_new_and_existing_address_are_identical(app, client, smtp_se
     def post() -> tuple[int, bytes]:
         response = client.post(
             f"/f/{form_id}",
-            json={"email": email, "consent": ["newsletter"], "render_token": render_token(app, form_id)},
+            json={
+                "email": email,
+                "consent": ["newsletter"],
+                "render_token": render_token(app, form_id),
+            },
         )
         return response.status_code, response.get_data()
 
@@ -98,13 +116,20 @@ def test_replies_for_new_and_existing_address_are_identical(app, client, smtp_se
     assert first == second
     html_new = client.post(
         f"/f/{form_id}",
-        data={"email": unique_email(), "consent": "newsletter", "render_token": render_token(app, form_id)},
+        data={
+            "email": unique_email(),
+            "consent": "newsletter",
+            "render_token": render_token(app, form_id),
+        },
     )
     html_old = client.post(
         f"/f/{form_id}",
         data={"email": email, "consent": "newsletter", "render_token": render_token(app, form_id)},
     )
-    assert (html_new.status_code, html_new.get_data()) == (html_old.status_code, html_old.get_data())
+    assert (html_new.status_code, html_new.get_data()) == (
+        html_old.status_code,
+        html_old.get_data(),
+    )
     assert count(app, Lead) == 2
     assert count(app, Submission) == 4
 
@@ -132,7 +157,11 @@ def test_bots_get_the_same_reply_and_leave_nothing(make_app, smtp_server):
     form_id = make_form(app)
     human_reply = None
     for case in ("honeypot", "too_fast", "no_token"):
-        payload = {"email": unique_email(), "consent": ["newsletter"], "render_token": render_token(app, form_id)}
+        payload = {
+            "email": unique_email(),
+            "consent": ["newsletter"],
+            "render_token": render_token(app, form_id),
+        }
         if case == "honeypot":
             payload["website"] = "http://spam.example"
         if case == "no_token":
@@ -150,7 +179,6 @@ def test_bots_get_the_same_reply_and_leave_nothing(make_app, smtp_server):
 
 
 def _bad_inputs(form_id: str, token: str, expired_token: str) -> list[tuple[str, dict, int | str]]:
-    url = f"/f/{form_id}"
     ok = {"consent": ["newsletter"], "render_token": token}
     return [
         ("missing email", {"json": ok}, 422),
@@ -160,18 +188,40 @@ def _bad_inputs(form_id: str, token: str, expired_token: str) -> list[tuple[str,
         ("unknown field", {"json": {**ok, "email": "x@example.org", "salary": "1"}}, 422),
         ("undeclared known field", {"json": {**ok, "email": "x@example.org", "phone": "1"}}, 422),
         ("no consent", {"json": {"email": "x@example.org", "render_token": token}}, 422),
-        ("unknown purpose", {"json": {**ok, "email": "x@example.org", "consent": ["tracking", "newsletter"]}}, 422),
+        (
+            "unknown purpose",
+            {"json": {**ok, "email": "x@example.org", "consent": ["tracking", "newsletter"]}},
+            422,
+        ),
         ("JSON array", {"data": "[1,2]", "content_type": "application/json"}, 400),
         ("broken JSON", {"data": "{", "content_type": "application/json"}, 400),
-        ("non-UTF-8 JSON", {"data": b'{"email": "\xff\xfe"}', "content_type": "application/json"}, 400),
-        ("non-UTF-8 form", {"data": b"email=%FF%FE&consent=newsletter&render_token=" + token.encode(),
-                            "content_type": "application/x-www-form-urlencoded"}, 422),
+        (
+            "non-UTF-8 JSON",
+            {"data": b'{"email": "\xff\xfe"}', "content_type": "application/json"},
+            400,
+        ),
+        (
+            "non-UTF-8 form",
+            {
+                "data": b"email=%FF%FE&consent=newsletter&render_token=" + token.encode(),
+                "content_type": "application/x-www-form-urlencoded",
+            },
+            422,
+        ),
         ("wrong content type", {"data": "email=x", "content_type": "text/plain"}, 415),
         ("no content type", {"data": "email=x"}, 415),
         ("huge body", {"data": "x" * 200_000, "content_type": "application/json"}, 413),
         ("honeypot filled", {"json": {**ok, "email": "x@example.org", "website": "x"}}, "silent"),
-        ("too-fast submission", {"json": {**ok, "email": "x@example.org", "render_token": "forged"}}, "silent"),
-        ("expired render token", {"json": {**ok, "email": "x@example.org", "render_token": expired_token}}, 422),
+        (
+            "too-fast submission",
+            {"json": {**ok, "email": "x@example.org", "render_token": "forged"}},
+            "silent",
+        ),
+        (
+            "expired render token",
+            {"json": {**ok, "email": "x@example.org", "render_token": expired_token}},
+            422,
+        ),
         ("unknown form", {"json": {**ok, "email": "x@example.org"}, "url": "/f/nope"}, 404),
         ("GET-only method", {"method": "put", "json": ok}, 405),
     ]
@@ -183,10 +233,15 @@ def test_bad_input_never_500(app, client, monkeypatch):
 
     form_id = make_form(app)
     token = render_token(app, form_id)
-    monkeypatch.setattr("itsdangerous.timed.time", types.SimpleNamespace(time=lambda: time.time() - 2 * 86400))
+    monkeypatch.setattr(
+        "itsdangerous.timed.time", types.SimpleNamespace(time=lambda: time.time() - 2 * 86400)
+    )
     expired = render_token(app, form_id)
     monkeypatch.undo()
-    silent = client.post(f"/f/{form_id}", json={"email": unique_email(), "consent": ["newsletter"], "render_token": token}).get_data()
+    silent = client.post(
+        f"/f/{form_id}",
+        json={"email": unique_email(), "consent": ["newsletter"], "render_token": token},
+    ).get_data()
     failures = []
     for name, request, expected in _bad_inputs(form_id, token, expired):
         request = dict(request)
@@ -214,7 +269,9 @@ def test_concurrent_submissions_of_one_new_address(app, smtp_server, rounds):
     with LiveServer(app) as server:
 
         def post(token: str) -> int:
-            body = json.dumps({"email": email, "consent": ["newsletter"], "render_token": token}).encode()
+            body = json.dumps(
+                {"email": email, "consent": ["newsletter"], "render_token": token}
+            ).encode()
             request = urllib.request.Request(
                 f"{server.url}/f/{form_id}", data=body, headers={"Content-Type": "application/json"}
             )
@@ -244,14 +301,22 @@ def test_rate_limit_per_email(make_app, smtp_server):
     statuses = [
         client.post(
             f"/f/{form_id}",
-            json={"email": email, "consent": ["newsletter"], "render_token": render_token(app, form_id)},
+            json={
+                "email": email,
+                "consent": ["newsletter"],
+                "render_token": render_token(app, form_id),
+            },
         ).status_code
         for _ in range(4)
     ]
     assert statuses == [200, 200, 200, 429]
     other = client.post(
         f"/f/{form_id}",
-        json={"email": unique_email(), "consent": ["newsletter"], "render_token": render_token(app, form_id)},
+        json={
+            "email": unique_email(),
+            "consent": ["newsletter"],
+            "render_token": render_token(app, form_id),
+        },
     )
     assert other.status_code == 200
 
@@ -262,7 +327,11 @@ def test_proof_of_work_form(app, client):
     form_id = make_form(app, proof_of_work=True)
     config = client.get(f"/f/{form_id}/config").get_json()
     challenge = config["challenge"]
-    payload = {"email": unique_email(), "consent": ["newsletter"], "render_token": config["render_token"]}
+    payload = {
+        "email": unique_email(),
+        "consent": ["newsletter"],
+        "render_token": config["render_token"],
+    }
     # Without a solution: silently dropped.
     client.post(f"/f/{form_id}", json=payload)
     assert count(app, Lead) == 0
@@ -272,8 +341,12 @@ def test_proof_of_work_form(app, client):
     import base64
 
     payload["altcha"] = base64.b64encode(
-        json.dumps({**{k: challenge[k] for k in ("algorithm", "challenge", "salt", "signature")},
-                    "number": solution.number}).encode()
+        json.dumps(
+            {
+                **{k: challenge[k] for k in ("algorithm", "challenge", "salt", "signature")},
+                "number": solution.number,
+            }
+        ).encode()
     ).decode()
     assert client.post(f"/f/{form_id}", json=payload).status_code == 200
     assert count(app, Lead) == 1
@@ -284,9 +357,14 @@ def test_sources_are_stored_encrypted(app, client):
     client.post(
         f"/f/{form_id}",
         json={
-            "email": unique_email(), "consent": ["newsletter"], "render_token": render_token(app, form_id),
-            "page_url": "https://www.example.com/pricing?user=ada", "referrer": "https://search.example/",
-            "utm_source": "newsletter", "utm_campaign": "spring-2027", "utm_medium": "email",
+            "email": unique_email(),
+            "consent": ["newsletter"],
+            "render_token": render_token(app, form_id),
+            "page_url": "https://www.example.com/pricing?user=ada",
+            "referrer": "https://search.example/",
+            "utm_source": "newsletter",
+            "utm_campaign": "spring-2027",
+            "utm_medium": "email",
             "message": "Call me",
         },
     )

@@ -88,9 +88,7 @@ def test_submit_confirm_and_verify_ledger(app, client, smtp_server):
 
     with app.app_context(), runtime(app).session_factory() as s:
         lead = leads.find_by_email(s, email)
-        entries = list(
-            s.scalars(sa.select(LedgerEntry).where(LedgerEntry.subject == str(lead.id)))
-        )
+        entries = list(s.scalars(sa.select(LedgerEntry).where(LedgerEntry.subject == str(lead.id))))
     assert [e.event for e in entries] == ["requested", "confirmed"]
     from consent.models import ConsentText
 
@@ -124,7 +122,9 @@ def test_confirmed_lead_gets_no_second_optin(app, client, smtp_server):
     deliver(app)
     link = confirm_link(smtp_server.wait_for(1)[0])
     page = client.get(path_of(link))
-    client.post(path_of(link), data={"csrf_token": CSRF.search(page.get_data(as_text=True)).group(1)})
+    client.post(
+        path_of(link), data={"csrf_token": CSRF.search(page.get_data(as_text=True)).group(1)}
+    )
     assert submit(app, client, form_id, email).status_code == 200
     deliver(app)
     assert len(smtp_server.messages) == 1

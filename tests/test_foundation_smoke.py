@@ -12,8 +12,12 @@ def test_submit_and_mail(app, client, smtp_server):
     email = unique_email()
     response = client.post(
         f"/f/{form_id}",
-        json={"email": email, "first_name": "Ada", "consent": ["newsletter"],
-              "render_token": render_token(app, form_id)},
+        json={
+            "email": email,
+            "first_name": "Ada",
+            "consent": ["newsletter"],
+            "render_token": render_token(app, form_id),
+        },
     )
     assert response.status_code == 200, response.get_data(as_text=True)
     assert deliver(app) == 1
