@@ -233,3 +233,23 @@ def submissions_of(session: Session, lead_id: uuid.UUID) -> list[Submission]:
             .order_by(Submission.created_at)
         )
     )
+
+
+def access_section(session: Session, *, lead_id: uuid.UUID, **_: Any) -> tuple[str, list[Any]]:
+    """The lead's submissions for the access export (signal receiver)."""
+    forms = {form.id: form.public_id for form in list_forms(session)}
+    items = []
+    for submission in submissions_of(session, lead_id):
+        data = read_submission(session, submission)
+        message = data.pop("message", None)
+        item: dict[str, Any] = {
+            "id": str(submission.id),
+            "form": forms.get(submission.form_id, ""),
+            "created_at": submission.created_at.isoformat(),
+            "language": submission.language,
+            "source": data,
+        }
+        if message:
+            item["message"] = message
+        items.append(item)
+    return "submissions", items

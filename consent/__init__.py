@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from flask import Flask
 
+PURGE_INTERVAL_SECONDS = 3600.0
+
 
 def init_app(app: Flask) -> None:
-    from consent import i18n as strings
-    from consent import service, views
+    from consent import i18n as strings, retention, rights, service, views
     from leadvault import i18n
+    from leadvault.app import Job, runtime
 
     i18n.register(strings.CATALOGUE)
     service.connect_signals()
+    rights.connect_signals()
     app.register_blueprint(views.bp)
+    runtime(app).jobs.append(Job("purge", PURGE_INTERVAL_SECONDS, retention.purge))

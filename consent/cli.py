@@ -67,3 +67,64 @@ def add_text(purpose: str, language: str, text: str) -> None:
             click.echo(f"Added {row.purpose} {row.language} v{row.version} ({row.sha256}).")
     except service.ConsentError as exc:
         raise Refused(str(exc)) from None
+
+
+@consent.command("proof")
+@click.option("--email", required=True, help="The lead's address (not stored in any log).")
+def proof(email: str) -> None:
+    """Print a lead's consent history with hashes, for an authority."""
+    from consent import ledger
+    from leadvault import leads
+
+    app = load_app()
+    with app_session(app) as session:
+        lead = leads.find_by_email(session, email)
+        if lead is None:
+            raise Refused("no lead with this address (it may have been erased)")
+        entries = ledger.history(session, str(lead.id))
+        verdict = ledger.verify(session)
+        click.echo(f"Consent proof for lead {lead.id}")
+        click.echo(f"Ledger chain: {'intact' if verdict.ok else 'BROKEN'} ({verdict.checked} entries)")
+        click.echo("")
+        for entry in entries:
+            click.echo(
+                f"#{entry.id} {entry.created_at:%Y-%m-%d %H:%M:%S}Z {entry.event:9} "
+                f"purpose={entry.purpose or '-'} form={entry.form_ref or '-'} "
+                f"text=v{entry.text_version or '-'} sha256={entry.text_sha256 or '-'} "
+                f"ip={entry.ip_prefix or '-'}"
+            )
+            click.echo(f"    prev={entry.prev_hash}  hash={entry.entry_hash}")
+
+
+@click.group()
+def leads() -> None:
+    """Leads: erasure requests that arrive by letter or phone."""
+
+
+@leads.command("erase")
+@click.option("--email", required=True, help="The address to erase.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def erase(email: str, yes: bool) -> None:
+    """Erase a lead (Art. 17): crypto-shred its data key and delete its rows."""
+    from consent import rights
+
+    if not yes:
+        click.confirm("Erase everything held about this address? This cannot be undone", abort=True)
+    app = load_app()
+    with app_session(app) as session:
+        found = rights.erase_by_email(session, email)
+    if not found:
+        raise Refused("no lead with this address")
+    click.echo("Erased. A suppression entry keeps the address from being imported again.")
+
+
+@click.command()
+def purge() -> None:
+    """Apply the retention rules now (the worker also runs this every hour)."""
+    from consent import retention
+
+    app = load_app()
+    with app_session(app) as session:
+        counts = retention.purge(session)
+    for name, value in counts.items():
+        click.echo(f"{name.replace('_', ' ')}: {value}")

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, g, make_response, render_template, request
+from email_validator import EmailNotValidError, validate_email
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    make_response,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
 
-from consent import service
+from consent import rights, service
 from consent.ledger import RequestMeta
-from leadvault import db, i18n
-from leadvault.crypto import TokenInvalid
-from leadvault.web import language
+from leadvault import db, i18n, leads
+from leadvault.api import require_token
+from leadvault.app import runtime
+from leadvault.crypto import TokenExpired, TokenInvalid
+from leadvault.web import csrf, language, limiter
+
+SCHEMA_FOLDER = Path(__file__).parent / "static"
 
 bp = Blueprint("consent", __name__, template_folder="templates")
 
@@ -71,3 +89,176 @@ def resend(token: str) -> Response:
             service.resend_optin(session, check.request)
     # The same reply whatever happened: a token does not reveal whether its request lives.
     return _page("consent/message.html", title="optin.resent.title", text="optin.resent.text")
+
+
+# --- one-click unsubscribe (RFC 8058) ----------------------------------------
+
+
+def _link_problem(exc: Exception) -> Response:
+    if isinstance(exc, TokenExpired):
+        return _page("consent/message.html", 410, title="link.expired.title", text="link.expired.text",
+                     manage=True)
+    if isinstance(exc, rights.LinkGone):
+        return _page("consent/message.html", 410, title="link.used.title", text="link.used.text",
+                     manage=True)
+    return _invalid()
+
+
+@bp.route("/u/<token>", methods=["GET", "POST"])
+@csrf.exempt  # mail providers POST without cookies or CSRF tokens (RFC 8058)
+def unsubscribe(token: str) -> Response:
+    session = db.session()
+    try:
+        lead_id, purpose = rights.read_unsubscribe(session, token)
+    except TokenInvalid:
+        return _invalid()
+    lead = leads.get(session, lead_id)
+    if lead is not None:
+        g.lang = lead.language
+    name = i18n.translate(language(), f"purpose.{purpose}") if i18n.has_key(f"purpose.{purpose}") else purpose
+    if request.method != "POST":  # GET and HEAD only show the button
+        return _page("consent/unsubscribe.html", purpose=name, token=token)
+    if request.form.get("List-Unsubscribe") != "One-Click":
+        return _page("consent/unsubscribe.html", 400, purpose=name, token=token)
+    if lead is not None:
+        service.withdraw(session, lead_id, [purpose], meta=request_meta(), detail="one-click unsubscribe")
+    # The same reply for an erased lead: the address is off the list either way.
+    return _page("consent/message.html", title="unsubscribe.done.title", text="unsubscribe.done.text")
+
+
+# --- manage my data ----------------------------------------------------------
+
+
+def _manage_email_key() -> str:
+    email = request.form.get("email", "")
+    return runtime(current_app).vault.blind_index(email).hex() if email.strip() else "no-email"
+
+
+@bp.get("/manage")
+def manage() -> Response:
+    return _page("consent/manage.html")
+
+
+@bp.post("/manage")
+@limiter.limit(lambda: runtime(current_app).settings.rate_limit_manage)
+@limiter.limit(lambda: runtime(current_app).settings.rate_limit_manage, key_func=_manage_email_key)
+def manage_request() -> Response:
+    email = request.form.get("email", "").strip()
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError:
+        return _page("consent/manage.html", 422, error=i18n.translate(language(), "email.invalid"),
+                     email=email)
+    rights.request_manage_link(db.session(), email, language())
+    # Identical whether or not the address belongs to a lead.
+    return _page("consent/message.html", title="manage.sent.title", text="manage.sent.text")
+
+
+# --- preference center -------------------------------------------------------
+
+
+def _prefs_lead(token: str) -> Any:
+    session = db.session()
+    lead = rights.read_prefs(session, token)
+    g.lang = lead.language
+    return lead
+
+
+@bp.get("/p/<token>")
+def preferences(token: str) -> Response:
+    session = db.session()
+    try:
+        lead = _prefs_lead(token)
+    except (TokenInvalid, TokenExpired, rights.LinkGone) as exc:
+        return _link_problem(exc)
+    export = rights.access_export(session, lead)
+    return _page(
+        "consent/preferences.html",
+        token=token,
+        purposes=rights.purpose_views(session, lead),
+        export=export,
+        access_url=url_for("consent.access", token=rights.single_use_token(session, rights.ACCESS, lead.id)),
+        erase_url=url_for("consent.erase", token=rights.single_use_token(session, rights.ERASE, lead.id)),
+    )
+
+
+@bp.post("/p/<token>/<action>")
+def change_purpose(token: str, action: str) -> Response:
+    session = db.session()
+    try:
+        lead = _prefs_lead(token)
+    except (TokenInvalid, TokenExpired, rights.LinkGone) as exc:
+        return _link_problem(exc)
+    purpose = request.form.get("purpose", "")
+    if purpose not in service.purpose_keys(session) or action not in {"withdraw", "grant"}:
+        return _page("consent/message.html", 400, title="error.title", text="error.400")
+    if action == "withdraw":
+        service.withdraw(session, lead.id, [purpose], meta=request_meta(), detail="preference center")
+        return _page("consent/message.html", title="prefs.withdrawn.title", text="prefs.withdrawn.text",
+                     back=url_for("consent.preferences", token=token))
+    rights.grant(session, lead, purpose, language(), request_meta())
+    return _page("consent/message.html", title="optin.resent.title", text="prefs.granted.text",
+                 back=url_for("consent.preferences", token=token))
+
+
+@bp.get("/a/<token>")
+def access(token: str) -> Response:
+    """The access export (Art. 15/20) as a JSON download; the link works once."""
+    session = db.session()
+    try:
+        lead = rights.use_single_use(session, rights.ACCESS, token, spend=True)
+    except (TokenInvalid, TokenExpired, rights.LinkGone) as exc:
+        return _link_problem(exc)
+    body = json.dumps(rights.access_export(session, lead), indent=2, ensure_ascii=False)
+    response = private_page(body)
+    response.mimetype = "application/json"
+    response.headers["Content-Disposition"] = 'attachment; filename="my-data.json"'
+    return response
+
+
+@bp.route("/e/<token>", methods=["GET", "POST"])
+def erase(token: str) -> Response:
+    """Erasure (Art. 17): GET asks for confirmation, POST erases; the link works once."""
+    session = db.session()
+    try:
+        lead = rights.use_single_use(session, rights.ERASE, token, spend=request.method == "POST")
+    except (TokenInvalid, TokenExpired, rights.LinkGone) as exc:
+        return _link_problem(exc)
+    g.lang = lead.language
+    if request.method != "POST":
+        return _page("consent/erase.html", token=token)
+    rights.erase(session, lead)
+    return _page("consent/message.html", title="erase.done.title", text="erase.done.text")
+
+
+@bp.get("/schemas/access-export.v1.json")
+def export_schema() -> Response:
+    return send_from_directory(
+        SCHEMA_FOLDER, "access-export.v1.json", mimetype="application/schema+json"
+    )
+
+
+# --- API for the owner's newsletter tool -------------------------------------
+
+
+@bp.get("/api/v1/consent")
+@require_token("consent:read")
+def api_consent() -> Response | tuple[Response, int]:
+    email = request.args.get("email", "").strip()
+    if not email:
+        return jsonify(error="the query parameter 'email' is required", status=400), 400
+    session = db.session()
+    lead = leads.find_by_email(session, email)
+    if lead is None:
+        return jsonify(error="no lead with this address", status=404), 404
+    states = service.states(session, lead.id)
+    return jsonify(
+        purposes={
+            purpose: (states[purpose].status if purpose in states else "none")
+            for purpose in sorted(service.purpose_keys(session))
+        },
+        unsubscribe_urls={
+            purpose: rights.unsubscribe_url(session, lead.id, purpose)
+            for purpose in sorted(service.purpose_keys(session))
+        },
+    )

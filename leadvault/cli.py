@@ -121,7 +121,12 @@ def run(host: str, port: int, no_worker: bool) -> None:
     )
     click.echo(f"Leadvault is running on http://{host}:{port}/  (mail: {mail})")
     click.echo(f"Public links use {settings.base_url}. Press Ctrl+C to stop.")
-    signal.signal(signal.SIGTERM, lambda *_: server.shutdown())
+    # shutdown() blocks until serve_forever() returns, so it must not run in the
+    # main thread that serve_forever() runs in (the signal handler does): deadlock.
+    signal.signal(
+        signal.SIGTERM,
+        lambda *_: threading.Thread(target=server.shutdown, daemon=True).start(),
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -291,12 +296,48 @@ def _first_line(exc: BaseException) -> str:
     return str(origin).strip().splitlines()[0][:200] if str(origin).strip() else type(exc).__name__
 
 
+@cli.group("api-tokens")
+def api_tokens() -> None:
+    """Tokens for the JSON API."""
+
+
+@api_tokens.command("create")
+@click.argument("name")
+@click.option("--scope", "scopes", multiple=True, required=True, help="consent:read, events:write")
+def api_tokens_create(name: str, scopes: tuple[str, ...]) -> None:
+    """Create a token; it is printed once and stored only as a hash."""
+    from leadvault import api
+
+    app = load_app()
+    try:
+        with app_session(app) as session:
+            secret = api.create_token(session, name, list(scopes))
+    except api.ApiTokenError as exc:
+        raise Refused(str(exc)) from None
+    click.echo(secret)
+
+
+@api_tokens.command("revoke")
+@click.argument("name")
+def api_tokens_revoke(name: str) -> None:
+    """Revoke a token by name."""
+    from leadvault import api
+
+    app = load_app()
+    with app_session(app) as session:
+        if not api.revoke_token(session, name):
+            raise Refused(f"no active token named {name!r}")
+    click.echo(f"Token {name!r} revoked.")
+
+
 def register_domain_commands(group: click.Group) -> None:
     import capture.cli
     import consent.cli
 
     group.add_command(capture.cli.forms)
     group.add_command(consent.cli.consent)
+    group.add_command(consent.cli.leads)
+    group.add_command(consent.cli.purge)
 
 
 register_domain_commands(cli)

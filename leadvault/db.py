@@ -89,11 +89,26 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def make_session_factory(engine: Engine, settings: Settings, vault: Vault) -> sessionmaker[Session]:
-    return sessionmaker(
+    factory = sessionmaker(
         bind=engine,
         expire_on_commit=False,
         info={"settings": settings, "vault": vault},
     )
+    if engine.dialect.name == "sqlite":
+        event.listen(factory, "after_commit", _wal_checkpoint)
+    return factory
+
+
+def _wal_checkpoint(session: Session) -> None:
+    # After an erasure the WAL still holds the old pages (with the wrapped data
+    # key) until a checkpoint copies them back, zeroed, and truncates the file.
+    if not session.info.pop("wal_checkpoint", False):
+        return
+    raw = session.get_bind().raw_connection()  # outside any transaction
+    try:
+        raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        raw.close()
 
 
 def settings_of(session: Session) -> Settings:

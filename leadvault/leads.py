@@ -109,3 +109,9 @@ def erase(session: Session, lead: Lead) -> None:
     cache.pop(lead.id, None)
     session.delete(lead)
     session.flush()
+    checkpoint_after_commit(session)
+
+
+def checkpoint_after_commit(session: Session) -> None:
+    """Ask for a WAL checkpoint after commit, so erased pages leave the SQLite WAL file."""
+    session.info["wal_checkpoint"] = True

@@ -122,3 +122,27 @@ class Counter(Base):
     name: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
     day: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
     value: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+class ApiToken(Base):
+    """A token for the JSON API; only its SHA-256 is stored (tokens are random, 256 bits)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(80), unique=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    # Room for the admin console's roles: "consent:read", "events:write", …
+    scopes: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class SpentToken(Base):
+    """Nonces of single-use links (data access, erasure) that were used."""
+
+    __tablename__ = "spent_tokens"
+
+    nonce: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    spent_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now, index=True)

@@ -70,6 +70,11 @@ class Settings:
     outbox_lease_seconds: float
     log_level: str
     proxy_fix: int
+    unsubscribe_mailto: str | None
+    prefs_link_hours: int
+    inactive_lead_days: int
+    proof_retention_days: int
+    rate_limit_manage: str
 
     @property
     def is_sqlite(self) -> bool:
@@ -271,6 +276,11 @@ KEYS: tuple[_Key, ...] = (
     ),
     _Key("LOG_LEVEL", _log_level, "INFO", doc="DEBUG, INFO, WARNING or ERROR"),
     _Key("PROXY_FIX", _int(0, 5), "0", doc="Number of trusted reverse proxies in front"),
+    _Key("UNSUBSCRIBE_MAILTO", _mail_from, None, doc="Inbound address for mailto: unsubscribes"),
+    _Key("PREFS_LINK_HOURS", _int(1, 720), "24", doc="Lifetime of preference-center links"),
+    _Key("INACTIVE_LEAD_DAYS", _int(1), "30", doc="Leads without consent or activity are erased"),
+    _Key("PROOF_RETENTION_DAYS", _int(1), "1095", doc="Keep proof of withdrawn consent (3 years)"),
+    _Key("RATE_LIMIT_MANAGE", _rate, "5/hour", doc="Manage-my-data requests per IP and address"),
 )
 _KNOWN = {PREFIX + key.name for key in KEYS} | {
     PREFIX + key.name + "_FILE" for key in KEYS if key.secret

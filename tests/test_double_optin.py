@@ -97,9 +97,12 @@ def test_submit_confirm_and_verify_ledger(app, client, smtp_server):
     for entry in entries:
         assert entry.text_sha256 == text.sha256
         assert entry.ip_prefix == "127.0.0.0"
-    # Only one mail ever: confirming sends nothing to a plain newsletter lead.
+    # Confirming the newsletter sends a welcome mail, the first marketing mail,
+    # with one-click unsubscribe; the opt-in mail itself had none.
     deliver(app)
-    assert len(smtp_server.messages) == 1
+    welcome = smtp_server.wait_for(2)[1]
+    assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert welcome["List-Unsubscribe"].startswith("<http://127.0.0.1:5000/u/")
 
     runner = CliRunner()
     ok = runner.invoke(cli, ["consent", "verify"], env=cli_env(app))
@@ -125,9 +128,14 @@ def test_confirmed_lead_gets_no_second_optin(app, client, smtp_server):
     client.post(
         path_of(link), data={"csrf_token": CSRF.search(page.get_data(as_text=True)).group(1)}
     )
+    deliver(app)
+    assert [m["Subject"] for m in smtp_server.wait_for(2)] == [
+        "Please confirm your email address",
+        "Welcome to our newsletter",
+    ]
     assert submit(app, client, form_id, email).status_code == 200
     deliver(app)
-    assert len(smtp_server.messages) == 1
+    assert len(smtp_server.messages) == 2
 
 
 class _Links(HTMLParser):

@@ -1,0 +1,93 @@
+"""Retention: nothing is kept longer than it may be. Run by `leadvault purge` and the worker."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from consent import ledger, rights
+from consent.models import Consent, ConsentStatus, LedgerEvent, OptInRequest
+from leadvault import clock, leads, links
+from leadvault.db import settings_of
+from leadvault.models import Lead
+
+log = logging.getLogger("leadvault.retention")
+
+
+def _has_granted(session: Session, lead_id: object) -> bool:
+    return (
+        session.scalar(
+            sa.select(sa.func.count()).where(
+                Consent.lead_id == lead_id, Consent.status == ConsentStatus.GRANTED
+            )
+        )
+        or 0
+    ) > 0
+
+
+def purge(session: Session) -> dict[str, int]:
+    """Erase expired opt-in requests and idle leads without consent; counts only."""
+    settings = settings_of(session)
+    now = clock.now()
+    counts = {"requests_expired": 0, "leads_erased_unconfirmed": 0, "leads_erased_inactive": 0}
+
+    cutoff = now - dt.timedelta(days=settings.optin_max_age_days)
+    expired = list(
+        session.scalars(
+            sa.select(OptInRequest).where(
+                OptInRequest.confirmed_at.is_(None), OptInRequest.created_at < cutoff
+            )
+        )
+    )
+    for request in expired:
+        lead = leads.get(session, request.lead_id, for_update=True)
+        counts["requests_expired"] += 1
+        if lead is None:
+            continue
+        for purpose in request.purposes:
+            ledger.append(
+                session, event=LedgerEvent.EXPIRED, subject=str(lead.id), purpose=purpose
+            )
+        if _has_granted(session, lead.id):
+            # The lead stays for what it did confirm; only this request goes.
+            session.execute(
+                sa.update(Consent)
+                .where(
+                    Consent.lead_id == lead.id,
+                    Consent.purpose.in_(request.purposes),
+                    Consent.status == ConsentStatus.PENDING,
+                )
+                .values(status=ConsentStatus.NONE)
+            )
+            session.delete(request)
+        else:
+            rights.erase(session, lead)
+            counts["leads_erased_unconfirmed"] += 1
+        session.flush()
+
+    idle_cutoff = now - dt.timedelta(days=settings.inactive_lead_days)
+    granted = sa.select(Consent.lead_id).where(Consent.status == ConsentStatus.GRANTED)
+    pending = sa.select(OptInRequest.lead_id).where(OptInRequest.confirmed_at.is_(None))
+    idle = list(
+        session.scalars(
+            sa.select(Lead).where(
+                Lead.last_activity_at < idle_cutoff,
+                Lead.id.not_in(granted),
+                Lead.id.not_in(pending),
+            )
+        )
+    )
+    for lead in idle:
+        rights.erase(session, lead)
+        counts["leads_erased_inactive"] += 1
+
+    # Spent single-use nonces matter only while their tokens could still be valid.
+    counts["spent_links_forgotten"] = links.forget_older_than(
+        session, now - dt.timedelta(hours=settings.prefs_link_hours + 1)
+    )
+    session.flush()
+    log.info("purge: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
+    return counts

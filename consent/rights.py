@@ -1,0 +1,315 @@
+"""Data-subject rights: unsubscribe, preference-center links, access export, erasure.
+
+Every token names a purpose (its salt) and holds ids and nonces only, never
+personal data. Access and erasure links are single-use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from email.utils import parseaddr
+from typing import Any
+
+import sqlalchemy as sa
+from flask import render_template
+from sqlalchemy.orm import Session
+
+from consent import ledger, service
+from consent.ledger import RequestMeta
+from consent.models import ConsentText, Purpose
+from leadvault import clock, i18n, leads, links, outbox, signals
+from leadvault.crypto import TokenExpired, TokenInvalid, random_token
+from leadvault.db import settings_of, vault_of
+from leadvault.mail import MailContent
+from leadvault.models import Lead, OutboxMessage, OutboxStatus
+
+UNSUBSCRIBE = "unsubscribe"
+PREFS = "prefs"
+ACCESS = "access"
+ERASE = "erase"
+EXPORT_SCHEMA_VERSION = 1
+
+
+class LinkGone(Exception):
+    """A genuine link whose lead was erased or whose single use is spent."""
+
+
+def _lead_from(session: Session, payload: Any) -> Lead | None:
+    if not isinstance(payload, dict) or not isinstance(payload.get("l"), str):
+        raise TokenInvalid("malformed token")
+    try:
+        lead_id = uuid.UUID(hex=payload["l"])
+    except ValueError:
+        raise TokenInvalid("malformed token") from None
+    return leads.get(session, lead_id)
+
+
+# --- one-click unsubscribe (RFC 8058) -----------------------------------------
+
+
+def unsubscribe_url(session: Session, lead_id: uuid.UUID, purpose: str) -> str:
+    token = vault_of(session).sign(UNSUBSCRIBE, {"l": lead_id.hex, "p": purpose})
+    return f"{settings_of(session).base_url}/u/{token}"
+
+
+def read_unsubscribe(session: Session, token: str) -> tuple[uuid.UUID, str]:
+    """Unsubscribe links never expire: a lead must always be able to leave."""
+    payload = vault_of(session).unsign(UNSUBSCRIBE, token, max_age_seconds=None)
+    if not isinstance(payload, dict) or not isinstance(payload.get("p"), str):
+        raise TokenInvalid("malformed token")
+    try:
+        return uuid.UUID(hex=str(payload.get("l"))), payload["p"]
+    except ValueError:
+        raise TokenInvalid("malformed token") from None
+
+
+def marketing_headers(session: Session, lead_id: uuid.UUID, purpose: str) -> dict[str, str]:
+    settings = settings_of(session)
+    targets = [f"<{unsubscribe_url(session, lead_id, purpose)}>"]
+    if settings.unsubscribe_mailto:
+        _name, address = parseaddr(settings.unsubscribe_mailto)
+        targets.append(f"<mailto:{address}?subject=unsubscribe>")
+    return {
+        "List-Unsubscribe": ", ".join(targets),
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+def queue_marketing_mail(
+    session: Session, lead: Lead, purpose: str, *, template: str, subject: str, text: str, html: str
+) -> OutboxMessage:
+    """A mail under a marketing purpose: only with consent, always with one-click unsubscribe."""
+    if not service.has_consent(session, lead.id, purpose):
+        raise service.ConsentError(f"no consent for {purpose!r}")
+    content = MailContent(
+        to=leads.email_of(session, lead),
+        subject=subject,
+        text=text,
+        html=html,
+        headers=marketing_headers(session, lead.id, purpose),
+        language=lead.language,
+    )
+    return outbox.enqueue_mail(session, content, template=template, lead=lead, purpose=purpose)
+
+
+def _send_welcome(session: Session, *, lead_id: uuid.UUID, purpose: str, **_: Any) -> None:
+    """Newsletter confirmed: a welcome mail that already carries the unsubscribe headers."""
+    if purpose != "newsletter":
+        return
+    lead = leads.get(session, lead_id)
+    if lead is None:
+        return
+    lang = lead.language
+    context = _mail_context(session, lang, unsubscribe=unsubscribe_url(session, lead_id, purpose))
+    queue_marketing_mail(
+        session,
+        lead,
+        purpose,
+        template="welcome",
+        subject=i18n.translate(lang, "welcome.mail.subject"),
+        text=render_template("consent/mail/welcome.txt", **context),
+        html=render_template("consent/mail/welcome.html", **context),
+    )
+
+
+def _mail_context(session: Session, lang: str, **extra: Any) -> dict[str, Any]:
+    settings = settings_of(session)
+    return {
+        "lang": lang,
+        "_": lambda key, **values: i18n.translate(lang, key, **values),
+        "imprint_url": settings.imprint_url,
+        "privacy_url": settings.privacy_url,
+        **extra,
+    }
+
+
+# --- manage-my-data and the preference center --------------------------------
+
+
+def prefs_url(session: Session, lead_id: uuid.UUID) -> str:
+    token = vault_of(session).sign(PREFS, {"l": lead_id.hex, "n": random_token(8)})
+    return f"{settings_of(session).base_url}/p/{token}"
+
+
+def request_manage_link(session: Session, email: str, lang: str) -> None:
+    """Mail a preference-center link if the address is a lead; silently nothing otherwise."""
+    lead = leads.find_by_email(session, email)
+    if lead is None:
+        return
+    context = _mail_context(
+        session,
+        lang,
+        prefs_url=prefs_url(session, lead.id),
+        hours=settings_of(session).prefs_link_hours,
+    )
+    content = MailContent(
+        to=leads.email_of(session, lead),
+        subject=i18n.translate(lang, "manage.mail.subject"),
+        text=render_template("consent/mail/manage.txt", **context),
+        html=render_template("consent/mail/manage.html", **context),
+        language=lang,
+    )
+    outbox.enqueue_mail(session, content, template="manage", lead=lead)
+
+
+def read_prefs(session: Session, token: str) -> Lead:
+    """Raises TokenInvalid, TokenExpired or LinkGone."""
+    max_age = settings_of(session).prefs_link_hours * 3600
+    payload = vault_of(session).unsign(PREFS, token, max_age_seconds=max_age)
+    lead = _lead_from(session, payload)
+    if lead is None:
+        raise LinkGone("lead erased")
+    return lead
+
+
+def single_use_token(session: Session, purpose: str, lead_id: uuid.UUID) -> str:
+    return vault_of(session).sign(purpose, {"l": lead_id.hex, "n": random_token(16)})
+
+
+def use_single_use(session: Session, purpose: str, token: str, *, spend: bool) -> Lead:
+    """Resolve an access/erase token; with ``spend`` it cannot be used again."""
+    max_age = settings_of(session).prefs_link_hours * 3600
+    payload = vault_of(session).unsign(purpose, token, max_age_seconds=max_age)
+    lead = _lead_from(session, payload)
+    nonce = f"{purpose}:{payload.get('n')}"
+    if lead is None or links.is_spent(session, nonce):
+        raise LinkGone("used or erased")
+    if spend and not links.spend(session, nonce):
+        raise LinkGone("used at the same moment")
+    return lead
+
+
+@dataclasses.dataclass(frozen=True)
+class PurposeView:
+    purpose: str
+    status: str
+    text: ConsentText | None
+    changed_at: Any
+
+
+def purpose_views(session: Session, lead: Lead) -> list[PurposeView]:
+    current = service.states(session, lead.id)
+    views = []
+    for purpose in session.scalars(sa.select(Purpose).order_by(Purpose.key)):
+        state = current.get(purpose.key)
+        text = session.get(ConsentText, state.text_id) if state and state.text_id else None
+        changed = None
+        if state is not None:
+            changed = state.withdrawn_at or state.granted_at or state.requested_at
+        views.append(
+            PurposeView(purpose.key, state.status if state else "none", text, changed)
+        )
+    return views
+
+
+def grant(session: Session, lead: Lead, purpose: str, lang: str, meta: RequestMeta) -> None:
+    """Asking for a purpose from the preference center goes through double opt-in again."""
+    text = service.latest_text(session, purpose, lang)
+    if text is None:
+        raise service.ConsentError(f"no consent text for {purpose!r}")
+    service.request_consent(
+        session,
+        lead=lead,
+        purposes_asked=[purpose],
+        form=service.FormRef("preference-center", {purpose: text.id}),
+        language=lang,
+        meta=meta,
+    )
+
+
+# --- access and portability (Art. 15/20) --------------------------------------
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def access_export(session: Session, lead: Lead) -> dict[str, Any]:
+    """Everything held about the lead, as one JSON document (schema: access-export.v1)."""
+    settings = settings_of(session)
+    document: dict[str, Any] = {
+        "schema": f"{settings.base_url}/schemas/access-export.v{EXPORT_SCHEMA_VERSION}.json",
+        "schema_version": EXPORT_SCHEMA_VERSION,
+        "generated_at": _iso(clock.now()),
+        "lead": {
+            "id": str(lead.id),
+            "email": leads.email_of(session, lead),
+            "language": lead.language,
+            "created_at": _iso(lead.created_at),
+            "last_activity_at": _iso(lead.last_activity_at),
+            "profile": leads.attributes_of(session, lead),
+        },
+        "consents": [
+            {
+                "purpose": view.purpose,
+                "status": view.status,
+                "text_version": view.text.version if view.text else None,
+                "text": view.text.text if view.text else None,
+                "changed_at": _iso(view.changed_at),
+            }
+            for view in purpose_views(session, lead)
+        ],
+        "consent_ledger": [
+            {
+                "id": entry.id,
+                "created_at": _iso(entry.created_at),
+                "event": entry.event,
+                "purpose": entry.purpose,
+                "form": entry.form_ref,
+                "text_version": entry.text_version,
+                "text_sha256": entry.text_sha256,
+                "ip_prefix": entry.ip_prefix,
+                "entry_hash": entry.entry_hash,
+            }
+            for entry in ledger.history(session, str(lead.id))
+        ],
+        "submissions": [],
+        "events": [],
+        "scores": [],
+        "stage_history": [],
+        "mails": [
+            {
+                "template": row.template,
+                "subject": outbox.read_subject(session, row),
+                "status": row.status,
+                "created_at": _iso(row.created_at),
+                "sent_at": _iso(row.sent_at),
+            }
+            for row in session.scalars(
+                sa.select(OutboxMessage)
+                .where(OutboxMessage.lead_id == lead.id)
+                .order_by(OutboxMessage.id)
+            )
+            if row.status != OutboxStatus.CANCELLED
+        ],
+    }
+    # Higher packages (capture, scoring) add their sections.
+    for _receiver, section in signals.collect_access_data.send(session, lead_id=lead.id):
+        if section:
+            name, value = section
+            document[name] = value
+    return document
+
+
+# --- erasure (Art. 17) -------------------------------------------------------
+
+
+def erase(session: Session, lead: Lead) -> None:
+    """Crypto-shred and delete; a suppression entry and an ``erased`` ledger entry remain."""
+    leads.erase(session, lead)
+
+
+def erase_by_email(session: Session, email: str) -> bool:
+    lead = leads.find_by_email(session, email, for_update=True)
+    if lead is None:
+        return False
+    erase(session, lead)
+    return True
+
+
+def connect_signals() -> None:
+    signals.purpose_confirmed.connect(_send_welcome)
+
+
+__all__ = ["TokenExpired", "TokenInvalid"]

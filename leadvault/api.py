@@ -1,0 +1,77 @@
+"""API tokens for the JSON API: create, revoke, authenticate a request."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from flask import jsonify, request
+from sqlalchemy.orm import Session
+
+from leadvault import clock, db
+from leadvault.crypto import random_token, sha256_hex
+from leadvault.models import ApiToken
+
+SCOPES = ("consent:read", "events:write")
+
+
+class ApiTokenError(Exception):
+    """A token request the service refuses; the message names the problem."""
+
+
+def create_token(session: Session, name: str, scopes: list[str]) -> str:
+    """Create a token and return it; it is shown once and stored only as a hash."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise ApiTokenError(f"unknown scope {unknown[0]!r}; scopes are {', '.join(SCOPES)}")
+    if session.scalar(sa.select(ApiToken.id).where(ApiToken.name == name)) is not None:
+        raise ApiTokenError(f"a token named {name!r} exists already")
+    secret = "lv_" + random_token(32)
+    session.add(ApiToken(name=name, token_hash=sha256_hex(secret), scopes=scopes))
+    session.flush()
+    return secret
+
+
+def revoke_token(session: Session, name: str) -> bool:
+    token = session.scalars(sa.select(ApiToken).where(ApiToken.name == name)).one_or_none()
+    if token is None or token.revoked_at is not None:
+        return False
+    token.revoked_at = clock.now()
+    return True
+
+
+def authenticate(session: Session, header: str | None, scope: str) -> ApiToken | None:
+    if not header or not header.startswith("Bearer "):
+        return None
+    token = session.scalars(
+        sa.select(ApiToken).where(ApiToken.token_hash == sha256_hex(header[7:].strip()))
+    ).one_or_none()
+    if token is None or token.revoked_at is not None or scope not in token.scopes:
+        return None
+    token.last_used_at = clock.now()
+    return token
+
+
+def require_token(scope: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator for API views: 401 with a JSON message unless a valid token has ``scope``."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if authenticate(db.session(), request.headers.get("Authorization"), scope) is None:
+                response = jsonify(
+                    error=f"a valid API token with scope {scope!r} is required "
+                    "(Authorization: Bearer <token>)",
+                    status=401,
+                )
+                response.status_code = 401
+                response.headers["WWW-Authenticate"] = 'Bearer realm="leadvault"'
+                return response
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
