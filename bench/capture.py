@@ -59,7 +59,8 @@ end
 function request()
   counter = counter + 1
   local email = string.format("bench-%d-%d-%d@example.com", tid, counter, math.random(1, 999999999))
-  local body = '{"email":"' .. email .. '","consent":["newsletter"],"render_token":"' .. token .. '"}'
+  local body = '{"email":"' .. email .. '","consent":["newsletter"],'
+    .. '"render_token":"' .. token .. '"}'
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end
 """
@@ -113,8 +114,9 @@ def run_cli(args: list[str], env: dict[str, str]) -> str:
         [str(exe), *args], env=env, capture_output=True, text=True, timeout=120, check=False
     )
     if done.returncode != 0:
-        raise BenchError(f"`leadvault {' '.join(args)}` failed ({done.returncode}):\n"
-                         f"{done.stdout}{done.stderr}")
+        raise BenchError(
+            f"`leadvault {' '.join(args)}` failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+        )
     return done.stdout
 
 
@@ -124,7 +126,7 @@ def http(method: str, url: str, body: dict | None = None, timeout: float = 5) ->
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -133,25 +135,39 @@ def http(method: str, url: str, body: dict | None = None, timeout: float = 5) ->
 class Server:
     """A gunicorn master in its own process group, stopped in ``close()``."""
 
-    def __init__(self, name: str, app: str, env: dict[str, str], args: argparse.Namespace,
-                 log_dir: Path, extra: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        app: str,
+        env: dict[str, str],
+        args: argparse.Namespace,
+        *,
+        log_dir: Path,
+        extra: list[str] | None = None,
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"gunicorn-{name}.log"
         cmd = [
             str(BIN_DIR / "gunicorn"),
-            "-w", str(args.workers),
-            "-k", args.worker_class,
-            "-b", f"127.0.0.1:{self.port}",
-            "--backlog", "2048",
-            "--log-level", "warning",
-            "--error-logfile", "-",
+            "-w",
+            str(args.workers),
+            "-k",
+            args.worker_class,
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "--backlog",
+            "2048",
+            "--log-level",
+            "warning",
+            "--error-logfile",
+            "-",
             *(["--threads", str(args.threads)] if args.worker_class == "gthread" else []),
             *(extra or []),
             app,
         ]
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in close()
+        self._log = self.log_path.open("wb")  # closed in close()
         self.proc = subprocess.Popen(
             cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -160,8 +176,9 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise BenchError(f"{self.name}: gunicorn exited ({self.proc.returncode}):\n"
-                                 + self.log_tail())
+                raise BenchError(
+                    f"{self.name}: gunicorn exited ({self.proc.returncode}):\n" + self.log_tail()
+                )
             try:
                 status, _ = http("GET", self.base + path, timeout=2)
                 if status == 200:
@@ -169,8 +186,9 @@ class Server:
             except OSError:
                 pass
             time.sleep(0.1)
-        raise BenchError(f"{self.name}: {path} did not answer within {timeout:.0f}s:\n"
-                         + self.log_tail())
+        raise BenchError(
+            f"{self.name}: {path} did not answer within {timeout:.0f}s:\n" + self.log_tail()
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -214,9 +232,7 @@ def parse_wrk(out: str) -> WrkResult:
     p50 = _ms(find(r"^\s*50%\s+(\S+)").group(1))
     p99 = _ms(find(r"^\s*99%\s+(\S+)").group(1))
     non_2xx_match = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
-    sock = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
-    )
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     socket_errors = sum(int(n) for n in sock.groups()) if sock else 0
     return WrkResult(
         requests=int(total.group(1)),
@@ -232,11 +248,20 @@ def parse_wrk(out: str) -> WrkResult:
 
 def run_wrk(url: str, script: Path, args: argparse.Namespace) -> WrkResult:
     cmd = [
-        WRK, f"-t{args.wrk_threads}", f"-c{args.concurrency}", f"-d{args.duration}s",
-        "--timeout", "10s", "--latency", "-s", str(script), url,
+        WRK,
+        f"-t{args.wrk_threads}",
+        f"-c{args.concurrency}",
+        f"-d{args.duration}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True,
-                          timeout=args.duration + 60, check=False)
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=args.duration + 60, check=False
+    )
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     return parse_wrk(done.stdout)
@@ -247,15 +272,18 @@ def run_wrk(url: str, script: Path, args: argparse.Namespace) -> WrkResult:
 
 def count_rows(db_path: Path, table: str) -> int:
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30) as conn:
-        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608
+        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
 
 def warm_up(base: str, path: str, token: str, n: int) -> None:
     """A few sequential submissions: every worker imports and compiles, and a wrong
     setup (422, bot verdict, 404) fails here with the body instead of in wrk's totals."""
     for i in range(n):
-        body = {"email": f"warmup-{i}@example.com", "consent": ["newsletter"],
-                "render_token": token}
+        body = {
+            "email": f"warmup-{i}@example.com",
+            "consent": ["newsletter"],
+            "render_token": token,
+        }
         status, reply = http("POST", base + path, body, timeout=30)
         if status != 200 or json.loads(reply or b"{}").get("status") != "ok":
             raise BenchError(f"warm-up POST {path} answered {status}: {reply[:500]!r}")
@@ -272,7 +300,7 @@ def bench_leadvault(args: argparse.Namespace, tmp: Path) -> tuple[WrkResult, dic
     form_id = match.group(1)
     db_path = instance / "leadvault.db"
 
-    server = Server("leadvault", "leadvault.wsgi:app", env, args, tmp)
+    server = Server("leadvault", "leadvault.wsgi:app", env, args, log_dir=tmp)
     try:
         server.wait_ready()
         status, body = http("GET", f"{server.base}/f/{form_id}/config")
@@ -293,7 +321,9 @@ def bench_leadvault(args: argparse.Namespace, tmp: Path) -> tuple[WrkResult, dic
 
 def bench_bare(args: argparse.Namespace, tmp: Path) -> WrkResult:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADVAULT_")}
-    server = Server("bare", "bare_app:app", env, args, tmp, extra=["--chdir", str(BENCH_DIR)])
+    server = Server(
+        "bare", "bare_app:app", env, args, log_dir=tmp, extra=["--chdir", str(BENCH_DIR)]
+    )
     try:
         server.wait_ready()
         warm_up(server.base, "/f/bench", "unused", args.warmup)
@@ -305,39 +335,56 @@ def bench_bare(args: argparse.Namespace, tmp: Path) -> WrkResult:
 # --- report -------------------------------------------------------------------
 
 
-def report(args: argparse.Namespace, lv: WrkResult, bare: WrkResult,
-           stored: dict[str, int]) -> list[str]:
+def report(
+    args: argparse.Namespace, lv: WrkResult, bare: WrkResult, stored: dict[str, int]
+) -> list[str]:
     """Print the report; return the problems that make the run invalid."""
     ratio = 100.0 * lv.rps / bare.rps if bare.rps else 0.0
-    print(f"\nPOST /f/<id> JSON, gunicorn -w {args.workers} -k {args.worker_class}"
-          + (f" --threads {args.threads}" if args.worker_class == "gthread" else "")
-          + f", wrk -t{args.wrk_threads} -c{args.concurrency} -d{args.duration}s, "
-          f"{os.cpu_count()} CPUs")
-    print(f"{'':12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}"
-          f"{'non-2xx':>9}{'sock err':>9}")
+    print(
+        f"\nPOST /f/<id> JSON, gunicorn -w {args.workers} -k {args.worker_class}"
+        + (f" --threads {args.threads}" if args.worker_class == "gthread" else "")
+        + f", wrk -t{args.wrk_threads} -c{args.concurrency} -d{args.duration}s, "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'':12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}"
+        f"{'non-2xx':>9}{'sock err':>9}"
+    )
     for name, r in (("leadvault", lv), ("bare flask", bare)):
-        print(f"{name:12}{r.rps:>10.1f}{r.p50_ms:>10.2f}{r.p99_ms:>10.2f}{r.requests:>10}"
-              f"{r.non_2xx:>9}{r.socket_errors:>9}")
+        print(
+            f"{name:12}{r.rps:>10.1f}{r.p50_ms:>10.2f}{r.p99_ms:>10.2f}{r.requests:>10}"
+            f"{r.non_2xx:>9}{r.socket_errors:>9}"
+        )
     print(f"ratio       leadvault/bare = {ratio:.1f} %")
-    print(f"stored      {stored['leads_during_run']} leads during the run "
-          f"({stored['leads']} leads, {stored['submissions']} submissions in total)")
+    print(
+        f"stored      {stored['leads_during_run']} leads during the run "
+        f"({stored['leads']} leads, {stored['submissions']} submissions in total)"
+    )
     print("targets")
-    print(f"  throughput >= {TARGET_RATIO:.0f} % of bare: {ratio:6.1f} %   "
-          f"{'PASS' if ratio >= TARGET_RATIO else 'MISS'}")
-    print(f"  p99 < {TARGET_P99_MS:.0f} ms:              {lv.p99_ms:6.1f} ms  "
-          f"{'PASS' if lv.p99_ms < TARGET_P99_MS else 'MISS'}")
+    print(
+        f"  throughput >= {TARGET_RATIO:.0f} % of bare: {ratio:6.1f} %   "
+        f"{'PASS' if ratio >= TARGET_RATIO else 'MISS'}"
+    )
+    print(
+        f"  p99 < {TARGET_P99_MS:.0f} ms:              {lv.p99_ms:6.1f} ms  "
+        f"{'PASS' if lv.p99_ms < TARGET_P99_MS else 'MISS'}"
+    )
 
     problems = []
     for name, r in (("leadvault", lv), ("bare flask", bare)):
         if r.failed_fraction > MAX_FAILED_FRACTION:
-            problems.append(f"{name}: {r.non_2xx} non-2xx and {r.socket_errors} socket errors "
-                            f"in {r.requests} requests (> {MAX_FAILED_FRACTION:.0%})")
+            problems.append(
+                f"{name}: {r.non_2xx} non-2xx and {r.socket_errors} socket errors "
+                f"in {r.requests} requests (> {MAX_FAILED_FRACTION:.0%})"
+            )
     ok_responses = lv.requests - lv.non_2xx - lv.socket_errors
     # 200 is also the reply to a submission judged a bot; stored leads prove real work.
     # In-flight requests at wrk's end may add a few leads, so only too few is an error.
     if stored["leads_during_run"] < ok_responses * (1 - MAX_FAILED_FRACTION):
-        problems.append(f"leadvault: {ok_responses} accepted submissions but only "
-                        f"{stored['leads_during_run']} leads stored")
+        problems.append(
+            f"leadvault: {ok_responses} accepted submissions but only "
+            f"{stored['leads_during_run']} leads stored"
+        )
     return problems
 
 

@@ -6,7 +6,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from capture import i18n as strings, service, views
+    from capture import i18n as strings
+    from capture import service, views
     from leadvault import i18n, signals
 
     i18n.register(strings.CATALOGUE)

@@ -120,7 +120,12 @@ def _print_form(app: object, public_id: str) -> None:
             click.echo(f"redirect     {form.redirect_url}")
         if form.proof_of_work:
             click.echo("proof of work  on")
-        for label, snippet in snippets(rt.settings.base_url, form.public_id).items():
+        from capture.signals import form_snippets
+
+        shown = list(snippets(rt.settings.base_url, form.public_id).items())
+        for _receiver, extra in form_snippets.send(session, form=form):
+            shown.extend(extra or [])
+        for label, snippet in shown:
             click.echo(f"\n{label}:\n{snippet}")
 
 

@@ -139,7 +139,14 @@ def config(form_id: str) -> Response:
         "company_sizes": list(service.COMPANY_SIZES),
         "strings": {
             key: i18n.translate(lang, key)
-            for key in ("label.email", "form.submit", "form.sending", "error.422", "form.thanks")
+            for key in (
+                "label.email",
+                "form.consent",
+                "form.submit",
+                "form.sending",
+                "error.422",
+                "error.network",
+            )
         },
     }
     response = jsonify(payload)
@@ -203,6 +210,12 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
     lang = _form_language(body_lang)
 
     verdict = bots.judge(session, form, raw)
+    if verdict == bots.Verdict.NO_TOKEN and not as_json and "render_token" not in raw:
+        # A plain HTML form on the host page (no JavaScript, so no render token):
+        # show the filled-in hosted form once more; its second send is verified.
+        values = {k: v for k, v in raw.items() if isinstance(v, str | list) and k != "website"}
+        notice = {"render_token": i18n.translate(lang, "form.check_and_send")}
+        return render_form_page(form, lang, values=values, errors=notice, status=200)
     if verdict == bots.Verdict.EXPIRED:
         errors = {"render_token": i18n.translate(lang, "form.expired")}
         return _invalid(form, lang, raw, errors, as_json)

@@ -8,7 +8,8 @@ PURGE_INTERVAL_SECONDS = 3600.0
 
 
 def init_app(app: Flask) -> None:
-    from consent import i18n as strings, retention, rights, service, views
+    from consent import i18n as strings
+    from consent import retention, rights, service, views
     from leadvault import i18n
     from leadvault.app import Job, runtime
 

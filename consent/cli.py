@@ -84,7 +84,9 @@ def proof(email: str) -> None:
         entries = ledger.history(session, str(lead.id))
         verdict = ledger.verify(session)
         click.echo(f"Consent proof for lead {lead.id}")
-        click.echo(f"Ledger chain: {'intact' if verdict.ok else 'BROKEN'} ({verdict.checked} entries)")
+        click.echo(
+            f"Ledger chain: {'intact' if verdict.ok else 'BROKEN'} ({verdict.checked} entries)"
+        )
         click.echo("")
         for entry in entries:
             click.echo(

@@ -48,9 +48,7 @@ def purge(session: Session) -> dict[str, int]:
         if lead is None:
             continue
         for purpose in request.purposes:
-            ledger.append(
-                session, event=LedgerEvent.EXPIRED, subject=str(lead.id), purpose=purpose
-            )
+            ledger.append(session, event=LedgerEvent.EXPIRED, subject=str(lead.id), purpose=purpose)
         if _has_granted(session, lead.id):
             # The lead stays for what it did confirm; only this request goes.
             session.execute(

@@ -197,9 +197,7 @@ def purpose_views(session: Session, lead: Lead) -> list[PurposeView]:
         changed = None
         if state is not None:
             changed = state.withdrawn_at or state.granted_at or state.requested_at
-        views.append(
-            PurposeView(purpose.key, state.status if state else "none", text, changed)
-        )
+        views.append(PurposeView(purpose.key, state.status if state else "none", text, changed))
     return views
 
 

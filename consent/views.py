@@ -22,7 +22,7 @@ from flask import (
 
 from consent import rights, service
 from consent.ledger import RequestMeta
-from leadvault import db, i18n, leads
+from leadvault import db, i18n, leads, signals
 from leadvault.api import require_token
 from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
@@ -65,7 +65,12 @@ def confirm(token: str) -> Response:
     if check.request is not None:
         g.lang = check.request.language if check.request.language in i18n.LANGUAGES else language()
     if check.request is not None and check.request.confirmed_at is not None:
-        return _page("consent/message.html", title="optin.done.title", text="optin.done.text")
+        return _page(
+            "consent/message.html",
+            title="optin.done.title",
+            text="optin.done.text",
+            extra_links=_confirmation_links(check.request),
+        )
     if check.expired or check.request is None:
         return _page("consent/expired.html", 410, token=token)
     if request.method != "POST":  # GET and HEAD (link scanners) never confirm
@@ -73,7 +78,26 @@ def confirm(token: str) -> Response:
         names = [i18n.translate(lang, f"purpose.{p}") for p in check.request.purposes]
         return _page("consent/confirm.html", purposes=names, token=token)
     service.confirm(session, check.request, meta=request_meta())
-    return _page("consent/message.html", title="optin.done.title", text="optin.done.text")
+    return _page(
+        "consent/message.html",
+        title="optin.done.title",
+        text="optin.done.text",
+        extra_links=_confirmation_links(check.request),
+    )
+
+
+def _confirmation_links(optin: Any) -> list[tuple[str, str]]:
+    """Links other packages offer right away (the whitepaper download, …)."""
+    found: list[tuple[str, str]] = []
+    for _receiver, result in signals.confirmation_links.send(
+        db.session(),
+        lead_id=optin.lead_id,
+        purposes=list(optin.purposes),
+        form_ref=optin.form_ref,
+        language=language(),
+    ):
+        found.extend(result or [])
+    return found
 
 
 @bp.post("/c/<token>/resend")
@@ -96,11 +120,17 @@ def resend(token: str) -> Response:
 
 def _link_problem(exc: Exception) -> Response:
     if isinstance(exc, TokenExpired):
-        return _page("consent/message.html", 410, title="link.expired.title", text="link.expired.text",
-                     manage=True)
+        return _page(
+            "consent/message.html",
+            410,
+            title="link.expired.title",
+            text="link.expired.text",
+            manage=True,
+        )
     if isinstance(exc, rights.LinkGone):
-        return _page("consent/message.html", 410, title="link.used.title", text="link.used.text",
-                     manage=True)
+        return _page(
+            "consent/message.html", 410, title="link.used.title", text="link.used.text", manage=True
+        )
     return _invalid()
 
 
@@ -115,15 +145,23 @@ def unsubscribe(token: str) -> Response:
     lead = leads.get(session, lead_id)
     if lead is not None:
         g.lang = lead.language
-    name = i18n.translate(language(), f"purpose.{purpose}") if i18n.has_key(f"purpose.{purpose}") else purpose
+    name = (
+        i18n.translate(language(), f"purpose.{purpose}")
+        if i18n.has_key(f"purpose.{purpose}")
+        else purpose
+    )
     if request.method != "POST":  # GET and HEAD only show the button
         return _page("consent/unsubscribe.html", purpose=name, token=token)
     if request.form.get("List-Unsubscribe") != "One-Click":
         return _page("consent/unsubscribe.html", 400, purpose=name, token=token)
     if lead is not None:
-        service.withdraw(session, lead_id, [purpose], meta=request_meta(), detail="one-click unsubscribe")
+        service.withdraw(
+            session, lead_id, [purpose], meta=request_meta(), detail="one-click unsubscribe"
+        )
     # The same reply for an erased lead: the address is off the list either way.
-    return _page("consent/message.html", title="unsubscribe.done.title", text="unsubscribe.done.text")
+    return _page(
+        "consent/message.html", title="unsubscribe.done.title", text="unsubscribe.done.text"
+    )
 
 
 # --- manage my data ----------------------------------------------------------
@@ -147,8 +185,12 @@ def manage_request() -> Response:
     try:
         validate_email(email, check_deliverability=False)
     except EmailNotValidError:
-        return _page("consent/manage.html", 422, error=i18n.translate(language(), "email.invalid"),
-                     email=email)
+        return _page(
+            "consent/manage.html",
+            422,
+            error=i18n.translate(language(), "email.invalid"),
+            email=email,
+        )
     rights.request_manage_link(db.session(), email, language())
     # Identical whether or not the address belongs to a lead.
     return _page("consent/message.html", title="manage.sent.title", text="manage.sent.text")
@@ -177,8 +219,12 @@ def preferences(token: str) -> Response:
         token=token,
         purposes=rights.purpose_views(session, lead),
         export=export,
-        access_url=url_for("consent.access", token=rights.single_use_token(session, rights.ACCESS, lead.id)),
-        erase_url=url_for("consent.erase", token=rights.single_use_token(session, rights.ERASE, lead.id)),
+        access_url=url_for(
+            "consent.access", token=rights.single_use_token(session, rights.ACCESS, lead.id)
+        ),
+        erase_url=url_for(
+            "consent.erase", token=rights.single_use_token(session, rights.ERASE, lead.id)
+        ),
     )
 
 
@@ -193,12 +239,22 @@ def change_purpose(token: str, action: str) -> Response:
     if purpose not in service.purpose_keys(session) or action not in {"withdraw", "grant"}:
         return _page("consent/message.html", 400, title="error.title", text="error.400")
     if action == "withdraw":
-        service.withdraw(session, lead.id, [purpose], meta=request_meta(), detail="preference center")
-        return _page("consent/message.html", title="prefs.withdrawn.title", text="prefs.withdrawn.text",
-                     back=url_for("consent.preferences", token=token))
+        service.withdraw(
+            session, lead.id, [purpose], meta=request_meta(), detail="preference center"
+        )
+        return _page(
+            "consent/message.html",
+            title="prefs.withdrawn.title",
+            text="prefs.withdrawn.text",
+            back=url_for("consent.preferences", token=token),
+        )
     rights.grant(session, lead, purpose, language(), request_meta())
-    return _page("consent/message.html", title="optin.resent.title", text="prefs.granted.text",
-                 back=url_for("consent.preferences", token=token))
+    return _page(
+        "consent/message.html",
+        title="optin.resent.title",
+        text="prefs.granted.text",
+        back=url_for("consent.preferences", token=token),
+    )
 
 
 @bp.get("/a/<token>")

@@ -74,4 +74,3 @@ def require_token(scope: str) -> Callable[[Callable[..., Any]], Callable[..., An
         return wrapped
 
     return decorate
-

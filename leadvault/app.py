@@ -93,11 +93,20 @@ def _register_domains(app: Flask) -> None:
     """Blueprints and jobs of the domain packages, registered explicitly."""
     import capture
     import consent
+    import widgets
 
     consent.init_app(app)
     capture.init_app(app)
+    widgets.init_app(app)
 
 
 def import_models() -> None:
     """Import every package's models so ``Base.metadata`` is complete (Alembic)."""
-    import leadvault.models  # noqa: F401
+    import importlib
+
+    for package in MODEL_PACKAGES:
+        importlib.import_module(f"{package}.models")
+
+
+# Every package with tables, in dependency order.
+MODEL_PACKAGES = ("leadvault", "consent", "capture", "widgets")

@@ -333,11 +333,13 @@ def api_tokens_revoke(name: str) -> None:
 def register_domain_commands(group: click.Group) -> None:
     import capture.cli
     import consent.cli
+    import widgets.cli
 
     group.add_command(capture.cli.forms)
     group.add_command(consent.cli.consent)
     group.add_command(consent.cli.leads)
     group.add_command(consent.cli.purge)
+    group.add_command(widgets.cli.assets)
 
 
 register_domain_commands(cli)

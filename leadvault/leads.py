@@ -65,7 +65,8 @@ def get_or_create(session: Session, email: str, *, language: str) -> tuple[Lead,
     }
     insert = postgresql.insert if dialect_of(session) == "postgresql" else sqlite.insert
     statement = insert(Lead).values(**values).on_conflict_do_nothing(index_elements=["email_index"])
-    created = session.execute(statement).rowcount == 1
+    # Without preserve_rowcount, SQLAlchemy 2.1 reports -1 for an INSERT on psycopg.
+    created = session.execute(statement.execution_options(preserve_rowcount=True)).rowcount == 1
     lead = session.scalars(sa.select(Lead).where(Lead.email_index == index).with_for_update()).one()
     if created:
         session.info.setdefault(_KEY_CACHE, {})[lead.id] = key

@@ -20,6 +20,8 @@ def spend(session: Session, nonce: str) -> bool:
         insert(SpentToken)
         .values(nonce=nonce, spent_at=clock.now())
         .on_conflict_do_nothing(index_elements=["nonce"])
+        # Without preserve_rowcount, SQLAlchemy 2.1 reports -1 for an INSERT on psycopg.
+        .execution_options(preserve_rowcount=True)
     )
     return session.execute(statement).rowcount == 1
 

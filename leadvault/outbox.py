@@ -151,13 +151,14 @@ def deliver_one(
 
     with unit_of_work(factory) as session:
         settings = settings_of(session)
-        row = session.get(OutboxMessage, outbox_id)
+        row = session.get(OutboxMessage, outbox_id, with_for_update=True)
         if row is None:
             return error is None
         now = clock.now()
+        # False when our lease ran out mid-send and another worker re-claimed
+        # (or already sent) the row.
+        still_ours = row.status == OutboxStatus.SENDING and row.locked_by == worker_id
         row.attempts += 1
-        row.locked_by = None
-        row.locked_until = None
         session.add(
             OutboxAttempt(
                 outbox_id=outbox_id,
@@ -166,6 +167,13 @@ def deliver_one(
                 error=None if error is None else str(error),
             )
         )
+        if error is not None and not still_ours:
+            # The current holder's outcome decides; a late failure must not
+            # undo its send or release its lease.
+            log.info("late failure outbox=%s after lease lapsed: %s", outbox_id, error)
+            return False
+        row.locked_by = None
+        row.locked_until = None
         if error is None:
             row.status = OutboxStatus.SENT
             row.sent_at = now

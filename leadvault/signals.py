@@ -18,3 +18,9 @@ purpose_confirmed = _signals.signal("purpose-confirmed")
 purpose_withdrawn = _signals.signal("purpose-withdrawn")
 # lead_id=UUID — receivers return (section_name, json_value) for the access export.
 collect_access_data = _signals.signal("collect-access-data")
+# lead_id=UUID, event_type=str, properties=dict, occurred_at=datetime — behaviour
+# worth scoring that a package below scoring observed (e.g. an asset download).
+lead_event = _signals.signal("lead-event")
+# lead_id=UUID, purposes=list[str], form_ref=str|None, language=str — receivers
+# return a list of (label, url) to offer on the confirmation page (downloads …).
+confirmation_links = _signals.signal("confirmation-links")

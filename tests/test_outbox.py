@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import signal
@@ -75,6 +76,19 @@ class _RejectingData(_Keeping):
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         return f"554 5.7.1 message for <{envelope.rcpt_tos[0]}> rejected as spam"
+
+
+class _SlowTransientFailure(_Keeping):
+    """Holds DATA for ``delay`` seconds, then answers with a temporary failure."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(delay)
+        self.in_data = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.in_data.set()
+        await asyncio.sleep(self.delay)
+        return "451 4.3.0 try again later"
 
 
 def sink_with(handler: _Keeping, port: int | None = None) -> SmtpSink:
@@ -166,7 +180,7 @@ class Workers:
     def start(self, *args: str) -> subprocess.Popen[bytes]:
         log = self.folder / f"worker{len(self.procs)}.log"
         with log.open("wb") as out:
-            proc = subprocess.Popen(  # noqa: S603 - our own console script
+            proc = subprocess.Popen(
                 [str(LEADVAULT), "worker", *args], env=self.env, stdout=out, stderr=out
             )
         self.procs.append(proc)
@@ -212,8 +226,7 @@ def wait_until(predicate: Any, timeout: float, what: str) -> None:
 def test_sent_mail_has_stored_message_id_both_parts_date_and_from(app, smtp_server):
     with_lead = unique_email("lead")
     with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
-        lead, created = leads.get_or_create(s, with_lead, language="en")
-        assert created
+        lead, _created = leads.get_or_create(s, with_lead, language="en")
         rows = [
             enqueue_mail(s, content("nolead@example.org", 1), template="test", lead=None),
             enqueue_mail(s, content(with_lead, 2), template="test", lead=lead),
@@ -265,6 +278,9 @@ def test_smtp_down_keeps_the_mail_and_retries_after_the_delay(make_app):
         to = read_content(s, s.get(OutboxMessage, outbox_id)).to
 
     try:
+        # Held still while we look, so "not due yet" cannot race the 0.2 s delay.
+        failed_at = clock.now()
+        clock.freeze(failed_at)
         assert deliver(app) == 1
         assert sink.messages == []
         [row] = outbox_rows(app)
@@ -275,11 +291,12 @@ def test_smtp_down_keeps_the_mail_and_retries_after_the_delay(make_app):
         assert row.last_error
         assert "@" not in row.last_error
         assert to not in row.last_error
-        assert row.next_attempt_at > clock.now()
+        assert row.next_attempt_at == failed_at + dt.timedelta(seconds=0.2)
         [attempt] = attempt_rows(app, outbox_id)
         assert attempt.error == row.last_error
         # Not due yet: a second run right away leaves it alone.
         assert deliver(app) == 0
+        clock.freeze(None)
 
         sink.start()
         time.sleep(max(0.0, (row.next_attempt_at - clock.now()).total_seconds()) + 0.05)
@@ -324,6 +341,50 @@ def test_permanent_refusal_fails_after_one_attempt_with_address_redacted(make_ap
     assert "5" in row.last_error  # the reply code survives redaction
     [attempt] = attempt_rows(app, outbox_id)
     assert attempt.error == row.last_error
+
+
+def test_late_failure_after_the_lease_ran_out_does_not_undo_a_send(make_app):
+    """Worker A's lease lapses mid-send; B re-claims and sends; A's late failure is moot."""
+    from leadvault.worker import Worker
+
+    slow = sink_with(_SlowTransientFailure(delay=2.0))
+    fast = sink_with(_Keeping())
+    app_a = make_app(
+        smtp_url=parse_smtp_url(f"smtp://127.0.0.1:{slow.port}"), outbox_lease_seconds=1.0
+    )
+    app_b = make_app(smtp_url=parse_smtp_url(f"smtp://127.0.0.1:{fast.port}"))
+    [(outbox_id, message_id)] = enqueue(app_a, 1).items()
+
+    with running(slow), running(fast):
+        worker_a = Worker(app_a)
+        worker_a.worker_id = "worker-a"
+        thread = threading.Thread(target=worker_a.deliver_once)
+        thread.start()
+        try:
+            assert slow.collector.in_data.wait(10)  # type: ignore[attr-defined]
+            [row] = outbox_rows(app_a)
+            assert row.locked_by == "worker-a"
+            time.sleep(max(0.0, (row.locked_until - clock.now()).total_seconds()) + 0.05)
+            worker_b = Worker(app_b)
+            worker_b.worker_id = "worker-b"
+            assert worker_b.deliver_once() == 1  # the lapsed lease is taken over
+            worker_b.sender.close()
+            [mail] = fast.wait_for(1)
+            assert message_ids([mail]) == [message_id]
+            assert outbox_rows(app_b)[0].status == OutboxStatus.SENT
+        finally:
+            thread.join(timeout=15)
+            worker_a.sender.close()
+        assert not thread.is_alive()
+
+        [row] = outbox_rows(app_b)
+        assert row.status == OutboxStatus.SENT, row.last_error
+        assert row.sent_at is not None
+        time.sleep(0.4)  # past any retry delay the failure might have set
+        assert deliver(app_b) == 0
+        assert len(fast.messages) == 1
+    workers = [(a.worker, a.error is None) for a in attempt_rows(app_b, outbox_id)]
+    assert workers == [("worker-b", True), ("worker-a", False)]
 
 
 # --- 4. a killed worker loses nothing --------------------------------------------
@@ -434,7 +495,11 @@ def test_worker_once_without_smtp_writes_private_eml_and_prints_links(
     email = unique_email()
     response = app.test_client().post(
         f"/f/{form_id}",
-        json={"email": email, "consent": ["newsletter"], "render_token": render_token(app, form_id)},
+        json={
+            "email": email,
+            "consent": ["newsletter"],
+            "render_token": render_token(app, form_id),
+        },
     )
     assert response.status_code == 200, response.get_data(as_text=True)
     [row] = outbox_rows(app)

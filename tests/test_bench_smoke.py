@@ -1,0 +1,37 @@
+"""bench/capture.py runs end to end (short); the figures themselves are not judged."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WRK = Path("/usr/bin/wrk")
+
+
+@pytest.mark.skipif(not WRK.exists(), reason="wrk is not installed (apt-get install -y wrk)")
+@pytest.mark.skipif(
+    not (Path(sys.executable).parent / "gunicorn").exists(), reason="gunicorn not in this venv"
+)
+def test_capture_bench_runs() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "capture.py"),
+            "--duration",
+            "1",
+            "--concurrency",
+            "4",
+            "--warmup",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ratio" in done.stdout

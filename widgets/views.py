@@ -1,0 +1,129 @@
+"""The loader files, gated downloads and the progressive-profiling page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, abort, g, request, send_file, send_from_directory
+
+from capture import service as capture_service
+from consent import service as consent_service
+from consent.views import _invalid, _page, private_page
+from leadvault import db, i18n
+from leadvault.crypto import TokenExpired, TokenInvalid
+from leadvault.web import language
+from widgets import service
+
+bp = Blueprint("widgets", __name__, template_folder="templates")
+
+_YEAR = 365 * 24 * 3600
+
+
+@bp.get("/widgets/<version>/<name>")
+def loader(version: str, name: str) -> Response:
+    if name not in service.LOADER_FILES:
+        abort(404)
+    current = version == service.loader_version()
+    response = send_from_directory(service.STATIC, name, max_age=_YEAR if current else 0)
+    if current:
+        response.headers["Cache-Control"] = f"public, max-age={_YEAR}, immutable"
+    else:  # an old release's URL: serve today's file, but let nobody keep it
+        response.headers["Cache-Control"] = "no-cache"
+    response.headers["Access-Control-Allow-Origin"] = "*"  # public code, no credentials
+    response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+    return response
+
+
+@bp.get("/d/<token>")
+def download(token: str) -> Response:
+    session = db.session()
+    try:
+        lead, asset, form, expired = service.read_download(session, token)
+    except TokenInvalid:
+        return _invalid()
+    if lead is not None:
+        g.lang = lead.language
+    if lead is None or asset is None or form is None:
+        return _page("consent/message.html", 410, title="asset.gone.title", text="asset.gone.text")
+    if expired or not consent_service.has_consent(session, lead.id, "whitepaper"):
+        return _page("widgets/expired.html", 410, token=token)
+    path = service.asset_file(session, asset)
+    if not path.is_file():
+        return _page("consent/message.html", 410, title="asset.gone.title", text="asset.gone.text")
+    service.record_download(session, lead, asset)
+    response = send_file(
+        path,
+        mimetype=asset.content_type,
+        as_attachment=True,
+        download_name=asset.filename,
+        conditional=True,
+        max_age=0,
+    )
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.post("/d/<token>/resend")
+def resend(token: str) -> Response:
+    session = db.session()
+    try:
+        lead, asset, form, _expired = service.read_download(session, token)
+    except TokenInvalid:
+        return _invalid()
+    if lead is not None:
+        g.lang = lead.language
+        if asset and form and consent_service.has_consent(session, lead.id, "whitepaper"):
+            service.queue_asset_mail(session, lead, asset, form)
+    return _page("consent/message.html", title="optin.resent.title", text="asset.resent.text")
+
+
+def _profile_context(form_id: str, token: str) -> tuple[Any, Any]:
+    session = db.session()
+    form = capture_service.get_form(session, form_id)
+    if form is None:
+        abort(404)
+    lead = service.read_profile_token(session, form, token)
+    if lead is None:
+        raise TokenInvalid("lead erased")
+    g.lang = lead.language
+    return form, lead
+
+
+@bp.route("/f/<form_id>/more/<token>", methods=["GET", "POST"])
+def more(form_id: str, token: str) -> Response:
+    """Returning leads are asked only for what we do not know yet, two fields at a time."""
+    session = db.session()
+    try:
+        form, lead = _profile_context(form_id, token)
+    except TokenExpired:
+        return _page(
+            "consent/message.html", 410, title="link.expired.title", text="link.expired.text"
+        )
+    except TokenInvalid:
+        return _invalid()
+    missing = service.follow_up_missing(session, form, lead)
+    if request.method == "POST":
+        values = {}
+        errors = {}
+        for name in missing:
+            value = request.form.get(name, "").strip()
+            if len(value) > 200:
+                errors[name] = i18n.translate(language(), "field.too_long", max=200)
+            elif value:
+                values[name] = value
+        if errors:
+            return _page(
+                "widgets/more.html", 422, fields=missing, errors=errors, values=request.form
+            )
+        service.save_profile(session, lead, values)
+        return _page("consent/message.html", title="more.done.title", text="more.done.text")
+    if not missing:
+        return _page("consent/message.html", title="more.done.title", text="more.nothing.text")
+    return private_page(_render_more(missing))
+
+
+def _render_more(missing: list[str]) -> str:
+    from flask import render_template
+
+    return render_template("widgets/more.html", fields=missing, errors={}, values={})
