@@ -9,7 +9,9 @@ def init_app(app: Flask) -> None:
     from capture import i18n as strings
     from capture import service, views
     from leadvault import i18n, signals
+    from leadvault.app import runtime
 
     i18n.register(strings.CATALOGUE)
+    runtime(app).inbox_handlers[service.SUBMISSION] = service.store_submission
     signals.collect_access_data.connect(service.access_section)
     app.register_blueprint(views.bp)

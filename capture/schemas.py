@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -91,6 +93,13 @@ def build_schema(form: Form, lang: str, *, check_deliverability: bool) -> Schema
     return schema_class(unknown=RAISE)
 
 
+@functools.lru_cache(maxsize=512)
+def _cached_schema(public_id: str, fields_json: str, lang: str, check: bool) -> Schema:
+    """Building a schema costs more than using it; a form's fields key the cache."""
+    stand_in = Form(public_id=public_id, fields=json.loads(fields_json))
+    return build_schema(stand_in, lang, check_deliverability=check)
+
+
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -117,7 +126,9 @@ def validate_submission(
         if cleaned == "":
             continue  # an empty optional input is "not given"
         payload[key] = cleaned
-    schema = build_schema(form, lang, check_deliverability=check_deliverability)
+    schema = _cached_schema(
+        form.public_id, json.dumps(form.fields, sort_keys=True), lang, check_deliverability
+    )
     try:
         loaded = schema.load(payload)
     except ValidationError as exc:

@@ -38,8 +38,11 @@ def _own_origin() -> str:
     return service.normalise_origin(_settings().base_url)
 
 
+_form_cache = service.FormCache()
+
+
 def _form_or_404(form_id: str) -> Form:
-    form = service.get_form(db.session(), form_id)
+    form = _form_cache.get(db.session(), form_id)
     if form is None:
         abort(404)
     return form
@@ -228,7 +231,8 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
     )
     if valid is None:
         return _invalid(form, lang, raw, errors, as_json)
-    service.submit(session, form, valid, language=lang, meta=request_meta())
+    service.accept(session, form, valid, language=lang, meta=request_meta())
+    g.wake_worker = True
     return _reply(form, lang, as_json)
 
 

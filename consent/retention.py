@@ -28,6 +28,18 @@ def _has_granted(session: Session, lead_id: object) -> bool:
     ) > 0
 
 
+def _open_purposes(session: Session, lead_id: object, cutoff: dt.datetime) -> set[str]:
+    """Purposes of the lead's unconfirmed requests that have not expired yet."""
+    rows = session.scalars(
+        sa.select(OptInRequest.purposes).where(
+            OptInRequest.lead_id == lead_id,
+            OptInRequest.confirmed_at.is_(None),
+            OptInRequest.created_at >= cutoff,
+        )
+    )
+    return {purpose for purposes in rows for purpose in purposes}
+
+
 def purge(session: Session) -> dict[str, int]:
     """Erase expired opt-in requests and idle leads without consent; counts only."""
     settings = settings_of(session)
@@ -49,13 +61,15 @@ def purge(session: Session) -> dict[str, int]:
             continue
         for purpose in request.purposes:
             ledger.append(session, event=LedgerEvent.EXPIRED, subject=str(lead.id), purpose=purpose)
-        if _has_granted(session, lead.id):
-            # The lead stays for what it did confirm; only this request goes.
+        still_open = _open_purposes(session, lead.id, cutoff)
+        if _has_granted(session, lead.id) or still_open:
+            # The lead stays for what it did confirm or asked for again since;
+            # only this request goes.
             session.execute(
                 sa.update(Consent)
                 .where(
                     Consent.lead_id == lead.id,
-                    Consent.purpose.in_(request.purposes),
+                    Consent.purpose.in_(sorted(set(request.purposes) - still_open)),
                     Consent.status == ConsentStatus.PENDING,
                 )
                 .values(status=ConsentStatus.NONE)

@@ -7,6 +7,7 @@ and ``leadvault run`` do that before serving.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,12 @@ class Runtime:
     engine: Engine
     session_factory: sessionmaker[Session]
     jobs: list[Job] = dataclasses.field(default_factory=list)
+    # Inbox item kind -> handler(session, payload), registered by the packages.
+    inbox_handlers: dict[str, Callable[[Session, dict[str, Any]], None]] = dataclasses.field(
+        default_factory=dict
+    )
+    # Set after a request queued inbox work, so an in-process worker starts at once.
+    wake: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
 def load_vault(settings: Settings) -> Vault:
@@ -93,11 +100,13 @@ def _register_domains(app: Flask) -> None:
     """Blueprints and jobs of the domain packages, registered explicitly."""
     import capture
     import consent
+    import scoring
     import widgets
 
     consent.init_app(app)
     capture.init_app(app)
     widgets.init_app(app)
+    scoring.init_app(app)
 
 
 def import_models() -> None:
@@ -109,4 +118,4 @@ def import_models() -> None:
 
 
 # Every package with tables, in dependency order.
-MODEL_PACKAGES = ("leadvault", "consent", "capture", "widgets")
+MODEL_PACKAGES = ("leadvault", "consent", "capture", "widgets", "scoring")

@@ -99,6 +99,7 @@ def run(host: str, port: int, no_worker: bool) -> None:
     """Serve the web app and the worker in one process (the embedded default)."""
     from werkzeug.serving import make_server
 
+    from leadvault.app import runtime
     from leadvault.worker import Worker
 
     settings = load_settings()
@@ -133,6 +134,7 @@ def run(host: str, port: int, no_worker: bool) -> None:
         pass
     finally:
         stop.set()
+        runtime(app).wake.set()
         if thread is not None:
             thread.join(timeout=10)
 
@@ -155,8 +157,13 @@ def worker(once: bool, batch_size: int) -> None:
         runner.sender.close()
         return
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def request_stop(*_: object) -> None:
+        stop.set()
+        runner.runtime.wake.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     runner.run(stop)
 
 
@@ -333,6 +340,7 @@ def api_tokens_revoke(name: str) -> None:
 def register_domain_commands(group: click.Group) -> None:
     import capture.cli
     import consent.cli
+    import scoring.cli
     import widgets.cli
 
     group.add_command(capture.cli.forms)
@@ -340,6 +348,9 @@ def register_domain_commands(group: click.Group) -> None:
     group.add_command(consent.cli.leads)
     group.add_command(consent.cli.purge)
     group.add_command(widgets.cli.assets)
+    group.add_command(scoring.cli.scoring)
+    group.add_command(scoring.cli.sales)
+    group.add_command(scoring.cli.report)
 
 
 register_domain_commands(cli)

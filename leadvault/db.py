@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -80,12 +83,64 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
+    writers = _WriterQueue(engine.url.database)
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # Take the write lock up front: two deferred transactions that both
         # read and then write would otherwise fail with "database is locked"
-        # instead of waiting their turn.
+        # instead of waiting their turn. Queue for it first (see _WriterQueue).
+        if not connection.info.get(_QUEUED):
+            writers.acquire()
+            connection.info[_QUEUED] = True
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record.info.pop(_QUEUED, False):
+            writers.release()
+
+
+_QUEUED = "leadvault.writer_queued"
+
+
+class _WriterQueue:
+    """A fair queue for SQLite's single writer, across threads and processes.
+
+    SQLite's busy handler polls with sleeps of up to 100 ms, so under load a
+    waiting writer often sleeps long after the lock was freed (p99 latency)
+    while the one that just released it takes it again. A thread lock plus
+    ``flock`` on a file beside the database lets the kernel hand the lock to
+    the next waiter at once. Held from BEGIN until the connection returns to
+    the pool, which sessions do right after their commit or rollback.
+    """
+
+    def __init__(self, database: str | None) -> None:
+        self.path = f"{database}.writer-lock" if database and database != ":memory:" else None
+        self.thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _descriptor(self) -> int | None:
+        if self.path is None:
+            return None
+        if self._fd is None or self._pid != os.getpid():  # reopen after a fork
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    def acquire(self) -> None:
+        if not self.thread_lock.acquire(timeout=60):
+            raise TimeoutError("waited 60 s for the SQLite write lock")
+        descriptor = self._descriptor()
+        if descriptor is not None:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        descriptor = self._descriptor()
+        if descriptor is not None:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+        self.thread_lock.release()
 
 
 def make_session_factory(engine: Engine, settings: Settings, vault: Vault) -> sessionmaker[Session]:
@@ -143,7 +198,7 @@ _G_KEY = "leadvault_session"
 
 
 def init_app(app: Flask) -> None:
-    from flask import g
+    from flask import current_app, g
 
     def _finish(response: Response) -> Response:
         session: Session | None = g.pop(_G_KEY, None)
@@ -153,6 +208,8 @@ def init_app(app: Flask) -> None:
             # Commit before the response leaves, so a 2xx means "stored".
             if response.status_code < 400:
                 session.commit()
+                if g.pop("wake_worker", False):
+                    current_app.extensions["leadvault"].wake.set()
             else:
                 session.rollback()
         finally:

@@ -7,33 +7,35 @@ from sqlalchemy.orm import Session
 
 from leadvault.crypto import WrappedKey
 from leadvault.db import vault_of
-from leadvault.models import Lead, OutboxMessage
+from leadvault.models import InboxItem, Lead, OutboxMessage
+
+# Tables whose rows carry a data key of their own (same column names in each).
+_STANDALONE = (OutboxMessage, InboxItem)
 
 
 def count_using(session: Session, version: int) -> int:
-    """Data keys (leads and lead-less outbox rows) still wrapped by ``version``."""
-    leads = session.scalar(sa.select(sa.func.count()).where(Lead.key_version == version)) or 0
-    outbox = (
-        session.scalar(
-            sa.select(sa.func.count()).where(OutboxMessage.payload_key_version == version)
+    """Data keys (leads, lead-less outbox rows, inbox items) still wrapped by ``version``."""
+    total = session.scalar(sa.select(sa.func.count()).where(Lead.key_version == version)) or 0
+    for model in _STANDALONE:
+        total += (
+            session.scalar(sa.select(sa.func.count()).where(model.payload_key_version == version))
+            or 0
         )
-        or 0
-    )
-    return leads + outbox
+    return total
 
 
 def count_stale(session: Session, active: int) -> int:
-    leads = session.scalar(sa.select(sa.func.count()).where(Lead.key_version != active)) or 0
-    outbox = (
-        session.scalar(
-            sa.select(sa.func.count()).where(
-                OutboxMessage.payload_key_version.is_not(None),
-                OutboxMessage.payload_key_version != active,
+    total = session.scalar(sa.select(sa.func.count()).where(Lead.key_version != active)) or 0
+    for model in _STANDALONE:
+        total += (
+            session.scalar(
+                sa.select(sa.func.count()).where(
+                    model.payload_key_version.is_not(None), model.payload_key_version != active
+                )
             )
+            or 0
         )
-        or 0
-    )
-    return leads + outbox
+    return total
 
 
 def rewrap_batch(session: Session, *, limit: int = 500) -> int:
@@ -47,13 +49,12 @@ def rewrap_batch(session: Session, *, limit: int = 500) -> int:
         new = vault.rewrap(WrappedKey(lead.wrapped_key, lead.key_version), lead.id)
         lead.wrapped_key, lead.key_version = new.wrapped, new.version
         done += 1
-    if done < limit:
+    for model in _STANDALONE:
+        if done >= limit:
+            break
         rows = session.scalars(
-            sa.select(OutboxMessage)
-            .where(
-                OutboxMessage.payload_key_version.is_not(None),
-                OutboxMessage.payload_key_version != active,
-            )
+            sa.select(model)
+            .where(model.payload_key_version.is_not(None), model.payload_key_version != active)
             .limit(limit - done)
             .with_for_update()
         )

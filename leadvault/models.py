@@ -146,3 +146,35 @@ class SpentToken(Base):
 
     nonce: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     spent_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now, index=True)
+
+
+class InboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    FAILED = "failed"
+
+
+class InboxItem(Base):
+    """Accepted work (a form submission …) that the worker turns into rows.
+
+    The public endpoint only validates and stores the sealed item, so it
+    answers fast and survives bursts; the worker then writes the lead, the
+    ledger entries and the mail in one transaction and deletes the item.
+    """
+
+    __tablename__ = "inbox"
+    __table_args__ = (sa.Index("ix_inbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(sa.String(40))
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
+    # Sealed under a data key of its own, wrapped by the master key.
+    payload: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    payload_owner: Mapped[str] = mapped_column(sa.String(64))
+    payload_key: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    payload_key_version: Mapped[int] = mapped_column(sa.Integer, index=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default=InboxStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
+    locked_by: Mapped[str | None] = mapped_column(sa.String(64))
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(sa.String(200))

@@ -64,6 +64,7 @@ def enqueue_mail(
     else:
         key, wrapped = vault_of(session).new_data_key(owner)
         row.payload_key, row.payload_key_version = wrapped.wrapped, wrapped.version
+    # Subject apart, so an access export can list mails without opening bodies.
     row.payload = key.encrypt_json(f"outbox/{owner}", content.to_json())
     row.subject = key.encrypt(f"outbox/{owner}/subject", content.subject)
     session.add(row)

@@ -6,7 +6,16 @@ import logging
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, Response, g, jsonify, render_template, request
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    g,
+    has_request_context,
+    jsonify,
+    render_template,
+    request,
+)
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -114,7 +123,8 @@ def init_app(app: Flask) -> None:
     settings = runtime(app).settings
     csrf.init_app(app)
     app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or "memory://"
-    app.config["RATELIMIT_STRATEGY"] = "moving-window"
+    # Fixed windows cost one counter per request; moving windows keep a list.
+    app.config["RATELIMIT_STRATEGY"] = "fixed-window"
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
     limiter.init_app(app)
     app.register_blueprint(bp)
@@ -125,6 +135,9 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def _template_globals() -> dict[str, Any]:
+        if not has_request_context():
+            # Mails rendered by the worker pass their own language and `_`.
+            return {"imprint_url": settings.imprint_url, "privacy_url": settings.privacy_url}
         lang = language()
         return {
             "_": lambda key, **values: i18n.translate(lang, key, **values),

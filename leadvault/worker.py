@@ -10,7 +10,7 @@ import time
 
 from flask import Flask
 
-from leadvault import outbox
+from leadvault import inbox, outbox
 from leadvault.app import runtime
 from leadvault.db import unit_of_work
 from leadvault.mail import Sender, sender_for
@@ -27,13 +27,27 @@ class Worker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
         self._last_run: dict[str, float] = {}
 
-    def deliver_once(self) -> int:
+    def process_inbox(self) -> int:
+        """Turn accepted work (submissions …) into rows, one transaction each."""
+        with self.app.app_context():  # handlers render mail templates
+            return inbox.process_due(
+                self.runtime.session_factory,
+                self.runtime.inbox_handlers,
+                worker_id=self.worker_id,
+                limit=self.batch_size,
+            )
+
+    def deliver_mail(self) -> int:
         return outbox.deliver_due(
             self.runtime.session_factory,
             self.sender,
             worker_id=self.worker_id,
             limit=self.batch_size,
         )
+
+    def deliver_once(self) -> int:
+        """One round: inbox first, so an opt-in mail goes out in the same round."""
+        return self.process_inbox() + self.deliver_mail()
 
     def run_due_jobs(self) -> None:
         now = time.monotonic()
@@ -60,7 +74,9 @@ class Worker:
                     handled = 0
                 self.run_due_jobs()
                 if handled == 0:
-                    stop.wait(poll)
+                    # Sleep until the poll interval ends or a request wakes us.
+                    self.runtime.wake.wait(poll)
+                    self.runtime.wake.clear()
         finally:
             self.sender.close()
             log.info("worker %s stopped", self.worker_id)

@@ -225,14 +225,29 @@ def smtp_server() -> Iterator[SmtpSink]:
 
 
 def deliver(app: Any) -> int:
-    """Run the outbox once, as the worker does."""
+    """Run the inbox and the outbox until both are empty, as the worker does; count mails."""
+    from leadvault.worker import Worker
+
+    worker = Worker(app)
+    mails = 0
+    while True:
+        work = worker.process_inbox()
+        sent = worker.deliver_mail()
+        mails += sent
+        if not work and not sent:
+            break
+    worker.sender.close()
+    return mails
+
+
+def process(app: Any) -> int:
+    """Run the inbox once (accepted submissions become leads), without sending mail."""
     from leadvault.worker import Worker
 
     worker = Worker(app)
     total = 0
-    while handled := worker.deliver_once():
+    while handled := worker.process_inbox():
         total += handled
-    worker.sender.close()
     return total
 
 

@@ -16,7 +16,7 @@ from capture.models import Submission
 from leadvault import counters
 from leadvault.app import runtime
 from leadvault.models import Lead, OutboxMessage
-from tests.conftest import LiveServer, deliver, make_form, render_token, unique_email
+from tests.conftest import LiveServer, deliver, make_form, process, render_token, unique_email
 
 
 def count(app, model) -> int:
@@ -130,6 +130,7 @@ def test_replies_for_new_and_existing_address_are_identical(app, client, smtp_se
         html_old.status_code,
         html_old.get_data(),
     )
+    process(app)
     assert count(app, Lead) == 2
     assert count(app, Submission) == 4
 
@@ -258,6 +259,7 @@ def test_bad_input_never_500(app, client, monkeypatch):
         if response.is_json and response.status_code >= 400:
             assert response.get_json()["error"], name
     assert not failures, failures
+    process(app)
     assert count(app, Lead) == 1  # only the one good submission
 
 
@@ -284,6 +286,7 @@ def test_concurrent_submissions_of_one_new_address(app, smtp_server, rounds):
         with ThreadPoolExecutor(max_workers=20) as pool:
             statuses = list(pool.map(post, tokens))
     assert statuses == [200] * 20
+    process(app)
     assert count(app, Lead) == 1
     assert count(app, Submission) == 20
     assert deliver(app) == 1
@@ -334,6 +337,7 @@ def test_proof_of_work_form(app, client):
     }
     # Without a solution: silently dropped.
     client.post(f"/f/{form_id}", json=payload)
+    process(app)
     assert count(app, Lead) == 0
     solution = altcha.solve_challenge_v1(
         challenge["challenge"], challenge["salt"], challenge["algorithm"], challenge["maxnumber"], 0
@@ -349,6 +353,7 @@ def test_proof_of_work_form(app, client):
         ).encode()
     ).decode()
     assert client.post(f"/f/{form_id}", json=payload).status_code == 200
+    process(app)
     assert count(app, Lead) == 1
 
 
@@ -368,6 +373,7 @@ def test_sources_are_stored_encrypted(app, client):
             "message": "Call me",
         },
     )
+    process(app)
     with app.app_context(), runtime(app).session_factory() as s:
         [submission] = s.scalars(sa.select(Submission))
         data = service.read_submission(s, submission)

@@ -502,7 +502,6 @@ def test_worker_once_without_smtp_writes_private_eml_and_prints_links(
         },
     )
     assert response.status_code == 200, response.get_data(as_text=True)
-    [row] = outbox_rows(app)
 
     env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("LEADVAULT_")}
     env.update(worker_env(database_url, keyring_path, instance, smtp_port=None))
@@ -515,6 +514,8 @@ def test_worker_once_without_smtp_writes_private_eml_and_prints_links(
         root.handlers[:] = handlers
         root.setLevel(level)
     assert result.exit_code == 0, result.output
+    [row] = outbox_rows(app)
+    assert row.status == OutboxStatus.SENT
 
     files = list((instance / "mail").glob("*.eml"))
     assert len(files) == 1, files
@@ -533,6 +534,3 @@ def test_worker_once_without_smtp_writes_private_eml_and_prints_links(
     assert eml.name in result.output
     for link in links:
         assert link.rstrip(".,)>") in result.output
-
-    [row] = outbox_rows(app)
-    assert row.status == OutboxStatus.SENT

@@ -1,0 +1,145 @@
+"""The inbox: work accepted by a request, done by the worker in one transaction each.
+
+Claiming works like the outbox's (a lease; ``SKIP LOCKED`` on PostgreSQL).
+A handler that fails is retried with backoff; its error type is recorded,
+never its message (it may quote personal data).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from leadvault import clock, outbox
+from leadvault.db import dialect_of, settings_of, unit_of_work, vault_of
+from leadvault.models import InboxItem, InboxStatus
+from leadvault.sealed import SealedPayload, seal, unseal
+
+log = logging.getLogger("leadvault.inbox")
+
+Handler = Callable[[Session, dict[str, Any]], None]
+_FIELD = "inbox"
+
+
+def enqueue(session: Session, kind: str, payload: dict[str, Any]) -> None:
+    """Store the work sealed, in the caller's transaction (a plain INSERT, nothing else)."""
+    sealed = seal(vault_of(session), _FIELD, payload)
+    now = clock.now()
+    # A prepared Core INSERT: building an ORM statement per request costs more
+    # than the write itself on this, the hottest path.
+    session.connection().execute(
+        _INSERT,
+        {
+            "kind": kind,
+            "received_at": now,
+            "payload": sealed.payload,
+            "payload_owner": sealed.owner,
+            "payload_key": sealed.key,
+            "payload_key_version": sealed.key_version,
+            "status": InboxStatus.PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+        },
+    )
+
+
+_INSERT = sa.insert(InboxItem.__table__)
+
+
+def claim(session: Session, *, worker_id: str, limit: int) -> list[int]:
+    now = clock.now()
+    lease = dt.timedelta(seconds=settings_of(session).outbox_lease_seconds)
+    due = sa.and_(
+        InboxItem.status == InboxStatus.PENDING,
+        InboxItem.next_attempt_at <= now,
+        sa.or_(InboxItem.locked_until.is_(None), InboxItem.locked_until < now),
+    )
+    query = sa.select(InboxItem.id).where(due).order_by(InboxItem.id).limit(limit)
+    if dialect_of(session) == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.scalars(query))
+    if ids:
+        session.execute(
+            sa.update(InboxItem)
+            .where(InboxItem.id.in_(ids))
+            .values(locked_by=worker_id, locked_until=now + lease)
+            .execution_options(synchronize_session=False)
+        )
+    return ids
+
+
+def process_one(
+    factory: sessionmaker[Session],
+    handlers: dict[str, Handler],
+    item_id: int,
+    *,
+    worker_id: str,
+) -> bool:
+    """Run the item's handler; the item is deleted in the handler's transaction."""
+    try:
+        with unit_of_work(factory) as session:
+            item = session.get(InboxItem, item_id, with_for_update=True)
+            if item is None or item.locked_by != worker_id:
+                return False
+            handler = handlers.get(item.kind)
+            if handler is None:
+                raise LookupError(f"no handler for inbox kind {item.kind!r}")
+            payload = unseal(
+                vault_of(session),
+                _FIELD,
+                SealedPayload(
+                    item.payload_owner, item.payload, item.payload_key, item.payload_key_version
+                ),
+            )
+            handler(session, payload)
+            session.delete(item)
+        return True
+    except Exception as exc:  # the handler's transaction is rolled back; record and retry
+        _record_failure(factory, item_id, type(exc).__name__)
+        return False
+
+
+def _record_failure(factory: sessionmaker[Session], item_id: int, error: str) -> None:
+    with unit_of_work(factory) as session:
+        item = session.get(InboxItem, item_id)
+        if item is None:
+            return
+        settings = settings_of(session)
+        item.attempts += 1
+        item.last_error = error
+        item.locked_by = None
+        item.locked_until = None
+        if item.attempts >= settings.outbox_max_attempts:
+            item.status = InboxStatus.FAILED
+            log.error("inbox item %s (%s) failed for good: %s", item_id, item.kind, error)
+        else:
+            item.next_attempt_at = clock.now() + outbox.backoff(
+                settings.outbox_retry_seconds, item.attempts
+            )
+            log.warning("inbox item %s (%s) failed, will retry: %s", item_id, item.kind, error)
+
+
+def process_due(
+    factory: sessionmaker[Session],
+    handlers: dict[str, Handler],
+    *,
+    worker_id: str,
+    limit: int = 100,
+) -> int:
+    with unit_of_work(factory) as session:
+        ids = claim(session, worker_id=worker_id, limit=limit)
+    for item_id in ids:
+        process_one(factory, handlers, item_id, worker_id=worker_id)
+    return len(ids)
+
+
+def pending_count(session: Session) -> int:
+    return (
+        session.scalar(sa.select(sa.func.count()).where(InboxItem.status == InboxStatus.PENDING))
+        or 0
+    )

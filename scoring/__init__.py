@@ -1,0 +1,28 @@
+"""Scoring: behaviour events, fit and engagement rules, decay, stages, routing, handoff."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+SLA_INTERVAL_SECONDS = 300.0
+ENRICH_INTERVAL_SECONDS = 60.0
+
+
+def init_app(app: Flask) -> None:
+    from capture import signals as capture_signals
+    from leadvault import i18n, signals
+    from leadvault.app import Job, runtime
+    from scoring import events, handoff, jobs, views
+    from scoring import i18n as strings
+
+    i18n.register(strings.CATALOGUE)
+    capture_signals.form_submitted.connect(events.on_form_submitted)
+    signals.purpose_confirmed.connect(events.on_purpose_confirmed)
+    signals.purpose_withdrawn.connect(events.on_purpose_withdrawn)
+    signals.lead_event.connect(events.on_lead_event)
+    signals.collect_access_data.connect(events.events_section)
+    signals.collect_access_data.connect(events.scores_section)
+    signals.collect_access_data.connect(events.stages_section)
+    app.register_blueprint(views.bp)
+    runtime(app).jobs.append(Job("scoring-sla", SLA_INTERVAL_SECONDS, handoff.sla_job))
+    runtime(app).jobs.append(Job("scoring-enrich", ENRICH_INTERVAL_SECONDS, jobs.enrich_pending))

@@ -1,0 +1,222 @@
+"""``leadvault scoring …``, ``leadvault sales …`` and ``leadvault report funnel``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import click
+
+from leadvault.cli import Refused, app_session, load_app
+
+
+@click.group()
+def scoring() -> None:
+    """Scoring rules and scores."""
+
+
+@scoring.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def load(path: Path) -> None:
+    """Validate a rules file and make it the active version."""
+    from scoring import rules
+
+    app = load_app()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Refused(f"cannot read {path}: {type(exc).__name__}") from None
+    try:
+        with app_session(app) as session:
+            row = rules.load(session, text, source=str(path))
+            version, sha = row.version, row.sha256
+    except rules.RulesError as exc:
+        raise Refused(str(exc)) from None
+    click.echo(f"Rules version {version} active ({sha[:12]}). Run `leadvault scoring recompute`.")
+
+
+@scoring.command("versions")
+def versions() -> None:
+    """List stored rule versions."""
+    from scoring import rules
+
+    app = load_app()
+    with app_session(app) as session:
+        for row in rules.versions(session):
+            mark = "*" if row.active else " "
+            loaded = f"{row.loaded_at:%Y-%m-%d %H:%M}"
+            click.echo(f"{mark} v{row.version}  {loaded}  {row.sha256[:12]}  {row.source}")
+
+
+@scoring.command("recompute")
+@click.option("--chunk", default=2000, show_default=True, type=click.IntRange(1, 50000))
+def recompute(chunk: int) -> None:
+    """Recompute every lead's score, breakdown and fit under the active rules."""
+    from leadvault.app import runtime
+    from leadvault.db import unit_of_work
+    from scoring import recompute as service
+
+    app = load_app()
+    factory = runtime(app).session_factory
+    with app.app_context():
+        with unit_of_work(factory) as session:
+            ids = service.lead_ids(session)
+        with click.progressbar(length=len(ids), label="Recomputing scores") as bar:
+            for start in range(0, len(ids), chunk):
+                with unit_of_work(factory) as session:
+                    bar.update(service.recompute_chunk(session, ids[start : start + chunk]))
+    click.echo(f"{len(ids)} leads recomputed.")
+
+
+@scoring.command("explain")
+@click.option("--email", required=True, help="The lead's address (not logged).")
+def explain(email: str) -> None:
+    """Why a lead has its score: each rule's share, summing to the score."""
+    from leadvault import leads
+    from scoring import rules, scores
+
+    app = load_app()
+    with app_session(app) as session:
+        lead = leads.find_by_email(session, email)
+        if lead is None:
+            raise Refused("no lead with this address")
+        result = scores.explain(session, lead.id, rules.active(session))
+        click.echo(f"score {result.score:.2f}")
+        for rule, value in sorted(result.breakdown.items(), key=lambda kv: -abs(kv[1])):
+            click.echo(f"  {rule:24} {value:8.2f}")
+
+
+@click.group()
+def sales() -> None:
+    """Salespeople and teams (staff; their names and addresses are stored plainly)."""
+
+
+def _sales_call(func: object, *args: object, **kwargs: object) -> None:
+    from scoring import routing
+
+    app = load_app()
+    try:
+        with app_session(app) as session:
+            func(session, *args, **kwargs)  # type: ignore[operator]
+    except routing.SalesError as exc:
+        raise Refused(str(exc)) from None
+
+
+@sales.command("add")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--lang", "language", type=click.Choice(["en", "de"]), default="en")
+@click.option("--weight", type=click.IntRange(1, 100), default=1, show_default=True)
+@click.option(
+    "--capacity",
+    type=click.IntRange(0, 10000),
+    default=50,
+    show_default=True,
+    help="Leads per week.",
+)
+@click.option("--team", "team_names", multiple=True, help="Add to this team (repeatable).")
+def add(
+    email: str, name: str, language: str, weight: int, capacity: int, team_names: tuple[str, ...]
+) -> None:
+    """Add a salesperson."""
+    from scoring import routing
+
+    def run(session: object) -> None:
+        routing.add_person(
+            session,
+            email=email,
+            name=name,
+            language=language,  # type: ignore[arg-type]
+            weight=weight,
+            weekly_capacity=capacity,
+        )
+        for team in team_names:
+            routing.add_member(session, team, email)  # type: ignore[arg-type]
+
+    _sales_call(run)
+    click.echo(f"Salesperson {email} added.")
+
+
+@sales.command("list")
+def list_() -> None:
+    """List salespeople with their load this week."""
+    from scoring import routing
+
+    app = load_app()
+    with app_session(app) as session:
+        for person in routing.people(session):
+            state = "absent" if person.absent else "present"
+            load_ = routing.weekly_load(session, person.id)
+            click.echo(
+                f"{person.email:32} {person.name:24} {person.language} w={person.weight} "
+                f"{load_}/{person.weekly_capacity} this week  {state}"
+            )
+        for team, members in routing.teams(session):
+            names = ", ".join(m.email for m in members) or "(nobody)"
+            click.echo(f"team {team.name} ({team.strategy}): {names}")
+
+
+@sales.command("absent")
+@click.argument("email")
+@click.option("--back", is_flag=True, help="Mark as present again.")
+def absent(email: str, back: bool) -> None:
+    """Mark a salesperson absent (skipped by routing) or back."""
+    from scoring import routing
+
+    _sales_call(routing.set_absent, email, not back)
+    click.echo(f"{email} is {'present' if back else 'absent'}.")
+
+
+@sales.group("team")
+def team() -> None:
+    """Teams of salespeople."""
+
+
+@team.command("add")
+@click.argument("name")
+@click.option(
+    "--strategy",
+    type=click.Choice(["round_robin", "least_loaded"]),
+    default="round_robin",
+    show_default=True,
+)
+def team_add(name: str, strategy: str) -> None:
+    """Create a team."""
+    from scoring import routing
+
+    _sales_call(routing.add_team, name, strategy)
+    click.echo(f"Team {name} ({strategy}) created.")
+
+
+@team.command("member")
+@click.argument("name")
+@click.argument("email")
+def team_member(name: str, email: str) -> None:
+    """Add a salesperson to a team."""
+    from scoring import routing
+
+    _sales_call(routing.add_member, name, email)
+    click.echo(f"{email} is in team {name}.")
+
+
+@click.group()
+def report() -> None:
+    """Reports."""
+
+
+@report.command("funnel")
+@click.option(
+    "--since",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Leads created on or after this day (YYYY-MM-DD).",
+)
+def funnel(since: dt.datetime) -> None:
+    """Counts and conversion per stage, by form and UTM, with reject reasons."""
+    from scoring import report as service
+
+    app = load_app()
+    with app_session(app) as session:
+        result = service.funnel(session, since.replace(tzinfo=dt.UTC))
+        for line in service.as_lines(result):
+            click.echo(line)

@@ -1,0 +1,305 @@
+"""Behaviour events: internal ones from signals, batches from the host's server,
+single ones from the browser; and the lead's events in the access export.
+
+Browser events count only for a lead with the ``tracking`` consent, identified
+by a signed tracking token; before that nothing is stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from consent import service as consent_service
+from leadvault import clock, counters, leads
+from leadvault.crypto import TokenInvalid
+from leadvault.db import vault_of
+from leadvault.models import Lead
+from scoring import enrichment, handoff, scores, stages
+from scoring import rules as rules_module
+from scoring.models import Event, LeadScore, RuleScore, Stage, StageChange
+
+TRACKING_TOKEN = "tracking"
+TRACKING_MAX_AGE = 395 * 86400  # about 13 months, as consent for analytics usually runs
+UNKNOWN_TYPE = "scoring.events.unknown_type"
+UNKNOWN_LEAD = "scoring.events.unknown_lead"
+NO_CONSENT = "scoring.events.no_tracking_consent"
+
+
+@dataclasses.dataclass(frozen=True)
+class RawEvent:
+    """A validated event before its lead is resolved (``lead_id`` or ``email``)."""
+
+    type: str
+    occurred_at: dt.datetime
+    properties: Mapping[str, Any]
+    lead_id: uuid.UUID | None = None
+    email: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    unknown_type: int
+    unknown_lead: int
+
+
+def _keys(session: Session, found: Mapping[uuid.UUID, Lead]) -> dict[uuid.UUID, Any]:
+    return {lead_id: leads.data_key(session, lead) for lead_id, lead in found.items()}
+
+
+def _after(
+    session: Session,
+    rules: rules_module.Rules,
+    states: Mapping[uuid.UUID, scores.ScoreState],
+    cause: Mapping[uuid.UUID, str],
+) -> None:
+    """Promote the leads an event batch made qualified (rarely more than a few)."""
+    for lead_id, state in states.items():
+        if state.stage not in {Stage.NEW, Stage.RECYCLED} or state.suspect:
+            continue
+        now_score = scores.score_at(state.score, state.as_of, clock.now(), rules.half_life_seconds)
+        if now_score < rules.mql_score:
+            continue
+        handoff.promote_if_qualified(
+            session,
+            lead_id,
+            rules,
+            cause_kind="event",
+            cause=cause.get(lead_id, "event"),
+            score_before=state.score_before,
+        )
+
+
+def record_event(
+    session: Session,
+    lead_id: uuid.UUID,
+    type: str,
+    properties: Mapping[str, Any] | None,
+    occurred_at: dt.datetime | None,
+    *,
+    source: str = "internal",
+) -> bool:
+    """Score one event of a known lead (internal events, e.g. ``asset_downloaded``)."""
+    rules = rules_module.active(session)
+    if type not in rules.event_types:
+        counters.increment(session, UNKNOWN_TYPE)
+        return False
+    lead = leads.get(session, lead_id)
+    if lead is None:
+        return False
+    event = scores.Incoming(
+        lead_id, type, dict(properties or {}), occurred_at or clock.now(), source
+    )
+    states = scores.apply_events(session, rules, [event], _keys(session, {lead_id: lead}))
+    _after(session, rules, states, {lead_id: type})
+    return True
+
+
+def ingest(session: Session, raw: Sequence[RawEvent], *, source: str = "api") -> IngestResult:
+    """A batch from the host's server: one lookup for all its leads, bulk writes."""
+    rules = rules_module.active(session)
+    known = [event for event in raw if event.type in rules.event_types]
+    unknown_type = len(raw) - len(known)
+    vault = vault_of(session)
+    ids = {event.lead_id for event in known if event.lead_id is not None}
+    indexes = {event.email: vault.blind_index(event.email) for event in known if event.email}
+    found: dict[uuid.UUID, Lead] = {}
+    by_index: dict[bytes, Lead] = {}
+    id_list, index_list = list(ids), list(set(indexes.values()))
+    for start in range(0, max(len(id_list), len(index_list)), 500):
+        condition = sa.or_(
+            Lead.id.in_(id_list[start : start + 500]),
+            Lead.email_index.in_(index_list[start : start + 500]),
+        )
+        for lead in session.scalars(sa.select(Lead).where(condition)):
+            found[lead.id] = lead
+            by_index[lead.email_index] = lead
+    incoming = []
+    for event in known:
+        lead = (
+            found.get(event.lead_id)
+            if event.lead_id is not None
+            else by_index.get(indexes.get(event.email or "", b""))
+        )
+        if lead is None:
+            continue
+        incoming.append(
+            scores.Incoming(lead.id, event.type, event.properties, event.occurred_at, source)
+        )
+    unknown_lead = len(known) - len(incoming)
+    if unknown_type:
+        counters.increment(session, UNKNOWN_TYPE, unknown_type)
+    if unknown_lead:
+        counters.increment(session, UNKNOWN_LEAD, unknown_lead)
+    if incoming:
+        used = {event.lead_id: found[event.lead_id] for event in incoming}
+        states = scores.apply_events(session, rules, incoming, _keys(session, used))
+        _after(session, rules, states, {e.lead_id: e.type for e in incoming})
+    return IngestResult(len(incoming), unknown_type, unknown_lead)
+
+
+# --- browser events ---------------------------------------------------------------
+
+
+def tracking_token(session: Session, lead_id: uuid.UUID) -> str:
+    """The token the loader keeps in first-party storage after the tracking consent."""
+    return vault_of(session).sign(TRACKING_TOKEN, {"l": lead_id.hex})
+
+
+def lead_of_tracking_token(session: Session, token: str) -> uuid.UUID:
+    """Raises TokenInvalid (or TokenExpired) for a token that is not ours."""
+    payload = vault_of(session).unsign(TRACKING_TOKEN, token, TRACKING_MAX_AGE)
+    if not isinstance(payload, dict) or not isinstance(payload.get("l"), str):
+        raise TokenInvalid("malformed tracking token")
+    try:
+        return uuid.UUID(hex=payload["l"])
+    except ValueError:
+        raise TokenInvalid("malformed tracking token") from None
+
+
+def track(session: Session, lead_id: uuid.UUID, event: RawEvent) -> str:
+    """One browser event: "stored", "ignored" (unknown type) or "no_consent"."""
+    if not consent_service.has_consent(session, lead_id, "tracking"):
+        counters.increment(session, NO_CONSENT)
+        return "no_consent"
+    stored = record_event(
+        session, lead_id, event.type, event.properties, event.occurred_at, source="browser"
+    )
+    return "stored" if stored else "ignored"
+
+
+# --- internal events from signals ----------------------------------------------------
+
+
+def on_form_submitted(
+    session: Session, *, lead_id: uuid.UUID, form: Any, submission: Any, **_: Any
+) -> None:
+    """First touch, plausibility and fit, then the event itself."""
+    rules = rules_module.active(session)
+    lead = leads.get(session, lead_id)
+    if lead is None:
+        return
+    state = stages.state_of(session, lead_id)
+    if state.first_form is None:
+        state.first_form = form.public_id
+        state.utm_source = submission.utm_source
+        state.utm_campaign = submission.utm_campaign
+    enrichment.run(session, lead, state, rules, paid=False)
+    record_event(
+        session,
+        lead_id,
+        "form_submitted",
+        {"form": form.public_id, "kind": form.kind},
+        submission.created_at or clock.now(),
+    )
+
+
+def on_purpose_confirmed(
+    session: Session, *, lead_id: uuid.UUID, purpose: str, form_ref: str | None = None, **_: Any
+) -> None:
+    record_event(
+        session,
+        lead_id,
+        "optin_confirmed",
+        {"purpose": purpose, **({"form": form_ref} if form_ref else {})},
+        clock.now(),
+    )
+    if purpose == handoff.SALES_PURPOSE:
+        handoff.offer_if_consented(session, lead_id, rules_module.active(session))
+
+
+def on_purpose_withdrawn(session: Session, *, lead_id: uuid.UUID, purpose: str, **_: Any) -> None:
+    record_event(session, lead_id, "unsubscribed", {"purpose": purpose}, clock.now())
+    if purpose == handoff.SALES_PURPOSE:
+        handoff.withdraw_open(session, lead_id)
+
+
+def on_lead_event(
+    session: Session,
+    *,
+    lead_id: uuid.UUID,
+    event_type: str,
+    properties: Mapping[str, Any] | None = None,
+    occurred_at: dt.datetime | None = None,
+    **_: Any,
+) -> None:
+    record_event(session, lead_id, event_type, properties, occurred_at)
+
+
+# --- access export sections -----------------------------------------------------------
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def events_section(session: Session, *, lead_id: uuid.UUID, **_: Any) -> tuple[str, list[Any]]:
+    lead = leads.get(session, lead_id)
+    if lead is None:
+        return "events", []
+    key = leads.data_key(session, lead)
+    items = []
+    for event in session.scalars(
+        sa.select(Event).where(Event.lead_id == lead_id).order_by(Event.occurred_at)
+    ):
+        items.append(
+            {
+                "type": event.type,
+                "source": event.source,
+                "occurred_at": _iso(event.occurred_at),
+                "properties": (
+                    key.decrypt_json(f"event/{event.id}", event.properties)
+                    if event.properties is not None
+                    else {}
+                ),
+                "points": event.awards or {},
+            }
+        )
+    return "events", items
+
+
+def scores_section(session: Session, *, lead_id: uuid.UUID, **_: Any) -> tuple[str, list[Any]]:
+    state = session.get(LeadScore, lead_id)
+    if state is None:
+        return "scores", []
+    rules = rules_module.active(session)
+    explanation = scores.explain(session, lead_id, rules)
+    shares = session.scalars(sa.select(RuleScore).where(RuleScore.lead_id == lead_id))
+    return "scores", [
+        {
+            "score": explanation.score,
+            "at": _iso(explanation.at),
+            "breakdown": explanation.breakdown,
+            "fit_grade": state.fit_grade,
+            "fit_points": state.fit_points,
+            "suspect": state.suspect,
+            "flags": list(state.flags or []),
+            "stage": state.stage,
+            "rule_shares": [
+                {"rule": s.rule, "value": s.value, "as_of": _iso(s.as_of)} for s in shares
+            ],
+        }
+    ]
+
+
+def stages_section(session: Session, *, lead_id: uuid.UUID, **_: Any) -> tuple[str, list[Any]]:
+    rows = session.scalars(
+        sa.select(StageChange).where(StageChange.lead_id == lead_id).order_by(StageChange.id)
+    )
+    return "stage_history", [
+        {
+            "from": row.from_stage,
+            "to": row.to_stage,
+            "at": _iso(row.at),
+            "cause_kind": row.cause_kind,
+            "cause": row.cause,
+        }
+        for row in rows
+    ]

@@ -1,0 +1,381 @@
+"""Sales handoff: promote qualified leads, offer them, mail the salesperson, take the verdict.
+
+Only leads with a confirmed ``sales_contact`` consent are handed off; the others
+stay MQL. The mail is bound to the lead (erasure removes it) and queued under
+the ``sales_contact`` purpose (withdrawal cancels it while still queued).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from flask import render_template
+from sqlalchemy.orm import Session
+
+from capture import service as capture_service
+from consent import service as consent_service
+from leadvault import clock, i18n, leads, outbox
+from leadvault.crypto import TokenInvalid
+from leadvault.db import settings_of, vault_of
+from leadvault.mail import MailContent
+from leadvault.models import Lead
+from scoring import enrichment, routing, scores, stages
+from scoring import rules as rules_module
+from scoring.models import Event, Handoff, HandoffStatus, LeadScore, Salesperson, Stage
+from scoring.rules import Rules
+
+HANDOFF_TOKEN = "handoff"
+TOKEN_MAX_AGE = 90 * 86400
+OPEN = (HandoffStatus.QUEUED, HandoffStatus.OFFERED, HandoffStatus.ACCEPTED)
+SALES_PURPOSE = "sales_contact"
+
+
+class HandoffError(Exception):
+    """A handoff action that is not possible now; the message is safe to show staff."""
+
+
+# --- promotion and offers --------------------------------------------------------
+
+
+def promote_if_qualified(
+    session: Session,
+    lead_id: uuid.UUID,
+    rules: Rules,
+    *,
+    cause_kind: str,
+    cause: str,
+    score_before: float | None = None,
+) -> bool:
+    state = stages.state_of(session, lead_id)
+    if not stages.qualifies(state, rules, score_before):
+        return False
+    stages.transition(session, state, Stage.MQL, cause_kind=cause_kind, cause=cause)
+    offer_if_consented(session, lead_id, rules)
+    return True
+
+
+def open_handoff(session: Session, lead_id: uuid.UUID) -> Handoff | None:
+    return session.scalars(
+        sa.select(Handoff)
+        .where(Handoff.lead_id == lead_id, Handoff.status.in_([s.value for s in OPEN]))
+        .order_by(Handoff.offered_at.desc())
+        .limit(1)
+    ).first()
+
+
+def offer_if_consented(session: Session, lead_id: uuid.UUID, rules: Rules) -> Handoff | None:
+    """Hand an MQL to sales, if it consented to sales contact and is not offered yet."""
+    state = stages.state_of(session, lead_id)
+    if state.stage != Stage.MQL or open_handoff(session, lead_id) is not None:
+        return None
+    if not consent_service.has_consent(session, lead_id, SALES_PURPOSE):
+        return None  # stays MQL; the funnel report counts it as such
+    return _offer(session, lead_id, rules, exclude=set(), attempt=1)
+
+
+def _tried(session: Session, lead_id: uuid.UUID) -> set[int]:
+    return {
+        pid
+        for pid in session.scalars(sa.select(Handoff.person_id).where(Handoff.lead_id == lead_id))
+        if pid is not None
+    }
+
+
+def _offer(
+    session: Session, lead_id: uuid.UUID, rules: Rules, *, exclude: set[int], attempt: int
+) -> Handoff | None:
+    lead = leads.get(session, lead_id)
+    if lead is None:
+        return None
+    handoff = Handoff(
+        id=uuid.uuid4(),
+        lead_id=lead_id,
+        routing_rule="queue",
+        status=HandoffStatus.QUEUED,
+        attempt=attempt,
+        offered_at=clock.now(),
+        bant={},
+    )
+    session.add(handoff)
+    session.flush()
+    _assign(session, handoff, lead, rules, exclude=exclude)
+    return handoff
+
+
+def _assign(
+    session: Session, handoff: Handoff, lead: Lead, rules: Rules, *, exclude: set[int] | None = None
+) -> bool:
+    """Route a queued handoff; offer it and mail the salesperson when someone is found."""
+    email = leads.email_of(session, lead)
+    values = routing.routing_values(leads.attributes_of(session, lead), email.rpartition("@")[2])
+    tried = _tried(session, lead.id) if exclude is None else exclude
+    choice = routing.choose(session, rules, values, tried)
+    if choice.person is None:
+        return False
+    handoff.person_id = choice.person.id
+    handoff.team_id = choice.team.id if choice.team else None
+    handoff.routing_rule = choice.rule
+    handoff.status = HandoffStatus.OFFERED
+    handoff.offered_at = clock.now()
+    session.flush()
+    _mail(session, handoff, lead, choice.person, rules, template="handoff")
+    return True
+
+
+# --- tokens ----------------------------------------------------------------------
+
+
+def handoff_url(session: Session, handoff: Handoff, action: str | None = None) -> str:
+    token = vault_of(session).sign(HANDOFF_TOKEN, {"h": handoff.id.hex})
+    suffix = f"/{action}" if action else ""
+    return f"{settings_of(session).base_url}/h/{token}{suffix}"
+
+
+def read_token(session: Session, token: str) -> Handoff | None:
+    """Raises TokenInvalid or TokenExpired; None when the lead was erased."""
+    payload = vault_of(session).unsign(HANDOFF_TOKEN, token, TOKEN_MAX_AGE)
+    if not isinstance(payload, dict) or not isinstance(payload.get("h"), str):
+        raise TokenInvalid("malformed handoff token")
+    try:
+        handoff_id = uuid.UUID(hex=payload["h"])
+    except ValueError:
+        raise TokenInvalid("malformed handoff token") from None
+    return session.get(Handoff, handoff_id)
+
+
+# --- the mail ------------------------------------------------------------------------
+
+
+def summary(session: Session, handoff: Handoff, rules: Rules) -> dict[str, Any]:
+    """Everything a salesperson needs to act on the lead (for the mail and the page)."""
+    lead = session.get(Lead, handoff.lead_id)
+    state = session.get(LeadScore, handoff.lead_id)
+    if lead is None or state is None:
+        return {}
+    attributes = leads.attributes_of(session, lead)
+    explanation = scores.explain(session, lead.id, rules)
+    _points, _grade, fit_rules = enrichment.fit_of(rules, attributes, state.flags, state.suspect)
+    form = capture_service.get_form(session, state.first_form) if state.first_form else None
+    consent_state = consent_service.states(session, lead.id).get(SALES_PURPOSE)
+    text = (
+        consent_service.text_by_id(session, consent_state.text_id)
+        if consent_state is not None and consent_state.text_id
+        else None
+    )
+    key_events = session.execute(
+        sa.select(Event.type, Event.occurred_at, Event.awards)
+        .where(Event.lead_id == lead.id)
+        .order_by(Event.occurred_at.desc())
+        .limit(12)
+    ).all()
+    return {
+        "email": leads.email_of(session, lead),
+        "name": " ".join(
+            part for part in (attributes.get("first_name"), attributes.get("last_name")) if part
+        ),
+        "attributes": attributes,
+        "score": round(explanation.score, 1),
+        "breakdown": sorted(
+            ((rule, round(value, 1)) for rule, value in explanation.breakdown.items()),
+            key=lambda item: -abs(item[1]),
+        ),
+        "fit_grade": state.fit_grade,
+        "fit_rules": fit_rules,
+        "flags": state.flags,
+        "stage": state.stage,
+        "form": form.name if form else state.first_form,
+        "utm_source": state.utm_source,
+        "utm_campaign": state.utm_campaign,
+        "events": [
+            {
+                "type": row.type,
+                "date": row.occurred_at.date().isoformat(),
+                "points": round(sum((row.awards or {}).values()), 1),
+            }
+            for row in key_events
+        ],
+        "consent_granted_at": consent_state.granted_at if consent_state else None,
+        "consent_text": text.text if text else None,
+        "consent_version": text.version if text else None,
+        "bant": handoff.bant or {},
+    }
+
+
+def _mail(
+    session: Session,
+    handoff: Handoff,
+    lead: Lead,
+    person: Salesperson,
+    rules: Rules,
+    *,
+    template: str,
+) -> None:
+    settings = settings_of(session)
+    lang = person.language if person.language in i18n.LANGUAGES else "en"
+    context = {
+        "lang": lang,
+        "_": lambda key, **values: i18n.translate(lang, key, **values),
+        "person": person,
+        "lead": summary(session, handoff, rules),
+        "page_url": handoff_url(session, handoff),
+        "accept_url": handoff_url(session, handoff, "accept"),
+        "reject_url": handoff_url(session, handoff, "reject"),
+        "hours": rules.accept_within_hours,
+        "imprint_url": settings.imprint_url,
+        "privacy_url": settings.privacy_url,
+    }
+    content = MailContent(
+        to=person.email,
+        subject=i18n.translate(
+            lang,
+            f"{template}.mail.subject",
+            grade=context["lead"]["fit_grade"],
+            score=context["lead"]["score"],
+        ),
+        text=render_template(f"scoring/mail/{template}.txt", **context),
+        html=render_template(f"scoring/mail/{template}.html", **context),
+        language=lang,
+    )
+    outbox.enqueue_mail(session, content, template=template, lead=lead, purpose=SALES_PURPOSE)
+
+
+# --- the verdict -----------------------------------------------------------------------
+
+
+def _feedback(session: Session, lead_id: uuid.UUID, properties: dict[str, Any]) -> None:
+    from scoring import events
+
+    events.record_event(session, lead_id, "sales_feedback", properties, clock.now())
+
+
+def _person_label(session: Session, handoff: Handoff) -> str:
+    # An id, not the address: the stage history is part of the lead's access export.
+    return f"salesperson:{handoff.person_id}" if handoff.person_id else "sales"
+
+
+def accept(session: Session, handoff: Handoff) -> None:
+    if handoff.status != HandoffStatus.OFFERED:
+        raise HandoffError("handoff.not_open")
+    state = stages.state_of(session, handoff.lead_id, for_update=True)
+    handoff.status = HandoffStatus.ACCEPTED
+    handoff.decided_at = clock.now()
+    stages.transition(
+        session, state, Stage.SAL, cause_kind="person", cause=_person_label(session, handoff)
+    )
+    _feedback(session, handoff.lead_id, {"action": "accepted"})
+
+
+def reject(session: Session, handoff: Handoff, reason: str) -> str:
+    if reason not in stages.REJECT_REASONS:
+        raise HandoffError("handoff.reason_missing")
+    if handoff.status not in {HandoffStatus.OFFERED, HandoffStatus.ACCEPTED}:
+        raise HandoffError("handoff.not_open")
+    state = stages.state_of(session, handoff.lead_id, for_update=True)
+    handoff.status = HandoffStatus.REJECTED
+    handoff.decided_at = clock.now()
+    handoff.reject_reason = reason
+    to = stages.REJECT_REASONS[reason]
+    stages.transition(
+        session,
+        state,
+        to,
+        cause_kind="person",
+        cause=f"{_person_label(session, handoff)}: {reason}",
+    )
+    _feedback(session, handoff.lead_id, {"action": "rejected", "reason": reason})
+    return to
+
+
+def record_bant(session: Session, handoff: Handoff, answers: dict[str, bool]) -> None:
+    if handoff.status != HandoffStatus.ACCEPTED:
+        raise HandoffError("handoff.not_accepted")
+    handoff.bant = {point: bool(answers.get(point)) for point in stages.BANT}
+    session.flush()
+
+
+def mark(session: Session, handoff: Handoff, outcome: str) -> None:
+    """Move an accepted lead to SQL, won or lost; SQL needs all four BANT points."""
+    if handoff.status != HandoffStatus.ACCEPTED:
+        raise HandoffError("handoff.not_accepted")
+    if outcome not in {Stage.SQL, Stage.WON, Stage.LOST}:
+        raise HandoffError("error.400")
+    if outcome == Stage.SQL and not all((handoff.bant or {}).get(p) for p in stages.BANT):
+        raise HandoffError("handoff.bant_missing")
+    state = stages.state_of(session, handoff.lead_id, for_update=True)
+    try:
+        stages.transition(
+            session, state, outcome, cause_kind="person", cause=_person_label(session, handoff)
+        )
+    except stages.StageError:
+        raise HandoffError("handoff.stage_not_allowed") from None
+    _feedback(session, handoff.lead_id, {"action": outcome})
+
+
+def withdraw_open(session: Session, lead_id: uuid.UUID) -> None:
+    """Sales contact withdrawn: open offers end (their queued mails are cancelled by consent)."""
+    for handoff in session.scalars(
+        sa.select(Handoff).where(
+            Handoff.lead_id == lead_id,
+            Handoff.status.in_([HandoffStatus.QUEUED.value, HandoffStatus.OFFERED.value]),
+        )
+    ):
+        handoff.status = HandoffStatus.WITHDRAWN
+        handoff.decided_at = clock.now()
+    session.flush()
+
+
+# --- the SLA ---------------------------------------------------------------------------
+
+
+def sla_job(session: Session) -> dict[str, int]:
+    """Remind, then reassign offers not accepted in time; retry the queue."""
+    rules = rules_module.active(session)
+    now = clock.now()
+    done = {"reminded": 0, "reassigned": 0, "dequeued": 0}
+    remind_before = now - dt.timedelta(hours=rules.remind_after_hours)
+    expire_before = now - dt.timedelta(hours=rules.accept_within_hours)
+    offered = list(
+        session.scalars(
+            sa.select(Handoff)
+            .where(Handoff.status == HandoffStatus.OFFERED, Handoff.offered_at <= remind_before)
+            .order_by(Handoff.offered_at)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for handoff in offered:
+        lead = session.get(Lead, handoff.lead_id)
+        person = session.get(Salesperson, handoff.person_id) if handoff.person_id else None
+        if lead is None or person is None:
+            continue
+        if handoff.offered_at <= expire_before:
+            handoff.status = HandoffStatus.EXPIRED
+            handoff.decided_at = now
+            session.flush()
+            _offer(
+                session,
+                lead.id,
+                rules,
+                exclude=_tried(session, lead.id),
+                attempt=handoff.attempt + 1,
+            )
+            done["reassigned"] += 1
+        elif handoff.reminded_at is None:
+            handoff.reminded_at = now
+            _mail(session, handoff, lead, person, rules, template="reminder")
+            done["reminded"] += 1
+    queued = list(session.scalars(sa.select(Handoff).where(Handoff.status == HandoffStatus.QUEUED)))
+    for handoff in queued:
+        lead = session.get(Lead, handoff.lead_id)
+        if lead is not None and _assign(session, handoff, lead, rules):
+            done["dequeued"] += 1
+    session.flush()
+    return done
+
+
+def leads_in(session: Session, lead_ids: Iterable[uuid.UUID]) -> list[Handoff]:
+    ids = list(lead_ids)
+    return list(session.scalars(sa.select(Handoff).where(Handoff.lead_id.in_(ids))))

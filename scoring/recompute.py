@@ -1,0 +1,158 @@
+"""Bulk recompute after a rules change: replay every lead's events under the active rules."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from leadvault import clock
+from leadvault.crypto import DataKey, WrappedKey
+from leadvault.db import vault_of
+from leadvault.models import Lead, LeadAttribute
+from scoring import enrichment, handoff, scores
+from scoring import rules as rules_module
+from scoring.models import Event, LeadScore, RuleScore, Stage
+from scoring.rules import Rules
+
+_SCORES = LeadScore.__table__
+_RULES = RuleScore.__table__
+
+
+def lead_ids(session: Session) -> list[uuid.UUID]:
+    return list(session.scalars(sa.select(Lead.id).order_by(Lead.id)))
+
+
+def _no_lookup(_lead: uuid.UUID, _rule: str, _day: Any) -> float:
+    return 0.0  # events replay in time order, so a past day is never revisited
+
+
+def recompute_chunk(session: Session, ids: list[uuid.UUID], rules: Rules | None = None) -> int:
+    """Recompute score, breakdown and fit of these leads; promote those now qualified."""
+    rules = rules or rules_module.active(session)
+    session.flush()
+    vault = vault_of(session)
+    now = clock.now()
+    hl = rules.half_life_seconds
+    keys: dict[uuid.UUID, DataKey] = {}
+    for row in session.execute(
+        sa.select(Lead.id, Lead.wrapped_key, Lead.key_version).where(Lead.id.in_(ids))
+    ):
+        keys[row.id] = vault.unwrap(WrappedKey(row.wrapped_key, row.key_version), row.id)
+    attributes: dict[uuid.UUID, dict[str, str]] = defaultdict(dict)
+    for row in session.execute(
+        sa.select(LeadAttribute.lead_id, LeadAttribute.name, LeadAttribute.value).where(
+            LeadAttribute.lead_id.in_(ids)
+        )
+    ):
+        attributes[row.lead_id][row.name] = keys[row.lead_id].decrypt(f"attr/{row.name}", row.value)
+    existing = {
+        row.lead_id: row
+        for row in session.execute(
+            sa.select(
+                _SCORES.c.lead_id,
+                _SCORES.c.flags,
+                _SCORES.c.suspect,
+                _SCORES.c.stage,
+                _SCORES.c.score,
+                _SCORES.c.as_of,
+            ).where(_SCORES.c.lead_id.in_(ids))
+        )
+    }
+    states = {lead_id: scores.new_state(lead_id, now) for lead_id in keys}
+    started: set[uuid.UUID] = set()
+    needs_props = {
+        event: any(r.conditions for r in group) for event, group in rules.by_event.items()
+    }
+    for event in session.execute(
+        sa.select(Event.id, Event.lead_id, Event.type, Event.occurred_at, Event.properties)
+        .where(Event.lead_id.in_(ids))
+        .order_by(Event.lead_id, Event.occurred_at)
+    ):
+        group = rules.by_event.get(event.type)
+        if not group:
+            continue
+        state = states[event.lead_id]
+        if event.lead_id not in started:
+            state.as_of = event.occurred_at
+            started.add(event.lead_id)
+        props: dict[str, Any] = {}
+        if needs_props[event.type] and event.properties is not None:
+            props = keys[event.lead_id].decrypt_json(f"event/{event.id}", event.properties)
+        for rule in group:
+            if rules_module.matches_all(rule.conditions, props):
+                scores.award(state, rule, event.occurred_at, hl, _no_lookup)
+
+    inserts, updates, shares = [], [], []
+    for lead_id, state in states.items():
+        old = existing.get(lead_id)
+        flags = list(old.flags or []) if old is not None else []
+        suspect = bool(old.suspect) if old is not None else False
+        fit_points, grade, _m = enrichment.fit_of(
+            rules, attributes.get(lead_id, {}), flags, suspect
+        )
+        values = {
+            "score": state.score,
+            "as_of": state.as_of,
+            "fit_points": fit_points,
+            "fit_grade": grade,
+            "rules_version": rules.version,
+            "updated_at": now,
+        }
+        if old is None:
+            inserts.append(scores.new_state_row(lead_id, now, **values))
+        else:
+            updates.append({"k": lead_id, **{f"n_{k}": v for k, v in values.items()}})
+        shares.extend(
+            {
+                "lead_id": lead_id,
+                "rule": name,
+                "value": s.value,
+                "as_of": s.as_of,
+                "cap_day": s.cap_day,
+                "cap_used": s.cap_used,
+            }
+            for name, s in state.rules.items()
+        )
+    session.execute(sa.delete(_RULES).where(_RULES.c.lead_id.in_(ids)))
+    if inserts:
+        session.execute(sa.insert(_SCORES), inserts)
+    if updates:
+        session.execute(
+            sa.update(_SCORES)
+            .where(_SCORES.c.lead_id == sa.bindparam("k"))
+            .values(
+                {
+                    k: sa.bindparam(f"n_{k}")
+                    for k in (
+                        "score",
+                        "as_of",
+                        "fit_points",
+                        "fit_grade",
+                        "rules_version",
+                        "updated_at",
+                    )
+                }
+            ),
+            updates,
+        )
+    if shares:
+        session.execute(sa.insert(_RULES), shares)
+    scores.expire_cached(session, set(ids))
+    for lead_id, state in states.items():
+        old = existing.get(lead_id)
+        stage = old.stage if old is not None else Stage.NEW
+        if stage in {Stage.NEW, Stage.RECYCLED} and state.score >= rules.mql_score:
+            before = scores.score_at(old.score, old.as_of, now, hl) if old is not None else 0.0
+            handoff.promote_if_qualified(
+                session,
+                lead_id,
+                rules,
+                cause_kind="rule",
+                cause=f"rules v{rules.version}",
+                score_before=before,
+            )
+    return len(ids)

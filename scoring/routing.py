@@ -1,0 +1,218 @@
+"""Salespeople, teams and the routing decision.
+
+Routing rules (from the rules file) are tried in order; the first whose
+conditions match and whose target has someone available wins. Teams pick by
+weighted round robin or least-loaded; absent people, people at their weekly
+capacity and people already tried for this lead are skipped. Without a match
+the fallback target is tried, then the lead waits in the queue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from leadvault import clock
+from scoring import rules as rules_module
+from scoring.models import Handoff, Salesperson, SalesTeam, TeamMember
+from scoring.rules import REGIONS, Rules
+
+STRATEGIES = ("round_robin", "least_loaded")
+
+
+class SalesError(Exception):
+    """A sales set-up request the service refuses; the message names the problem."""
+
+
+# --- managing people and teams -----------------------------------------------------
+
+
+def add_person(
+    session: Session,
+    *,
+    email: str,
+    name: str,
+    language: str = "en",
+    weight: int = 1,
+    weekly_capacity: int = 50,
+) -> Salesperson:
+    if "@" not in email:
+        raise SalesError(f"{email!r} is not an email address")
+    if language not in {"en", "de"}:
+        raise SalesError("language must be en or de")
+    if weight < 1 or weekly_capacity < 0:
+        raise SalesError("weight must be at least 1 and capacity at least 0")
+    if person_by_email(session, email) is not None:
+        raise SalesError(f"a salesperson {email!r} exists already")
+    person = Salesperson(
+        email=email.strip().lower(),
+        name=name.strip(),
+        language=language,
+        weight=weight,
+        weekly_capacity=weekly_capacity,
+        absent=False,
+        active=True,
+        created_at=clock.now(),
+    )
+    session.add(person)
+    session.flush()
+    return person
+
+
+def person_by_email(session: Session, email: str) -> Salesperson | None:
+    return session.scalars(
+        sa.select(Salesperson).where(Salesperson.email == email.strip().lower())
+    ).one_or_none()
+
+
+def set_absent(session: Session, email: str, absent: bool) -> Salesperson:
+    person = person_by_email(session, email)
+    if person is None:
+        raise SalesError(f"no salesperson {email!r}")
+    person.absent = absent
+    session.flush()
+    return person
+
+
+def add_team(session: Session, name: str, strategy: str = "round_robin") -> SalesTeam:
+    if strategy not in STRATEGIES:
+        raise SalesError(f"strategy must be one of {', '.join(STRATEGIES)}")
+    if team_by_name(session, name) is not None:
+        raise SalesError(f"a team {name!r} exists already")
+    team = SalesTeam(name=name, strategy=strategy, created_at=clock.now())
+    session.add(team)
+    session.flush()
+    return team
+
+
+def team_by_name(session: Session, name: str) -> SalesTeam | None:
+    return session.scalars(sa.select(SalesTeam).where(SalesTeam.name == name)).one_or_none()
+
+
+def add_member(session: Session, team_name: str, email: str) -> None:
+    team = team_by_name(session, team_name)
+    person = person_by_email(session, email)
+    if team is None or person is None:
+        raise SalesError(f"no team {team_name!r}" if team is None else f"no salesperson {email!r}")
+    if session.get(TeamMember, (team.id, person.id)) is None:
+        session.add(TeamMember(team_id=team.id, person_id=person.id, credit=0))
+        session.flush()
+
+
+def people(session: Session) -> list[Salesperson]:
+    return list(session.scalars(sa.select(Salesperson).order_by(Salesperson.email)))
+
+
+def teams(session: Session) -> list[tuple[SalesTeam, list[Salesperson]]]:
+    result = []
+    for team in session.scalars(sa.select(SalesTeam).order_by(SalesTeam.name)):
+        members = session.scalars(
+            sa.select(Salesperson)
+            .join(TeamMember, TeamMember.person_id == Salesperson.id)
+            .where(TeamMember.team_id == team.id)
+            .order_by(Salesperson.email)
+        )
+        result.append((team, list(members)))
+    return result
+
+
+# --- choosing -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    person: Salesperson | None
+    team: SalesTeam | None
+    rule: str  # routing rule name, "fallback" or "queue"
+
+
+def routing_values(attributes: Mapping[str, str], email_domain: str) -> dict[str, str]:
+    country = (attributes.get("country") or "").strip().upper()
+    values = {
+        "country": country,
+        "company_size": attributes.get("company_size", ""),
+        "industry": attributes.get("industry", ""),
+        "email_domain": email_domain.lower(),
+    }
+    region = next((name for name, members in REGIONS.items() if country in members), "")
+    if region:
+        values["region"] = region
+    return {k: v for k, v in values.items() if v}
+
+
+def weekly_load(session: Session, person_id: int) -> int:
+    since = clock.now() - dt.timedelta(days=7)
+    return (
+        session.scalar(
+            sa.select(sa.func.count(Handoff.id)).where(
+                Handoff.person_id == person_id, Handoff.offered_at >= since
+            )
+        )
+        or 0
+    )
+
+
+def _available(session: Session, person: Salesperson, exclude: set[int]) -> bool:
+    return (
+        person.active
+        and not person.absent
+        and person.id not in exclude
+        and weekly_load(session, person.id) < person.weekly_capacity
+    )
+
+
+def pick_from_team(session: Session, team: SalesTeam, exclude: set[int]) -> Salesperson | None:
+    rows = session.execute(
+        sa.select(TeamMember, Salesperson)
+        .join(Salesperson, Salesperson.id == TeamMember.person_id)
+        .where(TeamMember.team_id == team.id)
+        .order_by(Salesperson.id)
+        .with_for_update(of=TeamMember)
+    ).all()
+    candidates = [(m, p) for m, p in rows if _available(session, p, exclude)]
+    if not candidates:
+        return None
+    if team.strategy == "least_loaded":
+        _member, person = min(
+            candidates, key=lambda mp: (weekly_load(session, mp[1].id) / mp[1].weight, mp[1].id)
+        )
+        return person
+    # Smooth weighted round robin (as nginx does): fair and deterministic.
+    total = sum(p.weight for _m, p in candidates)
+    for member, person in candidates:
+        member.credit += person.weight
+    chosen_member, chosen = max(candidates, key=lambda mp: (mp[0].credit, -mp[1].id))
+    chosen_member.credit -= total
+    session.flush()
+    return chosen
+
+
+def _target(
+    session: Session, person_email: str | None, team_name: str | None, exclude: set[int]
+) -> tuple[Salesperson | None, SalesTeam | None]:
+    if person_email:
+        person = person_by_email(session, person_email)
+        if person is not None and _available(session, person, exclude):
+            return person, None
+        return None, None
+    team = team_by_name(session, team_name or "")
+    if team is None:
+        return None, None
+    return pick_from_team(session, team, exclude), team
+
+
+def choose(session: Session, rules: Rules, values: Mapping[str, str], exclude: set[int]) -> Choice:
+    for rule in rules.routing:
+        if rules_module.matches_all(rule.conditions, values):
+            person, team = _target(session, rule.salesperson, rule.team, exclude)
+            if person is not None:
+                return Choice(person, team, rule.name)
+    if rules.fallback_salesperson or rules.fallback_team:
+        person, team = _target(session, rules.fallback_salesperson, rules.fallback_team, exclude)
+        if person is not None:
+            return Choice(person, team, "fallback")
+    return Choice(None, None, "queue")

@@ -1,0 +1,447 @@
+"""Rules as data: parse and validate a TOML file, store it versioned, evaluate it.
+
+Errors name the file and line: syntax errors come from tomllib; for semantic
+errors the line of the offending table or key is found by scanning the text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Mapping
+from importlib.resources import files
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from leadvault import clock
+from leadvault.crypto import sha256_hex
+from scoring.models import RuleSet
+
+GRADES = ("A", "B", "C", "D")
+# Events the core and the domain packages send; always known.
+BUILTIN_EVENT_TYPES = frozenset(
+    {
+        "form_submitted",
+        "optin_confirmed",
+        "asset_downloaded",
+        "unsubscribed",
+        "sales_feedback",
+        "page_view",
+    }
+)
+REGIONS: dict[str, frozenset[str]] = {
+    "DACH": frozenset({"DE", "AT", "CH"}),
+    "UK": frozenset({"GB"}),
+    "NA": frozenset({"US", "CA"}),
+    "EU": frozenset(
+        "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split()  # noqa: SIM905 - a country list reads best as one line
+    ),
+}
+ROUTING_KEYS = frozenset({"country", "region", "company_size", "industry", "email_domain"})
+_NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,79}$")
+_EVENT = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class RulesError(Exception):
+    """A rules file the service refuses; the message names file and line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+    key: str
+    op: str  # eq, in, matches, min, max
+    value: Any
+
+    def test(self, actual: Any) -> bool:
+        if actual is None:
+            return False
+        if self.op == "eq":
+            if isinstance(self.value, bool) or isinstance(actual, bool):
+                return actual is self.value or str(actual).lower() == str(self.value).lower()
+            return str(actual) == str(self.value)
+        if self.op == "in":
+            return str(actual) in self.value
+        if self.op == "matches":
+            return bool(self.value.search(str(actual)))
+        try:
+            number = float(actual)
+        except (TypeError, ValueError):
+            return False
+        return number >= self.value if self.op == "min" else number <= self.value
+
+
+def matches_all(conditions: tuple[Condition, ...], values: Mapping[str, Any]) -> bool:
+    return all(condition.test(values.get(condition.key)) for condition in conditions)
+
+
+@dataclasses.dataclass(frozen=True)
+class EngagementRule:
+    name: str
+    event: str
+    conditions: tuple[Condition, ...]
+    points: float
+    cap_per_day: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class FitRule:
+    name: str
+    conditions: tuple[Condition, ...]
+    points: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RoutingRule:
+    name: str
+    conditions: tuple[Condition, ...]
+    salesperson: str | None
+    team: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Rules:
+    version: int
+    half_life_days: float
+    mql_score: float
+    mql_min_grade: str
+    remind_after_hours: float
+    accept_within_hours: float
+    grades: dict[str, float]
+    expected_value: dict[str, float]
+    engagement: tuple[EngagementRule, ...]
+    fit: tuple[FitRule, ...]
+    routing: tuple[RoutingRule, ...]
+    fallback_team: str | None
+    fallback_salesperson: str | None
+    event_types: frozenset[str]
+    by_event: dict[str, tuple[EngagementRule, ...]]
+
+    @property
+    def half_life_seconds(self) -> float:
+        return self.half_life_days * 86400.0
+
+    def grade_for(self, points: float) -> str:
+        for grade in GRADES[:-1]:
+            if points >= self.grades[grade]:
+                return grade
+        return "D"
+
+
+def grade_at_least(grade: str, minimum: str) -> bool:
+    return GRADES.index(grade) <= GRADES.index(minimum)
+
+
+# --- parsing ------------------------------------------------------------------
+
+
+class _Locator:
+    """Finds the line of a table, an array-of-tables entry or a key in TOML text."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def _headers(self, name: str, array: bool) -> list[int]:
+        pattern = (
+            re.compile(rf"^\s*\[\[\s*{re.escape(name)}\s*\]\]\s*(#.*)?$")
+            if array
+            else re.compile(rf"^\s*\[\s*{re.escape(name)}\s*\]\s*(#.*)?$")
+        )
+        return [i for i, line in enumerate(self.lines) if pattern.match(line)]
+
+    def line(self, table: str, index: int | None = None, key: str | None = None) -> int:
+        headers = self._headers(table, array=index is not None)
+        if not headers:
+            return 1
+        start = headers[index or 0] if (index or 0) < len(headers) else headers[-1]
+        if key is None:
+            return start + 1
+        key_pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+        for i in range(start + 1, len(self.lines)):
+            if self.lines[i].lstrip().startswith("["):
+                break
+            if key_pattern.match(self.lines[i]):
+                return i + 1
+        return start + 1
+
+
+class _Checker:
+    def __init__(self, text: str, source: str) -> None:
+        self.locator = _Locator(text)
+        self.source = source
+
+    def fail(
+        self, message: str, table: str, index: int | None = None, key: str | None = None
+    ) -> RulesError:
+        line = self.locator.line(table, index, key)
+        return RulesError(f"{self.source}:{line}: {message}")
+
+    def number(
+        self, table: dict[str, Any], key: str, where: tuple[str, int | None], **kw: Any
+    ) -> float:
+        value = table.get(key, kw.get("default"))
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(f"{key} must be a number", where[0], where[1], key)
+        if "minimum" in kw and value < kw["minimum"]:
+            raise self.fail(f"{key} must be at least {kw['minimum']}", where[0], where[1], key)
+        return float(value)
+
+
+def _conditions(
+    check: _Checker, raw: Any, where: tuple[str, int | None], allowed: frozenset[str] | None
+) -> tuple[Condition, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise check.fail('when must be a table such as { category = "pricing" }', *where, "when")
+    conditions = []
+    for key, spec in raw.items():
+        if allowed is not None and key not in allowed:
+            raise check.fail(
+                f"unknown condition {key!r}; use {', '.join(sorted(allowed))}", *where, "when"
+            )
+        if isinstance(spec, list):
+            if not spec or not all(isinstance(v, str | int | float) for v in spec):
+                raise check.fail(f"{key}: a list needs plain values", *where, "when")
+            values = frozenset(str(v) for v in spec)
+            if key == "region" and not values <= set(REGIONS):
+                raise check.fail(
+                    f"unknown region; regions are {', '.join(REGIONS)}", *where, "when"
+                )
+            conditions.append(Condition(key, "in", values))
+        elif isinstance(spec, dict):
+            unknown = set(spec) - {"matches", "min", "max"}
+            if unknown or not spec:
+                raise check.fail(f"{key}: use matches, min or max", *where, "when")
+            if "matches" in spec:
+                try:
+                    conditions.append(Condition(key, "matches", re.compile(str(spec["matches"]))))
+                except re.error as exc:
+                    raise check.fail(
+                        f"{key}: bad regular expression ({exc})", *where, "when"
+                    ) from None
+            for op in ("min", "max"):
+                if op in spec:
+                    if isinstance(spec[op], bool) or not isinstance(spec[op], int | float):
+                        raise check.fail(f"{key}: {op} must be a number", *where, "when")
+                    conditions.append(Condition(key, op, float(spec[op])))
+        elif isinstance(spec, str | int | float | bool):
+            if key == "region" and spec not in REGIONS:
+                raise check.fail(
+                    f"unknown region; regions are {', '.join(REGIONS)}", *where, "when"
+                )
+            conditions.append(Condition(key, "eq", spec))
+        else:
+            raise check.fail(f"{key}: unsupported condition", *where, "when")
+    return tuple(conditions)
+
+
+def _name(
+    check: _Checker, entry: dict[str, Any], where: tuple[str, int | None], seen: set[str]
+) -> str:
+    name = entry.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise check.fail("name must be lower-case letters, digits, _ or -", *where, "name")
+    if name in seen:
+        raise check.fail(f"rule name {name!r} is used twice", *where, "name")
+    seen.add(name)
+    return name
+
+
+def _list_of_tables(check: _Checker, data: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise check.fail(f"{key} must be written as [[{key}]] tables", key)
+    return value
+
+
+def parse(text: str, *, source: str = "rules.toml", version: int = 0) -> Rules:
+    """Parse and validate; raises RulesError naming ``source`` and the line."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"at line (\d+)", str(exc))
+        line = found.group(1) if found else str(max(text.count("\n") + 1, 1))
+        reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
+        raise RulesError(f"{source}:{line}: {reason}") from None
+    check = _Checker(text, source)
+    known_top = {
+        "scoring",
+        "stages",
+        "grades",
+        "expected_value",
+        "engagement",
+        "fit",
+        "routing",
+        "routing_fallback",
+    }
+    for key in data:
+        if key not in known_top:
+            raise check.fail(f"unknown section {key!r}", key)
+    scoring = data.get("scoring", {})
+    stages = data.get("stages", {})
+    half_life = check.number(scoring, "half_life_days", ("scoring", None), default=30, minimum=0.01)
+    extra_types = scoring.get("event_types", [])
+    if not isinstance(extra_types, list) or not all(
+        isinstance(t, str) and _EVENT.match(t) for t in extra_types
+    ):
+        raise check.fail(
+            "event_types must be a list of lower-case names", "scoring", None, "event_types"
+        )
+    mql_score = check.number(stages, "mql_score", ("stages", None), default=35)
+    mql_min_grade = stages.get("mql_min_grade", "C")
+    if mql_min_grade not in GRADES:
+        raise check.fail("mql_min_grade must be A, B, C or D", "stages", None, "mql_min_grade")
+    remind = check.number(stages, "remind_after_hours", ("stages", None), default=16, minimum=0)
+    accept = check.number(stages, "accept_within_hours", ("stages", None), default=24, minimum=0.01)
+    if remind >= accept:
+        raise check.fail(
+            "remind_after_hours must be less than accept_within_hours",
+            "stages",
+            None,
+            "remind_after_hours",
+        )
+
+    raw_grades = data.get("grades", {"A": 40, "B": 25, "C": 10})
+    grades = {g: check.number(raw_grades, g, ("grades", None)) for g in GRADES[:-1]}
+    if not grades["A"] >= grades["B"] >= grades["C"]:
+        raise check.fail("grades must satisfy A >= B >= C", "grades")
+    raw_value = data.get("expected_value", {"A": 50, "B": 20, "C": 5, "D": 0.5})
+    expected = {g: check.number(raw_value, g, ("expected_value", None), minimum=0) for g in GRADES}
+
+    seen: set[str] = set()
+    engagement = _engagement_rules(check, data, seen)
+    fit = _fit_rules(check, data, seen)
+    routing = _routing_rules(check, data, seen)
+    fallback = data.get("routing_fallback", {})
+    by_event: dict[str, list[EngagementRule]] = {}
+    for rule in engagement:
+        by_event.setdefault(rule.event, []).append(rule)
+    return Rules(
+        version=version,
+        half_life_days=half_life,
+        mql_score=mql_score,
+        mql_min_grade=mql_min_grade,
+        remind_after_hours=remind,
+        accept_within_hours=accept,
+        grades=grades,
+        expected_value=expected,
+        engagement=tuple(engagement),
+        fit=tuple(fit),
+        routing=tuple(routing),
+        fallback_team=fallback.get("team"),
+        fallback_salesperson=fallback.get("salesperson"),
+        event_types=BUILTIN_EVENT_TYPES | frozenset(extra_types) | frozenset(by_event),
+        by_event={event: tuple(rules) for event, rules in by_event.items()},
+    )
+
+
+def _engagement_rules(
+    check: _Checker, data: dict[str, Any], seen: set[str]
+) -> list[EngagementRule]:
+    engagement = []
+    for i, entry in enumerate(_list_of_tables(check, data, "engagement")):
+        where = ("engagement", i)
+        name = _name(check, entry, where, seen)
+        event = entry.get("event")
+        if not isinstance(event, str) or not _EVENT.match(event):
+            raise check.fail(f"rule {name!r}: event must be an event type name", *where, "event")
+        cap = entry.get("cap_per_day")
+        if cap is not None:
+            cap = check.number(entry, "cap_per_day", where, minimum=0)
+        unknown = set(entry) - {"name", "event", "when", "points", "cap_per_day"}
+        if unknown:
+            raise check.fail(
+                f"rule {name!r}: unknown key {sorted(unknown)[0]!r}", *where, sorted(unknown)[0]
+            )
+        engagement.append(
+            EngagementRule(
+                name=name,
+                event=event,
+                conditions=_conditions(check, entry.get("when"), where, None),
+                points=check.number(entry, "points", where),
+                cap_per_day=cap,
+            )
+        )
+    return engagement
+
+
+def _fit_rules(check: _Checker, data: dict[str, Any], seen: set[str]) -> list[FitRule]:
+    fit = []
+    for i, entry in enumerate(_list_of_tables(check, data, "fit")):
+        where = ("fit", i)
+        name = _name(check, entry, where, seen)
+        conditions = _conditions(check, entry.get("when"), where, None)
+        if not conditions:
+            raise check.fail(f"fit rule {name!r} needs a when table", *where)
+        fit.append(FitRule(name, conditions, check.number(entry, "points", where)))
+    return fit
+
+
+def _routing_rules(check: _Checker, data: dict[str, Any], seen: set[str]) -> list[RoutingRule]:
+    routing = []
+    for i, entry in enumerate(_list_of_tables(check, data, "routing")):
+        where = ("routing", i)
+        name = _name(check, entry, where, seen)
+        person, team = entry.get("salesperson"), entry.get("team")
+        if (person is None) == (team is None):
+            raise check.fail(f"routing rule {name!r} needs a salesperson or a team", *where)
+        routing.append(
+            RoutingRule(
+                name,
+                _conditions(check, entry.get("when"), where, ROUTING_KEYS),
+                str(person) if person else None,
+                str(team) if team else None,
+            )
+        )
+    return routing
+
+
+# --- storage ------------------------------------------------------------------
+
+_cache: dict[tuple[int, str], Rules] = {}
+
+
+def example_text() -> str:
+    return files("scoring").joinpath("rules.example.toml").read_text(encoding="utf-8")
+
+
+def load(session: Session, text: str, *, source: str) -> RuleSet:
+    """Validate and store a new active version; older versions stay for the record."""
+    latest = session.scalar(sa.select(sa.func.max(RuleSet.version))) or 0
+    parse(text, source=source, version=latest + 1)
+    session.execute(sa.update(RuleSet).where(RuleSet.active.is_(True)).values(active=False))
+    row = RuleSet(
+        version=latest + 1,
+        source=source[-255:],
+        raw_text=text,
+        sha256=sha256_hex(text),
+        loaded_at=clock.now(),
+        active=True,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def active(session: Session) -> Rules:
+    """The active rules (parsed once per version); the shipped example before any load."""
+    row = session.execute(
+        sa.select(RuleSet.version, RuleSet.sha256).where(RuleSet.active.is_(True))
+    ).first()
+    if row is None:
+        key = (0, "example")
+        if key not in _cache:
+            _cache[key] = parse(example_text(), source="rules.example.toml", version=0)
+        return _cache[key]
+    key = (row.version, row.sha256)
+    if key not in _cache:
+        text = session.scalar(sa.select(RuleSet.raw_text).where(RuleSet.version == row.version))
+        _cache[key] = parse(text or "", source=f"rules v{row.version}", version=row.version)
+    return _cache[key]
+
+
+def versions(session: Session) -> list[RuleSet]:
+    return list(session.scalars(sa.select(RuleSet).order_by(RuleSet.version)))

@@ -1,0 +1,205 @@
+"""Event endpoints and the salesperson's handoff page (thin: parse, call, reply)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, make_response, render_template, request, url_for
+from marshmallow import ValidationError
+
+from leadvault import clock, db
+from leadvault.api import require_token
+from leadvault.crypto import TokenExpired, TokenInvalid
+from leadvault.web import csrf
+from scoring import events, handoff, schemas, stages
+from scoring import rules as rules_module
+from scoring.models import Handoff, Salesperson
+
+bp = Blueprint("scoring", __name__, template_folder="templates")
+
+_batch = schemas.BatchSchema()
+_browser = schemas.BrowserEventSchema()
+
+
+def _problem(status: int, message: str) -> tuple[Response, int]:
+    return jsonify(error=message, status=status), status
+
+
+def _json_body() -> Any:
+    # sendBeacon posts text/plain (no CORS preflight); accept any type that parses.
+    try:
+        return json.loads(request.get_data(cache=False) or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+@bp.post("/api/v1/events")
+@csrf.exempt  # server-to-server: the API token authorizes
+@require_token("events:write")
+def api_events() -> tuple[Response, int]:
+    body = _json_body()
+    if not isinstance(body, dict):
+        return _problem(400, 'the body must be a JSON object such as {"events": [...]}')
+    try:
+        loaded = _batch.load(body)
+    except ValidationError as exc:
+        return jsonify(
+            error=schemas.first_problem(exc.messages), errors=exc.normalized_messages(), status=422
+        ), 422
+    raw = [
+        events.RawEvent(
+            type=item["type"],
+            occurred_at=item.get("occurred_at") or clock.now(),
+            properties=item.get("properties") or {},
+            lead_id=item.get("lead_id"),
+            email=item.get("email"),
+        )
+        for item in loaded["events"]
+    ]
+    result = events.ingest(db.session(), raw, source="api")
+    return jsonify(
+        accepted=result.accepted, unknown_type=result.unknown_type, unknown_lead=result.unknown_lead
+    ), 202
+
+
+def _cors(response: Response) -> Response:
+    # Any origin may call: the signed token, not the origin, says whose event it is;
+    # no cookies are involved (no Allow-Credentials).
+    origin = request.headers.get("Origin")
+    if origin:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+    response.headers.add("Vary", "Origin")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/api/v1/track", methods=["OPTIONS"], provide_automatic_options=False)
+def track_preflight() -> Response:
+    return _cors(make_response("", 204))
+
+
+@bp.post("/api/v1/track", provide_automatic_options=False)
+@csrf.exempt  # called from the host's pages: the signed tracking token authorizes
+def track() -> Response:
+    body = _json_body()
+    if not isinstance(body, dict):
+        response, status = _problem(400, "the body must be a JSON object")
+        response.status_code = status
+        return _cors(response)
+    try:
+        loaded = _browser.load(body)
+    except ValidationError as exc:
+        response = jsonify(error=schemas.first_problem(exc.messages), status=422)
+        response.status_code = 422
+        return _cors(response)
+    session = db.session()
+    try:
+        lead_id = events.lead_of_tracking_token(session, loaded["token"])
+    except (TokenInvalid, TokenExpired):
+        response = jsonify(error="the tracking token is not valid", status=403)
+        response.status_code = 403
+        return _cors(response)
+    raw = events.RawEvent(
+        type=loaded["type"],
+        occurred_at=loaded.get("occurred_at") or clock.now(),
+        properties=loaded.get("properties") or {},
+    )
+    outcome = events.track(session, lead_id, raw)
+    if outcome == "no_consent":
+        response = jsonify(error="no tracking consent", status=403)
+        response.status_code = 403
+        return _cors(response)
+    response = jsonify(status=outcome)
+    response.status_code = 202
+    return _cors(response)
+
+
+# --- the salesperson's page ------------------------------------------------------
+
+
+def _private(body: str, status: int = 200) -> Response:
+    response = make_response(body, status)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _resolve(token: str) -> Handoff | None:
+    session = db.session()
+    try:
+        found = handoff.read_token(session, token)
+    except (TokenInvalid, TokenExpired):
+        return None
+    if found is not None and found.person_id is not None:
+        person = session.get(Salesperson, found.person_id)
+        if person is not None:
+            g.lang = person.language
+    return found
+
+
+def _page(token: str, found: Handoff, *, error: str | None = None, status: int = 200) -> Response:
+    session = db.session()
+    rules = rules_module.active(session)
+    return _private(
+        render_template(
+            "scoring/handoff.html",
+            token=token,
+            status=found.status,
+            lead=handoff.summary(session, found, rules),
+            reasons=list(stages.REJECT_REASONS),
+            selected_reason=request.args.get("reason"),
+            bant_points=stages.BANT,
+            error=error,
+        ),
+        status,
+    )
+
+
+def _invalid() -> Response:
+    return _private(
+        render_template("scoring/message.html", title="error.title", text="handoff.invalid"), 404
+    )
+
+
+@bp.get("/h/<token>")
+@bp.get("/h/<token>/<action>")
+def page(token: str, action: str | None = None) -> Response:
+    """GET never changes anything (mail scanners follow links): it shows the forms."""
+    found = _resolve(token)
+    if found is None:
+        return _invalid()
+    return _page(token, found)
+
+
+@bp.post("/h/<token>/<action>")
+def act(token: str, action: str) -> Response:
+    found = _resolve(token)
+    if found is None:
+        return _invalid()
+    session = db.session()
+    try:
+        if action == "accept":
+            handoff.accept(session, found)
+        elif action == "reject":
+            handoff.reject(session, found, request.form.get("reason", ""))
+        elif action == "bant":
+            handoff.record_bant(session, found, {p: bool(request.form.get(p)) for p in stages.BANT})
+            return _page(token, found)
+        elif action in {"sql", "won", "lost"}:
+            handoff.mark(session, found, action)
+        else:
+            return _invalid()
+    except handoff.HandoffError as exc:
+        return _page(token, found, error=str(exc), status=409)
+    return _private(
+        render_template(
+            "scoring/message.html",
+            title="handoff.done.title",
+            text="handoff.done.text",
+            back=url_for("scoring.page", token=token),
+        )
+    )
