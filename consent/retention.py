@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from consent import ledger, rights
 from consent.models import Consent, ConsentStatus, LedgerEvent, OptInRequest
-from leadvault import clock, leads, links
+from leadvault import clock, leads, links, outbox
 from leadvault.db import settings_of
 from leadvault.models import Lead
 
@@ -75,6 +75,8 @@ def purge(session: Session) -> dict[str, int]:
                 .values(status=ConsentStatus.NONE)
             )
             session.delete(request)
+            # Its opt-in mail, if still queued, would only lead to an expired page.
+            outbox.cancel_pending(session, lead_id=lead.id, template="optin", before=cutoff)
         else:
             rights.erase(session, lead)
             counts["leads_erased_unconfirmed"] += 1

@@ -262,7 +262,8 @@ def access(token: str) -> Response:
     """The access export (Art. 15/20) as a JSON download; the link works once."""
     session = db.session()
     try:
-        lead = rights.use_single_use(session, rights.ACCESS, token, spend=True)
+        # HEAD (a link checker) must not use up the single use.
+        lead = rights.use_single_use(session, rights.ACCESS, token, spend=request.method == "GET")
     except (TokenInvalid, TokenExpired, rights.LinkGone) as exc:
         return _link_problem(exc)
     body = json.dumps(rights.access_export(session, lead), indent=2, ensure_ascii=False)

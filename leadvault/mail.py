@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import re
 import smtplib
 import ssl
@@ -160,8 +161,10 @@ class FileSender:
         self.folder.mkdir(parents=True, exist_ok=True)
         name = message["Message-ID"].strip("<>").replace("@", "_").replace("/", "_")
         path = self.folder / f"{name}.eml"
-        path.write_bytes(bytes(message))
-        path.chmod(0o600)
+        # Created 0600 in one step: never briefly readable by others.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(bytes(message))
         if self.echo:
             body = message.get_body(preferencelist=("plain",))
             text = body.get_content() if body is not None else ""

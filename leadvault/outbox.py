@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from leadvault import clock, leads
-from leadvault.crypto import DataKey, WrappedKey
+from leadvault.crypto import DataKey, DecryptionError, WrappedKey
 from leadvault.db import dialect_of, settings_of, unit_of_work, vault_of
 from leadvault.mail import DeliveryError, MailContent, Sender, build_message
 from leadvault.models import Lead, OutboxAttempt, OutboxKind, OutboxMessage, OutboxStatus
@@ -92,15 +92,26 @@ def read_subject(session: Session, row: OutboxMessage) -> str | None:
     )
 
 
-def cancel_pending(session: Session, *, lead_id: uuid.UUID, purpose: str | None = None) -> int:
-    """Cancel queued (not yet claimed) mails of a lead, for one purpose or all."""
+def cancel_pending(
+    session: Session,
+    *,
+    lead_id: uuid.UUID,
+    purpose: str | None = None,
+    template: str | None = None,
+    before: dt.datetime | None = None,
+) -> int:
+    """Cancel queued (not yet claimed) mails of a lead, narrowed by purpose, template, age."""
     query = (
         sa.update(OutboxMessage)
         .where(OutboxMessage.lead_id == lead_id, OutboxMessage.status == OutboxStatus.PENDING)
-        .values(status=OutboxStatus.CANCELLED, last_error="cancelled: consent withdrawn")
+        .values(status=OutboxStatus.CANCELLED, last_error="cancelled")
     )
     if purpose is not None:
         query = query.where(OutboxMessage.purpose == purpose)
+    if template is not None:
+        query = query.where(OutboxMessage.template == template)
+    if before is not None:
+        query = query.where(OutboxMessage.created_at < before)
     return session.execute(query.execution_options(synchronize_session=False)).rowcount
 
 
@@ -139,7 +150,15 @@ def deliver_one(
         row = session.get(OutboxMessage, outbox_id)
         if row is None or row.status != OutboxStatus.SENDING or row.locked_by != worker_id:
             return False  # erased, cancelled or re-claimed after our lease ran out
-        content = read_content(session, row)
+        try:
+            content = read_content(session, row)
+        except DecryptionError:
+            # Its key is gone (a retired master key?): retrying cannot help.
+            row.status = OutboxStatus.FAILED
+            row.locked_by = row.locked_until = None
+            row.last_error = "payload cannot be decrypted"
+            log.error("outbox=%s cannot be decrypted; marked failed", outbox_id)
+            return False
         message = build_message(content, mail_from=settings_of(session).mail_from)
         message.replace_header("Message-ID", row.message_id or message["Message-ID"])
         template = row.template
