@@ -1,6 +1,6 @@
 # Leadvault image. The same image runs the web app and the mail worker:
 #   docker run ... IMAGE                   -> migrates, then serves on :8000 (gunicorn)
-#   docker run ... IMAGE leadvault worker  -> delivers mails, runs scheduled jobs
+#   docker run ... IMAGE leadvault worker  -> processes submissions, sends mails, runs jobs
 # Web and worker containers must share /data (key ring; SQLite database if no
 # LEADVAULT_DATABASE_URL is given).
 FROM python:3.11-slim
@@ -16,7 +16,7 @@ WORKDIR /app
 COPY . /app
 RUN pip install --no-cache-dir . \
     && groupadd --system --gid 10001 leadvault \
-    && useradd --system --uid 10001 --gid leadvault --home-dir /data --no-create-home \
+    && useradd --system --uid 10001 --gid leadvault --create-home --home-dir /home/leadvault \
        --shell /usr/sbin/nologin leadvault \
     && mkdir -p /data \
     && chown leadvault:leadvault /data \
@@ -35,4 +35,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 
 # Shell so ${WEB_CONCURRENCY} expands; exec so gunicorn gets SIGTERM directly.
 # `leadvault db upgrade` also creates the key ring in /data on first start.
-CMD ["/bin/sh", "-c", "leadvault db upgrade && exec gunicorn --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-2} --access-logfile - 'leadvault.wsgi:app'"]
+CMD ["/bin/sh", "-c", "leadvault db upgrade && exec gunicorn -c python:leadvault.gunicorn_conf leadvault.wsgi:app"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -38,11 +39,11 @@ def load_settings() -> Settings:
         raise ConfigProblem(str(exc)) from None
 
 
-def load_app() -> Flask:
+def load_app(overrides: dict[str, Any] | None = None) -> Flask:
     from leadvault.app import create_app
 
     try:
-        return create_app()
+        return create_app(overrides)
     except SettingsError as exc:
         raise ConfigProblem(str(exc)) from None
 
@@ -91,6 +92,22 @@ def cli() -> None:
     """Leadvault: privacy-first lead capture and consent."""
 
 
+def _quiet_handler() -> type:
+    from werkzeug.serving import WSGIRequestHandler
+
+    class QuietHandler(WSGIRequestHandler):
+        """Logs method, path and status: no client IP, no query string (personal data)."""
+
+        def address_string(self) -> str:
+            return "-"
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            path = self.path.split("?", 1)[0]
+            self.log("info", '"%s %s" %s', self.command, path, code)
+
+    return QuietHandler
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
@@ -102,10 +119,18 @@ def run(host: str, port: int, no_worker: bool) -> None:
     from leadvault.app import runtime
     from leadvault.worker import Worker
 
+    _QuietHandler = _quiet_handler()  # noqa: N806 - a class
+
     settings = load_settings()
     configure_logging(settings.log_level)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     ensure_instance(settings)
-    app = load_app()
+    # Without LEADVAULT_BASE_URL, links point at the address we serve on.
+    overrides = (
+        {} if os.environ.get("LEADVAULT_BASE_URL") else {"base_url": f"http://{host}:{port}"}
+    )
+    app = load_app(overrides)
+    settings = runtime(app).settings
     upgrade_database(app)
     stop = threading.Event()
     thread = None
@@ -113,7 +138,7 @@ def run(host: str, port: int, no_worker: bool) -> None:
         thread = threading.Thread(target=Worker(app).run, args=(stop,), daemon=True)
         thread.start()
     try:
-        server = make_server(host, port, app, threaded=True)
+        server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
     except OSError as exc:
         stop.set()
         raise Refused(f"cannot listen on {host}:{port}: {exc.strerror}") from None

@@ -266,8 +266,8 @@ KEYS: tuple[_Key, ...] = (
     _Key("FORM_MAX_AGE_HOURS", _int(1), "24", doc="Render tokens older than this are refused"),
     _Key("RATE_LIMIT_IP", _rate, "30/minute", doc="Submissions per IP address"),
     _Key("RATE_LIMIT_EMAIL", _rate, "5/hour", doc="Submissions per email address"),
-    _Key("IMPRINT_URL", _http_url, "http://127.0.0.1:5000/imprint", doc="Linked in every mail"),
-    _Key("PRIVACY_URL", _http_url, "http://127.0.0.1:5000/privacy", doc="Linked in every mail"),
+    _Key("IMPRINT_URL", _http_url, None, doc="Imprint, linked in every mail and page"),
+    _Key("PRIVACY_URL", _http_url, None, doc="Privacy policy, linked in every mail and page"),
     _Key("WORKER_POLL_SECONDS", _float(0.05), "2", doc="Worker's idle poll interval"),
     _Key("OUTBOX_MAX_ATTEMPTS", _int(1), "12", doc="Delivery attempts before a mail fails"),
     _Key("OUTBOX_RETRY_SECONDS", _float(0.1), "30", doc="First retry delay; doubles each time"),
@@ -330,6 +330,9 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings
     values["instance"] = instance
     if values["database_url"] is None:
         values["database_url"] = f"sqlite:///{instance / 'leadvault.db'}"
+    # Until the operator names their own pages, placeholders say what to configure.
+    values["imprint_url"] = values["imprint_url"] or f"{values['base_url']}/imprint"
+    values["privacy_url"] = values["privacy_url"] or f"{values['base_url']}/privacy"
     keyring = values["keyring"]
     values["keyring"] = (
         Path(keyring).expanduser().resolve() if keyring else instance / "keyring.json"

@@ -50,6 +50,14 @@ def index() -> str:
     return render_template("leadvault/index.html")
 
 
+@bp.get("/imprint")
+@bp.get("/privacy")
+def placeholder() -> tuple[str, int]:
+    """Shown until LEADVAULT_IMPRINT_URL / LEADVAULT_PRIVACY_URL name the operator's pages."""
+    setting = "LEADVAULT_IMPRINT_URL" if request.path == "/imprint" else "LEADVAULT_PRIVACY_URL"
+    return render_template("leadvault/placeholder.html", setting=setting), 404
+
+
 def language() -> str:
     lang = g.get("lang")
     if lang is None:
