@@ -125,22 +125,75 @@ def _entries(session: Session, batch: int = 1000) -> Iterator[LedgerEntry]:
 
 
 def verify(session: Session) -> Verdict:
-    """Walk the chain from the start; name the first entry that does not fit."""
+    """Walk the chain from the start; name the first entry that does not fit.
+
+    A pruned entry (its proof purged after the retention period) cannot be
+    re-hashed, so it is accepted only when a later ``pruned`` entry, itself
+    hashed into the chain, lists its id.
+    """
     previous = GENESIS
     checked = 0
     last_id = 0
+    unlisted: list[int] = []
     for entry in _entries(session):
         if entry.prev_hash != previous:
             return Verdict(checked, entry.id, "does not follow its predecessor (edited or removed)")
-        if entry_hash(entry) != entry.entry_hash:
+        if entry.pruned_at is not None:
+            unlisted.append(entry.id)
+        elif entry_hash(entry) != entry.entry_hash:
             return Verdict(checked, entry.id, "its content does not match its hash (edited)")
+        if entry.event == LedgerEvent.PRUNED and entry.pruned_at is None:
+            listed = _listed_ids(entry.detail)
+            unlisted = [i for i in unlisted if i not in listed]
         previous = entry.entry_hash
         last_id = entry.id
         checked += 1
+    if unlisted:
+        return Verdict(checked, unlisted[0], "marked as pruned without a pruning record")
     head = session.get(LedgerHead, HEAD_ID)
     if head is None or head.last_hash != previous or head.last_id != last_id:
         return Verdict(checked, None, "the newest entries were removed (head does not match)")
     return Verdict(checked)
+
+
+def _listed_ids(detail: str | None) -> set[int]:
+    try:
+        return {int(part) for part in (detail or "").split(",") if part}
+    except ValueError:
+        return set()
+
+
+_DETAIL_MAX = 200
+
+
+def prune(session: Session, entry_ids: list[int]) -> int:
+    """Clear the proof in these entries and append ``pruned`` records listing them."""
+    if not entry_ids:
+        return 0
+    now = clock.now()
+    rows = list(
+        session.scalars(
+            sa.select(LedgerEntry).where(
+                LedgerEntry.id.in_(entry_ids), LedgerEntry.pruned_at.is_(None)
+            )
+        )
+    )
+    for row in rows:
+        row.subject = "-"
+        row.purpose = row.form_ref = row.text_sha256 = None
+        row.text_id = row.text_version = None
+        row.ip_prefix = row.user_agent_hash = row.detail = None
+        row.pruned_at = now
+    session.flush()
+    chunk: list[str] = []
+    for row_id in sorted(row.id for row in rows):
+        if len(",".join([*chunk, str(row_id)])) > _DETAIL_MAX:
+            append(session, event=LedgerEvent.PRUNED, subject="-", detail=",".join(chunk))
+            chunk = []
+        chunk.append(str(row_id))
+    if chunk:
+        append(session, event=LedgerEvent.PRUNED, subject="-", detail=",".join(chunk))
+    return len(rows)
 
 
 def history(session: Session, subject: str) -> list[LedgerEntry]:

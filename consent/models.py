@@ -84,6 +84,8 @@ class LedgerEvent(enum.StrEnum):
     WITHDRAWN = "withdrawn"
     EXPIRED = "expired"
     ERASED = "erased"
+    # Records which entries' proof was purged after its retention period.
+    PRUNED = "pruned"
 
 
 class LedgerEntry(Base):
@@ -106,6 +108,9 @@ class LedgerEntry(Base):
     detail: Mapped[str | None] = mapped_column(sa.String(200))
     prev_hash: Mapped[str] = mapped_column(sa.String(64))
     entry_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    # Set when the proof was purged: the content is cleared, the links stay, and
+    # a later "pruned" entry lists this id so the chain still verifies.
+    pruned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class LedgerHead(Base):

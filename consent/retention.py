@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from consent import ledger, rights
-from consent.models import Consent, ConsentStatus, LedgerEvent, OptInRequest
+from consent.models import Consent, ConsentStatus, LedgerEntry, LedgerEvent, OptInRequest
 from leadvault import clock, leads, links, outbox
 from leadvault.db import settings_of
 from leadvault.models import Lead
@@ -38,6 +38,40 @@ def _open_purposes(session: Session, lead_id: object, cutoff: dt.datetime) -> se
         )
     )
     return {purpose for purposes in rows for purpose in purposes}
+
+
+def _purge_old_proof(session: Session, now: dt.datetime, keep_days: int) -> int:
+    """Proof of a withdrawn consent, or of an erased lead, is kept for legal claims
+    (default three years), then purged; the chain keeps verifying (ledger.prune)."""
+    cutoff = now - dt.timedelta(days=keep_days)
+    live = LedgerEntry.pruned_at.is_(None)
+    entry_ids: list[int] = []
+    withdrawn = list(
+        session.scalars(
+            sa.select(Consent).where(
+                Consent.status == ConsentStatus.WITHDRAWN, Consent.withdrawn_at < cutoff
+            )
+        )
+    )
+    for consent in withdrawn:
+        entry_ids += session.scalars(
+            sa.select(LedgerEntry.id).where(
+                LedgerEntry.subject == str(consent.lead_id),
+                LedgerEntry.purpose == consent.purpose,
+                live,
+            )
+        )
+        session.delete(consent)  # the purpose is simply "not given" from now on
+    erased_subjects = session.scalars(
+        sa.select(LedgerEntry.subject).where(
+            LedgerEntry.event == LedgerEvent.ERASED, LedgerEntry.created_at < cutoff, live
+        )
+    )
+    for subject in list(erased_subjects):
+        entry_ids += session.scalars(
+            sa.select(LedgerEntry.id).where(LedgerEntry.subject == subject, live)
+        )
+    return ledger.prune(session, sorted(set(entry_ids)))
 
 
 def purge(session: Session) -> dict[str, int]:
@@ -97,6 +131,8 @@ def purge(session: Session) -> dict[str, int]:
     for lead in idle:
         rights.erase(session, lead)
         counts["leads_erased_inactive"] += 1
+
+    counts["proofs_purged"] = _purge_old_proof(session, now, settings.proof_retention_days)
 
     # Spent single-use nonces matter only while their tokens could still be valid.
     counts["spent_links_forgotten"] = links.forget_older_than(

@@ -20,6 +20,7 @@ def init_app(app: Flask) -> None:
     signals.purpose_confirmed.connect(events.on_purpose_confirmed)
     signals.purpose_withdrawn.connect(events.on_purpose_withdrawn)
     signals.lead_event.connect(events.on_lead_event)
+    signals.confirmation_links.connect(events.tracking_return_link)
     signals.collect_access_data.connect(events.events_section)
     signals.collect_access_data.connect(events.scores_section)
     signals.collect_access_data.connect(events.stages_section)

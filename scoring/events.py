@@ -88,7 +88,9 @@ def record_event(
 ) -> bool:
     """Score one event of a known lead (internal events, e.g. ``asset_downloaded``)."""
     rules = rules_module.active(session)
-    if type not in rules.event_types:
+    if type not in rules.event_types or (
+        source != "internal" and type in rules_module.INTERNAL_ONLY
+    ):
         counters.increment(session, UNKNOWN_TYPE)
         return False
     lead = leads.get(session, lead_id)
@@ -105,7 +107,11 @@ def record_event(
 def ingest(session: Session, raw: Sequence[RawEvent], *, source: str = "api") -> IngestResult:
     """A batch from the host's server: one lookup for all its leads, bulk writes."""
     rules = rules_module.active(session)
-    known = [event for event in raw if event.type in rules.event_types]
+    known = [
+        event
+        for event in raw
+        if event.type in rules.event_types and event.type not in rules_module.INTERNAL_ONLY
+    ]
     unknown_type = len(raw) - len(known)
     vault = vault_of(session)
     ids = {event.lead_id for event in known if event.lead_id is not None}
@@ -303,3 +309,29 @@ def stages_section(session: Session, *, lead_id: uuid.UUID, **_: Any) -> tuple[s
         }
         for row in rows
     ]
+
+
+def tracking_return_link(
+    session: Session,
+    *,
+    lead_id: uuid.UUID,
+    purposes: list[str],
+    language: str,
+    **_: Any,
+) -> list[tuple[str, str]]:
+    """After the tracking consent, a link back to the page the lead came from that
+    hands the loader its token in the URL fragment (never sent to any server)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from capture import service as capture_service
+    from leadvault import i18n
+
+    if "tracking" not in purposes or not consent_service.has_consent(session, lead_id, "tracking"):
+        return []
+    for submission in reversed(capture_service.submissions_of(session, lead_id)):
+        page = capture_service.read_submission(session, submission).get("page_url", "")
+        parts = urlsplit(page)
+        if parts.scheme in {"http", "https"} and parts.netloc:
+            back = urlunsplit((*parts[:4], f"lv_t={tracking_token(session, lead_id)}"))
+            return [(i18n.translate(language, "tracking.back"), back)]
+    return []

@@ -2,6 +2,7 @@
 
 CATALOGUE = {
     "en": {
+        "tracking.back": "Back to the website",
         "handoff.mail.subject": "New lead for you: grade {grade}, score {score}",
         "reminder.mail.subject": "Reminder: a lead is waiting for you (grade {grade}, score {score})",
         "handoff.mail.greeting": "Hello {name},",
@@ -52,6 +53,7 @@ CATALOGUE = {
         "reason.wrong_person": "Wrong person",
     },
     "de": {
+        "tracking.back": "Zurück zur Website",
         "handoff.mail.subject": "Neuer Lead für Sie: Fit {grade}, Score {score}",
         "reminder.mail.subject": "Erinnerung: Ein Lead wartet auf Sie (Fit {grade}, Score {score})",
         "handoff.mail.greeting": "Hallo {name},",

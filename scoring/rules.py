@@ -32,6 +32,8 @@ BUILTIN_EVENT_TYPES = frozenset(
         "page_view",
     }
 )
+# Sent by Leadvault itself; refused (counted as unknown) from the API and the browser.
+INTERNAL_ONLY = frozenset({"form_submitted", "optin_confirmed", "unsubscribed", "sales_feedback"})
 REGIONS: dict[str, frozenset[str]] = {
     "DACH": frozenset({"DE", "AT", "CH"}),
     "UK": frozenset({"GB"}),

@@ -926,3 +926,74 @@ def test_purge_keeps_a_lead_whose_newer_request_is_open(make_app):
         "expired",
         "confirmed",
     ]
+
+
+def test_withdrawn_proof_is_purged_after_retention_and_chain_verifies(app, client, smtp_server):
+    """Proof of a withdrawn consent (or of an erased lead) is kept for the retention
+    period (three years by default), then purged; the ledger still verifies."""
+    import datetime as dt
+
+    from capture.service import PurposeSpec
+    from consent import ledger, retention, service
+    from consent.ledger import RequestMeta
+    from consent.models import LedgerEntry, OptInRequest
+    from leadvault import clock, leads
+    from leadvault.db import unit_of_work
+
+    form_id = make_form(
+        app, purposes=[PurposeSpec("newsletter", True), PurposeSpec("tracking", False)]
+    )
+    stays, leaves = unique_email("stays"), unique_email("leaves")
+    for email, purposes in ((stays, ["newsletter", "tracking"]), (leaves, ["newsletter"])):
+        client.post(
+            f"/f/{form_id}",
+            json={"email": email, "consent": purposes, "render_token": render_token(app, form_id)},
+        )
+    deliver(app)
+    with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
+        stays_id = leads.find_by_email(s, stays).id
+        leaves_id = leads.find_by_email(s, leaves).id
+        for request in s.scalars(sa.select(OptInRequest)):
+            service.confirm(s, request, meta=RequestMeta())
+        service.withdraw(s, stays_id, ["tracking"], meta=RequestMeta())
+        service.withdraw(s, leaves_id, ["newsletter"], meta=RequestMeta())
+    start = clock.now()
+
+    clock.freeze(start + dt.timedelta(days=1094))
+    with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
+        counts = retention.purge(s)
+    assert counts["proofs_purged"] == 0
+    assert counts["leads_erased_inactive"] == 1  # "leaves" has no consent left
+
+    clock.freeze(start + dt.timedelta(days=1096))
+    with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
+        counts = retention.purge(s)
+    assert counts["proofs_purged"] == 3  # tracking: requested, confirmed, withdrawn
+    with app.app_context(), runtime(app).session_factory() as s:
+        assert [(e.event, e.purpose) for e in ledger.history(s, str(stays_id))] == [
+            ("requested", "newsletter"),
+            ("confirmed", "newsletter"),
+        ]
+        assert set(service.states(s, stays_id)) == {"newsletter"}
+        assert len(ledger.history(s, str(leaves_id))) == 4  # kept: erased only 2 days ago
+        assert ledger.verify(s).ok
+
+    clock.freeze(start + dt.timedelta(days=1094 + 1096))
+    with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
+        assert retention.purge(s)["proofs_purged"] == 4
+    with app.app_context(), runtime(app).session_factory() as s:
+        assert ledger.history(s, str(leaves_id)) == []
+        assert ledger.verify(s).ok
+        pruned = s.scalars(sa.select(LedgerEntry).where(LedgerEntry.pruned_at.is_not(None))).all()
+        assert len(pruned) == 7
+        assert all(e.subject == "-" and e.ip_prefix is None for e in pruned)
+
+    # Marking another entry as pruned without a pruning record is caught.
+    with runtime(app).engine.begin() as connection:
+        connection.execute(
+            sa.update(LedgerEntry)
+            .where(LedgerEntry.subject == str(stays_id))
+            .values(pruned_at=clock.now())
+        )
+    with app.app_context(), runtime(app).session_factory() as s:
+        assert not ledger.verify(s).ok

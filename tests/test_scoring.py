@@ -299,16 +299,18 @@ def test_batch_endpoint_stores_sealed_events_counts_unknown_and_names_problems(a
             },
             {"type": "qr_scan", "lead_id": str(lead_id)},
             {"type": "teleported", "lead_id": str(lead_id)},
+            {"type": "optin_confirmed", "lead_id": str(lead_id), "properties": {"purpose": "x"}},
             {"type": "qr_scan", "email": "nobody@engines.example"},
         ]
     }
     assert client.post("/api/v1/events", json=body).status_code == 401
     reply = client.post("/api/v1/events", json=body, headers=auth)
     assert reply.status_code == 202, reply.get_json()
-    assert reply.get_json() == {"accepted": 2, "unknown_type": 1, "unknown_lead": 1}
+    # Internal types (opt-in confirmed …) cannot be sent from outside.
+    assert reply.get_json() == {"accepted": 2, "unknown_type": 2, "unknown_lead": 1}
     assert current_score(app, lead_id) == pytest.approx(25)
     with uow(app) as s:
-        assert counters.total(s, events.UNKNOWN_TYPE) == 1
+        assert counters.total(s, events.UNKNOWN_TYPE) == 2
         rows = list(
             s.scalars(sa.select(Event).where(Event.lead_id == lead_id, Event.source == "api"))
         )
@@ -637,3 +639,40 @@ def test_asset_downloads_arrive_through_the_core_signal(app):
             occurred_at=clock.now(),
         )
     assert current_score(app, lead_id) == pytest.approx(5)
+
+
+def test_tracking_consent_hands_the_loader_its_token(app, client, smtp_server):
+    """Confirming the tracking consent offers a way back to the host page whose URL
+    fragment carries the signed tracking token; that token is accepted by /api/v1/track."""
+    import re
+
+    from capture.service import PurposeSpec
+    from tests.conftest import deliver, make_form, render_token, unique_email
+
+    form_id = make_form(
+        app, purposes=[PurposeSpec("newsletter", True), PurposeSpec("tracking", False)]
+    )
+    client.post(
+        f"/f/{form_id}",
+        json={
+            "email": unique_email(),
+            "consent": ["newsletter", "tracking"],
+            "render_token": render_token(app, form_id),
+            "page_url": "https://www.example.com/pricing?utm_source=ad#top",
+        },
+    )
+    deliver(app)
+    [mail] = smtp_server.wait_for(1)
+    link = re.search(r"http://\S+/c/\S+", mail.get_body(("plain",)).get_content()).group(0)
+    path = "/" + link.split("/", 3)[3]
+    page = client.get(path).get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    done = client.post(path, data={"csrf_token": csrf}).get_data(as_text=True)
+    back = re.search(r'href="(https://www\.example\.com/pricing\?utm_source=ad#lv_t=[^"]+)"', done)
+    assert back, done
+    token = back.group(1).split("#lv_t=", 1)[1]
+    response = client.post(
+        "/api/v1/track",
+        json={"token": token, "type": "page_view", "properties": {"category": "pricing"}},
+    )
+    assert response.status_code < 300, response.get_data(as_text=True)
