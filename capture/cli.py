@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from leadvault.cli import Refused, app_session, load_app
+from leadvault.commands import Refused, app_session, load_app
 
 
 def snippets(base_url: str, public_id: str) -> dict[str, str]:
@@ -12,8 +12,9 @@ def snippets(base_url: str, public_id: str) -> dict[str, str]:
     return {
         "hosted": hosted,
         "iframe": (
+            # Size attributes, not a style attribute: a strict host CSP blocks inline styles.
             f'<iframe src="{hosted}" title="Leadvault form" loading="lazy" '
-            'style="width:100%;min-height:32rem;border:0"></iframe>'
+            'width="100%" height="512"></iframe>'
         ),
     }
 

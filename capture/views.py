@@ -77,6 +77,21 @@ def _frame_csp(form: Form, *, script: bool) -> str:
     )
 
 
+def _request_origin() -> str | None:
+    """The Origin header, with our own hosted form page recognised.
+
+    Our pages set ``<meta name="referrer" content="no-referrer">``, so browsers
+    send ``Origin: null`` when the hosted form posts to itself (standalone, in
+    the iframe snippet, and in the second step of the no-JavaScript snippet).
+    ``Sec-Fetch-Site`` is set by the browser alone and tells that apart from a
+    foreign page's ``null``.
+    """
+    origin = request.headers.get("Origin")
+    if origin == "null" and request.headers.get("Sec-Fetch-Site") == "same-origin":
+        return _own_origin()
+    return origin
+
+
 def _cors(response: Response, form: Form) -> Response:
     origin = request.headers.get("Origin")
     if origin and origin != "null" and service.origin_allowed(form, origin, _own_origin()):
@@ -206,7 +221,7 @@ def _reply(form: Form, lang: str, as_json: bool) -> Response:
 def submit(form_id: str) -> Response | tuple[Any, int]:
     form = _form_or_404(form_id)
     session = db.session()
-    if not service.origin_allowed(form, request.headers.get("Origin"), _own_origin()):
+    if not service.origin_allowed(form, _request_origin(), _own_origin()):
         return error_response(403, "error.403")
     raw, as_json = _read_body()
     body_lang = raw.get("lang") if isinstance(raw.get("lang"), str) else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from leadvault.cli import Refused, app_session, load_app
+from leadvault.commands import Refused, app_session, load_app
 
 
 @click.group()

@@ -19,8 +19,8 @@ from consent import ledger, service
 from consent.ledger import RequestMeta
 from consent.models import ConsentText, Purpose
 from leadvault import clock, i18n, leads, links, outbox, signals
-from leadvault.crypto import TokenExpired, TokenInvalid, random_token
-from leadvault.db import settings_of, vault_of
+from leadvault.crypto import TokenExpired, TokenInvalid, payload_id, random_token
+from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.mail import MailContent
 from leadvault.models import Lead, OutboxMessage, OutboxStatus
 
@@ -36,13 +36,7 @@ class LinkGone(Exception):
 
 
 def _lead_from(session: Session, payload: Any) -> Lead | None:
-    if not isinstance(payload, dict) or not isinstance(payload.get("l"), str):
-        raise TokenInvalid("malformed token")
-    try:
-        lead_id = uuid.UUID(hex=payload["l"])
-    except ValueError:
-        raise TokenInvalid("malformed token") from None
-    return leads.get(session, lead_id)
+    return leads.get(session, payload_id(payload, "l"))
 
 
 # --- one-click unsubscribe (RFC 8058) -----------------------------------------
@@ -58,10 +52,7 @@ def read_unsubscribe(session: Session, token: str) -> tuple[uuid.UUID, str]:
     payload = vault_of(session).unsign(UNSUBSCRIBE, token, max_age_seconds=None)
     if not isinstance(payload, dict) or not isinstance(payload.get("p"), str):
         raise TokenInvalid("malformed token")
-    try:
-        return uuid.UUID(hex=str(payload.get("l"))), payload["p"]
-    except ValueError:
-        raise TokenInvalid("malformed token") from None
+    return payload_id(payload, "l"), payload["p"]
 
 
 def marketing_headers(session: Session, lead_id: uuid.UUID, purpose: str) -> dict[str, str]:
@@ -101,7 +92,7 @@ def _send_welcome(session: Session, *, lead_id: uuid.UUID, purpose: str, **_: An
     if lead is None:
         return
     lang = lead.language
-    context = _mail_context(session, lang, unsubscribe=unsubscribe_url(session, lead_id, purpose))
+    context = mail_context(session, lang, unsubscribe=unsubscribe_url(session, lead_id, purpose))
     queue_marketing_mail(
         session,
         lead,
@@ -111,17 +102,6 @@ def _send_welcome(session: Session, *, lead_id: uuid.UUID, purpose: str, **_: An
         text=render_template("consent/mail/welcome.txt", **context),
         html=render_template("consent/mail/welcome.html", **context),
     )
-
-
-def _mail_context(session: Session, lang: str, **extra: Any) -> dict[str, Any]:
-    settings = settings_of(session)
-    return {
-        "lang": lang,
-        "_": lambda key, **values: i18n.translate(lang, key, **values),
-        "imprint_url": settings.imprint_url,
-        "privacy_url": settings.privacy_url,
-        **extra,
-    }
 
 
 # --- manage-my-data and the preference center --------------------------------
@@ -137,7 +117,7 @@ def request_manage_link(session: Session, email: str, lang: str) -> None:
     lead = leads.find_by_email(session, email)
     if lead is None:
         return
-    context = _mail_context(
+    context = mail_context(
         session,
         lang,
         prefs_url=prefs_url(session, lead.id),

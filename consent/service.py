@@ -26,8 +26,8 @@ from consent.models import (
     Suppression,
 )
 from leadvault import clock, i18n, leads, outbox, signals
-from leadvault.crypto import TokenExpired, TokenInvalid, sha256_hex
-from leadvault.db import settings_of, vault_of
+from leadvault.crypto import TokenExpired, payload_id, sha256_hex
+from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.mail import MailContent
 from leadvault.models import Lead
 
@@ -202,17 +202,15 @@ def _queue_optin_mail(
     settings = settings_of(session)
     lang = request.language
     first_name = leads.attributes_of(session, lead).get("first_name")
-    context = {
-        "lang": lang,
-        "_": lambda key, **values: i18n.translate(lang, key, **values),
-        "first_name": first_name,
-        "purposes": [i18n.translate(lang, f"purpose.{p}") for p in request.purposes],
-        "texts": texts,
-        "confirm_url": optin_url(session, request),
-        "max_age_days": settings.optin_max_age_days,
-        "imprint_url": settings.imprint_url,
-        "privacy_url": settings.privacy_url,
-    }
+    context = mail_context(
+        session,
+        lang,
+        first_name=first_name,
+        purposes=[i18n.translate(lang, f"purpose.{p}") for p in request.purposes],
+        texts=texts,
+        confirm_url=optin_url(session, request),
+        max_age_days=settings.optin_max_age_days,
+    )
     content = MailContent(
         to=leads.email_of(session, lead),
         subject=i18n.translate(lang, "optin.mail.subject"),
@@ -243,13 +241,7 @@ def read_optin_token(session: Session, token: str) -> TokenCheck:
 
 
 def _request_from_payload(session: Session, payload: object) -> OptInRequest | None:
-    if not isinstance(payload, dict) or not isinstance(payload.get("r"), str):
-        raise TokenInvalid("malformed opt-in token")
-    try:
-        request_id = uuid.UUID(hex=payload["r"])
-    except ValueError:
-        raise TokenInvalid("malformed opt-in token") from None
-    return session.get(OptInRequest, request_id)
+    return session.get(OptInRequest, payload_id(payload, "r"))
 
 
 def confirm(session: Session, request: OptInRequest, *, meta: RequestMeta) -> bool:

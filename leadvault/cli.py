@@ -7,61 +7,21 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
 from flask import Flask
 from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlalchemy.orm import Session
 
-from leadvault import settings as settings_module
-from leadvault.settings import Settings, SettingsError
-
-
-class ConfigProblem(click.ClickException):
-    """A bad setting: one line naming the variable, exit code 2."""
-
-    exit_code = 2
-
-
-class Refused(click.ClickException):
-    """The command understood the request but will not do it (exit code 1)."""
-
-    exit_code = 1
-
-
-def load_settings() -> Settings:
-    try:
-        return settings_module.load()
-    except SettingsError as exc:
-        raise ConfigProblem(str(exc)) from None
-
-
-def load_app(overrides: dict[str, Any] | None = None) -> Flask:
-    from leadvault.app import create_app
-
-    try:
-        return create_app(overrides)
-    except SettingsError as exc:
-        raise ConfigProblem(str(exc)) from None
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
-
-
-@contextmanager
-def app_session(app: Flask) -> Iterator[Session]:
-    """One transaction for a command, inside the app context (templates, i18n)."""
-    from leadvault.app import runtime
-    from leadvault.db import unit_of_work
-
-    with app.app_context(), unit_of_work(runtime(app).session_factory) as session:
-        yield session
+from leadvault.commands import (
+    ConfigProblem,
+    Refused,
+    app_session,
+    configure_logging,
+    load_app,
+    load_settings,
+)
+from leadvault.settings import Settings
 
 
 def ensure_instance(settings: Settings) -> bool:

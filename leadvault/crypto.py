@@ -296,6 +296,17 @@ class Vault:
         return hmac.new(self.keyring.signing_keys[-1], b"flask-session", hashlib.sha256).digest()
 
 
+def payload_id(payload: Any, key: str) -> uuid.UUID:
+    """The UUID a token payload holds under ``key``; TokenInvalid when it holds none."""
+    value = payload.get(key) if isinstance(payload, dict) else None
+    if not isinstance(value, str):
+        raise TokenInvalid(f"token payload has no {key!r}")
+    try:
+        return uuid.UUID(hex=value)
+    except ValueError:
+        raise TokenInvalid(f"token payload {key!r} is not an id") from None
+
+
 def normalise_email(email: str) -> str:
     """The form of an address the blind index is computed over."""
     local, _, domain = email.strip().rpartition("@")

@@ -174,6 +174,14 @@ def vault_of(session: Session) -> Vault:
     return session.info["vault"]
 
 
+def mail_context(session: Session, lang: str, **extra: Any) -> dict[str, Any]:
+    """Template context for a mail in ``lang`` (see ``i18n.template_context``)."""
+    from leadvault import i18n
+
+    settings = settings_of(session)
+    return i18n.template_context(lang, settings.imprint_url, settings.privacy_url, **extra)
+
+
 def dialect_of(session: Session) -> str:
     return session.get_bind().dialect.name
 

@@ -28,6 +28,18 @@ def translate(lang: str, key: str, **values: object) -> str:
     return text.format(**values) if values else text
 
 
+def template_context(lang: str, imprint_url: str, privacy_url: str, **extra: object) -> dict:
+    """What every page and mail template expects: the language, `_` bound to it,
+    and the operator's imprint and privacy links."""
+    return {
+        "lang": lang,
+        "_": lambda key, **values: translate(lang, key, **values),
+        "imprint_url": imprint_url,
+        "privacy_url": privacy_url,
+        **extra,
+    }
+
+
 def has_key(key: str) -> bool:
     return key in _catalogues[DEFAULT_LANGUAGE]
 

@@ -146,10 +146,4 @@ def init_app(app: Flask) -> None:
         if not has_request_context():
             # Mails rendered by the worker pass their own language and `_`.
             return {"imprint_url": settings.imprint_url, "privacy_url": settings.privacy_url}
-        lang = language()
-        return {
-            "_": lambda key, **values: i18n.translate(lang, key, **values),
-            "lang": lang,
-            "imprint_url": settings.imprint_url,
-            "privacy_url": settings.privacy_url,
-        }
+        return i18n.template_context(language(), settings.imprint_url, settings.privacy_url)

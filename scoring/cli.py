@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from leadvault.cli import Refused, app_session, load_app
+from leadvault.commands import Refused, app_session, load_app
 
 
 @click.group()

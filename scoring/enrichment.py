@@ -16,6 +16,7 @@ import phonenumbers
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS  # noqa: N812 - a constant
 from sqlalchemy.orm import Session
 
+from capture.service import PROFILE_FIELDS
 from leadvault import leads
 from leadvault.models import Lead
 from scoring import rules as rules_module
@@ -24,15 +25,6 @@ from scoring.rules import Rules
 
 log = logging.getLogger("leadvault.scoring.enrichment")
 
-PROFILE_FIELDS = (
-    "first_name",
-    "last_name",
-    "company",
-    "job_title",
-    "phone",
-    "country",
-    "company_size",
-)
 FREE_MAIL_DOMAINS = frozenset(
     {
         "gmail.com", "googlemail.com", "yahoo.com", "yahoo.de", "hotmail.com", "hotmail.de",

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from consent import service as consent_service
 from leadvault import clock, counters, leads
-from leadvault.crypto import TokenInvalid
+from leadvault.crypto import payload_id
 from leadvault.db import vault_of
 from leadvault.models import Lead
 from scoring import enrichment, handoff, scores, stages
@@ -162,12 +162,7 @@ def tracking_token(session: Session, lead_id: uuid.UUID) -> str:
 def lead_of_tracking_token(session: Session, token: str) -> uuid.UUID:
     """Raises TokenInvalid (or TokenExpired) for a token that is not ours."""
     payload = vault_of(session).unsign(TRACKING_TOKEN, token, TRACKING_MAX_AGE)
-    if not isinstance(payload, dict) or not isinstance(payload.get("l"), str):
-        raise TokenInvalid("malformed tracking token")
-    try:
-        return uuid.UUID(hex=payload["l"])
-    except ValueError:
-        raise TokenInvalid("malformed tracking token") from None
+    return payload_id(payload, "l")
 
 
 def track(session: Session, lead_id: uuid.UUID, event: RawEvent) -> str:

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from capture import service as capture_service
 from consent import service as consent_service
 from leadvault import clock, i18n, leads, outbox
-from leadvault.crypto import TokenInvalid
-from leadvault.db import settings_of, vault_of
+from leadvault.crypto import payload_id
+from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.mail import MailContent
 from leadvault.models import Lead
 from scoring import enrichment, routing, scores, stages
@@ -138,13 +138,7 @@ def handoff_url(session: Session, handoff: Handoff, action: str | None = None) -
 def read_token(session: Session, token: str) -> Handoff | None:
     """Raises TokenInvalid or TokenExpired; None when the lead was erased."""
     payload = vault_of(session).unsign(HANDOFF_TOKEN, token, TOKEN_MAX_AGE)
-    if not isinstance(payload, dict) or not isinstance(payload.get("h"), str):
-        raise TokenInvalid("malformed handoff token")
-    try:
-        handoff_id = uuid.UUID(hex=payload["h"])
-    except ValueError:
-        raise TokenInvalid("malformed handoff token") from None
-    return session.get(Handoff, handoff_id)
+    return session.get(Handoff, payload_id(payload, "h"))
 
 
 # --- the mail ------------------------------------------------------------------------
@@ -214,20 +208,17 @@ def _mail(
     *,
     template: str,
 ) -> None:
-    settings = settings_of(session)
     lang = person.language if person.language in i18n.LANGUAGES else "en"
-    context = {
-        "lang": lang,
-        "_": lambda key, **values: i18n.translate(lang, key, **values),
-        "person": person,
-        "lead": summary(session, handoff, rules),
-        "page_url": handoff_url(session, handoff),
-        "accept_url": handoff_url(session, handoff, "accept"),
-        "reject_url": handoff_url(session, handoff, "reject"),
-        "hours": rules.accept_within_hours,
-        "imprint_url": settings.imprint_url,
-        "privacy_url": settings.privacy_url,
-    }
+    context = mail_context(
+        session,
+        lang,
+        person=person,
+        lead=summary(session, handoff, rules),
+        page_url=handoff_url(session, handoff),
+        accept_url=handoff_url(session, handoff, "accept"),
+        reject_url=handoff_url(session, handoff, "reject"),
+        hours=rules.accept_within_hours,
+    )
     content = MailContent(
         to=person.email,
         subject=i18n.translate(

@@ -180,6 +180,9 @@ def test_forms_show_prints_all_three_snippets(app):
     assert '<input type="email" name="email" required>' in out
     assert 'name="consent" value="newsletter"' in out
     assert 'name="website"' in out  # the honeypot travels with the plain form
+    # Nothing a strict host CSP (no inline styles or scripts) would block.
+    assert "style=" not in out
+    assert "<script>" not in out
 
 
 def test_config_cors_only_for_allowed_origins(app, client):
@@ -221,6 +224,31 @@ def test_config_cors_only_for_allowed_origins(app, client):
         headers={"Origin": "https://evil.example.net"},
     )
     assert post.status_code == 403
+
+
+def test_hosted_page_posting_to_itself_with_null_origin(app, client):
+    """Our pages say no-referrer, so a browser posts the hosted form with ``Origin: null``;
+    only the browser-set ``Sec-Fetch-Site: same-origin`` makes that our own page."""
+    form_id = make_form(app, allowed_origins=[HOST])
+
+    def post(**headers: str) -> Any:
+        data = {
+            "email": unique_email(),
+            "consent": "newsletter",
+            "render_token": render_token(app, form_id),
+        }
+        return client.post(f"/f/{form_id}", data=data, headers=headers)
+
+    own = post(Origin="null", **{"Sec-Fetch-Site": "same-origin"})
+    assert own.status_code == 200
+    assert "Thank you!" in own.get_data(as_text=True)
+    for site in ("cross-site", "same-site", "none"):
+        assert post(Origin="null", **{"Sec-Fetch-Site": site}).status_code == 403
+    assert post(Origin="null").status_code == 403
+    assert (
+        post(Origin="https://evil.example.net", **{"Sec-Fetch-Site": "same-origin"}).status_code
+        == 403
+    )
 
 
 # --- gated whitepaper downloads --------------------------------------------------------
@@ -348,7 +376,7 @@ def test_progressive_profiling_asks_two_fields_at_a_time(app, client, smtp_serve
 
     def asked(response: Any) -> list[str]:
         page = response.get_data(as_text=True)
-        return [n for n in re.findall(r'<input id="lv-[^"]+" name="([^"]+)"', page)]
+        return list(re.findall(r'<input id="lv-[^"]+" name="([^"]+)"', page))
 
     first = client.get(path_of(more))
     assert first.status_code == 200
@@ -356,7 +384,11 @@ def test_progressive_profiling_asks_two_fields_at_a_time(app, client, smtp_serve
     assert asked(first) == ["company", "job_title"]
     saved = client.post(
         path_of(more),
-        data={"csrf_token": csrf_of(first), "company": "Analytical Engines Ltd", "job_title": "CTO"},
+        data={
+            "csrf_token": csrf_of(first),
+            "company": "Analytical Engines Ltd",
+            "job_title": "CTO",
+        },
     )
     assert saved.status_code == 200
     assert "We saved your details." in saved.get_data(as_text=True)

@@ -18,8 +18,8 @@ from capture import service as capture_service
 from capture.models import Form, FormKind
 from consent import service as consent_service
 from leadvault import clock, i18n, leads, outbox, signals
-from leadvault.crypto import TokenExpired, TokenInvalid, random_token
-from leadvault.db import settings_of, vault_of
+from leadvault.crypto import TokenExpired, TokenInvalid, payload_id, random_token
+from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.mail import MailContent
 from leadvault.models import Lead
 from widgets.models import Asset, FormAsset
@@ -165,12 +165,9 @@ def read_download(
         payload = vault_of(session).unsign(DOWNLOAD_TOKEN, token, max_age_seconds=max_age)
     except TokenExpired as exc:
         payload, expired = exc.payload, True
-    if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in "laf"):
+    if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in "af"):
         raise TokenInvalid("malformed download token")
-    try:
-        lead = leads.get(session, uuid.UUID(hex=payload["l"]))
-    except ValueError:
-        raise TokenInvalid("malformed download token") from None
+    lead = leads.get(session, payload_id(payload, "l"))
     return (
         lead,
         get_asset(session, payload["a"]),
@@ -183,16 +180,14 @@ def queue_asset_mail(session: Session, lead: Lead, asset: Asset, form: Form) -> 
     lang = lead.language
     settings = settings_of(session)
     missing = follow_up_missing(session, form, lead)
-    context = {
-        "lang": lang,
-        "_": lambda key, **values: i18n.translate(lang, key, **values),
-        "title": asset.title,
-        "download_url": download_url(session, lead.id, asset, form),
-        "profile_url": profile_url(session, lead.id, form) if missing else None,
-        "days": settings.optin_max_age_days,
-        "imprint_url": settings.imprint_url,
-        "privacy_url": settings.privacy_url,
-    }
+    context = mail_context(
+        session,
+        lang,
+        title=asset.title,
+        download_url=download_url(session, lead.id, asset, form),
+        profile_url=profile_url(session, lead.id, form) if missing else None,
+        days=settings.optin_max_age_days,
+    )
     content = MailContent(
         to=leads.email_of(session, lead),
         subject=i18n.translate(lang, "asset.mail.subject", title=asset.title),
@@ -285,10 +280,7 @@ def read_profile_token(session: Session, form: Form, token: str) -> Lead | None:
     payload = vault_of(session).unsign(PROFILE_TOKEN, token, max_age_seconds=max_age)
     if not isinstance(payload, dict) or payload.get("f") != form.public_id:
         raise TokenInvalid("profile token for another form")
-    try:
-        return leads.get(session, uuid.UUID(hex=str(payload.get("l"))))
-    except ValueError:
-        raise TokenInvalid("malformed profile token") from None
+    return leads.get(session, payload_id(payload, "l"))
 
 
 def save_profile(session: Session, lead: Lead, values: dict[str, str]) -> None:
