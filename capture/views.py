@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from flask import (
@@ -16,6 +17,7 @@ from flask import (
     render_template,
     request,
 )
+from limits import parse_many
 from werkzeug.exceptions import BadRequest
 
 from capture import bots, schemas, service
@@ -46,15 +48,6 @@ def _form_or_404(form_id: str) -> Form:
     if form is None:
         abort(404)
     return form
-
-
-def _email_key() -> str:
-    """Rate-limit key per address: its blind index, never the address itself."""
-    raw = request.get_json(silent=True) if request.is_json else request.form
-    email = raw.get("email") if isinstance(raw, dict) or hasattr(raw, "get") else None
-    if not isinstance(email, str) or not email.strip():
-        return "no-email"
-    return runtime(current_app).vault.blind_index(email).hex()
 
 
 def _form_language(form_lang: str | None = None) -> str:
@@ -214,16 +207,39 @@ def _reply(form: Form, lang: str, as_json: bool) -> Response:
     return response
 
 
+@functools.cache
+def _parsed_limits(ip_limits: str, email_limits: str) -> tuple[list[Any], list[Any]]:
+    return parse_many(ip_limits), parse_many(email_limits)
+
+
+def _within_rate_limits(raw: dict[str, Any]) -> bool:
+    """Per IP and per address, on flask-limiter's storage (memory or Redis).
+
+    Checked here rather than by decorators: the body is parsed once, and the
+    address is keyed by its blind index, never by itself.
+    """
+    settings = _settings()
+    per_ip, per_email = _parsed_limits(settings.rate_limit_ip, settings.rate_limit_email)
+    strategy = limiter.limiter
+    allowed = all(strategy.hit(item, "capture-ip", request.remote_addr or "-") for item in per_ip)
+    email = raw.get("email")
+    if isinstance(email, str) and email.strip():
+        key = runtime(current_app).vault.blind_index(email).hex()
+        allowed = all(strategy.hit(item, "capture-email", key) for item in per_email) and allowed
+    return allowed
+
+
 @bp.post("/f/<form_id>", provide_automatic_options=False)
 @csrf.exempt  # public endpoint: protected by the signed render token and Origin check
-@limiter.limit(lambda: runtime(current_app).settings.rate_limit_ip)
-@limiter.limit(lambda: runtime(current_app).settings.rate_limit_email, key_func=_email_key)
 def submit(form_id: str) -> Response | tuple[Any, int]:
     form = _form_or_404(form_id)
     session = db.session()
     if not service.origin_allowed(form, _request_origin(), _own_origin()):
         return error_response(403, "error.403")
     raw, as_json = _read_body()
+    if not _within_rate_limits(raw):
+        _form_language(raw.get("lang") if isinstance(raw.get("lang"), str) else None)
+        return error_response(429, "error.429")
     body_lang = raw.get("lang") if isinstance(raw.get("lang"), str) else None
     lang = _form_language(body_lang)
 
