@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from flask import (
@@ -17,7 +16,6 @@ from flask import (
     render_template,
     request,
 )
-from limits import parse_many
 from werkzeug.exceptions import BadRequest
 
 from capture import bots, schemas, service
@@ -25,7 +23,7 @@ from capture.models import Form
 from consent.views import request_meta
 from leadvault import db, i18n
 from leadvault.app import runtime
-from leadvault.web import csrf, error_response, limiter
+from leadvault.web import csrf, error_response, within_limits
 
 bp = Blueprint("capture", __name__, template_folder="templates", static_folder="static")
 
@@ -207,28 +205,6 @@ def _reply(form: Form, lang: str, as_json: bool) -> Response:
     return response
 
 
-@functools.cache
-def _parsed_limits(ip_limits: str, email_limits: str) -> tuple[list[Any], list[Any]]:
-    return parse_many(ip_limits), parse_many(email_limits)
-
-
-def _within_rate_limits(raw: dict[str, Any]) -> bool:
-    """Per IP and per address, on flask-limiter's storage (memory or Redis).
-
-    Checked here rather than by decorators: the body is parsed once, and the
-    address is keyed by its blind index, never by itself.
-    """
-    settings = _settings()
-    per_ip, per_email = _parsed_limits(settings.rate_limit_ip, settings.rate_limit_email)
-    strategy = limiter.limiter
-    allowed = all(strategy.hit(item, "capture-ip", request.remote_addr or "-") for item in per_ip)
-    email = raw.get("email")
-    if isinstance(email, str) and email.strip():
-        key = runtime(current_app).vault.blind_index(email).hex()
-        allowed = all(strategy.hit(item, "capture-email", key) for item in per_email) and allowed
-    return allowed
-
-
 @bp.post("/f/<form_id>", provide_automatic_options=False)
 @csrf.exempt  # public endpoint: protected by the signed render token and Origin check
 def submit(form_id: str) -> Response | tuple[Any, int]:
@@ -237,7 +213,12 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
     if not service.origin_allowed(form, _request_origin(), _own_origin()):
         return error_response(403, "error.403")
     raw, as_json = _read_body()
-    if not _within_rate_limits(raw):
+    email = raw.get("email") if isinstance(raw.get("email"), str) else None
+    settings = _settings()
+    if not (
+        within_limits("capture", settings.rate_limit_ip)
+        and within_limits("capture", settings.rate_limit_email, ip=False, email=email)
+    ):
         _form_language(raw.get("lang") if isinstance(raw.get("lang"), str) else None)
         return error_response(429, "error.429")
     body_lang = raw.get("lang") if isinstance(raw.get("lang"), str) else None

@@ -26,7 +26,7 @@ from leadvault import db, i18n, leads, signals
 from leadvault.api import require_token
 from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
-from leadvault.web import csrf, language, limiter
+from leadvault.web import csrf, language, within_limits
 
 SCHEMA_FOLDER = Path(__file__).parent / "static"
 
@@ -167,21 +167,16 @@ def unsubscribe(token: str) -> Response:
 # --- manage my data ----------------------------------------------------------
 
 
-def _manage_email_key() -> str:
-    email = request.form.get("email", "")
-    return runtime(current_app).vault.blind_index(email).hex() if email.strip() else "no-email"
-
-
 @bp.get("/manage")
 def manage() -> Response:
     return _page("consent/manage.html")
 
 
 @bp.post("/manage")
-@limiter.limit(lambda: runtime(current_app).settings.rate_limit_manage)
-@limiter.limit(lambda: runtime(current_app).settings.rate_limit_manage, key_func=_manage_email_key)
 def manage_request() -> Response:
     email = request.form.get("email", "").strip()
+    if not within_limits("manage", runtime(current_app).settings.rate_limit_manage, email=email):
+        return _page("consent/message.html", 429, title="error.title", text="error.429")
     try:
         validate_email(email, check_deliverability=False)
     except EmailNotValidError:

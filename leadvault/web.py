@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -10,6 +11,7 @@ from flask import (
     Blueprint,
     Flask,
     Response,
+    current_app,
     g,
     has_request_context,
     jsonify,
@@ -19,6 +21,7 @@ from flask import (
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from limits import parse_many
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
@@ -56,6 +59,31 @@ def placeholder() -> tuple[str, int]:
     """Shown until LEADVAULT_IMPRINT_URL / LEADVAULT_PRIVACY_URL name the operator's pages."""
     setting = "LEADVAULT_IMPRINT_URL" if request.path == "/imprint" else "LEADVAULT_PRIVACY_URL"
     return render_template("leadvault/placeholder.html", setting=setting), 404
+
+
+@functools.cache
+def _parse_limits(limits: str) -> list[Any]:
+    return parse_many(limits)
+
+
+def within_limits(scope: str, limits: str, *, ip: bool = True, email: str | None = None) -> bool:
+    """Count this request against ``limits`` per client IP and, when given, per address.
+
+    Limits are checked explicitly by the views that have them, on flask-limiter's
+    storage (memory, or Redis with LEADVAULT_REDIS_URL); the address is keyed by
+    its blind index, never by itself. Every window is counted, even after one is full.
+    """
+    from leadvault.app import runtime
+
+    strategy = limiter.limiter
+    allowed = True
+    for item in _parse_limits(limits):
+        if ip:
+            allowed = strategy.hit(item, f"{scope}-ip", request.remote_addr or "-") and allowed
+        if email and email.strip():
+            key = runtime(current_app).vault.blind_index(email).hex()
+            allowed = strategy.hit(item, f"{scope}-email", key) and allowed
+    return allowed
 
 
 def language() -> str:
@@ -135,6 +163,8 @@ def init_app(app: Flask) -> None:
     app.config["RATELIMIT_STRATEGY"] = "fixed-window"
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
     limiter.init_app(app)
+    # No automatic per-request checks: views call within_limits() where they need it.
+    limiter.request_filter(lambda: True)
     app.register_blueprint(bp)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(CSRFError, _handle_csrf)
