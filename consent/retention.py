@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from consent import ledger, rights
 from consent.models import Consent, ConsentStatus, LedgerEntry, LedgerEvent, OptInRequest
-from leadvault import clock, leads, links, outbox
+from leadvault import clock, inbox, leads, links, outbox
 from leadvault.db import settings_of
 from leadvault.models import Lead
 
@@ -133,6 +133,8 @@ def purge(session: Session) -> dict[str, int]:
         counts["leads_erased_inactive"] += 1
 
     counts["proofs_purged"] = _purge_old_proof(session, now, settings.proof_retention_days)
+    # Submissions the worker could never store are unconfirmed requests too.
+    counts["failed_submissions_forgotten"] = inbox.forget_failed(session, cutoff)
 
     # Spent single-use nonces matter only while their tokens could still be valid.
     counts["spent_links_forgotten"] = links.forget_older_than(

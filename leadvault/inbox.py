@@ -143,3 +143,13 @@ def pending_count(session: Session) -> int:
         session.scalar(sa.select(sa.func.count()).where(InboxItem.status == InboxStatus.PENDING))
         or 0
     )
+
+
+def forget_failed(session: Session, older_than: dt.datetime) -> int:
+    """Failed items hold sealed personal data: keep them for inspection, not forever."""
+    result = session.execute(
+        sa.delete(InboxItem).where(
+            InboxItem.status == InboxStatus.FAILED, InboxItem.received_at < older_than
+        )
+    )
+    return result.rowcount
