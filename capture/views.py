@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from flask import (
@@ -35,7 +36,12 @@ def _settings() -> Any:
 
 
 def _own_origin() -> str:
-    return service.normalise_origin(_settings().base_url)
+    return _origin_of(_settings().base_url)
+
+
+@functools.cache
+def _origin_of(url: str) -> str:
+    return service.normalise_origin(url)
 
 
 _form_cache = service.FormCache()

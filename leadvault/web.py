@@ -31,7 +31,7 @@ log = logging.getLogger("leadvault.web")
 
 bp = Blueprint("core", __name__, template_folder="templates", static_folder="static")
 csrf = CSRFProtect()
-limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 DEFAULT_CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -161,7 +161,8 @@ def init_app(app: Flask) -> None:
     app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or "memory://"
     # Fixed windows cost one counter per request; moving windows keep a list.
     app.config["RATELIMIT_STRATEGY"] = "fixed-window"
-    app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    # Limits are checked by within_limits(), which sets no X-RateLimit headers.
+    app.config["RATELIMIT_HEADERS_ENABLED"] = False
     limiter.init_app(app)
     # No automatic per-request checks: views call within_limits() where they need it.
     limiter.request_filter(lambda: True)
