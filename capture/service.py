@@ -230,6 +230,7 @@ def accept(
             "user_agent": meta.user_agent,
             "received_at": clock.now().isoformat(),
         },
+        subject_email=data.email,
     )
 
 

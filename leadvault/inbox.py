@@ -26,7 +26,9 @@ Handler = Callable[[Session, dict[str, Any]], None]
 _FIELD = "inbox"
 
 
-def enqueue(session: Session, kind: str, payload: dict[str, Any]) -> None:
+def enqueue(
+    session: Session, kind: str, payload: dict[str, Any], *, subject_email: str | None = None
+) -> None:
     """Store the work sealed, in the caller's transaction (a plain INSERT, nothing else)."""
     sealed = seal(vault_of(session), _FIELD, payload)
     now = clock.now()
@@ -44,6 +46,9 @@ def enqueue(session: Session, kind: str, payload: dict[str, Any]) -> None:
             "status": InboxStatus.PENDING,
             "attempts": 0,
             "next_attempt_at": now,
+            "subject_index": vault_of(session).blind_index(subject_email)
+            if subject_email
+            else None,
         },
     )
 
@@ -143,6 +148,12 @@ def pending_count(session: Session) -> int:
         session.scalar(sa.select(sa.func.count()).where(InboxItem.status == InboxStatus.PENDING))
         or 0
     )
+
+
+def drop_for_subject(session: Session, email_index: bytes) -> int:
+    """Erasure: pending work about this address goes with the lead."""
+    result = session.execute(sa.delete(InboxItem).where(InboxItem.subject_index == email_index))
+    return result.rowcount
 
 
 def forget_failed(session: Session, older_than: dt.datetime) -> int:

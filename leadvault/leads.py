@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from leadvault import clock, signals
+from leadvault import clock, inbox, signals
 from leadvault.crypto import DataKey, WrappedKey
 from leadvault.db import dialect_of, vault_of
 from leadvault.models import Lead, LeadAttribute
@@ -106,6 +106,7 @@ def touch(lead: Lead) -> None:
 def erase(session: Session, lead: Lead) -> None:
     """Crypto-shred and delete the lead; packages delete their rows on the signal."""
     signals.lead_erasing.send(session, lead_id=lead.id)
+    inbox.drop_for_subject(session, lead.email_index)
     cache: dict[uuid.UUID, DataKey] = session.info.get(_KEY_CACHE, {})
     cache.pop(lead.id, None)
     session.delete(lead)

@@ -178,3 +178,6 @@ class InboxItem(Base):
     locked_by: Mapped[str | None] = mapped_column(sa.String(64))
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(sa.String(200))
+    # Blind index of the address the item is about, so erasing that lead also
+    # drops work not yet turned into rows (it would otherwise recreate the lead).
+    subject_index: Mapped[bytes | None] = mapped_column(sa.LargeBinary(32), index=True)

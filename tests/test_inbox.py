@@ -52,3 +52,36 @@ def test_failing_handler_is_retried_then_failed_and_forgotten(make_app, smtp_ser
         counts = retention.purge(s)
     assert counts["failed_submissions_forgotten"] == 1
     assert item() is None
+
+
+def test_erasure_drops_pending_work_about_the_lead(app, client, smtp_server):
+    """A submission still waiting in the inbox must not recreate a lead erased meanwhile."""
+    from consent import rights
+    from leadvault import leads
+    from tests.conftest import deliver, make_form, render_token, unique_email
+
+    form_id = make_form(app)
+    email, other = unique_email("erased"), unique_email("other")
+
+    def submit(address):
+        response = client.post(
+            f"/f/{form_id}",
+            json={
+                "email": address,
+                "consent": ["newsletter"],
+                "render_token": render_token(app, form_id),
+            },
+        )
+        assert response.status_code == 200
+
+    submit(email)
+    deliver(app)  # the lead exists now
+    submit(email)  # asks again; still in the inbox
+    submit(other)
+    with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
+        assert rights.erase_by_email(s, email)
+    process(app)
+    with app.app_context(), runtime(app).session_factory() as s:
+        assert leads.find_by_email(s, email) is None
+        assert leads.find_by_email(s, other) is not None
+        assert s.scalar(sa.select(sa.func.count()).select_from(InboxItem)) == 0
