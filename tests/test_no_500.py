@@ -1,0 +1,70 @@
+"""No input makes any route answer 500 or show a traceback."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tests.conftest import make_form
+
+JUNK_SEGMENTS = ["x", "%FF%FE", "a" * 300, "eyJsIjoiMDAifQ.AAAA.BBBB", "..%2F..%2Fetc"]
+BODIES = [
+    {"json": {"email": "x@example.org", "consent": ["newsletter"], "render_token": "t"}},
+    {"json": [1, 2, 3]},
+    {"json": {"purpose": {"$ne": 1}, "events": "nope", "token": 5}},
+    {"data": b'{"email": "\xff"}', "content_type": "application/json"},
+    {
+        "data": b"email=%FF&purpose=newsletter&List-Unsubscribe=One-Click",
+        "content_type": "application/x-www-form-urlencoded",
+    },
+    {"data": "plain", "content_type": "text/plain"},
+]
+
+
+def _urls(app, form_id: str) -> list[tuple[str, str]]:
+    found = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static" or rule.endpoint.endswith(".static"):
+            continue
+        names = sorted(rule.arguments)
+        choices = [
+            [form_id, *JUNK_SEGMENTS[:2]] if name == "form_id" else JUNK_SEGMENTS for name in names
+        ]
+        for combo in itertools.islice(itertools.product(*choices), 6):
+            path = rule.rule
+            for name, value in zip(names, combo, strict=True):
+                path = path.replace(f"<{name}>", value).replace(f"<path:{name}>", value)
+            for method in [*sorted((rule.methods or set()) - {"OPTIONS"}), "OPTIONS"]:
+                found.append((method, path))
+    return found
+
+
+@pytest.mark.parametrize("kind", ["browser", "foreign-json", "api-token"])
+def test_every_route_answers_without_500(app, client, kind):
+    from leadvault import api
+    from leadvault.app import runtime
+    from leadvault.db import unit_of_work
+
+    form_id = make_form(app)
+    headers = {
+        "browser": {},
+        "foreign-json": {"Accept": "application/json", "Origin": "https://evil.example"},
+        "api-token": {"Accept": "application/json"},
+    }[kind]
+    if kind == "api-token":
+        with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
+            secret = api.create_token(s, "fuzz", ["consent:read", "events:write"])
+        headers["Authorization"] = f"Bearer {secret}"
+    failures = []
+    requests = 0
+    for method, path in _urls(app, form_id):
+        bodies = BODIES if method in {"POST", "PUT", "PATCH"} else [{}]
+        for body in bodies:
+            response = client.open(path, method=method, headers=headers, **body)
+            requests += 1
+            text = response.get_data(as_text=True)
+            if response.status_code >= 500 or "Traceback" in text:
+                failures.append(f"{method} {path[:60]} {sorted(body)} -> {response.status_code}")
+    assert requests > 200  # every route, several junk parameters and bodies
+    assert not failures, failures[:20]
