@@ -14,7 +14,6 @@ from flask import (
     g,
     jsonify,
     make_response,
-    render_template,
     request,
     send_from_directory,
     url_for,
@@ -26,7 +25,7 @@ from leadvault import db, i18n, leads, signals
 from leadvault.api import require_token
 from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
-from leadvault.web import csrf, language, within_limits
+from leadvault.web import csrf, language, mark_private, private_page, within_limits
 
 SCHEMA_FOLDER = Path(__file__).parent / "static"
 
@@ -37,20 +36,8 @@ def request_meta() -> RequestMeta:
     return RequestMeta(ip=request.remote_addr, user_agent=request.headers.get("User-Agent"))
 
 
-def private_page(body: str, status: int = 200) -> Response:
-    """Pages behind signed links: never cached, never leak the token as referrer."""
-    response = make_response(body, status)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
-
-
-def _page(template: str, status: int = 200, **context: Any) -> Response:
-    return private_page(render_template(template, **context), status)
-
-
-def _invalid() -> Response:
-    return _page(
+def invalid_link_page() -> Response:
+    return private_page(
         "consent/message.html", 400, title="optin.invalid.title", text="optin.invalid.text"
     )
 
@@ -61,24 +48,24 @@ def confirm(token: str) -> Response:
     try:
         check = service.read_optin_token(session, token)
     except TokenInvalid:
-        return _invalid()
+        return invalid_link_page()
     if check.request is not None:
         g.lang = check.request.language if check.request.language in i18n.LANGUAGES else language()
     if check.request is not None and check.request.confirmed_at is not None:
-        return _page(
+        return private_page(
             "consent/message.html",
             title="optin.done.title",
             text="optin.done.text",
             extra_links=_confirmation_links(check.request),
         )
     if check.expired or check.request is None:
-        return _page("consent/expired.html", 410, token=token)
+        return private_page("consent/expired.html", 410, token=token)
     if request.method != "POST":  # GET and HEAD (link scanners) never confirm
         lang = language()
         names = [i18n.translate(lang, f"purpose.{p}") for p in check.request.purposes]
-        return _page("consent/confirm.html", purposes=names, token=token)
+        return private_page("consent/confirm.html", purposes=names, token=token)
     service.confirm(session, check.request, meta=request_meta())
-    return _page(
+    return private_page(
         "consent/message.html",
         title="optin.done.title",
         text="optin.done.text",
@@ -106,13 +93,15 @@ def resend(token: str) -> Response:
     try:
         check = service.read_optin_token(session, token)
     except TokenInvalid:
-        return _invalid()
+        return invalid_link_page()
     if check.request is not None:
         g.lang = check.request.language
         if check.expired:
             service.resend_optin(session, check.request)
     # The same reply whatever happened: a token does not reveal whether its request lives.
-    return _page("consent/message.html", title="optin.resent.title", text="optin.resent.text")
+    return private_page(
+        "consent/message.html", title="optin.resent.title", text="optin.resent.text"
+    )
 
 
 # --- one-click unsubscribe (RFC 8058) ----------------------------------------
@@ -120,7 +109,7 @@ def resend(token: str) -> Response:
 
 def _link_problem(exc: Exception) -> Response:
     if isinstance(exc, TokenExpired):
-        return _page(
+        return private_page(
             "consent/message.html",
             410,
             title="link.expired.title",
@@ -128,10 +117,10 @@ def _link_problem(exc: Exception) -> Response:
             manage=True,
         )
     if isinstance(exc, rights.LinkGone):
-        return _page(
+        return private_page(
             "consent/message.html", 410, title="link.used.title", text="link.used.text", manage=True
         )
-    return _invalid()
+    return invalid_link_page()
 
 
 @bp.route("/u/<token>", methods=["GET", "POST"])
@@ -141,7 +130,7 @@ def unsubscribe(token: str) -> Response:
     try:
         lead_id, purpose = rights.read_unsubscribe(session, token)
     except TokenInvalid:
-        return _invalid()
+        return invalid_link_page()
     lead = leads.get(session, lead_id)
     if lead is not None:
         g.lang = lead.language
@@ -151,15 +140,15 @@ def unsubscribe(token: str) -> Response:
         else purpose
     )
     if request.method != "POST":  # GET and HEAD only show the button
-        return _page("consent/unsubscribe.html", purpose=name, token=token)
+        return private_page("consent/unsubscribe.html", purpose=name, token=token)
     if request.form.get("List-Unsubscribe") != "One-Click":
-        return _page("consent/unsubscribe.html", 400, purpose=name, token=token)
+        return private_page("consent/unsubscribe.html", 400, purpose=name, token=token)
     if lead is not None:
         service.withdraw(
             session, lead_id, [purpose], meta=request_meta(), detail="one-click unsubscribe"
         )
     # The same reply for an erased lead: the address is off the list either way.
-    return _page(
+    return private_page(
         "consent/message.html", title="unsubscribe.done.title", text="unsubscribe.done.text"
     )
 
@@ -169,18 +158,18 @@ def unsubscribe(token: str) -> Response:
 
 @bp.get("/manage")
 def manage() -> Response:
-    return _page("consent/manage.html")
+    return private_page("consent/manage.html")
 
 
 @bp.post("/manage")
 def manage_request() -> Response:
     email = request.form.get("email", "").strip()
     if not within_limits("manage", runtime(current_app).settings.rate_limit_manage, email=email):
-        return _page("consent/message.html", 429, title="error.title", text="error.429")
+        return private_page("consent/message.html", 429, title="error.title", text="error.429")
     try:
         validate_email(email, check_deliverability=False)
     except EmailNotValidError:
-        return _page(
+        return private_page(
             "consent/manage.html",
             422,
             error=i18n.translate(language(), "email.invalid"),
@@ -188,7 +177,7 @@ def manage_request() -> Response:
         )
     rights.request_manage_link(db.session(), email, language())
     # Identical whether or not the address belongs to a lead.
-    return _page("consent/message.html", title="manage.sent.title", text="manage.sent.text")
+    return private_page("consent/message.html", title="manage.sent.title", text="manage.sent.text")
 
 
 # --- preference center -------------------------------------------------------
@@ -209,7 +198,7 @@ def preferences(token: str) -> Response:
     except (TokenInvalid, TokenExpired, rights.LinkGone) as exc:
         return _link_problem(exc)
     export = rights.access_export(session, lead)
-    return _page(
+    return private_page(
         "consent/preferences.html",
         token=token,
         purposes=rights.purpose_views(session, lead),
@@ -232,19 +221,19 @@ def change_purpose(token: str, action: str) -> Response:
         return _link_problem(exc)
     purpose = request.form.get("purpose", "")
     if purpose not in service.purpose_keys(session) or action not in {"withdraw", "grant"}:
-        return _page("consent/message.html", 400, title="error.title", text="error.400")
+        return private_page("consent/message.html", 400, title="error.title", text="error.400")
     if action == "withdraw":
         service.withdraw(
             session, lead.id, [purpose], meta=request_meta(), detail="preference center"
         )
-        return _page(
+        return private_page(
             "consent/message.html",
             title="prefs.withdrawn.title",
             text="prefs.withdrawn.text",
             back=url_for("consent.preferences", token=token),
         )
     rights.grant(session, lead, purpose, language(), request_meta())
-    return _page(
+    return private_page(
         "consent/message.html",
         title="optin.resent.title",
         text="prefs.granted.text",
@@ -262,7 +251,7 @@ def access(token: str) -> Response:
     except (TokenInvalid, TokenExpired, rights.LinkGone) as exc:
         return _link_problem(exc)
     body = json.dumps(rights.access_export(session, lead), indent=2, ensure_ascii=False)
-    response = private_page(body)
+    response = mark_private(make_response(body))
     response.mimetype = "application/json"
     response.headers["Content-Disposition"] = 'attachment; filename="my-data.json"'
     return response
@@ -278,9 +267,9 @@ def erase(token: str) -> Response:
         return _link_problem(exc)
     g.lang = lead.language
     if request.method != "POST":
-        return _page("consent/erase.html", token=token)
+        return private_page("consent/erase.html", token=token)
     rights.erase(session, lead)
-    return _page("consent/message.html", title="erase.done.title", text="erase.done.text")
+    return private_page("consent/message.html", title="erase.done.title", text="erase.done.text")
 
 
 @bp.get("/schemas/access-export.v1.json")

@@ -15,6 +15,7 @@ from flask import (
     g,
     has_request_context,
     jsonify,
+    make_response,
     render_template,
     request,
 )
@@ -84,6 +85,18 @@ def within_limits(scope: str, limits: str, *, ip: bool = True, email: str | None
             key = runtime(current_app).vault.blind_index(email).hex()
             allowed = strategy.hit(item, f"{scope}-email", key) and allowed
     return allowed
+
+
+def mark_private(response: Response) -> Response:
+    """Pages behind signed links: never cached, never leak the token as referrer."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def private_page(template: str, code: int = 200, /, **context: Any) -> Response:
+    """A page behind a signed link (``code`` is the HTTP status; context may use "status")."""
+    return mark_private(make_response(render_template(template, **context), code))
 
 
 def language() -> str:

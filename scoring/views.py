@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, make_response, render_template, request, url_for
+from flask import Blueprint, Response, g, jsonify, make_response, request, url_for
 from marshmallow import ValidationError
 
 from leadvault import clock, db
 from leadvault.api import require_token
 from leadvault.crypto import TokenExpired, TokenInvalid
-from leadvault.web import csrf
+from leadvault.web import csrf, private_page
 from scoring import events, handoff, schemas, stages
 from scoring import rules as rules_module
 from scoring.models import Handoff, Salesperson
@@ -121,13 +121,6 @@ def track() -> Response:
 # --- the salesperson's page ------------------------------------------------------
 
 
-def _private(body: str, status: int = 200) -> Response:
-    response = make_response(body, status)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
-
-
 def _resolve(token: str) -> Handoff | None:
     session = db.session()
     try:
@@ -144,25 +137,21 @@ def _resolve(token: str) -> Handoff | None:
 def _page(token: str, found: Handoff, *, error: str | None = None, status: int = 200) -> Response:
     session = db.session()
     rules = rules_module.active(session)
-    return _private(
-        render_template(
-            "scoring/handoff.html",
-            token=token,
-            status=found.status,
-            lead=handoff.summary(session, found, rules),
-            reasons=list(stages.REJECT_REASONS),
-            selected_reason=request.args.get("reason"),
-            bant_points=stages.BANT,
-            error=error,
-        ),
+    return private_page(
+        "scoring/handoff.html",
         status,
+        token=token,
+        status=found.status,
+        lead=handoff.summary(session, found, rules),
+        reasons=list(stages.REJECT_REASONS),
+        selected_reason=request.args.get("reason"),
+        bant_points=stages.BANT,
+        error=error,
     )
 
 
 def _invalid() -> Response:
-    return _private(
-        render_template("scoring/message.html", title="error.title", text="handoff.invalid"), 404
-    )
+    return private_page("scoring/message.html", 404, title="error.title", text="handoff.invalid")
 
 
 @bp.get("/h/<token>")
@@ -195,11 +184,9 @@ def act(token: str, action: str) -> Response:
             return _invalid()
     except handoff.HandoffError as exc:
         return _page(token, found, error=str(exc), status=409)
-    return _private(
-        render_template(
-            "scoring/message.html",
-            title="handoff.done.title",
-            text="handoff.done.text",
-            back=url_for("scoring.page", token=token),
-        )
+    return private_page(
+        "scoring/message.html",
+        title="handoff.done.title",
+        text="handoff.done.text",
+        back=url_for("scoring.page", token=token),
     )

@@ -8,10 +8,10 @@ from flask import Blueprint, Response, abort, g, request, send_file, send_from_d
 
 from capture import service as capture_service
 from consent import service as consent_service
-from consent.views import _invalid, _page, private_page
+from consent.views import invalid_link_page
 from leadvault import db, i18n
 from leadvault.crypto import TokenExpired, TokenInvalid
-from leadvault.web import language
+from leadvault.web import language, private_page
 from widgets import service
 
 bp = Blueprint("widgets", __name__, template_folder="templates")
@@ -40,16 +40,20 @@ def download(token: str) -> Response:
     try:
         lead, asset, form, expired = service.read_download(session, token)
     except TokenInvalid:
-        return _invalid()
+        return invalid_link_page()
     if lead is not None:
         g.lang = lead.language
     if lead is None or asset is None or form is None:
-        return _page("consent/message.html", 410, title="asset.gone.title", text="asset.gone.text")
+        return private_page(
+            "consent/message.html", 410, title="asset.gone.title", text="asset.gone.text"
+        )
     if expired or not consent_service.has_consent(session, lead.id, "whitepaper"):
-        return _page("widgets/expired.html", 410, token=token)
+        return private_page("widgets/expired.html", 410, token=token)
     path = service.asset_file(session, asset)
     if not path.is_file():
-        return _page("consent/message.html", 410, title="asset.gone.title", text="asset.gone.text")
+        return private_page(
+            "consent/message.html", 410, title="asset.gone.title", text="asset.gone.text"
+        )
     service.record_download(session, lead, asset)
     response = send_file(
         path,
@@ -59,7 +63,7 @@ def download(token: str) -> Response:
         conditional=True,
         max_age=0,
     )
-    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["Cache-Control"] = "private, no-store"  # a file, not a page
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
@@ -70,12 +74,14 @@ def resend(token: str) -> Response:
     try:
         lead, asset, form, _expired = service.read_download(session, token)
     except TokenInvalid:
-        return _invalid()
+        return invalid_link_page()
     if lead is not None:
         g.lang = lead.language
         if asset and form and consent_service.has_consent(session, lead.id, "whitepaper"):
             service.queue_asset_mail(session, lead, asset, form)
-    return _page("consent/message.html", title="optin.resent.title", text="asset.resent.text")
+    return private_page(
+        "consent/message.html", title="optin.resent.title", text="asset.resent.text"
+    )
 
 
 def _profile_context(form_id: str, token: str) -> tuple[Any, Any]:
@@ -97,11 +103,11 @@ def more(form_id: str, token: str) -> Response:
     try:
         form, lead = _profile_context(form_id, token)
     except TokenExpired:
-        return _page(
+        return private_page(
             "consent/message.html", 410, title="link.expired.title", text="link.expired.text"
         )
     except TokenInvalid:
-        return _invalid()
+        return invalid_link_page()
     missing = service.follow_up_missing(session, form, lead)
     if request.method == "POST":
         values = {}
@@ -113,17 +119,13 @@ def more(form_id: str, token: str) -> Response:
             elif value:
                 values[name] = value
         if errors:
-            return _page(
+            return private_page(
                 "widgets/more.html", 422, fields=missing, errors=errors, values=request.form
             )
         service.save_profile(session, lead, values)
-        return _page("consent/message.html", title="more.done.title", text="more.done.text")
+        return private_page("consent/message.html", title="more.done.title", text="more.done.text")
     if not missing:
-        return _page("consent/message.html", title="more.done.title", text="more.nothing.text")
-    return private_page(_render_more(missing))
-
-
-def _render_more(missing: list[str]) -> str:
-    from flask import render_template
-
-    return render_template("widgets/more.html", fields=missing, errors={}, values={})
+        return private_page(
+            "consent/message.html", title="more.done.title", text="more.nothing.text"
+        )
+    return private_page("widgets/more.html", fields=missing, errors={}, values={})
