@@ -15,8 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadvault import clock, outbox
-from leadvault.db import dialect_of, settings_of, unit_of_work, vault_of
+from leadvault import clock, leases
+from leadvault.db import settings_of, unit_of_work, vault_of
 from leadvault.models import InboxItem, InboxStatus
 from leadvault.sealed import SealedPayload, seal, unseal
 
@@ -57,25 +57,17 @@ _INSERT = sa.insert(InboxItem.__table__)
 
 
 def claim(session: Session, *, worker_id: str, limit: int) -> list[int]:
-    now = clock.now()
-    lease = dt.timedelta(seconds=settings_of(session).outbox_lease_seconds)
-    due = sa.and_(
-        InboxItem.status == InboxStatus.PENDING,
-        InboxItem.next_attempt_at <= now,
-        sa.or_(InboxItem.locked_until.is_(None), InboxItem.locked_until < now),
+    return leases.claim(
+        session,
+        InboxItem,
+        lambda now: sa.and_(
+            InboxItem.status == InboxStatus.PENDING,
+            InboxItem.next_attempt_at <= now,
+            sa.or_(InboxItem.locked_until.is_(None), InboxItem.locked_until < now),
+        ),
+        worker_id=worker_id,
+        limit=limit,
     )
-    query = sa.select(InboxItem.id).where(due).order_by(InboxItem.id).limit(limit)
-    if dialect_of(session) == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    ids = list(session.scalars(query))
-    if ids:
-        session.execute(
-            sa.update(InboxItem)
-            .where(InboxItem.id.in_(ids))
-            .values(locked_by=worker_id, locked_until=now + lease)
-            .execution_options(synchronize_session=False)
-        )
-    return ids
 
 
 def process_one(
@@ -123,7 +115,7 @@ def _record_failure(factory: sessionmaker[Session], item_id: int, error: str) ->
             item.status = InboxStatus.FAILED
             log.error("inbox item %s (%s) failed for good: %s", item_id, item.kind, error)
         else:
-            item.next_attempt_at = clock.now() + outbox.backoff(
+            item.next_attempt_at = clock.now() + leases.backoff(
                 settings.outbox_retry_seconds, item.attempts
             )
             log.warning("inbox item %s (%s) failed, will retry: %s", item_id, item.kind, error)

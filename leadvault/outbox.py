@@ -17,15 +17,13 @@ from email.utils import make_msgid, parseaddr
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadvault import clock, leads
+from leadvault import clock, leads, leases
 from leadvault.crypto import DataKey, DecryptionError, WrappedKey
-from leadvault.db import dialect_of, settings_of, unit_of_work, vault_of
+from leadvault.db import settings_of, unit_of_work, vault_of
 from leadvault.mail import DeliveryError, MailContent, Sender, build_message
 from leadvault.models import Lead, OutboxAttempt, OutboxKind, OutboxMessage, OutboxStatus
 
 log = logging.getLogger("leadvault.outbox")
-
-_MAX_BACKOFF = dt.timedelta(hours=6)
 
 
 def _payload_key(session: Session, row: OutboxMessage, lead: Lead | None) -> DataKey:
@@ -117,29 +115,19 @@ def cancel_pending(
 
 def claim(session: Session, *, worker_id: str, limit: int) -> list[int]:
     """Mark up to ``limit`` due rows as ours under a lease; return their ids."""
-    now = clock.now()
-    lease = dt.timedelta(seconds=settings_of(session).outbox_lease_seconds)
-    due = sa.or_(
-        sa.and_(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now),
-        sa.and_(OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.locked_until < now),
+    return leases.claim(
+        session,
+        OutboxMessage,
+        lambda now: sa.or_(
+            sa.and_(
+                OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now
+            ),
+            sa.and_(OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.locked_until < now),
+        ),
+        worker_id=worker_id,
+        limit=limit,
+        status=OutboxStatus.SENDING,
     )
-    query = sa.select(OutboxMessage.id).where(due).order_by(OutboxMessage.id).limit(limit)
-    if dialect_of(session) == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    ids = list(session.scalars(query))
-    if ids:
-        session.execute(
-            sa.update(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids))
-            .values(status=OutboxStatus.SENDING, locked_by=worker_id, locked_until=now + lease)
-            .execution_options(synchronize_session=False)
-        )
-    return ids
-
-
-def backoff(settings_retry_seconds: float, attempts: int) -> dt.timedelta:
-    delay = dt.timedelta(seconds=settings_retry_seconds * 2 ** max(attempts - 1, 0))
-    return min(delay, _MAX_BACKOFF)
 
 
 def deliver_one(
@@ -206,7 +194,7 @@ def deliver_one(
             log.warning("gave up outbox=%s template=%s: %s", outbox_id, template, error)
         else:
             row.status = OutboxStatus.PENDING
-            row.next_attempt_at = now + backoff(settings.outbox_retry_seconds, row.attempts)
+            row.next_attempt_at = now + leases.backoff(settings.outbox_retry_seconds, row.attempts)
             log.info("retry outbox=%s at %s: %s", outbox_id, row.next_attempt_at, error)
     return False
 

@@ -1,0 +1,53 @@
+"""Claiming queued rows under a lease, shared by the outbox and the inbox.
+
+A worker marks due rows as its own until ``now + lease``; on PostgreSQL the
+select skips rows another worker is claiming (``FOR UPDATE SKIP LOCKED``);
+SQLite lets one writer in at a time anyway. A worker that dies leaves its rows
+to be claimed again once the lease has run out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from leadvault import clock
+from leadvault.db import dialect_of, settings_of
+
+_MAX_BACKOFF = dt.timedelta(hours=6)
+
+
+def claim(
+    session: Session,
+    model: Any,
+    due: Callable[[dt.datetime], sa.ColumnElement[bool]],
+    *,
+    worker_id: str,
+    limit: int,
+    **mark: Any,
+) -> list[int]:
+    """Lease up to ``limit`` rows matching ``due(now)``; ``mark`` sets more columns."""
+    now = clock.now()
+    lease = dt.timedelta(seconds=settings_of(session).outbox_lease_seconds)
+    query = sa.select(model.id).where(due(now)).order_by(model.id).limit(limit)
+    if dialect_of(session) == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.scalars(query))
+    if ids:
+        session.execute(
+            sa.update(model)
+            .where(model.id.in_(ids))
+            .values(locked_by=worker_id, locked_until=now + lease, **mark)
+            .execution_options(synchronize_session=False)
+        )
+    return ids
+
+
+def backoff(retry_seconds: float, attempts: int) -> dt.timedelta:
+    """Exponential: ``retry_seconds`` after the first failure, doubling, at most 6 h."""
+    delay = dt.timedelta(seconds=retry_seconds * 2 ** max(attempts - 1, 0))
+    return min(delay, _MAX_BACKOFF)
