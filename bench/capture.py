@@ -22,8 +22,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,11 +31,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from harness import BIN_DIR, BenchError, Server, bench_env, run_cli
+
 BENCH_DIR = Path(__file__).resolve().parent
 # This file is named like the `capture` package; keep its folder off the import
 # path so the worker code imported below finds the real package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
-BIN_DIR = Path(sys.executable).parent  # not resolved: a venv's python is a symlink
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 
 TARGET_RATIO = 25.0  # Leadvault req/s as % of bare Flask req/s
@@ -69,10 +68,6 @@ end
 """
 
 
-class BenchError(Exception):
-    """Set-up failed or a run is invalid; the message says why."""
-
-
 @dataclasses.dataclass
 class WrkResult:
     requests: int
@@ -92,37 +87,6 @@ class WrkResult:
 # --- helpers ------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def bench_env(instance: Path) -> dict[str, str]:
-    """The caller's environment without its LEADVAULT_* settings, plus the bench's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADVAULT_")}
-    env.update(
-        LEADVAULT_INSTANCE=str(instance),
-        LEADVAULT_FORM_MIN_FILL_SECONDS="0",
-        LEADVAULT_RATE_LIMIT_IP="1000000/minute",
-        LEADVAULT_RATE_LIMIT_EMAIL="1000000/minute",
-        LEADVAULT_LOG_LEVEL="WARNING",
-    )
-    return env
-
-
-def run_cli(args: list[str], env: dict[str, str]) -> str:
-    exe = BIN_DIR / "leadvault"
-    done = subprocess.run(
-        [str(exe), *args], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    if done.returncode != 0:
-        raise BenchError(
-            f"`leadvault {' '.join(args)}` failed ({done.returncode}):\n{done.stdout}{done.stderr}"
-        )
-    return done.stdout
-
-
 def http(method: str, url: str, body: dict | None = None, timeout: float = 5) -> tuple[int, bytes]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
@@ -133,82 +97,6 @@ def http(method: str, url: str, body: dict | None = None, timeout: float = 5) ->
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
-
-
-class Server:
-    """A gunicorn master in its own process group, stopped in ``close()``."""
-
-    def __init__(
-        self,
-        name: str,
-        app: str,
-        env: dict[str, str],
-        args: argparse.Namespace,
-        *,
-        log_dir: Path,
-        extra: list[str] | None = None,
-    ) -> None:
-        self.name = name
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"gunicorn-{name}.log"
-        cmd = [
-            str(BIN_DIR / "gunicorn"),
-            "-w",
-            str(args.workers),
-            "-k",
-            args.worker_class,
-            "-b",
-            f"127.0.0.1:{self.port}",
-            "--backlog",
-            "2048",
-            "--log-level",
-            "warning",
-            "--error-logfile",
-            "-",
-            *(["--threads", str(args.threads)] if args.worker_class == "gthread" else []),
-            *(extra or []),
-            app,
-        ]
-        self._log = self.log_path.open("wb")  # closed in close()
-        self.proc = subprocess.Popen(
-            cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def wait_ready(self, path: str = "/healthz", timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(
-                    f"{self.name}: gunicorn exited ({self.proc.returncode}):\n" + self.log_tail()
-                )
-            try:
-                status, _ = http("GET", self.base + path, timeout=2)
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise BenchError(
-            f"{self.name}: {path} did not answer within {timeout:.0f}s:\n" + self.log_tail()
-        )
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            # gunicorn stops its workers on SIGTERM (graceful); the group is ours alone.
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-        self._log.close()
 
 
 # --- wrk ----------------------------------------------------------------------
@@ -294,7 +182,12 @@ def warm_up(base: str, path: str, token: str, n: int) -> None:
 
 def bench_leadvault(args: argparse.Namespace, tmp: Path) -> tuple[WrkResult, dict[str, int]]:
     instance = tmp / "instance"
-    env = bench_env(instance)
+    env = bench_env(
+        instance,
+        form_min_fill_seconds="0",
+        rate_limit_ip="1000000/minute",
+        rate_limit_email="1000000/minute",
+    )
     run_cli(["db", "upgrade"], env)
     out = run_cli(["forms", "add", "--name", "bench", "--kind", "newsletter"], env)
     match = re.match(r"id\s+(\S+)", out.splitlines()[0] if out else "")
@@ -303,7 +196,15 @@ def bench_leadvault(args: argparse.Namespace, tmp: Path) -> tuple[WrkResult, dic
     form_id = match.group(1)
     db_path = instance / "leadvault.db"
 
-    server = Server("leadvault", "leadvault.wsgi:app", env, args, log_dir=tmp)
+    server = Server(
+        "leadvault",
+        "leadvault.wsgi:app",
+        env,
+        workers=args.workers,
+        worker_class=args.worker_class,
+        threads=args.threads,
+        log_dir=tmp,
+    )
     try:
         server.wait_ready()
         status, body = http("GET", f"{server.base}/f/{form_id}/config")
@@ -343,7 +244,14 @@ def drain_inbox(env: dict[str, str]) -> float:
 def bench_bare(args: argparse.Namespace, tmp: Path) -> WrkResult:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADVAULT_")}
     server = Server(
-        "bare", "bare_app:app", env, args, log_dir=tmp, extra=["--chdir", str(BENCH_DIR)]
+        "bare",
+        "bare_app:app",
+        env,
+        workers=args.workers,
+        worker_class=args.worker_class,
+        threads=args.threads,
+        log_dir=tmp,
+        extra=["--chdir", str(BENCH_DIR)],
     )
     try:
         server.wait_ready()

@@ -25,87 +25,22 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
+
+from harness import BenchError, Server, bench_env, run_cli
 
 BENCH_DIR = Path(__file__).resolve().parent
 # bench/capture.py would shadow the capture package when this runs as a script.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
-BIN_DIR = Path(sys.executable).parent
 TARGET_BATCH_EPS = 5000.0
 TARGET_RECOMPUTE_S = 60.0
 CATEGORIES = ["pricing", "product", "blog", "careers", "docs"]
 TYPES = ["page_view", "page_view", "qr_scan", "product_image_click", "asset_downloaded"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def bench_env(instance: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADVAULT_")}
-    env.update(LEADVAULT_INSTANCE=str(instance), LEADVAULT_LOG_LEVEL="WARNING")
-    return env
-
-
-def run_cli(args: list[str], env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [str(BIN_DIR / "leadvault"), *args], env=env, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"leadvault {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    return done.stdout
-
-
-class Server:
-    def __init__(self, app: str, env: dict[str, str], workers: int, log: Path, chdir: Path | None):
-        self.port = free_port()
-        cmd = [
-            str(BIN_DIR / "gunicorn"),
-            "-w",
-            str(workers),
-            "-b",
-            f"127.0.0.1:{self.port}",
-            "--log-level",
-            "warning",
-            "--backlog",
-            "2048",
-        ]
-        if chdir:
-            cmd += ["--chdir", str(chdir)]
-        self._log = log.open("wb")
-        self.proc = subprocess.Popen(
-            [*cmd, app], env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        self.close()
-        raise SystemExit(f"{app} did not start; see {log}")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
 
 
 def drive(
@@ -222,8 +157,16 @@ def http_runs(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
             BENCH_DIR,
         ),
     ):
-        server = Server(app, app_env, args.workers, tmp / f"gunicorn-{name}.log", chdir)
+        server = Server(
+            name,
+            app,
+            app_env,
+            workers=args.workers,
+            log_dir=tmp,
+            extra=["--chdir", str(chdir)] if chdir else None,
+        )
         try:
+            server.wait_ready()
             warm = {"headers": api_headers, "clients": 1, "duration": 0.5}
             drive(server.port, "/api/v1/events", bodies=bodies[:2], **warm)
             ok, failed, secs = drive(
@@ -345,7 +288,11 @@ def main() -> int:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="lv-bench-events-"))
     try:
-        http = http_runs(args, tmp)
+        try:
+            http = http_runs(args, tmp)
+        except BenchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         print(
             f"\n{os.cpu_count()} CPUs, gunicorn -w {args.workers} (sync), SQLite, "
             f"{args.clients} clients, {args.duration:.0f}s per run"

@@ -1,0 +1,126 @@
+"""What the benchmarks share: a clean environment, the CLI, a gunicorn server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+BIN_DIR = Path(sys.executable).parent
+
+
+class BenchError(Exception):
+    """The benchmark could not run as intended (the message says why)."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bench_env(instance: Path, **settings: str) -> dict[str, str]:
+    """The caller's environment without its LEADVAULT_* settings, plus the bench's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADVAULT_")}
+    env.update(LEADVAULT_INSTANCE=str(instance), LEADVAULT_LOG_LEVEL="WARNING")
+    env.update({f"LEADVAULT_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [str(BIN_DIR / "leadvault"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchError(
+            f"`leadvault {' '.join(args)}` failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+        )
+    return done.stdout
+
+
+class Server:
+    """A gunicorn master in its own process group, stopped in ``close()``."""
+
+    def __init__(
+        self,
+        name: str,
+        app: str,
+        env: dict[str, str],
+        *,
+        workers: int,
+        log_dir: Path,
+        worker_class: str = "sync",
+        threads: int = 4,
+        extra: list[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"gunicorn-{name}.log"
+        cmd = [
+            str(BIN_DIR / "gunicorn"),
+            "-w",
+            str(workers),
+            "-k",
+            worker_class,
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "--backlog",
+            "2048",
+            "--log-level",
+            "warning",
+            "--error-logfile",
+            "-",
+            *(["--threads", str(threads)] if worker_class == "gthread" else []),
+            *(extra or []),
+            app,
+        ]
+        self._log = self.log_path.open("wb")  # closed in close()
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def wait_ready(self, path: str = "/healthz", timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(
+                    f"{self.name}: gunicorn exited ({self.proc.returncode}):\n" + self.log_tail()
+                )
+            try:
+                with urllib.request.urlopen(self.base + path, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise BenchError(
+            f"{self.name}: {path} did not answer within {timeout:.0f}s:\n" + self.log_tail()
+        )
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            # gunicorn stops its workers on SIGTERM (graceful); the group is ours alone.
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        self._log.close()
