@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -9,8 +11,14 @@ from leadvault.crypto import WrappedKey
 from leadvault.db import vault_of
 from leadvault.models import InboxItem, Lead, OutboxMessage
 
-# Tables whose rows carry a data key of their own (same column names in each).
-_STANDALONE = (OutboxMessage, InboxItem)
+# Tables whose rows carry a data key of their own (same column names in each:
+# payload_owner, payload_key, payload_key_version). Packages add theirs.
+_STANDALONE: list[Any] = [OutboxMessage, InboxItem]
+
+
+def register_sealed_table(model: Any) -> None:
+    if model not in _STANDALONE:
+        _STANDALONE.append(model)
 
 
 def count_using(session: Session, version: int) -> int:

@@ -10,12 +10,14 @@ ENRICH_INTERVAL_SECONDS = 60.0
 
 def init_app(app: Flask) -> None:
     from capture import signals as capture_signals
-    from leadvault import i18n, signals
+    from leadvault import i18n, keys, signals
     from leadvault.app import Job, runtime
     from scoring import events, handoff, jobs, views
     from scoring import i18n as strings
+    from scoring.models import Salesperson
 
     i18n.register(strings.CATALOGUE)
+    keys.register_sealed_table(Salesperson)
     capture_signals.form_submitted.connect(events.on_form_submitted)
     signals.purpose_confirmed.connect(events.on_purpose_confirmed)
     signals.purpose_withdrawn.connect(events.on_purpose_withdrawn)

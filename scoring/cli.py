@@ -88,7 +88,7 @@ def explain(email: str) -> None:
 
 @click.group()
 def sales() -> None:
-    """Salespeople and teams (staff; their names and addresses are stored plainly)."""
+    """Salespeople and teams (their names and addresses are stored sealed)."""
 
 
 def _sales_call(func: object, *args: object, **kwargs: object) -> None:
@@ -147,12 +147,13 @@ def list_() -> None:
         for person in routing.people(session):
             state = "absent" if person.absent else "present"
             load_ = routing.weekly_load(session, person.id)
+            who = routing.contact(session, person)
             click.echo(
-                f"{person.email:32} {person.name:24} {person.language} w={person.weight} "
+                f"{who.email:32} {who.name:24} {person.language} w={person.weight} "
                 f"{load_}/{person.weekly_capacity} this week  {state}"
             )
         for team, members in routing.teams(session):
-            names = ", ".join(m.email for m in members) or "(nobody)"
+            names = ", ".join(routing.contact(session, m).email for m in members) or "(nobody)"
             click.echo(f"team {team.name} ({team.strategy}): {names}")
 
 

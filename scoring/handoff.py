@@ -209,10 +209,11 @@ def _mail(
     template: str,
 ) -> None:
     lang = person.language if person.language in i18n.LANGUAGES else "en"
+    who = routing.contact(session, person)
     context = mail_context(
         session,
         lang,
-        person=person,
+        person=who,
         lead=summary(session, handoff, rules),
         page_url=handoff_url(session, handoff),
         accept_url=handoff_url(session, handoff, "accept"),
@@ -220,7 +221,7 @@ def _mail(
         hours=rules.accept_within_hours,
     )
     content = MailContent(
-        to=person.email,
+        to=who.email,
         subject=i18n.translate(
             lang,
             f"{template}.mail.subject",

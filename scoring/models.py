@@ -3,8 +3,8 @@
 No plaintext personal data of leads lives here: event properties are sealed
 under the lead's data key; only event types, rule names and numbers are plain.
 Every lead row points at ``leads.id`` with ``ON DELETE CASCADE`` so erasure
-removes it. Salespeople are staff, not leads: their name and work address are
-stored plainly (they are needed to route and mail handoffs).
+removes it. Salespeople are staff, not leads, but their name and address are
+sealed too (a data key of their own per row) and found by a blind index.
 """
 
 from __future__ import annotations
@@ -135,13 +135,17 @@ class StageChange(Base):
 
 
 class Salesperson(Base):
-    """Staff, not a lead: name and work address are stored plainly."""
+    """A salesperson. Staff are data subjects too: name and address are sealed
+    (``routing.contact``), found by the blind index of the address."""
 
     __tablename__ = "sales_people"
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    email: Mapped[str] = mapped_column(sa.String(255), unique=True)
-    name: Mapped[str] = mapped_column(sa.String(120))
+    email_index: Mapped[bytes] = mapped_column(sa.LargeBinary(32), unique=True)
+    payload: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    payload_owner: Mapped[str] = mapped_column(sa.String(64))
+    payload_key: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    payload_key_version: Mapped[int] = mapped_column(sa.Integer, index=True)
     language: Mapped[str] = mapped_column(sa.String(8), default="en")
     weight: Mapped[int] = mapped_column(sa.Integer, default=1)
     weekly_capacity: Mapped[int] = mapped_column(sa.Integer, default=50)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from leadvault import clock
+from leadvault.db import vault_of
+from leadvault.sealed import SealedPayload, seal, unseal
 from scoring import rules as rules_module
 from scoring.models import Handoff, Salesperson, SalesTeam, TeamMember
 from scoring.rules import REGIONS, Rules
@@ -48,9 +50,15 @@ def add_person(
         raise SalesError("weight must be at least 1 and capacity at least 0")
     if person_by_email(session, email) is not None:
         raise SalesError(f"a salesperson {email!r} exists already")
+    sealed = seal(
+        vault_of(session), _CONTACT, {"email": email.strip().lower(), "name": name.strip()}
+    )
     person = Salesperson(
-        email=email.strip().lower(),
-        name=name.strip(),
+        email_index=vault_of(session).blind_index(email),
+        payload=sealed.payload,
+        payload_owner=sealed.owner,
+        payload_key=sealed.key,
+        payload_key_version=sealed.key_version,
         language=language,
         weight=weight,
         weekly_capacity=weekly_capacity,
@@ -64,9 +72,39 @@ def add_person(
 
 
 def person_by_email(session: Session, email: str) -> Salesperson | None:
+    index = vault_of(session).blind_index(email)
     return session.scalars(
-        sa.select(Salesperson).where(Salesperson.email == email.strip().lower())
+        sa.select(Salesperson).where(Salesperson.email_index == index)
     ).one_or_none()
+
+
+@dataclasses.dataclass(frozen=True)
+class Contact:
+    email: str
+    name: str
+
+
+_CONTACT = "salesperson"
+_CONTACT_CACHE = "scoring.contacts"
+
+
+def contact(session: Session, person: Salesperson) -> Contact:
+    """The salesperson's name and address, unsealed once per session."""
+    cache: dict[int, Contact] = session.info.setdefault(_CONTACT_CACHE, {})
+    if person.id not in cache:
+        data = unseal(
+            vault_of(session),
+            _CONTACT,
+            SealedPayload(
+                person.payload_owner, person.payload, person.payload_key, person.payload_key_version
+            ),
+        )
+        cache[person.id] = Contact(email=data["email"], name=data["name"])
+    return cache[person.id]
+
+
+def _by_address(session: Session, rows: Iterable[Salesperson]) -> list[Salesperson]:
+    return sorted(rows, key=lambda person: contact(session, person).email)
 
 
 def set_absent(session: Session, email: str, absent: bool) -> Salesperson:
@@ -104,7 +142,7 @@ def add_member(session: Session, team_name: str, email: str) -> None:
 
 
 def people(session: Session) -> list[Salesperson]:
-    return list(session.scalars(sa.select(Salesperson).order_by(Salesperson.email)))
+    return _by_address(session, session.scalars(sa.select(Salesperson)))
 
 
 def teams(session: Session) -> list[tuple[SalesTeam, list[Salesperson]]]:
@@ -114,9 +152,8 @@ def teams(session: Session) -> list[tuple[SalesTeam, list[Salesperson]]]:
             sa.select(Salesperson)
             .join(TeamMember, TeamMember.person_id == Salesperson.id)
             .where(TeamMember.team_id == team.id)
-            .order_by(Salesperson.email)
         )
-        result.append((team, list(members)))
+        result.append((team, _by_address(session, members)))
     return result
 
 

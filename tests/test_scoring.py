@@ -676,3 +676,27 @@ def test_tracking_consent_hands_the_loader_its_token(app, client, smtp_server):
         json={"token": token, "type": "page_view", "properties": {"category": "pricing"}},
     )
     assert response.status_code < 300, response.get_data(as_text=True)
+
+
+def test_salespeople_are_sealed_and_rotated_with_the_key_ring(app):
+    """Staff are data subjects too: no plaintext name or address, and key rotation covers them."""
+    import sqlalchemy as sa
+
+    from leadvault import keys
+    from leadvault.app import runtime
+    from leadvault.db import unit_of_work
+    from scoring import routing
+
+    with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
+        routing.add_person(s, email="Zelda.Quux@sales.example", name="Zelda Quux", language="de")
+    with runtime(app).engine.connect() as connection:
+        row = connection.execute(sa.text("SELECT * FROM sales_people")).one()
+    dumped = repr(tuple(row))
+    assert "zelda" not in dumped.lower() and "quux" not in dumped.lower()
+    with app.app_context(), runtime(app).session_factory() as s:
+        person = routing.person_by_email(s, " zelda.quux@SALES.example ")
+        assert routing.contact(s, person) == routing.Contact(
+            "zelda.quux@sales.example", "Zelda Quux"
+        )
+        active = runtime(app).vault.keyring.active_version
+        assert keys.count_using(s, active) >= 1
