@@ -72,18 +72,22 @@ def within_limits(scope: str, limits: str, *, ip: bool = True, email: str | None
 
     Limits are checked explicitly by the views that have them, on flask-limiter's
     storage (memory, or Redis with LEADVAULT_REDIS_URL); the address is keyed by
-    its blind index, never by itself. Every window is counted, even after one is full.
+    its blind index and the IP by a keyed hash. Every window is counted, even after
+    one is full.
     """
     from leadvault.app import runtime
 
+    vault = runtime(current_app).vault
     strategy = limiter.limiter
+    # Counters may live in Redis: keyed by pseudonyms, never by an IP or an address.
+    ip_key = vault.keyed_hash("rate-limit-ip", request.remote_addr or "-")[:32] if ip else None
+    email_key = vault.blind_index(email).hex() if email and email.strip() else None
     allowed = True
     for item in _parse_limits(limits):
-        if ip:
-            allowed = strategy.hit(item, f"{scope}-ip", request.remote_addr or "-") and allowed
-        if email and email.strip():
-            key = runtime(current_app).vault.blind_index(email).hex()
-            allowed = strategy.hit(item, f"{scope}-email", key) and allowed
+        if ip_key:
+            allowed = strategy.hit(item, f"{scope}-ip", ip_key) and allowed
+        if email_key:
+            allowed = strategy.hit(item, f"{scope}-email", email_key) and allowed
     return allowed
 
 
