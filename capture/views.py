@@ -249,9 +249,11 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
     )
     if valid is None:
         return _invalid(form, lang, raw, errors, as_json)
+    reply = _reply(form, lang, as_json)
+    # The INSERT comes last: on SQLite it takes the write lock until the commit.
     service.accept(session, form, valid, language=lang, meta=request_meta())
     g.wake_worker = True
-    return _reply(form, lang, as_json)
+    return reply
 
 
 def _invalid(

@@ -90,9 +90,11 @@ def create_app(
 
     from leadvault import web
 
-    db.init_app(app)
     web.init_app(app)
     _register_domains(app)
+    # Last, so its commit runs first among the after-request hooks: on SQLite the
+    # write lock is then held for the INSERT and COMMIT only, not for the headers.
+    db.init_app(app)
     return app
 
 

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -93,7 +94,12 @@ def _configure_sqlite(engine: Engine) -> None:
         if not connection.info.get(_QUEUED):
             writers.acquire()
             connection.info[_QUEUED] = True
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Straight to the driver: this runs once per write transaction, and
+        # SQLAlchemy's statement machinery costs more than the statement.
+        try:
+            connection.connection.driver_connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:  # surfaced like every other database error
+            raise sa.exc.DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(_dbapi_connection: Any, record: Any) -> None:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from flask import (
     Blueprint,
     Flask,
+    Request,
     Response,
     current_app,
     g,
@@ -19,6 +20,7 @@ from flask import (
     render_template,
     request,
 )
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -26,7 +28,7 @@ from limits import parse_many
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from leadvault import db, i18n
+from leadvault import db, i18n, ratelimit_storage
 
 log = logging.getLogger("leadvault.web")
 
@@ -170,12 +172,27 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
+class _CookieSessionOnDemand(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, opened only when the request carries one.
+
+    Most requests (cross-site form posts, API calls, signed links) carry no
+    session cookie; Flask would still build its signing serializer for each.
+    """
+
+    def open_session(self, app: Flask, incoming: Request) -> SecureCookieSession | None:
+        if self.get_cookie_name(app) not in incoming.cookies:
+            return self.session_class()
+        return super().open_session(app, incoming)
+
+
 def init_app(app: Flask) -> None:
     from leadvault.app import runtime
 
     settings = runtime(app).settings
+    app.session_interface = _CookieSessionOnDemand()
     csrf.init_app(app)
-    app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or "memory://"
+    # In-process counters by default (see ratelimit_storage: no sweeping thread).
+    app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or f"{ratelimit_storage.SCHEME}://"
     # Fixed windows cost one counter per request; moving windows keep a list.
     app.config["RATELIMIT_STRATEGY"] = "fixed-window"
     # Limits are checked by within_limits(), which sets no X-RateLimit headers.
