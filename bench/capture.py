@@ -6,7 +6,8 @@ Sets up a throw-away instance (SQLite), creates a newsletter form, serves Leadva
 with gunicorn (2 workers) on loopback and drives it with wrk (2 threads), every
 request a new address with a reused render token. Then serves bench/bare_app.py
 with the same gunicorn settings and runs the same wrk script. Prints
-submissions/s, p50 and p99 for both, the ratio and PASS/MISS per target.
+submissions/s, p50 and p99 and the workers' CPU time per request for both, the
+ratio and PASS/MISS per target.
 Exits non-zero when a run has more than 1 % failed requests (non-2xx or socket
 errors) or when the stored leads do not match the accepted submissions — the
 targets themselves are reported, never asserted.
@@ -78,6 +79,7 @@ class WrkResult:
     non_2xx: int
     socket_errors: int
     raw: str
+    server_cpu_ms: float = 0.0  # CPU of the gunicorn workers per request
 
     @property
     def failed_fraction(self) -> float:
@@ -137,7 +139,7 @@ def parse_wrk(out: str) -> WrkResult:
     )
 
 
-def run_wrk(url: str, script: Path, args: argparse.Namespace) -> WrkResult:
+def run_wrk(server: Server, path: str, script: Path, args: argparse.Namespace) -> WrkResult:
     cmd = [
         WRK,
         f"-t{args.wrk_threads}",
@@ -148,14 +150,18 @@ def run_wrk(url: str, script: Path, args: argparse.Namespace) -> WrkResult:
         "--latency",
         "-s",
         str(script),
-        url,
+        server.base + path,
     ]
+    cpu_before = server.workers_cpu_seconds()
     done = subprocess.run(
         cmd, capture_output=True, text=True, timeout=args.duration + 60, check=False
     )
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    return parse_wrk(done.stdout)
+    result = parse_wrk(done.stdout)
+    cpu = server.workers_cpu_seconds() - cpu_before
+    result.server_cpu_ms = 1000 * cpu / max(result.requests, 1)
+    return result
 
 
 # --- the two runs ---------------------------------------------------------------
@@ -215,7 +221,7 @@ def bench_leadvault(args: argparse.Namespace, tmp: Path) -> tuple[WrkResult, dic
         script.write_text(LUA_TEMPLATE.replace("__TOKEN__", token))
         warm_up(server.base, f"/f/{form_id}", token, args.warmup)
         before = count_rows(db_path, "inbox")
-        result = run_wrk(f"{server.base}/f/{form_id}", script, args)
+        result = run_wrk(server, f"/f/{form_id}", script, args)
     finally:
         server.close()  # graceful: in-flight requests commit before the count
     # The endpoint stores each accepted submission as one sealed inbox row; the
@@ -256,7 +262,7 @@ def bench_bare(args: argparse.Namespace, tmp: Path) -> WrkResult:
     try:
         server.wait_ready()
         warm_up(server.base, "/f/bench", "unused", args.warmup)
-        return run_wrk(f"{server.base}/f/bench", tmp / "submit.lua", args)
+        return run_wrk(server, "/f/bench", tmp / "submit.lua", args)
     finally:
         server.close()
 
@@ -277,12 +283,12 @@ def report(
     )
     print(
         f"{'':12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}"
-        f"{'non-2xx':>9}{'sock err':>9}"
+        f"{'non-2xx':>9}{'sock err':>9}{'CPU ms/req':>11}"
     )
     for name, r in (("leadvault", lv), ("bare flask", bare)):
         print(
             f"{name:12}{r.rps:>10.1f}{r.p50_ms:>10.2f}{r.p99_ms:>10.2f}{r.requests:>10}"
-            f"{r.non_2xx:>9}{r.socket_errors:>9}"
+            f"{r.non_2xx:>9}{r.socket_errors:>9}{r.server_cpu_ms:>11.3f}"
         )
     print(f"ratio       leadvault/bare = {ratio:.1f} %")
     drained = stored["submissions"]

@@ -114,6 +114,22 @@ class Server:
         except OSError:
             return "(no log)"
 
+    def workers_cpu_seconds(self) -> float:
+        """User + system CPU time of the server's worker processes so far (Linux /proc)."""
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        except OSError:
+            return 0.0
+        total_ticks = 0
+        for pid in children.split():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue  # a worker that just exited
+            fields = stat.rsplit(")", 1)[1].split()
+            total_ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return total_ticks / os.sysconf("SC_CLK_TCK")
+
     def close(self) -> None:
         if self.proc.poll() is None:
             # gunicorn stops its workers on SIGTERM (graceful); the group is ours alone.

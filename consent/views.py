@@ -285,9 +285,26 @@ def export_schema() -> Response:
 @bp.get("/api/v1/consent")
 @require_token("consent:read")
 def api_consent() -> Response | tuple[Response, int]:
-    email = request.args.get("email", "").strip()
+    return _consent_states(request.args.get("email"))
+
+
+@bp.post("/api/v1/consent/lookup")
+@csrf.exempt  # server-to-server: the API token authorizes
+@require_token("consent:read")
+def api_consent_lookup() -> Response | tuple[Response, int]:
+    """The same answer for ``{"email": …}`` in a JSON body: keeps the address out of
+    URLs, which proxies and access logs record."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return jsonify(error='the body must be a JSON object like {"email": "…"}', status=400), 400
+    email = body.get("email")
+    return _consent_states(email if isinstance(email, str) else None)
+
+
+def _consent_states(email: str | None) -> Response | tuple[Response, int]:
+    email = (email or "").strip()
     if not email:
-        return jsonify(error="the query parameter 'email' is required", status=400), 400
+        return jsonify(error="the parameter 'email' is required", status=400), 400
     session = db.session()
     lead = leads.find_by_email(session, email)
     if lead is None:

@@ -35,3 +35,7 @@ def test_capture_bench_runs() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ratio" in done.stdout
+    # Both servers' workers were measured (the last column: CPU ms per request).
+    rows = [line.split() for line in done.stdout.splitlines()]
+    cpu = {row[0]: float(row[-1]) for row in rows if row and row[0] in ("leadvault", "bare")}
+    assert set(cpu) == {"leadvault", "bare"} and all(ms > 0 for ms in cpu.values()), done.stdout

@@ -378,6 +378,19 @@ def test_consent_api(app, client, smtp_server):
     assert unknown.status_code == 404
     assert unknown.is_json
 
+    # The POST variant answers the same without the address in the URL.
+    posted = client.post("/api/v1/consent/lookup", json={"email": email}, headers=auth)
+    assert posted.status_code == 200
+    assert posted.get_json() == after.get_json()
+    assert client.post("/api/v1/consent/lookup", json={"email": email}).status_code == 401
+    for body in ({}, {"email": "  "}, {"email": 7}, ["x"]):
+        refused = client.post("/api/v1/consent/lookup", json=body, headers=auth)
+        assert refused.status_code == 400 and "email" in refused.get_json()["error"], body
+    not_json = client.post("/api/v1/consent/lookup", data="email=x", headers=auth)
+    assert not_json.status_code == 400 and "JSON" in not_json.get_json()["error"]
+    nobody = {"email": unique_email("nobody")}
+    assert client.post("/api/v1/consent/lookup", json=nobody, headers=auth).status_code == 404
+
     # A revoked token no longer opens the API.
     with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
         assert api.revoke_token(s, "newsletter-tool")
