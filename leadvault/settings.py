@@ -75,6 +75,7 @@ class Settings:
     inactive_lead_days: int
     proof_retention_days: int
     rate_limit_manage: str
+    rate_limit_track: str
 
     @property
     def is_sqlite(self) -> bool:
@@ -281,6 +282,7 @@ KEYS: tuple[_Key, ...] = (
     _Key("INACTIVE_LEAD_DAYS", _int(1), "30", doc="Leads without consent or activity are erased"),
     _Key("PROOF_RETENTION_DAYS", _int(1), "1095", doc="Keep proof of withdrawn consent (3 years)"),
     _Key("RATE_LIMIT_MANAGE", _rate, "5/hour", doc="Manage-my-data requests per IP and address"),
+    _Key("RATE_LIMIT_TRACK", _rate, "120/minute", doc="Browser tracking events per IP address"),
 )
 _KNOWN = {PREFIX + key.name for key in KEYS} | {
     PREFIX + key.name + "_FILE" for key in KEYS if key.secret

@@ -19,9 +19,8 @@ from sqlalchemy.orm import Session
 from capture.service import PROFILE_FIELDS
 from leadvault import leads
 from leadvault.models import Lead
-from scoring import rules as rules_module
 from scoring.models import LeadScore, Stage
-from scoring.rules import Rules
+from scoring.rule_model import Rules, matches_all
 
 log = logging.getLogger("leadvault.scoring.enrichment")
 
@@ -198,9 +197,7 @@ def fit_of(
     """Fit points, grade A-D and the matching rules; a suspect lead is D whatever its points."""
     values = fit_values(attributes, flags)
     matched = [
-        (rule.name, rule.points)
-        for rule in rules.fit
-        if rules_module.matches_all(rule.conditions, values)
+        (rule.name, rule.points) for rule in rules.fit if matches_all(rule.conditions, values)
     ]
     points = float(sum(p for _n, p in matched))
     grade = "D" if suspect else rules.grade_for(points)

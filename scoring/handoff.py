@@ -26,7 +26,7 @@ from leadvault.models import Lead
 from scoring import enrichment, routing, scores, stages
 from scoring import rules as rules_module
 from scoring.models import Event, Handoff, HandoffStatus, LeadScore, Salesperson, Stage
-from scoring.rules import Rules
+from scoring.rule_model import Rules
 
 HANDOFF_TOKEN = "handoff"
 TOKEN_MAX_AGE = 90 * 86400

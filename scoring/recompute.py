@@ -16,7 +16,7 @@ from leadvault.models import Lead, LeadAttribute
 from scoring import enrichment, handoff, scores
 from scoring import rules as rules_module
 from scoring.models import Event, LeadScore, RuleScore, Stage
-from scoring.rules import Rules
+from scoring.rule_model import Rules, matches_all
 
 _SCORES = LeadScore.__table__
 _RULES = RuleScore.__table__
@@ -83,7 +83,7 @@ def recompute_chunk(session: Session, ids: list[uuid.UUID], rules: Rules | None 
         if needs_props[event.type] and event.properties is not None:
             props = keys[event.lead_id].decrypt_json(f"event/{event.id}", event.properties)
         for rule in group:
-            if rules_module.matches_all(rule.conditions, props):
+            if matches_all(rule.conditions, props):
                 scores.award(state, rule, event.occurred_at, hl, _no_lookup)
 
     inserts, updates, shares = [], [], []

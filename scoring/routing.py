@@ -19,9 +19,8 @@ from sqlalchemy.orm import Session
 from leadvault import clock
 from leadvault.db import vault_of
 from leadvault.sealed import SealedPayload, seal, unseal
-from scoring import rules as rules_module
 from scoring.models import Handoff, Salesperson, SalesTeam, TeamMember
-from scoring.rules import REGIONS, Rules
+from scoring.rule_model import REGIONS, Rules, matches_all
 
 STRATEGIES = ("round_robin", "least_loaded")
 
@@ -244,7 +243,7 @@ def _target(
 
 def choose(session: Session, rules: Rules, values: Mapping[str, str], exclude: set[int]) -> Choice:
     for rule in rules.routing:
-        if rules_module.matches_all(rule.conditions, values):
+        if matches_all(rule.conditions, values):
             person, team = _target(session, rule.salesperson, rule.team, exclude)
             if person is not None:
                 return Choice(person, team, rule.name)

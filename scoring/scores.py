@@ -21,9 +21,8 @@ from sqlalchemy.orm import Session
 
 from leadvault import clock
 from leadvault.crypto import DataKey
-from scoring import rules as rules_module
 from scoring.models import Event, LeadScore, RuleScore, Stage
-from scoring.rules import EngagementRule, Rules
+from scoring.rule_model import EngagementRule, Rules, matches_all
 
 _SCORES = LeadScore.__table__
 _RULES = RuleScore.__table__
@@ -291,7 +290,7 @@ def apply_events(
             state = states[event.lead_id] = new_state(event.lead_id, at)
         awards: dict[str, float] = {}
         for rule in rules.by_event.get(event.type, ()):
-            if rules_module.matches_all(rule.conditions, event.properties):
+            if matches_all(rule.conditions, event.properties):
                 share = state.rules.get(rule.name)
                 older = (
                     share is not None and share.cap_day is not None and at.date() < share.cap_day

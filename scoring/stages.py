@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from leadvault import clock
 from scoring import scores
 from scoring.models import LeadScore, Stage, StageChange
-from scoring.rules import Rules, grade_at_least
+from scoring.rule_model import Rules, grade_at_least
 
 ALLOWED: dict[str, frozenset[str]] = {
     Stage.NEW: frozenset({Stage.MQL, Stage.DISQUALIFIED}),

@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, make_response, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    make_response,
+    request,
+    url_for,
+)
 from marshmallow import ValidationError
 
 from leadvault import clock, db
 from leadvault.api import require_token
+from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
-from leadvault.web import csrf, private_page
+from leadvault.web import csrf, private_page, within_limits
 from scoring import events, handoff, schemas, stages
 from scoring import rules as rules_module
 from scoring.models import Handoff, Salesperson
@@ -85,6 +95,13 @@ def track_preflight() -> Response:
 @bp.post("/api/v1/track", provide_automatic_options=False)
 @csrf.exempt  # called from the host's pages: the signed tracking token authorizes
 def track() -> Response:
+    # Anyone can post here; a token only matters once parsed. Count first.
+    if not within_limits("track", runtime(current_app).settings.rate_limit_track):
+        response = jsonify(
+            error="too many tracking events from this address; try later", status=429
+        )
+        response.status_code = 429
+        return _cors(response)
     body = _json_body()
     if not isinstance(body, dict):
         response, status = _problem(400, "the body must be a JSON object")

@@ -361,6 +361,30 @@ def test_browser_events_need_the_tracking_consent_and_a_signed_token(app, client
     assert client.options("/api/v1/track", headers=headers).status_code == 204
 
 
+def test_browser_events_are_rate_limited_per_ip(make_app, smtp_server):
+    from tests.conftest import _smtp_config
+
+    app = make_app(smtp_url=_smtp_config(smtp_server.port), rate_limit_track="3/minute")
+    client = app.test_client()
+    form_id = contact_form(app)
+    lead_id = new_lead(app, form_id, "busy@engines.example", purposes=("tracking",))
+    with uow(app) as s:
+        token = events.tracking_token(s, lead_id)
+    body = {"token": token, "type": "page_view"}
+    headers = {"Origin": "https://www.example.com"}
+    statuses = [client.post("/api/v1/track", json=body).status_code for _ in range(3)]
+    refused = client.post("/api/v1/track", json=body, headers=headers)
+    assert statuses == [202] * 3
+    assert refused.status_code == 429
+    assert "too many" in refused.get_json()["error"]
+    assert refused.headers["Access-Control-Allow-Origin"] == "https://www.example.com"
+    with uow(app) as s:
+        assert s.scalar(sa.select(sa.func.count()).where(Event.source == "browser")) == 3
+    # Other addresses keep their own count.
+    other = client.post("/api/v1/track", json=body, environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert other.status_code == 202
+
+
 # --- plausibility and enrichment --------------------------------------------------------
 
 
