@@ -39,3 +39,20 @@ def test_capture_bench_runs() -> None:
     rows = [line.split() for line in done.stdout.splitlines()]
     cpu = {row[0]: float(row[-1]) for row in rows if row and row[0] in ("leadvault", "bare")}
     assert set(cpu) == {"leadvault", "bare"} and all(ms > 0 for ms in cpu.values()), done.stdout
+
+
+@pytest.mark.skipif(
+    not (Path(sys.executable).parent / "gunicorn").exists(), reason="gunicorn not in this venv"
+)
+def test_events_bench_runs() -> None:
+    small = ["--duration", "1", "--http-leads", "20", "--leads", "200", "--events-per-lead", "2"]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "events.py"), *small],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # Exit 1 would mean refused requests (a limit, a 4xx) were measured.
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "browser (1/request)" in done.stdout and "recompute 200 leads" in done.stdout
