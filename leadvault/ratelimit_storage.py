@@ -4,8 +4,9 @@ The ``memory://`` storage of ``limits`` (flask-limiter's engine) re-arms a timer
 every 10 ms whose thread walks *every* stored key to drop expired ones. Each
 submission brings a new address and so a new key, and the per-address window
 is an hour: tens of thousands of keys, re-scanned a hundred times a second
-while holding the GIL — on the capture path that scan cost more than the
-request itself. These counters expire lazily instead: a heap ordered by
+while holding the GIL. Measured on the capture path, that thread took 6 % of
+the process's CPU after 3 000 submissions and 12 % after 9 000, growing with
+every new address. These counters expire lazily instead: a heap ordered by
 expiry is trimmed on each increment, so the work per hit is O(log n) and
 there is no thread at all.
 
