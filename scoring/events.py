@@ -23,7 +23,7 @@ from leadvault.db import vault_of
 from leadvault.models import Lead
 from scoring import enrichment, handoff, scores, stages
 from scoring import rules as rules_module
-from scoring.models import Event, LeadScore, RuleScore, Stage, StageChange
+from scoring.models import Event, LeadScore, RuleScore, StageChange
 
 TRACKING_TOKEN = "tracking"
 TRACKING_MAX_AGE = 395 * 86400  # about 13 months, as consent for analytics usually runs
@@ -62,10 +62,9 @@ def _after(
 ) -> None:
     """Promote the leads an event batch made qualified (rarely more than a few)."""
     for lead_id, state in states.items():
-        if state.stage not in {Stage.NEW, Stage.RECYCLED} or state.suspect:
-            continue
-        now_score = scores.score_at(state.score, state.as_of, clock.now(), rules.half_life_seconds)
-        if now_score < rules.mql_score:
+        # The batch's in-memory states decide who is worth a look at the stored one;
+        # reading every lead's row again cost a third of a batch.
+        if not stages.qualifies(state, rules, state.score_before):
             continue
         handoff.promote_if_qualified(
             session,

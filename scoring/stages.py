@@ -77,7 +77,9 @@ def transition(
     return change
 
 
-def qualifies(state: LeadScore, rules: Rules, score_before: float | None = None) -> bool:
+def qualifies(
+    state: LeadScore | scores.ScoreState, rules: Rules, score_before: float | None = None
+) -> bool:
     """New (or recycled, crossing the threshold again) with enough score and fit."""
     if state.stage not in {Stage.NEW, Stage.RECYCLED} or state.suspect:
         return False
