@@ -381,7 +381,13 @@ def test_consent_api(app, client, smtp_server):
     # The POST variant answers the same without the address in the URL.
     posted = client.post("/api/v1/consent/lookup", json={"email": email}, headers=auth)
     assert posted.status_code == 200
-    assert posted.get_json() == after.get_json()
+    assert posted.get_json()["purposes"] == after.get_json()["purposes"]
+
+    def signed_payloads(reply):  # the tokens' timestamps may differ by a second
+        urls = reply.get_json()["unsubscribe_urls"]
+        return {p: url.rsplit("/", 1)[1].split(".")[0] for p, url in urls.items()}
+
+    assert signed_payloads(posted) == signed_payloads(after)
     assert client.post("/api/v1/consent/lookup", json={"email": email}).status_code == 401
     for body in ({}, {"email": "  "}, {"email": 7}, ["x"]):
         refused = client.post("/api/v1/consent/lookup", json=body, headers=auth)
