@@ -186,6 +186,28 @@ def warm_up(base: str, path: str, token: str, n: int) -> None:
             raise BenchError(f"warm-up POST {path} answered {status}: {reply[:500]!r}")
 
 
+def serve(
+    args: argparse.Namespace,
+    tmp: Path,
+    name: str,
+    app: str,
+    env: dict[str, str],
+    *,
+    extra: list[str] | None = None,
+) -> Server:
+    """Both apps start here, so they run under the same gunicorn settings."""
+    return Server(
+        name,
+        app,
+        env,
+        workers=args.workers,
+        worker_class=args.worker_class,
+        threads=args.threads,
+        log_dir=tmp,
+        extra=extra,
+    )
+
+
 def bench_leadvault(args: argparse.Namespace, tmp: Path) -> tuple[WrkResult, dict[str, int]]:
     instance = tmp / "instance"
     env = bench_env(
@@ -202,15 +224,7 @@ def bench_leadvault(args: argparse.Namespace, tmp: Path) -> tuple[WrkResult, dic
     form_id = match.group(1)
     db_path = instance / "leadvault.db"
 
-    server = Server(
-        "leadvault",
-        "leadvault.wsgi:app",
-        env,
-        workers=args.workers,
-        worker_class=args.worker_class,
-        threads=args.threads,
-        log_dir=tmp,
-    )
+    server = serve(args, tmp, "leadvault", "leadvault.wsgi:app", env)
     try:
         server.wait_ready()
         status, body = http("GET", f"{server.base}/f/{form_id}/config")
@@ -249,16 +263,7 @@ def drain_inbox(env: dict[str, str]) -> float:
 
 def bench_bare(args: argparse.Namespace, tmp: Path) -> WrkResult:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADVAULT_")}
-    server = Server(
-        "bare",
-        "bare_app:app",
-        env,
-        workers=args.workers,
-        worker_class=args.worker_class,
-        threads=args.threads,
-        log_dir=tmp,
-        extra=["--chdir", str(BENCH_DIR)],
-    )
+    server = serve(args, tmp, "bare", "bare_app:app", env, extra=["--chdir", str(BENCH_DIR)])
     try:
         server.wait_ready()
         warm_up(server.base, "/f/bench", "unused", args.warmup)

@@ -1,4 +1,4 @@
-"""bench/capture.py runs end to end (short); the figures themselves are not judged."""
+"""The benchmarks run end to end (short); the figures themselves are not judged."""
 
 from __future__ import annotations
 
@@ -10,28 +10,26 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 WRK = Path("/usr/bin/wrk")
+needs_gunicorn = pytest.mark.skipif(
+    not (Path(sys.executable).parent / "gunicorn").exists(), reason="gunicorn not in this venv"
+)
+
+
+def run_bench(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.mark.skipif(not WRK.exists(), reason="wrk is not installed (apt-get install -y wrk)")
-@pytest.mark.skipif(
-    not (Path(sys.executable).parent / "gunicorn").exists(), reason="gunicorn not in this venv"
-)
+@needs_gunicorn
 def test_capture_bench_runs() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "capture.py"),
-            "--duration",
-            "1",
-            "--concurrency",
-            "4",
-            "--warmup",
-            "5",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = run_bench(
+        "capture.py", "--duration", "1", "--concurrency", "4", "--warmup", "5", timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ratio" in done.stdout
@@ -41,18 +39,10 @@ def test_capture_bench_runs() -> None:
     assert set(cpu) == {"leadvault", "bare"} and all(ms > 0 for ms in cpu.values()), done.stdout
 
 
-@pytest.mark.skipif(
-    not (Path(sys.executable).parent / "gunicorn").exists(), reason="gunicorn not in this venv"
-)
+@needs_gunicorn
 def test_events_bench_runs() -> None:
     small = ["--duration", "1", "--http-leads", "20", "--leads", "200", "--events-per-lead", "2"]
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "events.py"), *small],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_bench("events.py", *small, timeout=120)
     # Exit 1 would mean refused requests (a limit, a 4xx) were measured.
     assert done.returncode == 0, done.stdout + done.stderr
     assert "browser (1/request)" in done.stdout and "recompute 200 leads" in done.stdout
