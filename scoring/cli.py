@@ -71,9 +71,10 @@ def recompute(chunk: int) -> None:
 @scoring.command("explain")
 @click.option("--email", required=True, help="The lead's address (not logged).")
 def explain(email: str) -> None:
-    """Why a lead has its score: each rule's share, summing to the score."""
+    """Why a lead has its score: each rule's share, summing to the score; its stage and grade."""
     from leadvault import leads
     from scoring import rules, scores
+    from scoring.models import LeadScore, Stage
 
     app = load_app()
     with app_session(app) as session:
@@ -81,7 +82,12 @@ def explain(email: str) -> None:
         if lead is None:
             raise Refused("no lead with this address")
         result = scores.explain(session, lead.id, rules.active(session))
+        state = session.get(LeadScore, lead.id)
         click.echo(f"score {result.score:.2f}")
+        click.echo(f"stage {state.stage if state is not None else Stage.NEW.value}")
+        grade = state.fit_grade if state is not None else "D"
+        flags = ", ".join(state.flags or []) if state is not None else ""
+        click.echo(f"grade {grade}" + (f"  ({flags})" if flags else ""))
         for rule, value in sorted(result.breakdown.items(), key=lambda kv: -abs(kv[1])):
             click.echo(f"  {rule:24} {value:8.2f}")
 

@@ -64,7 +64,7 @@ def _after(
     for lead_id, state in states.items():
         # The batch's in-memory states decide who is worth a look at the stored one;
         # reading every lead's row again cost a third of a batch.
-        if not stages.qualifies(state, rules, state.score_before):
+        if not stages.qualifies(state, rules, state.score_before, at_event=True):
             continue
         handoff.promote_if_qualified(
             session,
@@ -73,6 +73,7 @@ def _after(
             cause_kind="event",
             cause=cause.get(lead_id, "event"),
             score_before=state.score_before,
+            at_event=True,
         )
 
 

@@ -49,9 +49,10 @@ def promote_if_qualified(
     cause_kind: str,
     cause: str,
     score_before: float | None = None,
+    at_event: bool = False,
 ) -> bool:
     state = stages.state_of(session, lead_id)
-    if not stages.qualifies(state, rules, score_before):
+    if not stages.qualifies(state, rules, score_before, at_event=at_event):
         return False
     stages.transition(session, state, Stage.MQL, cause_kind=cause_kind, cause=cause)
     offer_if_consented(session, lead_id, rules)

@@ -13,7 +13,7 @@ from leadvault import clock
 from leadvault.crypto import DataKey, WrappedKey
 from leadvault.db import vault_of
 from leadvault.models import Lead, LeadAttribute
-from scoring import enrichment, handoff, scores
+from scoring import enrichment, handoff, scores, stages
 from scoring import rules as rules_module
 from scoring.models import Event, LeadScore, RuleScore, Stage
 from scoring.rule_model import Rules, matches_all
@@ -145,7 +145,7 @@ def recompute_chunk(session: Session, ids: list[uuid.UUID], rules: Rules | None 
     for lead_id, state in states.items():
         old = existing.get(lead_id)
         stage = old.stage if old is not None else Stage.NEW
-        if stage in {Stage.NEW, Stage.RECYCLED} and state.score >= rules.mql_score:
+        if stage in {Stage.NEW, Stage.RECYCLED} and stages.reaches(state.score, rules.mql_score):
             before = scores.score_at(old.score, old.as_of, now, hl) if old is not None else 0.0
             handoff.promote_if_qualified(
                 session,

@@ -6,6 +6,7 @@ system) and its time.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import sqlalchemy as sa
@@ -36,6 +37,9 @@ REJECT_REASONS: dict[str, str] = {
     "wrong_person": Stage.RECYCLED,
 }
 BANT = ("need", "budget", "authority", "timeline")
+# How late an event may be scored and still count at its own moment (the
+# score's decay over an hour is about 0.1 % of it).
+EVENT_MOMENT = dt.timedelta(hours=1)
 
 
 class StageError(Exception):
@@ -77,17 +81,40 @@ def transition(
     return change
 
 
+# Scores are sums of decayed floats; a share of this much is rounding, not a point.
+_ROUNDING = 1e-9
+
+
+def reaches(score: float, threshold: float) -> bool:
+    """The MQL threshold means "at least" (up to floating-point rounding)."""
+    return score >= threshold - _ROUNDING * max(1.0, abs(threshold))
+
+
 def qualifies(
-    state: LeadScore | scores.ScoreState, rules: Rules, score_before: float | None = None
+    state: LeadScore | scores.ScoreState,
+    rules: Rules,
+    score_before: float | None = None,
+    *,
+    at_event: bool = False,
 ) -> bool:
-    """New (or recycled, crossing the threshold again) with enough score and fit."""
+    """New (or recycled, crossing the threshold again) with enough score and fit.
+
+    With ``at_event`` the score is taken at the moment of the lead's latest
+    event (its stored ``as_of``): a score that reaches the threshold exactly
+    then qualifies, although it decays below it a moment later. Events sent
+    in long after they happened (a backfill) and everything else (enrichment,
+    recompute) take the score now, so old activity does not qualify a lead.
+    """
     if state.stage not in {Stage.NEW, Stage.RECYCLED} or state.suspect:
         return False
     now = clock.now()
-    score = scores.score_at(state.score, state.as_of, now, rules.half_life_seconds)
-    if score < rules.mql_score or not grade_at_least(state.fit_grade, rules.mql_min_grade):
+    at = state.as_of if at_event and now - state.as_of <= EVENT_MOMENT else now
+    score = scores.score_at(state.score, state.as_of, at, rules.half_life_seconds)
+    if not reaches(score, rules.mql_score):
         return False
-    return not (state.stage == Stage.RECYCLED and (score_before or 0.0) >= rules.mql_score)
+    if not grade_at_least(state.fit_grade, rules.mql_min_grade):
+        return False
+    return not (state.stage == Stage.RECYCLED and reaches(score_before or 0.0, rules.mql_score))
 
 
 def history(session: Session, lead_id: uuid.UUID) -> list[StageChange]:
