@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from capture import i18n as strings
     from capture import service, views
     from leadvault import i18n, signals
     from leadvault.app import runtime
 
-    i18n.register(strings.CATALOGUE)
+    i18n.register_catalogue(Path(__file__).parent / "translations")
     runtime(app).inbox_handlers[service.SUBMISSION] = service.store_submission
     signals.collect_access_data.connect(service.access_section)
     app.register_blueprint(views.bp)

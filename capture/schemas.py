@@ -34,12 +34,13 @@ def _string(lang: str, *, required: bool, max_length: int) -> fields.String:
     return fields.String(
         required=required,
         validate=validate.Length(
-            max=max_length, error=i18n.translate(lang, "field.too_long", max=max_length)
+            max=max_length,
+            error=i18n.translate(lang, "Please use at most %(max)s characters.", max=max_length),
         ),
         error_messages={
-            "required": i18n.translate(lang, "field.required"),
-            "invalid": i18n.translate(lang, "field.invalid"),
-            "null": i18n.translate(lang, "field.required"),
+            "required": i18n.translate(lang, "Please fill in this field."),
+            "invalid": i18n.translate(lang, "Please enter text here."),
+            "null": i18n.translate(lang, "Please fill in this field."),
         },
     )
 
@@ -49,19 +50,26 @@ def build_schema(form: Form, lang: str, *, check_deliverability: bool) -> Schema
         try:
             validate_email(value, check_deliverability=check_deliverability)
         except EmailNotValidError:
-            raise ValidationError(i18n.translate(lang, "email.invalid")) from None
+            raise ValidationError(
+                i18n.translate(lang, "Please enter a valid email address, like name@example.com.")
+            ) from None
 
     declared: dict[str, fields.Field] = {
         "email": fields.String(
             required=True,
             validate=[
-                validate.Length(max=254, error=i18n.translate(lang, "field.too_long", max=254)),
+                validate.Length(
+                    max=254,
+                    error=i18n.translate(lang, "Please use at most %(max)s characters.", max=254),
+                ),
                 check_email,
             ],
             error_messages={
-                "required": i18n.translate(lang, "email.required"),
-                "invalid": i18n.translate(lang, "email.invalid"),
-                "null": i18n.translate(lang, "email.required"),
+                "required": i18n.translate(lang, "Please enter your email address."),
+                "invalid": i18n.translate(
+                    lang, "Please enter a valid email address, like name@example.com."
+                ),
+                "null": i18n.translate(lang, "Please enter your email address."),
             },
         )
     }
@@ -70,10 +78,12 @@ def build_schema(form: Form, lang: str, *, check_deliverability: bool) -> Schema
         if name == "company_size":
             declared[name] = fields.String(
                 required=spec["required"],
-                validate=validate.OneOf(COMPANY_SIZES, error=i18n.translate(lang, "field.choice")),
+                validate=validate.OneOf(
+                    COMPANY_SIZES, error=i18n.translate(lang, "Please choose one of the options.")
+                ),
                 error_messages={
-                    "required": i18n.translate(lang, "field.required"),
-                    "invalid": i18n.translate(lang, "field.invalid"),
+                    "required": i18n.translate(lang, "Please fill in this field."),
+                    "invalid": i18n.translate(lang, "Please enter text here."),
                 },
             )
         else:
@@ -82,9 +92,10 @@ def build_schema(form: Form, lang: str, *, check_deliverability: bool) -> Schema
         declared[key] = fields.String(
             load_default=None,
             validate=validate.Length(
-                max=2000, error=i18n.translate(lang, "field.too_long", max=2000)
+                max=2000,
+                error=i18n.translate(lang, "Please use at most %(max)s characters.", max=2000),
             ),
-            error_messages={"invalid": i18n.translate(lang, "field.invalid")},
+            error_messages={"invalid": i18n.translate(lang, "Please enter text here.")},
         )
     declared["consent"] = fields.List(
         fields.String(validate=validate.Length(max=40)), load_default=list
@@ -117,7 +128,7 @@ def validate_submission(
         if key in {"lang", "render_token", HONEYPOT, "altcha"}:
             continue
         if key not in CONTROL_KEYS and key not in declared_fields:
-            errors[key] = i18n.translate(lang, "field.unknown")
+            errors[key] = i18n.translate(lang, "This form has no such field.")
             continue
         if key == "consent":
             payload[key] = _as_list(value)
@@ -140,15 +151,17 @@ def validate_submission(
     if loaded is not None:
         unknown_purposes = [p for p in loaded.get("consent", []) if p not in asked]
         if unknown_purposes:
-            errors["consent"] = i18n.translate(lang, "consent.unknown")
+            errors["consent"] = i18n.translate(lang, "This form does not ask for this consent.")
     for purpose, required in asked.items():
         if required and purpose not in chosen and loaded is not None:
-            errors[f"consent.{purpose}"] = i18n.translate(lang, "consent.required")
+            errors[f"consent.{purpose}"] = i18n.translate(lang, "Please agree to this to continue.")
     if loaded is not None and not chosen and "consent" not in errors:
-        errors["consent"] = i18n.translate(lang, "consent.none")
+        errors["consent"] = i18n.translate(lang, "Please choose at least one option.")
     country = (loaded or {}).get("country")
     if country and not (len(country) == 2 and country.isalpha()):
-        errors["country"] = i18n.translate(lang, "field.country")
+        errors["country"] = i18n.translate(
+            lang, "Please use the two-letter country code, like DE or GB."
+        )
     if errors or loaded is None:
         return None, errors
     return (

@@ -115,7 +115,7 @@ def create_form(
     if redirect_url is not None and urlsplit(redirect_url).scheme not in {"http", "https"}:
         raise FormError("the redirect must be an http:// or https:// URL")
     form = Form(
-        public_id=random_token(12),
+        public_id=_new_public_id(),
         name=name.strip(),
         kind=kind,
         fields=[{"name": f.name, "required": f.required} for f in fields],
@@ -130,6 +130,14 @@ def create_form(
     session.add(form)
     session.flush()
     return form
+
+
+def _new_public_id() -> str:
+    """A random form id that does not start with "-" (a command line would take
+    it for an option: `leadvault forms show -abc` fails)."""
+    while (public_id := random_token(12)).startswith("-"):
+        pass
+    return public_id
 
 
 def get_form(session: Session, public_id: str) -> Form | None:

@@ -22,13 +22,23 @@ from werkzeug.exceptions import BadRequest
 from capture import bots, schemas, service
 from capture.models import Form
 from consent.views import request_meta
-from leadvault import db, i18n
+from leadvault import db, i18n, leads
 from leadvault.app import runtime
+from leadvault.i18n import N_
 from leadvault.web import csrf, error_response, within_limits
 
 bp = Blueprint("capture", __name__, template_folder="templates", static_folder="static")
 
 _FORM_CONTENT_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+# The texts widget.js shows, by the names it looks them up with.
+WIDGET_STRINGS = {
+    "label.email": N_("Email address"),
+    "form.consent": N_("Your consent"),
+    "form.submit": N_("Submit"),
+    "form.sending": N_("Sending…"),
+    "error.422": N_("Some fields need your attention."),
+    "error.network": N_("The form could not be sent. Please check your connection and try again."),
+}
 
 
 def _settings() -> Any:
@@ -55,10 +65,11 @@ def _form_or_404(form_id: str) -> Form:
 
 
 def _form_language(form_lang: str | None = None) -> str:
-    g.lang = i18n.negotiate(
-        form_lang or request.args.get("lang"), request.headers.get("Accept-Language")
+    return i18n.set_language(
+        i18n.negotiate(
+            form_lang or request.args.get("lang"), request.headers.get("Accept-Language")
+        )
     )
-    return g.lang
 
 
 def _frame_csp(form: Form, *, script: bool) -> str:
@@ -143,7 +154,7 @@ def config(form_id: str) -> Response:
         "kind": form.kind,
         "lang": lang,
         "fields": [
-            {**spec, "label": i18n.translate(lang, f"label.{spec['name']}")} for spec in form.fields
+            {**spec, "label": leads.attribute_label(spec["name"], lang)} for spec in form.fields
         ],
         "consents": [
             {"purpose": c["purpose"], "required": c["required"], "text": c["text"].text}
@@ -152,17 +163,7 @@ def config(form_id: str) -> Response:
         "render_token": bots.issue_render_token(session, form),
         "challenge": bots.pow_challenge(session) if form.proof_of_work else None,
         "company_sizes": list(service.COMPANY_SIZES),
-        "strings": {
-            key: i18n.translate(lang, key)
-            for key in (
-                "label.email",
-                "form.consent",
-                "form.submit",
-                "form.sending",
-                "error.422",
-                "error.network",
-            )
-        },
+        "strings": {key: i18n.translate(lang, text) for key, text in WIDGET_STRINGS.items()},
     }
     response = jsonify(payload)
     response.headers["Cache-Control"] = "no-store"
@@ -198,7 +199,9 @@ def _read_body() -> tuple[dict[str, Any], bool]:
 
 def _reply(form: Form, lang: str, as_json: bool) -> Response:
     """The reply every accepted (or silently dropped) submission gets."""
-    thanks = (form.thank_you or {}).get(lang) or i18n.translate(lang, "form.thanks")
+    thanks = (form.thank_you or {}).get(lang) or i18n.translate(
+        lang, "Thank you! Please check your inbox and confirm your email address."
+    )
     if as_json:
         body: dict[str, Any] = {"status": "ok", "message": thanks}
         if form.redirect_url:
@@ -217,7 +220,7 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
     form = _form_or_404(form_id)
     session = db.session()
     if not service.origin_allowed(form, _request_origin(), _own_origin()):
-        return error_response(403, "error.403")
+        return error_response(403)
     raw, as_json = _read_body()
     email = raw.get("email") if isinstance(raw.get("email"), str) else None
     settings = _settings()
@@ -226,7 +229,7 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
         and within_limits("capture", settings.rate_limit_email, ip=False, email=email)
     ):
         _form_language(raw.get("lang") if isinstance(raw.get("lang"), str) else None)
-        return error_response(429, "error.429")
+        return error_response(429)
     body_lang = raw.get("lang") if isinstance(raw.get("lang"), str) else None
     lang = _form_language(body_lang)
 
@@ -235,10 +238,18 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
         # A plain HTML form on the host page (no JavaScript, so no render token):
         # show the filled-in hosted form once more; its second send is verified.
         values = {k: v for k, v in raw.items() if isinstance(v, str | list) and k != "website"}
-        notice = {"render_token": i18n.translate(lang, "form.check_and_send")}
+        notice = {
+            "render_token": i18n.translate(
+                lang, "Please check your details and send the form once more."
+            )
+        }
         return render_form_page(form, lang, values=values, errors=notice, status=200)
     if verdict == bots.Verdict.EXPIRED:
-        errors = {"render_token": i18n.translate(lang, "form.expired")}
+        errors = {
+            "render_token": i18n.translate(
+                lang, "This form was open too long. Please reload the page and send it again."
+            )
+        }
         return _invalid(form, lang, raw, errors, as_json)
     if verdict != bots.Verdict.HUMAN:
         bots.record_bot(session, verdict)
@@ -260,7 +271,11 @@ def _invalid(
     form: Form, lang: str, raw: dict[str, Any], errors: dict[str, str], as_json: bool
 ) -> Response:
     if as_json:
-        response = jsonify(error=i18n.translate(lang, "error.422"), fields=errors, status=422)
+        response = jsonify(
+            error=i18n.translate(lang, "Some fields need your attention."),
+            fields=errors,
+            status=422,
+        )
         response.status_code = 422
         return _cors(response, form)
     values = {k: v for k, v in raw.items() if isinstance(v, str | list)}

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask
 
 PURGE_INTERVAL_SECONDS = 3600.0
 
 
 def init_app(app: Flask) -> None:
-    from consent import i18n as strings
     from consent import retention, rights, service, views
     from leadvault import i18n
     from leadvault.app import Job, runtime
 
-    i18n.register(strings.CATALOGUE)
+    i18n.register_catalogue(Path(__file__).parent / "translations")
     service.connect_signals()
     rights.connect_signals()
     app.register_blueprint(views.bp)

@@ -98,7 +98,7 @@ def _send_welcome(session: Session, *, lead_id: uuid.UUID, purpose: str, **_: An
         lead,
         purpose,
         template="welcome",
-        subject=i18n.translate(lang, "welcome.mail.subject"),
+        subject=i18n.translate(lang, "Welcome to our newsletter"),
         text=render_template("consent/mail/welcome.txt", **context),
         html=render_template("consent/mail/welcome.html", **context),
     )
@@ -125,7 +125,7 @@ def request_manage_link(session: Session, email: str, lang: str) -> None:
     )
     content = MailContent(
         to=leads.email_of(session, lead),
-        subject=i18n.translate(lang, "manage.mail.subject"),
+        subject=i18n.translate(lang, "Your link to manage your data"),
         text=render_template("consent/mail/manage.txt", **context),
         html=render_template("consent/mail/manage.html", **context),
         language=lang,

@@ -33,6 +33,27 @@ from leadvault.models import Lead
 
 OPTIN_TOKEN = "optin"
 
+N_ = i18n.N_
+# What pages and mails call the purposes and consent states.
+PURPOSE_LABELS = {
+    "newsletter": N_("Newsletter by email"),
+    "whitepaper": N_("Delivery of the requested whitepaper"),
+    "sales_contact": N_("Contact by our sales team"),
+    "tracking": N_("Measuring how you use our website"),
+}
+STATE_LABELS = {
+    ConsentStatus.NONE: N_("not given"),
+    ConsentStatus.PENDING: N_("waiting for your confirmation"),
+    ConsentStatus.GRANTED: N_("given"),
+    ConsentStatus.WITHDRAWN: N_("withdrawn"),
+}
+
+
+def purpose_label(purpose: str, lang: str) -> str:
+    """A purpose's name in ``lang`` (its key if it has none, e.g. one added later)."""
+    label = PURPOSE_LABELS.get(purpose)
+    return i18n.translate(lang, label) if label else purpose
+
 
 class ConsentError(Exception):
     """A request the consent module refuses, with a message safe to show."""
@@ -206,14 +227,14 @@ def _queue_optin_mail(
         session,
         lang,
         first_name=first_name,
-        purposes=[i18n.translate(lang, f"purpose.{p}") for p in request.purposes],
+        purposes=[purpose_label(p, lang) for p in request.purposes],
         texts=texts,
         confirm_url=optin_url(session, request),
         max_age_days=settings.optin_max_age_days,
     )
     content = MailContent(
         to=leads.email_of(session, lead),
-        subject=i18n.translate(lang, "optin.mail.subject"),
+        subject=i18n.translate(lang, "Please confirm your email address"),
         text=render_template("consent/mail/optin.txt", **context),
         html=render_template("consent/mail/optin.html", **context),
         language=lang,

@@ -11,13 +11,13 @@ from flask import (
     Blueprint,
     Response,
     current_app,
-    g,
     jsonify,
     make_response,
     request,
     send_from_directory,
     url_for,
 )
+from jinja2 import pass_context
 
 from consent import rights, service
 from consent.ledger import RequestMeta
@@ -25,11 +25,21 @@ from leadvault import db, i18n, leads, signals
 from leadvault.api import require_token
 from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
+from leadvault.i18n import N_
 from leadvault.web import csrf, language, mark_private, private_page, within_limits
 
 SCHEMA_FOLDER = Path(__file__).parent / "static"
 
 bp = Blueprint("consent", __name__, template_folder="templates")
+
+
+@bp.context_processor
+def _labels() -> dict[str, Any]:
+    @pass_context
+    def purpose_label(context: Any, purpose: str) -> str:
+        return service.purpose_label(purpose, context.get("lang") or language())
+
+    return {"purpose_label": purpose_label, "state_labels": service.STATE_LABELS}
 
 
 def request_meta() -> RequestMeta:
@@ -38,7 +48,13 @@ def request_meta() -> RequestMeta:
 
 def invalid_link_page() -> Response:
     return private_page(
-        "consent/message.html", 400, title="optin.invalid.title", text="optin.invalid.text"
+        "consent/message.html",
+        400,
+        title=N_("This link is not valid"),
+        text=N_(
+            "The link is incomplete or was changed. "
+            "Please use the link from the mail exactly as it is."
+        ),
     )
 
 
@@ -49,26 +65,26 @@ def confirm(token: str) -> Response:
         check = service.read_optin_token(session, token)
     except TokenInvalid:
         return invalid_link_page()
-    if check.request is not None:
-        g.lang = check.request.language if check.request.language in i18n.LANGUAGES else language()
+    if check.request is not None and i18n.supported(check.request.language):
+        i18n.set_language(check.request.language)
     if check.request is not None and check.request.confirmed_at is not None:
         return private_page(
             "consent/message.html",
-            title="optin.done.title",
-            text="optin.done.text",
+            title=N_("Thank you, you have confirmed"),
+            text=N_("Your confirmation is recorded. You can withdraw it at any time."),
             extra_links=_confirmation_links(check.request),
         )
     if check.expired or check.request is None:
         return private_page("consent/expired.html", 410, token=token)
     if request.method != "POST":  # GET and HEAD (link scanners) never confirm
         lang = language()
-        names = [i18n.translate(lang, f"purpose.{p}") for p in check.request.purposes]
+        names = [service.purpose_label(p, lang) for p in check.request.purposes]
         return private_page("consent/confirm.html", purposes=names, token=token)
     service.confirm(session, check.request, meta=request_meta())
     return private_page(
         "consent/message.html",
-        title="optin.done.title",
-        text="optin.done.text",
+        title=N_("Thank you, you have confirmed"),
+        text=N_("Your confirmation is recorded. You can withdraw it at any time."),
         extra_links=_confirmation_links(check.request),
     )
 
@@ -95,12 +111,14 @@ def resend(token: str) -> Response:
     except TokenInvalid:
         return invalid_link_page()
     if check.request is not None:
-        g.lang = check.request.language
+        i18n.set_language(check.request.language)
         if check.expired:
             service.resend_optin(session, check.request)
     # The same reply whatever happened: a token does not reveal whether its request lives.
     return private_page(
-        "consent/message.html", title="optin.resent.title", text="optin.resent.text"
+        "consent/message.html",
+        title=N_("Please check your inbox"),
+        text=N_("If your request is still open, a new confirmation mail is on its way."),
     )
 
 
@@ -112,13 +130,17 @@ def _link_problem(exc: Exception) -> Response:
         return private_page(
             "consent/message.html",
             410,
-            title="link.expired.title",
-            text="link.expired.text",
+            title=N_("This link has expired"),
+            text=N_("For your protection, these links are valid for a limited time."),
             manage=True,
         )
     if isinstance(exc, rights.LinkGone):
         return private_page(
-            "consent/message.html", 410, title="link.used.title", text="link.used.text", manage=True
+            "consent/message.html",
+            410,
+            title=N_("This link was already used"),
+            text=N_("For your protection, this link works only once."),
+            manage=True,
         )
     return invalid_link_page()
 
@@ -133,12 +155,8 @@ def unsubscribe(token: str) -> Response:
         return invalid_link_page()
     lead = leads.get(session, lead_id)
     if lead is not None:
-        g.lang = lead.language
-    name = (
-        i18n.translate(language(), f"purpose.{purpose}")
-        if i18n.has_key(f"purpose.{purpose}")
-        else purpose
-    )
+        i18n.set_language(lead.language)
+    name = service.purpose_label(purpose, language())
     if request.method != "POST":  # GET and HEAD only show the button
         return private_page("consent/unsubscribe.html", purpose=name, token=token)
     if request.form.get("List-Unsubscribe") != "One-Click":
@@ -149,7 +167,9 @@ def unsubscribe(token: str) -> Response:
         )
     # The same reply for an erased lead: the address is off the list either way.
     return private_page(
-        "consent/message.html", title="unsubscribe.done.title", text="unsubscribe.done.text"
+        "consent/message.html",
+        title=N_("You are unsubscribed"),
+        text=N_("You will not receive these mails any more."),
     )
 
 
@@ -165,19 +185,30 @@ def manage() -> Response:
 def manage_request() -> Response:
     email = request.form.get("email", "").strip()
     if not within_limits("manage", runtime(current_app).settings.rate_limit_manage, email=email):
-        return private_page("consent/message.html", 429, title="error.title", text="error.429")
+        return private_page(
+            "consent/message.html",
+            429,
+            title=N_("Something is not right"),
+            text=N_("Too many requests. Please wait a moment and try again."),
+        )
     try:
         validate_email(email, check_deliverability=False)
     except EmailNotValidError:
         return private_page(
             "consent/manage.html",
             422,
-            error=i18n.translate(language(), "email.invalid"),
+            error=i18n.translate(
+                language(), "Please enter a valid email address, like name@example.com."
+            ),
             email=email,
         )
     rights.request_manage_link(db.session(), email, language())
     # Identical whether or not the address belongs to a lead.
-    return private_page("consent/message.html", title="manage.sent.title", text="manage.sent.text")
+    return private_page(
+        "consent/message.html",
+        title=N_("Please check your inbox"),
+        text=N_("If we hold data about this address, a mail with a link is on its way."),
+    )
 
 
 # --- preference center -------------------------------------------------------
@@ -186,7 +217,7 @@ def manage_request() -> Response:
 def _prefs_lead(token: str) -> Any:
     session = db.session()
     lead = rights.read_prefs(session, token)
-    g.lang = lead.language
+    i18n.set_language(lead.language)
     return lead
 
 
@@ -221,22 +252,27 @@ def change_purpose(token: str, action: str) -> Response:
         return _link_problem(exc)
     purpose = request.form.get("purpose", "")
     if purpose not in service.purpose_keys(session) or action not in {"withdraw", "grant"}:
-        return private_page("consent/message.html", 400, title="error.title", text="error.400")
+        return private_page(
+            "consent/message.html",
+            400,
+            title=N_("Something is not right"),
+            text=N_("The request could not be understood."),
+        )
     if action == "withdraw":
         service.withdraw(
             session, lead.id, [purpose], meta=request_meta(), detail="preference center"
         )
         return private_page(
             "consent/message.html",
-            title="prefs.withdrawn.title",
-            text="prefs.withdrawn.text",
+            title=N_("Consent withdrawn"),
+            text=N_("Your consent is withdrawn. Queued mails for it are cancelled."),
             back=url_for("consent.preferences", token=token),
         )
     rights.grant(session, lead, purpose, language(), request_meta())
     return private_page(
         "consent/message.html",
-        title="optin.resent.title",
-        text="prefs.granted.text",
+        title=N_("Please check your inbox"),
+        text=N_("Please confirm with the link in the mail we just sent you."),
         back=url_for("consent.preferences", token=token),
     )
 
@@ -265,11 +301,15 @@ def erase(token: str) -> Response:
         lead = rights.use_single_use(session, rights.ERASE, token, spend=request.method == "POST")
     except (TokenInvalid, TokenExpired, rights.LinkGone) as exc:
         return _link_problem(exc)
-    g.lang = lead.language
+    i18n.set_language(lead.language)
     if request.method != "POST":
         return private_page("consent/erase.html", token=token)
     rights.erase(session, lead)
-    return private_page("consent/message.html", title="erase.done.title", text="erase.done.text")
+    return private_page(
+        "consent/message.html",
+        title=N_("Your data is erased"),
+        text=N_("We erased everything we held about you."),
+    )
 
 
 @bp.get("/schemas/access-export.v1.json")

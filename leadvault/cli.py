@@ -322,6 +322,40 @@ def api_tokens_revoke(name: str) -> None:
     click.echo(f"Token {name!r} revoked.")
 
 
+@cli.group()
+def i18n() -> None:
+    """Translation catalogues (developers; needs the source checkout)."""
+
+
+@i18n.command("update")
+def i18n_update() -> None:
+    """Extract message ids from the source and merge them into every catalogue."""
+    from leadvault import catalogues
+
+    try:
+        changes = catalogues.update()
+    except catalogues.SourceTreeMissing as exc:
+        raise ConfigProblem(str(exc)) from None
+    for line in changes or ["all catalogues up to date"]:
+        click.echo(line)
+
+
+@i18n.command("check")
+def i18n_check() -> None:
+    """Exit 1 naming every message id that is missing, empty or fuzzy in a catalogue."""
+    from leadvault import catalogues
+
+    try:
+        problems = catalogues.check()
+    except catalogues.SourceTreeMissing as exc:
+        raise ConfigProblem(str(exc)) from None
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo("every message id is translated")
+
+
 def register_domain_commands(group: click.Group) -> None:
     import capture.cli
     import consent.cli

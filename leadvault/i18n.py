@@ -1,109 +1,379 @@
-"""German and English strings, chosen from ``?lang=`` or ``Accept-Language``.
+"""Translations: gettext catalogues (Babel), language negotiation, locale formatting.
 
-Packages register their catalogues with :func:`register`; templates call
-``_("key", name=value)``. A missing key in one language falls back to
-English, and a missing key in English is a bug that a test catches.
+Message ids are the English text; each package keeps its German catalogue in
+``<package>/translations/de/LC_MESSAGES/messages.po`` and registers the folder
+with :func:`register_catalogue`. The ``.po`` files are the only source: they
+are compiled in memory on first use, so a fresh checkout needs no build step.
+
+Mark text with ``_()``/``gettext()`` (current language), ``translate(lang, …)``
+(an explicit language, e.g. a mail to a lead), ``N_()`` (marked now,
+translated later, e.g. table values) or ``lazy_gettext()``. Values are
+``%(name)s`` placeholders: ``_("Hello %(name)s,", name=first)``. Templates call
+``{{ _("…") }}`` and get the language of their context's ``lang``.
+``README.md`` (Translations) says how to update the catalogues.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import contextvars
+import datetime as dt
+import functools
+import io
+import re
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from babel import Locale, dates, numbers
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 LANGUAGES = ("en", "de")
 DEFAULT_LANGUAGE = "en"
+DOMAIN = "messages"
+# Keywords for extraction (pybabel extract -k …); ``translate``'s message is its 2nd argument.
+KEYWORDS = {
+    "_": None,
+    "gettext": None,
+    "N_": None,
+    "lazy_gettext": None,
+    "ngettext": (1, 2),
+    "lazy_ngettext": (1, 2),
+    "translate": (2,),
+}
 
-_catalogues: dict[str, dict[str, str]] = {lang: {} for lang in LANGUAGES}
-
-
-def register(catalogue: Mapping[str, Mapping[str, str]]) -> None:
-    """Add ``{"en": {...}, "de": {...}}`` strings; later registrations win."""
-    for lang, strings in catalogue.items():
-        _catalogues[lang].update(strings)
-
-
-def translate(lang: str, key: str, **values: object) -> str:
-    text = _catalogues.get(lang, {}).get(key) or _catalogues[DEFAULT_LANGUAGE].get(key)
-    if text is None:
-        raise KeyError(f"no translation for {key!r}")
-    return text.format(**values) if values else text
-
-
-def template_context(lang: str, imprint_url: str, privacy_url: str, **extra: object) -> dict:
-    """What every page and mail template expects: the language, `_` bound to it,
-    and the operator's imprint and privacy links."""
-    return {
-        "lang": lang,
-        "_": lambda key, **values: translate(lang, key, **values),
-        "imprint_url": imprint_url,
-        "privacy_url": privacy_url,
-        **extra,
-    }
+_catalogue_dirs: list[Path] = []
+_forced: contextvars.ContextVar[str | None] = contextvars.ContextVar("lv_language", default=None)
+# What a message id of the old dict catalogues looked like ("error.429").
+_OLD_KEY = re.compile(r"[a-z_]+(\.[a-z0-9_]+)+")
 
 
-def has_key(key: str) -> bool:
-    return key in _catalogues[DEFAULT_LANGUAGE]
+def register_catalogue(directory: Path) -> None:
+    """Add a package's ``translations`` folder; called by the package's ``init_app``."""
+    directory = Path(directory).resolve()
+    if directory not in _catalogue_dirs:
+        _catalogue_dirs.append(directory)
+        _translations.cache_clear()
 
 
-def keys(lang: str) -> set[str]:
-    return set(_catalogues[lang])
+def catalogue_dirs() -> list[Path]:
+    return list(_catalogue_dirs)
+
+
+def _load_po(path: Path, lang: str) -> Translations:
+    with path.open("rb") as handle:
+        catalog = read_po(handle, locale=lang, domain=DOMAIN)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog, use_fuzzy=False)  # fuzzy entries fall back to English
+    buffer.seek(0)
+    return Translations(buffer, domain=DOMAIN)
+
+
+def translations(lang: str) -> NullTranslations:
+    """Every registered catalogue of ``lang`` merged (later registrations win)."""
+    return _translations(lang if lang in LANGUAGES else DEFAULT_LANGUAGE)
+
+
+@functools.cache
+def _translations(lang: str) -> NullTranslations:
+    merged: NullTranslations | None = None
+    for directory in _catalogue_dirs:
+        path = directory / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+        if not path.is_file():
+            continue
+        loaded = _load_po(path, lang)
+        if merged is None:
+            merged = loaded
+        else:
+            merged.merge(loaded)  # type: ignore[union-attr]
+    return merged if merged is not None else NullTranslations()
+
+
+def _checked(message: str, translated: str) -> str:
+    if translated is message and _OLD_KEY.fullmatch(message):
+        # Loud, like the old catalogues: a dotted key is not English text.
+        raise KeyError(f"{message!r} is an old catalogue key; use the English text as message id")
+    return translated
+
+
+def translate(lang: str, message: str, **values: Any) -> str:
+    """``message`` in ``lang`` (not the request's language), with ``%(name)s`` values."""
+    text = _checked(message, translations(lang).gettext(message))
+    return text % values if values else text
+
+
+def translate_plural(lang: str, singular: str, plural: str, n: int, **values: Any) -> str:
+    text = translations(lang).ngettext(singular, plural, n)
+    return text % {"num": n, **values}
+
+
+def gettext(message: str, **values: Any) -> str:
+    """``message`` in the current language (see :func:`current_language`)."""
+    return translate(current_language(), message, **values)
+
+
+_ = gettext
+
+
+def ngettext(singular: str, plural: str, n: int, **values: Any) -> str:
+    return translate_plural(current_language(), singular, plural, n, **values)
+
+
+def N_(message: str) -> str:  # noqa: N802 - the gettext convention for "mark only"
+    """Mark ``message`` for extraction; translate it later with ``_(value)``."""
+    return message
+
+
+def lazy_gettext(message: str, **values: Any) -> Any:
+    """Translated when turned into text (e.g. while a template renders)."""
+    from flask_babel.speaklater import LazyString
+
+    return LazyString(gettext, message, **values)
+
+
+# --- which language --------------------------------------------------------------------
+
+
+def current_language() -> str:
+    """A forced language (:func:`force_locale`), else the request's, else English."""
+    forced = _forced.get()
+    if forced is not None:
+        return forced
+    from flask import g, has_app_context, has_request_context
+
+    if not has_app_context():
+        return DEFAULT_LANGUAGE
+    babel_ctx = g.get("_flask_babel")
+    forced_locale = getattr(babel_ctx, "forced_babel_locale", None)
+    if forced_locale is not None:  # flask_babel.force_locale used directly
+        return supported(str(forced_locale)) or DEFAULT_LANGUAGE
+    if not has_request_context():
+        return DEFAULT_LANGUAGE
+    lang = g.get("lang")
+    if lang is None:
+        from flask import request
+
+        lang = g.lang = negotiate(request.args.get("lang"), request.headers.get("Accept-Language"))
+    return lang
+
+
+def set_language(lang: str) -> str:
+    """Use ``lang`` for the rest of this request (e.g. the lead's own language)."""
+    import flask_babel
+    from flask import g
+
+    g.lang = supported(lang) or DEFAULT_LANGUAGE
+    flask_babel.refresh()  # its cached locale, if anything asked for it already
+    return g.lang
+
+
+@contextlib.contextmanager
+def force_locale(lang: str) -> Iterator[str]:
+    """Render (a mail, a subject …) in ``lang``, inside or outside a request."""
+    chosen = supported(lang) or DEFAULT_LANGUAGE
+    token = _forced.set(chosen)
+    try:
+        import flask_babel
+        from flask import has_app_context
+
+        if has_app_context():
+            with flask_babel.force_locale(chosen):
+                yield chosen
+        else:
+            yield chosen
+    finally:
+        _forced.reset(token)
+
+
+def supported(tag: str | None) -> str | None:
+    """The language we have for a tag ("de-AT" -> "de"), or None (RFC 4647 lookup)."""
+    if not tag:
+        return None
+    parts = tag.strip().lower().replace("_", "-").split("-")
+    while parts:
+        candidate = "-".join(parts)
+        if candidate in LANGUAGES:
+            return candidate
+        parts.pop()
+    return None
+
+
+_QVALUE = re.compile(r"(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)")
+_TAG = re.compile(r"(?:\*|[a-z]{1,8}(?:-[a-z0-9]{1,8})*)")
+
+
+def parse_accept_language(header: str) -> list[tuple[str, float]]:
+    """``Accept-Language`` (RFC 9110 12.5.4) as (tag, q) in order of preference.
+
+    Tags are lower-cased; entries with a malformed tag or q-value are ignored;
+    equal q-values keep the header's order.
+    """
+    entries: list[tuple[float, int, str]] = []
+    for position, part in enumerate(header.split(",")):
+        tag, *params = (piece.strip() for piece in part.split(";"))
+        tag = tag.lower()
+        if not _TAG.fullmatch(tag):
+            continue
+        quality = 1.0
+        valid = True
+        for param in params:
+            name, _sep, value = param.partition("=")
+            if name.strip().lower() == "q":
+                value = value.strip()
+                if not _QVALUE.fullmatch(value):
+                    valid = False
+                    break
+                quality = float(value)
+        if valid:
+            entries.append((-quality, position, tag))
+    return [(tag, -negative) for negative, _position, tag in sorted(entries)]
 
 
 def negotiate(explicit: str | None, accept_language: str | None) -> str:
-    """``explicit`` (``?lang=``, ``data-lang``) first, then the browser's preference."""
-    if explicit:
-        short = explicit.strip().lower()[:2]
-        if short in LANGUAGES:
-            return short
-    if accept_language:
-        ranked: list[tuple[float, int, str]] = []
-        for position, part in enumerate(accept_language.split(",")):
-            tag, _, params = part.strip().partition(";")
-            quality = 1.0
-            if params.strip().startswith("q="):
-                try:
-                    quality = float(params.strip()[2:])
-                except ValueError:
-                    quality = 0.0
-            ranked.append((-quality, position, tag.strip().lower()[:2]))
-        for _q, _pos, short in sorted(ranked):
-            if short in LANGUAGES:
-                return short
+    """The page language: ``explicit`` (``?lang=``, ``data-lang``, a form's ``lang``)
+    if we have it, else the best of ``Accept-Language``, else English.
+
+    ``q=0`` means "not acceptable": such a language is never chosen, not even
+    through ``*``. A regional tag falls back to its language (``de-CH`` -> ``de``).
+    """
+    chosen = supported(explicit)
+    if chosen:
+        return chosen
+    if not accept_language:
+        return DEFAULT_LANGUAGE
+    ranked = parse_accept_language(accept_language)
+    refused = {supported(tag) for tag, q in ranked if q == 0 and tag != "*"} - {None}
+    named = {supported(tag) for tag, _q in ranked} - {None}
+    for tag, quality in ranked:
+        if quality == 0:
+            break  # sorted: the rest is refused too
+        if tag == "*":
+            rest = [lang for lang in LANGUAGES if lang not in refused and lang not in named]
+            if rest:
+                return rest[0]
+            continue
+        lang = supported(tag)
+        if lang and lang not in refused:
+            return lang
+    # Nothing acceptable matched: the default, unless the visitor refused it.
+    for lang in (DEFAULT_LANGUAGE, *LANGUAGES):
+        if lang not in refused:
+            return lang
     return DEFAULT_LANGUAGE
 
 
-register(
-    {
-        "en": {
-            "error.title": "Something is not right",
-            "error.400": "The request could not be understood.",
-            "error.403": "This is not allowed from here.",
-            "error.404": "There is nothing here.",
-            "error.405": "This address does not accept that kind of request.",
-            "error.413": "The request is too large.",
-            "error.415": "The request has a content type this address does not accept.",
-            "error.422": "Some fields need your attention.",
-            "error.429": "Too many requests. Please wait a moment and try again.",
-            "error.500": "Something went wrong on our side. Please try again later.",
-            "error.503": "The service is busy. Please try again in a moment.",
-            "error.csrf": "The page expired. Please reload it and try again.",
-            "footer.imprint": "Imprint",
-            "footer.privacy": "Privacy policy",
-        },
-        "de": {
-            "error.title": "Etwas stimmt nicht",
-            "error.400": "Die Anfrage konnte nicht verstanden werden.",
-            "error.403": "Das ist von hier aus nicht erlaubt.",
-            "error.404": "Hier gibt es nichts.",
-            "error.405": "Diese Adresse nimmt diese Art von Anfrage nicht an.",
-            "error.413": "Die Anfrage ist zu groß.",
-            "error.415": "Die Anfrage hat einen Inhaltstyp, den diese Adresse nicht annimmt.",
-            "error.422": "Einige Felder brauchen Ihre Aufmerksamkeit.",
-            "error.429": "Zu viele Anfragen. Bitte warten Sie kurz und versuchen Sie es erneut.",
-            "error.500": "Bei uns ist etwas schiefgegangen. Bitte versuchen Sie es später erneut.",
-            "error.503": "Der Dienst ist ausgelastet. Bitte versuchen Sie es gleich noch einmal.",
-            "error.csrf": "Die Seite ist abgelaufen. Bitte laden Sie sie neu.",
-            "footer.imprint": "Impressum",
-            "footer.privacy": "Datenschutzerklärung",
-        },
-    }
-)
+# --- dates and numbers ---------------------------------------------------------------
+
+
+def format_date(value: dt.date | dt.datetime, lang: str | None = None, fmt: str = "medium") -> str:
+    """A date in the language's form ("12 Mar 2025" / "12.03.2025")."""
+    if isinstance(value, dt.datetime):
+        value = value.astimezone(dt.UTC).date()
+    return dates.format_date(value, fmt, locale=_locale(lang))
+
+
+def format_datetime(value: dt.datetime, lang: str | None = None, fmt: str = "medium") -> str:
+    """A moment in UTC, in the language's form, with its time zone named."""
+    pattern = dates.get_datetime_format(fmt, locale=_locale(lang))
+    day = dates.format_date(value.astimezone(dt.UTC).date(), fmt, locale=_locale(lang))
+    time = dates.format_time(value.astimezone(dt.UTC).time(), "short", locale=_locale(lang))
+    return f"{pattern.replace('{1}', day).replace('{0}', time)} UTC"
+
+
+def format_number(value: float | int | Decimal, lang: str | None = None) -> str:
+    """A number with the language's separators ("1,234.5" / "1.234,5")."""
+    return numbers.format_decimal(value, locale=_locale(lang))
+
+
+def _locale(lang: str | None) -> Locale:
+    return _parsed_locale(lang or current_language())
+
+
+@functools.cache
+def _parsed_locale(lang: str) -> Locale:
+    return Locale.parse(lang)
+
+
+# --- Flask and Jinja wiring ----------------------------------------------------------
+
+
+def _template_language(context: Any) -> str:
+    lang = context.get("lang")
+    return lang if isinstance(lang, str) and lang in LANGUAGES else current_language()
+
+
+def _jinja_callables() -> dict[str, Callable[..., Any]]:
+    from jinja2 import pass_context
+
+    @pass_context
+    def template_gettext(context: Any, message: str) -> str:
+        return _checked(message, translations(_template_language(context)).gettext(message))
+
+    @pass_context
+    def template_ngettext(context: Any, singular: str, plural: str, n: int) -> str:
+        return translations(_template_language(context)).ngettext(singular, plural, n)
+
+    return {"gettext": template_gettext, "ngettext": template_ngettext}
+
+
+def _jinja_filters() -> dict[str, Callable[..., Any]]:
+    from jinja2 import pass_context
+
+    @pass_context
+    def date_filter(context: Any, value: Any, fmt: str = "medium") -> str:
+        return format_date(value, _template_language(context), fmt) if value else ""
+
+    @pass_context
+    def datetime_filter(context: Any, value: Any, fmt: str = "medium") -> str:
+        return format_datetime(value, _template_language(context), fmt) if value else ""
+
+    @pass_context
+    def number_filter(context: Any, value: Any) -> str:
+        return format_number(value, _template_language(context)) if value is not None else ""
+
+    return {"date": date_filter, "datetime": datetime_filter, "number": number_filter}
+
+
+def init_app(app: Flask) -> None:
+    """Flask-Babel with our catalogues and language; Jinja's i18n extension.
+
+    Templates translate into their context's ``lang`` (pages: the request's
+    language; mails: the recipient's, given by ``db.mail_context``), so a mail
+    rendered during a request or in the worker is always in the right language.
+    """
+    import flask_babel
+
+    class _Domain(flask_babel.Domain):
+        def get_translations(self) -> NullTranslations:
+            return translations(current_language())
+
+    class _Babel(flask_babel.Babel):
+        @functools.cached_property
+        def domain_instance(self) -> flask_babel.Domain:
+            return _Domain()
+
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
+    app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "UTC")
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = ";".join(str(d) for d in _catalogue_dirs)
+    _Babel(configure_jinja=False).init_app(app, locale_selector=current_language)
+    app.jinja_env.add_extension("jinja2.ext.i18n")
+    callables = _jinja_callables()
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
+        gettext=callables["gettext"], ngettext=callables["ngettext"], newstyle=True
+    )
+    app.jinja_env.filters.update(_jinja_filters())
+
+
+def template_context(lang: str, imprint_url: str, privacy_url: str, **extra: object) -> dict:
+    """What every page and mail template expects: the language (which ``_`` in
+    the template uses) and the operator's imprint and privacy links."""
+    return {"lang": lang, "imprint_url": imprint_url, "privacy_url": privacy_url, **extra}
+
+
+register_catalogue(Path(__file__).parent / "translations")

@@ -9,12 +9,32 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from leadvault import clock, inbox, signals
+from leadvault import clock, i18n, inbox, signals
 from leadvault.crypto import DataKey, WrappedKey
 from leadvault.db import dialect_of, vault_of
 from leadvault.models import Lead, LeadAttribute
 
 _KEY_CACHE = "leadvault.data_keys"
+
+N_ = i18n.N_
+# What forms, pages and mails call a lead's attributes.
+ATTRIBUTE_LABELS = {
+    "email": N_("Email address"),
+    "first_name": N_("First name"),
+    "last_name": N_("Last name"),
+    "company": N_("Company"),
+    "job_title": N_("Job title"),
+    "phone": N_("Phone"),
+    "country": N_("Country (two letters, e.g. DE)"),
+    "company_size": N_("Company size (employees)"),
+    "message": N_("Message"),
+}
+
+
+def attribute_label(name: str, lang: str) -> str:
+    """The label of attribute ``name`` in ``lang`` (its name if it has none)."""
+    label = ATTRIBUTE_LABELS.get(name)
+    return i18n.translate(lang, label) if label else name
 
 
 def data_key(session: Session, lead: Lead) -> DataKey:

@@ -13,7 +13,6 @@ from flask import (
     Request,
     Response,
     current_app,
-    g,
     has_request_context,
     jsonify,
     make_response,
@@ -24,11 +23,13 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from jinja2 import pass_context
 from limits import parse_many
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from leadvault import db, i18n, ratelimit_storage
+from leadvault.i18n import N_
 
 log = logging.getLogger("leadvault.web")
 
@@ -106,12 +107,8 @@ def private_page(template: str, code: int = 200, /, **context: Any) -> Response:
 
 
 def language() -> str:
-    lang = g.get("lang")
-    if lang is None:
-        lang = g.lang = i18n.negotiate(
-            request.args.get("lang"), request.headers.get("Accept-Language")
-        )
-    return lang
+    """The language of this request's pages (see ``i18n.current_language``)."""
+    return i18n.current_language()
 
 
 def wants_json() -> bool:
@@ -124,19 +121,35 @@ def wants_json() -> bool:
     )
 
 
-def error_response(status: int, message_key: str, **extra: Any) -> tuple[Any, int]:
-    """A human message in the visitor's language; never an exception's text."""
-    lang = language()
-    message = i18n.translate(lang, message_key)
+# The message of each error page, by HTTP status (others get the 400 one).
+ERROR_MESSAGES = {
+    400: N_("The request could not be understood."),
+    403: N_("This is not allowed from here."),
+    404: N_("There is nothing here."),
+    405: N_("This address does not accept that kind of request."),
+    413: N_("The request is too large."),
+    415: N_("The request has a content type this address does not accept."),
+    422: N_("Some fields need your attention."),
+    429: N_("Too many requests. Please wait a moment and try again."),
+    500: N_("Something went wrong on our side. Please try again later."),
+    503: N_("The service is busy. Please try again in a moment."),
+}
+
+
+def error_response(status: int, message: str | None = None, **extra: Any) -> tuple[Any, int]:
+    """A human message in the visitor's language; never an exception's text.
+
+    ``message`` is an English message id (marked with ``N_``); by default the
+    one for ``status``.
+    """
+    text = i18n.gettext(message or ERROR_MESSAGES.get(status, ERROR_MESSAGES[400]))
     if wants_json():
-        return jsonify(error=message, status=status, **extra), status
-    return render_template("leadvault/error.html", status=status, message=message), status
+        return jsonify(error=text, status=status, **extra), status
+    return render_template("leadvault/error.html", status=status, message=text), status
 
 
 def _handle_http(exc: HTTPException) -> Any:
-    status = exc.code or 500
-    key = f"error.{status}" if i18n.has_key(f"error.{status}") else "error.400"
-    body, code = error_response(status, key)
+    body, code = error_response(exc.code or 500)
     headers = {}
     if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
         headers["Allow"] = ", ".join(exc.valid_methods)
@@ -144,7 +157,7 @@ def _handle_http(exc: HTTPException) -> Any:
 
 
 def _handle_csrf(_exc: CSRFError) -> Any:
-    return error_response(400, "error.csrf")
+    return error_response(400, N_("The page expired. Please reload it and try again."))
 
 
 def _handle_unexpected(exc: Exception) -> Any:
@@ -157,8 +170,8 @@ def _handle_unexpected(exc: Exception) -> Any:
         exc_info=False,
     )
     if isinstance(exc, OperationalError):
-        return error_response(503, "error.503")
-    return error_response(500, "error.500")
+        return error_response(503)
+    return error_response(500)
 
 
 def _security_headers(response: Response) -> Response:
@@ -185,6 +198,14 @@ class _CookieSessionOnDemand(SecureCookieSessionInterface):
         return super().open_session(app, incoming)
 
 
+@pass_context
+def _field_label(context: Any, name: str) -> str:
+    """``{{ field_label("first_name") }}``: a lead attribute's label in the page's language."""
+    from leadvault import leads
+
+    return leads.attribute_label(name, context.get("lang") or language())
+
+
 def init_app(app: Flask) -> None:
     from leadvault.app import runtime
 
@@ -205,10 +226,12 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(CSRFError, _handle_csrf)
     app.register_error_handler(Exception, _handle_unexpected)
     app.after_request(_security_headers)
+    i18n.init_app(app)
+    app.jinja_env.globals["field_label"] = _field_label
 
     @app.context_processor
     def _template_globals() -> dict[str, Any]:
         if not has_request_context():
-            # Mails rendered by the worker pass their own language and `_`.
+            # Mails pass their own language (db.mail_context); `_` follows it.
             return {"imprint_url": settings.imprint_url, "privacy_url": settings.privacy_url}
         return i18n.template_context(language(), settings.imprint_url, settings.privacy_url)

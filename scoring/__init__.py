@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask
 
 SLA_INTERVAL_SECONDS = 300.0
@@ -13,10 +15,9 @@ def init_app(app: Flask) -> None:
     from leadvault import i18n, keys, signals
     from leadvault.app import Job, runtime
     from scoring import events, handoff, jobs, views
-    from scoring import i18n as strings
     from scoring.models import Salesperson
 
-    i18n.register(strings.CATALOGUE)
+    i18n.register_catalogue(Path(__file__).parent / "translations")
     keys.register_sealed_table(Salesperson)
     capture_signals.form_submitted.connect(events.on_form_submitted)
     signals.purpose_confirmed.connect(events.on_purpose_confirmed)

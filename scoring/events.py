@@ -328,5 +328,5 @@ def tracking_return_link(
         parts = urlsplit(page)
         if parts.scheme in {"http", "https"} and parts.netloc:
             back = urlunsplit((*parts[:4], f"lv_t={tracking_token(session, lead_id)}"))
-            return [(i18n.translate(language, "tracking.back"), back)]
+            return [(i18n.translate(language, "Back to the website"), back)]
     return []

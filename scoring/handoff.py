@@ -21,6 +21,7 @@ from consent import service as consent_service
 from leadvault import clock, i18n, leads, outbox
 from leadvault.crypto import payload_id
 from leadvault.db import mail_context, settings_of, vault_of
+from leadvault.i18n import N_
 from leadvault.mail import MailContent
 from leadvault.models import Lead
 from scoring import enrichment, routing, scores, stages
@@ -200,6 +201,15 @@ def summary(session: Session, handoff: Handoff, rules: Rules) -> dict[str, Any]:
     }
 
 
+NOT_OPEN = N_(
+    "This lead is no longer waiting for a decision (it was decided or passed to a colleague)."
+)
+_SUBJECTS = {
+    "handoff": N_("New lead for you: grade %(grade)s, score %(score)s"),
+    "reminder": N_("Reminder: a lead is waiting for you (grade %(grade)s, score %(score)s)"),
+}
+
+
 def _mail(
     session: Session,
     handoff: Handoff,
@@ -225,9 +235,9 @@ def _mail(
         to=who.email,
         subject=i18n.translate(
             lang,
-            f"{template}.mail.subject",
+            _SUBJECTS[template],
             grade=context["lead"]["fit_grade"],
-            score=context["lead"]["score"],
+            score=i18n.format_number(context["lead"]["score"], lang),
         ),
         text=render_template(f"scoring/mail/{template}.txt", **context),
         html=render_template(f"scoring/mail/{template}.html", **context),
@@ -252,7 +262,7 @@ def _person_label(session: Session, handoff: Handoff) -> str:
 
 def accept(session: Session, handoff: Handoff) -> None:
     if handoff.status != HandoffStatus.OFFERED:
-        raise HandoffError("handoff.not_open")
+        raise HandoffError(NOT_OPEN)
     state = stages.state_of(session, handoff.lead_id, for_update=True)
     handoff.status = HandoffStatus.ACCEPTED
     handoff.decided_at = clock.now()
@@ -264,9 +274,9 @@ def accept(session: Session, handoff: Handoff) -> None:
 
 def reject(session: Session, handoff: Handoff, reason: str) -> str:
     if reason not in stages.REJECT_REASONS:
-        raise HandoffError("handoff.reason_missing")
+        raise HandoffError(N_("Please choose a reason."))
     if handoff.status not in {HandoffStatus.OFFERED, HandoffStatus.ACCEPTED}:
-        raise HandoffError("handoff.not_open")
+        raise HandoffError(NOT_OPEN)
     state = stages.state_of(session, handoff.lead_id, for_update=True)
     handoff.status = HandoffStatus.REJECTED
     handoff.decided_at = clock.now()
@@ -285,7 +295,7 @@ def reject(session: Session, handoff: Handoff, reason: str) -> str:
 
 def record_bant(session: Session, handoff: Handoff, answers: dict[str, bool]) -> None:
     if handoff.status != HandoffStatus.ACCEPTED:
-        raise HandoffError("handoff.not_accepted")
+        raise HandoffError(N_("Accept the lead first."))
     handoff.bant = {point: bool(answers.get(point)) for point in stages.BANT}
     session.flush()
 
@@ -293,18 +303,20 @@ def record_bant(session: Session, handoff: Handoff, answers: dict[str, bool]) ->
 def mark(session: Session, handoff: Handoff, outcome: str) -> None:
     """Move an accepted lead to SQL, won or lost; SQL needs all four BANT points."""
     if handoff.status != HandoffStatus.ACCEPTED:
-        raise HandoffError("handoff.not_accepted")
+        raise HandoffError(N_("Accept the lead first."))
     if outcome not in {Stage.SQL, Stage.WON, Stage.LOST}:
-        raise HandoffError("error.400")
+        raise HandoffError(N_("The request could not be understood."))
     if outcome == Stage.SQL and not all((handoff.bant or {}).get(p) for p in stages.BANT):
-        raise HandoffError("handoff.bant_missing")
+        raise HandoffError(
+            N_("SQL needs all four BANT points: project/need, budget, authority and timeline.")
+        )
     state = stages.state_of(session, handoff.lead_id, for_update=True)
     try:
         stages.transition(
             session, state, outcome, cause_kind="person", cause=_person_label(session, handoff)
         )
     except stages.StageError:
-        raise HandoffError("handoff.stage_not_allowed") from None
+        raise HandoffError(N_("The lead cannot move to that stage from where it is.")) from None
     _feedback(session, handoff.lead_id, {"action": outcome})
 
 

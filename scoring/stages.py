@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from leadvault import clock
+from leadvault.i18n import N_
 from scoring import scores
 from scoring.models import LeadScore, Stage, StageChange
 from scoring.rule_model import Rules, grade_at_least
@@ -40,6 +41,27 @@ BANT = ("need", "budget", "authority", "timeline")
 # How late an event may be scored and still count at its own moment (the
 # score's decay over an hour is about 0.1 % of it).
 EVENT_MOMENT = dt.timedelta(hours=1)
+
+# What the salesperson's page calls reasons, BANT points and outcomes.
+REASON_LABELS = {
+    "not_reachable": N_("Not reachable"),
+    "fake_data": N_("Fake data"),
+    "no_need": N_("No need"),
+    "no_budget": N_("No budget"),
+    "duplicate": N_("Duplicate"),
+    "wrong_person": N_("Wrong person"),
+}
+BANT_LABELS = {
+    "need": N_("Project / need"),
+    "budget": N_("Budget"),
+    "authority": N_("Authority"),
+    "timeline": N_("Timeline"),
+}
+OUTCOME_LABELS = {
+    Stage.SQL: N_("Mark as sales-qualified (SQL)"),
+    Stage.WON: N_("Mark as won"),
+    Stage.LOST: N_("Mark as lost"),
+}
 
 
 class StageError(Exception):

@@ -9,7 +9,6 @@ from flask import (
     Blueprint,
     Response,
     current_app,
-    g,
     jsonify,
     make_response,
     request,
@@ -17,10 +16,11 @@ from flask import (
 )
 from marshmallow import ValidationError
 
-from leadvault import clock, db
+from leadvault import clock, db, i18n
 from leadvault.api import require_token
 from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
+from leadvault.i18n import N_
 from leadvault.web import csrf, private_page, within_limits
 from scoring import events, handoff, schemas, stages
 from scoring import rules as rules_module
@@ -147,7 +147,7 @@ def _resolve(token: str) -> Handoff | None:
     if found is not None and found.person_id is not None:
         person = session.get(Salesperson, found.person_id)
         if person is not None:
-            g.lang = person.language
+            i18n.set_language(person.language)
     return found
 
 
@@ -163,12 +163,20 @@ def _page(token: str, found: Handoff, *, error: str | None = None, status: int =
         reasons=list(stages.REJECT_REASONS),
         selected_reason=request.args.get("reason"),
         bant_points=stages.BANT,
+        reason_labels=stages.REASON_LABELS,
+        bant_labels=stages.BANT_LABELS,
+        outcome_labels=stages.OUTCOME_LABELS,
         error=error,
     )
 
 
 def _invalid() -> Response:
-    return private_page("scoring/message.html", 404, title="error.title", text="handoff.invalid")
+    return private_page(
+        "scoring/message.html",
+        404,
+        title=N_("Something is not right"),
+        text=N_("This link is not valid or has expired."),
+    )
 
 
 @bp.get("/h/<token>")
@@ -203,7 +211,7 @@ def act(token: str, action: str) -> Response:
         return _page(token, found, error=str(exc), status=409)
     return private_page(
         "scoring/message.html",
-        title="handoff.done.title",
-        text="handoff.done.text",
+        title=N_("Thank you"),
+        text=N_("Your decision is recorded."),
         back=url_for("scoring.page", token=token),
     )

@@ -467,6 +467,19 @@ def test_german_host_page_shows_german_errors(setup, watched):
 
 
 @pytest.mark.browser
+def test_page_language_we_lack_uses_the_browsers(setup, watched):
+    """A French host page, a German browser: the loader passes the page's tag,
+    Leadvault lacks French and takes the browser's Accept-Language (German)."""
+    form_id = setup.whitepaper_form()
+    browser = watched(locale="de-DE")
+    page = browser.page
+    page.goto(setup.host.page(setup.loader_snippet(form_id), lang="fr"))
+    sync_api.expect(page.get_by_label("E-Mail-Adresse")).to_be_visible()
+    sync_api.expect(page.get_by_role("button", name="Absenden")).to_be_visible()
+    browser.check(setup.host.url, setup.url)
+
+
+@pytest.mark.browser
 def test_keyboard_only(setup, watched):
     form_id = setup.whitepaper_form(fields=[])
     browser = watched()

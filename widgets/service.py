@@ -61,7 +61,7 @@ def snippets(session: Session, form: Form) -> list[tuple[str, str]]:
         '  <label>Email address <input type="email" name="email" required></label>',
     ]
     for spec in form.fields:
-        label = i18n.translate(lang, f"label.{spec['name']}")
+        label = leads.attribute_label(spec["name"], lang)
         required = " required" if spec["required"] else ""
         lines.append(f'  <label>{label} <input name="{spec["name"]}"{required}></label>')
     for shown in capture_service.consent_texts_for(session, form, lang):
@@ -190,7 +190,7 @@ def queue_asset_mail(session: Session, lead: Lead, asset: Asset, form: Form) -> 
     )
     content = MailContent(
         to=leads.email_of(session, lead),
-        subject=i18n.translate(lang, "asset.mail.subject", title=asset.title),
+        subject=i18n.translate(lang, "Your download: %(title)s", title=asset.title),
         text=render_template("widgets/mail/asset.txt", **context),
         html=render_template("widgets/mail/asset.html", **context),
         language=lang,
@@ -239,7 +239,7 @@ def _on_confirmation_links(
     asset = asset_for_form(session, form) if form else None
     if not form or not asset or not consent_service.has_consent(session, lead_id, "whitepaper"):
         return []
-    label = i18n.translate(language, "asset.download", title=asset.title)
+    label = i18n.translate(language, "Download “%(title)s”", title=asset.title)
     return [(label, download_url(session, lead_id, asset, form))]
 
 

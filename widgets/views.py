@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, abort, g, request, send_file, send_from_directory
+from flask import Blueprint, Response, abort, request, send_file, send_from_directory
 
 from capture import service as capture_service
 from consent import service as consent_service
 from consent.views import invalid_link_page
 from leadvault import db, i18n
 from leadvault.crypto import TokenExpired, TokenInvalid
+from leadvault.i18n import N_
 from leadvault.web import language, private_page
 from widgets import service
 
@@ -42,17 +43,23 @@ def download(token: str) -> Response:
     except TokenInvalid:
         return invalid_link_page()
     if lead is not None:
-        g.lang = lead.language
+        i18n.set_language(lead.language)
     if lead is None or asset is None or form is None:
         return private_page(
-            "consent/message.html", 410, title="asset.gone.title", text="asset.gone.text"
+            "consent/message.html",
+            410,
+            title=N_("This document is not available"),
+            text=N_("The document or your request no longer exists."),
         )
     if expired or not consent_service.has_consent(session, lead.id, "whitepaper"):
         return private_page("widgets/expired.html", 410, token=token)
     path = service.asset_file(session, asset)
     if not path.is_file():
         return private_page(
-            "consent/message.html", 410, title="asset.gone.title", text="asset.gone.text"
+            "consent/message.html",
+            410,
+            title=N_("This document is not available"),
+            text=N_("The document or your request no longer exists."),
         )
     service.record_download(session, lead, asset)
     response = send_file(
@@ -76,11 +83,13 @@ def resend(token: str) -> Response:
     except TokenInvalid:
         return invalid_link_page()
     if lead is not None:
-        g.lang = lead.language
+        i18n.set_language(lead.language)
         if asset and form and consent_service.has_consent(session, lead.id, "whitepaper"):
             service.queue_asset_mail(session, lead, asset, form)
     return private_page(
-        "consent/message.html", title="optin.resent.title", text="asset.resent.text"
+        "consent/message.html",
+        title=N_("Please check your inbox"),
+        text=N_("If your request is still valid, a mail with a new link is on its way."),
     )
 
 
@@ -92,7 +101,7 @@ def _profile_context(form_id: str, token: str) -> tuple[Any, Any]:
     lead = service.read_profile_token(session, form, token)
     if lead is None:
         raise TokenInvalid("lead erased")
-    g.lang = lead.language
+    i18n.set_language(lead.language)
     return form, lead
 
 
@@ -104,7 +113,10 @@ def more(form_id: str, token: str) -> Response:
         form, lead = _profile_context(form_id, token)
     except TokenExpired:
         return private_page(
-            "consent/message.html", 410, title="link.expired.title", text="link.expired.text"
+            "consent/message.html",
+            410,
+            title=N_("This link has expired"),
+            text=N_("For your protection, these links are valid for a limited time."),
         )
     except TokenInvalid:
         return invalid_link_page()
@@ -115,7 +127,9 @@ def more(form_id: str, token: str) -> Response:
         for name in missing:
             value = request.form.get(name, "").strip()
             if len(value) > 200:
-                errors[name] = i18n.translate(language(), "field.too_long", max=200)
+                errors[name] = i18n.translate(
+                    language(), "Please use at most %(max)s characters.", max=200
+                )
             elif value:
                 values[name] = value
         if errors:
@@ -123,9 +137,13 @@ def more(form_id: str, token: str) -> Response:
                 "widgets/more.html", 422, fields=missing, errors=errors, values=request.form
             )
         service.save_profile(session, lead, values)
-        return private_page("consent/message.html", title="more.done.title", text="more.done.text")
+        return private_page(
+            "consent/message.html", title=N_("Thank you"), text=N_("We saved your details.")
+        )
     if not missing:
         return private_page(
-            "consent/message.html", title="more.done.title", text="more.nothing.text"
+            "consent/message.html",
+            title=N_("Thank you"),
+            text=N_("We have everything we need. Thank you!"),
         )
     return private_page("widgets/more.html", fields=missing, errors={}, values={})

@@ -21,9 +21,10 @@
     return node;
   }
 
+  // The page's language tag as given; Leadvault picks the closest language it
+  // has, else the one the browser asks for (its Accept-Language header).
   function languageOf(script) {
-    var lang = script.getAttribute("data-lang") || document.documentElement.lang || navigator.language || "en";
-    return lang.slice(0, 2).toLowerCase() === "de" ? "de" : "en";
+    return script.getAttribute("data-lang") || document.documentElement.lang || "";
   }
 
   function sourceOf() {
@@ -173,7 +174,8 @@
     var root = host.attachShadow({ mode: "open" });
     root.appendChild(el("link", { rel: "stylesheet", href: src.href.replace(/widget\.js(\?.*)?$/, "widget.css") }));
     var endpoint = base + "/f/" + encodeURIComponent(formId);
-    fetch(endpoint + "/config?lang=" + languageOf(script), { credentials: "omit" })
+    var lang = languageOf(script);
+    fetch(endpoint + "/config" + (lang ? "?lang=" + encodeURIComponent(lang) : ""), { credentials: "omit" })
       .then(function (response) {
         if (!response.ok) throw new Error("config " + response.status);
         return response.json();
