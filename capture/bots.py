@@ -11,7 +11,6 @@ import datetime as dt
 import enum
 import hashlib
 import hmac
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,7 +18,7 @@ import altcha
 from sqlalchemy.orm import Session
 
 from capture.models import Form
-from leadvault import counters
+from leadvault import clock, counters
 from leadvault.crypto import TokenExpired, TokenInvalid
 from leadvault.db import settings_of, vault_of
 
@@ -37,7 +36,9 @@ class Verdict(enum.StrEnum):
 
 
 def issue_render_token(session: Session, form: Form) -> str:
-    return vault_of(session).sign(RENDER_TOKEN, {"f": form.public_id, "t": round(time.time(), 3)})
+    return vault_of(session).sign(
+        RENDER_TOKEN, {"f": form.public_id, "t": round(clock.now().timestamp(), 3)}
+    )
 
 
 def _pow_key(session: Session) -> bytes:
@@ -50,7 +51,7 @@ def pow_challenge(session: Session) -> dict[str, Any]:
         altcha.ChallengeOptionsV1(
             hmac_key=_pow_key(session),
             max_number=POW_MAX_NUMBER,
-            expires=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=20),
+            expires=clock.now() + dt.timedelta(minutes=20),
         )
     )
     return {
@@ -91,7 +92,10 @@ def judge(session: Session, form: Form, raw: Mapping[str, Any]) -> Verdict:
     if not isinstance(payload, dict) or payload.get("f") != form.public_id:
         return Verdict.NO_TOKEN
     issued = payload.get("t")
-    if not isinstance(issued, int | float) or time.time() - issued < settings.form_min_fill_seconds:
+    if (
+        not isinstance(issued, int | float)
+        or clock.now().timestamp() - issued < settings.form_min_fill_seconds
+    ):
         return Verdict.TOO_FAST
     if form.proof_of_work and not _pow_ok(session, raw.get("altcha")):
         return Verdict.NO_PROOF

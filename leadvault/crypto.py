@@ -31,7 +31,9 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+
+from leadvault import clock
 
 KEYRING_FORMAT = 1
 _NONCE_BYTES = 12
@@ -271,7 +273,9 @@ class Vault:
     def _serializer(self, purpose: str) -> URLSafeTimedSerializer:
         # itsdangerous signs with the last key and verifies with every key.
         return URLSafeTimedSerializer(
-            secret_key=list(self.keyring.signing_keys), salt=f"leadvault.{purpose}"
+            secret_key=list(self.keyring.signing_keys),
+            salt=f"leadvault.{purpose}",
+            signer=ClockSigner,
         )
 
     def sign(self, purpose: str, payload: Any) -> str:
@@ -294,6 +298,14 @@ class Vault:
     def session_secret(self) -> bytes:
         """Flask's cookie secret, derived so it is never the same key as a token key."""
         return hmac.new(self.keyring.signing_keys[-1], b"flask-session", hashlib.sha256).digest()
+
+
+class ClockSigner(TimestampSigner):
+    """itsdangerous' timestamped signer on ``leadvault.clock``: a token's age is
+    measured on the same clock as everything else (and tests freeze it)."""
+
+    def get_timestamp(self) -> int:
+        return int(clock.now().timestamp())
 
 
 def payload_id(payload: Any, key: str) -> uuid.UUID:

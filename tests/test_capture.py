@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from capture import service
 from capture.models import Submission
-from leadvault import counters
+from leadvault import clock, counters
 from leadvault.app import runtime
 from leadvault.models import Lead, OutboxMessage
 from tests.conftest import LiveServer, deliver, make_form, process, render_token, unique_email
@@ -179,6 +179,32 @@ def test_bots_get_the_same_reply_and_leave_nothing(make_app, smtp_server):
         assert counters.total(s, "capture.bot.token") == 1
 
 
+def test_fill_time_is_measured_on_leadvault_clock(make_app, smtp_server):
+    """The minimum fill time and the render token's age read the frozen clock."""
+    import datetime as dt
+
+    from tests.conftest import _smtp_config
+
+    app = make_app(smtp_url=_smtp_config(smtp_server.port), form_min_fill_seconds=5.0)
+    client = app.test_client()
+    form_id = make_form(app)
+    clock.freeze(dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC))
+
+    def send_after(seconds: float) -> int:
+        """Render the form now, send it ``seconds`` later (each token used once)."""
+        token = render_token(app, form_id)
+        clock.advance(dt.timedelta(seconds=seconds))
+        payload = {"email": unique_email(), "consent": ["newsletter"], "render_token": token}
+        return client.post(f"/f/{form_id}", json=payload).status_code
+
+    assert send_after(4) == 200  # too fast: the bot reply
+    assert send_after(6) == 200
+    assert send_after(24 * 3600 + 1) == 422  # older than LEADVAULT_FORM_MAX_AGE_HOURS
+    with runtime(app).session_factory() as s:
+        assert counters.total(s, "capture.bot.too_fast") == 1
+    assert process(app) == 1  # only the second send was a person's
+
+
 def _bad_inputs(form_id: str, token: str, expired_token: str) -> list[tuple[str, dict, int | str]]:
     ok = {"consent": ["newsletter"], "render_token": token}
     return [
@@ -228,17 +254,14 @@ def _bad_inputs(form_id: str, token: str, expired_token: str) -> list[tuple[str,
     ]
 
 
-def test_bad_input_never_500(app, client, monkeypatch):
-    import time
-    import types
+def test_bad_input_never_500(app, client):
+    import datetime as dt
 
     form_id = make_form(app)
     token = render_token(app, form_id)
-    monkeypatch.setattr(
-        "itsdangerous.timed.time", types.SimpleNamespace(time=lambda: time.time() - 2 * 86400)
-    )
+    clock.freeze(clock.now() - dt.timedelta(days=2))
     expired = render_token(app, form_id)
-    monkeypatch.undo()
+    clock.freeze(None)
     silent = client.post(
         f"/f/{form_id}",
         json={"email": unique_email(), "consent": ["newsletter"], "render_token": token},

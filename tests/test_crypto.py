@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import stat
@@ -11,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from leadvault import clock, leads, outbox
 from leadvault import keys as key_service
-from leadvault import leads, outbox
 from leadvault.app import runtime
 from leadvault.cli import cli
 from leadvault.crypto import (
@@ -160,6 +161,20 @@ def test_expired_token_raises_token_expired_with_payload(vault):
         vault.unsign("optin", token, max_age_seconds=-1)
     assert caught.value.payload == {"lead": "x"}
     assert not isinstance(caught.value, TokenInvalid)
+
+
+def test_token_age_is_measured_on_leadvault_clock(vault):
+    """Tests freeze ``leadvault.clock`` instead of patching itsdangerous' time."""
+    clock.freeze(dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC))
+    try:
+        token = vault.sign("optin", {"lead": "x"})
+        clock.advance(dt.timedelta(seconds=59))
+        assert vault.unsign("optin", token, max_age_seconds=60) == {"lead": "x"}
+        clock.advance(dt.timedelta(seconds=2))
+        with pytest.raises(TokenExpired):
+            vault.unsign("optin", token, max_age_seconds=60)
+    finally:
+        clock.freeze(None)
 
 
 def test_new_signing_key_keeps_old_tokens_valid():
