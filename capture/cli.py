@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from leadvault.commands import Refused, app_session, load_app
+from leadvault.untrusted import for_terminal
 
 
 def snippets(base_url: str, public_id: str) -> dict[str, str]:
@@ -113,12 +114,12 @@ def _print_form(app: object, public_id: str) -> None:
         fields = ", ".join(f["name"] + ("!" if f["required"] else "") for f in form.fields)
         purposes = ", ".join(p["purpose"] + ("!" if p["required"] else "") for p in form.purposes)
         click.echo(f"id           {form.public_id}")
-        click.echo(f"name         {form.name} ({form.kind})")
+        click.echo(f"name         {for_terminal(form.name)} ({form.kind})")
         click.echo(f"fields       email!{', ' + fields if fields else ''}")
         click.echo(f"purposes     {purposes}")
         click.echo(f"origins      {', '.join(form.allowed_origins) or '(only the hosted page)'}")
         if form.redirect_url:
-            click.echo(f"redirect     {form.redirect_url}")
+            click.echo(f"redirect     {for_terminal(form.redirect_url)}")
         if form.proof_of_work:
             click.echo("proof of work  on")
         from capture.signals import form_snippets
@@ -142,7 +143,7 @@ def list_() -> None:
             click.echo("No forms yet. Create one with `leadvault forms add`.")
         for form in rows:
             state = "" if form.active else "  (inactive)"
-            click.echo(f"{form.public_id}  {form.kind:10}  {form.name}{state}")
+            click.echo(f"{form.public_id}  {form.kind:10}  {for_terminal(form.name)}{state}")
 
 
 @forms.command("show")

@@ -12,7 +12,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from capture.models import Form
 from capture.service import COMPANY_SIZES, SOURCE_KEYS, ValidSubmission
-from leadvault import i18n
+from leadvault import i18n, untrusted
+from leadvault.i18n import N_
 
 # Keys a submission may carry besides the form's declared fields.
 CONTROL_KEYS = {"email", "consent", "lang", "render_token", "website", "altcha", *SOURCE_KEYS}
@@ -30,13 +31,50 @@ _MAX = {
 }
 
 
-def _string(lang: str, *, required: bool, max_length: int) -> fields.String:
+# Names appear in the greeting of mails sent to whatever address a visitor typed:
+# no links there at all. Company and job title may be "Booking.com" (mails defuse
+# it), but not a URL.
+PERSON_NAMES = frozenset({"first_name", "last_name"})
+NO_URLS = frozenset({"company", "job_title"})
+MULTILINE = frozenset({"message"})
+
+
+CONTROL_CHARACTERS = N_("Please remove line breaks and invisible control characters.")
+NO_LINKS = N_("Please leave web addresses out of this field.")
+
+
+def text_problem(name: str, value: str) -> str | None:
+    """The message (to translate) for what a text field refuses in ``value``, or None."""
+    if untrusted.control_character(value, multiline=name in MULTILINE) is not None:
+        return CONTROL_CHARACTERS
+    if name in PERSON_NAMES and untrusted.looks_like_link(value):
+        return NO_LINKS
+    if name in NO_URLS and untrusted.has_url(value):
+        return NO_LINKS
+    return None
+
+
+def _text_check(name: str, lang: str) -> Any:
+    def check(value: str) -> None:
+        problem = text_problem(name, value)
+        if problem is not None:
+            raise ValidationError(i18n.translate(lang, problem))
+
+    return check
+
+
+def _string(lang: str, name: str, *, required: bool, max_length: int) -> fields.String:
     return fields.String(
         required=required,
-        validate=validate.Length(
-            max=max_length,
-            error=i18n.translate(lang, "Please use at most %(max)s characters.", max=max_length),
-        ),
+        validate=[
+            validate.Length(
+                max=max_length,
+                error=i18n.translate(
+                    lang, "Please use at most %(max)s characters.", max=max_length
+                ),
+            ),
+            _text_check(name, lang),
+        ],
         error_messages={
             "required": i18n.translate(lang, "Please fill in this field."),
             "invalid": i18n.translate(lang, "Please enter text here."),
@@ -87,14 +125,17 @@ def build_schema(form: Form, lang: str, *, check_deliverability: bool) -> Schema
                 },
             )
         else:
-            declared[name] = _string(lang, required=spec["required"], max_length=_MAX[name])
+            declared[name] = _string(lang, name, required=spec["required"], max_length=_MAX[name])
     for key in SOURCE_KEYS:
         declared[key] = fields.String(
             load_default=None,
-            validate=validate.Length(
-                max=2000,
-                error=i18n.translate(lang, "Please use at most %(max)s characters.", max=2000),
-            ),
+            validate=[
+                validate.Length(
+                    max=2000,
+                    error=i18n.translate(lang, "Please use at most %(max)s characters.", max=2000),
+                ),
+                _text_check(key, lang),
+            ],
             error_messages={"invalid": i18n.translate(lang, "Please enter text here.")},
         )
     declared["consent"] = fields.List(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from leadvault.commands import Refused, app_session, load_app
+from leadvault.untrusted import for_terminal
 
 
 @click.group()
@@ -47,9 +48,8 @@ def texts() -> None:
             )
         )
         for row in rows:
-            click.echo(
-                f"{row.purpose:14} {row.language} v{row.version}  {row.sha256[:12]}  {row.text}"
-            )
+            text = for_terminal(row.text)
+            click.echo(f"{row.purpose:14} {row.language} v{row.version}  {row.sha256[:12]}  {text}")
 
 
 @consent.command("add-text")

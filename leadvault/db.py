@@ -185,7 +185,10 @@ def mail_context(session: Session, lang: str, **extra: Any) -> dict[str, Any]:
     from leadvault import i18n
 
     settings = settings_of(session)
-    return i18n.template_context(lang, settings.imprint_url, settings.privacy_url, **extra)
+    # is_mail: the `defuse` filter breaks links in what a lead typed (clients autolink).
+    return i18n.template_context(
+        lang, settings.imprint_url, settings.privacy_url, is_mail=True, **extra
+    )
 
 
 def dialect_of(session: Session) -> str:

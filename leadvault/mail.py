@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import click
 
 from leadvault.settings import Settings, SmtpConfig
+from leadvault.untrusted import for_terminal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +148,8 @@ class SmtpSender:
             self._connection = None
 
 
-_LINK = re.compile(r"https?://\S+")
+# A link ends at white space or at a control character (never echoed to a terminal).
+_LINK = re.compile(r"https?://[^\s\x00-\x1f\x7f-\x9f]+")
 
 
 class FileSender:
@@ -169,10 +171,11 @@ class FileSender:
             body = message.get_body(preferencelist=("plain",))
             text = body.get_content() if body is not None else ""
             links = [link.rstrip(".,)>") for link in _LINK.findall(text)]
-            # Subject and links only: the recipient is personal data.
-            click.echo(f"[mail] {message['Subject']} -> {path.name}")
+            # Subject and links only: the recipient is personal data. Both may hold
+            # what a lead typed, so control characters are shown, never sent.
+            click.echo(f"[mail] {for_terminal(str(message['Subject']))} -> {path.name}")
             for link in links:
-                click.echo(f"       {link}")
+                click.echo(f"       {for_terminal(link)}")
 
     def close(self) -> None:
         return None

@@ -28,7 +28,7 @@ from limits import parse_many
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from leadvault import db, i18n, ratelimit_storage
+from leadvault import db, i18n, ratelimit_storage, untrusted
 from leadvault.i18n import N_
 
 log = logging.getLogger("leadvault.web")
@@ -222,6 +222,8 @@ def init_app(app: Flask) -> None:
     # No automatic per-request checks: views call within_limits() where they need it.
     limiter.request_filter(lambda: True)
     app.register_blueprint(bp)
+    # Text a lead typed, shown in a mail: links broken visibly (see leadvault.untrusted).
+    app.jinja_env.filters["defuse"] = untrusted.defuse_in_mail
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(CSRFError, _handle_csrf)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from leadvault.commands import Refused, app_session, load_app
+from leadvault.untrusted import for_terminal
 
 
 @click.group()
@@ -45,7 +46,9 @@ def versions() -> None:
         for row in rules.versions(session):
             mark = "*" if row.active else " "
             loaded = f"{row.loaded_at:%Y-%m-%d %H:%M}"
-            click.echo(f"{mark} v{row.version}  {loaded}  {row.sha256[:12]}  {row.source}")
+            click.echo(
+                f"{mark} v{row.version}  {loaded}  {row.sha256[:12]}  {for_terminal(row.source)}"
+            )
 
 
 @scoring.command("recompute")
@@ -155,8 +158,8 @@ def list_() -> None:
             load_ = routing.weekly_load(session, person.id)
             who = routing.contact(session, person)
             click.echo(
-                f"{who.email:32} {who.name:24} {person.language} w={person.weight} "
-                f"{load_}/{person.weekly_capacity} this week  {state}"
+                f"{for_terminal(who.email):32} {for_terminal(who.name):24} {person.language} "
+                f"w={person.weight} {load_}/{person.weekly_capacity} this week  {state}"
             )
         for team, members in routing.teams(session):
             names = ", ".join(routing.contact(session, m).email for m in members) or "(nobody)"
@@ -226,4 +229,4 @@ def funnel(since: dt.datetime) -> None:
     with app_session(app) as session:
         result = service.funnel(session, since.replace(tzinfo=dt.UTC))
         for line in service.as_lines(result):
-            click.echo(line)
+            click.echo(for_terminal(line))

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from leadvault.commands import Refused, app_session, load_app
+from leadvault.untrusted import for_terminal
 
 
 @click.group()
@@ -32,7 +33,9 @@ def add(file: Path, title: str, form_id: str | None) -> None:
                 if form is None:
                     raise service.AssetError(f"no form with id {form_id!r}")
                 service.attach(session, asset, form)
-            click.echo(f"asset {asset.public_id}  {asset.title}  ({asset.size} bytes)")
+            click.echo(
+                f"asset {asset.public_id}  {for_terminal(asset.title)}  ({asset.size} bytes)"
+            )
             if form_id:
                 click.echo(f"attached to form {form_id}")
     except service.AssetError as exc:
@@ -71,4 +74,5 @@ def list_() -> None:
         if not rows:
             click.echo("No assets yet. Add one with `leadvault assets add FILE --title …`.")
         for asset in rows:
-            click.echo(f"{asset.public_id}  {asset.download_count:6} downloads  {asset.title}")
+            title = for_terminal(asset.title)
+            click.echo(f"{asset.public_id}  {asset.download_count:6} downloads  {title}")

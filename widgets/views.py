@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, request, send_file, send_from_directory
 
+from capture import schemas as capture_schemas
 from capture import service as capture_service
 from consent import service as consent_service
 from consent.views import invalid_link_page
@@ -126,10 +127,13 @@ def more(form_id: str, token: str) -> Response:
         errors = {}
         for name in missing:
             value = request.form.get(name, "").strip()
+            problem = capture_schemas.text_problem(name, value)
             if len(value) > 200:
                 errors[name] = i18n.translate(
                     language(), "Please use at most %(max)s characters.", max=200
                 )
+            elif problem is not None:
+                errors[name] = i18n.translate(language(), problem)
             elif value:
                 values[name] = value
         if errors:

@@ -1,0 +1,94 @@
+"""Text a visitor typed: what a field refuses, how a mail shows it, how a terminal shows it.
+
+HTML escaping is Jinja's job (autoescaping on every ``.html`` template, see
+``tests/test_escaping.py``). This module covers what escaping does not:
+
+- **Control characters** have no place in a name: CR/LF break headers and
+  logs, NUL and ESC drive terminals, bidi overrides disguise text. One-line
+  fields refuse every ``Cc``/``Cs``/``Zl``/``Zp`` character and every ``Cf``
+  except the joiners and marks that scripts and emoji need; multi-line fields
+  also allow tab and line breaks.
+- **Links** in a mail: clients turn ``https://…``, ``www.…`` and ``host.tld``
+  in plain text into links, so text a lead typed would become a link in a
+  mail we send (the opt-in mail goes to whatever address the visitor typed).
+  Person names refuse link-like text outright; everything a lead typed that
+  a mail shows goes through :func:`defuse` (``evil[.]example``).
+- **Terminals** obey escape sequences: :func:`for_terminal` shows them.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+from jinja2 import pass_context
+from jinja2.runtime import Context
+
+# Format characters real text needs: zero-width non-joiner and joiner (Persian,
+# Indic scripts, emoji sequences), left-to-right and right-to-left marks.
+_ALLOWED_FORMAT = frozenset("\u200c\u200d\u200e\u200f")
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_LINE_BREAKS = frozenset("\t\n\r")
+
+
+def control_character(value: str, *, multiline: bool = False) -> str | None:
+    """The first character a text field refuses, or None when the text is fine."""
+    for char in value:
+        if multiline and char in _LINE_BREAKS:
+            continue
+        category = unicodedata.category(char)
+        if category in _REFUSED_CATEGORIES or (category == "Cf" and char not in _ALLOWED_FORMAT):
+            return char
+    return None
+
+
+_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*):(?=//)")
+_WWW = re.compile(r"(?i)\bwww\.")
+# A dot inside a host name: between a letter or digit and a label of at least
+# two letters ("evil.example", "Booking.com"), not in initials ("J.R.R.").
+_HOST_DOT = re.compile(r"(?<=[^\W_])\.(?=[^\W\d_]{2,}|[^\W_]+[\-\w]*\.[^\W\d_]{2,})")
+
+
+def looks_like_link(value: str) -> bool:
+    """True for text a mail client would make a link of: a URL, www.…, or host.tld."""
+    return bool(_SCHEME.search(value) or _WWW.search(value) or _HOST_DOT.search(value))
+
+
+def has_url(value: str) -> bool:
+    """True for an explicit URL (``scheme://`` or ``www.``); ``Booking.com`` is not one."""
+    return bool(_SCHEME.search(value) or _WWW.search(value))
+
+
+def defuse(value: Any) -> str:
+    """Break what a mail client would turn into a link, visibly: ``https[:]//evil[.]example``.
+
+    The reader still sees what the lead typed; no client links it. Applied to
+    text a lead typed, never to links Leadvault makes itself.
+    """
+    text = "" if value is None else str(value)
+    text = _SCHEME.sub(r"\1[:]", text)
+    return _HOST_DOT.sub("[.]", text)
+
+
+@pass_context
+def defuse_in_mail(context: Context, value: Any) -> Any:
+    """Jinja filter: :func:`defuse` in mails; pages (no autolinking) show the value as is."""
+    if context.get("is_mail"):
+        return defuse(value)
+    return value
+
+
+def for_terminal(text: str) -> str:
+    """Show control and format characters as escapes (``\\x1b``) instead of sending them."""
+    if text.isprintable():
+        return text
+    shown = []
+    for char in text:
+        if char.isprintable() or char == " ":
+            shown.append(char)
+        elif ord(char) < 0x100:
+            shown.append(f"\\x{ord(char):02x}" if char not in "\n\r\t" else repr(char)[1:-1])
+        else:
+            shown.append(f"\\u{ord(char):04x}" if ord(char) < 0x10000 else f"\\U{ord(char):08x}")
+    return "".join(shown)
