@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from flask import Flask
 from sqlalchemy.engine import Engine
@@ -19,6 +19,14 @@ from leadvault import db
 from leadvault import settings as settings_module
 from leadvault.crypto import Keyring, KeyringError, Vault
 from leadvault.settings import Settings, SettingsError
+
+
+class Deliverer(Protocol):
+    """Delivers due outbox rows of one kind; made once per worker, closed when it stops."""
+
+    def deliver_due(self, *, worker_id: str, limit: int) -> int: ...
+
+    def close(self) -> None: ...
 
 
 @dataclasses.dataclass
@@ -43,6 +51,9 @@ class Runtime:
     inbox_handlers: dict[str, Callable[[Session, dict[str, Any]], None]] = dataclasses.field(
         default_factory=dict
     )
+    # Outbox kind -> factory(app) of a deliverer for rows of that kind other than
+    # mail (webhooks …), registered by the packages; each worker makes its own.
+    deliverers: dict[str, Callable[[Flask], Deliverer]] = dataclasses.field(default_factory=dict)
     # Set after a request queued inbox work, so an in-process worker starts at once.
     wake: threading.Event = dataclasses.field(default_factory=threading.Event)
 
@@ -104,11 +115,13 @@ def _register_domains(app: Flask) -> None:
     import consent
     import scoring
     import widgets
+    from export import wiring as export_wiring
 
     consent.init_app(app)
     capture.init_app(app)
     widgets.init_app(app)
     scoring.init_app(app)
+    export_wiring.init_app(app)
 
 
 def import_models() -> None:
@@ -120,4 +133,4 @@ def import_models() -> None:
 
 
 # Every package with tables, in dependency order.
-MODEL_PACKAGES = ("leadvault", "consent", "capture", "widgets", "scoring")
+MODEL_PACKAGES = ("leadvault", "consent", "capture", "widgets", "scoring", "export")

@@ -44,7 +44,8 @@ def packages(root: Path = ROOT) -> list[Path]:
         path
         for path in root.iterdir()
         if path.is_dir()
-        and (path / "__init__.py").is_file()
+        # A namespace package (no __init__.py) counts too.
+        and any(path.glob("*.py"))
         and path.name not in NOT_PACKAGES
         and not path.name.startswith(".")
     )

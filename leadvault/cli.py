@@ -139,7 +139,7 @@ def worker(once: bool, batch_size: int) -> None:
         while runner.deliver_once():
             pass
         runner.run_due_jobs()
-        runner.sender.close()
+        runner.close()
         return
     stop = threading.Event()
 
@@ -359,6 +359,7 @@ def i18n_check() -> None:
 def register_domain_commands(group: click.Group) -> None:
     import capture.cli
     import consent.cli
+    import export.cli
     import scoring.cli
     import widgets.cli
 
@@ -370,6 +371,7 @@ def register_domain_commands(group: click.Group) -> None:
     group.add_command(scoring.cli.scoring)
     group.add_command(scoring.cli.sales)
     group.add_command(scoring.cli.report)
+    group.add_command(export.cli.webhooks)
 
 
 register_domain_commands(cli)

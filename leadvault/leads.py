@@ -102,16 +102,23 @@ def set_attributes(session: Session, lead: Lead, values: Mapping[str, str | None
     key = data_key(session, lead)
     existing = {attr.name: attr for attr in lead.attributes}
     now = clock.now()
+    changed: list[str] = []
     for name, value in values.items():
         if value is None or value == "":
             continue
+        current = existing.get(name)
+        if current is not None and key.decrypt(f"attr/{name}", current.value) == value:
+            continue
         sealed = key.encrypt(f"attr/{name}", value)
-        if name in existing:
-            existing[name].value = sealed
-            existing[name].updated_at = now
+        if current is not None:
+            current.value = sealed
+            current.updated_at = now
         else:
             lead.attributes.append(LeadAttribute(name=name, value=sealed, updated_at=now))
+        changed.append(name)
     session.flush()
+    if changed:
+        signals.lead_updated.send(session, lead_id=lead.id, fields=changed)
 
 
 def attributes_of(session: Session, lead: Lead) -> dict[str, str]:

@@ -114,15 +114,23 @@ def cancel_pending(
 
 
 def claim(session: Session, *, worker_id: str, limit: int) -> list[int]:
-    """Mark up to ``limit`` due rows as ours under a lease; return their ids."""
+    """Mark up to ``limit`` due mails as ours under a lease; return their ids.
+
+    Other kinds (webhooks) have deliverers of their own (``Runtime.deliverers``)."""
     return leases.claim(
         session,
         OutboxMessage,
-        lambda now: sa.or_(
-            sa.and_(
-                OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now
+        lambda now: sa.and_(
+            OutboxMessage.kind == OutboxKind.MAIL,
+            sa.or_(
+                sa.and_(
+                    OutboxMessage.status == OutboxStatus.PENDING,
+                    OutboxMessage.next_attempt_at <= now,
+                ),
+                sa.and_(
+                    OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.locked_until < now
+                ),
             ),
-            sa.and_(OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.locked_until < now),
         ),
         worker_id=worker_id,
         limit=limit,

@@ -76,6 +76,14 @@ class Settings:
     proof_retention_days: int
     rate_limit_manage: str
     rate_limit_track: str
+    webhook_allow_networks: tuple[str, ...]
+    webhook_timeout_seconds: float
+    webhook_retry_schedule: tuple[float, ...]
+    webhook_disable_after_hours: float
+    webhook_rotation_overlap_hours: float
+    webhook_alert_email: str | None
+    webhook_log_days: int
+    webhook_concurrency: int
 
     @property
     def is_sqlite(self) -> bool:
@@ -219,6 +227,49 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
+def _networks(raw: str) -> tuple[str, ...]:
+    """A comma-separated list of CIDR networks, e.g. ``127.0.0.1/32,10.20.0.0/16``."""
+    import ipaddress
+
+    networks: list[str] = []
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(part.strip(), strict=False)))
+        except ValueError:
+            raise ValueError(
+                f"expected networks such as 10.0.0.0/8, got {part.strip()!r}"
+            ) from None
+    return tuple(networks)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _durations(raw: str) -> tuple[float, ...]:
+    """Comma-separated delays such as ``5s,5m,2h`` as seconds."""
+    delays: list[float] = []
+    for part in raw.split(","):
+        match = _DURATION.match(part)
+        if match is None:
+            raise ValueError(f"expected delays such as '5s,5m,2h', got {part.strip()!r}")
+        delays.append(float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    if not delays or len(delays) > 20:
+        raise ValueError("expected between 1 and 20 delays")
+    return tuple(delays)
+
+
+def _address(raw: str) -> str:
+    from email.utils import parseaddr
+
+    _name, address = parseaddr(raw)
+    if "@" not in address:
+        raise ValueError(f"expected an email address, got {raw!r}")
+    return raw
+
+
 def _unconfirmed_days(raw: str) -> int:
     value = _int(1)(raw)
     if value > 14:
@@ -283,6 +334,34 @@ KEYS: tuple[_Key, ...] = (
     _Key("PROOF_RETENTION_DAYS", _int(1), "1095", doc="Keep proof of withdrawn consent (3 years)"),
     _Key("RATE_LIMIT_MANAGE", _rate, "5/hour", doc="Manage-my-data requests per IP and address"),
     _Key("RATE_LIMIT_TRACK", _rate, "120/minute", doc="Browser tracking events per IP address"),
+    _Key(
+        "WEBHOOK_ALLOW_NETWORKS",
+        _networks,
+        "",
+        doc="Networks webhooks may reach although not public, e.g. 10.20.0.0/16 (default: none)",
+    ),
+    _Key("WEBHOOK_TIMEOUT_SECONDS", _float(1), "15", doc="Time a webhook receiver has to answer"),
+    _Key(
+        "WEBHOOK_RETRY_SCHEDULE",
+        _durations,
+        "5s,5m,30m,2h,5h,10h,14h,20h,24h",
+        doc="Delays between webhook attempts (Standard Webhooks schedule)",
+    ),
+    _Key(
+        "WEBHOOK_DISABLE_AFTER_HOURS",
+        _float(0.0001),
+        "120",
+        doc="A webhook endpoint failing this long is disabled",
+    ),
+    _Key(
+        "WEBHOOK_ROTATION_OVERLAP_HOURS",
+        _float(0),
+        "24",
+        doc="After a secret rotation, the old secret also signs for this long",
+    ),
+    _Key("WEBHOOK_ALERT_EMAIL", _address, None, doc="Who is mailed when an endpoint is disabled"),
+    _Key("WEBHOOK_LOG_DAYS", _int(1), "30", doc="Days webhook deliveries and attempts are kept"),
+    _Key("WEBHOOK_CONCURRENCY", _int(1, 64), "4", doc="Webhook requests a worker sends at once"),
 )
 _KNOWN = {PREFIX + key.name for key in KEYS} | {
     PREFIX + key.name + "_FILE" for key in KEYS if key.secret

@@ -16,6 +16,8 @@ lead_erasing = _signals.signal("lead-erasing")
 purpose_confirmed = _signals.signal("purpose-confirmed")
 # lead_id=UUID, purpose=str — a purpose was withdrawn (unsubscribe, preference center).
 purpose_withdrawn = _signals.signal("purpose-withdrawn")
+# lead_id=UUID, fields=list[str] — profile fields whose values changed (names only).
+lead_updated = _signals.signal("lead-updated")
 # lead_id=UUID — receivers return (section_name, json_value) for the access export.
 collect_access_data = _signals.signal("collect-access-data")
 # lead_id=UUID, event_type=str, properties=dict, occurred_at=datetime — behaviour

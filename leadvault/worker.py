@@ -26,6 +26,8 @@ class Worker:
         self.sender = sender or sender_for(self.runtime.settings)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
         self._last_run: dict[str, float] = {}
+        # Deliverers of the other outbox kinds (webhooks …), registered by packages.
+        self.deliverers = [make(app) for make in self.runtime.deliverers.values()]
 
     def process_inbox(self) -> int:
         """Turn accepted work (submissions …) into rows, one transaction each."""
@@ -45,9 +47,21 @@ class Worker:
             limit=self.batch_size,
         )
 
+    def deliver_other(self) -> int:
+        """Outbox rows that are not mail (webhooks …)."""
+        return sum(
+            deliverer.deliver_due(worker_id=self.worker_id, limit=self.batch_size)
+            for deliverer in self.deliverers
+        )
+
     def deliver_once(self) -> int:
         """One round: inbox first, so an opt-in mail goes out in the same round."""
-        return self.process_inbox() + self.deliver_mail()
+        return self.process_inbox() + self.deliver_mail() + self.deliver_other()
+
+    def close(self) -> None:
+        self.sender.close()
+        for deliverer in self.deliverers:
+            deliverer.close()
 
     def run_due_jobs(self) -> None:
         now = time.monotonic()
@@ -78,5 +92,5 @@ class Worker:
                     self.runtime.wake.wait(poll)
                     self.runtime.wake.clear()
         finally:
-            self.sender.close()
+            self.close()
             log.info("worker %s stopped", self.worker_id)

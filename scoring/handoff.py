@@ -24,7 +24,7 @@ from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.i18n import N_
 from leadvault.mail import MailContent
 from leadvault.models import Lead
-from scoring import enrichment, routing, scores, stages
+from scoring import enrichment, routing, scores, signals, stages
 from scoring import rules as rules_module
 from scoring.models import Event, Handoff, HandoffStatus, LeadScore, Salesperson, Stage
 from scoring.rule_model import Rules
@@ -270,6 +270,9 @@ def accept(session: Session, handoff: Handoff) -> None:
         session, state, Stage.SAL, cause_kind="person", cause=_person_label(session, handoff)
     )
     _feedback(session, handoff.lead_id, {"action": "accepted"})
+    signals.handoff_accepted.send(
+        session, lead_id=handoff.lead_id, handoff_id=handoff.id, person_id=handoff.person_id
+    )
 
 
 def reject(session: Session, handoff: Handoff, reason: str) -> str:

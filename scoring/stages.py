@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from leadvault import clock
 from leadvault.i18n import N_
-from scoring import scores
+from scoring import scores, signals
 from scoring.models import LeadScore, Stage, StageChange
 from scoring.rule_model import Rules, grade_at_least
 
@@ -100,6 +100,14 @@ def transition(
     state.stage_changed_at = now
     session.add(change)
     session.flush()
+    signals.stage_changed.send(
+        session,
+        lead_id=state.lead_id,
+        from_stage=change.from_stage,
+        to_stage=to,
+        cause_kind=cause_kind,
+        at=now,
+    )
     return change
 
 

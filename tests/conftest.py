@@ -236,7 +236,7 @@ def deliver(app: Any) -> int:
         mails += sent
         if not work and not sent:
             break
-    worker.sender.close()
+    worker.close()
     return mails
 
 
