@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+from typing import Any
 
 import click
 
@@ -246,3 +247,159 @@ def log(endpoint_id: int, limit: int) -> None:
         )
         for line in by_row.get(entry.outbox_id, []):
             click.echo(f"    {line}")
+
+
+# --- leadvault export ---------------------------------------------------------------------
+
+
+@click.command("export")
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["csv", "xlsx", "ndjson"]),
+    default="csv",
+    show_default=True,
+)
+@click.option("--columns", default=None, help="Comma-separated column keys (see --list-columns).")
+@click.option(
+    "--preset",
+    type=click.Choice(["hubspot", "salesforce", "pipedrive", "mautic"]),
+    default=None,
+    help="A CRM's import columns; only leads that granted sales_contact.",
+)
+@click.option(
+    "--dialect",
+    type=click.Choice(["excel", "excel-de"]),
+    default="excel",
+    show_default=True,
+    help="CSV: excel (',') or excel-de (BOM, ';', decimal comma) for German Excel.",
+)
+@click.option("--stage", "stages", multiple=True, help="Only these stages (repeat).")
+@click.option("--grade", "grades", multiple=True, help="Only these grades (repeat).")
+@click.option("--purpose", default=None, help="Only leads that granted this purpose.")
+@click.option("--created-from", type=click.DateTime(["%Y-%m-%d"]), default=None)
+@click.option("--created-to", type=click.DateTime(["%Y-%m-%d"]), default=None)
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    show_default=True,
+    help="File to write, or - for standard output.",
+)
+@click.option("--list-columns", is_flag=True, help="Print the column keys and exit.")
+def export_command(
+    format_: str,
+    columns: str | None,
+    preset: str | None,
+    dialect: str,
+    stages: tuple[str, ...],
+    grades: tuple[str, ...],
+    purpose: str | None,
+    created_from: dt.datetime | None,
+    created_to: dt.datetime | None,
+    output: str,
+    list_columns: bool,
+) -> None:
+    """Export leads as CSV, XLSX or NDJSON (each export is recorded in the audit trail)."""
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from export import columns as columns_module
+    from export import service
+    from leadvault.app import runtime
+    from leadvault.db import read_only
+
+    app = load_app()
+    rt = runtime(app)
+    if list_columns:
+        with app_session(app) as session:
+            click.echo("\n".join(columns_module.known(columns_module.purpose_keys(session))))
+        return
+    to_stdout = output == "-"
+    if format_ == "xlsx" and to_stdout and sys.stdout.isatty():
+        raise click.UsageError("XLSX is binary: give --output FILE.xlsx")
+    selection, filters = _selection(
+        stages=stages,
+        grades=grades,
+        purpose=purpose,
+        created_from=created_from,
+        created_to=created_to,
+    )
+    with app.app_context(), read_only(rt.session_factory) as session:
+        try:
+            plan = service.prepare(
+                session, format=format_, columns=columns, preset=preset, dialect=dialect
+            )
+        except service.ExportError as exc:
+            raise click.UsageError(str(exc)) from None
+        total = service.count(session, selection)
+        with click.progressbar(
+            length=total, label="Exporting", file=sys.stderr if to_stdout else None
+        ) as bar:
+            if to_stdout and format_ == "xlsx":
+                with tempfile.TemporaryDirectory() as folder:
+                    path = Path(folder) / "leads.xlsx"
+                    written = service.write(
+                        session, selection, plan, path, filters=filters, on_chunk=bar.update
+                    )
+                    sys.stdout.buffer.write(path.read_bytes())
+            else:
+                target = sys.stdout.buffer if to_stdout else output
+                written = service.write(
+                    session, selection, plan, target, filters=filters, on_chunk=bar.update
+                )
+    with app_session(app) as session:
+        service.audited(session, plan, actor=_cli_actor(), filters=filters, rows_written=written)
+    note = f" (only leads that granted {plan.require})" if plan.require else ""
+    where = "" if to_stdout else f" to {output}"
+    click.echo(f"{written} leads exported{where}{note}.", err=to_stdout)
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def _selection(
+    *,
+    stages: tuple[str, ...],
+    grades: tuple[str, ...],
+    purpose: str | None,
+    created_from: dt.datetime | None,
+    created_to: dt.datetime | None,
+) -> tuple[Any, str]:
+    """The selected lead ids, oldest first, and the filter in words (for the audit entry)."""
+    import sqlalchemy as sa
+
+    from consent.models import Consent, ConsentStatus
+    from leadvault.models import Lead
+    from scoring.models import LeadScore
+
+    query = sa.select(Lead.id).order_by(Lead.created_at, Lead.id)
+    words: list[str] = []
+    if stages or grades:
+        query = query.join(LeadScore, LeadScore.lead_id == Lead.id)
+    if stages:
+        query = query.where(LeadScore.stage.in_(stages))
+        words.append(f"stage in {','.join(stages)}")
+    if grades:
+        query = query.where(LeadScore.fit_grade.in_(grades))
+        words.append(f"grade in {','.join(grades)}")
+    if purpose:
+        granted = sa.select(Consent.lead_id).where(
+            Consent.purpose == purpose, Consent.status == ConsentStatus.GRANTED
+        )
+        query = query.where(Lead.id.in_(granted))
+        words.append(f"{purpose} granted")
+    if created_from:
+        query = query.where(Lead.created_at >= created_from.replace(tzinfo=dt.UTC))
+        words.append(f"created from {created_from:%Y-%m-%d}")
+    if created_to:
+        query = query.where(Lead.created_at < created_to.replace(tzinfo=dt.UTC))
+        words.append(f"created before {created_to:%Y-%m-%d}")
+    return query, "; ".join(words)

@@ -372,6 +372,7 @@ def register_domain_commands(group: click.Group) -> None:
     group.add_command(scoring.cli.sales)
     group.add_command(scoring.cli.report)
     group.add_command(export.cli.webhooks)
+    group.add_command(export.cli.export_command)
 
 
 register_domain_commands(cli)

@@ -208,17 +208,38 @@ class WrappedKey:
 class DataKey:
     """An unwrapped per-lead data key bound to its owner's id."""
 
-    __slots__ = ("_key", "owner")
+    __slots__ = ("_aead", "_key", "_prefix", "owner")
 
     def __init__(self, key: bytes, owner: uuid.UUID | str) -> None:
         self._key = key
         self.owner = owner
+        # Made on first use and kept: building the cipher and the owner's part of the
+        # associated data cost more than decrypting a field (bulk exports read many).
+        self._aead: AESGCM | None = None
+        self._prefix = b""
+
+    def _cipher(self) -> tuple[AESGCM, bytes]:
+        if self._aead is None:
+            self._aead = AESGCM(self._key)
+            self._prefix = _field_aad(self.owner, "")
+        return self._aead, self._prefix
 
     def encrypt(self, field: str, value: str) -> bytes:
-        return _seal(self._key, value.encode("utf-8"), _field_aad(self.owner, field))
+        aead, prefix = self._cipher()
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        return nonce + aead.encrypt(nonce, value.encode("utf-8"), prefix + field.encode())
 
     def decrypt(self, field: str, sealed: bytes) -> str:
-        return _open(self._key, sealed, _field_aad(self.owner, field)).decode("utf-8")
+        aead, prefix = self._cipher()
+        if len(sealed) < _NONCE_BYTES + 16:
+            raise DecryptionError("ciphertext too short")
+        try:
+            plain = aead.decrypt(
+                sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], prefix + field.encode()
+            )
+        except InvalidTag:
+            raise DecryptionError("ciphertext does not match its key or context") from None
+        return plain.decode("utf-8")
 
     def encrypt_json(self, field: str, value: Any) -> bytes:
         return self.encrypt(field, json.dumps(value, separators=(",", ":"), sort_keys=True))
@@ -232,6 +253,14 @@ class Vault:
 
     def __init__(self, keyring: Keyring) -> None:
         self.keyring = keyring
+        # Master key ciphers by version, rebuilt when the key ring holds another key.
+        self._masters: dict[int, tuple[bytes, AESGCM]] = {}
+
+    def _master(self, version: int, key: bytes) -> AESGCM:
+        cached = self._masters.get(version)
+        if cached is None or cached[0] is not key:
+            cached = self._masters[version] = (key, AESGCM(key))
+        return cached[1]
 
     # data keys
     def new_data_key(self, owner: uuid.UUID | str) -> tuple[DataKey, WrappedKey]:
@@ -251,7 +280,16 @@ class Vault:
             master = self.keyring.master_keys.get(wrapped.version)
         if master is None:
             raise DecryptionError(f"master key version {wrapped.version} is not in the key ring")
-        return DataKey(_open(master, wrapped.wrapped, _key_aad(owner)), owner)
+        sealed = wrapped.wrapped
+        if len(sealed) < _NONCE_BYTES + 16:
+            raise DecryptionError("ciphertext too short")
+        try:
+            raw = self._master(wrapped.version, master).decrypt(
+                sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _key_aad(owner)
+            )
+        except InvalidTag:
+            raise DecryptionError("ciphertext does not match its key or context") from None
+        return DataKey(raw, owner)
 
     def rewrap(self, wrapped: WrappedKey, owner: uuid.UUID | str) -> WrappedKey:
         data_key = self.unwrap(wrapped, owner)

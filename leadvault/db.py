@@ -88,6 +88,11 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY):
+            # Only reads (a long export): a deferred BEGIN takes no write lock, and
+            # WAL lets writers go on while it reads its snapshot.
+            connection.connection.driver_connection.execute("BEGIN")
+            return
         # Take the write lock up front: two deferred transactions that both
         # read and then write would otherwise fail with "database is locked"
         # instead of waiting their turn. Queue for it first (see _WriterQueue).
@@ -108,6 +113,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 _QUEUED = "leadvault.writer_queued"
+# Execution option of a connection whose transaction only reads (see read_only()).
+READ_ONLY = "leadvault_read_only"
 
 
 class _WriterQueue:
@@ -206,6 +213,19 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.rollback()
         raise
     finally:
+        session.close()
+
+
+@contextlib.contextmanager
+def read_only(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for work that only reads, however long (exports): rolled back at the
+    end; on SQLite it holds no write lock, so writers are not held up meanwhile."""
+    session = factory()
+    try:
+        session.connection(execution_options={READ_ONLY: True})
+        yield session
+    finally:
+        session.rollback()
         session.close()
 
 

@@ -1,0 +1,192 @@
+"""Exports of a lead selection: CSV, XLSX or NDJSON, plain columns or a CRM preset.
+
+Plain functions taking a session (a console view, the API and the CLI share
+them). An export streams: :func:`stream` yields the file in pieces, chunk by
+chunk from the database, so memory stays flat; XLSX is written to a file
+(xlsxwriter's constant-memory mode) by :func:`write`. Each export is one
+entry in the audit trail with its filter and row count (:func:`audited`),
+written after the stream in a transaction of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from export import columns as columns_module
+from export import presets as presets_module
+from export import rows, writers
+from export.columns import Column, ColumnError
+
+log = logging.getLogger("leadvault.export")
+CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "ndjson": "application/x-ndjson",
+}
+
+
+class ExportError(Exception):
+    """A request for an export that cannot be made; the message names the problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Export:
+    """What to write: the format, the fields, and which consent a lead needs to be in it."""
+
+    format: str
+    fields: tuple[writers.Field, ...]
+    columns: tuple[Column, ...]
+    dialect: str = "excel"
+    preset: presets_module.Preset | None = None
+
+    @property
+    def require(self) -> str | None:
+        return self.preset.purpose if self.preset is not None else None
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.format]
+
+    def filename(self, stem: str = "leads") -> str:
+        parts = [stem]
+        if self.preset is not None:
+            parts += [self.preset.name, f"{self.preset.purpose}-consent"]
+        return "-".join(parts) + "." + self.format
+
+    def about(self, *, rows: int, filters: str) -> list[str]:
+        """What the file holds, for its "About" sheet."""
+        if self.preset is not None:
+            return self.preset.about(rows=rows, filters=filters)
+        return [
+            f"Leadvault export: {self.describe()}.",
+            f"Leads: {rows}. Filter: {filters or 'none'}.",
+        ]
+
+    def describe(self) -> str:
+        what = f"preset {self.preset.name}" if self.preset else f"{len(self.columns)} columns"
+        dialect = f" {self.dialect}" if self.format == "csv" else ""
+        return f"{self.format}{dialect}, {what}"
+
+
+def prepare(
+    session: Session,
+    *,
+    format: str = "csv",
+    columns: str | Sequence[str] | None = None,
+    preset: str | None = None,
+    dialect: str = "excel",
+) -> Export:
+    """Check a request and say what it will write; ExportError names a bad part."""
+    if format not in writers.FORMATS:
+        raise ExportError(f"format must be one of {', '.join(writers.FORMATS)}")
+    if dialect not in writers.DIALECTS:
+        raise ExportError(f"dialect must be one of {', '.join(writers.DIALECTS)}")
+    if preset is not None:
+        if columns:
+            raise ExportError("a preset has its own columns; choose either")
+        try:
+            chosen = presets_module.get(preset)
+        except ValueError as exc:
+            raise ExportError(str(exc)) from None
+        return Export(format, chosen.fields, tuple(chosen.columns()), dialect, chosen)
+    try:
+        parsed = columns_module.parse(session, columns)
+    except ColumnError as exc:
+        raise ExportError(str(exc)) from None
+    return Export(format, tuple(writers.fields_of(parsed)), tuple(parsed), dialect)
+
+
+def count(session: Session, selection: sa.Select[Any]) -> int:
+    """How many leads the selection holds (before a preset's consent filter)."""
+    return rows.count(session, selection)
+
+
+def _chunks(
+    session: Session,
+    selection: sa.Select[Any],
+    export: Export,
+    *,
+    tally: list[int],
+    on_chunk: Callable[[int], None] | None,
+    chunk_size: int,
+) -> Iterator[list[rows.Record]]:
+    for records in rows.stream(
+        session, selection, export.columns, require=export.require, chunk_size=chunk_size
+    ):
+        tally[0] += len(records)
+        yield records
+        if on_chunk is not None:
+            on_chunk(len(records))
+
+
+def stream(
+    session: Session,
+    selection: sa.Select[Any],
+    export: Export,
+    *,
+    tally: list[int] | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+    chunk_size: int = rows.CHUNK,
+) -> Iterator[bytes]:
+    """The CSV or NDJSON file in pieces; ``tally[0]`` counts the rows written so far."""
+    if export.format == "xlsx":
+        raise ExportError("XLSX is written to a file: use write()")
+    tally = tally if tally is not None else [0]
+    chunks = _chunks(
+        session, selection, export, tally=tally, on_chunk=on_chunk, chunk_size=chunk_size
+    )
+    if export.format == "csv":
+        return writers.csv_chunks(export.fields, chunks, dialect=export.dialect)
+    return writers.ndjson_chunks(export.fields, chunks)
+
+
+def write(
+    session: Session,
+    selection: sa.Select[Any],
+    export: Export,
+    target: str | Path | IO[bytes],
+    *,
+    filters: str = "",
+    on_chunk: Callable[[int], None] | None = None,
+    chunk_size: int = rows.CHUNK,
+) -> int:
+    """Write the whole file to ``target`` (a path or a binary file); returns the row count."""
+    tally = [0]
+    if export.format == "xlsx":
+        chunks = _chunks(
+            session, selection, export, tally=tally, on_chunk=on_chunk, chunk_size=chunk_size
+        )
+        writers.write_xlsx(
+            target, export.fields, chunks, about=lambda n: export.about(rows=n, filters=filters)
+        )
+        return tally[0]
+    pieces = stream(
+        session, selection, export, tally=tally, on_chunk=on_chunk, chunk_size=chunk_size
+    )
+    if isinstance(target, str | Path):
+        with Path(target).open("wb") as handle:
+            for piece in pieces:
+                handle.write(piece)
+    else:
+        for piece in pieces:
+            target.write(piece)
+    return tally[0]
+
+
+def audited(
+    session: Session, export: Export, *, actor: str, filters: str, rows_written: int
+) -> None:
+    """The export's entry in the staff audit trail: who, what, which filter, how many rows.
+
+    The hash-chained staff trail (issue 11) is not on main yet; until it is, the
+    entry goes to the log (no personal data in it either way).
+    """
+    detail = f"{export.describe()}; filter: {filters or 'none'}; rows: {rows_written}"
+    log.info("leads.export by %s: %s", actor, detail)

