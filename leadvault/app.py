@@ -113,6 +113,7 @@ def _register_domains(app: Flask) -> None:
     """Blueprints and jobs of the domain packages, registered explicitly."""
     import capture
     import consent
+    import nurture
     import scoring
     import widgets
     from export import wiring as export_wiring
@@ -122,6 +123,7 @@ def _register_domains(app: Flask) -> None:
     widgets.init_app(app)
     scoring.init_app(app)
     export_wiring.init_app(app)
+    nurture.init_app(app)
 
 
 def import_models() -> None:
@@ -133,4 +135,4 @@ def import_models() -> None:
 
 
 # Every package with tables, in dependency order.
-MODEL_PACKAGES = ("leadvault", "consent", "capture", "widgets", "scoring", "export")
+MODEL_PACKAGES = ("leadvault", "consent", "capture", "widgets", "scoring", "nurture", "export")

@@ -360,6 +360,7 @@ def register_domain_commands(group: click.Group) -> None:
     import capture.cli
     import consent.cli
     import export.cli
+    import nurture.cli
     import scoring.cli
     import widgets.cli
 
@@ -373,6 +374,9 @@ def register_domain_commands(group: click.Group) -> None:
     group.add_command(scoring.cli.report)
     group.add_command(export.cli.webhooks)
     group.add_command(export.cli.export_command)
+    group.add_command(nurture.cli.nurture)
+    group.add_command(nurture.cli.bounces)
+    scoring.cli.report.add_command(nurture.cli.report_nurture)
 
 
 register_domain_commands(cli)

@@ -74,6 +74,17 @@ def build_message(content: MailContent, *, mail_from: str) -> EmailMessage:
     return message
 
 
+def envelope_sender(message: EmailMessage) -> str | None:
+    """A ``Return-Path`` header in the content (a VERP address) becomes the envelope
+    sender and leaves the message: the receiving server writes its own."""
+    value = message["Return-Path"]
+    if value is None:
+        return None
+    del message["Return-Path"]
+    _name, address = parseaddr(str(value))
+    return address or None
+
+
 _ADDRESS = re.compile(r"[^\s<>\"'@]+@[^\s<>\"'@]+")
 
 
@@ -110,11 +121,12 @@ class SmtpSender:
         return connection
 
     def send(self, message: EmailMessage) -> None:
+        envelope_from = envelope_sender(message)
         for attempt in (1, 2):
             if self._connection is None:
                 self._connection = self._connect()
             try:
-                self._connection.send_message(message)
+                self._connection.send_message(message, from_addr=envelope_from)
             except smtplib.SMTPServerDisconnected:
                 self._connection = None
                 if attempt == 2:

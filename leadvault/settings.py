@@ -10,12 +10,14 @@ with a one-line message instead of a traceback deep inside a request.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PREFIX = "LEADVAULT_"
 
@@ -43,6 +45,33 @@ class SmtpConfig:
         """The URL without its password, for ``leadvault check``."""
         user = f"{self.username}@" if self.username else ""
         return f"{self.security} {user}{self.host}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True)
+class QuietHours:
+    """A daily window (local time, may span midnight) in which no nurture mail is queued."""
+
+    start: dt.time
+    end: dt.time
+
+    def describe(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImapConfig:
+    """A parsed ``LEADVAULT_BOUNCE_IMAP_URL``."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str
+    password: str
+    mailbox: str
+
+    def describe(self) -> str:
+        scheme = "imaps" if self.tls else "imap"
+        return f"{scheme} {self.username}@{self.host}:{self.port}/{self.mailbox}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +113,17 @@ class Settings:
     webhook_alert_email: str | None
     webhook_log_days: int
     webhook_concurrency: int
+    time_zone: str
+    nurture_max_mails: int
+    nurture_cap_days: int
+    nurture_quiet_hours: QuietHours | None
+    bounce_domain: str | None
+    bounce_imap_url: ImapConfig | None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The instance's time zone (quiet hours, waits "in the instance's time zone")."""
+        return ZoneInfo(self.time_zone)
 
     @property
     def is_sqlite(self) -> bool:
@@ -280,6 +320,61 @@ def _unconfirmed_days(raw: str) -> int:
     return value
 
 
+def _time_zone(raw: str) -> str:
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"expected a time zone such as Europe/Berlin or UTC, got {raw!r}"
+        ) from None
+    return raw
+
+
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def _quiet_hours(raw: str) -> QuietHours | None:
+    if raw.strip().lower() in {"off", "none"}:
+        return None
+    start, sep, end = raw.partition("-")
+    found = [_CLOCK.match(part.strip()) for part in (start, end)]
+    if not sep or not all(found) or start.strip() == end.strip():
+        raise ValueError(f"expected a window such as 20:00-08:00, or off, got {raw!r}")
+    times = [dt.time(int(m.group(1)), int(m.group(2))) for m in found if m]
+    return QuietHours(times[0], times[1])
+
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+def _domain(raw: str) -> str:
+    value = raw.strip().lower()
+    if not _DOMAIN.match(value):
+        raise ValueError(f"expected a mail domain such as bounces.example.com, got {raw!r}")
+    return value
+
+
+def parse_imap_url(raw: str) -> ImapConfig:
+    parts = urlsplit(raw)
+    if parts.scheme not in {"imap", "imaps"}:
+        raise ValueError("expected imaps://user:password@host[:port][/mailbox] (or imap://)")
+    if not parts.hostname or not parts.username:
+        raise ValueError("the IMAP URL needs a user and a host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("the IMAP port is not a number") from None
+    tls = parts.scheme == "imaps"
+    return ImapConfig(
+        host=parts.hostname,
+        port=port or (993 if tls else 143),
+        tls=tls,
+        username=unquote(parts.username),
+        password=unquote(parts.password or ""),
+        mailbox=unquote(parts.path.strip("/")) or "INBOX",
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class _Key:
     name: str
@@ -362,6 +457,28 @@ KEYS: tuple[_Key, ...] = (
     _Key("WEBHOOK_ALERT_EMAIL", _address, None, doc="Who is mailed when an endpoint is disabled"),
     _Key("WEBHOOK_LOG_DAYS", _int(1), "30", doc="Days webhook deliveries and attempts are kept"),
     _Key("WEBHOOK_CONCURRENCY", _int(1, 64), "4", doc="Webhook requests a worker sends at once"),
+        "TIME_ZONE", _time_zone, "UTC", doc="The instance's time zone (quiet hours, sequence waits)"
+    ),
+    _Key(
+        "NURTURE_MAX_MAILS", _int(1, 100), "2", doc="Nurture mails per lead within the cap period"
+    ),
+    _Key("NURTURE_CAP_DAYS", _int(1, 365), "7", doc="The cap period in days, across all sequences"),
+    _Key(
+        "NURTURE_QUIET_HOURS",
+        _quiet_hours,
+        "20:00-08:00",
+        doc="No nurture mail in this window (instance time zone); off to allow any time",
+    ),
+    _Key(
+        "BOUNCE_DOMAIN", _domain, None, doc="VERP return path bounce+ID@this domain (unset: none)"
+    ),
+    _Key(
+        "BOUNCE_IMAP_URL",
+        parse_imap_url,
+        None,
+        secret=True,
+        doc="imaps://user:pw@host/mailbox polled for bounces and complaints (unset: no polling)",
+    ),
 )
 _KNOWN = {PREFIX + key.name for key in KEYS} | {
     PREFIX + key.name + "_FILE" for key in KEYS if key.secret

@@ -24,6 +24,7 @@ from leadvault.models import Lead
 from scoring import enrichment, handoff, scores, stages
 from scoring import rules as rules_module
 from scoring.models import Event, LeadScore, RuleScore, StageChange
+from scoring.signals import events_recorded
 
 TRACKING_TOKEN = "tracking"
 TRACKING_MAX_AGE = 395 * 86400  # about 13 months, as consent for analytics usually runs
@@ -101,6 +102,8 @@ def record_event(
     )
     states = scores.apply_events(session, rules, [event], _keys(session, {lead_id: lead}))
     _after(session, rules, states, {lead_id: type})
+    if events_recorded.receivers:
+        events_recorded.send(session, events=[(lead_id, type, event.properties)])
     return True
 
 
@@ -148,7 +151,38 @@ def ingest(session: Session, raw: Sequence[RawEvent], *, source: str = "api") ->
         used = {event.lead_id: found[event.lead_id] for event in incoming}
         states = scores.apply_events(session, rules, incoming, _keys(session, used))
         _after(session, rules, states, {e.lead_id: e.type for e in incoming})
+        if events_recorded.receivers:
+            events_recorded.send(
+                session, events=[(e.lead_id, e.type, e.properties) for e in incoming]
+            )
     return IngestResult(len(incoming), unknown_type, unknown_lead)
+
+
+def occurred(
+    session: Session,
+    lead_id: uuid.UUID,
+    types: Sequence[str],
+    since: dt.datetime,
+    properties: Mapping[str, str] | None = None,
+) -> bool:
+    """Whether the lead has an event of one of ``types`` at or after ``since`` (with
+    ``properties`` among its properties, when given)."""
+    rows = session.execute(
+        sa.select(Event.id, Event.properties)
+        .where(Event.lead_id == lead_id, Event.type.in_(list(types)), Event.occurred_at >= since)
+        .order_by(Event.occurred_at)
+    ).all()
+    if not properties:
+        return bool(rows)
+    lead = leads.get(session, lead_id)
+    if lead is None:
+        return False
+    key = leads.data_key(session, lead)
+    for row in rows:
+        stored = key.decrypt_json(f"event/{row.id}", row.properties) if row.properties else {}
+        if all(str(stored.get(k)) == str(v) for k, v in properties.items()):
+            return True
+    return False
 
 
 # --- browser events ---------------------------------------------------------------

@@ -28,6 +28,7 @@ from scoring import enrichment, routing, scores, signals, stages
 from scoring import rules as rules_module
 from scoring.models import Event, Handoff, HandoffStatus, LeadScore, Salesperson, Stage
 from scoring.rule_model import Rules
+from scoring.signals import handoff_changed
 
 HANDOFF_TOKEN = "handoff"
 TOKEN_MAX_AGE = 90 * 86400
@@ -125,6 +126,7 @@ def _assign(
     handoff.offered_at = clock.now()
     session.flush()
     _mail(session, handoff, lead, choice.person, rules, template="handoff")
+    handoff_changed.send(session, lead_id=lead.id, status=HandoffStatus.OFFERED.value)
     return True
 
 
@@ -269,6 +271,7 @@ def accept(session: Session, handoff: Handoff) -> None:
     stages.transition(
         session, state, Stage.SAL, cause_kind="person", cause=_person_label(session, handoff)
     )
+    handoff_changed.send(session, lead_id=handoff.lead_id, status=HandoffStatus.ACCEPTED.value)
     _feedback(session, handoff.lead_id, {"action": "accepted"})
     signals.handoff_accepted.send(
         session, lead_id=handoff.lead_id, handoff_id=handoff.id, person_id=handoff.person_id

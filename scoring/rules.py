@@ -1,21 +1,20 @@
 """Rules files: parse and validate the TOML, store it versioned, serve the active version.
 
-Errors name the file and line: syntax errors come from tomllib; for semantic
-errors the line of the offending table or key is found by scanning the text.
+Errors name the file and line (``leadvault.tomlfile``, shared with the nurture
+sequences).
 What a parsed file becomes, and how it is evaluated, is ``scoring.rule_model``.
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 from importlib.resources import files
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from leadvault import clock
+from leadvault import clock, tomlfile
 from leadvault.crypto import sha256_hex
 from scoring.models import RuleSet
 from scoring.rule_model import (
@@ -37,72 +36,28 @@ BUILTIN_EVENT_TYPES = frozenset(
         "unsubscribed",
         "sales_feedback",
         "page_view",
+        "mail_clicked",
     }
 )
 # Sent by Leadvault itself; refused (counted as unknown) from the API and the browser.
-INTERNAL_ONLY = frozenset({"form_submitted", "optin_confirmed", "unsubscribed", "sales_feedback"})
+INTERNAL_ONLY = frozenset(
+    {"form_submitted", "optin_confirmed", "unsubscribed", "sales_feedback", "mail_clicked"}
+)
 ROUTING_KEYS = frozenset({"country", "region", "company_size", "industry", "email_domain"})
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,79}$")
 _EVENT = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
-class RulesError(Exception):
+class RulesError(tomlfile.SourceError):
     """A rules file the service refuses; the message names file and line."""
 
 
 # --- parsing ------------------------------------------------------------------
 
 
-class _Locator:
-    """Finds the line of a table, an array-of-tables entry or a key in TOML text."""
-
-    def __init__(self, text: str) -> None:
-        self.lines = text.splitlines()
-
-    def _headers(self, name: str, array: bool) -> list[int]:
-        pattern = (
-            re.compile(rf"^\s*\[\[\s*{re.escape(name)}\s*\]\]\s*(#.*)?$")
-            if array
-            else re.compile(rf"^\s*\[\s*{re.escape(name)}\s*\]\s*(#.*)?$")
-        )
-        return [i for i, line in enumerate(self.lines) if pattern.match(line)]
-
-    def line(self, table: str, index: int | None = None, key: str | None = None) -> int:
-        headers = self._headers(table, array=index is not None)
-        if not headers:
-            return 1
-        start = headers[index or 0] if (index or 0) < len(headers) else headers[-1]
-        if key is None:
-            return start + 1
-        key_pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
-        for i in range(start + 1, len(self.lines)):
-            if self.lines[i].lstrip().startswith("["):
-                break
-            if key_pattern.match(self.lines[i]):
-                return i + 1
-        return start + 1
-
-
-class _Checker:
+class _Checker(tomlfile.Checker):
     def __init__(self, text: str, source: str) -> None:
-        self.locator = _Locator(text)
-        self.source = source
-
-    def fail(
-        self, message: str, table: str, index: int | None = None, key: str | None = None
-    ) -> RulesError:
-        line = self.locator.line(table, index, key)
-        return RulesError(f"{self.source}:{line}: {message}")
-
-    def number(
-        self, table: dict[str, Any], key: str, where: tuple[str, int | None], **kw: Any
-    ) -> float:
-        value = table.get(key, kw.get("default"))
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(f"{key} must be a number", where[0], where[1], key)
-        if "minimum" in kw and value < kw["minimum"]:
-            raise self.fail(f"{key} must be at least {kw['minimum']}", where[0], where[1], key)
-        return float(value)
+        super().__init__(text, source, RulesError)
 
 
 def _conditions(
@@ -166,22 +121,9 @@ def _name(
     return name
 
 
-def _list_of_tables(check: _Checker, data: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    value = data.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise check.fail(f"{key} must be written as [[{key}]] tables", key)
-    return value
-
-
 def parse(text: str, *, source: str = "rules.toml", version: int = 0) -> Rules:
     """Parse and validate; raises RulesError naming ``source`` and the line."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        found = re.search(r"at line (\d+)", str(exc))
-        line = found.group(1) if found else str(max(text.count("\n") + 1, 1))
-        reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
-        raise RulesError(f"{source}:{line}: {reason}") from None
+    data = tomlfile.loads(text, source=source, error=RulesError)
     check = _Checker(text, source)
     known_top = {
         "scoring",
@@ -258,7 +200,7 @@ def _engagement_rules(
     check: _Checker, data: dict[str, Any], seen: set[str]
 ) -> list[EngagementRule]:
     engagement = []
-    for i, entry in enumerate(_list_of_tables(check, data, "engagement")):
+    for i, entry in enumerate(check.list_of_tables(data, "engagement")):
         where = ("engagement", i)
         name = _name(check, entry, where, seen)
         event = entry.get("event")
@@ -286,7 +228,7 @@ def _engagement_rules(
 
 def _fit_rules(check: _Checker, data: dict[str, Any], seen: set[str]) -> list[FitRule]:
     fit = []
-    for i, entry in enumerate(_list_of_tables(check, data, "fit")):
+    for i, entry in enumerate(check.list_of_tables(data, "fit")):
         where = ("fit", i)
         name = _name(check, entry, where, seen)
         conditions = _conditions(check, entry.get("when"), where, None)
@@ -298,7 +240,7 @@ def _fit_rules(check: _Checker, data: dict[str, Any], seen: set[str]) -> list[Fi
 
 def _routing_rules(check: _Checker, data: dict[str, Any], seen: set[str]) -> list[RoutingRule]:
     routing = []
-    for i, entry in enumerate(_list_of_tables(check, data, "routing")):
+    for i, entry in enumerate(check.list_of_tables(data, "routing")):
         where = ("routing", i)
         name = _name(check, entry, where, seen)
         person, team = entry.get("salesperson"), entry.get("team")

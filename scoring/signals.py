@@ -1,4 +1,8 @@
-"""Signals scoring sends for higher packages (export)."""
+"""Signals scoring sends for higher packages (nurture, export).
+
+Receivers get the session as ``sender`` and run inside the transaction of the
+change; they only flush, never commit.
+"""
 
 from __future__ import annotations
 
@@ -11,3 +15,7 @@ _signals = Namespace()
 stage_changed = _signals.signal("stage-changed")
 # lead_id=UUID, handoff_id=UUID, person_id=int|None — a salesperson accepted a lead.
 handoff_accepted = _signals.signal("handoff-accepted")
+# lead_id=UUID, status=str ("offered", "accepted") — a lead was handed to sales.
+handoff_changed = _signals.signal("handoff-changed")
+# events=list[(lead_id, type, properties)] — events that were stored and scored.
+events_recorded = _signals.signal("events-recorded")

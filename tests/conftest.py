@@ -176,12 +176,14 @@ def client(app: Any) -> Any:
 class _Collector:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.envelope_senders: list[str] = []
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         message = message_from_bytes(envelope.content, policy=policy.default)
         with self.lock:
             self.messages.append(message)  # type: ignore[arg-type]
+            self.envelope_senders.append(envelope.mail_from)
         return "250 OK"
 
 
@@ -206,6 +208,12 @@ class SmtpSink:
     def messages(self) -> list[EmailMessage]:
         with self.collector.lock:
             return list(self.collector.messages)
+
+    @property
+    def envelope_senders(self) -> list[str]:
+        """MAIL FROM of each received message, in the order of ``messages``."""
+        with self.collector.lock:
+            return list(self.collector.envelope_senders)
 
     def wait_for(self, count: int, timeout: float = 15.0) -> list[EmailMessage]:
         deadline = time.monotonic() + timeout
