@@ -255,6 +255,7 @@ class Vault:
         self.keyring = keyring
         # Master key ciphers by version, rebuilt when the key ring holds another key.
         self._masters: dict[int, tuple[bytes, AESGCM]] = {}
+        self._serializers: dict[tuple[str, tuple[bytes, ...]], URLSafeTimedSerializer] = {}
 
     def _master(self, version: int, key: bytes) -> AESGCM:
         cached = self._masters.get(version)
@@ -309,12 +310,15 @@ class Vault:
 
     # signed tokens
     def _serializer(self, purpose: str) -> URLSafeTimedSerializer:
-        # itsdangerous signs with the last key and verifies with every key.
-        return URLSafeTimedSerializer(
-            secret_key=list(self.keyring.signing_keys),
-            salt=f"leadvault.{purpose}",
-            signer=ClockSigner,
-        )
+        # itsdangerous signs with the last key and verifies with every key. Built once
+        # per purpose and set of signing keys (building one costs more than signing).
+        keys = tuple(self.keyring.signing_keys)
+        serializer = self._serializers.get((purpose, keys))
+        if serializer is None:
+            serializer = self._serializers[(purpose, keys)] = URLSafeTimedSerializer(
+                secret_key=list(keys), salt=f"leadvault.{purpose}", signer=ClockSigner
+            )
+        return serializer
 
     def sign(self, purpose: str, payload: Any) -> str:
         return self._serializer(purpose).dumps(payload)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from consent import rights
 from consent import service as consent_service
-from leadvault import i18n, leads, outbox
+from leadvault import clock, i18n, leads, outbox
 from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.mail import MailContent
 from leadvault.models import Lead, OutboxMessage
@@ -114,34 +114,31 @@ def compose(
     )
 
 
-def queue(
-    session: Session,
-    *,
-    lead: Lead,
-    attributes: dict[str, str],
-    sequence: Sequence,
-    enrollment_id: int,
-    step: str,
-    mail: str,
-    tracked: bool,
+def new_send(
+    *, lead: Lead, sequence: Sequence, enrollment_id: int, step: str, mail: str, tracked: bool
 ) -> Send:
-    """Queue one step's mail in the caller's transaction; returns its send record."""
-    lang = language_for(sequence, lead.language)
-    send = Send(
+    """The record of a mail step about to be queued (add it, flush, then ``queue_send``)."""
+    return Send(
         enrollment_id=enrollment_id,
         lead_id=lead.id,
         sequence_key=sequence.key,
         version=sequence.version,
         step=step,
         mail=mail,
-        language=lang,
+        language=language_for(sequence, lead.language),
         tracked=tracked,
+        queued_at=clock.now(),
     )
-    session.add(send)
-    session.flush()
+
+
+def queue_send(
+    session: Session, send: Send, *, lead: Lead, attributes: dict[str, str], sequence: Sequence
+) -> OutboxMessage:
+    """Render a flushed send's mail for its lead and queue it in the caller's transaction."""
+    lang = send.language
 
     def link(index: int, target: str) -> str:
-        if not tracked:
+        if not send.tracked:
             return target
         token = vault_of(session).sign(CLICK_TOKEN, {"s": send.id, "k": index, "u": target})
         return f"{settings_of(session).base_url}/n/{token}"
@@ -149,7 +146,7 @@ def queue(
     subject, html, text = compose(
         session,
         sequence,
-        mail,
+        send.mail,
         lang,
         personal_values(attributes, lang),
         link_url=link,
@@ -175,9 +172,8 @@ def queue(
         lead=lead,
         purpose=sequence.purpose,
     )
-    send.queued_at = row.created_at
     send.outbox_id = row.id
-    return send
+    return row
 
 
 def preview(

@@ -79,9 +79,20 @@ class _Context:
         self.suppressed = service.suppressed_indexes(
             session, [lead.email_index for lead in self.leads.values()]
         )
+        self._definitions: dict[tuple[str, int], Sequence | None] = {}
+        self.pending: list[tuple[Send, Lead, Sequence]] = []
         self._granted: dict[str, set[uuid.UUID]] = {}
         self._handoffs: dict[uuid.UUID, set[str]] | None = None
         self._attributes: dict[uuid.UUID, dict[str, str]] = {}
+
+    def definition(self, key: str, version: int) -> Sequence | None:
+        if (key, version) not in self._definitions:
+            try:
+                found: Sequence | None = sequences.definition(self.session, key, version)
+            except sequences.SequenceNotFound:
+                found = None
+            self._definitions[(key, version)] = found
+        return self._definitions[(key, version)]
 
     def granted(self, purpose: str) -> set[uuid.UUID]:
         if purpose not in self._granted:
@@ -121,10 +132,7 @@ def _current(ctx: _Context, enrollment: Enrollment) -> Sequence | None:
     newest = ctx.active.by_key(enrollment.sequence_key)
     if newest is None:
         return None
-    try:
-        own = sequences.definition(ctx.session, enrollment.sequence_key, enrollment.version)
-    except sequences.SequenceNotFound:
-        own = None
+    own = ctx.definition(enrollment.sequence_key, enrollment.version)
     if own is None or own.version == newest.version:
         return newest if own is None else own
     if enrollment.step < len(own.steps):
@@ -208,16 +216,16 @@ def _mail(ctx: _Context, enrollment: Enrollment, sequence: Sequence, step: Step)
         ctx.result.held += 1
         return "held"
     assert step.mail is not None
-    send = mails.queue(
-        ctx.session,
+    send = mails.new_send(
         lead=lead,
-        attributes=ctx.attributes(lead),
         sequence=sequence,
         enrollment_id=enrollment.id,
         step=step.name,
         mail=step.mail,
         tracked=lead.id in ctx.granted(TRACKING_PURPOSE),
     )
+    ctx.session.add(send)
+    ctx.pending.append((send, lead, sequence))  # rendered and queued after one flush
     recent.insert(0, send.queued_at)
     enrollment.last_mail = step.name
     enrollment.step += 1
@@ -277,8 +285,14 @@ def run(session: Session, *, limit: int = TICK_LIMIT) -> TickResult:
     if not due:
         return TickResult()
     ctx = _Context(session, now, due)
-    for enrollment in due:
-        if enrollment.status == EnrollmentStatus.ACTIVE:
-            _advance(ctx, enrollment)
+    with session.no_autoflush:
+        for enrollment in due:
+            if enrollment.status == EnrollmentStatus.ACTIVE:
+                _advance(ctx, enrollment)
+    session.flush()  # every send of the tick in one batch: their ids go into links
+    for send, lead, sequence in ctx.pending:
+        mails.queue_send(
+            session, send, lead=lead, attributes=ctx.attributes(lead), sequence=sequence
+        )
     session.flush()
     return ctx.result

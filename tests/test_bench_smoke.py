@@ -46,3 +46,10 @@ def test_events_bench_runs() -> None:
     # Exit 1 would mean refused requests (a limit, a 4xx) were measured.
     assert done.returncode == 0, done.stdout + done.stderr
     assert "browser (1/request)" in done.stdout and "recompute 200 leads" in done.stdout
+
+
+def test_nurture_bench_runs() -> None:
+    done = run_bench("nurture.py", "--leads", "300", "--spread-minutes", "3", timeout=180)
+    # Exit 1 would mean the tick queued another number of mails than were due.
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "mails/s" in done.stdout and "USING COVERING INDEX" in done.stdout
