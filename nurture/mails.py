@@ -103,9 +103,7 @@ def compose(
         body_html=Markup(rendered.html),  # noqa: S704 - markdown-it output of an escaped source
         body_text=rendered.text,
         unsubscribe_url=unsubscribe_url,
-        purpose=i18n.translate(lang, purpose_key)
-        if i18n.has_key(purpose_key)
-        else sequence.purpose,
+        purpose=consent_service.purpose_label(sequence.purpose, lang),
     )
     return (
         rendered.subject,

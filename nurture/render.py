@@ -25,7 +25,7 @@ from markdown_it.token import Token
 # What a template may use; every value is a string ("" when the lead did not tell us).
 VARIABLES = ("greeting", "first_name", "last_name", "company", "job_title")
 SAMPLE = {
-    "greeting": "Hello Julia,",
+    "greeting": "Hi Julia,",
     "first_name": "Julia",
     "last_name": "Example",
     "company": "Example GmbH",

@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, redirect, request, url_for
 
 from leadvault import db, i18n
-from leadvault.i18n import N_
 from leadvault.crypto import TokenInvalid
+from leadvault.i18n import N_
 from leadvault.web import csrf, mark_private, private_page
 from nurture import clicks
 

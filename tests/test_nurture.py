@@ -248,7 +248,7 @@ def test_cli_validate_load_list_show_preview_test_send_disable(app, smtp_server,
     deliver(app)
     [mail] = [m for m in smtp_server.messages if m["To"] == "editor@example.org"]
     assert mail["Subject"] == "[Test] Your guide to privacy-first lead capture"
-    assert "Hello Julia," in text_of(mail)
+    assert "Hi Julia," in text_of(mail)
     bad_to = runner.invoke(
         cli, ["nurture", "test-send", "onboarding", "welcome", "--to", "x"], env=env
     )

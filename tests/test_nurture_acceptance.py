@@ -99,7 +99,7 @@ def test_acceptance_click_scores_mql_handoff_leaves_and_unsubscribe_stops(make_a
         assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert "/u/" in str(mail["List-Unsubscribe"])
         assert str(mail["List-Id"]) == '"Three steps" <a.nurture.localhost>'
-        assert text_of(mail).startswith("Hello Julia,")
+        assert text_of(mail).startswith("Hi Julia,")
     # Tracking consent: links go through the redirect; without it, straight to the target.
     tracked = links(julia_mail)
     assert (
