@@ -457,6 +457,7 @@ KEYS: tuple[_Key, ...] = (
     _Key("WEBHOOK_ALERT_EMAIL", _address, None, doc="Who is mailed when an endpoint is disabled"),
     _Key("WEBHOOK_LOG_DAYS", _int(1), "30", doc="Days webhook deliveries and attempts are kept"),
     _Key("WEBHOOK_CONCURRENCY", _int(1, 64), "4", doc="Webhook requests a worker sends at once"),
+    _Key(
         "TIME_ZONE", _time_zone, "UTC", doc="The instance's time zone (quiet hours, sequence waits)"
     ),
     _Key(
