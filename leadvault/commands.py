@@ -39,7 +39,14 @@ def load_settings() -> Settings:
 
 
 def load_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """The app from the ``LEADVAULT_*`` settings, or the one the caller handed the
+    command line as its ``obj`` (tests: ``CliRunner().invoke(cli, args, obj=app)``)."""
     from leadvault.app import create_app
+
+    context = click.get_current_context(silent=True)
+    given = context.find_object(Flask) if context is not None else None
+    if given is not None and not overrides:
+        return given
 
     try:
         return create_app(overrides)

@@ -2,8 +2,14 @@
 
 Every test that takes ``app`` runs on SQLite and, when
 ``LEADVAULT_TEST_DATABASE_URL`` is set, once more on PostgreSQL (in a schema
-of its own, dropped at the end). The schema is migrated once per backend;
-tables are emptied after each test.
+of its own, dropped at the end). The schema is migrated once per backend.
+
+Each test runs inside one transaction that is rolled back afterwards (as
+Warehouse does): every app the test makes binds its sessions to the test's
+connection, and their commits only release savepoints. Tests whose work
+spans threads or processes (a served app, a worker thread, a subprocess, the
+browser, a second engine) are marked ``@pytest.mark.committing``: they commit
+for real and the tables are emptied afterwards.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
+from sqlalchemy import event
 from werkzeug.serving import make_server
 
 from leadvault import clock, migrate
@@ -81,6 +88,61 @@ def database_url(
     admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def test_engine(database_url: str) -> Iterator[sa.Engine]:
+    """One engine per backend for the tests' outer transactions."""
+    from leadvault.db import create_engine
+    from leadvault.settings import parse_database_url
+
+    engine = create_engine(parse_database_url(database_url), pool_size=1)
+    yield engine
+    engine.dispose()
+
+
+def committing(request: pytest.FixtureRequest) -> bool:
+    node = request.node
+    return any(node.get_closest_marker(name) for name in ("committing", "browser"))
+
+
+# The engine whose one connection the running test's apps share (None: no such test).
+_test_engine: list[sa.Engine | None] = [None]
+
+
+@event.listens_for(sa.Engine, "engine_connect")
+def _no_second_connection(connection: sa.Connection) -> None:
+    """Fail at once, not by waiting forever for SQLite's write lock: inside the
+    test's transaction another connection to the test database sees nothing."""
+    engine = _test_engine[0]
+    if engine is None or connection.engine is engine:
+        return
+    if connection.engine.url.render_as_string() == engine.url.render_as_string():
+        raise RuntimeError(
+            "a second connection to the test database inside a test's transaction: pass "
+            "the app to the command line (CliRunner().invoke(cli, args, obj=app)), use "
+            "runtime(app).session_factory instead of runtime(app).engine, or mark the "
+            "test @pytest.mark.committing (threads, processes, a served app)"
+        )
+
+
+@pytest.fixture
+def db_connection(request: pytest.FixtureRequest, test_engine: sa.Engine) -> Iterator[Any]:
+    """The test's connection, in a transaction rolled back after the test
+    (None for ``committing`` tests)."""
+    if committing(request):
+        test_engine.dispose()  # no idle connection of ours beside the test's own engines
+        yield None
+        return
+    connection = test_engine.connect()
+    outer = connection.begin()
+    _test_engine[0] = test_engine
+    try:
+        yield connection
+    finally:
+        _test_engine[0] = None
+        outer.rollback()
+        connection.close()
+
+
 @pytest.fixture
 def backend(database_url: str) -> str:
     return "sqlite" if database_url.startswith("sqlite") else "postgresql"
@@ -111,18 +173,24 @@ def settings_overrides(database_url: str, keyring_path: Path, instance: Path) ->
 
 
 @pytest.fixture
-def make_app(settings_overrides: dict[str, Any]) -> Iterator[Any]:
+def make_app(settings_overrides: dict[str, Any], db_connection: Any) -> Iterator[Any]:
+    """Apps on the test database; in the test's transaction unless ``committing``."""
     created: list[Any] = []
 
     def factory(**overrides: Any) -> Any:
         app = create_app({**settings_overrides, **overrides}, environ={})
         app.config["TESTING"] = True
+        if db_connection is not None:
+            runtime(app).session_factory.configure(
+                bind=db_connection, join_transaction_mode="create_savepoint"
+            )
         created.append(app)
         return app
 
     yield factory
     for app in created:
-        _empty_tables(app)
+        if db_connection is None:
+            _empty_tables(app)
         runtime(app).engine.dispose()
     clock.freeze(None)
 
@@ -158,7 +226,8 @@ def _empty_tables(app: Any) -> None:
 
 @pytest.fixture
 def session(app: Any) -> Iterator[Any]:
-    """A unit of work inside an app context, committed at the end of the test."""
+    """A unit of work inside an app context, committed at the end of the test
+    (within the test's transaction, unless ``committing``)."""
     from leadvault.db import unit_of_work
 
     with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
@@ -263,6 +332,8 @@ def process(app: Any) -> int:
 
 
 class LiveServer:
+    """The app served on a loopback port, in threads: for ``committing`` tests."""
+
     def __init__(self, app: Any) -> None:
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.port = self.server.server_port

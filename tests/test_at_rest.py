@@ -68,6 +68,7 @@ def read_tree(folder: Path) -> dict[Path, bytes]:
     return {path: path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
+@pytest.mark.committing
 def test_nothing_personal_in_plaintext_at_rest(app, client, smtp_server, backend, instance):
     plaintexts = submit_distinctive_lead(app, client, smtp_server)
     engine = runtime(app).engine

@@ -286,6 +286,7 @@ def test_bad_input_never_500(app, client):
     assert count(app, Lead) == 1  # only the one good submission
 
 
+@pytest.mark.committing
 @pytest.mark.parametrize("rounds", [1])
 def test_concurrent_submissions_of_one_new_address(app, smtp_server, rounds):
     form_id = make_form(app)

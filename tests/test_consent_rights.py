@@ -222,6 +222,7 @@ def _outbox_status(app, outbox_id: int) -> str:
         return s.get(OutboxMessage, outbox_id).status
 
 
+@pytest.mark.committing
 @pytest.mark.parametrize("encoding", ["application/x-www-form-urlencoded", "multipart/form-data"])
 def test_one_click_unsubscribe_as_a_mail_provider(app, client, smtp_server, encoding):
     email = unique_email("rfc8058")
@@ -640,6 +641,7 @@ def _postgres_texts(app) -> dict[str, str]:
     return texts
 
 
+@pytest.mark.committing
 def test_erasure_leaves_nothing_readable(app, client, smtp_server, backend, caplog):
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="leadvault")
@@ -681,12 +683,12 @@ def test_erasure_leaves_nothing_readable(app, client, smtp_server, backend, capl
     # The second by letter: the operator uses the CLI.
     runner = CliRunner()
     result = runner.invoke(
-        cli, ["leads", "erase", "--email", people[1][0], "--yes"], env=cli_env(app)
+        cli, ["leads", "erase", "--email", people[1][0], "--yes"], env=cli_env(app), obj=app
     )
     assert result.exit_code == 0, result.output
     assert people[1][0] not in result.output
     again = runner.invoke(
-        cli, ["leads", "erase", "--email", people[1][0], "--yes"], env=cli_env(app)
+        cli, ["leads", "erase", "--email", people[1][0], "--yes"], env=cli_env(app), obj=app
     )
     assert again.exit_code == 1
 
@@ -700,9 +702,11 @@ def test_erasure_leaves_nothing_readable(app, client, smtp_server, backend, capl
             assert service.is_suppressed(s, email)
     for lead_id in ids:
         assert ledger_events(app, lead_id)[-1][0] == "erased"
-    verified = runner.invoke(cli, ["consent", "verify"], env=cli_env(app))
+    verified = runner.invoke(cli, ["consent", "verify"], env=cli_env(app), obj=app)
     assert verified.exit_code == 0, verified.output
-    proof = runner.invoke(cli, ["consent", "proof", "--email", people[0][0]], env=cli_env(app))
+    proof = runner.invoke(
+        cli, ["consent", "proof", "--email", people[0][0]], env=cli_env(app), obj=app
+    )
     assert proof.exit_code == 1
     # A mail provider's one-click unsubscribe for an erased lead still gets its 2xx.
     for welcome in welcomes:
@@ -784,7 +788,7 @@ def test_purge_erases_expired_requests_only(make_app, caplog):
     old_id, young_id = lead_of(app, old).id, lead_of(app, young).id
 
     caplog.clear()
-    result = CliRunner().invoke(cli, ["purge"], env=cli_env(app))
+    result = CliRunner().invoke(cli, ["purge"], env=cli_env(app), obj=app)
     assert result.exit_code == 0, result.output
     assert "requests expired: 1" in result.output
     assert "leads erased unconfirmed: 1" in result.output
@@ -1005,8 +1009,8 @@ def test_withdrawn_proof_is_purged_after_retention_and_chain_verifies(app, clien
         assert all(e.subject == "-" and e.ip_prefix is None for e in pruned)
 
     # Marking another entry as pruned without a pruning record is caught.
-    with runtime(app).engine.begin() as connection:
-        connection.execute(
+    with runtime(app).session_factory.begin() as s:
+        s.execute(
             sa.update(LedgerEntry)
             .where(LedgerEntry.subject == str(stays_id))
             .values(pruned_at=clock.now())

@@ -257,6 +257,7 @@ def invoke(env, *args):
     return result.exit_code, result.output
 
 
+@pytest.mark.committing
 def test_key_rotation_end_to_end(make_app, database_url, instance, keyring_path, tmp_path):
     ring = tmp_path / "keyring.json"
     shutil.copy(keyring_path, ring)

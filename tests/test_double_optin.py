@@ -105,15 +105,15 @@ def test_submit_confirm_and_verify_ledger(app, client, smtp_server):
     assert welcome["List-Unsubscribe"].startswith("<http://127.0.0.1:5000/u/")
 
     runner = CliRunner()
-    ok = runner.invoke(cli, ["consent", "verify"], env=cli_env(app))
+    ok = runner.invoke(cli, ["consent", "verify"], env=cli_env(app), obj=app)
     assert ok.exit_code == 0, ok.output
     assert "intact" in ok.output
 
-    with runtime(app).engine.begin() as connection:
-        connection.execute(
+    with runtime(app).session_factory.begin() as s:
+        s.execute(
             sa.update(LedgerEntry).where(LedgerEntry.id == entries[0].id).values(purpose="tracking")
         )
-    broken = runner.invoke(cli, ["consent", "verify"], env=cli_env(app))
+    broken = runner.invoke(cli, ["consent", "verify"], env=cli_env(app), obj=app)
     assert broken.exit_code == 1
     assert f"entry {entries[0].id}" in broken.output
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from leadvault import migrate
@@ -17,6 +18,7 @@ def test_history_has_exactly_one_head():
     assert len(migrate.heads()) == 1
 
 
+@pytest.mark.committing
 def test_migrated_database_matches_the_models(app, backend):
     engine = runtime(app).engine
     assert engine.dialect.name == backend

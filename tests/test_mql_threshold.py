@@ -100,7 +100,7 @@ def test_scoring_explain_shows_stage_and_grade(app):
         "LEADVAULT_DATABASE_URL": settings.database_url.replace("+psycopg", ""),
         "LEADVAULT_KEYRING": str(settings.keyring),
     }
-    result = CliRunner().invoke(cli, ["scoring", "explain", "--email", email], env=env)
+    result = CliRunner().invoke(cli, ["scoring", "explain", "--email", email], env=env, obj=app)
     assert result.exit_code == 0, result.output
     state = _state(app, lead_id)
     lines = result.output.splitlines()

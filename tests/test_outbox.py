@@ -343,6 +343,7 @@ def test_permanent_refusal_fails_after_one_attempt_with_address_redacted(make_ap
     assert attempt.error == row.last_error
 
 
+@pytest.mark.committing
 def test_late_failure_after_the_lease_ran_out_does_not_undo_a_send(make_app):
     """Worker A's lease lapses mid-send; B re-claims and sends; A's late failure is moot."""
     from leadvault.worker import Worker
@@ -390,6 +391,7 @@ def test_late_failure_after_the_lease_ran_out_does_not_undo_a_send(make_app):
 # --- 4. a killed worker loses nothing --------------------------------------------
 
 
+@pytest.mark.committing
 def test_worker_killed_mid_batch_loses_no_mail(make_app, database_url, keyring_path, instance):
     total = 15
     sink = sink_with(_Keeping(delay=0.3))
@@ -439,6 +441,7 @@ def test_worker_killed_mid_batch_loses_no_mail(make_app, database_url, keyring_p
 # --- 5. two workers never send a row twice ------------------------------------------
 
 
+@pytest.mark.committing
 def test_two_workers_on_postgresql_never_send_a_row_twice(
     backend, make_app, database_url, keyring_path, instance
 ):
@@ -508,7 +511,7 @@ def test_worker_once_without_smtp_writes_private_eml_and_prints_links(
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
-        result = CliRunner().invoke(cli, ["worker", "--once"], env=env)
+        result = CliRunner().invoke(cli, ["worker", "--once"], env=env, obj=app)
     finally:
         # The command reconfigures logging onto the runner's stream; put it back.
         root.handlers[:] = handlers

@@ -167,13 +167,13 @@ def test_scoring_load_stores_versions_and_refuses_bad_files(app, tmp_path):
     runner = CliRunner()
     bad = tmp_path / "bad.toml"
     bad.write_text(rules.example_text().replace("points = 20", "points = -", 1))
-    result = runner.invoke(cli, ["scoring", "load", str(bad)], env=cli_env(app))
+    result = runner.invoke(cli, ["scoring", "load", str(bad)], env=cli_env(app), obj=app)
     assert result.exit_code == 1
     assert f"{bad}:67:" in result.output
     good = tmp_path / "rules.toml"
     good.write_text(rules.example_text().replace("mql_score = 35", "mql_score = 50"))
     for version in (1, 2):
-        result = runner.invoke(cli, ["scoring", "load", str(good)], env=cli_env(app))
+        result = runner.invoke(cli, ["scoring", "load", str(good)], env=cli_env(app), obj=app)
         assert result.exit_code == 0, result.output
         assert f"version {version} active" in result.output
     with uow(app) as s:
@@ -270,8 +270,10 @@ def test_recompute_command_applies_new_rules(app, tmp_path):
     path = tmp_path / "rules.toml"
     path.write_text(rules.example_text().replace("points = 1\n", "points = 4\n", 1))
     runner = CliRunner()
-    assert runner.invoke(cli, ["scoring", "load", str(path)], env=cli_env(app)).exit_code == 0
-    result = runner.invoke(cli, ["scoring", "recompute"], env=cli_env(app))
+    assert (
+        runner.invoke(cli, ["scoring", "load", str(path)], env=cli_env(app), obj=app).exit_code == 0
+    )
+    result = runner.invoke(cli, ["scoring", "recompute"], env=cli_env(app), obj=app)
     assert result.exit_code == 0, result.output
     assert "leads recomputed" in result.output
     assert current_score(app, lead_id) == pytest.approx(4)
@@ -560,6 +562,7 @@ def test_reject_recycles_or_disqualifies_and_the_report_shows_reasons(app, smtp_
         cli,
         ["report", "funnel", "--since", (clock.now() - dt.timedelta(days=1)).strftime("%Y-%m-%d")],
         env=cli_env(app),
+        obj=app,
     )
     assert result.exit_code == 0, result.output
     assert "fake_data=1" in result.output and "no_budget=1" in result.output
@@ -592,7 +595,7 @@ def test_absent_people_are_skipped(app, smtp_server):
 def test_sales_commands(app):
     runner = CliRunner()
     env = cli_env(app)
-    assert runner.invoke(cli, ["sales", "team", "add", "dach"], env=env).exit_code == 0
+    assert runner.invoke(cli, ["sales", "team", "add", "dach"], env=env, obj=app).exit_code == 0
     result = runner.invoke(
         cli,
         [
@@ -608,14 +611,17 @@ def test_sales_commands(app):
             "dach",
         ],
         env=env,
+        obj=app,
     )
     assert result.exit_code == 0, result.output
-    assert runner.invoke(cli, ["sales", "absent", "c@sales.example"], env=env).exit_code == 0
-    listing = runner.invoke(cli, ["sales", "list"], env=env)
+    assert (
+        runner.invoke(cli, ["sales", "absent", "c@sales.example"], env=env, obj=app).exit_code == 0
+    )
+    listing = runner.invoke(cli, ["sales", "list"], env=env, obj=app)
     assert "c@sales.example" in listing.output and "absent" in listing.output
     assert "team dach (round_robin): c@sales.example" in listing.output
     again = runner.invoke(
-        cli, ["sales", "add", "--email", "c@sales.example", "--name", "C"], env=env
+        cli, ["sales", "add", "--email", "c@sales.example", "--name", "C"], env=env, obj=app
     )
     assert again.exit_code == 1 and "exists already" in again.output
 
@@ -713,8 +719,8 @@ def test_salespeople_are_sealed_and_rotated_with_the_key_ring(app):
 
     with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
         routing.add_person(s, email="Zelda.Quux@sales.example", name="Zelda Quux", language="de")
-    with runtime(app).engine.connect() as connection:
-        row = connection.execute(sa.text("SELECT * FROM sales_people")).one()
+    with runtime(app).session_factory() as s:
+        row = s.execute(sa.text("SELECT * FROM sales_people")).one()
     dumped = repr(tuple(row))
     assert "zelda" not in dumped.lower() and "quux" not in dumped.lower()
     with app.app_context(), runtime(app).session_factory() as s:

@@ -164,7 +164,7 @@ def test_forms_show_prints_all_three_snippets(app):
 
     form_id = make_form(app, allowed_origins=[HOST])
     base = runtime(app).settings.base_url
-    result = CliRunner().invoke(cli, ["forms", "show", form_id], env=cli_env(app))
+    result = CliRunner().invoke(cli, ["forms", "show", form_id], env=cli_env(app), obj=app)
     assert result.exit_code == 0, result.output
     out = result.output
     hosted = f"{base}/f/{form_id}"
