@@ -8,7 +8,6 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
-from capture import service as capture_service
 from consent.ledger import RequestMeta
 from leadvault import clock
 from leadvault.app import runtime
@@ -16,6 +15,7 @@ from leadvault.cli import cli
 from leadvault.db import unit_of_work
 from scoring import events, rules, scores
 from scoring.models import LeadScore, Stage
+from tests import factories
 
 META = RequestMeta(ip="127.0.0.1", user_agent="pytest")
 PROFILE = {
@@ -34,18 +34,7 @@ EXACTLY_35 = [
 
 
 def _lead(app, email: str) -> uuid.UUID:
-    with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
-        form = capture_service.create_form(
-            s,
-            name="Contact",
-            kind="contact",
-            fields=[capture_service.FieldSpec(n, False) for n in PROFILE],
-            purposes=[capture_service.PurposeSpec("newsletter", True)],
-        )
-        valid = capture_service.ValidSubmission(
-            email=email, profile=PROFILE, message=None, purposes=["newsletter"], source={}
-        )
-        return capture_service.submit(s, form, valid, language="en", meta=META).lead_id
+    return factories.lead(app, email, profile=PROFILE, purposes=["newsletter"], confirmed=False)
 
 
 def _state(app, lead_id: uuid.UUID) -> LeadScore:

@@ -15,15 +15,14 @@ from click.testing import CliRunner
 
 from capture import service as capture_service
 from consent import rights
-from consent import service as consent_service
 from consent.ledger import RequestMeta
-from consent.models import OptInRequest
 from leadvault import api, clock, counters, leads
 from leadvault.app import runtime
 from leadvault.cli import cli
 from leadvault.db import unit_of_work
 from scoring import enrichment, events, handoff, jobs, recompute, routing, rules, scores
 from scoring.models import Event, Handoff, LeadScore, RuleScore, Stage, StageChange
+from tests import factories
 from tests.conftest import deliver
 
 META = RequestMeta(ip="127.0.0.1", user_agent="pytest")
@@ -39,21 +38,7 @@ PROFILE_DE = {
 SCHEMA = Path(__file__).resolve().parents[1] / "consent" / "static" / "access-export.v1.json"
 
 
-def uow(app):
-    class _Ctx:
-        def __enter__(self):
-            self.ctx = app.app_context()
-            self.ctx.__enter__()
-            self.uow = unit_of_work(runtime(app).session_factory)
-            return self.uow.__enter__()
-
-        def __exit__(self, *exc):
-            try:
-                return self.uow.__exit__(*exc)
-            finally:
-                self.ctx.__exit__(*exc)
-
-    return _Ctx()
+uow = factories.uow
 
 
 def contact_form(app) -> str:
@@ -70,25 +55,15 @@ def contact_form(app) -> str:
 
 
 def new_lead(app, form_id, email, *, profile=None, purposes=("newsletter",), confirm=True):
-    with uow(app) as s:
-        form = capture_service.get_form(s, form_id)
-        valid = capture_service.ValidSubmission(
-            email=email,
-            profile=dict(profile or {}),
-            message=None,
-            purposes=list(purposes),
-            source={"utm_source": "linkedin", "utm_campaign": "spring"},
-        )
-        lead_id = capture_service.submit(s, form, valid, language="en", meta=META).lead_id
-    if confirm:
-        with uow(app) as s:
-            request = s.scalars(
-                sa.select(OptInRequest).where(
-                    OptInRequest.lead_id == lead_id, OptInRequest.confirmed_at.is_(None)
-                )
-            ).first()
-            consent_service.confirm(s, request, meta=META)
-    return lead_id
+    return factories.lead(
+        app,
+        email,
+        form_id=form_id,
+        profile=profile,
+        purposes=purposes,
+        confirmed=confirm,
+        source={"utm_source": "linkedin", "utm_campaign": "spring"},
+    )
 
 
 def record(app, lead_id, type_, props=None, at=None):
@@ -714,7 +689,6 @@ def test_salespeople_are_sealed_and_rotated_with_the_key_ring(app):
 
     from leadvault import keys
     from leadvault.app import runtime
-    from leadvault.db import unit_of_work
     from scoring import routing
 
     with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
