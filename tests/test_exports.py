@@ -187,6 +187,7 @@ def test_chunks_stream_and_the_row_count_is_exact(app, people):
     assert tally == [3]
 
 
+@pytest.mark.committing
 def test_an_export_takes_no_write_lock(app, people):
     """On SQLite a long export must not hold up writers (capture, the worker)."""
     from leadvault.db import unit_of_work
@@ -227,7 +228,7 @@ def test_export_command(app, people, tmp_path):
     runner = CliRunner()
     env = cli_env(app)
     out = tmp_path / "crm.csv"
-    result = runner.invoke(cli, ["export", "--preset", "hubspot", "-o", str(out)], env=env)
+    result = runner.invoke(cli, ["export", "--preset", "hubspot", "-o", str(out)], env=env, obj=app)
     assert result.exit_code == 0, result.output
     assert "2 leads exported" in result.output and "sales_contact" in result.output
     assert len(list(csv.DictReader(out.open(encoding="utf-8")))) == 2
@@ -240,8 +241,8 @@ def test_export_command(app, people, tmp_path):
     assert lines[0] == "id,stage" and len(lines) == 1 + 2
 
     book = tmp_path / "leads.xlsx"
-    xlsx = runner.invoke(cli, ["export", "--format", "xlsx", "-o", str(book)], env=env)
+    xlsx = runner.invoke(cli, ["export", "--format", "xlsx", "-o", str(book)], env=env, obj=app)
     assert xlsx.exit_code == 0 and openpyxl.load_workbook(book)["Leads"].max_row == 4
 
-    bad = runner.invoke(cli, ["export", "--columns", "email,shoe_size"], env=env)
+    bad = runner.invoke(cli, ["export", "--columns", "email,shoe_size"], env=env, obj=app)
     assert bad.exit_code == 2 and "unknown column 'shoe_size'" in bad.output

@@ -309,6 +309,7 @@ def test_lead_erased_arrives_after_the_erasure_without_personal_data(webhook_app
 # --- retries, de-duplication, disabling ------------------------------------------------
 
 
+@pytest.mark.committing
 def test_a_receiver_that_fails_for_a_while_gets_each_event_once(webhook_app):
     app = webhook_app
     form_id = contact_form(app)
@@ -574,54 +575,65 @@ def test_webhooks_commands(webhook_app):
     runner = CliRunner()
     env = {**cli_env(app), "LEADVAULT_WEBHOOK_ALLOW_NETWORKS": "127.0.0.1/32"}
     with Receiver() as crm:
-        bad = runner.invoke(cli, ["webhooks", "add", "http://10.0.0.1/x"], env=env)
+        bad = runner.invoke(cli, ["webhooks", "add", "http://10.0.0.1/x"], env=env, obj=app)
         assert bad.exit_code == 1 and "private address" in bad.output
-        unknown = runner.invoke(cli, ["webhooks", "add", crm.url, "--event", "lead.eaten"], env=env)
+        unknown = runner.invoke(
+            cli, ["webhooks", "add", crm.url, "--event", "lead.eaten"], env=env, obj=app
+        )
         assert unknown.exit_code == 1 and "unknown event type 'lead.eaten'" in unknown.output
 
         added = runner.invoke(
             cli,
             ["webhooks", "add", crm.url, "--event", "lead.erased", "--description", "CRM"],
             env=env,
+            obj=app,
         )
         assert added.exit_code == 0, added.output
         secret = added.output.strip().splitlines()[-1]
         endpoint_id = int(added.output.split()[1])
         assert secret.startswith("whsec_")
 
-        tested = runner.invoke(cli, ["webhooks", "test", str(endpoint_id)], env=env)
+        tested = runner.invoke(cli, ["webhooks", "test", str(endpoint_id)], env=env, obj=app)
         assert tested.exit_code == 0, tested.output
         assert tested.output.startswith("Delivered: HTTP 200")
         (event,) = verify_all(crm, secret)
         assert event["type"] == "webhook.test"
 
-        rotated = runner.invoke(cli, ["webhooks", "rotate-secret", str(endpoint_id)], env=env)
+        rotated = runner.invoke(
+            cli, ["webhooks", "rotate-secret", str(endpoint_id)], env=env, obj=app
+        )
         assert rotated.exit_code == 0 and "Both secrets sign until" in rotated.output
         new_secret = rotated.output.strip().splitlines()[-1]
-        assert runner.invoke(cli, ["webhooks", "test", str(endpoint_id)], env=env).exit_code == 0
+        assert (
+            runner.invoke(cli, ["webhooks", "test", str(endpoint_id)], env=env, obj=app).exit_code
+            == 0
+        )
         headers, body = crm.requests[-1]
         for key in (secret, new_secret):
             Webhook(key).verify(body, headers)
 
-        listing = runner.invoke(cli, ["webhooks", "list"], env=env)
+        listing = runner.invoke(cli, ["webhooks", "list"], env=env, obj=app)
         assert listing.exit_code == 0
         assert f"{endpoint_id}  http://127.0.0.1:{crm.server.server_port}  active" in listing.output
         assert "2 sent" in listing.output and secret not in listing.output
         assert "/hooks/leadvault" not in listing.output
 
-        log = runner.invoke(cli, ["webhooks", "log", str(endpoint_id)], env=env)
+        log = runner.invoke(cli, ["webhooks", "log", str(endpoint_id)], env=env, obj=app)
         assert log.output.count("webhook.test") == 2 and "HTTP 200" in log.output
 
         crm.status = 500
-        failed = runner.invoke(cli, ["webhooks", "test", str(endpoint_id)], env=env)
+        failed = runner.invoke(cli, ["webhooks", "test", str(endpoint_id)], env=env, obj=app)
         assert failed.exit_code == 1 and "HTTP 500" in failed.output
 
-        disabled = runner.invoke(cli, ["webhooks", "disable", str(endpoint_id)], env=env)
+        disabled = runner.invoke(cli, ["webhooks", "disable", str(endpoint_id)], env=env, obj=app)
         assert disabled.exit_code == 0 and "1 queued events held" in disabled.output
-        refused = runner.invoke(cli, ["webhooks", "redeliver", str(endpoint_id)], env=env)
+        refused = runner.invoke(cli, ["webhooks", "redeliver", str(endpoint_id)], env=env, obj=app)
         assert refused.exit_code == 1 and "disabled" in refused.output
-        assert runner.invoke(cli, ["webhooks", "enable", str(endpoint_id)], env=env).exit_code == 0
-        again = runner.invoke(cli, ["webhooks", "redeliver", str(endpoint_id)], env=env)
+        assert (
+            runner.invoke(cli, ["webhooks", "enable", str(endpoint_id)], env=env, obj=app).exit_code
+            == 0
+        )
+        again = runner.invoke(cli, ["webhooks", "redeliver", str(endpoint_id)], env=env, obj=app)
         assert again.exit_code == 0 and "1 events queued again" in again.output
-        missing = runner.invoke(cli, ["webhooks", "test", "999"], env=env)
+        missing = runner.invoke(cli, ["webhooks", "test", "999"], env=env, obj=app)
         assert missing.exit_code == 1 and "no webhook endpoint 999" in missing.output
