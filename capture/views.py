@@ -21,11 +21,10 @@ from werkzeug.exceptions import BadRequest
 
 from capture import bots, schemas, service
 from capture.models import Form
-from consent.views import request_meta
 from leadvault import db, i18n, leads
 from leadvault.app import runtime
 from leadvault.i18n import N_
-from leadvault.web import csrf, error_response, within_limits
+from leadvault.web import csrf, error_response, request_meta, within_limits
 
 bp = Blueprint("capture", __name__, template_folder="templates", static_folder="static")
 

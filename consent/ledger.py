@@ -18,17 +18,10 @@ from consent.models import ConsentText, LedgerEntry, LedgerEvent, LedgerHead
 from leadvault import clock
 from leadvault.crypto import sha256_hex, truncate_ip
 from leadvault.db import vault_of
+from leadvault.web import RequestMeta
 
 GENESIS = "0" * 64
 HEAD_ID = 1
-
-
-@dataclasses.dataclass(frozen=True)
-class RequestMeta:
-    """Pseudonymised request metadata for a ledger entry."""
-
-    ip: str | None = None
-    user_agent: str | None = None
 
 
 def _canonical(entry: LedgerEntry) -> str:

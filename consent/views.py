@@ -20,13 +20,20 @@ from flask import (
 from jinja2 import pass_context
 
 from consent import rights, service
-from consent.ledger import RequestMeta
 from leadvault import db, i18n, leads, signals
 from leadvault.api import require_token
 from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
 from leadvault.i18n import N_
-from leadvault.web import csrf, language, mark_private, private_page, within_limits
+from leadvault.web import (
+    csrf,
+    invalid_link_page,
+    language,
+    mark_private,
+    private_page,
+    request_meta,
+    within_limits,
+)
 
 SCHEMA_FOLDER = Path(__file__).parent / "static"
 
@@ -40,22 +47,6 @@ def _labels() -> dict[str, Any]:
         return service.purpose_label(purpose, context.get("lang") or language())
 
     return {"purpose_label": purpose_label, "state_labels": service.STATE_LABELS}
-
-
-def request_meta() -> RequestMeta:
-    return RequestMeta(ip=request.remote_addr, user_agent=request.headers.get("User-Agent"))
-
-
-def invalid_link_page() -> Response:
-    return private_page(
-        "consent/message.html",
-        400,
-        title=N_("This link is not valid"),
-        text=N_(
-            "The link is incomplete or was changed. "
-            "Please use the link from the mail exactly as it is."
-        ),
-    )
 
 
 @bp.route("/c/<token>", methods=["GET", "POST"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from typing import Any
@@ -104,6 +105,39 @@ def mark_private(response: Response) -> Response:
 def private_page(template: str, code: int = 200, /, **context: Any) -> Response:
     """A page behind a signed link (``code`` is the HTTP status; context may use "status")."""
     return mark_private(make_response(render_template(template, **context), code))
+
+
+def message_page(code: int = 200, /, **context: Any) -> Response:
+    """A private page with a heading and a paragraph: ``title`` and ``text`` are
+    message ids (``N_("…")``), translated as the page renders; ``extra_links`` a
+    list of (label, url)."""
+    return private_page("leadvault/message.html", code, **context)
+
+
+def invalid_link_page() -> Response:
+    """The answer to a signed link that is broken, forged or of another kind."""
+    return message_page(
+        400,
+        title=N_("This link is not valid"),
+        text=N_(
+            "The link is incomplete or was changed. "
+            "Please use the link from the mail exactly as it is."
+        ),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestMeta:
+    """Pseudonymised request metadata for a ledger entry (IP and user agent are
+    truncated and hashed where they are stored)."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+def request_meta() -> RequestMeta:
+    """This request's metadata, for services that record where a change came from."""
+    return RequestMeta(ip=request.remote_addr, user_agent=request.headers.get("User-Agent"))
 
 
 def language() -> str:

@@ -234,7 +234,7 @@ def test_export_command(app, people, tmp_path):
     assert len(list(csv.DictReader(out.open(encoding="utf-8")))) == 2
 
     piped = runner.invoke(
-        cli, ["export", "--columns", "id,stage", "--purpose", "newsletter"], env=env
+        cli, ["export", "--columns", "id,stage", "--purpose", "newsletter"], env=env, obj=app
     )
     assert piped.exit_code == 0, piped.output
     lines = [line for line in piped.stdout.splitlines() if line]

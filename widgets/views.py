@@ -9,11 +9,10 @@ from flask import Blueprint, Response, abort, request, send_file, send_from_dire
 from capture import schemas as capture_schemas
 from capture import service as capture_service
 from consent import service as consent_service
-from consent.views import invalid_link_page
 from leadvault import db, i18n
 from leadvault.crypto import TokenExpired, TokenInvalid
 from leadvault.i18n import N_
-from leadvault.web import language, private_page
+from leadvault.web import invalid_link_page, language, message_page, private_page
 from widgets import service
 
 bp = Blueprint("widgets", __name__, template_folder="templates")
@@ -46,8 +45,7 @@ def download(token: str) -> Response:
     if lead is not None:
         i18n.set_language(lead.language)
     if lead is None or asset is None or form is None:
-        return private_page(
-            "consent/message.html",
+        return message_page(
             410,
             title=N_("This document is not available"),
             text=N_("The document or your request no longer exists."),
@@ -56,8 +54,7 @@ def download(token: str) -> Response:
         return private_page("widgets/expired.html", 410, token=token)
     path = service.asset_file(session, asset)
     if not path.is_file():
-        return private_page(
-            "consent/message.html",
+        return message_page(
             410,
             title=N_("This document is not available"),
             text=N_("The document or your request no longer exists."),
@@ -87,8 +84,7 @@ def resend(token: str) -> Response:
         i18n.set_language(lead.language)
         if asset and form and consent_service.has_consent(session, lead.id, "whitepaper"):
             service.queue_asset_mail(session, lead, asset, form)
-    return private_page(
-        "consent/message.html",
+    return message_page(
         title=N_("Please check your inbox"),
         text=N_("If your request is still valid, a mail with a new link is on its way."),
     )
@@ -113,8 +109,7 @@ def more(form_id: str, token: str) -> Response:
     try:
         form, lead = _profile_context(form_id, token)
     except TokenExpired:
-        return private_page(
-            "consent/message.html",
+        return message_page(
             410,
             title=N_("This link has expired"),
             text=N_("For your protection, these links are valid for a limited time."),
@@ -141,12 +136,9 @@ def more(form_id: str, token: str) -> Response:
                 "widgets/more.html", 422, fields=missing, errors=errors, values=request.form
             )
         service.save_profile(session, lead, values)
-        return private_page(
-            "consent/message.html", title=N_("Thank you"), text=N_("We saved your details.")
-        )
+        return message_page(title=N_("Thank you"), text=N_("We saved your details."))
     if not missing:
-        return private_page(
-            "consent/message.html",
+        return message_page(
             title=N_("Thank you"),
             text=N_("We have everything we need. Thank you!"),
         )
