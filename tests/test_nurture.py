@@ -214,35 +214,38 @@ def test_cli_validate_load_list_show_preview_test_send_disable(app, smtp_server,
     env = cli_env(app)
     bad = tmp_path / "bad.toml"
     bad.write_text(EXAMPLE.read_text().replace("wait = { days = 3 }", "wait = { weeks = 3 }"))
-    result = runner.invoke(cli, ["nurture", "validate", str(bad)], env=env)
+    result = runner.invoke(cli, ["nurture", "validate", str(bad)], env=env, obj=app)
     assert result.exit_code == 1 and f"{bad}:38: wait: unknown key 'weeks'" in result.output
     good = tmp_path / "onboarding.toml"
     good.write_text(EXAMPLE.read_text())
-    result = runner.invoke(cli, ["nurture", "validate", str(good)], env=env)
+    result = runner.invoke(cli, ["nurture", "validate", str(good)], env=env, obj=app)
     assert result.exit_code == 0 and "is valid (6 steps, 3 mails in en, de)" in result.output
     for version in (1, 2):
-        result = runner.invoke(cli, ["nurture", "load", str(good)], env=env)
+        result = runner.invoke(cli, ["nurture", "load", str(good)], env=env, obj=app)
         assert result.exit_code == 0, result.output
         assert f"version {version} is active" in result.output
-    listed = runner.invoke(cli, ["nurture", "list"], env=env)
+    listed = runner.invoke(cli, ["nurture", "list"], env=env, obj=app)
     assert "* onboarding" in listed.output and "  onboarding" in listed.output
-    shown = runner.invoke(cli, ["nurture", "show", "onboarding"], env=env)
+    shown = runner.invoke(cli, ["nurture", "show", "onboarding"], env=env, obj=app)
     assert "v2 (active)" in shown.output
     assert "clicked-guide" in shown.output and "-> case-study else reminder" in shown.output
     preview = runner.invoke(
-        cli, ["nurture", "preview", "onboarding", "welcome", "--lang", "de"], env=env
+        cli, ["nurture", "preview", "onboarding", "welcome", "--lang", "de"], env=env, obj=app
     )
     assert preview.exit_code == 0, preview.output
     assert "Subject: Ihr Leitfaden" in preview.output and "Hallo Julia," in preview.output
     assert "Impressum" in preview.output  # the instance's mail layout
-    html = runner.invoke(cli, ["nurture", "preview", "onboarding", "welcome", "--html"], env=env)
+    html = runner.invoke(
+        cli, ["nurture", "preview", "onboarding", "welcome", "--html"], env=env, obj=app
+    )
     assert '<a href="https://www.example.com/guide">Read the guide</a>' in html.output
-    missing = runner.invoke(cli, ["nurture", "preview", "onboarding", "nope"], env=env)
+    missing = runner.invoke(cli, ["nurture", "preview", "onboarding", "nope"], env=env, obj=app)
     assert missing.exit_code == 1 and "has no mail 'nope'" in missing.output
     sent = runner.invoke(
         cli,
         ["nurture", "test-send", "onboarding", "welcome", "--to", "editor@example.org"],
         env=env,
+        obj=app,
     )
     assert sent.exit_code == 0, sent.output
     deliver(app)
@@ -250,13 +253,13 @@ def test_cli_validate_load_list_show_preview_test_send_disable(app, smtp_server,
     assert mail["Subject"] == "[Test] Your guide to privacy-first lead capture"
     assert "Hi Julia," in text_of(mail)
     bad_to = runner.invoke(
-        cli, ["nurture", "test-send", "onboarding", "welcome", "--to", "x"], env=env
+        cli, ["nurture", "test-send", "onboarding", "welcome", "--to", "x"], env=env, obj=app
     )
     assert bad_to.exit_code == 2
-    off = runner.invoke(cli, ["nurture", "disable", "onboarding"], env=env)
+    off = runner.invoke(cli, ["nurture", "disable", "onboarding"], env=env, obj=app)
     assert "disabled" in off.output
-    assert "  onboarding" in runner.invoke(cli, ["nurture", "list"], env=env).output
-    assert runner.invoke(cli, ["nurture", "disable", "nothing"], env=env).exit_code == 1
+    assert "  onboarding" in runner.invoke(cli, ["nurture", "list"], env=env, obj=app).output
+    assert runner.invoke(cli, ["nurture", "disable", "nothing"], env=env, obj=app).exit_code == 1
 
 
 # --- sending -------------------------------------------------------------------------------
@@ -484,17 +487,17 @@ def test_bounces_ingest_suppresses_and_complaints_withdraw(make_app, smtp_server
     env = cli_env(app)
 
     soft = DSN.format(to=verp, rcpt=bounced_address, action="delayed", status="4.2.2")
-    result = runner.invoke(cli, ["bounces", "ingest"], input=soft, env=env)
+    result = runner.invoke(cli, ["bounces", "ingest"], input=soft, env=env, obj=app)
     assert result.exit_code == 0 and "bounce: soft" in result.output
     hard = DSN.format(to=verp, rcpt=bounced_address, action="failed", status="5.1.1")
-    result = runner.invoke(cli, ["bounces", "ingest"], input=hard, env=env)
+    result = runner.invoke(cli, ["bounces", "ingest"], input=hard, env=env, obj=app)
     assert result.exit_code == 0 and "bounce: suppressed" in result.output
     assert bounced_address not in result.output
     result = runner.invoke(
-        cli, ["bounces", "ingest"], input=ARF.format(unsubscribe=unsubscribe), env=env
+        cli, ["bounces", "ingest"], input=ARF.format(unsubscribe=unsubscribe), env=env, obj=app
     )
     assert result.exit_code == 0 and "complaint: withdrawn" in result.output
-    junk = runner.invoke(cli, ["bounces", "ingest"], input="Subject: hi\n\nhello", env=env)
+    junk = runner.invoke(cli, ["bounces", "ingest"], input="Subject: hi\n\nhello", env=env, obj=app)
     assert junk.exit_code == 0 and "not_a_report" in junk.output
 
     with uow(app) as s:
@@ -518,7 +521,7 @@ def test_bounces_ingest_suppresses_and_complaints_withdraw(make_app, smtp_server
             s.scalars(sa.select(Send.bounced_at).where(Send.lead_id == bounced)).one() is not None
         )
     # The bounce shows on the lead.
-    shown = runner.invoke(cli, ["nurture", "lead", "--email", bounced_address], env=env)
+    shown = runner.invoke(cli, ["nurture", "lead", "--email", bounced_address], env=env, obj=app)
     overview = json.loads(shown.output)
     assert overview["bounce_suppression"]["status"] == "5.1.1"
     assert overview["sequences"][0]["exit_reason"] == "bounced"
@@ -527,7 +530,7 @@ def test_bounces_ingest_suppresses_and_complaints_withdraw(make_app, smtp_server
         from nurture import sequences, service
 
         assert service.enter(s, bounced, sequences.active(s).by_key("a")) is None
-    report = runner.invoke(cli, ["report", "nurture"], env=env)
+    report = runner.invoke(cli, ["report", "nurture"], env=env, obj=app)
     assert report.exit_code == 0, report.output
     first_row = next(
         line for line in report.output.splitlines() if line.strip().startswith("first")
