@@ -22,6 +22,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from leadvault.untrusted import defuse
+
 # What a template may use; every value is a string ("" when the lead did not tell us).
 VARIABLES = ("greeting", "first_name", "last_name", "company", "job_title")
 SAMPLE = {
@@ -45,15 +47,13 @@ class TemplateProblem(Exception):
 
 
 def _markdown_escape(value: Any) -> str:
-    """Everything a ``{{ }}`` prints is text: Markdown punctuation escaped, one line."""
-    if value is None:
-        return ""
-    text = " ".join(str(value).split())
-    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+    """Everything a ``{{ }}`` prints is text a lead typed: one line, link-like text
+    defused (mail clients autolink ``evil.example``), Markdown punctuation escaped."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", _one_line(value))
 
 
 def _one_line(value: Any) -> str:
-    return "" if value is None else " ".join(str(value).split())
+    return "" if value is None else defuse(" ".join(str(value).split()))
 
 
 _body_env = ImmutableSandboxedEnvironment(

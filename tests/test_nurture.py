@@ -147,12 +147,14 @@ def test_lead_values_are_text_never_markup_or_links():
         },
         lambda index, target: f"https://lv.example/n/{index}",
     )
-    assert "\n" not in out.subject and out.subject == "Hi A Bcc: x@evil.example"
+    assert "\n" not in out.subject and out.subject == "Hi A Bcc: x@evil[.]example"
     assert "<b>" not in out.html and "<meta" not in out.html and "&lt;b&gt;" in out.html
     assert out.html.count("<a ") == 1 and 'href="https://lv.example/n/0"' in out.html
     assert "evil.example" not in out.html.split("</a>")[0].split("<a ")[1]
     assert "<strong>" not in out.html
-    assert "[win](https://evil.example)" in out.text  # shown as typed, not turned into a link
+    # Shown as typed, never a link, not even one a mail client would make of the text.
+    assert "[win](https[:]//evil[.]example)" in out.text
+    assert "evil.example" not in out.text and "evil.example" not in out.html
 
 
 def test_german_greeting_uses_the_name_or_a_formal_fallback(app):
