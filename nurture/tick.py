@@ -2,8 +2,9 @@
 
 Due runs are found through the index on ``nurture_enrollments.due_at`` (set
 only while a run is active), never by looking at every lead; on PostgreSQL
-concurrent workers skip each other's rows (``FOR UPDATE SKIP LOCKED``) and
-lock the leads they mail, so the frequency cap holds across workers. What
+concurrent workers skip each other's leads and runs (``FOR UPDATE SKIP
+LOCKED``, leads first, as requests lock them), so the frequency cap holds
+across workers. What
 the tick needs about the due leads (consent, scores, recent mails, bounce
 suppressions, profiles) is read in bulk, once per tick.
 
@@ -70,9 +71,6 @@ class _Context:
         self.leads: dict[uuid.UUID, Lead] = {}
         for chunk in _chunks(ids):
             query = sa.select(Lead).where(Lead.id.in_(chunk)).options(selectinload(Lead.attributes))
-            if dialect_of(session) == "postgresql":
-                # Two workers must not both pass one lead's cap: lock the leads we mail.
-                query = query.order_by(Lead.id).with_for_update(of=Lead)
             self.leads.update({lead.id: lead for lead in session.scalars(query)})
         self.states = scores.load_states(session, ids)
         self.recent = timing.recent_sends(session, ids, now, self.settings)
@@ -275,13 +273,48 @@ def due_query(now: dt.datetime, limit: int) -> sa.Select[tuple[Enrollment]]:
     )
 
 
+def _claim(session: Session, now: dt.datetime, limit: int) -> list[Enrollment]:
+    """The due runs this worker may work on.
+
+    PostgreSQL: lock their leads first (``SKIP LOCKED``: a lead busy elsewhere waits for
+    the next tick), then the runs, in the order a request does (a confirmation locks
+    the lead, then writes runs), so a tick and a request never deadlock; two workers
+    never both pass one lead's frequency cap. SQLite lets one writer in anyway.
+    """
+    if dialect_of(session) != "postgresql":
+        return list(session.scalars(due_query(now, limit)))
+    candidates = session.execute(
+        due_query(now, limit).with_only_columns(Enrollment.id, Enrollment.lead_id)
+    ).all()
+    lead_ids = sorted({row.lead_id for row in candidates})
+    locked: set[uuid.UUID] = set()
+    for chunk in _chunks(lead_ids):
+        locked.update(
+            session.scalars(
+                sa.select(Lead.id)
+                .where(Lead.id.in_(chunk))
+                .order_by(Lead.id)
+                .with_for_update(skip_locked=True)
+            )
+        )
+    ids = [row.id for row in candidates if row.lead_id in locked]
+    due: list[Enrollment] = []
+    for start in range(0, len(ids), 500):
+        due.extend(
+            session.scalars(
+                sa.select(Enrollment)
+                .where(Enrollment.id.in_(ids[start : start + 500]), Enrollment.due_at <= now)
+                .order_by(Enrollment.due_at, Enrollment.id)
+                .with_for_update(skip_locked=True)
+            )
+        )
+    return due
+
+
 def run(session: Session, *, limit: int = TICK_LIMIT) -> TickResult:
     """Run every due step (at most ``limit`` runs); the caller commits."""
     now = clock.now()
-    query = due_query(now, limit)
-    if dialect_of(session) == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    due = list(session.scalars(query))
+    due = _claim(session, now, limit)
     if not due:
         return TickResult()
     ctx = _Context(session, now, due)

@@ -562,3 +562,22 @@ def _message(text: str) -> EmailMessage:
     from email import message_from_string, policy
 
     return message_from_string(text, policy=policy.default)  # type: ignore[return-value]
+
+
+def test_tick_leaves_a_lead_a_request_holds_to_the_next_tick(make_app, smtp_server, backend):
+    if backend != "postgresql":
+        pytest.skip("row locks (FOR UPDATE SKIP LOCKED) are a PostgreSQL feature")
+    app = make_app(smtp_url=_smtp_config(smtp_server.port))
+    form_id = _setup(app)
+    busy = lead(app, form_id, unique_email("busy"))
+    lead(app, form_id, unique_email("free"))
+    with app.app_context():
+        holder = runtime(app).session_factory()
+        try:
+            assert leads.get(holder, busy, for_update=True) is not None  # a request's lock
+            result = _tick(app)  # does not wait for it, does not deadlock
+            assert (result.due, result.sent) == (1, 1)
+        finally:
+            holder.rollback()
+            holder.close()
+    assert _tick(app).sent == 1
