@@ -564,6 +564,7 @@ def _message(text: str) -> EmailMessage:
     return message_from_string(text, policy=policy.default)  # type: ignore[return-value]
 
 
+@pytest.mark.committing  # two sessions on two connections
 def test_tick_leaves_a_lead_a_request_holds_to_the_next_tick(make_app, smtp_server, backend):
     if backend != "postgresql":
         pytest.skip("row locks (FOR UPDATE SKIP LOCKED) are a PostgreSQL feature")
