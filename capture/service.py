@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -18,7 +18,7 @@ from capture.models import Form, FormKind, Submission
 from capture.signals import form_submitted
 from consent import service as consent_service
 from consent.ledger import RequestMeta
-from leadvault import clock, i18n, inbox, leads
+from leadvault import clock, i18n, inbox, leads, untrusted
 from leadvault.crypto import random_token
 
 # Every field a form may declare, besides the always-required email.
@@ -63,12 +63,41 @@ class PurposeSpec:
     required: bool
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def normalise_origin(origin: str) -> str:
     parts = urlsplit(origin.strip())
     if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path not in {"", "/"}:
         raise FormError(f"{origin!r} is not an origin such as https://www.example.com")
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port_number = parts.port
+    except ValueError:
+        raise FormError(f"{origin!r} has a port that is not a number") from None
+    port = f":{port_number}" if port_number and port_number != _DEFAULT_PORTS[parts.scheme] else ""
     return f"{parts.scheme}://{parts.hostname.lower()}{port}"
+
+
+def page_on_owner_site(form: Form, url: str) -> SplitResult | None:
+    """``url`` taken apart when it is a page on one of the form's allowed origins, else None.
+
+    A submitted ``page_url`` or referrer is whatever the sender wrote: only an
+    http(s) address whose origin the owner allowed for this form (same scheme,
+    host and port; no user info, no backslash that browsers read as a slash)
+    may become a link. The result holds no user info.
+    """
+    if not form.allowed_origins or "\\" in url or untrusted.control_character(url):
+        return None
+    parts = urlsplit(url.strip())
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
+        return None
+    try:
+        origin = normalise_origin(f"{parts.scheme}://{parts.netloc}")
+    except FormError:
+        return None
+    if origin not in form.allowed_origins:
+        return None
+    return parts._replace(netloc=origin.split("://", 1)[1])
 
 
 def create_form(

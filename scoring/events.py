@@ -349,18 +349,25 @@ def tracking_return_link(
     **_: Any,
 ) -> list[tuple[str, str]]:
     """After the tracking consent, a link back to the page the lead came from that
-    hands the loader its token in the URL fragment (never sent to any server)."""
-    from urllib.parse import urlsplit, urlunsplit
+    hands the loader its token in the URL fragment (never sent to any server).
+
+    The page comes from the submission, which anyone can write: it becomes a
+    link only on one of its form's allowed origins, so neither the visitor nor
+    the token is ever sent to another site. Otherwise there is no link.
+    """
+    from urllib.parse import urlunsplit
 
     from capture import service as capture_service
+    from capture.models import Form
     from leadvault import i18n
 
     if "tracking" not in purposes or not consent_service.has_consent(session, lead_id, "tracking"):
         return []
     for submission in reversed(capture_service.submissions_of(session, lead_id)):
         page = capture_service.read_submission(session, submission).get("page_url", "")
-        parts = urlsplit(page)
-        if parts.scheme in {"http", "https"} and parts.netloc:
+        form = session.get(Form, submission.form_id)
+        parts = capture_service.page_on_owner_site(form, page) if form and page else None
+        if parts is not None:
             back = urlunsplit((*parts[:4], f"lv_t={tracking_token(session, lead_id)}"))
             return [(i18n.translate(language, "Back to the website"), back)]
     return []
