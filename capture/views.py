@@ -26,7 +26,14 @@ from leadvault.app import runtime
 from leadvault.i18n import N_
 from leadvault.web import csrf, error_response, request_meta, within_limits
 
-bp = Blueprint("capture", __name__, template_folder="templates", static_folder="static")
+bp = Blueprint(
+    "capture",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    # Not /static: the core blueprint serves that path, and its rule would win.
+    static_url_path="/capture/static",
+)
 
 _FORM_CONTENT_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 # The texts widget.js shows, by the names it looks them up with.

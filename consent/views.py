@@ -268,15 +268,18 @@ def change_purpose(token: str, action: str) -> Response:
     )
 
 
-@bp.get("/a/<token>")
+@bp.route("/a/<token>", methods=["GET", "POST"])
 def access(token: str) -> Response:
-    """The access export (Art. 15/20) as a JSON download; the link works once."""
+    """The access export (Art. 15/20): GET shows a button, its POST downloads the JSON
+    document and uses up the link (a scanner following the link spends nothing)."""
     session = db.session()
     try:
-        # HEAD (a link checker) must not use up the single use.
-        lead = rights.use_single_use(session, rights.ACCESS, token, spend=request.method == "GET")
+        lead = rights.use_single_use(session, rights.ACCESS, token, spend=request.method == "POST")
     except (TokenInvalid, TokenExpired, rights.LinkGone) as exc:
         return _link_problem(exc)
+    if request.method != "POST":
+        i18n.set_language(lead.language)
+        return private_page("consent/access.html", token=token)
     body = json.dumps(rights.access_export(session, lead), indent=2, ensure_ascii=False)
     response = mark_private(make_response(body))
     response.mimetype = "application/json"

@@ -42,7 +42,11 @@ def revoke_token(session: Session, name: str) -> bool:
     return True
 
 
-def authenticate(session: Session, header: str | None, scope: str) -> ApiToken | None:
+def authenticate(
+    session: Session, header: str | None, scope: str, *, record_use: bool = True
+) -> ApiToken | None:
+    """The token of a ``Bearer`` header with ``scope``; ``record_use`` stamps its last use
+    (not on GET and HEAD, which never write)."""
     if not header or not header.startswith("Bearer "):
         return None
     token = session.scalars(
@@ -50,7 +54,8 @@ def authenticate(session: Session, header: str | None, scope: str) -> ApiToken |
     ).one_or_none()
     if token is None or token.revoked_at is not None or scope not in token.scopes:
         return None
-    token.last_used_at = clock.now()
+    if record_use:
+        token.last_used_at = clock.now()
     return token
 
 
@@ -60,7 +65,9 @@ def require_token(scope: str) -> Callable[[Callable[..., Any]], Callable[..., An
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            if authenticate(db.session(), request.headers.get("Authorization"), scope) is None:
+            header = request.headers.get("Authorization")
+            safe = request.method in db.SAFE_METHODS
+            if authenticate(db.session(), header, scope, record_use=not safe) is None:
                 response = jsonify(
                     error=f"a valid API token with scope {scope!r} is required "
                     "(Authorization: Bearer <token>)",

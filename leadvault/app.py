@@ -46,6 +46,8 @@ class Runtime:
     vault: Vault
     engine: Engine
     session_factory: sessionmaker[Session]
+    # For GET, HEAD and OPTIONS requests: the database refuses every write.
+    read_only_session_factory: sessionmaker[Session]
     jobs: list[Job] = dataclasses.field(default_factory=list)
     # Inbox item kind -> handler(session, payload), registered by the packages.
     inbox_handlers: dict[str, Callable[[Session, dict[str, Any]], None]] = dataclasses.field(
@@ -92,6 +94,7 @@ def create_app(
         vault=vault,
         engine=engine,
         session_factory=db.make_session_factory(engine, settings, vault),
+        read_only_session_factory=db.make_session_factory(engine, settings, vault, read_only=True),
     )
     if settings.proxy_fix:
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -88,10 +88,16 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        driver = connection.connection.driver_connection
         if connection.get_execution_options().get(READ_ONLY):
-            # Only reads (a long export): a deferred BEGIN takes no write lock, and
-            # WAL lets writers go on while it reads its snapshot.
-            connection.connection.driver_connection.execute("BEGIN")
+            # A reader (GET, HEAD, an export): no write lock to wait for (WAL lets it read
+            # beside the writer), and SQLite itself refuses any write.
+            connection.info[_QUERY_ONLY] = True
+            try:
+                driver.execute("PRAGMA query_only=1")
+                driver.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise sa.exc.DBAPIError.instance("BEGIN", None, exc, sqlite3.Error) from exc
             return
         # Take the write lock up front: two deferred transactions that both
         # read and then write would otherwise fail with "database is locked"
@@ -107,14 +113,27 @@ def _configure_sqlite(engine: Engine) -> None:
             raise sa.exc.DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
 
     @event.listens_for(engine, "checkin")
-    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+    def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+        if record.info.pop(_QUERY_ONLY, False):
+            dbapi_connection.execute("PRAGMA query_only=0")
         if record.info.pop(_QUEUED, False):
             writers.release()
 
 
 _QUEUED = "leadvault.writer_queued"
-# Execution option of a connection whose transaction only reads (see read_only()).
+_QUERY_ONLY = "leadvault.query_only"
+# Execution option of a connection whose transaction only reads (read_only_engine(),
+# read_only()); SQLite and PostgreSQL then refuse writes.
 READ_ONLY = "leadvault_read_only"
+# Methods that must never change state: link scanners, prefetchers and link
+# checkers use them. Their requests run in read-only transactions.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def read_only_engine(engine: Engine) -> Engine:
+    """The same pool, but every transaction is read-only, enforced by the database:
+    PostgreSQL's READ ONLY transactions, SQLite's ``query_only``."""
+    return engine.execution_options(**{READ_ONLY: True, "postgresql_readonly": True})
 
 
 class _WriterQueue:
@@ -156,13 +175,15 @@ class _WriterQueue:
         self.thread_lock.release()
 
 
-def make_session_factory(engine: Engine, settings: Settings, vault: Vault) -> sessionmaker[Session]:
+def make_session_factory(
+    engine: Engine, settings: Settings, vault: Vault, *, read_only: bool = False
+) -> sessionmaker[Session]:
     factory = sessionmaker(
-        bind=engine,
+        bind=read_only_engine(engine) if read_only else engine,
         expire_on_commit=False,
-        info={"settings": settings, "vault": vault},
+        info={"settings": settings, "vault": vault, "read_only": read_only},
     )
-    if engine.dialect.name == "sqlite":
+    if engine.dialect.name == "sqlite" and not read_only:
         event.listen(factory, "after_commit", _wal_checkpoint)
     return factory
 
@@ -267,11 +288,17 @@ def init_app(app: Flask) -> None:
 
 
 def session() -> Session:
-    """The request's session, opened on first use."""
-    from flask import current_app, g
+    """The request's session, opened on first use; read-only for GET, HEAD and OPTIONS."""
+    from flask import current_app, g, request
 
     current = g.get(_G_KEY)
     if current is None:
-        current = current_app.extensions["leadvault"].session_factory()
+        runtime = current_app.extensions["leadvault"]
+        factory = (
+            runtime.read_only_session_factory
+            if request.method in SAFE_METHODS
+            else runtime.session_factory
+        )
+        current = factory()
         g.setdefault(_G_KEY, current)
     return current

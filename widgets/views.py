@@ -35,8 +35,10 @@ def loader(version: str, name: str) -> Response:
     return response
 
 
-@bp.get("/d/<token>")
+@bp.route("/d/<token>", methods=["GET", "POST"])
 def download(token: str) -> Response:
+    """The link in the mail shows a page; its button (a POST) downloads the file and counts
+    it. Mail scanners and link checkers follow links but do not press buttons."""
     session = db.session()
     try:
         lead, asset, form, expired = service.read_download(session, token)
@@ -58,6 +60,14 @@ def download(token: str) -> Response:
             410,
             title=N_("This document is not available"),
             text=N_("The document or your request no longer exists."),
+        )
+    if request.method != "POST":
+        return private_page(
+            "widgets/download.html",
+            token=token,
+            title=asset.title,
+            filename=asset.filename,
+            size=asset.size,
         )
     service.record_download(session, lead, asset)
     response = send_file(

@@ -1,0 +1,183 @@
+"""GET and HEAD never change state (issue 10, point 6).
+
+Mail scanners, link checkers and browsers' prefetchers follow links; only a
+person presses a button. Every GET route is requested, as GET and as HEAD,
+with a valid link of its kind, and no row of any table may change. A new GET
+route without an entry here fails the test, so it gets walked too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from capture import service as capture_service
+from consent import rights
+from consent import service as consent_service
+from consent.models import OptInRequest
+from leadvault import api, counters
+from leadvault.app import import_models, runtime
+from leadvault.db import Base
+from scoring import events, handoff
+from tests.hostile import META, contact_form, setup_sales, stored_lead, uow
+from widgets import service as widgets_service
+
+PDF = b"%PDF-1.4\n% a guide\n%%EOF\n"
+PROFILE = {
+    "first_name": "Ada",
+    "job_title": "Head of Engineering",
+    "country": "DE",
+    "company_size": "250-999",
+}
+
+
+def snapshot(app: Any) -> dict[str, list[str]]:
+    import_models()
+    with runtime(app).engine.connect() as connection:
+        return {
+            table.name: sorted(repr(tuple(row)) for row in connection.execute(sa.select(table)))
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def _changed(before: dict[str, list[str]], after: dict[str, list[str]]) -> list[str]:
+    return [name for name in before if before[name] != after[name]]
+
+
+def _path(url: str) -> str:
+    return "/" + url.split("/", 3)[3]
+
+
+def _links(app: Any, tmp_path: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """A valid path for every GET endpoint (some more than one), and API headers."""
+    setup_sales(app)
+    contact = contact_form(app)
+    sales_lead = stored_lead(app, contact, PROFILE, {"page_url": "https://www.example.com/"})
+    source = tmp_path / "guide.pdf"
+    source.write_bytes(PDF)
+    with uow(app) as s:
+        whitepaper = capture_service.create_form(
+            s,
+            name="Guide",
+            kind="whitepaper",
+            fields=[capture_service.FieldSpec("first_name", False)],
+            purposes=[capture_service.PurposeSpec("whitepaper", True)],
+            allowed_origins=["https://www.example.com"],
+            follow_up_fields=["company"],
+        )
+        asset = widgets_service.add_asset(s, source, title="Guide")
+        widgets_service.attach(s, asset, whitepaper)
+        form_id, asset_id = whitepaper.public_id, asset.public_id
+        reader = capture_service.submit(
+            s,
+            whitepaper,
+            capture_service.ValidSubmission(
+                f"reader.{uuid.uuid4().hex[:6]}@example.org", {}, None, ["whitepaper"], {}
+            ),
+            language="en",
+            meta=META,
+        ).lead_id
+        pending = capture_service.submit(
+            s,
+            whitepaper,
+            capture_service.ValidSubmission(
+                f"pending.{uuid.uuid4().hex[:6]}@example.org", {}, None, ["whitepaper"], {}
+            ),
+            language="en",
+            meta=META,
+        ).lead_id
+    with uow(app) as s:
+        requests = {
+            r.lead_id: r
+            for r in s.scalars(
+                sa.select(OptInRequest).where(OptInRequest.lead_id.in_([reader, pending]))
+            )
+        }
+        consent_service.confirm(s, requests[reader], meta=META)
+        whitepaper = capture_service.get_form(s, form_id)
+        asset = widgets_service.get_asset(s, asset_id)
+        offered = handoff.open_handoff(s, sales_lead.lead_id)
+        assert offered is not None
+        secret = api.create_token(s, f"walk-{uuid.uuid4().hex[:6]}", ["consent:read"])
+        counters.increment(s, "walk.ready")
+        loader = widgets_service.loader_version()
+        paths = {
+            "core.healthz": ["/healthz"],
+            "core.index": ["/"],
+            "core.placeholder": ["/imprint", "/privacy"],
+            "core.static": ["/static/leadvault.css"],
+            "capture.show": [f"/f/{form_id}"],
+            "capture.config": [f"/f/{form_id}/config"],
+            "capture.static": ["/capture/static/pow.js"],
+            "consent.confirm": [
+                _path(consent_service.optin_url(s, requests[pending])),
+                _path(consent_service.optin_url(s, requests[reader])),
+            ],
+            "consent.unsubscribe": [
+                _path(rights.unsubscribe_url(s, sales_lead.lead_id, "newsletter"))
+            ],
+            "consent.manage": ["/manage"],
+            "consent.preferences": [_path(rights.prefs_url(s, sales_lead.lead_id))],
+            "consent.access": [
+                "/a/" + rights.single_use_token(s, rights.ACCESS, sales_lead.lead_id)
+            ],
+            "consent.erase": ["/e/" + rights.single_use_token(s, rights.ERASE, reader)],
+            "consent.export_schema": ["/schemas/access-export.v1.json"],
+            "consent.api_consent": [f"/api/v1/consent?email={sales_lead.email}"],
+            "widgets.loader": [f"/widgets/{loader}/widget.js", f"/widgets/{loader}/widget.css"],
+            "widgets.download": [_path(widgets_service.download_url(s, reader, asset, whitepaper))],
+            "widgets.more": [_path(widgets_service.profile_url(s, reader, whitepaper))],
+            "scoring.page": [
+                _path(handoff.handoff_url(s, offered)),
+                _path(handoff.handoff_url(s, offered, "accept")),
+            ],
+        }
+        events.record_event(s, reader, "page_view", {"category": "blog"}, None)
+    return paths, {"Authorization": f"Bearer {secret}"}
+
+
+def test_every_get_and_head_leaves_every_table_as_it_was(app, client, tmp_path):
+    paths, api_headers = _links(app, tmp_path)
+    endpoints = {
+        rule.endpoint
+        for rule in app.url_map.iter_rules()
+        if "GET" in (rule.methods or set()) and rule.endpoint != "static"
+    }
+    assert endpoints - set(paths) == set(), "walk these GET routes too"
+    requests = 0
+    for endpoint in sorted(endpoints):
+        for path in paths[endpoint]:
+            for method in ("GET", "HEAD"):
+                before = snapshot(app)
+                response = client.open(path, method=method, headers=api_headers)
+                requests += 1
+                # The imprint and privacy placeholders answer 404 until configured.
+                expected = 404 if endpoint == "core.placeholder" else 200
+                assert response.status_code == expected, (method, path, response.status_code)
+                changed = _changed(before, snapshot(app))
+                assert not changed, f"{method} {endpoint} changed {changed}"
+    assert requests >= 2 * len(endpoints)
+
+
+def test_a_get_handler_that_writes_is_refused_by_the_database(app, client):
+    """The class, not only today's handlers: a GET runs in a read-only transaction."""
+    from leadvault import db
+
+    def sneaky() -> str:
+        counters.increment(db.session(), "sneaky.get")
+        return "wrote"
+
+    app.add_url_rule("/sneaky", "sneaky", sneaky, methods=["GET", "POST"])
+    before = snapshot(app)
+    response = client.get("/sneaky")
+    assert response.status_code >= 500
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert snapshot(app) == before
+    # The same handler on POST may write.
+    app.config["WTF_CSRF_ENABLED"] = False
+    assert client.post("/sneaky").status_code == 200
+    with uow(app) as s:
+        assert counters.total(s, "sneaky.get") == 1
