@@ -1,43 +1,79 @@
 """Bot defence without third parties: honeypot, signed render token, proof of work.
 
 A submission judged a bot gets the same reply as a real one, stores nothing
-personal and sends nothing; only a counter records it.
+personal and sends nothing; only a counter (per form, reason and day)
+records it, and ``leadvault report bots`` shows the counters.
+
+Each render token and each ALTCHA solution is accepted once: its key goes
+into the ``spent_tokens`` table (one INSERT, unique key) in the transaction
+that accepts the submission, so every web process and node sees it; a replay
+gets the bot reply. A submission faster than ``LEADVAULT_FORM_MIN_FILL_SECONDS``
+is accepted and counted: autofill and a click take under a second, and the
+double opt-in, not the clock, proves the address.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import enum
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
 from typing import Any
 
 import altcha
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from capture.models import Form
-from leadvault import clock, counters
-from leadvault.crypto import TokenExpired, TokenInvalid
+from leadvault import clock, counters, links
+from leadvault.crypto import TokenExpired, TokenInvalid, random_token, sha256_hex
 from leadvault.db import settings_of, vault_of
+from leadvault.models import Counter
 
 RENDER_TOKEN = "render"
 POW_MAX_NUMBER = 50_000
+POW_LIFETIME = dt.timedelta(minutes=20)
+COUNTER_PREFIX = "capture.bot."
 
 
 class Verdict(enum.StrEnum):
     HUMAN = "human"
     HONEYPOT = "honeypot"
     NO_TOKEN = "token"
-    TOO_FAST = "too_fast"
+    TOO_FAST = "too_fast"  # accepted and counted: double opt-in proves the address
     EXPIRED = "expired"  # a person who left the tab open: told to reload, not silenced
     NO_PROOF = "proof_of_work"
+    REPLAY = "replay"  # a render token or ALTCHA solution used before
+
+
+# What became of submissions with each verdict, as the owner's report says it.
+OUTCOMES = {
+    Verdict.HONEYPOT: "dropped",
+    Verdict.NO_TOKEN: "dropped",
+    Verdict.NO_PROOF: "dropped",
+    Verdict.REPLAY: "dropped",
+    Verdict.TOO_FAST: "accepted",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    # Faster than the minimum fill time (accepted, counted).
+    fast: bool = False
+    # Keys of the single-use tokens this submission uses, with when they may be forgotten.
+    single_use: tuple[tuple[str, dt.datetime], ...] = ()
 
 
 def issue_render_token(session: Session, form: Form) -> str:
+    # The nonce makes every token unique, even two rendered in the same millisecond.
     return vault_of(session).sign(
-        RENDER_TOKEN, {"f": form.public_id, "t": round(clock.now().timestamp(), 3)}
+        RENDER_TOKEN,
+        {"f": form.public_id, "t": round(clock.now().timestamp(), 3), "n": random_token(9)},
     )
 
 
@@ -51,7 +87,7 @@ def pow_challenge(session: Session) -> dict[str, Any]:
         altcha.ChallengeOptionsV1(
             hmac_key=_pow_key(session),
             max_number=POW_MAX_NUMBER,
-            expires=clock.now() + dt.timedelta(minutes=20),
+            expires=clock.now() + POW_LIFETIME,
         )
     )
     return {
@@ -63,44 +99,89 @@ def pow_challenge(session: Session) -> dict[str, Any]:
     }
 
 
-def _pow_ok(session: Session, payload: Any) -> bool:
+def _solved_challenge(session: Session, payload: Any) -> str | None:
+    """The challenge a valid ALTCHA solution answers (its single-use key), else None."""
     if not isinstance(payload, str) or len(payload) > 2000:
-        return False
+        return None
     try:
-        base64.b64decode(payload, validate=True)
+        decoded = json.loads(base64.b64decode(payload, validate=True))
         ok, _error = altcha.verify_solution_v1(payload, _pow_key(session), check_expires=True)
     except (ValueError, TypeError, KeyError):
-        return False
-    return bool(ok)
+        return None
+    challenge = decoded.get("challenge") if isinstance(decoded, dict) else None
+    return challenge if ok and isinstance(challenge, str) and challenge else None
 
 
-def judge(session: Session, form: Form, raw: Mapping[str, Any]) -> Verdict:
+def _render_key(payload: dict[str, Any], token: str) -> str:
+    nonce = payload.get("n")
+    if isinstance(nonce, str) and 8 <= len(nonce) <= 32:
+        return f"render:{nonce}"
+    return f"render:{sha256_hex(token)[:48]}"  # a token rendered before tokens had nonces
+
+
+def judge(session: Session, form: Form, raw: Mapping[str, Any]) -> Judgement:
     settings = settings_of(session)
     if raw.get("website"):
-        return Verdict.HONEYPOT
+        return Judgement(Verdict.HONEYPOT)
     token = raw.get("render_token")
     if not isinstance(token, str) or not token:
-        return Verdict.NO_TOKEN
+        return Judgement(Verdict.NO_TOKEN)
+    max_age = dt.timedelta(hours=settings.form_max_age_hours)
     try:
         payload = vault_of(session).unsign(
-            RENDER_TOKEN, token, max_age_seconds=settings.form_max_age_hours * 3600
+            RENDER_TOKEN, token, max_age_seconds=max_age.total_seconds()
         )
     except TokenExpired:
-        return Verdict.EXPIRED
+        return Judgement(Verdict.EXPIRED)
     except TokenInvalid:
-        return Verdict.NO_TOKEN
+        return Judgement(Verdict.NO_TOKEN)
     if not isinstance(payload, dict) or payload.get("f") != form.public_id:
-        return Verdict.NO_TOKEN
+        return Judgement(Verdict.NO_TOKEN)
     issued = payload.get("t")
-    if (
-        not isinstance(issued, int | float)
-        or clock.now().timestamp() - issued < settings.form_min_fill_seconds
-    ):
-        return Verdict.TOO_FAST
-    if form.proof_of_work and not _pow_ok(session, raw.get("altcha")):
-        return Verdict.NO_PROOF
-    return Verdict.HUMAN
+    if not isinstance(issued, int | float) or isinstance(issued, bool):
+        return Judgement(Verdict.NO_TOKEN)
+    now = clock.now()
+    fast = now.timestamp() - issued < settings.form_min_fill_seconds
+    keys = [(_render_key(payload, token), now + max_age)]
+    if form.proof_of_work:
+        challenge = _solved_challenge(session, raw.get("altcha"))
+        if challenge is None:
+            return Judgement(Verdict.NO_PROOF)
+        keys.append((f"altcha:{challenge[:56]}", now + POW_LIFETIME))
+    return Judgement(Verdict.HUMAN, fast=fast, single_use=tuple(keys))
 
 
-def record_bot(session: Session, verdict: Verdict) -> None:
-    counters.increment(session, f"capture.bot.{verdict.value}")
+def spend(session: Session, judgement: Judgement) -> bool:
+    """Use up the submission's tokens (one INSERT); False when one was used before."""
+    return links.spend_all(session, judgement.single_use)
+
+
+def record_bot(session: Session, form: Form, verdict: Verdict) -> None:
+    counters.increment(session, f"{COUNTER_PREFIX}{verdict.value}.{form.public_id}")
+
+
+# --- the owner's report ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class BotCount:
+    day: dt.date
+    form: str  # the form's public id ("-" for counts from before they were per form)
+    reason: str
+    count: int
+    outcome: str  # "dropped" or "accepted"
+
+
+def report(session: Session, since: dt.date, until: dt.date | None = None) -> list[BotCount]:
+    """Bot verdicts per day, form and reason, from ``since`` to ``until`` (inclusive)."""
+    query = sa.select(Counter.name, Counter.day, Counter.value).where(
+        Counter.name.startswith(COUNTER_PREFIX, autoescape=True), Counter.day >= since
+    )
+    if until is not None:
+        query = query.where(Counter.day <= until)
+    rows = []
+    for name, day, value in session.execute(query):
+        reason, _, form = name[len(COUNTER_PREFIX) :].partition(".")
+        outcome = OUTCOMES.get(reason, "dropped")  # type: ignore[call-overload]
+        rows.append(BotCount(day, form or "-", reason, int(value), outcome))
+    return sorted(rows, key=lambda r: (r.day, r.form, r.reason))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import click
 
-from leadvault.commands import Refused, app_session, load_app
+from leadvault.commands import Refused, app_session, load_app, report
 from leadvault.untrusted import for_terminal
 
 
@@ -151,3 +153,31 @@ def list_() -> None:
 def show(form_id: str) -> None:
     """Show one form with its embed snippets."""
     _print_form(load_app(), form_id)
+
+
+@report.command("bots")
+@click.option(
+    "--since",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="From this day (YYYY-MM-DD, UTC).",
+)
+@click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), help="To this day, inclusive.")
+def bots_report(since: dt.datetime, until: dt.datetime | None) -> None:
+    """Bot verdicts per day, form and reason, and what became of the submissions."""
+    from capture import service
+
+    app = load_app()
+    with app_session(app) as session:
+        rows = service.bot_report(session, since.date(), until.date() if until else None)
+        names = {form.public_id: form.name for form in service.list_forms(session)}
+    if not rows:
+        click.echo("No bot verdicts in this time.")
+        return
+    click.echo(f"{'day':10}  {'form':16}  {'reason':13}  {'count':>6}  outcome   form name")
+    for row in rows:
+        name = for_terminal(names.get(row.form, ""))
+        click.echo(
+            f"{row.day.isoformat():10}  {row.form:16}  {row.reason:13}  {row.count:6}  "
+            f"{row.outcome:8}  {name}"
+        )

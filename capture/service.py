@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 import threading
 import time
@@ -14,6 +15,7 @@ from urllib.parse import SplitResult, urlsplit
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from capture import bots
 from capture.models import Form, FormKind, Submission
 from capture.signals import form_submitted
 from consent import service as consent_service
@@ -214,6 +216,14 @@ def consent_texts_for(session: Session, form: Form, lang: str) -> list[dict[str,
         if text is not None:
             shown.append({"purpose": spec["purpose"], "required": spec["required"], "text": text})
     return shown
+
+
+def bot_report(
+    session: Session, since: dt.date, until: dt.date | None = None
+) -> list[bots.BotCount]:
+    """Bot verdicts per day, form and reason with their outcome (``leadvault report bots``;
+    the admin console shows the same)."""
+    return bots.report(session, since, until)
 
 
 def origin_allowed(form: Form, origin: str | None, own_origin: str) -> bool:

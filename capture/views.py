@@ -228,18 +228,15 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
     if not service.origin_allowed(form, _request_origin(), _own_origin()):
         return error_response(403)
     raw, as_json = _read_body()
-    email = raw.get("email") if isinstance(raw.get("email"), str) else None
     settings = _settings()
-    if not (
-        within_limits("capture", settings.rate_limit_ip)
-        and within_limits("capture", settings.rate_limit_email, ip=False, email=email)
-    ):
-        _form_language(raw.get("lang") if isinstance(raw.get("lang"), str) else None)
-        return error_response(429)
     body_lang = raw.get("lang") if isinstance(raw.get("lang"), str) else None
+    if not within_limits("capture", settings.rate_limit_ip):
+        _form_language(body_lang)
+        return error_response(429)
     lang = _form_language(body_lang)
 
-    verdict = bots.judge(session, form, raw)
+    judgement = bots.judge(session, form, raw)
+    verdict = judgement.verdict
     if verdict == bots.Verdict.NO_TOKEN and not as_json and "render_token" not in raw:
         # A plain HTML form on the host page (no JavaScript, so no render token):
         # show the filled-in hosted form once more; its second send is verified.
@@ -258,16 +255,26 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
         }
         return _invalid(form, lang, raw, errors, as_json)
     if verdict != bots.Verdict.HUMAN:
-        bots.record_bot(session, verdict)
+        bots.record_bot(session, form, verdict)
         return _reply(form, lang, as_json)
 
     valid, errors = schemas.validate_submission(
-        form, raw, lang, check_deliverability=_settings().email_check_deliverability
+        form, raw, lang, check_deliverability=settings.email_check_deliverability
     )
     if valid is None:
         return _invalid(form, lang, raw, errors, as_json)
     reply = _reply(form, lang, as_json)
-    # The INSERT comes last: on SQLite it takes the write lock until the commit.
+    # The INSERTs come last: on SQLite the first takes the write lock until the commit.
+    # A render token or ALTCHA solution is accepted once; a replay gets the bot reply.
+    if not bots.spend(session, judgement):
+        bots.record_bot(session, form, bots.Verdict.REPLAY)
+        return reply
+    # Only submissions that passed the bot checks count against the address, so junk
+    # sent with someone's address cannot lock them out. A 429 rolls the spend back.
+    if not within_limits("capture", settings.rate_limit_email, ip=False, email=valid.email):
+        return error_response(429)
+    if judgement.fast:  # faster than the fill time: accepted, double opt-in decides
+        bots.record_bot(session, form, bots.Verdict.TOO_FAST)
     service.accept(session, form, valid, language=lang, meta=request_meta())
     g.wake_worker = True
     return reply

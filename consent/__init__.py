@@ -18,4 +18,5 @@ def init_app(app: Flask) -> None:
     service.connect_signals()
     rights.connect_signals()
     app.register_blueprint(views.bp)
+    runtime(app).inbox_handlers[rights.MANAGE_REQUEST] = rights.handle_manage_request
     runtime(app).jobs.append(Job("purge", PURGE_INTERVAL_SECONDS, retention.purge))

@@ -136,10 +136,9 @@ def purge(session: Session) -> dict[str, int]:
     # Submissions the worker could never store are unconfirmed requests too.
     counts["failed_submissions_forgotten"] = inbox.forget_failed(session, cutoff)
 
-    # Spent single-use nonces matter only while their tokens could still be valid.
-    counts["spent_links_forgotten"] = links.forget_older_than(
-        session, now - dt.timedelta(hours=settings.prefs_link_hours + 1)
-    )
+    # Spent single-use keys (links, render tokens, ALTCHA solutions) matter only
+    # while their tokens could still be valid.
+    counts["spent_links_forgotten"] = links.forget_expired(session, now)
     session.flush()
     log.info("purge: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
     return counts

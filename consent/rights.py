@@ -7,6 +7,7 @@ personal data. Access and erasure links are single-use.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import uuid
 from email.utils import parseaddr
 from typing import Any
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 from consent import ledger, service
 from consent.ledger import RequestMeta
 from consent.models import ConsentText, Purpose
-from leadvault import clock, i18n, leads, links, outbox, signals
+from leadvault import clock, i18n, inbox, leads, links, outbox, signals
 from leadvault.crypto import TokenExpired, TokenInvalid, payload_id, random_token
 from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.mail import MailContent
@@ -112,6 +113,24 @@ def prefs_url(session: Session, lead_id: uuid.UUID) -> str:
     return f"{settings_of(session).base_url}/p/{token}"
 
 
+MANAGE_REQUEST = "consent.manage"
+
+
+def queue_manage_request(session: Session, email: str, lang: str) -> None:
+    """The request path of /manage: seal the address into the inbox and nothing else.
+
+    The same work for every address, so the answer's timing tells nobody whether
+    it belongs to a lead; the worker decides (:func:`handle_manage_request`).
+    The inbox row carries the address's blind index: erasure drops it too.
+    """
+    inbox.enqueue(session, MANAGE_REQUEST, {"email": email, "language": lang}, subject_email=email)
+
+
+def handle_manage_request(session: Session, payload: dict[str, Any]) -> None:
+    """Inbox handler: the preference-center link, if the address is a lead."""
+    request_manage_link(session, payload["email"], payload["language"])
+
+
 def request_manage_link(session: Session, email: str, lang: str) -> None:
     """Mail a preference-center link if the address is a lead; silently nothing otherwise."""
     lead = leads.find_by_email(session, email)
@@ -155,7 +174,8 @@ def use_single_use(session: Session, purpose: str, token: str, *, spend: bool) -
     nonce = f"{purpose}:{payload.get('n')}"
     if lead is None or links.is_spent(session, nonce):
         raise LinkGone("used or erased")
-    if spend and not links.spend(session, nonce):
+    expires_at = clock.now() + dt.timedelta(seconds=max_age)
+    if spend and not links.spend(session, nonce, expires_at=expires_at):
         raise LinkGone("used at the same moment")
     return lead
 

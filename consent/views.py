@@ -11,6 +11,7 @@ from flask import (
     Blueprint,
     Response,
     current_app,
+    g,
     jsonify,
     make_response,
     request,
@@ -101,9 +102,22 @@ def resend(token: str) -> Response:
         check = service.read_optin_token(session, token)
     except TokenInvalid:
         return invalid_link_page()
+    if not within_limits("resend", runtime(current_app).settings.rate_limit_resend):
+        return _too_many()  # per IP
     if check.request is not None:
         i18n.set_language(check.request.language)
-        if check.expired:
+        lead = leads.get(session, check.request.lead_id)
+        # Per address: past the limit quietly no further mail (the last one still works).
+        if (
+            check.expired
+            and lead is not None
+            and within_limits(
+                "resend",
+                runtime(current_app).settings.rate_limit_resend,
+                ip=False,
+                email_index=lead.email_index,
+            )
+        ):
             service.resend_optin(session, check.request)
     # The same reply whatever happened: a token does not reveal whether its request lives.
     return private_page(
@@ -172,16 +186,21 @@ def manage() -> Response:
     return private_page("consent/manage.html")
 
 
+def _too_many() -> Response:
+    return private_page(
+        "consent/message.html",
+        429,
+        title=N_("Something is not right"),
+        text=N_("Too many requests. Please wait a moment and try again."),
+    )
+
+
 @bp.post("/manage")
 def manage_request() -> Response:
     email = request.form.get("email", "").strip()
-    if not within_limits("manage", runtime(current_app).settings.rate_limit_manage, email=email):
-        return private_page(
-            "consent/message.html",
-            429,
-            title=N_("Something is not right"),
-            text=N_("Too many requests. Please wait a moment and try again."),
-        )
+    limit = runtime(current_app).settings.rate_limit_manage
+    if not within_limits("manage", limit):  # per IP: told to wait
+        return _too_many()
     try:
         validate_email(email, check_deliverability=False)
     except EmailNotValidError:
@@ -193,7 +212,13 @@ def manage_request() -> Response:
             ),
             email=email,
         )
-    rights.request_manage_link(db.session(), email, language())
+    # Per address: past the limit no further mail, and the same reply; the mails sent
+    # already hold working links, so flooding an address locks nobody out.
+    if within_limits("manage", limit, ip=False, email=email):
+        # Queued like a submission: the same work whether or not the address is a
+        # lead's, so the reply's timing tells nothing (the worker looks it up).
+        rights.queue_manage_request(db.session(), email, language())
+        g.wake_worker = True
     # Identical whether or not the address belongs to a lead.
     return private_page(
         "consent/message.html",

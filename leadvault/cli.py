@@ -20,6 +20,7 @@ from leadvault.commands import (
     configure_logging,
     load_app,
     load_settings,
+    report,
 )
 from leadvault.settings import Settings
 
@@ -371,7 +372,7 @@ def register_domain_commands(group: click.Group) -> None:
     group.add_command(widgets.cli.assets)
     group.add_command(scoring.cli.scoring)
     group.add_command(scoring.cli.sales)
-    group.add_command(scoring.cli.report)
+    group.add_command(report)  # with the reports capture and scoring add to it
     group.add_command(export.cli.webhooks)
     group.add_command(export.cli.export_command)
     group.add_command(nurture.cli.nurture)

@@ -60,6 +60,11 @@ def configure_logging(level: str) -> None:
     )
 
 
+@click.group()
+def report() -> None:
+    """Reports (each package adds its own: funnel, bots)."""
+
+
 @contextmanager
 def app_session(app: Flask) -> Iterator[Session]:
     """One transaction for a command, inside the app context (templates, i18n)."""

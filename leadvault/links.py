@@ -1,8 +1,11 @@
-"""Single-use signed links: a nonce in the token, spent on first use."""
+"""Single-use tokens: signed links (data access, erasure) and bot-defence tokens (render
+tokens, ALTCHA solutions). A key per token goes into ``spent_tokens`` on first use; the
+table's unique key makes a second use fail in every process and on every node."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -13,24 +16,35 @@ from leadvault.db import dialect_of
 from leadvault.models import SpentToken
 
 
-def spend(session: Session, nonce: str) -> bool:
-    """Mark the nonce used; False when it was used before (also under a race)."""
+def spend(session: Session, nonce: str, *, expires_at: dt.datetime) -> bool:
+    """Mark the nonce used; False when it was used before (also under a race).
+
+    ``expires_at``: when the token can no longer be valid, so its key may be forgotten.
+    """
+    return spend_all(session, [(nonce, expires_at)])
+
+
+def spend_all(session: Session, keys: Sequence[tuple[str, dt.datetime]]) -> bool:
+    """Mark every key used with one INSERT; False when any was used before."""
+    if not keys:
+        return True
     insert = postgresql.insert if dialect_of(session) == "postgresql" else sqlite.insert
+    now = clock.now()
     statement = (
         insert(SpentToken)
-        .values(nonce=nonce, spent_at=clock.now())
+        .values([{"nonce": key, "spent_at": now, "expires_at": until} for key, until in keys])
         .on_conflict_do_nothing(index_elements=["nonce"])
         # Without preserve_rowcount, SQLAlchemy 2.1 reports -1 for an INSERT on psycopg.
         .execution_options(preserve_rowcount=True)
     )
-    return session.execute(statement).rowcount == 1
+    return session.execute(statement).rowcount == len(keys)
 
 
 def is_spent(session: Session, nonce: str) -> bool:
     return session.get(SpentToken, nonce) is not None
 
 
-def forget_older_than(session: Session, cutoff: dt.datetime) -> int:
-    """Nonces outlive their tokens' maximum age only; then they are noise."""
-    result = session.execute(sa.delete(SpentToken).where(SpentToken.spent_at < cutoff))
+def forget_expired(session: Session, now: dt.datetime) -> int:
+    """A key matters only while its token could still be valid; then it is noise."""
+    result = session.execute(sa.delete(SpentToken).where(SpentToken.expires_at < now))
     return result.rowcount

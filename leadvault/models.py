@@ -140,12 +140,15 @@ class ApiToken(Base):
 
 
 class SpentToken(Base):
-    """Nonces of single-use links (data access, erasure) that were used."""
+    """Keys of single-use tokens that were used: links (data access, erasure) and
+    bot-defence tokens (render tokens, ALTCHA solutions). Purged once expired."""
 
     __tablename__ = "spent_tokens"
 
     nonce: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    spent_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now, index=True)
+    spent_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
+    # The token cannot be valid after this; the retention job forgets the key then.
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class InboxStatus(enum.StrEnum):

@@ -105,6 +105,7 @@ class Settings:
     proof_retention_days: int
     rate_limit_manage: str
     rate_limit_track: str
+    rate_limit_resend: str
     webhook_allow_networks: tuple[str, ...]
     webhook_timeout_seconds: float
     webhook_retry_schedule: tuple[float, ...]
@@ -409,7 +410,12 @@ KEYS: tuple[_Key, ...] = (
     _Key("OPTIN_RESEND_MINUTES", _int(0), "15", doc="No second opt-in mail within this time"),
     _Key("EMAIL_CHECK_DELIVERABILITY", _bool, "false", doc="Check the email domain in DNS"),
     _Key("MAX_BODY_BYTES", _int(1024), "65536", doc="Largest accepted submission body"),
-    _Key("FORM_MIN_FILL_SECONDS", _float(0), "2", doc="Faster submissions are treated as bots"),
+    _Key(
+        "FORM_MIN_FILL_SECONDS",
+        _float(0),
+        "2",
+        doc="Faster submissions are counted (`report bots`), not refused",
+    ),
     _Key("FORM_MAX_AGE_HOURS", _int(1), "24", doc="Render tokens older than this are refused"),
     _Key("RATE_LIMIT_IP", _rate, "30/minute", doc="Submissions per IP address"),
     _Key("RATE_LIMIT_EMAIL", _rate, "5/hour", doc="Submissions per email address"),
@@ -429,6 +435,12 @@ KEYS: tuple[_Key, ...] = (
     _Key("PROOF_RETENTION_DAYS", _int(1), "1095", doc="Keep proof of withdrawn consent (3 years)"),
     _Key("RATE_LIMIT_MANAGE", _rate, "5/hour", doc="Manage-my-data requests per IP and address"),
     _Key("RATE_LIMIT_TRACK", _rate, "120/minute", doc="Browser tracking events per IP address"),
+    _Key(
+        "RATE_LIMIT_RESEND",
+        _rate,
+        "5/hour",
+        doc="New download and opt-in links asked for, per IP and per address",
+    ),
     _Key(
         "WEBHOOK_ALLOW_NETWORKS",
         _networks,

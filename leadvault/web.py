@@ -71,8 +71,16 @@ def _parse_limits(limits: str) -> list[Any]:
     return parse_many(limits)
 
 
-def within_limits(scope: str, limits: str, *, ip: bool = True, email: str | None = None) -> bool:
-    """Count this request against ``limits`` per client IP and, when given, per address.
+def within_limits(
+    scope: str,
+    limits: str,
+    *,
+    ip: bool = True,
+    email: str | None = None,
+    email_index: bytes | None = None,
+) -> bool:
+    """Count this request against ``limits`` per client IP and, when given, per address
+    (``email``, or a lead's stored blind index ``email_index``).
 
     Limits are checked explicitly by the views that have them, on flask-limiter's
     storage (memory, or Redis with LEADVAULT_REDIS_URL); the address is keyed by
@@ -85,7 +93,9 @@ def within_limits(scope: str, limits: str, *, ip: bool = True, email: str | None
     strategy = limiter.limiter
     # Counters may live in Redis: keyed by pseudonyms, never by an IP or an address.
     ip_key = vault.keyed_hash("rate-limit-ip", request.remote_addr or "-")[:32] if ip else None
-    email_key = vault.blind_index(email).hex() if email and email.strip() else None
+    if email_index is None and email and email.strip():
+        email_index = vault.blind_index(email)
+    email_key = email_index.hex() if email_index else None
     allowed = True
     for item in _parse_limits(limits):
         if ip_key:

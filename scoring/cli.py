@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from leadvault.commands import Refused, app_session, load_app
+from leadvault.commands import Refused, app_session, load_app, report
 from leadvault.untrusted import for_terminal
 
 
@@ -207,11 +207,6 @@ def team_member(name: str, email: str) -> None:
 
     _sales_call(routing.add_member, name, email)
     click.echo(f"{email} is in team {name}.")
-
-
-@click.group()
-def report() -> None:
-    """Reports."""
 
 
 @report.command("funnel")

@@ -440,7 +440,13 @@ def test_manage_replies_the_same_for_known_and_unknown(make_app, smtp_server):
     assert [r.status_code for r in replies] == [200, 200, 429]
     assert_no_crash(replies[2])
     assert "Too many requests" in replies[2].get_data(as_text=True)
-    # … and per address: one address asked for from three networks.
+    # … and per address: one address asked for from three networks. Past the limit
+    # the reply stays the same (nobody is locked out) but no further request is queued.
+    from leadvault.models import InboxItem
+
+    with runtime(limited).engine.connect() as connection:
+        queued_before = connection.execute(sa.select(sa.func.count()).select_from(InboxItem))
+        queued_before = queued_before.scalar_one()
     target = unique_email("target")
     replies = [
         other.post(
@@ -450,7 +456,11 @@ def test_manage_replies_the_same_for_known_and_unknown(make_app, smtp_server):
         )
         for i in (1, 2, 3)
     ]
-    assert [r.status_code for r in replies] == [200, 200, 429]
+    assert [r.status_code for r in replies] == [200, 200, 200]
+    assert replies[2].get_data() == replies[0].get_data()
+    with runtime(limited).engine.connect() as connection:
+        queued = connection.execute(sa.select(sa.func.count()).select_from(InboxItem))
+        assert queued.scalar_one() == queued_before + 2
 
 
 # --- 4. the preference center ---------------------------------------------------------

@@ -8,7 +8,7 @@ import mimetypes
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from flask import render_template
@@ -155,24 +155,41 @@ def download_url(session: Session, lead_id: uuid.UUID, asset: Asset, form: Form)
     return f"{settings_of(session).base_url}/d/{token}"
 
 
-def read_download(
-    session: Session, token: str
-) -> tuple[Lead | None, Asset | None, Form | None, bool]:
-    """(lead, asset, form, expired); raises TokenInvalid for tampered or foreign tokens."""
+class DownloadCheck(NamedTuple):
+    lead: Lead | None
+    asset: Asset | None
+    form: Form | None
+    expired: bool
+    # May ask for a new link: not expired, or expired less than one more lifetime ago.
+    resendable: bool
+
+
+def read_download(session: Session, token: str) -> DownloadCheck:
+    """What a download token names; raises TokenInvalid for tampered or foreign tokens.
+
+    A link lives ``LEADVAULT_OPTIN_MAX_AGE_DAYS``; for as long again after that it
+    may ask for a new one, and then no more (nobody can keep an old link to
+    make mails go out for ever).
+    """
+    vault = vault_of(session)
     max_age = settings_of(session).optin_max_age_days * 86400
-    expired = False
+    expired, resendable = False, True
     try:
-        payload = vault_of(session).unsign(DOWNLOAD_TOKEN, token, max_age_seconds=max_age)
+        payload = vault.unsign(DOWNLOAD_TOKEN, token, max_age_seconds=max_age)
     except TokenExpired as exc:
         payload, expired = exc.payload, True
+        try:
+            vault.unsign(DOWNLOAD_TOKEN, token, max_age_seconds=2 * max_age)
+        except TokenExpired:
+            resendable = False
     if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in "af"):
         raise TokenInvalid("malformed download token")
-    lead = leads.get(session, payload_id(payload, "l"))
-    return (
-        lead,
+    return DownloadCheck(
+        leads.get(session, payload_id(payload, "l")),
         get_asset(session, payload["a"]),
         capture_service.get_form(session, payload["f"]),
         expired,
+        resendable,
     )
 
 

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, abort, request, send_file, send_from_directory
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    request,
+    send_file,
+    send_from_directory,
+)
 
 from capture import schemas as capture_schemas
 from capture import service as capture_service
 from consent import service as consent_service
 from leadvault import db, i18n
+from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
 from leadvault.i18n import N_
-from leadvault.web import invalid_link_page, language, message_page, private_page
+from leadvault.web import invalid_link_page, language, message_page, private_page, within_limits
 from widgets import service
 
 bp = Blueprint("widgets", __name__, template_folder="templates")
@@ -41,7 +50,7 @@ def download(token: str) -> Response:
     it. Mail scanners and link checkers follow links but do not press buttons."""
     session = db.session()
     try:
-        lead, asset, form, expired = service.read_download(session, token)
+        lead, asset, form, expired, resendable = service.read_download(session, token)
     except TokenInvalid:
         return invalid_link_page()
     if lead is not None:
@@ -52,6 +61,8 @@ def download(token: str) -> Response:
             title=N_("This document is not available"),
             text=N_("The document or your request no longer exists."),
         )
+    if expired and not resendable:
+        return _too_old()
     if expired or not consent_service.has_consent(session, lead.id, "whitepaper"):
         return private_page("widgets/expired.html", 410, token=token)
     path = service.asset_file(session, asset)
@@ -83,17 +94,41 @@ def download(token: str) -> Response:
     return response
 
 
+def _too_old() -> Response:
+    return message_page(
+        410,
+        title=N_("This download link has expired"),
+        text=N_("It is too old to ask for a new one. Please request the document again."),
+    )
+
+
 @bp.post("/d/<token>/resend")
 def resend(token: str) -> Response:
     session = db.session()
     try:
-        lead, asset, form, _expired = service.read_download(session, token)
+        lead, asset, form, _expired, resendable = service.read_download(session, token)
     except TokenInvalid:
         return invalid_link_page()
+    limit = runtime(current_app).settings.rate_limit_resend
+    if not within_limits("resend", limit):  # per IP: told to wait
+        return message_page(
+            429,
+            title=N_("Something is not right"),
+            text=N_("Too many requests. Please wait a moment and try again."),
+        )
     if lead is not None:
         i18n.set_language(lead.language)
-        if asset and form and consent_service.has_consent(session, lead.id, "whitepaper"):
-            service.queue_asset_mail(session, lead, asset, form)
+    if not resendable:
+        return _too_old()
+    if (
+        lead is not None
+        and asset
+        and form
+        and consent_service.has_consent(session, lead.id, "whitepaper")
+        # Per address: past the limit quietly no further mail (the last ones still work).
+        and within_limits("resend", limit, ip=False, email_index=lead.email_index)
+    ):
+        service.queue_asset_mail(session, lead, asset, form)
     return message_page(
         title=N_("Please check your inbox"),
         text=N_("If your request is still valid, a mail with a new link is on its way."),
