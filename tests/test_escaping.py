@@ -88,14 +88,24 @@ def test_html_templates_never_pull_in_unescaped_text(app):
     assert not problems, problems
 
 
+# Reviewed exceptions, each with the reason it is safe and the test that holds it.
+MARKS_SAFE = {
+    # Markdown source, not HTML: values are Markdown-escaped by the environment's
+    # finalize, and markdown-it runs with raw HTML and linkify off
+    # (tests/test_nurture.py::test_lead_values_are_text_never_markup_or_links).
+    "nurture/render.py",
+    "nurture/mails.py",
+}
+
+
 def test_python_code_never_marks_text_as_safe():
     offenders = []
     for package in PACKAGES:
         for path in (REPO / package).rglob("*.py"):
             text = path.read_text(encoding="utf-8")
             if re.search(r"\bMarkup\(|markupsafe|\|\s*safe\b|autoescape\s*=\s*False", text):
-                offenders.append(str(path.relative_to(REPO)))
-    assert not offenders, offenders
+                offenders.append(path.relative_to(REPO).as_posix())
+    assert set(offenders) - MARKS_SAFE == set(), offenders
 
 
 # --- pages and mails, end to end ---------------------------------------------------

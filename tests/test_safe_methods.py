@@ -20,7 +20,8 @@ from consent import service as consent_service
 from consent.models import OptInRequest
 from leadvault import api, counters
 from leadvault.app import import_models, runtime
-from leadvault.db import Base
+from leadvault.db import Base, vault_of
+from nurture.mails import CLICK_TOKEN
 from scoring import events, handoff
 from tests.hostile import META, contact_form, setup_sales, stored_lead, uow
 from widgets import service as widgets_service
@@ -130,6 +131,14 @@ def _links(app: Any, tmp_path: Path) -> tuple[dict[str, list[str]], dict[str, st
             "widgets.loader": [f"/widgets/{loader}/widget.js", f"/widgets/{loader}/widget.css"],
             "widgets.download": [_path(widgets_service.download_url(s, reader, asset, whitepaper))],
             "widgets.more": [_path(widgets_service.profile_url(s, reader, whitepaper))],
+            "nurture.click": [
+                # A mail no longer known: the page still shows (and must not write).
+                "/n/"
+                + vault_of(s).sign(
+                    CLICK_TOKEN, {"s": 999_999, "k": 0, "u": "https://www.example.com/"}
+                )
+            ],
+            "nurture.static": ["/static/nurture/click.js"],
             "scoring.page": [
                 _path(handoff.handoff_url(s, offered)),
                 _path(handoff.handoff_url(s, offered, "accept")),

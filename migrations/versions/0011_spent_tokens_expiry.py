@@ -1,7 +1,7 @@
 """spent tokens expire: one store for single-use links and bot-defence tokens
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-01 21:30:00.000000
 """
 
@@ -12,8 +12,8 @@ import datetime as dt
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
