@@ -385,6 +385,9 @@ register_domain_commands(cli)
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: configuration and database problems become one-line messages."""
+    from leadvault.untrusted import guard_terminal
+
+    guard_terminal()  # nothing printed can drive the terminal (escape sequences)
     try:
         return cli.main(args=argv, prog_name="leadvault", standalone_mode=True)
     except OperationalError as exc:

@@ -18,7 +18,9 @@ HTML escaping is Jinja's job (autoescaping on every ``.html`` template, see
 
 from __future__ import annotations
 
+import io
 import re
+import sys
 import unicodedata
 from typing import Any
 
@@ -92,3 +94,46 @@ def for_terminal(text: str) -> str:
         else:
             shown.append(f"\\u{ord(char):04x}" if ord(char) < 0x10000 else f"\\U{ord(char):08x}")
     return "".join(shown)
+
+
+# What a terminal obeys but a person never needs to see sent: C0 controls other
+# than tab, newline and carriage return (progress bars), DEL, C1 controls (CSI …),
+# and the bidi overrides and isolates that reorder what is shown.
+_TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _shown(match: re.Match[str]) -> str:
+    return for_terminal(match.group(0))
+
+
+class TerminalGuard(io.TextIOWrapper):
+    """A terminal's text stream that shows control characters as escapes.
+
+    Whatever a command prints (stored names, a remote server's error, a mail
+    preview) cannot move the cursor, retitle the window or plant a hyperlink.
+    """
+
+    def write(self, text: str) -> int:
+        super().write(_TERMINAL_CONTROLS.sub(_shown, text))
+        return len(text)
+
+
+def guard_terminal() -> None:
+    """Put a :class:`TerminalGuard` on stdout and stderr where they are terminals.
+
+    Pipes and files (an export to ``-`` redirected into a file) get exact output.
+    """
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if isinstance(stream, TerminalGuard) or not isinstance(stream, io.TextIOWrapper):
+            continue
+        if not stream.isatty():
+            continue
+        stream.flush()
+        guarded = TerminalGuard(
+            stream.detach(),
+            encoding=stream.encoding,
+            errors=stream.errors,
+            line_buffering=stream.line_buffering,
+        )
+        setattr(sys, name, guarded)

@@ -434,3 +434,89 @@ def test_follow_up_fields_refuse_control_characters_and_links(app, client):
     assert saved.status_code == 200
     with uow(app) as s:
         assert leads.attributes_of(s, leads.get(s, lead_id)) == {"company": MARKUP_NAME}
+
+
+def _on_a_terminal(command: list[str], env: dict[str, str] | None = None) -> str:
+    """Run ``command`` with a pseudo-terminal as stdin, stdout and stderr; its output."""
+    import os
+    import pty
+    import subprocess
+
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            command,
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+            timeout=60,
+            check=False,
+            env=env,
+        )
+    finally:
+        os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    assert done.returncode == 0, output
+    return output.decode()
+
+
+def test_output_on_a_terminal_shows_escape_sequences_instead_of_sending_them():
+    """The guard the ``leadvault`` entry point puts on a terminal's stdout and stderr."""
+    import subprocess
+    import sys
+
+    script = (
+        "import click\n"
+        "from leadvault.untrusted import guard_terminal\n"
+        "guard_terminal()\n"
+        "click.echo('name: \\x1b[2J\\x1b]8;;https://evil.example\\x07x\\u202e|')\n"
+        "click.echo('err \\x1b[31m', err=True)\n"
+        "print('tab\\tok, newline ok')\n"
+    )
+    text = _on_a_terminal([sys.executable, "-c", script])
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text, repr(text)
+    assert "name: \\x1b[2J\\x1b]8;;https://evil.example\\x07x\\u202e|" in text
+    assert "err \\x1b[31m" in text
+    assert "tab\tok, newline ok" in text
+    # Without a terminal (a pipe, a file) the output is exact.
+    piped = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert "\x1b]8;;https://evil.example\x07" in piped.stdout
+
+
+def test_a_command_printing_stored_text_cannot_drive_the_terminal(app):
+    """End to end through the ``leadvault`` entry point: a description with escape
+    sequences, stored by one command, printed by another."""
+    import os
+    import sys
+    from pathlib import Path
+
+    settings = runtime(app).settings
+    env = {
+        **os.environ,
+        "LEADVAULT_INSTANCE": str(settings.instance),
+        "LEADVAULT_DATABASE_URL": settings.database_url.replace("+psycopg", ""),
+        "LEADVAULT_KEYRING": str(settings.keyring),
+        "LEADVAULT_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
+    }
+    leadvault = str(Path(sys.executable).parent / "leadvault")
+    hostile = "CRM \x1b]0;owned\x07\x1b[2J"
+    added = _on_a_terminal(
+        [leadvault, "webhooks", "add", "http://127.0.0.1:9/hook", "--description", hostile],
+        env,
+    )
+    assert "added" in added
+    listed = _on_a_terminal([leadvault, "webhooks", "list"], env)
+    assert "CRM " in listed
+    assert "\x1b" not in listed and "\x07" not in listed, repr(listed)
+    assert "\\x1b]0;owned\\x07\\x1b[2J" in listed
