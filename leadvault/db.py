@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -66,8 +67,43 @@ def create_engine(url: str, *, pool_size: int = 10) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _configure_sqlite(engine)
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=20)
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=20)
+    _guard_read_only(engine)
+    return engine
+
+
+class ReadOnlyViolation(sa.exc.InvalidRequestError):
+    """A read-only session (a GET, HEAD or OPTIONS request) tried to write."""
+
+
+_READ_ONLY_SESSION = "leadvault.read_only_session"
+_WRITES = re.compile(
+    r"\s*(INSERT|UPDATE|DELETE|REPLACE|UPSERT|MERGE|CREATE|DROP|ALTER|TRUNCATE)\b", re.IGNORECASE
+)
+
+
+def _guard_read_only(engine: Engine) -> None:
+    """Refuse writes of a read-only session in SQLAlchemy too, not only in the database.
+
+    The database refuses them already when the session has a connection of its own
+    (PostgreSQL READ ONLY, SQLite query_only); this also holds where a session
+    shares a connection that was begun before (the test suite's savepoints).
+    """
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _refuse(connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if connection.info.get(_READ_ONLY_SESSION) and _WRITES.match(statement):
+            raise ReadOnlyViolation("a read-only request (GET, HEAD, OPTIONS) tried to write")
+
+    @event.listens_for(engine, "checkin")
+    def _forget(_dbapi_connection: Any, record: Any) -> None:
+        record.info.pop(_READ_ONLY_SESSION, None)
+
+
+def _mark_connection(session: Session, _transaction: Any, connection: sa.Connection) -> None:
+    # Every session of ours marks the connection it begins on: read-only or not.
+    connection.info[_READ_ONLY_SESSION] = bool(session.info.get("read_only"))
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -183,6 +219,7 @@ def make_session_factory(
         expire_on_commit=False,
         info={"settings": settings, "vault": vault, "read_only": read_only},
     )
+    event.listen(factory, "after_begin", _mark_connection)
     if engine.dialect.name == "sqlite" and not read_only:
         event.listen(factory, "after_commit", _wal_checkpoint)
     return factory

@@ -181,9 +181,8 @@ def make_app(settings_overrides: dict[str, Any], db_connection: Any) -> Iterator
         app = create_app({**settings_overrides, **overrides}, environ={})
         app.config["TESTING"] = True
         if db_connection is not None:
-            runtime(app).session_factory.configure(
-                bind=db_connection, join_transaction_mode="create_savepoint"
-            )
+            for factory in (runtime(app).session_factory, runtime(app).read_only_session_factory):
+                factory.configure(bind=db_connection, join_transaction_mode="create_savepoint")
         created.append(app)
         return app
 

@@ -116,3 +116,38 @@ def qualify(app: Any, lead_id: uuid.UUID) -> None:
 
 def handoff_link(mail_text: str) -> str:
     return re.findall(r"http://\S+/h/\S+", mail_text)[0]
+
+
+def count_rows(app: Any, model: Any) -> int:
+    """Rows of a table, seen through the app's own sessions (the test's transaction)."""
+    with runtime(app).session_factory() as s:
+        return s.scalar(sa.select(sa.func.count()).select_from(model)) or 0
+
+
+class Statements:
+    """The SQL statements sent to any database while the block runs, in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def _record(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self.seen.append(re.sub(r"\s+", " ", statement).strip())
+
+    def __enter__(self) -> Statements:
+        sa.event.listen(sa.Engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        sa.event.remove(sa.Engine, "before_cursor_execute", self._record)
+
+    def kinds(self) -> list[str]:
+        """``INSERT table`` / ``SELECT`` … for each statement (savepoints left out)."""
+        shown = []
+        for statement in self.seen:
+            words = statement.split()
+            verb = words[0].upper()
+            if verb in {"SAVEPOINT", "RELEASE", "ROLLBACK"}:
+                continue
+            table = words[2].strip('"') if verb in {"INSERT", "DELETE"} else ""
+            shown.append(f"{verb} {table}".strip())
+        return shown

@@ -23,14 +23,13 @@ from leadvault.app import runtime
 from leadvault.cli import cli
 from leadvault.models import InboxItem, SpentToken
 from tests.conftest import _smtp_config, deliver, make_form, process, render_token, unique_email
-from tests.hostile import uow
+from tests.hostile import Statements, count_rows, uow
 
 HOST = "https://www.example.com"
 
 
 def inbox_count(app: Any) -> int:
-    with runtime(app).engine.connect() as connection:
-        return connection.execute(sa.select(sa.func.count()).select_from(InboxItem)).scalar_one()
+    return count_rows(app, InboxItem)
 
 
 def post(client: Any, form_id: str, **payload: Any) -> Any:
@@ -110,19 +109,10 @@ def test_an_accepted_submission_costs_one_more_statement(app, client):
     """The hot path: the spent token and the inbox row, two INSERTs, nothing else."""
     form_id = make_form(app)
     assert post(client, form_id, render_token=render_token(app, form_id)).status_code == 200
-    statements: list[str] = []
-    engine = runtime(app).engine
     token = render_token(app, form_id)
-
-    def record(_conn, _cursor, statement, *_args):
-        statements.append(statement.split()[0].upper() + " " + statement.split()[2].strip('"'))
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
+    with Statements() as statements:
         assert post(client, form_id, render_token=token).status_code == 200
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
-    assert statements == ["INSERT spent_tokens", "INSERT inbox"]
+    assert statements.kinds() == ["INSERT spent_tokens", "INSERT inbox"]
 
 
 def test_spent_tokens_are_purged_after_they_expire(app, client):
@@ -191,12 +181,14 @@ def test_report_bots_counts_per_form_and_reason_per_day(make_app, smtp_server):
         "LEADVAULT_DATABASE_URL": settings.database_url.replace("+psycopg", ""),
         "LEADVAULT_KEYRING": str(settings.keyring),
     }
-    result = CliRunner().invoke(cli, ["report", "bots", "--since", "2026-03-01"], env=env)
+    result = CliRunner().invoke(cli, ["report", "bots", "--since", "2026-03-01"], env=env, obj=app)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert any(line.split()[:4] == ["2026-03-02", one, "honeypot", "1"] for line in lines)
     assert any("Footer" in line for line in lines)
     fast = ["2026-03-03", two, "too_fast", "1", "accepted"]
     assert any(line.split()[:5] == fast for line in lines)
-    since_later = CliRunner().invoke(cli, ["report", "bots", "--since", "2026-03-03"], env=env)
+    since_later = CliRunner().invoke(
+        cli, ["report", "bots", "--since", "2026-03-03"], env=env, obj=app
+    )
     assert "honeypot" not in since_later.output

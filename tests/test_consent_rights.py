@@ -444,9 +444,8 @@ def test_manage_replies_the_same_for_known_and_unknown(make_app, smtp_server):
     # the reply stays the same (nobody is locked out) but no further request is queued.
     from leadvault.models import InboxItem
 
-    with runtime(limited).engine.connect() as connection:
-        queued_before = connection.execute(sa.select(sa.func.count()).select_from(InboxItem))
-        queued_before = queued_before.scalar_one()
+    with runtime(limited).session_factory() as s:
+        queued_before = s.scalar(sa.select(sa.func.count()).select_from(InboxItem))
     target = unique_email("target")
     replies = [
         other.post(
@@ -458,9 +457,8 @@ def test_manage_replies_the_same_for_known_and_unknown(make_app, smtp_server):
     ]
     assert [r.status_code for r in replies] == [200, 200, 200]
     assert replies[2].get_data() == replies[0].get_data()
-    with runtime(limited).engine.connect() as connection:
-        queued = connection.execute(sa.select(sa.func.count()).select_from(InboxItem))
-        assert queued.scalar_one() == queued_before + 2
+    with runtime(limited).session_factory() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(InboxItem)) == queued_before + 2
 
 
 # --- 4. the preference center ---------------------------------------------------------

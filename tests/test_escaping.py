@@ -494,6 +494,7 @@ def test_output_on_a_terminal_shows_escape_sequences_instead_of_sending_them():
     assert "\x1b]8;;https://evil.example\x07" in piped.stdout
 
 
+@pytest.mark.committing  # the commands run in processes of their own
 def test_a_command_printing_stored_text_cannot_drive_the_terminal(app):
     """End to end through the ``leadvault`` entry point: a description with escape
     sequences, stored by one command, printed by another."""

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from capture import service as capture_service
@@ -36,10 +37,11 @@ PROFILE = {
 
 
 def snapshot(app: Any) -> dict[str, list[str]]:
+    """Every row of every table, as the app's own (writable) sessions see them."""
     import_models()
-    with runtime(app).engine.connect() as connection:
+    with runtime(app).session_factory() as session:
         return {
-            table.name: sorted(repr(tuple(row)) for row in connection.execute(sa.select(table)))
+            table.name: sorted(repr(tuple(row)) for row in session.execute(sa.select(table)))
             for table in Base.metadata.sorted_tables
         }
 
@@ -171,8 +173,7 @@ def test_every_get_and_head_leaves_every_table_as_it_was(app, client, tmp_path):
     assert requests >= 2 * len(endpoints)
 
 
-def test_a_get_handler_that_writes_is_refused_by_the_database(app, client):
-    """The class, not only today's handlers: a GET runs in a read-only transaction."""
+def _sneaky_handler_refused(app: Any) -> None:
     from leadvault import db
 
     def sneaky() -> str:
@@ -180,13 +181,37 @@ def test_a_get_handler_that_writes_is_refused_by_the_database(app, client):
         return "wrote"
 
     app.add_url_rule("/sneaky", "sneaky", sneaky, methods=["GET", "POST"])
+    client = app.test_client()
     before = snapshot(app)
-    response = client.get("/sneaky")
-    assert response.status_code >= 500
-    assert "Traceback" not in response.get_data(as_text=True)
+    for method in ("GET", "HEAD"):  # OPTIONS: Flask answers it without the view
+        response = client.open("/sneaky", method=method)
+        assert response.status_code >= 500, method
+        assert "Traceback" not in response.get_data(as_text=True)
     assert snapshot(app) == before
     # The same handler on POST may write.
     app.config["WTF_CSRF_ENABLED"] = False
     assert client.post("/sneaky").status_code == 200
     with uow(app) as s:
         assert counters.total(s, "sneaky.get") == 1
+
+
+def test_a_get_handler_that_writes_is_refused(app):
+    """The class, not only today's handlers: a GET's session may not write (here
+    inside the test's transaction, where SQLAlchemy refuses it)."""
+    _sneaky_handler_refused(app)
+
+
+@pytest.mark.committing  # a connection of its own: the database's read-only mode
+def test_a_get_handler_that_writes_is_refused_by_the_database(app, backend):
+    """With a connection of its own, a GET's transaction is read-only in the database
+    itself (PostgreSQL READ ONLY, SQLite query_only), whatever the code does."""
+    from leadvault import db
+
+    with app.app_context(), app.test_request_context("/", method="GET"):
+        raw = db.session().connection().connection.driver_connection
+        # Straight to the driver, past SQLAlchemy's guard: the database itself refuses.
+        with pytest.raises(Exception) as refused:
+            raw.execute("CREATE TABLE sneaky (x INTEGER)")
+        expected = {"sqlite": "OperationalError", "postgresql": "ReadOnlySqlTransaction"}
+        assert type(refused.value).__name__ == expected[backend], repr(refused.value)
+    _sneaky_handler_refused(app)
