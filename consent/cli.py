@@ -22,14 +22,9 @@ def verify() -> None:
     with app_session(app) as session:
         verdict = ledger.verify(session)
     if verdict.ok:
-        click.echo(f"Consent ledger intact: {verdict.checked} entries verified.")
+        click.echo(verdict.describe("Consent ledger"))
         return
-    where = f"entry {verdict.broken_id}" if verdict.broken_id is not None else "the end"
-    click.echo(
-        f"Consent ledger BROKEN at {where}: {verdict.reason} "
-        f"({verdict.checked} entries before it verified).",
-        err=True,
-    )
+    click.echo(verdict.describe("Consent ledger"), err=True)
     raise SystemExit(1)
 
 
@@ -109,12 +104,13 @@ def leads() -> None:
 def erase(email: str, yes: bool) -> None:
     """Erase a lead (Art. 17): crypto-shred its data key and delete its rows."""
     from consent import rights
+    from leadvault import audit
 
     if not yes:
         click.confirm("Erase everything held about this address? This cannot be undone", abort=True)
     app = load_app()
     with app_session(app) as session:
-        found = rights.erase_by_email(session, email)
+        found = rights.erase_by_email(session, email, actor=audit.cli_actor())
     if not found:
         raise Refused("no lead with this address")
     click.echo("Erased. A suppression entry keeps the address from being imported again.")

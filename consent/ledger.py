@@ -7,25 +7,23 @@ Appends lock one head row, so concurrent transactions never fork the chain.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from collections.abc import Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from consent.models import ConsentText, LedgerEntry, LedgerEvent, LedgerHead
 from leadvault import clock
-from leadvault.crypto import sha256_hex, truncate_ip
+from leadvault.chain import GENESIS, HEAD_ID, Chain, Verdict
+from leadvault.crypto import truncate_ip
 from leadvault.db import vault_of
 from leadvault.web import RequestMeta
 
-GENESIS = "0" * 64
-HEAD_ID = 1
+__all__ = ["GENESIS", "HEAD_ID", "Verdict", "append", "entry_hash", "history", "prune", "verify"]
 
 
-def _canonical(entry: LedgerEntry) -> str:
-    fields = {
+def _canonical(entry: LedgerEntry) -> dict[str, Any]:
+    return {
         "created_at": entry.created_at.isoformat(timespec="microseconds"),
         "event": entry.event,
         "subject": entry.subject,
@@ -37,13 +35,30 @@ def _canonical(entry: LedgerEntry) -> str:
         "ip_prefix": entry.ip_prefix,
         "user_agent_hash": entry.user_agent_hash,
         "detail": entry.detail,
-        "prev_hash": entry.prev_hash,
     }
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+
+def _listed_ids(detail: str | None) -> set[int]:
+    try:
+        return {int(part) for part in (detail or "").split(",") if part}
+    except ValueError:
+        return set()
+
+
+# A pruned entry (its proof purged after the retention period) cannot be
+# re-hashed, so it is accepted only when a later ``pruned`` entry, itself
+# hashed into the chain, lists its id.
+CHAIN = Chain(
+    entry_model=LedgerEntry,
+    head_model=LedgerHead,
+    canonical=_canonical,
+    purged=lambda entry: entry.pruned_at is not None,
+    lists=lambda entry: _listed_ids(entry.detail) if entry.event == LedgerEvent.PRUNED else set(),
+)
 
 
 def entry_hash(entry: LedgerEntry) -> str:
-    return sha256_hex(_canonical(entry))
+    return CHAIN.hash_of(entry)
 
 
 def append(
@@ -57,9 +72,6 @@ def append(
     meta: RequestMeta | None = None,
     detail: str | None = None,
 ) -> LedgerEntry:
-    head = session.scalars(
-        sa.select(LedgerHead).where(LedgerHead.id == HEAD_ID).with_for_update()
-    ).one()
     meta = meta or RequestMeta()
     entry = LedgerEntry(
         created_at=clock.now(),
@@ -77,83 +89,13 @@ def append(
             else None
         ),
         detail=detail,
-        prev_hash=head.last_hash,
     )
-    entry.entry_hash = entry_hash(entry)
-    session.add(entry)
-    session.flush()
-    head.last_id = entry.id
-    head.last_hash = entry.entry_hash
-    session.flush()
-    return entry
-
-
-@dataclasses.dataclass(frozen=True)
-class Verdict:
-    checked: int
-    broken_id: int | None = None
-    reason: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.broken_id is None and self.reason is None
-
-
-def _entries(session: Session, batch: int = 1000) -> Iterator[LedgerEntry]:
-    last = 0
-    while True:
-        rows = list(
-            session.scalars(
-                sa.select(LedgerEntry)
-                .where(LedgerEntry.id > last)
-                .order_by(LedgerEntry.id)
-                .limit(batch)
-            )
-        )
-        if not rows:
-            return
-        yield from rows
-        last = rows[-1].id
-        session.expunge_all()
+    return CHAIN.append(session, entry)
 
 
 def verify(session: Session) -> Verdict:
-    """Walk the chain from the start; name the first entry that does not fit.
-
-    A pruned entry (its proof purged after the retention period) cannot be
-    re-hashed, so it is accepted only when a later ``pruned`` entry, itself
-    hashed into the chain, lists its id.
-    """
-    previous = GENESIS
-    checked = 0
-    last_id = 0
-    unlisted: list[int] = []
-    for entry in _entries(session):
-        if entry.prev_hash != previous:
-            return Verdict(checked, entry.id, "does not follow its predecessor (edited or removed)")
-        if entry.pruned_at is not None:
-            unlisted.append(entry.id)
-        elif entry_hash(entry) != entry.entry_hash:
-            return Verdict(checked, entry.id, "its content does not match its hash (edited)")
-        if entry.event == LedgerEvent.PRUNED and entry.pruned_at is None:
-            listed = _listed_ids(entry.detail)
-            unlisted = [i for i in unlisted if i not in listed]
-        previous = entry.entry_hash
-        last_id = entry.id
-        checked += 1
-    if unlisted:
-        return Verdict(checked, unlisted[0], "marked as pruned without a pruning record")
-    head = session.get(LedgerHead, HEAD_ID)
-    if head is None or head.last_hash != previous or head.last_id != last_id:
-        return Verdict(checked, None, "the newest entries were removed (head does not match)")
-    return Verdict(checked)
-
-
-def _listed_ids(detail: str | None) -> set[int]:
-    try:
-        return {int(part) for part in (detail or "").split(",") if part}
-    except ValueError:
-        return set()
+    """Walk the chain from the start; name the first entry that does not fit."""
+    return CHAIN.verify(session)
 
 
 _DETAIL_MAX = 200

@@ -293,16 +293,26 @@ def access_export(session: Session, lead: Lead) -> dict[str, Any]:
 # --- erasure (Art. 17) -------------------------------------------------------
 
 
-def erase(session: Session, lead: Lead) -> None:
-    """Crypto-shred and delete; a suppression entry and an ``erased`` ledger entry remain."""
-    leads.erase(session, lead)
+def erase(
+    session: Session,
+    lead: Lead,
+    *,
+    actor: str = "system",
+    reason: str = "retention",
+    ip: str | None = None,
+) -> None:
+    """Crypto-shred and delete; a suppression entry and an ``erased`` ledger entry remain
+    (and one audit entry naming ``actor``, see ``leadvault.leads.erase``)."""
+    leads.erase(session, lead, actor=actor, reason=reason, ip=ip)
 
 
-def erase_by_email(session: Session, email: str) -> bool:
+def erase_by_email(
+    session: Session, email: str, *, actor: str = "system", reason: str = "request"
+) -> bool:
     lead = leads.find_by_email(session, email, for_update=True)
     if lead is None:
         return False
-    erase(session, lead)
+    erase(session, lead, actor=actor, reason=reason)
     return True
 
 

@@ -323,7 +323,7 @@ def erase(token: str) -> Response:
     i18n.set_language(lead.language)
     if request.method != "POST":
         return private_page("consent/erase.html", token=token)
-    rights.erase(session, lead)
+    rights.erase(session, lead, actor="subject", reason="self_service")
     return private_page(
         "consent/message.html",
         title=N_("Your data is erased"),

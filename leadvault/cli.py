@@ -324,6 +324,46 @@ def api_tokens_revoke(name: str) -> None:
 
 
 @cli.group()
+def audit() -> None:
+    """The audit trail of looks at personal data, exports, erasures and account changes."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check the audit trail's hash chain; exit 1 naming the first broken entry."""
+    from leadvault import audit as trail
+
+    app = load_app()
+    with app_session(app) as session:
+        verdict = trail.verify(session)
+    if verdict.ok:
+        click.echo(verdict.describe("Audit trail"))
+        return
+    click.echo(verdict.describe("Audit trail"), err=True)
+    raise SystemExit(1)
+
+
+@audit.command("list")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 200))
+@click.option("--actor", help="user:7, cli:root …")
+@click.option("--action", help="lead.revealed, auth.login_failed …")
+@click.option("--object", "object_id", help="a lead's id, a form's id …")
+def audit_list(limit: int, actor: str | None, action: str | None, object_id: str | None) -> None:
+    """The newest entries, newest first."""
+    from leadvault import audit as trail
+
+    app = load_app()
+    filters = trail.Filters(actor=actor, action=action, object_id=object_id)
+    with app_session(app) as session:
+        for entry in trail.entries(session, filters, limit=limit):
+            click.echo(
+                f"#{entry.id} {entry.created_at:%Y-%m-%d %H:%M:%S}Z {entry.actor} {entry.action} "
+                f"{entry.object_type}:{entry.object_id or '-'} ip={entry.ip_prefix or '-'} "
+                f"{entry.detail}"
+            )
+
+
+@cli.group()
 def i18n() -> None:
     """Translation catalogues (developers; needs the source checkout)."""
 

@@ -130,8 +130,30 @@ def touch(lead: Lead) -> None:
     lead.last_activity_at = clock.now()
 
 
-def erase(session: Session, lead: Lead) -> None:
-    """Crypto-shred and delete the lead; packages delete their rows on the signal."""
+def erase(
+    session: Session,
+    lead: Lead,
+    *,
+    actor: str = "system",
+    reason: str = "retention",
+    ip: str | None = None,
+) -> None:
+    """Crypto-shred and delete the lead; packages delete their rows on the signal.
+
+    One audit entry says who erased it and why (``actor``: ``user:7``,
+    ``cli:root``, ``subject`` for the lead itself, ``system`` for retention).
+    """
+    from leadvault import audit
+
+    audit.record(
+        session,
+        actor=actor,
+        action=audit.Action.LEAD_ERASED,
+        object_type="lead",
+        object_id=str(lead.id),
+        detail={"reason": reason},
+        ip=ip,
+    )
     signals.lead_erasing.send(session, lead_id=lead.id)
     inbox.drop_for_subject(session, lead.email_index)
     cache: dict[uuid.UUID, DataKey] = session.info.get(_KEY_CACHE, {})

@@ -184,3 +184,36 @@ class InboxItem(Base):
     # Blind index of the address the item is about, so erasing that lead also
     # drops work not yet turned into rows (it would otherwise recreate the lead).
     subject_index: Mapped[bytes | None] = mapped_column(sa.LargeBinary(32), index=True)
+
+
+class AuditEntry(Base):
+    """Who looked at or changed what (append-only, hash-chained; see ``leadvault.audit``).
+
+    Pseudonymous: the actor is a label such as ``user:7`` or ``cli:root``, the
+    object an id; the IP is truncated to its network. No personal data.
+    """
+
+    __tablename__ = "audit_trail"
+    __table_args__ = (sa.Index("ix_audit_trail_object", "object_type", "object_id"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(sa.String(80), index=True)
+    action: Mapped[str] = mapped_column(sa.String(40), index=True)
+    object_type: Mapped[str] = mapped_column(sa.String(40))
+    object_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # Canonical JSON of a flat dict of scalars (never personal data).
+    detail: Mapped[str] = mapped_column(sa.Text)
+    ip_prefix: Mapped[str | None] = mapped_column(sa.String(64))
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    entry_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+
+
+class AuditHead(Base):
+    """A single row locked by every audit append, so the chain never forks."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    last_id: Mapped[int] = mapped_column(sa.Integer, default=0)
+    last_hash: Mapped[str] = mapped_column(sa.String(64))

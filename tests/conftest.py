@@ -40,7 +40,7 @@ from leadvault.crypto import Keyring
 PG_URL = os.environ.get("LEADVAULT_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 # Rows the migrations seed; kept between tests.
-SEEDED = {"purposes", "consent_texts", "consent_ledger_head", "alembic_version"}
+SEEDED = {"purposes", "consent_texts", "consent_ledger_head", "audit_head", "alembic_version"}
 
 
 def free_port() -> int:
@@ -220,6 +220,9 @@ def _empty_tables(app: Any) -> None:
         connection.execute(sa.text("DELETE FROM consent_texts WHERE version > 1"))
         connection.execute(
             sa.text("UPDATE consent_ledger_head SET last_id = 0, last_hash = :h"), {"h": "0" * 64}
+        )
+        connection.execute(
+            sa.text("UPDATE audit_head SET last_id = 0, last_hash = :h"), {"h": "0" * 64}
         )
 
 

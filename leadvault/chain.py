@@ -1,0 +1,149 @@
+"""Append-only hash chains: the one piece of code behind the consent ledger and the audit trail.
+
+Each entry's hash covers its canonical fields and its predecessor's hash, so
+editing, inserting or deleting any entry breaks the chain from there on. A
+single head row per chain, locked by every append, holds the newest id and
+hash: concurrent transactions never fork the chain, and removing the newest
+entries is noticed because the head no longer matches.
+
+An entry whose content was lawfully purged (a *tombstone*) cannot be re-hashed;
+it is accepted only when a later entry, itself hashed into the chain, lists
+its id (``lists``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from leadvault.crypto import sha256_hex
+
+GENESIS = "0" * 64
+HEAD_ID = 1
+
+
+class Linked(Protocol):
+    id: Any
+    prev_hash: Any
+    entry_hash: Any
+
+
+class Head(Protocol):
+    id: Any
+    last_id: Any
+    last_hash: Any
+
+
+E = TypeVar("E", bound=Linked)
+
+
+def digest(fields: Mapping[str, Any]) -> str:
+    """SHA-256 of the fields as canonical JSON (sorted keys, no spaces)."""
+    return sha256_hex(json.dumps(fields, sort_keys=True, separators=(",", ":")))
+
+
+@dataclasses.dataclass(frozen=True)
+class Chain:
+    """One chain: its entry model, its head model and what of an entry is hashed.
+
+    ``canonical(entry)`` returns the hashed fields *without* ``prev_hash``; the
+    chain adds it.
+    """
+
+    entry_model: type
+    head_model: type
+    canonical: Callable[[Any], dict[str, Any]]
+    # A purged entry (not re-hashed) and the ids a later entry vouches for.
+    purged: Callable[[Any], bool] = lambda _entry: False
+    lists: Callable[[Any], set[int]] = lambda _entry: set()
+
+    def hash_of(self, entry: Any) -> str:
+        return digest({**self.canonical(entry), "prev_hash": entry.prev_hash})
+
+    def append(self, session: Session, entry: E) -> E:
+        """Link ``entry`` after the newest one (locking the head) and flush it."""
+        head = session.scalars(
+            sa.select(self.head_model)
+            .where(self.head_model.id == HEAD_ID)  # type: ignore[attr-defined]
+            .with_for_update()
+        ).one()
+        entry.prev_hash = head.last_hash
+        entry.entry_hash = self.hash_of(entry)
+        session.add(entry)
+        session.flush()
+        head.last_id = entry.id
+        head.last_hash = entry.entry_hash
+        session.flush()
+        return entry
+
+    def entries(self, session: Session, batch: int = 1000) -> Iterator[Any]:
+        """Every entry in order, a batch at a time (flat memory)."""
+        model: Any = self.entry_model
+        last = 0
+        while True:
+            rows = list(
+                session.scalars(
+                    sa.select(model).where(model.id > last).order_by(model.id).limit(batch)
+                )
+            )
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].id
+            session.expunge_all()
+
+    def verify(self, session: Session) -> Verdict:
+        """Walk the chain from the start; name the first entry that does not fit."""
+        previous = GENESIS
+        checked = 0
+        last_id = 0
+        unlisted: list[int] = []
+        for entry in self.entries(session):
+            if entry.prev_hash != previous:
+                return Verdict(
+                    checked, entry.id, "does not follow its predecessor (edited or removed)"
+                )
+            if self.purged(entry):
+                unlisted.append(entry.id)
+            else:
+                if self.hash_of(entry) != entry.entry_hash:
+                    return Verdict(
+                        checked, entry.id, "its content does not match its hash (edited)"
+                    )
+                listed = self.lists(entry)
+                if listed:
+                    unlisted = [i for i in unlisted if i not in listed]
+            previous = entry.entry_hash
+            last_id = entry.id
+            checked += 1
+        if unlisted:
+            return Verdict(checked, unlisted[0], "marked as purged without a record listing it")
+        head = session.get(self.head_model, HEAD_ID)
+        if head is None or head.last_hash != previous or head.last_id != last_id:
+            return Verdict(checked, None, "the newest entries were removed (head does not match)")
+        return Verdict(checked)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    checked: int
+    broken_id: int | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_id is None and self.reason is None
+
+    def describe(self, name: str) -> str:
+        """One line for a person: ``Audit trail intact: 12 entries verified.``"""
+        if self.ok:
+            return f"{name} intact: {self.checked} entries verified."
+        where = f"entry {self.broken_id}" if self.broken_id is not None else "the end"
+        return (
+            f"{name} BROKEN at {where}: {self.reason} ({self.checked} entries before it verified)."
+        )
