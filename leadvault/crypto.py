@@ -33,7 +33,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
-from leadvault import clock
+from leadvault import addresses, clock
 
 KEYRING_FORMAT = 1
 _NONCE_BYTES = 12
@@ -380,9 +380,8 @@ def payload_id(payload: Any, key: str) -> uuid.UUID:
 
 
 def normalise_email(email: str) -> str:
-    """The form of an address the blind index is computed over."""
-    local, _, domain = email.strip().rpartition("@")
-    return f"{local}@{domain.lower()}".lower()
+    """The form of an address the blind index is computed over (``addresses.index_form``)."""
+    return addresses.index_form(email)
 
 
 def sha256_hex(data: str | bytes) -> str:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from leadvault import clock, i18n, inbox, signals
+from leadvault import addresses, clock, i18n, inbox, signals
 from leadvault.crypto import DataKey, WrappedKey
 from leadvault.db import dialect_of, vault_of
 from leadvault.models import Lead, LeadAttribute
@@ -76,7 +76,7 @@ def get_or_create(session: Session, email: str, *, language: str) -> tuple[Lead,
     values = {
         "id": lead_id,
         "email_index": index,
-        "email": key.encrypt("email", email.strip()),
+        "email": key.encrypt("email", addresses.stored_form(email)),
         "wrapped_key": wrapped.wrapped,
         "key_version": wrapped.version,
         "language": language,

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import click
 
+from leadvault import addresses
 from leadvault.settings import Settings, SmtpConfig
 from leadvault.untrusted import for_terminal
 
@@ -57,12 +58,12 @@ class Sender(Protocol):
 
 def build_message(content: MailContent, *, mail_from: str) -> EmailMessage:
     message = EmailMessage()
-    _name, from_address = parseaddr(mail_from)
-    domain = from_address.rpartition("@")[2] or "localhost"
-    message["Message-ID"] = make_msgid(domain=domain)
+    message["Message-ID"] = make_msgid(domain=addresses.domain_of(mail_from))
     message["Date"] = formatdate(localtime=False, usegmt=True)
-    message["From"] = mail_from
-    message["To"] = content.to
+    # Addresses in transport form: punycode domains, so the headers are valid for
+    # every relay (a non-ASCII local part needs SMTPUTF8, see SmtpSender.send).
+    message["From"] = addresses.header_value(mail_from)
+    message["To"] = addresses.header_value(content.to)
     message["Subject"] = content.subject
     message["Auto-Submitted"] = "auto-generated"
     for name, value in content.headers.items():
@@ -82,7 +83,12 @@ def envelope_sender(message: EmailMessage) -> str | None:
         return None
     del message["Return-Path"]
     _name, address = parseaddr(str(value))
-    return address or None
+    return addresses.for_transport(address) if address else None
+
+
+def needs_smtputf8(message: EmailMessage) -> bool:
+    """Whether an address of the message cannot be written in ASCII (RFC 6531)."""
+    return any(not str(message.get(name, "")).isascii() for name in ("From", "To", "Return-Path"))
 
 
 _ADDRESS = re.compile(r"[^\s<>\"'@]+@[^\s<>\"'@]+")
@@ -132,6 +138,12 @@ class SmtpSender:
                 if attempt == 2:
                     raise DeliveryError("SMTP server closed the connection") from None
                 continue
+            except smtplib.SMTPNotSupportedError:
+                # The address needs SMTPUTF8 and the relay does not offer it: it never
+                # will for this mail, so retrying cannot help.
+                raise DeliveryError(
+                    "the relay does not offer SMTPUTF8, which this address needs", permanent=True
+                ) from None
             except smtplib.SMTPRecipientsRefused as exc:
                 codes = sorted({code for code, _msg in exc.recipients.values()})
                 raise DeliveryError(
@@ -177,8 +189,10 @@ class FileSender:
         path = self.folder / f"{name}.eml"
         # Created 0600 in one step: never briefly readable by others.
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # RFC 6532 (raw UTF-8 headers) only where an address needs it.
+        policy = message.policy.clone(utf8=True) if needs_smtputf8(message) else message.policy
         with os.fdopen(descriptor, "wb") as handle:
-            handle.write(bytes(message))
+            handle.write(message.as_bytes(policy=policy))
         if self.echo:
             body = message.get_body(preferencelist=("plain",))
             text = body.get_content() if body is not None else ""

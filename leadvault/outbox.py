@@ -12,12 +12,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from email.utils import make_msgid, parseaddr
+from email.utils import make_msgid
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadvault import clock, leads, leases
+from leadvault import addresses, clock, leads, leases
 from leadvault.crypto import DataKey, DecryptionError, WrappedKey
 from leadvault.db import settings_of, unit_of_work, vault_of
 from leadvault.mail import DeliveryError, MailContent, Sender, build_message
@@ -71,8 +71,7 @@ def enqueue_mail(
 
 
 def _mail_domain(session: Session) -> str:
-    _name, address = parseaddr(settings_of(session).mail_from)
-    return address.rpartition("@")[2] or "localhost"
+    return addresses.domain_of(settings_of(session).mail_from)
 
 
 def read_content(session: Session, row: OutboxMessage) -> MailContent:

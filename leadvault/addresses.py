@@ -1,0 +1,88 @@
+"""Email addresses in one canonical form, and the forms mail headers need.
+
+An address is normalised once, by :func:`canonical`, wherever it is stored or
+hashed (``leads.get_or_create``, ``Vault.blind_index``): the domain in Unicode
+(IDNA 2008, UTS 46 mapping: ``BÜCHER.de``, ``bücher.de`` and
+``xn--bcher-kva.de`` are one domain) and the local part in Unicode NFC, as
+email-validator normalises them. So one person typing their domain either way
+is one lead.
+
+Mail headers and SMTP envelopes take :func:`for_transport`: the domain in its
+ASCII (punycode) form, so that every relay can carry it. Only a local part
+that is not ASCII still needs SMTPUTF8 (RFC 6531), which the sender uses only
+where the relay offers it.
+"""
+
+from __future__ import annotations
+
+from email.utils import formataddr, parseaddr
+
+from email_validator import EmailNotValidError, ValidatedEmail, validate_email
+
+
+class InvalidAddress(ValueError):
+    """Not an email address (the message says why, in English, for logs and the CLI)."""
+
+
+def _validated(email: str) -> ValidatedEmail:
+    try:
+        return validate_email(email.strip(), check_deliverability=False, globally_deliverable=False)
+    except (EmailNotValidError, UnicodeError) as exc:
+        raise InvalidAddress(str(exc)) from None
+
+
+def canonical(email: str) -> str:
+    """The form an address is stored and compared in; InvalidAddress when it is none."""
+    return _validated(email).normalized
+
+
+def index_form(email: str) -> str:
+    """What the blind index is computed over: the canonical form, lower-cased.
+
+    Text that is no address (a lookup with anything a visitor typed) is only
+    trimmed and lower-cased: it matches nothing, and raises nothing."""
+    try:
+        form = canonical(email)
+    except InvalidAddress:
+        form = email.strip()
+    return form.lower()
+
+
+def stored_form(email: str) -> str:
+    """The canonical form, or the trimmed text when it is no address (imports keep it)."""
+    try:
+        return canonical(email)
+    except InvalidAddress:
+        return email.strip()
+
+
+def for_transport(email: str) -> str:
+    """The address as a header and the SMTP envelope carry it: the domain in punycode;
+    a non-ASCII local part stays (it needs SMTPUTF8, see :func:`needs_smtputf8`)."""
+    try:
+        result = _validated(email)
+    except InvalidAddress:
+        return email.strip()
+    return result.ascii_email or f"{result.local_part}@{result.ascii_domain}"
+
+
+def needs_smtputf8(email: str) -> bool:
+    """Whether the address cannot be written in ASCII at all (its local part is not ASCII)."""
+    return not for_transport(email).isascii()
+
+
+def header_value(value: str) -> str:
+    """A From/To header value (``Name <address>`` or a bare address) with its address
+    in transport form; a display name is kept (the header encodes it)."""
+    name, address = parseaddr(value)
+    if not address:
+        return value
+    address = for_transport(address)
+    return formataddr((name, address)) if name else address
+
+
+def domain_of(value: str) -> str:
+    """The ASCII domain of a From-style value (for Message-IDs and List-Ids);
+    ``localhost`` when it holds none."""
+    _name, address = parseaddr(value)
+    return for_transport(address).rpartition("@")[2].lower() or "localhost"
