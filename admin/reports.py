@@ -1,0 +1,445 @@
+"""Aggregate reports for the console's dashboard and the admin API's report endpoints.
+
+Every number here comes from an aggregate query (``GROUP BY``, window
+functions): no function loads leads, so a report costs the same whether it
+covers ten leads or a hundred thousand, and no personal data passes through
+it. Leads are attributed to their first touch (``lead_scores.first_form``,
+``utm_source``, ``utm_campaign``), as the scoring package records it.
+
+Days are the instance's days (``LEADVAULT_TIME_ZONE``): the database counts
+per UTC hour and the hours are folded into local days here, which is exact
+for every zone whose offset is a whole number of hours (bot counters are
+kept per UTC day by the capture package and reported as such).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+from collections import defaultdict
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from capture import service as capture_service
+from capture.models import Form
+from leadvault import clock
+from leadvault.db import dialect_of
+from leadvault.models import InboxItem, InboxStatus, Lead, OutboxMessage, OutboxStatus
+from scoring.models import Handoff, HandoffStatus, LeadScore, Stage, StageChange
+
+FUNNEL: tuple[str, ...] = (Stage.NEW, Stage.MQL, Stage.SAL, Stage.SQL, Stage.WON)
+PERIODS = (30, 90)  # the dashboard's choices of days
+GROUPINGS = ("utm_source", "utm_campaign", "form")
+Grouping = Literal["utm_source", "utm_campaign", "form"]
+NONE_LABEL = "-"  # the group of leads without a form / source / campaign
+MAX_GROUPS = 50  # source tables are bounded: the biggest groups first
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """Leads created in ``[since, until)``, optionally of one first form / UTM source."""
+
+    since: dt.datetime
+    until: dt.datetime | None = None
+    form: str | None = None  # a form's public id
+    utm_source: str | None = None
+
+    @classmethod
+    def last_days(cls, days: int, *, now: dt.datetime | None = None, **kw: Any) -> Window:
+        return cls(since=(now or clock.now()) - dt.timedelta(days=days), **kw)
+
+
+def _lead_filter(window: Window) -> list[sa.ColumnElement[bool]]:
+    """Conditions on ``leads`` (and ``lead_scores``, outer-joined) for a window."""
+    conditions: list[sa.ColumnElement[bool]] = [Lead.created_at >= window.since]
+    if window.until is not None:
+        conditions.append(Lead.created_at < window.until)
+    if window.form is not None:
+        conditions.append(_group_column("form") == window.form)
+    if window.utm_source is not None:
+        conditions.append(_group_column("utm_source") == window.utm_source)
+    return conditions
+
+
+def _windowed_leads(window: Window) -> sa.Select[Any]:
+    return (
+        sa.select(Lead.id)
+        .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
+        .where(*_lead_filter(window))
+    )
+
+
+def _group_column(grouping: Grouping) -> sa.ColumnElement[str]:
+    column = {
+        "utm_source": LeadScore.utm_source,
+        "utm_campaign": LeadScore.utm_campaign,
+        "form": LeadScore.first_form,
+    }[grouping]
+    return sa.func.coalesce(column, NONE_LABEL)
+
+
+def _hour_bucket(session: Session, column: Any) -> sa.ColumnElement[str]:
+    """``YYYY-MM-DD HH`` of a UTC timestamp, on either database."""
+    if dialect_of(session) == "postgresql":
+        return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD HH24")
+    return sa.func.strftime("%Y-%m-%d %H", column)
+
+
+def _seconds_between(session: Session, later: Any, earlier: Any) -> sa.ColumnElement[float]:
+    if dialect_of(session) == "postgresql":
+        return sa.cast(sa.extract("epoch", later - earlier), sa.Float)
+    return (sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400.0
+
+
+def _local_day(bucket: str, zone: ZoneInfo) -> dt.date:
+    hour = dt.datetime.strptime(bucket, "%Y-%m-%d %H").replace(tzinfo=dt.UTC)
+    return hour.astimezone(zone).date()
+
+
+# --- leads per day by form ----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DailySeries:
+    """New leads per local day and first form, every day of the period present."""
+
+    days: list[dt.date]
+    by_form: dict[str, list[int]]  # form public id (or "-") -> one count per day
+    form_names: dict[str, str]  # form public id -> its name
+
+    @property
+    def totals(self) -> list[int]:
+        return [sum(day) for day in zip(*self.by_form.values(), strict=True)] or [
+            0 for _ in self.days
+        ]
+
+    @property
+    def total(self) -> int:
+        return sum(self.totals)
+
+
+def leads_per_day(
+    session: Session, *, days: int, zone: ZoneInfo, now: dt.datetime | None = None
+) -> DailySeries:
+    """New leads per day of the last ``days`` local days (today included), by first form."""
+    now = now or clock.now()
+    today = now.astimezone(zone).date()
+    first_day = today - dt.timedelta(days=days - 1)
+    since = dt.datetime.combine(first_day, dt.time(), zone).astimezone(dt.UTC)
+    bucket = _hour_bucket(session, Lead.created_at)
+    form = _group_column("form")
+    rows = session.execute(
+        sa.select(form, bucket, sa.func.count())
+        .select_from(Lead)
+        .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
+        .where(Lead.created_at >= since, Lead.created_at <= now)
+        .group_by(form, bucket)
+    ).all()
+    day_list = [first_day + dt.timedelta(days=i) for i in range(days)]
+    position = {day: i for i, day in enumerate(day_list)}
+    by_form: dict[str, list[int]] = {}
+    for form_id, hour, count in rows:
+        index = position.get(_local_day(hour, zone))
+        if index is None:
+            continue
+        by_form.setdefault(form_id, [0] * days)[index] += int(count)
+    return DailySeries(day_list, dict(sorted(by_form.items())), form_names(session, by_form))
+
+
+def form_names(session: Session, public_ids: Any) -> dict[str, str]:
+    ids = [i for i in public_ids if i != NONE_LABEL]
+    if not ids:
+        return {}
+    query = sa.select(Form.public_id, Form.name).where(Form.public_id.in_(ids))
+    return dict(list(session.execute(query)))
+
+
+# --- the funnel -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FunnelStep:
+    stage: str
+    reached: int  # leads of the window that ever reached this stage
+    conversion: float | None  # share of the previous step's leads that reached this one
+    median_seconds: float | None  # median time from the previous stage to this one
+
+
+@dataclasses.dataclass(frozen=True)
+class Funnel:
+    window: Window
+    steps: list[FunnelStep]
+    current: dict[str, int]  # leads of the window per stage they are in now
+
+    @property
+    def overall(self) -> float | None:
+        """Share of new leads that were won."""
+        first, last = self.steps[0].reached, self.steps[-1].reached
+        return last / first if first else None
+
+
+def _first_entries() -> sa.Subquery:
+    """When each lead first entered each stage."""
+    return (
+        sa.select(
+            StageChange.lead_id,
+            StageChange.to_stage.label("stage"),
+            sa.func.min(StageChange.at).label("at"),
+        )
+        .group_by(StageChange.lead_id, StageChange.to_stage)
+        .subquery("first_entries")
+    )
+
+
+def funnel(session: Session, window: Window) -> Funnel:
+    """new → MQL → SAL → SQL → won for the leads created in the window."""
+    leads = _windowed_leads(window).subquery("windowed")
+    new = session.scalar(sa.select(sa.func.count()).select_from(leads)) or 0
+    firsts = _first_entries()
+    reached = dict(
+        session.execute(
+            sa.select(firsts.c.stage, sa.func.count())
+            .join(leads, leads.c.id == firsts.c.lead_id)
+            .where(firsts.c.stage.in_(FUNNEL[1:]))
+            .group_by(firsts.c.stage)
+        ).all()
+    )
+    reached[Stage.NEW] = new
+    medians = _median_stage_times(session, window)
+    steps: list[FunnelStep] = [FunnelStep(Stage.NEW, new, None, None)]
+    for before, after in itertools.pairwise(FUNNEL):
+        count = int(reached.get(after, 0))
+        previous = int(reached.get(before, 0))
+        steps.append(
+            FunnelStep(after, count, count / previous if previous else None, medians.get(after))
+        )
+    state = sa.func.coalesce(LeadScore.stage, Stage.NEW.value)
+    current = dict(
+        session.execute(
+            sa.select(state, sa.func.count())
+            .select_from(Lead)
+            .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
+            .where(*_lead_filter(window))
+            .group_by(state)
+        ).all()
+    )
+    return Funnel(window, steps, {str(k): int(v) for k, v in current.items()})
+
+
+def _median_stage_times(session: Session, window: Window) -> dict[str, float]:
+    """Median seconds from entering one funnel stage to entering the next, per
+    target stage, over the window's leads that made the step (window functions)."""
+    firsts = _first_entries()
+    pieces = []
+    # new -> MQL: from the lead's creation to its first MQL.
+    after = firsts.alias("after_mql")
+    pieces.append(
+        sa.select(
+            sa.literal(Stage.MQL.value).label("stage"),
+            _seconds_between(session, after.c.at, Lead.created_at).label("seconds"),
+        )
+        .select_from(Lead)
+        .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
+        .join(after, sa.and_(after.c.lead_id == Lead.id, after.c.stage == Stage.MQL.value))
+        .where(*_lead_filter(window))
+    )
+    for before_stage, after_stage in itertools.pairwise(FUNNEL[1:]):
+        before = firsts.alias(f"b_{before_stage}")
+        after = firsts.alias(f"a_{after_stage}")
+        pieces.append(
+            sa.select(
+                sa.literal(str(after_stage)).label("stage"),
+                _seconds_between(session, after.c.at, before.c.at).label("seconds"),
+            )
+            .select_from(Lead)
+            .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
+            .join(before, sa.and_(before.c.lead_id == Lead.id, before.c.stage == before_stage))
+            .join(after, sa.and_(after.c.lead_id == Lead.id, after.c.stage == after_stage))
+            .where(*_lead_filter(window))
+        )
+    durations = sa.union_all(*pieces).subquery("durations")
+    ranked = sa.select(
+        durations.c.stage,
+        durations.c.seconds,
+        sa.func.row_number()
+        .over(partition_by=durations.c.stage, order_by=durations.c.seconds)
+        .label("rn"),
+        sa.func.count().over(partition_by=durations.c.stage).label("n"),
+    ).subquery("ranked")
+    # The middle row, or the mean of the two middle rows (floor division: ``//``).
+    middle = sa.or_(ranked.c.rn == (ranked.c.n + 1) // 2, ranked.c.rn == (ranked.c.n + 2) // 2)
+    rows = session.execute(
+        sa.select(ranked.c.stage, sa.func.avg(ranked.c.seconds))
+        .where(middle)
+        .group_by(ranked.c.stage)
+    ).all()
+    return {str(stage): max(0.0, float(value)) for stage, value in rows if value is not None}
+
+
+# --- sources and lead quality ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceQuality:
+    key: str  # the UTM source / campaign / form public id; "-" for none
+    leads: int
+    mql: int
+    sal: int
+    suspect: int
+    rejected: dict[str, int]  # sales' reject reasons and how often
+
+    @property
+    def mql_share(self) -> float | None:
+        return self.mql / self.leads if self.leads else None
+
+    @property
+    def sal_share(self) -> float | None:
+        return self.sal / self.leads if self.leads else None
+
+    @property
+    def suspect_share(self) -> float | None:
+        return self.suspect / self.leads if self.leads else None
+
+
+def sources(
+    session: Session, window: Window, *, by: Grouping = "utm_source", limit: int = MAX_GROUPS
+) -> list[SourceQuality]:
+    """Lead quality per first-touch source: the biggest ``limit`` groups, biggest first."""
+    if by not in GROUPINGS:
+        raise ValueError(f"unknown grouping {by!r}")
+    key = _group_column(by)
+    reached = (
+        sa.select(
+            StageChange.lead_id,
+            sa.func.max(sa.case((StageChange.to_stage == Stage.MQL.value, 1), else_=0)).label(
+                "mql"
+            ),
+            sa.func.max(sa.case((StageChange.to_stage == Stage.SAL.value, 1), else_=0)).label(
+                "sal"
+            ),
+        )
+        .group_by(StageChange.lead_id)
+        .subquery("reached")
+    )
+    suspect = sa.case((LeadScore.suspect.is_(True), 1), else_=0)
+    rows = session.execute(
+        sa.select(
+            key.label("key"),
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(reached.c.mql), 0),
+            sa.func.coalesce(sa.func.sum(reached.c.sal), 0),
+            sa.func.coalesce(sa.func.sum(suspect), 0),
+        )
+        .select_from(Lead)
+        .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
+        .outerjoin(reached, reached.c.lead_id == Lead.id)
+        .where(*_lead_filter(window))
+        .group_by(key)
+        .order_by(sa.func.count().desc(), key)
+        .limit(limit)
+    ).all()
+    keys = [row[0] for row in rows]
+    rejected: dict[str, dict[str, int]] = defaultdict(dict)
+    if keys:
+        for group, reason, count in session.execute(
+            sa.select(key, Handoff.reject_reason, sa.func.count(sa.distinct(Handoff.lead_id)))
+            .select_from(Handoff)
+            .join(Lead, Lead.id == Handoff.lead_id)
+            .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
+            .where(
+                *_lead_filter(window),
+                Handoff.status == HandoffStatus.REJECTED.value,
+                Handoff.reject_reason.is_not(None),
+                key.in_(keys),
+            )
+            .group_by(key, Handoff.reject_reason)
+        ):
+            rejected[group][reason] = int(count)
+    return [
+        SourceQuality(
+            str(k), int(n), int(mql), int(sal), int(sus), dict(sorted(rejected[k].items()))
+        )
+        for k, n, mql, sal, sus in rows
+    ]
+
+
+# --- bots ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class BotDay:
+    day: dt.date  # a UTC day (the capture package counts per UTC day)
+    dropped: int  # submissions refused as bots
+    accepted: int  # flagged but kept (too fast)
+    reasons: dict[str, int]
+
+
+def bot_days(session: Session, *, days: int, now: dt.datetime | None = None) -> list[BotDay]:
+    """Bot verdicts per UTC day over the last ``days`` days, every day present."""
+    today = (now or clock.now()).astimezone(dt.UTC).date()
+    first = today - dt.timedelta(days=days - 1)
+    per_day: dict[dt.date, dict[str, int]] = {
+        first + dt.timedelta(days=i): defaultdict(int) for i in range(days)
+    }
+    outcome: dict[dt.date, dict[str, int]] = {day: defaultdict(int) for day in per_day}
+    for row in capture_service.bot_report(session, first, today):
+        per_day[row.day][row.reason] += row.count
+        outcome[row.day][row.outcome] += row.count
+    return [
+        BotDay(day, outcome[day]["dropped"], outcome[day]["accepted"], dict(sorted(r.items())))
+        for day, r in per_day.items()
+    ]
+
+
+# --- outbox and inbox ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueHealth:
+    name: str  # "outbox" or "inbox"
+    queued: int  # waiting to be delivered / processed (including retries)
+    retrying: int  # queued after at least one failed attempt
+    failed: int  # given up on
+    oldest: dt.datetime | None  # when the oldest queued item was created
+
+    def age(self, now: dt.datetime | None = None) -> dt.timedelta | None:
+        return (now or clock.now()) - self.oldest if self.oldest else None
+
+
+def queue_health(session: Session) -> list[QueueHealth]:
+    """The outbox (mails, webhooks) and the inbox (accepted submissions)."""
+    out_queued = OutboxMessage.status.in_([OutboxStatus.PENDING.value, OutboxStatus.SENDING.value])
+    outbox = session.execute(
+        sa.select(
+            sa.func.count().filter(out_queued),
+            sa.func.count().filter(out_queued, OutboxMessage.attempts > 0),
+            sa.func.count().filter(OutboxMessage.status == OutboxStatus.FAILED.value),
+            sa.func.min(OutboxMessage.created_at).filter(out_queued),
+        )
+    ).one()
+    in_queued = InboxItem.status == InboxStatus.PENDING.value
+    inbox = session.execute(
+        sa.select(
+            sa.func.count().filter(in_queued),
+            sa.func.count().filter(in_queued, InboxItem.attempts > 0),
+            sa.func.count().filter(InboxItem.status == InboxStatus.FAILED.value),
+            sa.func.min(InboxItem.received_at).filter(in_queued),
+        )
+    ).one()
+    return [
+        QueueHealth("outbox", *(int(v) for v in outbox[:3]), _aware(outbox[3])),
+        QueueHealth("inbox", *(int(v) for v in inbox[:3]), _aware(inbox[3])),
+    ]
+
+
+def _aware(value: Any) -> dt.datetime | None:
+    """``min()`` bypasses the column type on SQLite: parse and mark UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
