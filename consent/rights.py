@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from consent import ledger, service
 from consent.ledger import RequestMeta
 from consent.models import ConsentText, Purpose
-from leadvault import clock, i18n, inbox, leads, links, outbox, signals
+from leadvault import clock, i18n, inbox, leads, links, mail, outbox, signals
 from leadvault.crypto import TokenExpired, TokenInvalid, payload_id, random_token
 from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.mail import MailContent
@@ -56,16 +56,27 @@ def read_unsubscribe(session: Session, token: str) -> tuple[uuid.UUID, str]:
     return payload_id(payload, "l"), payload["p"]
 
 
-def marketing_headers(session: Session, lead_id: uuid.UUID, purpose: str) -> dict[str, str]:
+def marketing_headers(
+    session: Session,
+    lead_id: uuid.UUID,
+    purpose: str,
+    *,
+    list_key: str | None = None,
+    list_name: str | None = None,
+) -> dict[str, str]:
+    """One-click unsubscribe from ``purpose`` and the List-Id (by default one list per
+    purpose; nurture names one per sequence), through ``leadvault.mail``."""
     settings = settings_of(session)
-    targets = [f"<{unsubscribe_url(session, lead_id, purpose)}>"]
+    targets = [unsubscribe_url(session, lead_id, purpose)]
     if settings.unsubscribe_mailto:
         _name, address = parseaddr(settings.unsubscribe_mailto)
-        targets.append(f"<mailto:{address}?subject=unsubscribe>")
-    return {
-        "List-Unsubscribe": ", ".join(targets),
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    }
+        targets.append(f"mailto:{address}?subject=unsubscribe")
+    return mail.marketing_headers(
+        settings.mail_from,
+        unsubscribe=targets,
+        list_key=list_key or purpose,
+        list_name=list_name or purpose.replace("_", " ").capitalize(),
+    )
 
 
 def queue_marketing_mail(

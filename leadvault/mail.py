@@ -91,6 +91,34 @@ def needs_smtputf8(message: EmailMessage) -> bool:
     return any(not str(message.get(name, "")).isascii() for name in ("From", "To", "Return-Path"))
 
 
+# Header text from a name someone typed (a sequence's, a purpose's): no line breaks,
+# no quotes or angle brackets that would end the phrase.
+_PHRASE_UNSAFE = re.compile(r'[\x00-\x1f\x7f"\\<>]')
+_LIST_KEY_UNSAFE = re.compile(r"[^a-z0-9-]+")
+
+
+def list_id(mail_from: str, key: str, name: str) -> str:
+    """RFC 2919 ``List-Id``: ``"Name" <key.domain>``, the domain that of
+    LEADVAULT_MAIL_FROM (punycode); ``key`` may hold dots (``a.nurture``)."""
+    labels = [_LIST_KEY_UNSAFE.sub("-", part.lower()).strip("-") for part in key.split(".")]
+    label = ".".join(part for part in labels if part) or "list"
+    phrase = _PHRASE_UNSAFE.sub("", name)[:80]
+    return f'"{phrase}" <{label}.{addresses.domain_of(mail_from)}>'
+
+
+def marketing_headers(
+    mail_from: str, *, unsubscribe: list[str], list_key: str, list_name: str
+) -> dict[str, str]:
+    """The list headers every marketing mail carries, made in this one place:
+    RFC 8058 one-click unsubscribe (``unsubscribe``: the https URL first, then any
+    mailto URI) and one RFC 2919 ``List-Id``."""
+    return {
+        "List-Unsubscribe": ", ".join(f"<{target}>" for target in unsubscribe),
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-Id": list_id(mail_from, list_key, list_name),
+    }
+
+
 _ADDRESS = re.compile(r"[^\s<>\"'@]+@[^\s<>\"'@]+")
 
 

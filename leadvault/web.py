@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +16,7 @@ from flask import (
     Request,
     Response,
     current_app,
+    g,
     has_request_context,
     jsonify,
     make_response,
@@ -96,13 +99,33 @@ def within_limits(
     if email_index is None and email and email.strip():
         email_index = vault.blind_index(email)
     email_key = email_index.hex() if email_index else None
+    counted = [(f"{scope}-ip", ip_key), (f"{scope}-email", email_key)]
     allowed = True
     for item in _parse_limits(limits):
-        if ip_key:
-            allowed = strategy.hit(item, f"{scope}-ip", ip_key) and allowed
-        if email_key:
-            allowed = strategy.hit(item, f"{scope}-email", email_key) and allowed
+        for namespace, key in counted:
+            if key and not strategy.hit(item, namespace, key):
+                allowed = False
+                reset_at, _remaining = strategy.get_window_stats(item, namespace, key)
+                _note_retry_after(reset_at - time.time())
     return allowed
+
+
+# A 429 without a known window (an abort(429) anywhere) asks for a minute.
+DEFAULT_RETRY_AFTER = 60
+
+
+def _note_retry_after(seconds: float) -> None:
+    """Remember the longest wait a full window asks of this request (for Retry-After)."""
+    wait = max(1, math.ceil(seconds))
+    g.leadvault_retry_after = max(wait, g.get("leadvault_retry_after", 0))
+
+
+def _retry_after(response: Response) -> Response:
+    """Every 429, whichever view or limiter gave it, says when to try again (RFC 9110)."""
+    if response.status_code == 429 and "Retry-After" not in response.headers:
+        wait = g.get("leadvault_retry_after", DEFAULT_RETRY_AFTER)
+        response.headers["Retry-After"] = str(wait)
+    return response
 
 
 def mark_private(response: Response) -> Response:
@@ -272,6 +295,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(CSRFError, _handle_csrf)
     app.register_error_handler(Exception, _handle_unexpected)
     app.after_request(_security_headers)
+    app.after_request(_retry_after)
     i18n.init_app(app)
     app.jinja_env.globals["field_label"] = _field_label
 

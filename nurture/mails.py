@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from consent import rights
 from consent import service as consent_service
 from leadvault import clock, i18n, leads, outbox
+from leadvault import mail as mail_layer
 from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.mail import MailContent
 from leadvault.models import Lead, OutboxMessage
@@ -30,7 +31,6 @@ from nurture.models import Send
 CLICK_TOKEN = "nurture-click"
 VERP_TAG = "nurture-verp"
 TEMPLATE_PREFIX = "nurture:"  # outbox template "nurture:<sequence key>"
-_HEADER_UNSAFE = re.compile(r'[\x00-\x1f\x7f"\\<>]')
 
 
 def outbox_template(key: str) -> str:
@@ -72,12 +72,13 @@ def read_verp(session: Session, address: str) -> int | None:
     return int(reference, 16)
 
 
+def _list_key(sequence: Sequence) -> str:
+    return f"{sequence.key}.nurture"
+
+
 def list_id(session: Session, sequence: Sequence) -> str:
-    """RFC 2919: ``"Name" <key.list-domain>`` (the domain of LEADVAULT_MAIL_FROM)."""
-    _name, sender = parseaddr(settings_of(session).mail_from)
-    domain = sender.rpartition("@")[2] or "localhost"
-    label = _HEADER_UNSAFE.sub("", sequence.name)[:80]
-    return f'"{label}" <{sequence.key}.nurture.{domain}>'
+    """RFC 2919: ``"Name" <key.nurture.list-domain>`` (made by ``leadvault.mail.list_id``)."""
+    return mail_layer.list_id(settings_of(session).mail_from, _list_key(sequence), sequence.name)
 
 
 def language_for(sequence: Sequence, lead_language: str) -> str:
@@ -150,8 +151,13 @@ def queue_send(
         link_url=link,
         unsubscribe_url=rights.unsubscribe_url(session, lead.id, sequence.purpose),
     )
-    headers = rights.marketing_headers(session, lead.id, sequence.purpose)
-    headers["List-Id"] = list_id(session, sequence)
+    headers = rights.marketing_headers(
+        session,
+        lead.id,
+        sequence.purpose,
+        list_key=_list_key(sequence),
+        list_name=sequence.name,
+    )
     verp = verp_address(session, send.id)
     if verp is not None:
         headers["Return-Path"] = f"<{verp}>"
