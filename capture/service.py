@@ -20,7 +20,7 @@ from capture.models import Form, FormKind, Submission
 from capture.signals import form_submitted
 from consent import service as consent_service
 from consent.ledger import RequestMeta
-from leadvault import clock, i18n, inbox, leads, untrusted
+from leadvault import batch, clock, i18n, inbox, leads, untrusted
 from leadvault.crypto import random_token
 
 # Every field a form may declare, besides the always-required email.
@@ -283,7 +283,8 @@ def accept(
 
 def store_submission(session: Session, payload: dict[str, Any]) -> None:
     """Inbox handler: one submission in one transaction (lead, ledger, opt-in mail)."""
-    form = session.get(Form, payload["form_id"])
+    form_id = payload["form_id"]
+    form = batch.cached(session, f"capture.form.{form_id}", lambda: session.get(Form, form_id))
     if form is None:
         return  # the form was deleted meanwhile: nothing to attach the submission to
     submit(
@@ -316,9 +317,10 @@ def submit(
     """
     # A visitor asking again after erasure starts from nothing, with fresh consent.
     consent_service.lift_suppression(session, data.email)
-    lead, _created = leads.get_or_create(session, data.email, language=language)
+    lead, created = leads.get_or_create(session, data.email, language=language)
     leads.set_attributes(session, lead, data.profile)
-    leads.touch(lead)
+    if not created:
+        leads.touch(lead)
     key = leads.data_key(session, lead)
     submission_id = uuid.uuid4()
     sealed = {**data.source, **({"message": data.message} if data.message else {})}

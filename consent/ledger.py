@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from consent.models import ConsentText, LedgerEntry, LedgerEvent, LedgerHead
-from leadvault import clock
+from leadvault import batch, clock
 from leadvault.chain import GENESIS, HEAD_ID, Chain, Verdict
 from leadvault.crypto import truncate_ip
 from leadvault.db import vault_of
@@ -90,7 +90,15 @@ def append(
         ),
         detail=detail,
     )
-    return CHAIN.append(session, entry)
+    # In a worker's batch the entries are linked together at its end, last of its
+    # deferred work, so the head is locked once and briefly (leadvault.batch).
+    if not batch.defer(session, "consent.ledger", entry, _chain, order=1000):
+        CHAIN.append(session, entry)
+    return entry
+
+
+def _chain(session: Session, entries: list[LedgerEntry]) -> None:
+    CHAIN.append_all(session, entries)
 
 
 def verify(session: Session) -> Verdict:

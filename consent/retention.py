@@ -135,6 +135,9 @@ def purge(session: Session) -> dict[str, int]:
     counts["proofs_purged"] = _purge_old_proof(session, now, settings.proof_retention_days)
     # Submissions the worker could never store are unconfirmed requests too.
     counts["failed_submissions_forgotten"] = inbox.forget_failed(session, cutoff)
+    # Sent mails keep what the access export lists, not their bodies.
+    sent_cutoff = now - dt.timedelta(days=settings.sent_mail_retention_days)
+    counts["sent_mail_bodies_forgotten"] = outbox.forget_sent_bodies(session, sent_cutoff)
 
     # Spent single-use keys (links, render tokens, ALTCHA solutions) matter only
     # while their tokens could still be valid.

@@ -25,7 +25,7 @@ from consent.models import (
     Purpose,
     Suppression,
 )
-from leadvault import clock, i18n, leads, outbox, signals
+from leadvault import batch, clock, i18n, leads, outbox, signals
 from leadvault.crypto import TokenExpired, payload_id, sha256_hex
 from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.mail import MailContent
@@ -144,6 +144,22 @@ def is_suppressed(session: Session, email: str) -> bool:
 def lift_suppression(session: Session, email: str) -> None:
     """A new, self-initiated submission starts from nothing: the address may be stored again."""
     index = vault_of(session).blind_index(email)
+    work = batch.active(session)
+    if work is not None and index in work.subjects:
+        # One read for the worker's whole batch; a DELETE only where there is one.
+        suppressed = batch.cached(
+            session,
+            "consent.suppressed",
+            lambda: set(
+                session.scalars(
+                    sa.select(Suppression.email_index).where(
+                        Suppression.email_index.in_(list(work.subjects))
+                    )
+                )
+            ),
+        )
+        if index not in suppressed:
+            return
     session.execute(sa.delete(Suppression).where(Suppression.email_index == index))
 
 
@@ -175,7 +191,7 @@ def request_consent(
     """
     now = clock.now()
     resend_after = dt.timedelta(minutes=settings_of(session).optin_resend_minutes)
-    current = states(session, lead.id)
+    current = {} if leads.created_here(session, lead.id) else states(session, lead.id)
     needed: list[str] = []
     for purpose in purposes_asked:
         state = current.get(purpose)
@@ -194,7 +210,12 @@ def request_consent(
 
     texts: list[ConsentText] = []
     for purpose in needed:
-        text = session.get(ConsentText, form.text_ids[purpose])
+        text_id = form.text_ids[purpose]
+        text = batch.cached(
+            session,
+            f"consent.text.{text_id}",
+            lambda text_id=text_id: session.get(ConsentText, text_id),
+        )
         if text is None:
             raise ConsentError(f"the form has no consent text for {purpose!r}")
         texts.append(text)

@@ -67,19 +67,26 @@ class Chain:
 
     def append(self, session: Session, entry: E) -> E:
         """Link ``entry`` after the newest one (locking the head) and flush it."""
+        self.append_all(session, [entry])
+        return entry
+
+    def append_all(self, session: Session, entries: list[E]) -> None:
+        """Link ``entries`` in order after the newest one, locking the head once
+        (a worker's batch), and flush them."""
         head = session.scalars(
             sa.select(self.head_model)
             .where(self.head_model.id == HEAD_ID)  # type: ignore[attr-defined]
             .with_for_update()
         ).one()
-        entry.prev_hash = head.last_hash
-        entry.entry_hash = self.hash_of(entry)
-        session.add(entry)
+        previous = head.last_hash
+        for entry in entries:
+            entry.prev_hash = previous
+            entry.entry_hash = previous = self.hash_of(entry)
+        session.add_all(entries)
         session.flush()
-        head.last_id = entry.id
-        head.last_hash = entry.entry_hash
+        head.last_id = entries[-1].id
+        head.last_hash = previous
         session.flush()
-        return entry
 
     def entries(self, session: Session, batch: int = 1000) -> Iterator[Any]:
         """Every entry in order, a batch at a time (flat memory)."""

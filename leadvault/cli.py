@@ -127,8 +127,13 @@ def run(host: str, port: int, no_worker: bool) -> None:
 
 @cli.command()
 @click.option("--once", is_flag=True, help="Deliver what is due, run jobs once, then exit.")
-@click.option("--batch-size", default=50, show_default=True, type=click.IntRange(1, 1000))
-def worker(once: bool, batch_size: int) -> None:
+@click.option(
+    "--batch-size",
+    default=None,
+    type=click.IntRange(1, 1000),
+    help="Inbox items or mails taken at once (default: LEADVAULT_WORKER_BATCH_SIZE).",
+)
+def worker(once: bool, batch_size: int | None) -> None:
     """Deliver queued mails with retries and run the scheduled jobs."""
     from leadvault.worker import Worker
 

@@ -1,22 +1,25 @@
-"""The inbox: work accepted by a request, done by the worker in one transaction each.
+"""The inbox: work accepted by a request, done by the worker in batches.
 
-Claiming works like the outbox's (a lease; ``SKIP LOCKED`` on PostgreSQL).
-A handler that fails is retried with backoff; its error type is recorded,
-never its message (it may quote personal data).
+A worker takes up to ``LEADVAULT_WORKER_BATCH_SIZE`` due items (``SKIP LOCKED``
+on PostgreSQL, so any number of workers share the queue) and stores them in
+one transaction, each item in a savepoint (see ``leadvault.batch``). A handler
+that fails is rolled back alone, retried with backoff, and its error type is
+recorded, never its message (it may quote personal data).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadvault import clock, leases
-from leadvault.db import settings_of, unit_of_work, vault_of
+from leadvault import batch, clock, leases
+from leadvault.db import dialect_of, settings_of, unit_of_work, vault_of
 from leadvault.models import InboxItem, InboxStatus
 from leadvault.sealed import SealedPayload, seal, unseal
 
@@ -56,82 +59,128 @@ def enqueue(
 _INSERT = sa.insert(InboxItem.__table__)
 
 
-def claim(session: Session, *, worker_id: str, limit: int) -> list[int]:
-    return leases.claim(
-        session,
-        InboxItem,
-        lambda now: sa.and_(
-            InboxItem.status == InboxStatus.PENDING,
-            InboxItem.next_attempt_at <= now,
-            sa.or_(InboxItem.locked_until.is_(None), InboxItem.locked_until < now),
-        ),
-        worker_id=worker_id,
-        limit=limit,
+def _due(now: dt.datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        InboxItem.status == InboxStatus.PENDING,
+        InboxItem.next_attempt_at <= now,
+        # Leases were taken by earlier versions; such a row waits for its lease.
+        sa.or_(InboxItem.locked_until.is_(None), InboxItem.locked_until < now),
     )
 
 
-def process_one(
-    factory: sessionmaker[Session],
-    handlers: dict[str, Handler],
-    item_id: int,
-    *,
-    worker_id: str,
-) -> bool:
-    """Run the item's handler; the item is deleted in the handler's transaction."""
+def _take(session: Session, limit: int, ids: list[int] | None = None) -> list[InboxItem]:
+    """Due items, locked for this transaction (on PostgreSQL other workers skip them;
+    SQLite has one writer anyway). Nothing to lease: a worker that dies mid-batch
+    rolls its transaction back and the items are due again at once."""
+    query = sa.select(InboxItem).where(_due(clock.now())).order_by(InboxItem.id).limit(limit)
+    if ids is not None:
+        query = query.where(InboxItem.id.in_(ids))
+    if dialect_of(session) == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(session.scalars(query))
+
+
+# SQLite has one writer: a batch holds the write lock only this long, so requests
+# (each a one-row INSERT) wait briefly. Items taken but not reached stay due.
+SQLITE_BATCH_SECONDS = 0.05
+
+
+def _store_batch(session: Session, handlers: dict[str, Handler], items: list[InboxItem]) -> int:
+    """Every item in a savepoint of its own: a failing one is rolled back and recorded,
+    the others stay. Deferred work (ledger, scoring) runs once at the end."""
+    vault = vault_of(session)
+    deadline = time.monotonic() + SQLITE_BATCH_SECONDS if dialect_of(session) == "sqlite" else None
+    work = batch.begin(
+        session, frozenset(item.subject_index for item in items if item.subject_index)
+    )
+    done: list[int] = []
+    handled = 0
     try:
-        with unit_of_work(factory) as session:
-            item = session.get(InboxItem, item_id, with_for_update=True)
-            if item is None or item.locked_by != worker_id:
-                return False
-            handler = handlers.get(item.kind)
-            if handler is None:
-                raise LookupError(f"no handler for inbox kind {item.kind!r}")
-            payload = unseal(
-                vault_of(session),
-                _FIELD,
-                SealedPayload(
-                    item.payload_owner, item.payload, item.payload_key, item.payload_key_version
-                ),
-            )
-            handler(session, payload)
-            session.delete(item)
-        return True
-    except Exception as exc:  # the handler's transaction is rolled back; record and retry
-        _record_failure(factory, item_id, type(exc).__name__)
-        return False
+        for item in items:
+            if deadline is not None and done and time.monotonic() > deadline:
+                break
+            mark = work.mark()
+            handled += 1
+            try:
+                handler = handlers.get(item.kind)
+                if handler is None:
+                    raise LookupError(f"no handler for inbox kind {item.kind!r}")
+                payload = unseal(
+                    vault,
+                    _FIELD,
+                    SealedPayload(
+                        item.payload_owner, item.payload, item.payload_key, item.payload_key_version
+                    ),
+                )
+                with session.begin_nested():
+                    handler(session, payload)
+            except Exception as exc:  # this item's savepoint is rolled back; the others stay
+                work.rewind(mark)
+                _fail(session, item, type(exc).__name__)
+            else:
+                done.append(item.id)
+        batch.finish(session)
+    finally:
+        batch.end(session)
+    if done:
+        session.execute(
+            sa.delete(InboxItem)
+            .where(InboxItem.id.in_(done))
+            .execution_options(synchronize_session=False)
+        )
+    return handled
+
+
+def _fail(session: Session, item: InboxItem, error: str) -> None:
+    settings = settings_of(session)
+    item.attempts += 1
+    item.last_error = error
+    item.locked_by = None
+    item.locked_until = None
+    if item.attempts >= settings.outbox_max_attempts:
+        item.status = InboxStatus.FAILED
+        log.error("inbox item %s (%s) failed for good: %s", item.id, item.kind, error)
+    else:
+        item.next_attempt_at = clock.now() + leases.backoff(
+            settings.outbox_retry_seconds, item.attempts
+        )
+        log.warning("inbox item %s (%s) failed, will retry: %s", item.id, item.kind, error)
 
 
 def _record_failure(factory: sessionmaker[Session], item_id: int, error: str) -> None:
     with unit_of_work(factory) as session:
         item = session.get(InboxItem, item_id)
-        if item is None:
-            return
-        settings = settings_of(session)
-        item.attempts += 1
-        item.last_error = error
-        item.locked_by = None
-        item.locked_until = None
-        if item.attempts >= settings.outbox_max_attempts:
-            item.status = InboxStatus.FAILED
-            log.error("inbox item %s (%s) failed for good: %s", item_id, item.kind, error)
-        else:
-            item.next_attempt_at = clock.now() + leases.backoff(
-                settings.outbox_retry_seconds, item.attempts
-            )
-            log.warning("inbox item %s (%s) failed, will retry: %s", item_id, item.kind, error)
+        if item is not None:
+            _fail(session, item, error)
 
 
 def process_due(
     factory: sessionmaker[Session],
     handlers: dict[str, Handler],
     *,
-    worker_id: str,
     limit: int = 100,
+    worker_id: str = "",
 ) -> int:
-    with unit_of_work(factory) as session:
-        ids = claim(session, worker_id=worker_id, limit=limit)
+    """Take up to ``limit`` due items and store them in one transaction; returns how many
+    were handled (stored or failed). Should the batch's end or its commit fail, each
+    item is tried alone."""
+    ids: list[int] = []
+    try:
+        with unit_of_work(factory) as session:
+            items = _take(session, limit)
+            ids = [item.id for item in items]
+            # Returned after the commit (leaving the block commits).
+            return _store_batch(session, handlers, items) if items else 0
+    except Exception as exc:
+        if not ids:
+            raise
+        log.warning("inbox batch of %s failed (%s); one by one", len(ids), type(exc).__name__)
     for item_id in ids:
-        process_one(factory, handlers, item_id, worker_id=worker_id)
+        try:
+            with unit_of_work(factory) as session:
+                _store_batch(session, handlers, _take(session, 1, [item_id]))
+        except Exception as exc:
+            _record_failure(factory, item_id, type(exc).__name__)
     return len(ids)
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from leadvault import addresses, clock, i18n, inbox, signals
 from leadvault.crypto import DataKey, WrappedKey
@@ -15,6 +16,7 @@ from leadvault.db import dialect_of, vault_of
 from leadvault.models import Lead, LeadAttribute
 
 _KEY_CACHE = "leadvault.data_keys"
+_CREATED = "leadvault.created_leads"
 
 N_ = i18n.N_
 # What forms, pages and mails call a lead's attributes.
@@ -61,6 +63,20 @@ def get(session: Session, lead_id: uuid.UUID, *, for_update: bool = False) -> Le
     return session.scalars(query).one_or_none()
 
 
+def get_many(session: Session, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Lead]:
+    """Leads with their attributes, one read per 500."""
+    ids = list(set(lead_ids))
+    found: dict[uuid.UUID, Lead] = {}
+    for start in range(0, len(ids), 500):
+        query = (
+            sa.select(Lead)
+            .where(Lead.id.in_(ids[start : start + 500]))
+            .options(selectinload(Lead.attributes))
+        )
+        found.update((lead.id, lead) for lead in session.scalars(query))
+    return found
+
+
 def get_or_create(session: Session, email: str, *, language: str) -> tuple[Lead, bool]:
     """Return the lead for ``email``, creating it; safe against concurrent requests.
 
@@ -87,10 +103,26 @@ def get_or_create(session: Session, email: str, *, language: str) -> tuple[Lead,
     statement = insert(Lead).values(**values).on_conflict_do_nothing(index_elements=["email_index"])
     # Without preserve_rowcount, SQLAlchemy 2.1 reports -1 for an INSERT on psycopg.
     created = session.execute(statement.execution_options(preserve_rowcount=True)).rowcount == 1
-    lead = session.scalars(sa.select(Lead).where(Lead.email_index == index).with_for_update()).one()
-    if created:
-        session.info.setdefault(_KEY_CACHE, {})[lead.id] = key
-    return lead, created
+    if not created:
+        query = sa.select(Lead).where(Lead.email_index == index).with_for_update()
+        lead = session.scalars(query).one()
+        # Created earlier in this session (a batch) it may have rows by now.
+        session.info.get(_CREATED, set()).discard(lead.id)
+        return lead, False
+    # Ours: the new row is locked by our transaction already, and we know every value.
+    lead = Lead(**values)
+    make_transient_to_detached(lead)
+    set_committed_value(lead, "attributes", [])
+    session.add(lead)
+    session.info.setdefault(_KEY_CACHE, {})[lead.id] = key
+    session.info.setdefault(_CREATED, set()).add(lead.id)
+    return lead, True
+
+
+def created_here(session: Session, lead_id: uuid.UUID) -> bool:
+    """Whether the lead was created in this session by its latest ``get_or_create`` (no
+    other rows of it can exist yet: a second call for its address clears this)."""
+    return lead_id in session.info.get(_CREATED, ())
 
 
 def email_of(session: Session, lead: Lead) -> str:
@@ -99,6 +131,8 @@ def email_of(session: Session, lead: Lead) -> str:
 
 def set_attributes(session: Session, lead: Lead, values: Mapping[str, str | None]) -> None:
     """Store profile fields encrypted; empty values leave what is known untouched."""
+    if not any(values.values()):
+        return  # nothing to store: no statement
     key = data_key(session, lead)
     existing = {attr.name: attr for attr in lead.attributes}
     now = clock.now()

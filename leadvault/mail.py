@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import email.charset
 import os
 import re
 import smtplib
 import ssl
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr
+from email.header import Header, decode_header, make_header
+from email.message import EmailMessage, Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import Compat32
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,12 +56,87 @@ class DeliveryError(Exception):
 
 
 class Sender(Protocol):
-    def send(self, message: EmailMessage) -> None: ...
+    def send(self, message: Message) -> None: ...
 
     def close(self) -> None: ...
 
 
-def build_message(content: MailContent, *, mail_from: str) -> EmailMessage:
+def build_message(content: MailContent, *, mail_from: str) -> Message:
+    """The MIME message: a text and an HTML part, a Message-ID, addresses in transport form.
+
+    Built lean (``compat32`` parts, headers encoded once, about five times cheaper than
+    the ``email`` package's default policy); a mail whose address needs SMTPUTF8, or a
+    header that is not ASCII beyond the subject and display name, gets the default
+    policy's message instead.
+    """
+    name, from_address = parseaddr(mail_from)
+    to = addresses.header_value(content.to)
+    if not (
+        to.isascii()
+        and addresses.for_transport(from_address).isascii()
+        and all(value.isascii() for value in content.headers.values())
+    ) or _LINE_BREAK.search("".join((content.to, content.subject, *content.headers.values()))):
+        # The default policy writes SMTPUTF8 headers, and refuses a line break in a
+        # header (it would inject headers), as it always did.
+        return _full_message(content, mail_from=mail_from)
+    message = MIMEMultipart("alternative", policy=_LEAN)
+    message["Message-ID"] = make_msgid(domain=addresses.domain_of(mail_from))
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    from_value = addresses.header_value(from_address)
+    message["From"] = formataddr((name, from_value), charset=_UTF8) if name else from_value
+    message["To"] = to
+    message["Subject"] = _header(content.subject)
+    message["Auto-Submitted"] = "auto-generated"
+    for header, value in content.headers.items():
+        message[header] = value
+    message["Content-Language"] = content.language
+    message.attach(_text_part(content.text, "plain"))
+    message.attach(_text_part(content.html, "html"))
+    return message
+
+
+_LINE_BREAK = re.compile(r"[\r\n]")
+
+
+class _LeanPolicy(Compat32):
+    """``compat32`` (cheap), except that an ASCII header value is folded as the default
+    policy folds it: a long token (a List-Unsubscribe URL) stays on its line."""
+
+    def _one_line(self, name: str, value: object) -> str | None:
+        if not isinstance(value, str) or not value.isascii() or _LINE_BREAK.search(value):
+            return None
+        line = f"{name}: {value}"
+        if len(line) > 998 or (len(line) > 78 and " " in value):
+            return None  # folded at spaces, as usual
+        return line + self.linesep
+
+    def fold(self, name: str, value: Any) -> str:
+        return self._one_line(name, value) or super().fold(name, value)
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        line = self._one_line(name, value)
+        return line.encode("ascii") if line else super().fold_binary(name, value)
+
+
+_LEAN = _LeanPolicy()
+# UTF-8 as quoted-printable, in headers too (readable, and what the default policy writes).
+_UTF8 = email.charset.Charset("utf-8")
+_UTF8.header_encoding = email.charset.QP
+_UTF8.body_encoding = email.charset.QP
+
+
+def _header(value: str) -> str | Header:
+    return value if value.isascii() else Header(value, _UTF8)
+
+
+def _text_part(text: str, subtype: str) -> MIMEText:
+    # ASCII as 7bit (no encoding at all), anything else quoted-printable.
+    if text.isascii() and all(len(line) <= 998 for line in text.splitlines()):
+        return MIMEText(text, subtype, "us-ascii", policy=_LEAN)
+    return MIMEText(text, subtype, _UTF8, policy=_LEAN)
+
+
+def _full_message(content: MailContent, *, mail_from: str) -> EmailMessage:
     message = EmailMessage()
     message["Message-ID"] = make_msgid(domain=addresses.domain_of(mail_from))
     message["Date"] = formatdate(localtime=False, usegmt=True)
@@ -75,7 +155,7 @@ def build_message(content: MailContent, *, mail_from: str) -> EmailMessage:
     return message
 
 
-def envelope_sender(message: EmailMessage) -> str | None:
+def envelope_sender(message: Message) -> str | None:
     """A ``Return-Path`` header in the content (a VERP address) becomes the envelope
     sender and leaves the message: the receiving server writes its own."""
     value = message["Return-Path"]
@@ -86,7 +166,7 @@ def envelope_sender(message: EmailMessage) -> str | None:
     return addresses.for_transport(address) if address else None
 
 
-def needs_smtputf8(message: EmailMessage) -> bool:
+def needs_smtputf8(message: Message) -> bool:
     """Whether an address of the message cannot be written in ASCII (RFC 6531)."""
     return any(not str(message.get(name, "")).isascii() for name in ("From", "To", "Return-Path"))
 
@@ -154,7 +234,7 @@ class SmtpSender:
             raise DeliveryError(f"SMTP server unreachable: {type(exc).__name__}") from None
         return connection
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: Message) -> None:
         envelope_from = envelope_sender(message)
         for attempt in (1, 2):
             if self._connection is None:
@@ -200,6 +280,16 @@ class SmtpSender:
             self._connection = None
 
 
+def plain_text(message: Message) -> str:
+    """The text of the message's first text/plain part (either kind of message)."""
+    for part in message.walk():
+        if part.get_content_type() == "text/plain" and not part.is_multipart():
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                return payload.decode(part.get_content_charset() or "utf-8", "replace")
+    return ""
+
+
 # A link ends at white space or at a control character (never echoed to a terminal).
 _LINK = re.compile(r"https?://[^\s\x00-\x1f\x7f-\x9f]+")
 
@@ -211,7 +301,7 @@ class FileSender:
         self.folder = folder
         self.echo = echo
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: Message) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         name = message["Message-ID"].strip("<>").replace("@", "_").replace("/", "_")
         path = self.folder / f"{name}.eml"
@@ -222,12 +312,11 @@ class FileSender:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(message.as_bytes(policy=policy))
         if self.echo:
-            body = message.get_body(preferencelist=("plain",))
-            text = body.get_content() if body is not None else ""
-            links = [link.rstrip(".,)>") for link in _LINK.findall(text)]
+            links = [link.rstrip(".,)>") for link in _LINK.findall(plain_text(message))]
+            subject = str(make_header(decode_header(str(message["Subject"] or ""))))
             # Subject and links only: the recipient is personal data. Both may hold
             # what a lead typed, so control characters are shown, never sent.
-            click.echo(f"[mail] {for_terminal(str(message['Subject']))} -> {path.name}")
+            click.echo(f"[mail] {for_terminal(subject)} -> {path.name}")
             for link in links:
                 click.echo(f"       {for_terminal(link)}")
 

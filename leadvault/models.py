@@ -80,7 +80,8 @@ class OutboxMessage(Base):
     )
     # The rendered message, sealed under the lead's data key (erasure shreds it
     # too) or, for messages about no lead, under a data key of its own.
-    payload: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    # The sealed MailContent; deleted LEADVAULT_SENT_MAIL_RETENTION_DAYS after sending.
+    payload: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     payload_owner: Mapped[str] = mapped_column(sa.String(64))
     payload_key: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     payload_key_version: Mapped[int | None] = mapped_column(sa.Integer, index=True)

@@ -1,17 +1,24 @@
 """The transactional outbox: enqueue with the change, deliver after commit.
 
 Delivery claims a batch under a lease (``FOR UPDATE SKIP LOCKED`` on
-PostgreSQL; SQLite serialises writers anyway), sends each message outside any
-transaction, then records the outcome in a short transaction of its own. A
-worker killed mid-batch leaves its rows in ``sending`` until the lease runs
-out, when another worker takes them again: nothing is lost.
+PostgreSQL, so any number of workers share the queue; SQLite serialises
+writers anyway) and builds its messages in the same transaction, sends them
+over one SMTP connection outside any transaction, and records the outcomes in
+one short transaction per batch of results (at least every
+``RECORD_EVERY_SECONDS``). A worker killed mid-batch leaves its rows in
+``sending`` until the lease runs out, when another worker takes them again:
+nothing is lost, and what was sent but not yet recorded is sent again (at
+least once).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
+import time
 import uuid
+from email.message import Message
 from email.utils import make_msgid
 
 import sqlalchemy as sa
@@ -19,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from leadvault import addresses, clock, leads, leases
 from leadvault.crypto import DataKey, DecryptionError, WrappedKey
-from leadvault.db import settings_of, unit_of_work, vault_of
+from leadvault.db import read_only, settings_of, unit_of_work, vault_of
 from leadvault.mail import DeliveryError, MailContent, Sender, build_message
 from leadvault.models import Lead, OutboxAttempt, OutboxKind, OutboxMessage, OutboxStatus
 
@@ -74,7 +81,26 @@ def _mail_domain(session: Session) -> str:
     return addresses.domain_of(settings_of(session).mail_from)
 
 
+def forget_sent_bodies(session: Session, sent_before: dt.datetime) -> int:
+    """Delete the bodies of mails sent before ``sent_before``; kind, template, times,
+    Message-ID, status and the sealed subject stay (the access export lists them)."""
+    result = session.execute(
+        sa.update(OutboxMessage)
+        .where(
+            OutboxMessage.status == OutboxStatus.SENT,
+            OutboxMessage.sent_at < sent_before,
+            OutboxMessage.payload.is_not(None),
+        )
+        .values(payload=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
 def read_content(session: Session, row: OutboxMessage) -> MailContent:
+    """The mail's content; raises ValueError when its body was deleted (retention)."""
+    if row.payload is None:
+        raise ValueError(f"outbox row {row.id} has no body any more")
     lead = session.get(Lead, row.lead_id) if row.lead_id is not None else None
     key = _payload_key(session, row, lead)
     return MailContent.from_json(key.decrypt_json(f"outbox/{row.payload_owner}", row.payload))
@@ -137,81 +163,160 @@ def claim(session: Session, *, worker_id: str, limit: int) -> list[int]:
     )
 
 
-def deliver_one(
-    factory: sessionmaker[Session], sender: Sender, outbox_id: int, *, worker_id: str
-) -> bool:
-    """Send one claimed row and record the attempt. Returns True when sent."""
-    with unit_of_work(factory) as session:
-        row = session.get(OutboxMessage, outbox_id)
-        if row is None or row.status != OutboxStatus.SENDING or row.locked_by != worker_id:
-            return False  # erased, cancelled or re-claimed after our lease ran out
+@dataclasses.dataclass(frozen=True)
+class _Claimed:
+    id: int
+    template: str
+    message: Message | None  # None: its content cannot be opened
+
+
+_UNREADABLE = DeliveryError("payload cannot be decrypted", permanent=True)
+
+
+def _prepare(session: Session, ids: list[int]) -> list[_Claimed]:
+    """Build the claimed mails (reading only: on SQLite without the write lock), their
+    leads read at once."""
+    rows = list(
+        session.scalars(
+            sa.select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)
+        )
+    )
+    lead_ids = list({row.lead_id for row in rows if row.lead_id is not None})
+    found = (
+        {lead.id: lead for lead in session.scalars(sa.select(Lead).where(Lead.id.in_(lead_ids)))}
+        if lead_ids
+        else {}
+    )
+    mail_from = settings_of(session).mail_from
+    claimed = []
+    for row in rows:
         try:
-            content = read_content(session, row)
-        except DecryptionError:
-            # Its key is gone (a retired master key?): retrying cannot help.
-            row.status = OutboxStatus.FAILED
-            row.locked_by = row.locked_until = None
-            row.last_error = "payload cannot be decrypted"
-            log.error("outbox=%s cannot be decrypted; marked failed", outbox_id)
-            return False
-        message = build_message(content, mail_from=settings_of(session).mail_from)
-        message.replace_header("Message-ID", row.message_id or message["Message-ID"])
-        template = row.template
+            if row.payload is None:
+                raise ValueError("no body")
+            key = _payload_key(session, row, found.get(row.lead_id) if row.lead_id else None)
+            content = MailContent.from_json(
+                key.decrypt_json(f"outbox/{row.payload_owner}", row.payload)
+            )
+        except (DecryptionError, ValueError):
+            # Its key is gone (a retired master key, an erased lead): retrying cannot help.
+            log.error("outbox=%s cannot be decrypted; marked failed", row.id)
+            claimed.append(_Claimed(row.id, row.template, None))
+            continue
+        message = build_message(content, mail_from=mail_from)
+        if row.message_id:
+            message.replace_header("Message-ID", row.message_id)
+        claimed.append(_Claimed(row.id, row.template, message))
+    return claimed
 
-    error: DeliveryError | None = None
-    try:
-        sender.send(message)
-    except DeliveryError as exc:
-        error = exc
 
+# Results are recorded at least this often while a batch is sent (and at its end): a
+# worker killed mid-batch sends again at most what it sent in this time (at least once).
+RECORD_EVERY_SECONDS = 0.25
+
+
+def _record(
+    factory: sessionmaker[Session],
+    results: list[tuple[_Claimed, DeliveryError | None]],
+    *,
+    worker_id: str,
+) -> int:
+    """Record a batch of outcomes in one transaction; returns how many were sent."""
+    if not results:
+        return 0
+    sent = 0
     with unit_of_work(factory) as session:
         settings = settings_of(session)
-        row = session.get(OutboxMessage, outbox_id, with_for_update=True)
-        if row is None:
-            return error is None
-        now = clock.now()
-        # False when our lease ran out mid-send and another worker re-claimed
-        # (or already sent) the row.
-        still_ours = row.status == OutboxStatus.SENDING and row.locked_by == worker_id
-        row.attempts += 1
-        session.add(
-            OutboxAttempt(
-                outbox_id=outbox_id,
-                worker=worker_id,
-                attempted_at=now,
-                error=None if error is None else str(error),
+        ids = [claimed.id for claimed, _error in results]
+        rows = {
+            row.id: row
+            for row in session.scalars(
+                sa.select(OutboxMessage)
+                .where(OutboxMessage.id.in_(ids))
+                .order_by(OutboxMessage.id)
+                .with_for_update()
             )
-        )
-        if error is not None and not still_ours:
-            # The current holder's outcome decides; a late failure must not
-            # undo its send or release its lease.
-            log.info("late failure outbox=%s after lease lapsed: %s", outbox_id, error)
-            return False
-        row.locked_by = None
-        row.locked_until = None
-        if error is None:
-            row.status = OutboxStatus.SENT
-            row.sent_at = now
-            row.last_error = None
-            log.info("sent outbox=%s template=%s attempt=%s", outbox_id, template, row.attempts)
-            return True
-        row.last_error = str(error)
-        if error.permanent or row.attempts >= settings.outbox_max_attempts:
-            row.status = OutboxStatus.FAILED
-            log.warning("gave up outbox=%s template=%s: %s", outbox_id, template, error)
-        else:
-            row.status = OutboxStatus.PENDING
-            row.next_attempt_at = now + leases.backoff(settings.outbox_retry_seconds, row.attempts)
-            log.info("retry outbox=%s at %s: %s", outbox_id, row.next_attempt_at, error)
-    return False
+        }
+        now = clock.now()
+        attempts = []
+        for claimed, error in results:
+            row = rows.get(claimed.id)
+            if row is None:
+                sent += error is None
+                continue
+            # False when our lease ran out mid-send and another worker re-claimed
+            # (or already sent) the row.
+            still_ours = row.status == OutboxStatus.SENDING and row.locked_by == worker_id
+            row.attempts += 1
+            attempts.append(
+                OutboxAttempt(
+                    outbox_id=row.id,
+                    worker=worker_id,
+                    attempted_at=now,
+                    error=None if error is None else str(error),
+                )
+            )
+            if error is not None and not still_ours:
+                # The current holder's outcome decides; a late failure must not
+                # undo its send or release its lease.
+                log.info("late failure outbox=%s after lease lapsed: %s", row.id, error)
+                continue
+            row.locked_by = None
+            row.locked_until = None
+            if error is None:
+                row.status = OutboxStatus.SENT
+                row.sent_at = now
+                row.last_error = None
+                sent += 1
+                continue
+            row.last_error = str(error)
+            if error.permanent or row.attempts >= settings.outbox_max_attempts:
+                row.status = OutboxStatus.FAILED
+                log.warning("gave up outbox=%s template=%s: %s", row.id, claimed.template, error)
+            else:
+                row.status = OutboxStatus.PENDING
+                row.next_attempt_at = now + leases.backoff(
+                    settings.outbox_retry_seconds, row.attempts
+                )
+                log.info("retry outbox=%s at %s: %s", row.id, row.next_attempt_at, error)
+        session.add_all(attempts)
+    log.info("sent %s of %s mails", sent, len(results))
+    return sent
 
 
 def deliver_due(
     factory: sessionmaker[Session], sender: Sender, *, worker_id: str, limit: int = 50
 ) -> int:
-    """Claim one batch and deliver it; returns how many rows were handled."""
+    """Claim a batch, send it over the sender's one connection, record the outcomes in
+    a transaction per batch of results; returns how many rows were handled.
+
+    The claim is a short transaction; the messages are built reading only. Sending
+    stops when the lease is nearly over: the rest return to the queue when it has run
+    out.
+    """
     with unit_of_work(factory) as session:
         ids = claim(session, worker_id=worker_id, limit=limit)
-    for outbox_id in ids:
-        deliver_one(factory, sender, outbox_id, worker_id=worker_id)
+        lease = settings_of(session).outbox_lease_seconds
+    if not ids:
+        return 0
+    deadline = time.monotonic() + lease * 0.8
+    with read_only(factory) as session:
+        claimed = _prepare(session, ids)
+    results: list[tuple[_Claimed, DeliveryError | None]] = []
+    recorded_at = time.monotonic()
+    for done, item in enumerate(claimed):
+        if time.monotonic() > deadline:
+            left = len(claimed) - done
+            log.warning("lease nearly over: %s mails left for the next claim", left)
+            break
+        try:
+            if item.message is None:
+                raise _UNREADABLE
+            sender.send(item.message)
+            results.append((item, None))
+        except DeliveryError as exc:
+            results.append((item, exc))
+        if time.monotonic() - recorded_at >= RECORD_EVERY_SECONDS:
+            _record(factory, results, worker_id=worker_id)
+            results, recorded_at = [], time.monotonic()
+    _record(factory, results, worker_id=worker_id)
     return len(ids)

@@ -94,6 +94,8 @@ class Settings:
     imprint_url: str
     privacy_url: str
     worker_poll_seconds: float
+    worker_batch_size: int
+    sent_mail_retention_days: int
     outbox_max_attempts: int
     outbox_retry_seconds: float
     outbox_lease_seconds: float
@@ -422,6 +424,15 @@ KEYS: tuple[_Key, ...] = (
     _Key("IMPRINT_URL", _http_url, None, doc="Imprint, linked in every mail and page"),
     _Key("PRIVACY_URL", _http_url, None, doc="Privacy policy, linked in every mail and page"),
     _Key("WORKER_POLL_SECONDS", _float(0.05), "2", doc="Worker's idle poll interval"),
+    _Key(
+        "WORKER_BATCH_SIZE", _int(1, 1000), "100", doc="Inbox items or mails a worker takes at once"
+    ),
+    _Key(
+        "SENT_MAIL_RETENTION_DAYS",
+        _int(1),
+        "30",
+        doc="Bodies of sent mails are deleted after this; kind, time, id and status stay",
+    ),
     _Key("OUTBOX_MAX_ATTEMPTS", _int(1), "12", doc="Delivery attempts before a mail fails"),
     _Key("OUTBOX_RETRY_SECONDS", _float(0.1), "30", doc="First retry delay; doubles each time"),
     _Key(

@@ -1,4 +1,8 @@
-"""The background worker: delivers the outbox and runs periodic jobs."""
+"""The background worker: stores the inbox, delivers the outbox, runs periodic jobs.
+
+``run`` does the inbox in one thread and the outbox in another; ``deliver_once``
+(``leadvault worker --once``, the tests) does one round of each in turn.
+"""
 
 from __future__ import annotations
 
@@ -19,13 +23,16 @@ log = logging.getLogger("leadvault.worker")
 
 
 class Worker:
-    def __init__(self, app: Flask, *, batch_size: int = 50, sender: Sender | None = None) -> None:
+    def __init__(
+        self, app: Flask, *, batch_size: int | None = None, sender: Sender | None = None
+    ) -> None:
         self.app = app
         self.runtime = runtime(app)
-        self.batch_size = batch_size
+        self.batch_size = batch_size or self.runtime.settings.worker_batch_size
         self.sender = sender or sender_for(self.runtime.settings)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
         self._last_run: dict[str, float] = {}
+        self._mail_wake = threading.Event()
         # Deliverers of the other outbox kinds (webhooks …), registered by packages.
         self.deliverers = [make(app) for make in self.runtime.deliverers.values()]
 
@@ -77,20 +84,42 @@ class Worker:
                 log.error("job %s failed: %s", job.name, type(exc).__name__)
 
     def run(self, stop: threading.Event) -> None:
+        """Inbox (and jobs) in this thread, mail and other deliveries in a second one,
+        so neither waits for the other; the inbox wakes the mail thread when it queued."""
         log.info("worker %s started", self.worker_id)
+        mail = threading.Thread(
+            target=self._deliver_loop, args=(stop,), name="leadvault-mail", daemon=True
+        )
+        mail.start()
         poll = self.runtime.settings.worker_poll_seconds
         try:
             while not stop.is_set():
                 try:
-                    handled = self.deliver_once()
+                    handled = self.process_inbox()
                 except Exception as exc:  # database gone: wait and try again
-                    log.error("delivery loop error: %s", type(exc).__name__)
+                    log.error("inbox loop error: %s", type(exc).__name__)
                     handled = 0
+                if handled:
+                    self._mail_wake.set()
                 self.run_due_jobs()
                 if handled == 0:
                     # Sleep until the poll interval ends or a request wakes us.
                     self.runtime.wake.wait(poll)
                     self.runtime.wake.clear()
         finally:
+            self._mail_wake.set()
+            mail.join(timeout=30)
             self.close()
             log.info("worker %s stopped", self.worker_id)
+
+    def _deliver_loop(self, stop: threading.Event) -> None:
+        poll = self.runtime.settings.worker_poll_seconds
+        while not stop.is_set():
+            try:
+                handled = self.deliver_mail() + self.deliver_other()
+            except Exception as exc:  # database or relay gone: wait and try again
+                log.error("delivery loop error: %s", type(exc).__name__)
+                handled = 0
+            if handled == 0:
+                self._mail_wake.wait(poll)
+                self._mail_wake.clear()

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from consent import service as consent_service
-from leadvault import clock
+from leadvault import batch, clock
 from leadvault.crypto import sha256_hex
 from nurture import parser
 from nurture.definition import Sequence
@@ -131,12 +131,17 @@ class ActiveSet:
 
 
 def active(session: Session) -> ActiveSet:
-    rows = session.scalars(
-        sa.select(SequenceVersion)
-        .where(SequenceVersion.active.is_(True))
-        .order_by(SequenceVersion.key)
-    )
-    return ActiveSet([_parsed(row) for row in rows])
+    """The active sequences; read once per worker batch (``leadvault.batch``)."""
+
+    def load() -> ActiveSet:
+        rows = session.scalars(
+            sa.select(SequenceVersion)
+            .where(SequenceVersion.active.is_(True))
+            .order_by(SequenceVersion.key)
+        )
+        return ActiveSet([_parsed(row) for row in rows])
+
+    return batch.cached(session, "nurture.sequences", load)
 
 
 def versions(session: Session, key: str | None = None) -> list[SequenceVersion]:

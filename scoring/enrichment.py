@@ -17,7 +17,7 @@ from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS  # noqa: N8
 from sqlalchemy.orm import Session
 
 from capture.service import PROFILE_FIELDS
-from leadvault import leads
+from leadvault import batch, leads
 from leadvault.models import Lead
 from scoring.models import LeadScore, Stage
 from scoring.rule_model import Rules, matches_all
@@ -241,5 +241,6 @@ def run(session: Session, lead: Lead, state: LeadScore, rules: Rules, *, paid: b
         state.enrichment_pending = False
     else:
         state.enrichment_pending = has_providers() and not profile.suspect
-    session.flush()
+    if batch.active(session) is None:  # a batch's states are written together
+        session.flush()
     return profile

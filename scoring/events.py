@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from consent import service as consent_service
-from leadvault import clock, counters, leads
+from leadvault import batch, clock, counters, leads
 from leadvault.crypto import payload_id
 from leadvault.db import vault_of
 from leadvault.models import Lead
@@ -213,27 +213,66 @@ def track(session: Session, lead_id: uuid.UUID, event: RawEvent) -> str:
 # --- internal events from signals ----------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class _Submitted:
+    lead_id: uuid.UUID
+    form: str
+    kind: str
+    utm_source: str | None
+    utm_campaign: str | None
+    at: dt.datetime
+
+
 def on_form_submitted(
     session: Session, *, lead_id: uuid.UUID, form: Any, submission: Any, **_: Any
 ) -> None:
-    """First touch, plausibility and fit, then the event itself."""
-    rules = rules_module.active(session)
-    lead = leads.get(session, lead_id)
-    if lead is None:
-        return
-    state = stages.state_of(session, lead_id)
-    if state.first_form is None:
-        state.first_form = form.public_id
-        state.utm_source = submission.utm_source
-        state.utm_campaign = submission.utm_campaign
-    enrichment.run(session, lead, state, rules, paid=False)
-    record_event(
-        session,
+    """First touch, plausibility and fit, then the event itself; for a worker's batch
+    once at its end, on the batch's states (see :func:`_form_submissions`)."""
+    item = _Submitted(
         lead_id,
-        "form_submitted",
-        {"form": form.public_id, "kind": form.kind},
+        form.public_id,
+        form.kind,
+        submission.utm_source,
+        submission.utm_campaign,
         submission.created_at or clock.now(),
     )
+    if not batch.defer(session, "scoring.form_submitted", item, _form_submissions):
+        _form_submissions(session, [item])
+
+
+def _form_submissions(session: Session, items: list[_Submitted]) -> None:
+    rules = rules_module.active(session)
+    found_leads = leads.get_many(session, (item.lead_id for item in items))
+    items = [item for item in items if item.lead_id in found_leads]
+    if not items:
+        return
+    states = stages.states_of(session, list(found_leads))
+    # New states are inserted with their fit, together, when the events are stored.
+    with session.no_autoflush:
+        for item in items:
+            state = states[item.lead_id]
+            if state.first_form is None:
+                state.first_form = item.form
+                state.utm_source = item.utm_source
+                state.utm_campaign = item.utm_campaign
+            enrichment.run(session, found_leads[item.lead_id], state, rules, paid=False)
+    if "form_submitted" not in rules.event_types:
+        counters.increment(session, UNKNOWN_TYPE, len(items))
+        return
+    events = [
+        scores.Incoming(
+            item.lead_id,
+            "form_submitted",
+            {"form": item.form, "kind": item.kind},
+            item.at,
+            "internal",
+        )
+        for item in items
+    ]
+    scored = scores.apply_events(session, rules, events, _keys(session, found_leads))
+    _after(session, rules, scored, dict.fromkeys(found_leads, "form_submitted"))
+    if events_recorded.receivers:
+        events_recorded.send(session, events=[(e.lead_id, e.type, e.properties) for e in events])
 
 
 def on_purpose_confirmed(

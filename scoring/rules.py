@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from leadvault import clock, tomlfile
+from leadvault import batch, clock, tomlfile
 from leadvault.crypto import sha256_hex
 from scoring.models import RuleSet
 from scoring.rule_model import (
@@ -285,7 +285,12 @@ def load(session: Session, text: str, *, source: str) -> RuleSet:
 
 
 def active(session: Session) -> Rules:
-    """The active rules (parsed once per version); the shipped example before any load."""
+    """The active rules (parsed once per version); the shipped example before any load.
+    Read once per worker batch."""
+    return batch.cached(session, "scoring.rules", lambda: _active(session))
+
+
+def _active(session: Session) -> Rules:
     row = session.execute(
         sa.select(RuleSet.version, RuleSet.sha256).where(RuleSet.active.is_(True))
     ).first()

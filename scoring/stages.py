@@ -12,7 +12,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from leadvault import clock
+from leadvault import clock, leads
 from leadvault.i18n import N_
 from scoring import scores, signals
 from scoring.models import LeadScore, Stage, StageChange
@@ -80,6 +80,23 @@ def state_of(session: Session, lead_id: uuid.UUID, *, for_update: bool = False) 
         )
         state = session.scalars(query).one()
     return state
+
+
+def states_of(session: Session, lead_ids: list[uuid.UUID]) -> dict[uuid.UUID, LeadScore]:
+    """Scoring states of many leads in one read; new ones are added (inserted at the next
+    flush, together)."""
+    states: dict[uuid.UUID, LeadScore] = {}
+    stored = [lead_id for lead_id in lead_ids if not leads.created_here(session, lead_id)]
+    for start in range(0, len(stored), 500):
+        chunk = stored[start : start + 500]
+        for state in session.scalars(sa.select(LeadScore).where(LeadScore.lead_id.in_(chunk))):
+            states[state.lead_id] = state
+    now = clock.now()
+    for lead_id in lead_ids:
+        if lead_id not in states:
+            states[lead_id] = LeadScore(**scores.new_state_row(lead_id, now))
+            session.add(states[lead_id])
+    return states
 
 
 def transition(

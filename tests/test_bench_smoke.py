@@ -39,6 +39,17 @@ def test_capture_bench_runs() -> None:
     assert set(cpu) == {"leadvault", "bare"} and all(ms > 0 for ms in cpu.values()), done.stdout
 
 
+@pytest.mark.skipif(not WRK.exists(), reason="wrk is not installed (apt-get install -y wrk)")
+@needs_gunicorn
+def test_pipeline_bench_runs() -> None:
+    done = run_bench(
+        "pipeline.py", "--duration", "1", "--concurrency", "4", "--warmup", "5", timeout=240
+    )
+    # Exit 1 would mean failed requests, or a submission lost, unmailed or mailed twice.
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "end-to-end" in done.stdout and "0 after draining" in done.stdout
+
+
 @needs_gunicorn
 def test_events_bench_runs() -> None:
     small = ["--duration", "1", "--http-leads", "20", "--leads", "200", "--events-per-lead", "2"]

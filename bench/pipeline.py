@@ -1,0 +1,357 @@
+"""End to end: submissions/s accepted, and leads/s stored with their opt-in mail delivered.
+
+    python bench/pipeline.py [--duration 10] [--workers 1] [--database-url postgresql://…]
+
+In one run, under the same gunicorn settings and the same wrk load as
+bench/capture.py (every request a new address with a render token of its own):
+
+1. Leadvault with ``--workers`` `leadvault worker` processes running and an SMTP
+   sink on loopback that counts the messages it receives: accepted
+   submissions/s, p50/p99, and end-to-end/s (opt-in mails received by the sink
+   during the load, each one a lead stored with its ledger entries); the inbox
+   backlog at the end of the load, then the time to drain it and the backlog after;
+2. the same Leadvault without a worker (capture alone);
+3. a bare Flask app (bench/bare_app.py).
+
+Prints the ratios the targets are stated in (issue 13): end-to-end/s and capture
+as % of bare, capture with the worker as % of capture alone. Exits 1 when a run
+has more than 1 % failed requests, or when after draining a submission is
+missing, unmailed, or mailed twice.
+
+Uses the gunicorn and leadvault executables next to sys.executable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from harness import BIN_DIR, BenchError, Server, bench_env, free_port, run_cli
+from load import (
+    TOKENS_PER_SECOND,
+    WRK,
+    WrkResult,
+    bench_database,
+    count_rows,
+    render_tokens,
+    run_wrk,
+    warm_up,
+    write_script,
+)
+
+BENCH_DIR = Path(__file__).resolve().parent
+# The `capture` package, not a file of this folder, must be found by imports below.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
+
+MAX_FAILED_FRACTION = 0.01
+DRAIN_TIMEOUT = 900.0
+# Targets of issue 13, as % (of bare req/s; of capture alone).
+TARGET_E2E = {"sqlite": 10.0, "postgresql": 8.0}
+TARGET_CAPTURE_WITH_WORKER = 80.0
+TARGET_PG_CAPTURE = 20.0
+
+
+class Sink:
+    """An SMTP server on loopback that counts the messages it receives (aiosmtpd)."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.count = 0
+        self._lock = threading.Lock()
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
+        with self._lock:
+            self.count += len(envelope.rcpt_tos)
+        return "250 OK"
+
+    def close(self) -> None:
+        self.controller.stop()
+
+
+class Workers:
+    """``n`` `leadvault worker` processes, each in its own process group."""
+
+    def __init__(self, n: int, env: dict[str, str], batch_size: int, log_dir: Path) -> None:
+        self._logs = [(log_dir / f"worker-{i}.log").open("wb") for i in range(n)]
+        self.procs = [
+            subprocess.Popen(
+                [str(BIN_DIR / "leadvault"), "worker", "--batch-size", str(batch_size)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            for log in self._logs
+        ]
+
+    def check(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is not None:
+                raise BenchError(f"a worker exited ({proc.returncode}); see worker-*.log")
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        for log in self._logs:
+            log.close()
+
+
+@dataclasses.dataclass
+class Pipeline:
+    load: WrkResult
+    mailed_during_load: int
+    backlog_at_end: int
+    drain_seconds: float
+    backlog_after: int
+    leads: int
+    submissions: int
+    mails: int
+
+    @property
+    def end_to_end(self) -> float:
+        return self.mailed_during_load / self.load.seconds if self.load.seconds else 0.0
+
+
+def serve(args: argparse.Namespace, tmp: Path, name: str, app: str, env: dict[str, str]) -> Server:
+    """Every server starts here, so all run under the same gunicorn settings."""
+    extra = ["--chdir", str(BENCH_DIR)] if name == "bare" else None
+    return Server(name, app, env, workers=args.web_workers, log_dir=tmp, extra=extra)
+
+
+def wait_for(condition: Any, timeout: float, what: str, check: Any = None) -> float:
+    started = time.perf_counter()
+    while not condition():
+        if check is not None:
+            check()
+        if time.perf_counter() - started > timeout:
+            raise BenchError(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(0.1)
+    return time.perf_counter() - started
+
+
+def pending(url: str) -> int:
+    return count_rows(url, "inbox", "status = 'pending'")
+
+
+def run_pipeline(
+    args: argparse.Namespace,
+    tmp: Path,
+    *,
+    env: dict[str, str],
+    url: str,
+    form_id: str,
+    tokens: list[str],
+    sink: Sink,
+) -> Pipeline:
+    path = f"/f/{form_id}"
+    script = write_script(tmp, tokens, args.wrk_threads)
+    server = serve(args, tmp, "leadvault", "leadvault.wsgi:app", env)
+    workers = Workers(args.workers, env, args.batch_size, tmp)
+    try:
+        server.wait_ready()
+        warm_up(server.base, path, tokens[: args.warmup], args.warmup)
+        # Workers up and mailing before the clock starts.
+        wait_for(lambda: sink.count >= args.warmup, 120, "the warm-up mails", workers.check)
+        mailed_before = sink.count
+        result = run_wrk(server, path, script, args)
+        mailed_during = sink.count - mailed_before
+        backlog = pending(url)
+        workers.check()
+
+        def drained() -> bool:
+            return pending(url) == 0 and sink.count >= count_rows(url, "leads")
+
+        drain = wait_for(drained, DRAIN_TIMEOUT, "draining the inbox", workers.check)
+        time.sleep(1.0)  # a duplicate would show now
+        return Pipeline(
+            load=result,
+            mailed_during_load=mailed_during,
+            backlog_at_end=backlog,
+            drain_seconds=drain,
+            backlog_after=pending(url),
+            leads=count_rows(url, "leads"),
+            submissions=count_rows(url, "submissions"),
+            mails=sink.count,
+        )
+    finally:
+        workers.close()
+        server.close()
+
+
+def run_capture_alone(
+    args: argparse.Namespace, tmp: Path, env: dict[str, str], form_id: str, tokens: list[str]
+) -> WrkResult:
+    script = write_script(tmp, tokens, args.wrk_threads)
+    server = serve(args, tmp, "leadvault", "leadvault.wsgi:app", env)
+    try:
+        server.wait_ready()
+        warm_up(server.base, f"/f/{form_id}", tokens[: args.warmup], args.warmup)
+        return run_wrk(server, f"/f/{form_id}", script, args)
+    finally:
+        server.close()
+
+
+def run_bare(args: argparse.Namespace, tmp: Path) -> WrkResult:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADVAULT_")}
+    server = serve(args, tmp, "bare", "bare_app:app", env)
+    try:
+        server.wait_ready()
+        warm_up(server.base, "/f/bench", ["unused"], args.warmup)
+        return run_wrk(server, "/f/bench", tmp / "submit.lua", args)
+    finally:
+        server.close()
+
+
+def percent(part: float, whole: float) -> float:
+    return 100.0 * part / whole if whole else 0.0
+
+
+def report(
+    args: argparse.Namespace,
+    dialect: str,
+    pipe: Pipeline,
+    alone: WrkResult,
+    bare: WrkResult,
+) -> list[str]:
+    print(
+        f"\n{dialect}, POST /f/<id> JSON, gunicorn -w {args.web_workers} -k sync, "
+        f"wrk -t{args.wrk_threads} -c{args.concurrency} -d{args.duration}s, "
+        f"{args.workers} leadvault worker(s) --batch-size {args.batch_size}, "
+        f"{os.cpu_count()} CPUs, load average before {args.load_before}"
+    )
+    print(f"{'':22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'failed':>8}")
+    runs = (("capture + worker", pipe.load), ("capture alone", alone), ("bare flask", bare))
+    for name, r in runs:
+        failed = r.non_2xx + r.socket_errors
+        print(
+            f"{name:22}{r.rps:>10.1f}{r.p50_ms:>10.2f}{r.p99_ms:>10.2f}{r.requests:>10}{failed:>8}"
+        )
+    e2e = pipe.end_to_end
+    print(f"end-to-end            {e2e:10.1f} /s  (leads with their opt-in mail at the sink)")
+    print(f"inbox backlog         {pipe.backlog_at_end} at the end of the load, ", end="")
+    print(f"{pipe.backlog_after} after draining ({pipe.drain_seconds:.1f} s)")
+    print(f"stored                {pipe.leads} leads, {pipe.submissions} submissions, ", end="")
+    print(f"{pipe.mails} mails received")
+    ratios = {
+        "end-to-end / bare": percent(e2e, bare.rps),
+        "capture+worker / bare": percent(pipe.load.rps, bare.rps),
+        "capture alone / bare": percent(alone.rps, bare.rps),
+        "capture+worker / alone": percent(pipe.load.rps, alone.rps),
+        "end-to-end / accepted": percent(e2e, pipe.load.rps),
+    }
+    for name, value in ratios.items():
+        print(f"ratio {name:24}{value:7.1f} %")
+    targets = [
+        ("end-to-end / bare", ratios["end-to-end / bare"], TARGET_E2E[dialect]),
+        ("capture+worker / alone", ratios["capture+worker / alone"], TARGET_CAPTURE_WITH_WORKER),
+    ]
+    if dialect == "postgresql":
+        targets.append(("capture alone / bare", ratios["capture alone / bare"], TARGET_PG_CAPTURE))
+    print("targets")
+    for name, value, target in targets:
+        verdict = "PASS" if value >= target else "MISS"
+        print(f"  {name:24} >= {target:4.0f} %: {value:6.1f} %  {verdict}")
+
+    problems = []
+    for name, r in (("capture + worker", pipe.load), ("capture alone", alone), ("bare", bare)):
+        if r.failed_fraction > MAX_FAILED_FRACTION:
+            problems.append(f"{name}: {r.non_2xx + r.socket_errors} of {r.requests} failed")
+    if pipe.backlog_after or pipe.leads != pipe.submissions:
+        problems.append(f"{pipe.backlog_after} left in the inbox, {pipe.leads} leads")
+    if pipe.mails != pipe.leads:
+        problems.append(f"{pipe.mails} mails received for {pipe.leads} leads")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--workers", type=int, default=1, help="leadvault worker processes")
+    parser.add_argument("--batch-size", type=int, default=100, help="the workers' batch size")
+    parser.add_argument(
+        "--database-url", help="postgresql://… server to run on (a fresh database; default SQLite)"
+    )
+    parser.add_argument("--concurrency", type=int, default=32, help="wrk connections")
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--warmup", type=int, default=20, help="sequential POSTs before wrk")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, db)")
+    args = parser.parse_args(argv)
+    args.concurrency = max(args.concurrency, args.wrk_threads)
+    args.load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+    for exe in (BIN_DIR / "gunicorn", BIN_DIR / "leadvault"):
+        if not exe.exists():
+            print(f"error: {exe} not found (run with the venv's python)", file=sys.stderr)
+            return 2
+    if not Path(WRK).exists():
+        print("error: wrk not found (apt-get install -y wrk)", file=sys.stderr)
+        return 2
+
+    tmp = Path(tempfile.mkdtemp(prefix="leadvault-pipeline-"))
+    instance = tmp / "instance"
+    sink = Sink()
+    try:
+        with bench_database(args.database_url, instance) as url:
+            env = bench_env(
+                instance,
+                database_url=url,
+                smtp_url=f"smtp://127.0.0.1:{sink.port}",
+                form_min_fill_seconds="0",
+                rate_limit_ip="1000000/minute",
+                rate_limit_email="1000000/minute",
+            )
+            run_cli(["db", "upgrade"], env)
+            out = run_cli(["forms", "add", "--name", "bench", "--kind", "newsletter"], env)
+            match = re.match(r"id\s+(\S+)", out.splitlines()[0] if out else "")
+            if not match:
+                raise BenchError(f"cannot find the form id in:\n{out}")
+            form_id = match.group(1)
+            per_run = args.warmup + TOKENS_PER_SECOND * args.duration
+            tokens = render_tokens(env, form_id, 2 * per_run)
+            pipe = run_pipeline(
+                args, tmp, env=env, url=url, form_id=form_id, tokens=tokens[:per_run], sink=sink
+            )
+            alone = run_capture_alone(args, tmp, env, form_id, tokens[per_run:])
+        bare = run_bare(args, tmp)
+        dialect = "postgresql" if args.database_url else "sqlite"
+        problems = report(args, dialect, pipe, alone, bare)
+    except BenchError as exc:
+        print(f"\nBENCH FAILED: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        sink.close()
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if problems:
+        print("\nBENCH INVALID:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""A batch: many inbox items in one transaction, with work deferred to its end.
+
+The worker stores a batch of inbox items in one transaction, each item in a
+savepoint of its own (see ``leadvault.inbox``). Work that is cheaper done once
+for the whole batch is deferred here by the package that owns it and done by
+its ``flush`` function just before the commit, in ascending ``order``: the
+consent ledger locks its head once and appends the batch's entries in order
+(last, so the lock is held for a moment); scoring scores the batch's events
+on in-memory states. Reads that do not change within a batch (rules, active
+sequences) are cached for its length with :func:`cached`.
+
+Outside a batch (a request, a command) :func:`defer` returns False and the
+caller does the work at once, as before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+_KEY = "leadvault.batch"
+
+Flush = Callable[[Session, list[Any]], None]
+
+
+@dataclasses.dataclass
+class _Deferred:
+    order: int
+    flush: Flush
+    items: list[Any] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Batch:
+    # Blind indexes of the addresses the batch's items are about (bulk reads by address).
+    subjects: frozenset[bytes] = frozenset()
+    deferred: dict[str, _Deferred] = dataclasses.field(default_factory=dict)
+    cache: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def mark(self) -> dict[str, int]:
+        """Where each queue stands (before an item), to :meth:`rewind` to on its failure."""
+        return {key: len(entry.items) for key, entry in self.deferred.items()}
+
+    def rewind(self, mark: dict[str, int]) -> None:
+        """Forget what a failed item deferred (its savepoint was rolled back)."""
+        for key, entry in self.deferred.items():
+            del entry.items[mark.get(key, 0) :]
+        # Cached reads may include rows of the rolled-back savepoint.
+        self.cache.clear()
+
+
+def begin(session: Session, subjects: frozenset[bytes] = frozenset()) -> Batch:
+    batch = Batch(subjects)
+    session.info[_KEY] = batch
+    return batch
+
+
+def end(session: Session) -> None:
+    session.info.pop(_KEY, None)
+
+
+def active(session: Session) -> Batch | None:
+    return session.info.get(_KEY)
+
+
+def defer(session: Session, key: str, item: Any, flush: Flush, *, order: int = 0) -> bool:
+    """Queue ``item`` for ``flush`` at the batch's end; False outside a batch (do it now)."""
+    batch = active(session)
+    if batch is None:
+        return False
+    entry = batch.deferred.get(key)
+    if entry is None:
+        entry = batch.deferred[key] = _Deferred(order, flush)
+    entry.items.append(item)
+    return True
+
+
+def finish(session: Session) -> None:
+    """Run the deferred work, lowest ``order`` first; a flush may defer more work."""
+    batch = active(session)
+    if batch is None:
+        return
+    while True:
+        waiting = [(e.order, key) for key, e in batch.deferred.items() if e.items]
+        if not waiting:
+            return
+        _order, key = min(waiting)
+        entry = batch.deferred[key]
+        items, entry.items = entry.items, []
+        entry.flush(session, items)
+
+
+def cached(session: Session, key: str, load: Callable[[], Any]) -> Any:
+    """``load()`` once per batch (every time outside one)."""
+    batch = active(session)
+    if batch is None:
+        return load()
+    if key not in batch.cache:
+        batch.cache[key] = load()
+    return batch.cache[key]

@@ -1,0 +1,286 @@
+"""The worker keeps up (issue 13): inbox batches with per-item isolation, shared queues,
+nothing lost when a worker is killed mid-batch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from capture import service as capture_service
+from capture.models import Submission
+from consent import ledger
+from consent.ledger import RequestMeta
+from leadvault import inbox
+from leadvault.app import runtime
+from leadvault.cli import cli
+from leadvault.db import unit_of_work
+from leadvault.models import InboxItem, InboxStatus, Lead, OutboxMessage
+from leadvault.settings import parse_smtp_url
+from leadvault.worker import Worker
+from tests.conftest import make_form, unique_email
+from tests.hostile import Statements
+from tests.test_outbox import (
+    Workers,
+    _Keeping,
+    running,
+    sink_with,
+    wait_until,
+    worker_env,
+)
+
+
+def submit(app: Any, form_id: str, emails: list[str], **overrides: Any) -> None:
+    """Queue submissions as the endpoint does (one sealed inbox row each)."""
+    with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
+        form = capture_service.get_form(s, form_id)
+        assert form is not None
+        for email in emails:
+            data = capture_service.ValidSubmission(
+                email=email,
+                profile={"first_name": "Ada"},
+                message=None,
+                purposes=overrides.get("purposes", ["newsletter"]),
+                source={},
+            )
+            capture_service.accept(
+                s, form, data, language="en", meta=RequestMeta("192.0.2.1", "pytest")
+            )
+
+
+def count(app: Any, model: Any) -> int:
+    with runtime(app).session_factory() as s:
+        return s.scalar(sa.select(sa.func.count()).select_from(model)) or 0
+
+
+def ledger_ok(app: Any) -> ledger.Verdict:
+    with runtime(app).session_factory() as s:
+        return ledger.verify(s)
+
+
+@pytest.fixture
+def whole_batches(monkeypatch):
+    """SQLite batches end after a time budget; a slow test machine must not split these."""
+    monkeypatch.setattr(inbox, "SQLITE_BATCH_SECONDS", 60.0)
+
+
+def test_a_poisoned_item_is_recorded_and_the_rest_of_the_batch_is_stored(app, whole_batches):
+    form_id = make_form(app)
+    good = [unique_email(f"good{n}") for n in range(4)]
+    submit(app, form_id, good[:2])
+    # The form asks for no such purpose: storing this one raises (KeyError).
+    submit(app, form_id, [unique_email("poison")], purposes=["no-such-purpose"])
+    submit(app, form_id, good[2:])
+
+    worker = Worker(app, batch_size=10)
+    with Statements() as statements:
+        assert worker.process_inbox() == 5
+    worker.close()
+
+    assert count(app, Lead) == 4  # the poisoned lead was rolled back with its savepoint
+    assert count(app, Submission) == 4
+    assert count(app, OutboxMessage) == 4
+    with runtime(app).session_factory() as s:
+        left = s.scalars(sa.select(InboxItem)).one()
+    assert (left.status, left.attempts, left.last_error) == (InboxStatus.PENDING, 1, "KeyError")
+    assert ledger_ok(app).ok
+    assert ledger_ok(app).checked == 4
+    # One batch, one transaction: the ledger head is locked once, rules read once,
+    # and nothing is deleted from suppressions that hold none of these addresses.
+    seen = statements.seen
+    assert sum("consent_ledger_head" in s and s.startswith("SELECT") for s in seen) == 1
+    assert sum(s.startswith("SELECT") and "scoring_rule_sets" in s for s in seen) <= 1
+    assert not any(s.startswith("DELETE FROM suppressions") for s in seen)
+    assert sum(s.startswith("DELETE FROM inbox") for s in seen) == 1
+
+
+def test_a_batch_that_cannot_be_committed_is_stored_item_by_item(app, monkeypatch, whole_batches):
+    """When the batch's end fails (here: the ledger), each item is tried alone."""
+    form_id = make_form(app)
+    submit(app, form_id, [unique_email(f"one{n}") for n in range(3)])
+    real_chain = ledger._chain
+    calls: list[int] = []
+
+    def chain_refusing_batches(session: Any, entries: list[Any]) -> None:
+        calls.append(len(entries))
+        if len(entries) > 1:
+            raise RuntimeError("a batch")
+        real_chain(session, entries)
+
+    monkeypatch.setattr(ledger, "_chain", chain_refusing_batches)
+    # The deferred flush holds the function it was given: the batch's first call.
+    worker = Worker(app, batch_size=10)
+    assert worker.process_inbox() == 3
+    worker.close()
+    assert calls == [3, 1, 1, 1]
+    assert count(app, Lead) == 3
+    assert count(app, InboxItem) == 0
+    assert ledger_ok(app).ok
+
+
+@pytest.mark.committing
+def test_two_workers_on_postgresql_share_the_inbox_deliver_once_and_keep_the_ledger(
+    backend, make_app, database_url, keyring_path, instance
+):
+    if backend != "postgresql":
+        pytest.skip("concurrent workers (FOR UPDATE SKIP LOCKED) are a PostgreSQL feature")
+    total = 120
+    sink = sink_with(_Keeping())
+    app = make_app(smtp_url=parse_smtp_url(f"smtp://127.0.0.1:{sink.port}"))
+    form_id = make_form(app)
+    env = worker_env(database_url, keyring_path, instance, smtp_port=sink.port, lease=60.0)
+    with running(sink), Workers(env, instance.parent) as workers:
+        procs = [workers.start("--batch-size", "10") for _ in range(2)]
+        for proc in procs:
+            workers.wait_started(proc)
+        emails = [unique_email(f"pair{n}") for n in range(total)]
+        for start in range(0, total, 20):  # arriving while both work
+            submit(app, form_id, emails[start : start + 20])
+        try:
+            sink.wait_for(total, timeout=60)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{workers.output()}") from None
+        time.sleep(0.5)  # a duplicate would arrive now
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            assert proc.wait(timeout=15) == 0, workers.output()
+
+    recipients = sorted(str(m["To"]) for m in sink.messages)
+    assert recipients == sorted(emails)  # every lead mailed, none twice
+    assert count(app, Lead) == total
+    assert count(app, InboxItem) == 0
+    runner = CliRunner()
+    result = runner.invoke(cli, ["consent", "verify"], obj=app)
+    assert result.exit_code == 0, result.output
+    assert f"{total} entries verified" in result.output
+
+
+@pytest.mark.committing
+def test_a_worker_killed_mid_batch_loses_nothing(make_app, database_url, keyring_path, instance):
+    total = 300
+    sink = sink_with(_Keeping())
+    app = make_app(smtp_url=parse_smtp_url(f"smtp://127.0.0.1:{sink.port}"))
+    form_id = make_form(app)
+    emails = [unique_email(f"kill{n}") for n in range(total)]
+    submit(app, form_id, emails)
+    env = worker_env(database_url, keyring_path, instance, smtp_port=sink.port, lease=2.0)
+    with running(sink), Workers(env, instance.parent) as workers:
+        first = workers.start("--batch-size", "200")
+        # Killed while its first batch of 200 is not committed yet, or soon after.
+        wait_until(lambda: "started" in workers.output(), 15, "the worker to start")
+        time.sleep(0.3)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        stored_at_kill = count(app, Lead)
+        assert stored_at_kill < total, "the inbox was drained before the kill"
+        second = workers.start("--batch-size", "50")
+        try:
+            sink.wait_for(total, timeout=90)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{workers.output()}") from None
+        time.sleep(0.5)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=15) == 0, workers.output()
+
+    assert count(app, Lead) == total
+    assert count(app, Submission) == total
+    assert count(app, InboxItem) == 0
+    recipients = [str(m["To"]) for m in sink.messages]
+    assert sorted(set(recipients)) == sorted(emails)
+    assert ledger_ok(app).ok
+    assert ledger_ok(app).checked == total
+
+
+def test_the_inbox_claims_skip_locked_items_on_postgresql(backend, app):
+    """A batch is taken with FOR UPDATE SKIP LOCKED: a second worker passes over it."""
+    if backend != "postgresql":
+        pytest.skip("SKIP LOCKED is PostgreSQL's")
+    form_id = make_form(app)
+    submit(app, form_id, [unique_email("lock")])
+    with Statements() as statements, unit_of_work(runtime(app).session_factory) as s:
+        assert len(inbox._take(s, 10)) == 1
+    assert any("FOR UPDATE SKIP LOCKED" in s for s in statements.seen)
+
+
+def test_sent_mail_bodies_are_deleted_after_the_retention_period(make_app, smtp_server):
+    import datetime as dt
+
+    from consent import retention
+    from leadvault import clock
+    from leadvault.models import OutboxStatus
+    from leadvault.outbox import enqueue_mail, read_content, read_subject
+    from tests.conftest import _smtp_config, deliver
+    from tests.test_outbox import content
+
+    app = make_app(smtp_url=_smtp_config(smtp_server.port), sent_mail_retention_days=30)
+    with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
+        sent_id = enqueue_mail(s, content("sent@example.org", 1), template="t", lead=None).id
+    assert deliver(app) == 1
+    with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
+        queued = enqueue_mail(s, content("queued@example.org", 2), template="t", lead=None)
+        queued.next_attempt_at = clock.now() + dt.timedelta(days=365)  # waits, unsent
+
+    def row(outbox_id: int) -> OutboxMessage:
+        with runtime(app).session_factory() as s:
+            return s.get(OutboxMessage, outbox_id)
+
+    before = row(sent_id)
+    assert before.status == OutboxStatus.SENT and before.payload is not None
+
+    def purge() -> int:
+        with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
+            return retention.purge(s)["sent_mail_bodies_forgotten"]
+
+    clock.freeze(clock.now() + dt.timedelta(days=29))
+    assert purge() == 0
+    clock.freeze(clock.now() + dt.timedelta(days=2))
+    assert purge() == 1
+    gone = row(sent_id)
+    assert gone.payload is None
+    assert (gone.message_id, gone.status, gone.sent_at, gone.template, gone.kind) == (
+        before.message_id,
+        OutboxStatus.SENT,
+        before.sent_at,
+        "t",
+        before.kind,
+    )
+    with app.app_context(), runtime(app).session_factory() as s:
+        # What the access export lists stays readable; the body is gone for good.
+        assert read_subject(s, s.get(OutboxMessage, sent_id)) == "Test mail 1"
+        with pytest.raises(ValueError, match="no body"):
+            read_content(s, s.get(OutboxMessage, sent_id))
+        # A mail not sent yet keeps its body, however old.
+        assert read_content(s, s.get(OutboxMessage, queued.id)).to == "queued@example.org"
+    assert purge() == 0
+
+
+@pytest.mark.committing
+def test_a_connection_the_server_dropped_is_replaced_without_a_ping(backend, database_url):
+    """No round trip per checkout (no pre-ping); a dropped connection is still replaced."""
+    if backend != "postgresql":
+        pytest.skip("SQLite has no server to drop a connection")
+    from leadvault.db import create_engine
+    from leadvault.settings import parse_database_url
+
+    engine = create_engine(parse_database_url(database_url), pool_size=1)
+    try:
+        with engine.connect() as connection:
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with Statements() as statements, engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() == pid
+        assert statements.seen == ["SELECT pg_backend_pid()"]  # the checkout sent nothing
+        admin = sa.create_engine(engine.url, poolclass=sa.pool.NullPool)
+        with admin.connect() as other:
+            assert other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})").scalar()
+        admin.dispose()
+        time.sleep(0.2)
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
+    finally:
+        engine.dispose()
