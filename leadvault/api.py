@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import jsonify, request
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from leadvault import clock, db
@@ -29,8 +30,13 @@ def create_token(session: Session, name: str, scopes: list[str]) -> str:
     if session.scalar(sa.select(ApiToken.id).where(ApiToken.name == name)) is not None:
         raise ApiTokenError(f"a token named {name!r} exists already")
     secret = "lv_" + random_token(32)
-    session.add(ApiToken(name=name, token_hash=sha256_hex(secret), scopes=scopes))
-    session.flush()
+    try:
+        # A savepoint: another request may create the same name between the check
+        # above and this insert; then the unique index decides, and we say so.
+        with session.begin_nested():
+            session.add(ApiToken(name=name, token_hash=sha256_hex(secret), scopes=scopes))
+    except IntegrityError:
+        raise ApiTokenError(f"a token named {name!r} exists already") from None
     return secret
 
 

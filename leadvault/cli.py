@@ -27,9 +27,11 @@ from leadvault.settings import Settings
 
 def ensure_instance(settings: Settings) -> bool:
     """Create the instance folder and the key ring on first start."""
+    from leadvault import instance
     from leadvault.crypto import Keyring, KeyringError
 
     settings.instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+    instance.secure(settings)  # an existing folder too: owner-only
     try:
         _keyring, created = Keyring.load_or_create(settings.keyring)
     except (KeyringError, OSError) as exc:
@@ -135,10 +137,12 @@ def run(host: str, port: int, no_worker: bool) -> None:
 )
 def worker(once: bool, batch_size: int | None) -> None:
     """Deliver queued mails with retries and run the scheduled jobs."""
+    from leadvault import instance
     from leadvault.worker import Worker
 
     settings = load_settings()
     configure_logging(settings.log_level)
+    instance.secure(settings)
     app = load_app()
     runner = Worker(app, batch_size=batch_size)
     if once:
@@ -430,9 +434,11 @@ register_domain_commands(cli)
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: configuration and database problems become one-line messages."""
+    from leadvault.instance import private_umask
     from leadvault.untrusted import guard_terminal
 
     guard_terminal()  # nothing printed can drive the terminal (escape sequences)
+    private_umask()  # files 0600, folders 0700 (leadvault.instance)
     try:
         return cli.main(args=argv, prog_name="leadvault", standalone_mode=True)
     except OperationalError as exc:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import logging
 import os
 import re
 import select
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
 
     from leadvault.crypto import Vault
     from leadvault.settings import Settings
+
+log = logging.getLogger("leadvault.db")
 
 # Indico-style naming convention so every constraint has a stable, portable name.
 NAMING_CONVENTION = {
@@ -300,6 +305,56 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+# Below this much free space where the SQLite database lives, writes are refused
+# before they fail half-way (a WAL append, a checkpoint).
+MIN_FREE_BYTES = 8 * 1024 * 1024
+
+
+def probe_write(factory: sessionmaker[Session]) -> str | None:
+    """Whether the database takes a write now: None if so, else a one-word reason
+    (``locked``, ``read-only``, ``full``, ``unavailable``). Begins a write
+    transaction (SQLite: takes the write lock; PostgreSQL: asks whether it may write)
+    and rolls it back: nothing is written.
+    May wait as long as the database makes it (see ``web.healthz``'s deadline)."""
+    session = factory()
+    try:
+        connection = session.connection()
+        if connection.dialect.name == "postgresql":
+            # A standby, or a server or role set to read-only transactions.
+            refused = connection.scalar(
+                sa.text(
+                    "SELECT current_setting('transaction_read_only') = 'on' OR pg_is_in_recovery()"
+                )
+            )
+            if refused:
+                return "read-only"
+        else:
+            folder = Path(connection.engine.url.database or ".").resolve().parent
+            if shutil.disk_usage(folder).free < MIN_FREE_BYTES:
+                return "full"
+        return None
+    except TimeoutError:
+        return "locked"  # the writer queue's own timeout
+    except sa.exc.DBAPIError as exc:
+        return _failure_reason(exc)
+    finally:
+        session.rollback()
+        session.close()
+
+
+def _failure_reason(exc: sa.exc.DBAPIError) -> str:
+    """A word for why the database refused (from the driver's message; never echoed)."""
+    text = str(exc.orig).lower()
+    for reason, words in (
+        ("locked", ("locked", "lock timeout", "busy")),
+        ("read-only", ("read-only", "readonly", "read only")),
+        ("full", ("full", "no space")),
+    ):
+        if any(word in text for word in words):
+            return reason
+    return "unavailable"
+
+
 @contextlib.contextmanager
 def read_only(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session for work that only reads, however long (exports): rolled back at the
@@ -333,6 +388,9 @@ def init_app(app: Flask) -> None:
                     current_app.extensions["leadvault"].wake.set()
             else:
                 session.rollback()
+        except sa.exc.SQLAlchemyError as exc:
+            session.rollback()
+            return _commit_failed(exc)
         finally:
             session.close()
         return response
@@ -345,6 +403,27 @@ def init_app(app: Flask) -> None:
 
     app.after_request(_finish)
     app.teardown_request(_teardown)
+
+
+def _commit_failed(exc: sa.exc.SQLAlchemyError) -> Response:
+    """The commit failed: nothing was stored. One log line (the error's type and the
+    route, never its message or a traceback: both can hold data) and a 503 page (409
+    when a unique row was written by another request at the same moment)."""
+    from flask import make_response, request
+
+    from leadvault.web import error_response
+
+    origin = getattr(exc, "orig", None) or exc
+    log.error(
+        "commit failed: %s (%s) at %s %s",
+        type(exc).__name__,
+        type(origin).__name__,
+        request.method,
+        request.url_rule,
+    )
+    status = 409 if isinstance(exc, sa.exc.IntegrityError) else 503
+    body, code = error_response(status)
+    return make_response(body, code)
 
 
 def session() -> Session:

@@ -19,6 +19,7 @@ from leadvault import clock
 from leadvault.db import dialect_of, settings_of
 
 _MAX_BACKOFF = dt.timedelta(hours=6)
+_MAX_DOUBLINGS = 64
 
 
 def claim(
@@ -48,6 +49,11 @@ def claim(
 
 
 def backoff(retry_seconds: float, attempts: int) -> dt.timedelta:
-    """Exponential: ``retry_seconds`` after the first failure, doubling, at most 6 h."""
-    delay = dt.timedelta(seconds=retry_seconds * 2 ** max(attempts - 1, 0))
-    return min(delay, _MAX_BACKOFF)
+    """Exponential: ``retry_seconds`` after the first failure, doubling, at most 6 h,
+    for an attempt count of any size (the exponent is capped before it overflows)."""
+    cap = _MAX_BACKOFF.total_seconds()
+    if retry_seconds <= 0:
+        return dt.timedelta(0)
+    # 2**_MAX_DOUBLINGS already exceeds any cap once retry_seconds is above 1 ns.
+    exponent = min(max(attempts - 1, 0), _MAX_DOUBLINGS)
+    return dt.timedelta(seconds=min(retry_seconds * 2.0**exponent, cap))

@@ -302,7 +302,7 @@ class FileSender:
         self.echo = echo
 
     def send(self, message: Message) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         name = message["Message-ID"].strip("<>").replace("@", "_").replace("/", "_")
         path = self.folder / f"{name}.eml"
         # Created 0600 in one step: never briefly readable by others.

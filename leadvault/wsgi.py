@@ -7,6 +7,7 @@ import logging
 import sys
 
 from leadvault.app import create_app
+from leadvault.instance import secure
 from leadvault.settings import SettingsError
 
 try:
@@ -16,6 +17,8 @@ except SettingsError as exc:  # one line, not a traceback, in the server log
     sys.exit(2)
 
 logging.basicConfig(level=app.extensions["leadvault"].settings.log_level)
+# Files 0600, folders 0700; an existing instance folder is made owner-only.
+secure(app.extensions["leadvault"].settings)
 
 # What is loaded by now (SQLAlchemy, Flask, templates: ~100k objects) lives as
 # long as the process; keep it out of the collector's full passes, which would

@@ -12,6 +12,7 @@ from importlib.resources import files
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from leadvault import batch, clock, tomlfile
@@ -260,6 +261,7 @@ def _routing_rules(check: _Checker, data: dict[str, Any], seen: set[str]) -> lis
 # --- storage ------------------------------------------------------------------
 
 _cache: dict[tuple[int, str], Rules] = {}
+_LOAD_ATTEMPTS = 5
 
 
 def example_text() -> str:
@@ -268,20 +270,29 @@ def example_text() -> str:
 
 def load(session: Session, text: str, *, source: str) -> RuleSet:
     """Validate and store a new active version; older versions stay for the record."""
-    latest = session.scalar(sa.select(sa.func.max(RuleSet.version))) or 0
-    parse(text, source=source, version=latest + 1)
-    session.execute(sa.update(RuleSet).where(RuleSet.active.is_(True)).values(active=False))
-    row = RuleSet(
-        version=latest + 1,
-        source=source[-255:],
-        raw_text=text,
-        sha256=sha256_hex(text),
-        loaded_at=clock.now(),
-        active=True,
-    )
-    session.add(row)
-    session.flush()
-    return row
+    parse(text, source=source, version=1)  # refuse a bad file before touching anything
+    for _attempt in range(_LOAD_ATTEMPTS):
+        latest = session.scalar(sa.select(sa.func.max(RuleSet.version))) or 0
+        row = RuleSet(
+            version=latest + 1,
+            source=source[-255:],
+            raw_text=text,
+            sha256=sha256_hex(text),
+            loaded_at=clock.now(),
+            active=True,
+        )
+        try:
+            # Two loads at once both read the same latest version; the unique index
+            # lets one in and the other takes the next number (READ COMMITTED sees it).
+            with session.begin_nested():
+                session.execute(
+                    sa.update(RuleSet).where(RuleSet.active.is_(True)).values(active=False)
+                )
+                session.add(row)
+        except IntegrityError:
+            continue
+        return row
+    raise RulesError(f"{source}: the rules changed too often at once; please load them again")
 
 
 def active(session: Session) -> Rules:

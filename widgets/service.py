@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import mimetypes
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -91,13 +92,17 @@ def add_asset(session: Session, source: Path, *, title: str) -> Asset:
     if not title.strip():
         raise AssetError("an asset needs a title")
     folder = settings_of(session).assets_folder
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     digest = hashlib.sha256()
     with source.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     stored = f"{digest.hexdigest()}{source.suffix.lower()}"
-    shutil.copyfile(source, folder / stored)
+    # Created 0600 in one step (never briefly readable by others), then filled.
+    target = os.open(folder / stored, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(target, 0o600)  # the same asset stored before by an older version
+    with source.open("rb") as handle, os.fdopen(target, "wb") as out:
+        shutil.copyfileobj(handle, out)
     asset = Asset(
         public_id=random_token(12),
         title=title.strip(),
