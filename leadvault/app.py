@@ -114,6 +114,7 @@ def create_app(
 
 def _register_domains(app: Flask) -> None:
     """Blueprints and jobs of the domain packages, registered explicitly."""
+    import admin
     import capture
     import consent
     import nurture
@@ -127,6 +128,7 @@ def _register_domains(app: Flask) -> None:
     scoring.init_app(app)
     export_wiring.init_app(app)
     nurture.init_app(app)
+    admin.init_app(app)
 
 
 def import_models() -> None:
@@ -138,4 +140,13 @@ def import_models() -> None:
 
 
 # Every package with tables, in dependency order.
-MODEL_PACKAGES = ("leadvault", "consent", "capture", "widgets", "scoring", "nurture", "export")
+MODEL_PACKAGES = (
+    "leadvault",
+    "consent",
+    "capture",
+    "widgets",
+    "scoring",
+    "nurture",
+    "export",
+    "admin",
+)

@@ -407,6 +407,7 @@ def i18n_check() -> None:
 
 
 def register_domain_commands(group: click.Group) -> None:
+    import admin.cli
     import capture.cli
     import consent.cli
     import export.cli
@@ -427,6 +428,7 @@ def register_domain_commands(group: click.Group) -> None:
     group.add_command(nurture.cli.nurture)
     group.add_command(nurture.cli.bounces)
     scoring.cli.report.add_command(nurture.cli.report_nurture)
+    group.add_command(admin.cli.users)
 
 
 register_domain_commands(cli)

@@ -381,8 +381,9 @@ def init_app(app: Flask) -> None:
         if session is None:
             return response
         try:
-            # Commit before the response leaves, so a 2xx means "stored".
-            if response.status_code < 400:
+            # Commit before the response leaves, so a 2xx means "stored". A refusal
+            # that must leave a trace (a failed sign-in's audit entry) says so.
+            if response.status_code < 400 or g.pop("commit_despite_error", False):
                 session.commit()
                 if g.pop("wake_worker", False):
                     current_app.extensions["leadvault"].wake.set()

@@ -122,6 +122,12 @@ class Settings:
     nurture_quiet_hours: QuietHours | None
     bounce_domain: str | None
     bounce_imap_url: ImapConfig | None
+    admin_session_idle_minutes: int
+    admin_session_max_hours: int
+    admin_login_limit_ip: str
+    admin_login_limit_account: str
+    admin_set_password_hours: int
+    api_token_max_days: int
 
     @property
     def zone(self) -> ZoneInfo:
@@ -502,6 +508,42 @@ KEYS: tuple[_Key, ...] = (
         None,
         secret=True,
         doc="imaps://user:pw@host/mailbox polled for bounces and complaints (unset: no polling)",
+    ),
+    _Key(
+        "ADMIN_SESSION_IDLE_MINUTES",
+        _int(1, 1440),
+        "30",
+        doc="A staff sign-in ends after this long without a request",
+    ),
+    _Key(
+        "ADMIN_SESSION_MAX_HOURS",
+        _int(1, 168),
+        "12",
+        doc="A staff sign-in ends this long after it began, however active",
+    ),
+    _Key(
+        "ADMIN_LOGIN_LIMIT_IP",
+        _rate,
+        "30/15minutes",
+        doc="Staff sign-in attempts per IP address",
+    ),
+    _Key(
+        "ADMIN_LOGIN_LIMIT_ACCOUNT",
+        _rate,
+        "5/15minutes",
+        doc="Failed staff sign-in attempts per account (known or not)",
+    ),
+    _Key(
+        "ADMIN_SET_PASSWORD_HOURS",
+        _int(1, 336),
+        "72",
+        doc="Lifetime of a set-password link from `users add` / `users reset-password`",
+    ),
+    _Key(
+        "API_TOKEN_MAX_DAYS",
+        _int(1, 3650),
+        "365",
+        doc="Longest lifetime of a personal API token",
     ),
 )
 _KNOWN = {PREFIX + key.name for key in KEYS} | {

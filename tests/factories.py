@@ -107,3 +107,81 @@ def salesperson(app: Any, email: str, name: str, *, language: str = "en", **kwar
 
     with uow(app) as s:
         return routing.add_person(s, email=email, name=name, language=language, **kwargs).id
+
+
+# --- staff (admin) ------------------------------------------------------------------
+
+STAFF_PASSWORD = "correct horse battery staple"
+
+
+def staff_user(
+    app: Any,
+    role: str = "owner",
+    email: str | None = None,
+    *,
+    password: str | None = STAFF_PASSWORD,
+    salesperson_id: int | None = None,
+    totp_secret: str | None = None,
+) -> tuple[int, str]:
+    """A staff account of ``role`` with ``password`` set (None: invited only); returns
+    (id, e-mail). A sales account without ``salesperson_id`` gets a salesperson."""
+    from admin import accounts
+
+    email = email or unique_email("staff")
+    if role == "sales" and salesperson_id is None:
+        salesperson_id = salesperson(app, unique_email("sp"), "Sam Sales")
+    with uow(app) as s:
+        user = accounts.create(s, email, role, actor="system", salesperson_id=salesperson_id)
+        if password is not None:
+            accounts.set_password(s, user, password, actor="system")
+        if totp_secret is not None:
+            import pyotp
+
+            assert accounts.enable_totp(
+                s, user, totp_secret, pyotp.TOTP(totp_secret).now(), actor="system"
+            )
+            user.totp_last_step = None  # the test may use the current code once more
+        return user.id, email
+
+
+def csrf_token(client: Any, path: str = "/admin/sign-in") -> str:
+    """The CSRF token of a page's form (the client keeps the session cookie)."""
+    import re
+
+    page = client.get(path, follow_redirects=True).get_data(as_text=True)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, f"no CSRF token on {path}"
+    return found.group(1)
+
+
+def sign_in(client: Any, email: str, password: str = STAFF_PASSWORD) -> Any:
+    """Sign in through the real sign-in form; returns the response."""
+    return client.post(
+        "/admin/sign-in",
+        data={"email": email, "password": password, "csrf_token": csrf_token(client)},
+    )
+
+
+def signed_in_client(app: Any, role: str = "owner", **kwargs: Any) -> tuple[Any, int]:
+    """A test client signed in as a new account of ``role``: (client, user id)."""
+    user_id, email = staff_user(app, role, **kwargs)
+    client = app.test_client()
+    response = sign_in(client, email)
+    assert response.status_code == 302, response.status_code
+    return client, user_id
+
+
+def personal_token(app: Any, role: str = "owner", scopes: Iterable[str] | None = None) -> str:
+    """A personal API token of a new account of ``role`` (all the role's permissions
+    unless ``scopes``)."""
+    from admin import permissions, tokens
+    from admin.models import User
+
+    user_id, _email = staff_user(app, role)
+    with uow(app) as s:
+        user = s.get(User, user_id)
+        wanted = (
+            list(scopes) if scopes is not None else [p.value for p in permissions.of_role(role)]
+        )
+        _token, secret = tokens.create(s, user, name="test", scopes=wanted, days=30, actor="system")
+        return secret

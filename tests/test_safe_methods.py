@@ -150,8 +150,36 @@ def _links(app: Any, tmp_path: Path) -> tuple[dict[str, list[str]], dict[str, st
     return paths, {"Authorization": f"Bearer {secret}"}
 
 
+def _staff_links(app: Any) -> dict[str, list[Any]]:
+    """Admin pages, each walked by a client in the state it needs: (path, client, headers)."""
+    import pyotp
+
+    from admin import accounts
+    from admin.models import User
+    from tests import factories
+
+    signed_in, _user_id = factories.signed_in_client(app, "owner")
+    _totp_id, totp_email = factories.staff_user(app, "viewer", totp_secret=pyotp.random_base32())
+    pending = app.test_client()
+    assert factories.sign_in(pending, totp_email).status_code == 302
+    invited_id, _email = factories.staff_user(app, "viewer", password=None)
+    with uow(app) as s:
+        link = accounts.setup_link(s, s.get(User, invited_id))
+    anonymous = app.test_client()
+    return {
+        "admin_auth.sign_in_form": [("/admin/sign-in", anonymous, {})],
+        "admin_auth.account": [("/admin/account", signed_in, {})],
+        "admin_auth.password_form": [("/admin/password", signed_in, {})],
+        "admin_auth.totp_setup_form": [("/admin/totp/setup", signed_in, {})],
+        "admin_auth.totp_form": [("/admin/totp", pending, {})],
+        "admin_auth.set_password": [(_path(link), anonymous, {})],
+        "admin_auth.static": [("/admin/static/admin.css", anonymous, {})],
+    }
+
+
 def test_every_get_and_head_leaves_every_table_as_it_was(app, client, tmp_path):
     paths, api_headers = _links(app, tmp_path)
+    paths.update(_staff_links(app))
     endpoints = {
         rule.endpoint
         for rule in app.url_map.iter_rules()
@@ -160,10 +188,13 @@ def test_every_get_and_head_leaves_every_table_as_it_was(app, client, tmp_path):
     assert endpoints - set(paths) == set(), "walk these GET routes too"
     requests = 0
     for endpoint in sorted(endpoints):
-        for path in paths[endpoint]:
+        for entry in paths[endpoint]:
+            path, walker, headers = (
+                entry if isinstance(entry, tuple) else (entry, client, api_headers)
+            )
             for method in ("GET", "HEAD"):
                 before = snapshot(app)
-                response = client.open(path, method=method, headers=api_headers)
+                response = walker.open(path, method=method, headers=headers)
                 requests += 1
                 # The imprint and privacy placeholders answer 404 until configured.
                 expected = 404 if endpoint == "core.placeholder" else 200

@@ -1,0 +1,116 @@
+"""Personal API tokens: each acts as its account, narrowed to scopes, and expires.
+
+A token's scopes are permission names (``leads:read`` …) and never more than its
+account's role allows; the role is checked again at every use, so a role change
+or a disabled account takes effect at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from admin import permissions
+from admin.models import PersonalToken, User
+from leadvault import audit, clock
+from leadvault.crypto import random_token, sha256_hex
+from leadvault.db import settings_of
+
+PREFIX = "lvp_"
+
+
+class TokenError(ValueError):
+    """A token request the service refuses; the message names the problem."""
+
+
+def create(
+    session: Session,
+    user: User,
+    *,
+    name: str,
+    scopes: list[str],
+    days: int,
+    actor: str,
+    ip: str | None = None,
+) -> tuple[PersonalToken, str]:
+    """A new token and its secret (shown once)."""
+    name = name.strip()
+    if not 1 <= len(name) <= 80:
+        raise TokenError("the name must have 1 to 80 characters")
+    maximum = settings_of(session).api_token_max_days
+    if not 1 <= days <= maximum:
+        raise TokenError(f"a token lives 1 to {maximum} days")
+    allowed = {p.value for p in permissions.of_role(user.role)}
+    unknown = sorted(set(scopes) - {p.value for p in permissions.Permission})
+    if unknown:
+        raise TokenError(f"unknown scope {unknown[0]!r}")
+    beyond = sorted(set(scopes) - allowed)
+    if beyond:
+        raise TokenError(f"the account's role does not allow {beyond[0]!r}")
+    if not scopes:
+        raise TokenError("a token needs at least one scope")
+    secret = PREFIX + random_token(32)
+    now = clock.now()
+    token = PersonalToken(
+        user_id=user.id,
+        name=name,
+        token_hash=sha256_hex(secret),
+        scopes=sorted(set(scopes)),
+        created_at=now,
+        expires_at=now + dt.timedelta(days=days),
+    )
+    session.add(token)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action=audit.Action.TOKEN_CREATED,
+        object_type="token",
+        object_id=token.id,
+        detail={"user": user.id, "scopes": token.scopes, "days": days},
+        ip=ip,
+    )
+    return token, secret
+
+
+def revoke(session: Session, token: PersonalToken, *, actor: str, ip: str | None = None) -> None:
+    if token.revoked_at is None:
+        token.revoked_at = clock.now()
+        audit.record(
+            session,
+            actor=actor,
+            action=audit.Action.TOKEN_REVOKED,
+            object_type="token",
+            object_id=token.id,
+            ip=ip,
+        )
+
+
+def of_user(session: Session, user: User) -> list[PersonalToken]:
+    return list(
+        session.scalars(
+            sa.select(PersonalToken)
+            .where(PersonalToken.user_id == user.id)
+            .order_by(PersonalToken.id.desc())
+            .limit(200)
+        )
+    )
+
+
+def authenticate(session: Session, secret: str) -> PersonalToken | None:
+    """The valid token with this secret (its account active), else None."""
+    if not secret.startswith(PREFIX) or len(secret) > 100:
+        return None
+    token = session.scalars(
+        sa.select(PersonalToken).where(PersonalToken.token_hash == sha256_hex(secret))
+    ).one_or_none()
+    if (
+        token is None
+        or token.revoked_at is not None
+        or token.expires_at <= clock.now()
+        or not token.user.active
+    ):
+        return None
+    return token
