@@ -167,6 +167,15 @@ def lift_suppression(session: Session, email: str) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
+class OptInMail:
+    """Another wording of the opt-in mail (templates ``NAME.txt`` and ``NAME.html``
+    and a subject message id), e.g. an import's re-permission request."""
+
+    template: str
+    subject: str
+
+
+@dataclasses.dataclass(frozen=True)
 class FormRef:
     """What the consent module needs to know about the form that asked."""
 
@@ -182,6 +191,7 @@ def request_consent(
     form: FormRef,
     language: str,
     meta: RequestMeta,
+    mail: OptInMail | None = None,
 ) -> OptInRequest | None:
     """Record the request and queue one opt-in mail, unless none is needed.
 
@@ -246,7 +256,7 @@ def request_consent(
     )
     session.add(request)
     session.flush()
-    _queue_optin_mail(session, lead, request, texts)
+    _queue_optin_mail(session, lead, request, texts, mail)
     return request
 
 
@@ -256,7 +266,11 @@ def optin_url(session: Session, request: OptInRequest) -> str:
 
 
 def _queue_optin_mail(
-    session: Session, lead: Lead, request: OptInRequest, texts: list[ConsentText]
+    session: Session,
+    lead: Lead,
+    request: OptInRequest,
+    texts: list[ConsentText],
+    mail: OptInMail | None = None,
 ) -> None:
     settings = settings_of(session)
     lang = request.language
@@ -270,11 +284,17 @@ def _queue_optin_mail(
         confirm_url=optin_url(session, request),
         max_age_days=settings.optin_max_age_days,
     )
+    subject = (
+        i18n.translate(lang, mail.subject)
+        if mail is not None
+        else i18n.translate(lang, "Please confirm your email address")
+    )
+    template = mail.template if mail is not None else "consent/mail/optin"
     content = MailContent(
         to=leads.email_of(session, lead),
-        subject=i18n.translate(lang, "Please confirm your email address"),
-        text=render_template("consent/mail/optin.txt", **context),
-        html=render_template("consent/mail/optin.html", **context),
+        subject=subject,
+        text=render_template(f"{template}.txt", **context),
+        html=render_template(f"{template}.html", **context),
         language=lang,
     )
     # Transactional: no purpose (withdrawal must not cancel it) and no unsubscribe header.

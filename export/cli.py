@@ -9,7 +9,10 @@ from typing import Any
 
 import click
 
+from export.import_cli import import_command
 from leadvault.commands import Refused, app_session, load_app
+
+__all__ = ["export_command", "import_command", "webhooks"]
 
 
 @click.group()
@@ -307,6 +310,7 @@ def export_command(
 
     from export import columns as columns_module
     from export import service
+    from leadvault import audit
     from leadvault.app import runtime
     from leadvault.db import read_only
 
@@ -350,19 +354,12 @@ def export_command(
                     session, selection, plan, target, filters=filters, on_chunk=bar.update
                 )
     with app_session(app) as session:
-        service.audited(session, plan, actor=_cli_actor(), filters=filters, rows_written=written)
+        service.audited(
+            session, plan, actor=audit.cli_actor(), filters=filters, rows_written=written
+        )
     note = f" (only leads that granted {plan.require})" if plan.require else ""
     where = "" if to_stdout else f" to {output}"
     click.echo(f"{written} leads exported{where}{note}.", err=to_stdout)
-
-
-def _cli_actor() -> str:
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:unknown"
 
 
 def _selection(

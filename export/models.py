@@ -90,3 +90,24 @@ class WebhookAttempt(Base):
     duration_ms: Mapped[int] = mapped_column(sa.Integer, default=0)
     # Why it failed, in our words ("connection refused", "HTTP 500"); None when delivered.
     error: Mapped[str | None] = mapped_column(sa.String(200))
+
+
+class ImportPermission(Base):
+    """An imported contact without proof of consent, waiting for its re-permission mail.
+
+    The worker sends these at most LEADVAULT_IMPORT_REPERMISSION_PER_HOUR an hour
+    (``export.imports.send_repermissions``); ``requested_at`` is set when the
+    opt-in request and its mail were queued, and the row is forgotten a while later.
+    """
+
+    __tablename__ = "import_repermissions"
+
+    lead_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True
+    )
+    purposes: Mapped[list[str]] = mapped_column(sa.JSON)
+    language: Mapped[str] = mapped_column(sa.String(8))
+    # The import run (``import:<batch>`` in the ledger's form reference).
+    batch: Mapped[str] = mapped_column(sa.String(16))
+    queued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now, index=True)
+    requested_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)

@@ -4,8 +4,8 @@ Plain functions taking a session (a console view, the API and the CLI share
 them). An export streams: :func:`stream` yields the file in pieces, chunk by
 chunk from the database, so memory stays flat; XLSX is written to a file
 (xlsxwriter's constant-memory mode) by :func:`write`. Each export is one
-entry in the audit trail with its filter and row count (:func:`audited`),
-written after the stream in a transaction of its own.
+entry in the audit trail (``leadvault.audit``) with its filter and row count
+(:func:`audited`), written after the stream in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from export import columns as columns_module
 from export import presets as presets_module
 from export import rows, writers
 from export.columns import Column, ColumnError
+from leadvault import audit
 
 log = logging.getLogger("leadvault.export")
 CONTENT_TYPES = {
@@ -181,12 +182,29 @@ def write(
 
 
 def audited(
-    session: Session, export: Export, *, actor: str, filters: str, rows_written: int
+    session: Session,
+    export: Export,
+    *,
+    actor: str,
+    filters: str,
+    rows_written: int,
+    ip: str | None = None,
 ) -> None:
-    """The export's entry in the staff audit trail: who, what, which filter, how many rows.
-
-    The hash-chained staff trail (issue 11) is not on main yet; until it is, the
-    entry goes to the log (no personal data in it either way).
-    """
-    detail = f"{export.describe()}; filter: {filters or 'none'}; rows: {rows_written}"
-    log.info("leads.export by %s: %s", actor, detail)
+    """The export's one entry in the audit trail: who, what, which filter, how many rows."""
+    audit.record(
+        session,
+        actor=actor,
+        action=audit.Action.LEADS_EXPORTED,
+        object_type="leads",
+        detail={
+            "format": export.format,
+            "dialect": export.dialect if export.format == "csv" else None,
+            "preset": export.preset.name if export.preset is not None else None,
+            "require": export.require,
+            "columns": [column.key for column in export.columns][:60],
+            "filter": filters or "none",
+            "rows": rows_written,
+        },
+        ip=ip,
+    )
+    log.info("leads exported by %s: %s; rows: %s", actor, export.describe(), rows_written)

@@ -425,6 +425,7 @@ def register_domain_commands(group: click.Group) -> None:
     group.add_command(report)  # with the reports capture and scoring add to it
     group.add_command(export.cli.webhooks)
     group.add_command(export.cli.export_command)
+    group.add_command(export.cli.import_command)
     group.add_command(nurture.cli.nurture)
     group.add_command(nurture.cli.bounces)
     scoring.cli.report.add_command(nurture.cli.report_nurture)

@@ -116,6 +116,7 @@ class Settings:
     webhook_alert_email: str | None
     webhook_log_days: int
     webhook_concurrency: int
+    import_repermission_per_hour: int
     time_zone: str
     nurture_max_mails: int
     nurture_cap_days: int
@@ -486,6 +487,12 @@ KEYS: tuple[_Key, ...] = (
     _Key("WEBHOOK_ALERT_EMAIL", _address, None, doc="Who is mailed when an endpoint is disabled"),
     _Key("WEBHOOK_LOG_DAYS", _int(1), "30", doc="Days webhook deliveries and attempts are kept"),
     _Key("WEBHOOK_CONCURRENCY", _int(1, 64), "4", doc="Webhook requests a worker sends at once"),
+    _Key(
+        "IMPORT_REPERMISSION_PER_HOUR",
+        _int(1, 100_000),
+        "200",
+        doc="Re-permission mails to imported contacts without proof of consent, per hour",
+    ),
     _Key(
         "TIME_ZONE", _time_zone, "UTC", doc="The instance's time zone (quiet hours, sequence waits)"
     ),

@@ -246,3 +246,20 @@ def test_export_command(app, people, tmp_path):
 
     bad = runner.invoke(cli, ["export", "--columns", "email,shoe_size"], env=env, obj=app)
     assert bad.exit_code == 2 and "unknown column 'shoe_size'" in bad.output
+
+    # Each export is one entry in the audit trail with its filter and row count.
+    from leadvault import audit
+
+    with uow(app) as s:
+        trail = audit.entries(s, audit.Filters(action="leads.exported"))
+        found = [(e.object_type, audit.detail_of(e)) for e in reversed(trail)]
+        assert audit.verify(s).ok
+    assert [d["rows"] for _t, d in found] == [2, 2, 3]
+    assert found[0][1]["preset"] == "hubspot" and found[0][1]["require"] == "sales_contact"
+    assert found[1][1]["filter"] == "newsletter granted"
+    assert found[1][1]["columns"] == ["id", "stage"]
+    assert found[2][1]["format"] == "xlsx" and found[2][1]["dialect"] is None
+    assert all(
+        t == "leads" and e.actor.startswith("cli:")
+        for (t, _d), e in zip(found, reversed(trail), strict=True)
+    )

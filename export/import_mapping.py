@@ -1,0 +1,352 @@
+"""Reading an import file: its columns mapped to a lead's fields, each line checked.
+
+A **preset** names the columns another tool's export uses (matched without
+regard to case and spacing); ``--map COLUMN=FIELD`` adds or overrides one.
+The target fields are the lead's attributes, ``email``, ``name`` (a full name,
+split at its first space), ``language``, ``status`` (the source's own
+blocklist or unsubscribe mark) and the three **proof** columns: ``optin_at``
+(when the contact opted in), ``optin_source`` (where) and ``optin_text`` (the
+consent text it agreed to). Consent is imported only when all three are there.
+
+- **leadvault**: our own export's column keys plus the proof columns.
+- **Mautic** (contact export): the field aliases (``firstname``, ``position`` …).
+- **HubSpot** (contacts export): the default property labels (``First Name``,
+  ``Company Name``, ``Unsubscribed from all email`` …).
+- **listmonk** (subscribers export): ``uuid,email,name,attributes,status,
+  created_at,updated_at``; ``blocklisted`` subscribers are refused.
+
+Checks are those of the capture forms (``capture.schemas.text_problem``, the
+same lengths): what an import stores is what a form would accept.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import dataclasses
+import datetime as dt
+import functools
+import io
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+from email_validator import EmailNotValidError, validate_email
+
+from capture.schemas import text_problem
+from capture.service import COMPANY_SIZES
+from leadvault import i18n
+
+ATTRIBUTES = (
+    "first_name",
+    "last_name",
+    "company",
+    "job_title",
+    "phone",
+    "country",
+    "company_size",
+)
+PROOF = ("optin_at", "optin_source", "optin_text")
+FIELDS = ("email", "name", *ATTRIBUTES, "language", "status", *PROOF)
+_MAX = {
+    "first_name": 100,
+    "last_name": 100,
+    "company": 200,
+    "job_title": 150,
+    "phone": 40,
+    "optin_source": 150,
+    "optin_text": 4000,
+}
+# Source states that mean "do not contact": such lines are refused.
+_BLOCKED = {"blocklisted", "blacklisted", "unsubscribed", "true", "yes", "1"}
+
+
+def _key(header: str) -> str:
+    return re.sub(r"[\s_\-]+", " ", header.strip().lower())
+
+
+PRESETS: dict[str, dict[str, str]] = {
+    "leadvault": {
+        **{name: name for name in ("email", *ATTRIBUTES, "language", *PROOF)},
+        "name": "name",
+    },
+    "mautic": {
+        "email": "email",
+        "firstname": "first_name",
+        "lastname": "last_name",
+        "company": "company",
+        "position": "job_title",
+        "phone": "phone",
+        "mobile": "phone",
+        "country": "country",
+        "preferred locale": "language",
+    },
+    "hubspot": {
+        "email": "email",
+        "first name": "first_name",
+        "last name": "last_name",
+        "company name": "company",
+        "job title": "job_title",
+        "phone number": "phone",
+        "mobile phone number": "phone",
+        "country/region": "country",
+        "preferred language": "language",
+        "unsubscribed from all email": "status",
+    },
+    "listmonk": {
+        "email": "email",
+        "name": "name",
+        "status": "status",
+    },
+}
+
+
+class MappingError(Exception):
+    """The file or the mapping cannot be used at all; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnMap:
+    """Which column (index) feeds which field, and what is left unused."""
+
+    preset: str
+    columns: dict[str, int]  # field -> column index
+    ignored: tuple[str, ...]
+
+    def describe(self, header: Sequence[str]) -> list[str]:
+        return [f"{header[index]} -> {field}" for field, index in self.columns.items()]
+
+
+def plan(header: Sequence[str], *, preset: str = "auto", overrides: Mapping[str, str]) -> ColumnMap:
+    """Map the header's columns; MappingError when no email column results."""
+    keys = [_key(h) for h in header]
+    tables = {name: {_key(k): v for k, v in table.items()} for name, table in PRESETS.items()}
+    if preset == "auto":
+        preset = max(tables, key=lambda name: sum(k in tables[name] for k in keys))
+    elif preset not in tables:
+        raise MappingError(f"preset must be one of auto, {', '.join(PRESETS)}")
+    table = tables[preset]
+    for column, field in overrides.items():
+        if field not in FIELDS and field != "-":
+            raise MappingError(f"--map {column}={field}: field must be one of {', '.join(FIELDS)}")
+        if _key(column) not in keys:
+            raise MappingError(f"--map {column}={field}: the file has no column {column!r}")
+    chosen = {_key(column): field for column, field in overrides.items()}
+    columns: dict[str, int] = {}
+    ignored: list[str] = []
+    for index, key in enumerate(keys):
+        field = chosen.get(key, table.get(key))
+        if field is None or field == "-" or field in columns:
+            ignored.append(header[index])
+            continue
+        columns[field] = index
+    if "email" not in columns:
+        raise MappingError(
+            "no email column: name it with --map COLUMN=email "
+            f"(columns: {', '.join(header) or 'none'})"
+        )
+    return ColumnMap(preset, columns, tuple(ignored))
+
+
+# --- reading the file -------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RawLine:
+    number: int  # the physical line the record starts on (1 = header)
+    values: list[str] | None
+    problem: str | None = None
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def check_encoding(encoding: str) -> str:
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise MappingError(f"unknown encoding {encoding!r} (e.g. utf-8, cp1252)") from None
+
+
+def read(source: IO[bytes], *, encoding: str = "utf-8") -> tuple[list[str], Iterator[RawLine]]:
+    """The header and the lines; a line that cannot be read is a RawLine with a problem."""
+    name = check_encoding(encoding)
+    text = io.TextIOWrapper(
+        source,
+        encoding="utf-8-sig" if name == "utf-8" else name,
+        errors="surrogateescape",
+        newline="",
+    )
+    first = text.readline()
+    if not first.strip():
+        raise MappingError("the file is empty (the first line must name the columns)")
+    delimiter = max(";,\t|", key=first.count)
+    header_rows = list(csv.reader([first], delimiter=delimiter))
+    header = [h.strip() for h in header_rows[0]] if header_rows else []
+    if _UNDECODABLE.search(first):
+        raise MappingError(f"the first line is not valid {name}: give --encoding (e.g. cp1252)")
+    reader = csv.reader(text, delimiter=delimiter)
+    return header, _lines(reader, len(header), name)
+
+
+def _lines(reader: Any, width: int, encoding: str) -> Iterator[RawLine]:
+    consumed = 0  # physical lines the reader has taken (the header is line 1)
+    while True:
+        start = consumed + 2
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            consumed = reader.line_num
+            yield RawLine(start, None, f"not readable as CSV ({exc})")
+            continue
+        consumed = reader.line_num
+        if not any(v.strip() for v in values):
+            continue  # blank line
+        if any(_UNDECODABLE.search(v) for v in values):
+            yield RawLine(start, None, f"not valid {encoding}: give --encoding (e.g. cp1252)")
+            continue
+        if len(values) > width and any(v.strip() for v in values[width:]):
+            yield RawLine(start, None, f"{len(values)} values but {width} columns")
+            continue
+        yield RawLine(start, [*values[:width], *[""] * (width - len(values))])
+
+
+# --- one line's values ---------------------------------------------------------------
+
+
+class LineProblem(Exception):
+    """This line is refused; the message (no personal data) says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Proof:
+    opted_in_at: dt.datetime
+    source: str
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Contact:
+    email: str
+    attributes: dict[str, str]
+    language: str | None
+    proof: Proof | None
+    # Why there is no proof although some proof columns were given (for the report).
+    proof_missing: str | None = None
+
+
+@functools.cache
+def _countries() -> dict[str, str]:
+    from babel import Locale
+
+    names: dict[str, str] = {}
+    for lang in i18n.LANGUAGES:
+        for code, name in Locale(lang).territories.items():
+            if len(code) == 2 and code.isalpha():
+                names[name.casefold()] = code
+    return names
+
+
+def _country(value: str) -> str:
+    if len(value) == 2 and value.isalpha():
+        return value.upper()
+    code = _countries().get(value.casefold())
+    if code is None:
+        raise LineProblem("country: not a country name or two-letter code")
+    return code
+
+
+_DATE_FORMATS = ("%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y", "%m/%d/%Y %H:%M", "%m/%d/%Y")
+
+
+def parse_time(value: str, zone: ZoneInfo, now: dt.datetime) -> dt.datetime:
+    """ISO 8601 (what the three tools export) or a German/US date; naive means ``zone``."""
+    raw = value.strip()
+    moment: dt.datetime | None = None
+    try:
+        moment = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        for pattern in _DATE_FORMATS:
+            try:
+                moment = dt.datetime.strptime(raw, pattern)
+                break
+            except ValueError:
+                continue
+    if moment is None:
+        raise LineProblem("optin_at: not a date and time (use e.g. 2024-03-01T09:30:00Z)")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    moment = moment.astimezone(dt.UTC)
+    if moment > now + dt.timedelta(minutes=5):
+        raise LineProblem("optin_at: lies in the future")
+    if moment.year < 1990:
+        raise LineProblem("optin_at: before 1990")
+    return moment
+
+
+def contact(
+    values: Sequence[str], mapping: ColumnMap, *, zone: ZoneInfo, now: dt.datetime
+) -> Contact:
+    """The line's contact, checked like a form submission; LineProblem names a bad value."""
+    got = {field: values[index].strip() for field, index in mapping.columns.items()}
+    status = got.get("status", "").casefold()
+    if status in _BLOCKED:
+        raise LineProblem("blocklisted or unsubscribed in the source: not imported")
+    email = got.get("email", "")
+    if not email:
+        raise LineProblem("email: empty")
+    if len(email) > 254:
+        raise LineProblem("email: longer than 254 characters")
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError:
+        raise LineProblem("email: not a valid address") from None
+    attributes = {name: got[name] for name in ATTRIBUTES if got.get(name)}
+    full = got.get("name", "")
+    if full:
+        first, _, last = full.partition(" ")
+        attributes.setdefault("first_name", first.strip())
+        if last.strip():
+            attributes.setdefault("last_name", last.strip())
+    for name, value in list(attributes.items()):
+        if name == "country":
+            attributes[name] = _country(value)
+            continue
+        if name == "company_size":
+            if value not in COMPANY_SIZES:
+                raise LineProblem(f"company_size: one of {', '.join(COMPANY_SIZES)}")
+            continue
+        _text(name, value)
+    language = got.get("language", "").replace("-", "_").partition("_")[0].lower() or None
+    if language not in i18n.LANGUAGES:
+        language = None
+    proof, missing = _proof(got, zone=zone, now=now)
+    return Contact(email, attributes, language, proof, missing)
+
+
+def _text(name: str, value: str) -> None:
+    limit = _MAX.get(name)
+    if limit is not None and len(value) > limit:
+        raise LineProblem(f"{name}: longer than {limit} characters")
+    problem = text_problem(name, value)
+    if problem is not None:
+        raise LineProblem(f"{name}: {problem}")
+
+
+def _proof(
+    got: Mapping[str, str], *, zone: ZoneInfo, now: dt.datetime
+) -> tuple[Proof | None, str | None]:
+    given = {name: got.get(name, "") for name in PROOF}
+    if not any(given.values()):
+        return None, None
+    absent = [name for name, value in given.items() if not value]
+    if absent:
+        return None, f"no complete proof of consent ({', '.join(absent)} empty)"
+    when = parse_time(given["optin_at"], zone, now)
+    _text("optin_source", given["optin_source"])
+    if len(given["optin_text"]) > _MAX["optin_text"]:
+        raise LineProblem(f"optin_text: longer than {_MAX['optin_text']} characters")
+    return Proof(when, given["optin_source"], given["optin_text"]), None
