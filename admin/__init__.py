@@ -23,6 +23,10 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("ADMIN_HOME_ENDPOINT", "admin_auth.account")
     auth.init_app(app)
     app.register_blueprint(views.bp)
+    # The staff console's pages (issue 12); it sets ADMIN_HOME_ENDPOINT to its home.
+    from admin import console
+
+    console.init_app(app)
     app.register_error_handler(auth.NotSignedIn, _not_signed_in)
     app.register_error_handler(auth.Forbidden, _forbidden)
 

@@ -51,26 +51,34 @@ def colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)][0]
 
 
-def nice_max(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 x 10^k at or above ``value`` (at least 1)."""
-    if value <= 1:
-        return 1.0
-    exponent = math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        candidate = step * 10**exponent
-        if candidate >= value:
-            return float(candidate)
-    return float(10 ** (exponent + 1))  # pragma: no cover - the loop ends at 10
+def nice_scale(value: float) -> tuple[float, float]:
+    """(top, step) of an axis from 0 that shows ``value``: steps of 1, 2 or 5 x 10^k
+    (at least 1, the data are counts), at most about five lines."""
+    if value <= 0:
+        return 4.0, 1.0
+    raw = value / 4
+    exponent = math.floor(math.log10(raw))
+    step = 10.0 ** (exponent + 1)
+    for factor in (1, 2, 5):
+        if factor * 10.0**exponent >= raw:
+            step = factor * 10.0**exponent
+            break
+    step = max(step, 1.0)
+    return math.ceil(value / step - 1e-9) * step, step
 
 
 def _fmt(number: float) -> str:
     return f"{number:.1f}".rstrip("0").rstrip(".")
 
 
-def _open(chart_id: str, title: str, desc: str, height: int = HEIGHT) -> list[str]:
+def _open(
+    chart_id: str, title: str, desc: str, height: int = HEIGHT, role: str = "img"
+) -> list[str]:
+    """The ``<svg>`` with its accessible name and description. A chart with links
+    is a ``group`` (links may not sit inside an ``img``), others an ``img``."""
     return [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{escape(chart_id)}" '
-        f'viewBox="0 0 {WIDTH} {height}" width="100%" role="img" '
+        f'viewBox="0 0 {WIDTH} {height}" width="100%" role="{role}" '
         f'aria-labelledby="{escape(chart_id)}-t {escape(chart_id)}-d" '
         f'font-family="system-ui, sans-serif" font-size="12">',
         f'<title id="{escape(chart_id)}-t">{escape(title)}</title>',
@@ -78,11 +86,12 @@ def _open(chart_id: str, title: str, desc: str, height: int = HEIGHT) -> list[st
     ]
 
 
-def _y_axis(top_value: float, plot_h: int) -> list[str]:
+def _y_axis(top_value: float, step: float, plot_h: int) -> list[str]:
     parts = []
-    for i in range(5):
-        value = top_value * i / 4
-        y = TOP + plot_h - plot_h * i / 4
+    lines = round(top_value / step)
+    for i in range(lines + 1):
+        value = step * i
+        y = TOP + plot_h - plot_h * value / top_value
         parts.append(
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{_fmt(y)}" y2="{_fmt(y)}" '
             f'stroke="{GRID}" stroke-width="1"/>'
@@ -99,8 +108,13 @@ def _x_labels(labels: Sequence[str], xs: Sequence[float], plot_h: int) -> list[s
     shown = set(range(0, len(labels), every)) | {len(labels) - 1}
     if len(labels) - 1 - max(shown - {len(labels) - 1}, default=-every) < every / 2:
         shown.discard(max(shown - {len(labels) - 1}, default=-1))
+    last = len(labels) - 1
+
+    def anchor(i: int) -> str:  # the outermost labels stay inside the picture
+        return "start" if i == 0 and last else "end" if i == last and last else "middle"
+
     return [
-        f'<text x="{_fmt(xs[i])}" y="{TOP + plot_h + 18}" text-anchor="middle" '
+        f'<text x="{_fmt(xs[i])}" y="{TOP + plot_h + 18}" text-anchor="{anchor(i)}" '
         f'fill="{TEXT}">{escape(labels[i])}</text>'
         for i in sorted(shown)
     ]
@@ -111,11 +125,11 @@ def line_chart(
 ) -> Markup:
     """Lines over the same x labels (days …), one colour and dash pattern per series."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    top_value = nice_max(max((v for s in series for v in s.values), default=0))
+    top_value, step = nice_scale(max((v for s in series for v in s.values), default=0))
     n = len(labels)
     xs = [LEFT + (plot_w * i / (n - 1) if n > 1 else plot_w / 2) for i in range(n)]
     parts = _open(chart_id, title, desc)
-    parts += _y_axis(top_value, plot_h)
+    parts += _y_axis(top_value, step, plot_h)
     parts += _x_labels(labels, xs, plot_h)
     for index, one in enumerate(series):
         colour_, dash = PALETTE[index % len(PALETTE)]
@@ -145,12 +159,12 @@ def stacked_bar_chart(
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     n = len(labels)
     totals = [sum(s.values[i] for s in series) for i in range(n)]
-    top_value = nice_max(max(totals, default=0))
+    top_value, step = nice_scale(max(totals, default=0))
     slot = plot_w / max(n, 1)
     bar_w = max(1.0, slot * 0.7)
     xs = [LEFT + slot * i + slot / 2 for i in range(n)]
     parts = _open(chart_id, title, desc)
-    parts += _y_axis(top_value, plot_h)
+    parts += _y_axis(top_value, step, plot_h)
     parts += _x_labels(labels, xs, plot_h)
     for i in range(n):
         base = 0.0
@@ -177,7 +191,8 @@ def funnel_chart(chart_id: str, title: str, desc: str, bars: Sequence[Bar]) -> M
     height = TOP + row * len(bars) + 4
     plot_w = WIDTH - label_w - note_w - RIGHT
     top_value = max((b.value for b in bars), default=0) or 1
-    parts = _open(chart_id, title, desc, height)
+    role = "group" if any(bar.href for bar in bars) else "img"
+    parts = _open(chart_id, title, desc, height, role)
     for i, bar in enumerate(bars):
         y = TOP + row * i
         width = max(2.0, plot_w * bar.value / top_value) if bar.value else 0.0

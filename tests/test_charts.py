@@ -50,13 +50,15 @@ def test_line_chart_is_labelled_and_draws_one_line_per_series():
     assert [line.find(f"{SVG}title").text for line in lines] == ["Footer", "Sidebar"]
     assert lines[0].get("stroke") != lines[1].get("stroke")
     assert lines[0].get("stroke-dasharray") != lines[1].get("stroke-dasharray")
-    # The top of the axis is a round number at or above the maximum (6 -> 10).
+    # The axis goes 0, 2, 4, 6 for a maximum of 6: whole numbers for counts.
     labels = [t.text for t in root.iter(f"{SVG}text")]
-    assert "10" in labels and "0" in labels
-    # The highest point (6 of 10) sits 60 % up the plot.
+    assert [v for v in labels if v.isdigit()] == ["0", "2", "4", "6"]
+    # The highest point (6 of 6) sits at the top of the plot, 2 of 6 a third up.
     ys = [float(p.split(",")[1]) for p in lines[1].get("points").split()]
     plot_h = charts.HEIGHT - charts.TOP - charts.BOTTOM
-    assert ys[1] == pytest.approx(charts.TOP + plot_h * 0.4, abs=0.1)
+    assert ys[1] == pytest.approx(charts.TOP, abs=0.1)
+    ys0 = [float(p.split(",")[1]) for p in lines[0].get("points").split()]
+    assert ys0[1] == pytest.approx(charts.TOP + plot_h * 2 / 3, abs=0.1)
 
 
 def test_long_series_show_a_few_x_labels_only():
@@ -100,6 +102,7 @@ def test_funnel_bars_link_and_scale():
             ],
         )
     )
+    assert root.get("role") == "group"  # links may not sit inside role=img
     links = root.findall(f"{SVG}a")
     assert [a.get("href") for a in links] == [
         "/console/leads?stage=new",
@@ -156,7 +159,17 @@ def test_data_table_has_headers_caption_and_keeps_caller_markup():
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"), [(0, 1), (1, 1), (3, 5), (6, 10), (11, 20), (240, 250), (1001, 2000)]
+    ("value", "expected"),
+    [
+        (0, (4, 1)),
+        (1, (1, 1)),
+        (3, (3, 1)),
+        (6, (6, 2)),
+        (11, (15, 5)),
+        (240, (300, 100)),
+        (1001, (1500, 500)),
+        (0.4, (1, 1)),
+    ],
 )
-def test_nice_max(value, expected):
-    assert charts.nice_max(value) == expected
+def test_nice_scale(value, expected):
+    assert charts.nice_scale(value) == expected

@@ -1,0 +1,287 @@
+"""One lead as the console shows it: timeline, consent, score; personal data on request.
+
+Everything but :func:`personal_data` is pseudonymous (ids, times, forms,
+stages, rule names, numbers). :func:`personal_data` decrypts; the view calls
+it only inside the audited "show" request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from capture import service as capture_service
+from capture.models import Form, Submission
+from consent import ledger
+from consent.models import Consent, ConsentText
+from leadvault import audit, leads
+from leadvault.i18n import N_
+from leadvault.models import Lead, OutboxMessage
+from scoring import rules as rules_module
+from scoring import scores, stages
+from scoring.models import Event, Handoff, LeadScore, Stage, StageChange
+
+NO_VALUE = "\u2013"  # an en dash where there is nothing to say
+TIMELINE_LIMIT = 200  # newest entries of each kind
+# Reasons staff give for a stage change (a list, not free text: no personal data at rest).
+CHANGE_REASONS = {
+    "qualified": N_("Qualified in a conversation"),
+    "deal_won": N_("Deal signed"),
+    "deal_lost": N_("Deal lost"),
+    "no_need": N_("No need"),
+    "no_budget": N_("No budget"),
+    "not_reachable": N_("Not reachable"),
+    "wrong_person": N_("Wrong person"),
+    "fake_data": N_("Fake data"),
+    "duplicate": N_("Duplicate"),
+    "correction": N_("Correcting a mistake"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    at: dt.datetime
+    kind: str  # submission, event, stage, handoff, mail
+    text: str  # message id with %(…)s values
+    values: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsentRow:
+    purpose: str
+    status: str
+    text_version: int | None
+    text_language: str | None
+    requested_at: dt.datetime | None
+    granted_at: dt.datetime | None
+    withdrawn_at: dt.datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    id: uuid.UUID
+    created_at: dt.datetime
+    language: str
+    stage: str
+    stage_changed_at: dt.datetime | None
+    grade: str
+    fit_points: float
+    score: float
+    breakdown: list[tuple[str, float]]
+    suspect: bool
+    flags: list[str]
+    first_form: str | None
+    form_name: str | None
+    utm_source: str | None
+    utm_campaign: str | None
+    next_stages: list[str]
+
+
+def summary(session: Session, lead: Lead) -> Summary:
+    state = session.get(LeadScore, lead.id)
+    rules = rules_module.active(session)
+    explained = scores.explain(session, lead.id, rules)
+    breakdown = sorted(explained.breakdown.items(), key=lambda kv: -abs(kv[1]))
+    stage = state.stage if state else Stage.NEW.value
+    form_name = None
+    if state is not None and state.first_form:
+        form_name = session.scalar(sa.select(Form.name).where(Form.public_id == state.first_form))
+    return Summary(
+        id=lead.id,
+        created_at=lead.created_at,
+        language=lead.language,
+        stage=stage,
+        stage_changed_at=state.stage_changed_at if state else None,
+        grade=state.fit_grade if state else "D",
+        fit_points=state.fit_points if state else 0.0,
+        score=explained.score,
+        breakdown=breakdown,
+        suspect=bool(state and state.suspect),
+        flags=list(state.flags or []) if state else [],
+        first_form=state.first_form if state else None,
+        form_name=form_name,
+        utm_source=state.utm_source if state else None,
+        utm_campaign=state.utm_campaign if state else None,
+        next_stages=sorted(stages.ALLOWED.get(stage, frozenset())),
+    )
+
+
+def timeline(session: Session, lead_id: uuid.UUID) -> list[Item]:
+    """Submissions, events, stage changes, handoffs and mails, newest first."""
+    items: list[Item] = []
+    forms = dict(list(session.execute(sa.select(Form.id, Form.name))))
+    for sub in session.scalars(
+        sa.select(Submission)
+        .where(Submission.lead_id == lead_id)
+        .order_by(Submission.created_at.desc())
+        .limit(TIMELINE_LIMIT)
+    ):
+        items.append(
+            Item(
+                sub.created_at,
+                "submission",
+                N_("Sent the form %(form)s (source: %(source)s)"),
+                {"form": forms.get(sub.form_id, "?"), "source": sub.utm_source or NO_VALUE},
+            )
+        )
+    for event in session.scalars(
+        sa.select(Event)
+        .where(Event.lead_id == lead_id)
+        .order_by(Event.occurred_at.desc())
+        .limit(TIMELINE_LIMIT)
+    ):
+        points = sum(event.awards.values()) if event.awards else 0
+        items.append(
+            Item(
+                event.occurred_at,
+                "event",
+                N_("Event %(type)s (%(points)s points)"),
+                {"type": event.type, "points": round(points, 1)},
+            )
+        )
+    for change in session.scalars(
+        sa.select(StageChange)
+        .where(StageChange.lead_id == lead_id)
+        .order_by(StageChange.at.desc())
+        .limit(TIMELINE_LIMIT)
+    ):
+        items.append(
+            Item(
+                change.at,
+                "stage",
+                N_("Stage %(from)s → %(to)s (%(cause)s)"),
+                {
+                    "from": change.from_stage or NO_VALUE,
+                    "to": change.to_stage,
+                    "cause": change.cause,
+                },
+            )
+        )
+    for handoff in session.scalars(
+        sa.select(Handoff)
+        .where(Handoff.lead_id == lead_id)
+        .order_by(Handoff.offered_at.desc())
+        .limit(TIMELINE_LIMIT)
+    ):
+        items.append(
+            Item(
+                handoff.offered_at,
+                "handoff",
+                N_("Handed to sales (%(rule)s): %(status)s"),
+                {
+                    "rule": handoff.routing_rule,
+                    "status": handoff.status
+                    + (f", {handoff.reject_reason}" if handoff.reject_reason else ""),
+                },
+            )
+        )
+    for mail in session.scalars(
+        sa.select(OutboxMessage)
+        .where(OutboxMessage.lead_id == lead_id)
+        .order_by(OutboxMessage.created_at.desc())
+        .limit(TIMELINE_LIMIT)
+    ):
+        items.append(
+            Item(
+                mail.created_at,
+                "mail",
+                N_("Mail %(template)s: %(status)s"),
+                {"template": mail.template, "status": mail.status},
+            )
+        )
+    return sorted(items, key=lambda item: item.at, reverse=True)
+
+
+def consent_rows(session: Session, lead_id: uuid.UUID) -> list[ConsentRow]:
+    rows = session.execute(
+        sa.select(Consent, ConsentText.version, ConsentText.language)
+        .outerjoin(ConsentText, ConsentText.id == Consent.text_id)
+        .where(Consent.lead_id == lead_id)
+        .order_by(Consent.purpose)
+    ).all()
+    return [
+        ConsentRow(
+            c.purpose,
+            c.status,
+            version,
+            language,
+            c.requested_at,
+            c.granted_at,
+            c.withdrawn_at,
+        )
+        for c, version, language in rows
+    ]
+
+
+def proof(session: Session, lead_id: uuid.UUID) -> list[Any]:
+    """The lead's consent ledger entries (the proof an authority asks for)."""
+    return ledger.history(session, str(lead_id))
+
+
+@dataclasses.dataclass(frozen=True)
+class PersonalData:
+    email: str
+    attributes: dict[str, str]
+    submissions: list[tuple[dt.datetime, dict[str, str]]]
+    fit_rules: list[tuple[str, float]]  # the fit rules that matched, with their points
+
+
+def personal_data(session: Session, lead: Lead) -> PersonalData:
+    """Decrypted: call only inside the audited request (:func:`reveal`)."""
+    attributes = leads.attributes_of(session, lead)
+    subs = [
+        (sub.created_at, capture_service.read_submission(session, sub))
+        for sub in capture_service.submissions_of(session, lead.id)[-20:]
+    ]
+    from scoring import enrichment
+
+    state = session.get(LeadScore, lead.id)
+    rules = rules_module.active(session)
+    _points, _grade, matched = enrichment.fit_of(
+        rules, attributes, list(state.flags or []) if state else [], bool(state and state.suspect)
+    )
+    return PersonalData(leads.email_of(session, lead), attributes, subs, list(matched))
+
+
+def reveal(session: Session, lead: Lead, *, actor: str, ip: str | None) -> PersonalData:
+    """The lead's personal data, recorded in the audit trail as one view."""
+    audit.record(
+        session,
+        actor=actor,
+        action=audit.Action.LEAD_REVEALED,
+        object_type="lead",
+        object_id=str(lead.id),
+        detail={"via": "console"},
+        ip=ip,
+    )
+    return personal_data(session, lead)
+
+
+class StageChangeError(ValueError):
+    """A stage change the lifecycle or the form does not allow (message id)."""
+
+
+def change_stage(
+    session: Session, lead: Lead, to: str, reason: str, *, actor: str, ip: str | None
+) -> None:
+    if reason not in CHANGE_REASONS:
+        raise StageChangeError(N_("Please choose a reason."))
+    state = stages.state_of(session, lead.id, for_update=True)
+    if to not in stages.ALLOWED.get(state.stage, frozenset()):
+        raise StageChangeError(N_("A lead in this stage cannot move to that stage."))
+    before = state.stage
+    stages.transition(session, state, to, cause_kind="person", cause=f"{actor}: {reason}")
+    audit.record(
+        session,
+        actor=actor,
+        action=audit.Action.LEAD_STAGE_CHANGED,
+        object_type="lead",
+        object_id=str(lead.id),
+        detail={"from": before, "to": to, "reason": reason},
+        ip=ip,
+    )

@@ -1,0 +1,27 @@
+"""The console's navigation: each entry shows only to roles that may open it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from admin.permissions import Permission
+from leadvault.i18n import N_
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    endpoint: str
+    label: str  # message id
+    permission: Permission
+    section: str  # marks the current entry (aria-current)
+
+
+NAV: tuple[Entry, ...] = (
+    Entry("console.dashboard", N_("Dashboard"), Permission.REPORTS_READ, "dashboard"),
+    Entry("console.leads", N_("Leads"), Permission.LEADS_READ_ASSIGNED, "leads"),
+)
+
+
+def entries(can: object) -> list[Entry]:
+    """The entries the current account may open (``can`` is ``admin.auth.can``)."""
+    return [entry for entry in NAV if can(entry.permission)]  # type: ignore[operator]

@@ -1,0 +1,18 @@
+// Leadvault console: small progressive enhancements. Every page works without this file.
+"use strict";
+document.addEventListener("click", function (event) {
+  // Copy buttons: <button data-copy="id-of-element">.
+  var button = event.target.closest ? event.target.closest("button[data-copy]") : null;
+  if (!button) return;
+  event.preventDefault();
+  var source = document.getElementById(button.getAttribute("data-copy"));
+  if (!source || !navigator.clipboard) return;
+  navigator.clipboard.writeText(source.value || source.textContent).then(function () {
+    var done = button.getAttribute("data-copied");
+    if (done) {
+      var label = button.textContent;
+      button.textContent = done;
+      setTimeout(function () { button.textContent = label; }, 2000);
+    }
+  });
+});

@@ -1,0 +1,274 @@
+"""The console's pages (thin: reports, queries and presentation live beside this file)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from admin import auth, reports
+from admin.console import dashboard as dashboard_module
+from admin.console import lead_detail, nav, queries
+from admin.permissions import Permission
+from leadvault import db, i18n
+from leadvault.i18n import N_
+from leadvault.models import Lead
+from leadvault.web import error_response
+
+bp = Blueprint(
+    "console",
+    __name__,
+    url_prefix="/console",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+LANGUAGE_COOKIE = "lv_console_lang"
+# Scripts and styles from Leadvault only; nothing inline, nothing from elsewhere.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; connect-src 'self'"
+)
+
+
+@bp.before_request
+def _language() -> None:
+    chosen = request.args.get("lang") or request.cookies.get(LANGUAGE_COOKIE)
+    if i18n.supported(chosen):
+        i18n.set_language(chosen or "")
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CSP
+    # Pages may show personal data: never stored by a browser or a proxy.
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+@bp.context_processor
+def _context() -> dict[str, Any]:
+    user = auth.current_user() if request.endpoint != "console.static" else None
+    return {
+        "nav_entries": nav.entries(auth.can) if user is not None else [],
+        "staff_user": user,
+        "can": auth.can,
+        "P": Permission,
+        "languages": i18n.LANGUAGES,
+        "stage_label": dashboard_module.stage_label,
+    }
+
+
+def page(template: str, status: int = 200, /, **context: Any) -> Response:
+    return make_response(render_template(template, **context), status)
+
+
+@bp.get("/")
+def home() -> Response:
+    """The first page the account may open."""
+    user = auth.current_user()
+    if user is None:
+        raise auth.NotSignedIn
+    for entry in nav.entries(auth.can):
+        return redirect(url_for(entry.endpoint))
+    raise auth.Forbidden(Permission.REPORTS_READ)
+
+
+@bp.post("/language")
+def language() -> Response:
+    """Remember the console language in a cookie (not a change of any record)."""
+    auth.current_user()  # keeps the sign-in cookie fresh
+    chosen = i18n.supported(request.form.get("lang"))
+    if chosen is None:
+        return _error(400, N_("There is no such language."))
+    target = _same_site(request.form.get("next")) or url_for("console.home")
+    response = redirect(target)
+    response.set_cookie(
+        LANGUAGE_COOKIE,
+        chosen,
+        max_age=365 * 86400,
+        httponly=True,
+        samesite="Lax",
+        secure=request.is_secure,
+        path="/",
+    )
+    return response
+
+
+def _same_site(target: str | None) -> str | None:
+    """A path on this site only (no scheme, no host, no protocol-relative //)."""
+    if not target or len(target) > 2000 or not target.startswith("/") or target.startswith("//"):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or "\\" in target:
+        return None
+    return target
+
+
+def _error(status: int, message: str) -> Response:
+    body, code = error_response(status, message)
+    return make_response(body, code)
+
+
+# --- dashboard ----------------------------------------------------------------------------
+
+
+@bp.get("/dashboard")
+@auth.require(Permission.REPORTS_READ)
+def dashboard() -> Response:
+    raw_days = request.args.get("days", "30")
+    if raw_days not in {str(d) for d in reports.PERIODS}:
+        return _error(400, N_("The dashboard covers the last 30 or 90 days."))
+    from leadvault.app import runtime
+
+    may_list = auth.can(Permission.LEADS_READ)
+
+    def link(**args: str) -> str | None:
+        return url_for("console.leads", **args) if may_list else None
+
+    board = dashboard_module.build(
+        db.session(),
+        days=int(raw_days),
+        zone=runtime(current_app).settings.zone,
+        link=link,
+    )
+    return page("console/dashboard.html", section="dashboard", board=board)
+
+
+# --- leads --------------------------------------------------------------------------------
+
+
+def _sales_scope() -> tuple[int | None, bool]:
+    """(salesperson id, whether the account sees only leads handed to it)."""
+    user = auth.current_user()
+    sales_only = not auth.can(Permission.LEADS_READ)
+    return (getattr(user, "salesperson_id", None), sales_only)
+
+
+@bp.get("/leads")
+@auth.require(Permission.LEADS_READ_ASSIGNED)
+def leads() -> Response:
+    try:
+        filters = queries.parse_filters(request.args)
+    except queries.FilterError as exc:
+        return _error(400, str(exc))
+    salesperson_id, sales_only = _sales_scope()
+    session = db.session()
+    result = queries.page(session, filters, salesperson_id=salesperson_id, sales_only=sales_only)
+    return page(
+        "console/leads.html",
+        section="leads",
+        filters=filters,
+        result=result,
+        forms=queries.forms(session),
+        form_names=dict(queries.forms(session)),
+        stages=queries.STAGES,
+        grades=queries.GRADES,
+        sales_only=sales_only,
+        not_found=g.get("console_not_found", False),
+    )
+
+
+@bp.post("/leads/find")
+@auth.require(Permission.LEADS_READ_ASSIGNED)
+def find_lead() -> Response:
+    """Exact search by address (blind index), by POST: an address never goes in a URL."""
+    from leadvault import leads as core_leads
+
+    email = (request.form.get("email") or "").strip()
+    if not email or len(email) > 320:
+        g.console_not_found = True
+        return _not_found_list()
+    lead = core_leads.find_by_email(db.session(), email)
+    if lead is not None:
+        salesperson_id, sales_only = _sales_scope()
+        if queries.visible_to(
+            db.session(), lead.id, salesperson_id=salesperson_id, sales_only=sales_only
+        ):
+            return redirect(url_for("console.lead", lead_id=lead.id))
+    g.console_not_found = True
+    return _not_found_list()
+
+
+def _not_found_list() -> Response:
+    response = leads()
+    response.status_code = 404
+    return response
+
+
+# --- one lead -----------------------------------------------------------------------------
+
+
+def _lead_or_404(lead_id: uuid.UUID) -> Lead:
+    from leadvault import leads as core_leads
+
+    lead = core_leads.get(db.session(), lead_id)
+    salesperson_id, sales_only = _sales_scope()
+    if lead is None or not queries.visible_to(
+        db.session(), lead.id, salesperson_id=salesperson_id, sales_only=sales_only
+    ):
+        abort(404)
+    return lead
+
+
+def _lead_page(lead: Lead, status: int = 200, **extra: Any) -> Response:
+    session = db.session()
+    return page(
+        "console/lead.html",
+        status,
+        section="leads",
+        lead=lead_detail.summary(session, lead),
+        timeline=lead_detail.timeline(session, lead.id),
+        consents=lead_detail.consent_rows(session, lead.id),
+        reasons=lead_detail.CHANGE_REASONS,
+        may_reveal=auth.can(Permission.LEADS_REVEAL_ASSIGNED),
+        may_change=auth.can(Permission.LEADS_WRITE_ASSIGNED),
+        **extra,
+    )
+
+
+@bp.get("/leads/<uuid:lead_id>")
+@auth.require(Permission.LEADS_READ_ASSIGNED)
+def lead(lead_id: uuid.UUID) -> Response:
+    return _lead_page(_lead_or_404(lead_id))
+
+
+@bp.post("/leads/<uuid:lead_id>/reveal")
+@auth.require(Permission.LEADS_REVEAL_ASSIGNED)
+def reveal(lead_id: uuid.UUID) -> Response:
+    """Personal data: shown in the answer to this POST only, and recorded in the audit trail."""
+    found = _lead_or_404(lead_id)
+    data = lead_detail.reveal(db.session(), found, actor=auth.current_actor(), ip=auth.client_ip())
+    return _lead_page(found, personal=data)
+
+
+@bp.post("/leads/<uuid:lead_id>/stage")
+@auth.require(Permission.LEADS_WRITE_ASSIGNED)
+def change_stage(lead_id: uuid.UUID) -> Response:
+    found = _lead_or_404(lead_id)
+    try:
+        lead_detail.change_stage(
+            db.session(),
+            found,
+            (request.form.get("to") or "")[:16],
+            (request.form.get("reason") or "")[:40],
+            actor=auth.current_actor(),
+            ip=auth.client_ip(),
+        )
+    except lead_detail.StageChangeError as exc:
+        return _lead_page(found, 422, stage_error=str(exc))
+    return redirect(url_for("console.lead", lead_id=found.id, changed="1"))
