@@ -123,6 +123,7 @@ def render_form_page(
     *,
     values: dict[str, Any] | None = None,
     errors: dict[str, str] | None = None,
+    notice: str | None = None,
     status: int = 200,
 ) -> Response:
     session = db.session()
@@ -135,6 +136,7 @@ def render_form_page(
         challenge=bots.pow_challenge(session) if form.proof_of_work else None,
         values=values or {},
         errors=errors or {},
+        notice=notice,
         company_sizes=service.COMPANY_SIZES,
     )
     response = make_response(body, status)
@@ -203,7 +205,17 @@ def _read_body() -> tuple[dict[str, Any], bool]:
     return None
 
 
-def _reply(form: Form, lang: str, as_json: bool) -> Response:
+def _back_link(form: Form, raw: dict[str, Any]) -> tuple[str, str] | None:
+    """(URL, host) of the page the visitor came from, when it is on an allowed origin."""
+    for candidate in (raw.get("page_url"), request.referrer):
+        if isinstance(candidate, str) and candidate:
+            parts = service.page_on_owner_site(form, candidate)
+            if parts is not None:
+                return parts.geturl(), parts.hostname or ""
+    return None
+
+
+def _reply(form: Form, lang: str, as_json: bool, raw: dict[str, Any] | None = None) -> Response:
     """The reply every accepted (or silently dropped) submission gets."""
     thanks = (form.thank_you or {}).get(lang) or i18n.translate(
         lang, "Thank you! Please check your inbox and confirm your email address."
@@ -215,7 +227,15 @@ def _reply(form: Form, lang: str, as_json: bool) -> Response:
         return _cors(jsonify(body), form)
     if form.redirect_url:
         return redirect(form.redirect_url, 303)
-    response = make_response(render_template("capture/thanks.html", message=thanks))
+    back = _back_link(form, raw or {})
+    response = make_response(
+        render_template(
+            "capture/thanks.html",
+            message=thanks,
+            back_url=back[0] if back else None,
+            back_host=back[1] if back else None,
+        )
+    )
     response.headers["Content-Security-Policy"] = _frame_csp(form, script=False)
     return response
 
@@ -241,12 +261,10 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
         # A plain HTML form on the host page (no JavaScript, so no render token):
         # show the filled-in hosted form once more; its second send is verified.
         values = {k: v for k, v in raw.items() if isinstance(v, str | list) and k != "website"}
-        notice = {
-            "render_token": i18n.translate(
-                lang, "Please check your details and send the form once more."
-            )
-        }
-        return render_form_page(form, lang, values=values, errors=notice, status=200)
+        notice = i18n.translate(
+            lang, "One more step: please check your details and send the form once more."
+        )
+        return render_form_page(form, lang, values=values, notice=notice, status=200)
     if verdict == bots.Verdict.EXPIRED:
         errors = {
             "render_token": i18n.translate(
@@ -256,14 +274,14 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
         return _invalid(form, lang, raw, errors, as_json)
     if verdict != bots.Verdict.HUMAN:
         bots.record_bot(session, form, verdict)
-        return _reply(form, lang, as_json)
+        return _reply(form, lang, as_json, raw)
 
     valid, errors = schemas.validate_submission(
         form, raw, lang, check_deliverability=settings.email_check_deliverability
     )
     if valid is None:
         return _invalid(form, lang, raw, errors, as_json)
-    reply = _reply(form, lang, as_json)
+    reply = _reply(form, lang, as_json, raw)
     # The INSERTs come last: on SQLite the first takes the write lock until the commit.
     # A render token or ALTCHA solution is accepted once; a replay gets the bot reply.
     if not bots.spend(session, judgement):

@@ -13,13 +13,13 @@ from email.utils import parseaddr
 from typing import Any
 
 import sqlalchemy as sa
-from flask import render_template
 from sqlalchemy.orm import Session
 
 from consent import ledger, service
 from consent.ledger import RequestMeta
 from consent.models import ConsentText, Purpose
 from leadvault import clock, i18n, inbox, leads, links, mail, outbox, signals
+from leadvault.branding import mail_parts
 from leadvault.crypto import TokenExpired, TokenInvalid, payload_id, random_token
 from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.mail import MailContent
@@ -111,8 +111,7 @@ def _send_welcome(session: Session, *, lead_id: uuid.UUID, purpose: str, **_: An
         purpose,
         template="welcome",
         subject=i18n.translate(lang, "Welcome to our newsletter"),
-        text=render_template("consent/mail/welcome.txt", **context),
-        html=render_template("consent/mail/welcome.html", **context),
+        **mail_parts("consent/mail/welcome", context),
     )
 
 
@@ -156,8 +155,7 @@ def request_manage_link(session: Session, email: str, lang: str) -> None:
     content = MailContent(
         to=leads.email_of(session, lead),
         subject=i18n.translate(lang, "Your link to manage your data"),
-        text=render_template("consent/mail/manage.txt", **context),
-        html=render_template("consent/mail/manage.html", **context),
+        **mail_parts("consent/mail/manage", context),
         language=lang,
     )
     outbox.enqueue_mail(session, content, template="manage", lead=lead)

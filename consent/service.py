@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
-from flask import render_template
 from sqlalchemy.orm import Session
 
 from consent import ledger
@@ -26,6 +25,7 @@ from consent.models import (
     Suppression,
 )
 from leadvault import batch, clock, i18n, leads, outbox, signals
+from leadvault.branding import mail_parts
 from leadvault.crypto import TokenExpired, payload_id, sha256_hex
 from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.mail import MailContent
@@ -293,8 +293,7 @@ def _queue_optin_mail(
     content = MailContent(
         to=leads.email_of(session, lead),
         subject=subject,
-        text=render_template(f"{template}.txt", **context),
-        html=render_template(f"{template}.html", **context),
+        **mail_parts(template, context),
         language=lang,
     )
     # Transactional: no purpose (withdrawal must not cancel it) and no unsubscribe header.

@@ -346,9 +346,8 @@ def _apply(
 
 def notify_disabled(session: Session, endpoint: WebhookEndpoint) -> None:
     """Mail the configured address (staff accounts will name the endpoint's owner)."""
-    from flask import render_template
-
     from leadvault import i18n, outbox
+    from leadvault.branding import mail_parts
     from leadvault.db import mail_context
     from leadvault.mail import MailContent
 
@@ -371,8 +370,7 @@ def notify_disabled(session: Session, endpoint: WebhookEndpoint) -> None:
     content = MailContent(
         to=to,
         subject=i18n.translate(lang, "Webhook endpoint %(id)s was disabled", id=endpoint.id),
-        text=render_template("export/mail/webhook_disabled.txt", **context),
-        html=render_template("export/mail/webhook_disabled.html", **context),
+        **mail_parts("export/mail/webhook_disabled", context),
         language=lang,
     )
     outbox.enqueue_mail(session, content, template="webhook_disabled", lead=None)

@@ -289,8 +289,27 @@ def check() -> None:
         except DeliveryError as exc:
             ok = False
             click.echo(f"mail         SMTP {settings.smtp.describe()}: {exc}")
+    _check_branding(settings)
     if not ok:
         raise SystemExit(1)
+
+
+def _check_branding(settings: Settings) -> None:
+    """Branding lines; warnings for what leads would miss (on a production base URL,
+    a missing imprint, privacy policy or real sender also holds marketing mail)."""
+    from leadvault import branding
+
+    logo = settings.brand_logo or "none"
+    click.echo(f"brand        {settings.brand_name or '(no company name)'}, logo {logo}")
+    click.echo(f"sender       {settings.mail_from} (reply-to {settings.mail_reply_to or 'none'})")
+    production = branding.is_production(settings)
+    for gap in branding.gaps(settings):
+        if production:
+            click.echo(f"WARNING      {gap}: marketing mail is held until it is set")
+        else:
+            click.echo(f"warning      {gap} (before going live)")
+    for note in branding.advice(settings):
+        click.echo(f"{'WARNING' if production else 'warning':<13}{note}")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -278,12 +278,17 @@ def vault_of(session: Session) -> Vault:
 
 def mail_context(session: Session, lang: str, **extra: Any) -> dict[str, Any]:
     """Template context for a mail in ``lang`` (see ``i18n.template_context``)."""
-    from leadvault import i18n
+    from leadvault import branding, i18n
 
     settings = settings_of(session)
     # is_mail: the `defuse` filter breaks links in what a lead typed (clients autolink).
     return i18n.template_context(
-        lang, settings.imprint_url, settings.privacy_url, is_mail=True, **extra
+        lang,
+        settings.imprint_url,
+        settings.privacy_url,
+        is_mail=True,
+        brand=branding.brand_of(settings),
+        **extra,
     )
 
 

@@ -24,7 +24,7 @@ from email.utils import make_msgid
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadvault import addresses, clock, leads, leases
+from leadvault import addresses, branding, clock, leads, leases
 from leadvault.crypto import DataKey, DecryptionError, WrappedKey
 from leadvault.db import read_only, settings_of, unit_of_work, vault_of
 from leadvault.mail import DeliveryError, MailContent, Sender, build_message
@@ -167,7 +167,12 @@ def claim(session: Session, *, worker_id: str, limit: int) -> list[int]:
 class _Claimed:
     id: int
     template: str
-    message: Message | None  # None: its content cannot be opened
+    message: Message | None  # None: its content cannot be opened (or it is held)
+    held: str | None = None  # why a marketing mail waits (branding.marketing_blocked)
+
+
+# A held marketing mail is looked at again after this long.
+MARKETING_HOLD_SECONDS = 900.0
 
 
 _UNREADABLE = DeliveryError("payload cannot be decrypted", permanent=True)
@@ -187,7 +192,11 @@ def _prepare(session: Session, ids: list[int]) -> list[_Claimed]:
         if lead_ids
         else {}
     )
-    mail_from = settings_of(session).mail_from
+    settings = settings_of(session)
+    mail_from = settings.mail_from
+    # Marketing mail (it carries List-Unsubscribe) waits, uncounted, while a production
+    # instance lacks imprint, privacy policy or a real sender.
+    held = "; ".join(branding.gaps(settings)) if branding.marketing_blocked(settings) else None
     claimed = []
     for row in rows:
         try:
@@ -202,7 +211,10 @@ def _prepare(session: Session, ids: list[int]) -> list[_Claimed]:
             log.error("outbox=%s cannot be decrypted; marked failed", row.id)
             claimed.append(_Claimed(row.id, row.template, None))
             continue
-        message = build_message(content, mail_from=mail_from)
+        if held and "List-Unsubscribe" in content.headers:
+            claimed.append(_Claimed(row.id, row.template, None, held=held))
+            continue
+        message = build_message(content, mail_from=mail_from, reply_to=settings.mail_reply_to)
         if row.message_id:
             message.replace_header("Message-ID", row.message_id)
         claimed.append(_Claimed(row.id, row.template, message))
@@ -241,7 +253,14 @@ def _record(
         for claimed, error in results:
             row = rows.get(claimed.id)
             if row is None:
-                sent += error is None
+                sent += error is None and claimed.held is None
+                continue
+            if claimed.held is not None:
+                row.status = OutboxStatus.PENDING
+                row.locked_by = row.locked_until = None
+                row.next_attempt_at = now + dt.timedelta(seconds=MARKETING_HOLD_SECONDS)
+                row.last_error = f"held: {claimed.held}"
+                log.warning("marketing mail outbox=%s held: branding incomplete", row.id)
                 continue
             # False when our lease ran out mid-send and another worker re-claimed
             # (or already sent) the row.
@@ -308,6 +327,9 @@ def deliver_due(
             left = len(claimed) - done
             log.warning("lease nearly over: %s mails left for the next claim", left)
             break
+        if item.held is not None:
+            results.append((item, None))
+            continue
         try:
             if item.message is None:
                 raise _UNREADABLE

@@ -129,6 +129,18 @@ class Settings:
     admin_login_limit_account: str
     admin_set_password_hours: int
     api_token_max_days: int
+    brand_name: str | None = None
+    brand_logo: Path | None = None
+    brand_logo_in_mails: bool = False
+    brand_accent_color: str = "#0b5cad"
+    brand_text_color: str = "#1d1d1f"
+    brand_font: str = "system-ui, sans-serif"
+    brand_website_url: str | None = None
+    brand_postal_address: str | None = None
+    mail_reply_to: str | None = None
+    # False while IMPRINT_URL / PRIVACY_URL fall back to the placeholder pages.
+    imprint_configured: bool = True
+    privacy_configured: bool = True
 
     @property
     def zone(self) -> ZoneInfo:
@@ -320,6 +332,81 @@ def _address(raw: str) -> str:
     return raw
 
 
+_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+
+
+def _color(raw: str) -> str:
+    value = raw.strip()
+    if not _COLOR.match(value):
+        raise ValueError(f"expected a colour such as #0b5cad, got {raw!r}")
+    if len(value) == 4:
+        value = "#" + "".join(c * 2 for c in value[1:])
+    return value.lower()
+
+
+def _text_color(raw: str) -> str:
+    from leadvault.colors import contrast
+
+    value = _color(raw)
+    ratio = contrast(value, "#ffffff")
+    if ratio < 4.5:
+        raise ValueError(
+            f"{value} on white has a contrast of {ratio:.1f}:1; text needs at least 4.5:1 "
+            "(WCAG AA); choose a darker colour"
+        )
+    return value
+
+
+# Font names, commas, spaces, quotes and hyphens: nothing that ends a CSS declaration.
+_FONT = re.compile(r"^[A-Za-z0-9 ,'\"\-]{1,200}$")
+
+
+def _font(raw: str) -> str:
+    value = " ".join(raw.split())
+    if not _FONT.match(value):
+        raise ValueError(
+            "expected a font stack such as 'Inter, Helvetica, Arial, sans-serif' "
+            f"(letters, digits, spaces, commas, quotes), got {raw!r}"
+        )
+    return value
+
+
+_LOGO_TYPES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg"}
+_LOGO_MAX_BYTES = 512 * 1024
+
+
+def _logo(raw: str) -> Path:
+    path = Path(raw).expanduser().resolve()
+    if path.suffix.lower() not in _LOGO_TYPES:
+        raise ValueError(f"expected a .png, .jpg, .gif, .webp or .svg file, got {raw!r}")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    if not path.is_file() or size == 0 or size > _LOGO_MAX_BYTES:
+        raise ValueError(f"{path} must be a file of 1 byte to {_LOGO_MAX_BYTES // 1024} KiB")
+    return path
+
+
+def _one_line(maximum: int) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = " ".join(raw.split())
+        if not value or len(value) > maximum or any(ord(c) < 32 for c in value):
+            raise ValueError(f"expected one line of at most {maximum} characters")
+        return value
+
+    return parse
+
+
+def _postal_address(raw: str) -> str:
+    """Lines separated by ``;`` or new lines, e.g. ``Beispiel GmbH; Hauptstr. 1; 10115 Berlin``."""
+    lines = [" ".join(part.split()) for part in re.split(r"[;\n]", raw)]
+    lines = [line for line in lines if line]
+    if not lines or len(lines) > 6 or any(len(line) > 100 for line in lines):
+        raise ValueError("expected 1 to 6 lines (separated by ';') of at most 100 characters")
+    return "\n".join(lines)
+
+
 def _unconfirmed_days(raw: str) -> int:
     value = _int(1)(raw)
     if value > 14:
@@ -428,6 +515,40 @@ KEYS: tuple[_Key, ...] = (
     _Key("FORM_MAX_AGE_HOURS", _int(1), "24", doc="Render tokens older than this are refused"),
     _Key("RATE_LIMIT_IP", _rate, "30/minute", doc="Submissions per IP address"),
     _Key("RATE_LIMIT_EMAIL", _rate, "5/hour", doc="Submissions per email address"),
+    _Key("MAIL_REPLY_TO", _address, None, doc="Reply-To of mails (unset: none)"),
+    _Key("BRAND_NAME", _one_line(80), None, doc="Company name on every page and mail"),
+    _Key(
+        "BRAND_LOGO",
+        _logo,
+        None,
+        doc="Logo file (.png, .jpg, .gif, .webp, .svg; up to 512 KiB), served by Leadvault",
+    ),
+    _Key(
+        "BRAND_LOGO_IN_MAILS",
+        _bool,
+        "false",
+        doc="Show the logo in mails too (an image costs short mails up to 2.2 SpamAssassin points)",
+    ),
+    _Key("BRAND_ACCENT_COLOR", _color, "#0b5cad", doc="Buttons and links, e.g. #0b5cad"),
+    _Key(
+        "BRAND_TEXT_COLOR",
+        _text_color,
+        "#1d1d1f",
+        doc="Body text; needs a 4.5:1 contrast on white",
+    ),
+    _Key(
+        "BRAND_FONT",
+        _font,
+        'system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif',
+        doc="CSS font stack of pages and mails",
+    ),
+    _Key("BRAND_WEBSITE_URL", _http_url, None, doc="The company's website, linked from the logo"),
+    _Key(
+        "BRAND_POSTAL_ADDRESS",
+        _postal_address,
+        None,
+        doc="Postal address in the mail footer, lines separated by ';'",
+    ),
     _Key("IMPRINT_URL", _http_url, None, doc="Imprint, linked in every mail and page"),
     _Key("PRIVACY_URL", _http_url, None, doc="Privacy policy, linked in every mail and page"),
     _Key("WORKER_POLL_SECONDS", _float(0.05), "2", doc="Worker's idle poll interval"),
@@ -602,6 +723,8 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings
     if values["database_url"] is None:
         values["database_url"] = f"sqlite:///{instance / 'leadvault.db'}"
     # Until the operator names their own pages, placeholders say what to configure.
+    values["imprint_configured"] = values["imprint_url"] is not None
+    values["privacy_configured"] = values["privacy_url"] is not None
     values["imprint_url"] = values["imprint_url"] or f"{values['base_url']}/imprint"
     values["privacy_url"] = values["privacy_url"] or f"{values['base_url']}/privacy"
     keyring = values["keyring"]

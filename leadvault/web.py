@@ -15,6 +15,7 @@ from flask import (
     Flask,
     Request,
     Response,
+    abort,
     current_app,
     g,
     has_request_context,
@@ -22,6 +23,7 @@ from flask import (
     make_response,
     render_template,
     request,
+    send_file,
 )
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_limiter import Limiter
@@ -32,7 +34,7 @@ from limits import parse_many
 from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from leadvault import db, i18n, ratelimit_storage, untrusted
+from leadvault import branding, db, i18n, ratelimit_storage, untrusted
 from leadvault.i18n import N_
 
 log = logging.getLogger("leadvault.web")
@@ -103,9 +105,45 @@ def index() -> str:
 @bp.get("/imprint")
 @bp.get("/privacy")
 def placeholder() -> tuple[str, int]:
-    """Shown until LEADVAULT_IMPRINT_URL / LEADVAULT_PRIVACY_URL name the operator's pages."""
-    setting = "LEADVAULT_IMPRINT_URL" if request.path == "/imprint" else "LEADVAULT_PRIVACY_URL"
-    return render_template("leadvault/placeholder.html", setting=setting), 404
+    """Shown until LEADVAULT_IMPRINT_URL / LEADVAULT_PRIVACY_URL name the operator's pages
+    (``leadvault check`` tells the operator; the visitor is not told about settings)."""
+    imprint = request.path == "/imprint"
+    return render_template("leadvault/placeholder.html", imprint=imprint), 404
+
+
+def _settings() -> Any:
+    from leadvault.app import runtime
+
+    return runtime(current_app).settings
+
+
+@bp.get("/brand.css")
+def brand_css() -> Response:
+    """The brand's colours and font (pages may not carry inline style under the CSP)."""
+    response = make_response(branding.stylesheet(_settings()))
+    response.mimetype = "text/css"
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
+@bp.get("/brand/logo")
+def brand_logo() -> Response:
+    """The operator's logo file, for pages and mails (no cookies, no tokens: nothing tracks)."""
+    settings = _settings()
+    if settings.brand_logo is None:
+        abort(404)
+    response = send_file(
+        settings.brand_logo,
+        mimetype=branding.logo_mimetype(settings),
+        max_age=86400,
+        conditional=True,
+    )
+    # An SVG opened on its own runs nothing and loads nothing.
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+    )
+    response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+    return response
 
 
 @functools.cache
@@ -345,7 +383,14 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def _template_globals() -> dict[str, Any]:
+        brand = branding.brand_of(settings)
         if not has_request_context():
             # Mails pass their own language (db.mail_context); `_` follows it.
-            return {"imprint_url": settings.imprint_url, "privacy_url": settings.privacy_url}
-        return i18n.template_context(language(), settings.imprint_url, settings.privacy_url)
+            return {
+                "imprint_url": settings.imprint_url,
+                "privacy_url": settings.privacy_url,
+                "brand": brand,
+            }
+        return i18n.template_context(
+            language(), settings.imprint_url, settings.privacy_url, brand=brand
+        )

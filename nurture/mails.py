@@ -13,7 +13,6 @@ import re
 from email.utils import parseaddr
 from typing import Any
 
-from flask import render_template
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
@@ -21,6 +20,7 @@ from consent import rights
 from consent import service as consent_service
 from leadvault import clock, i18n, leads, outbox
 from leadvault import mail as mail_layer
+from leadvault.branding import mail_parts
 from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.mail import MailContent
 from leadvault.models import Lead, OutboxMessage
@@ -106,11 +106,8 @@ def compose(
         unsubscribe_url=unsubscribe_url,
         purpose=consent_service.purpose_label(sequence.purpose, lang),
     )
-    return (
-        rendered.subject,
-        render_template("nurture/mail.html", **context),
-        render_template("nurture/mail.txt", **context),
-    )
+    parts = mail_parts("nurture/mail", context)
+    return rendered.subject, parts["html"], parts["text"]
 
 
 def new_send(

@@ -13,12 +13,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
-from flask import render_template
 from sqlalchemy.orm import Session
 
 from capture import service as capture_service
 from consent import service as consent_service
 from leadvault import clock, i18n, leads, outbox
+from leadvault.branding import mail_parts
 from leadvault.crypto import payload_id
 from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.i18n import N_
@@ -241,8 +241,7 @@ def _mail(
             grade=context["lead"]["fit_grade"],
             score=i18n.format_number(context["lead"]["score"], lang),
         ),
-        text=render_template(f"scoring/mail/{template}.txt", **context),
-        html=render_template(f"scoring/mail/{template}.html", **context),
+        **mail_parts(f"scoring/mail/{template}", context),
         language=lang,
     )
     outbox.enqueue_mail(session, content, template=template, lead=lead, purpose=SALES_PURPOSE)

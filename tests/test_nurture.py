@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -240,7 +241,10 @@ def test_cli_validate_load_list_show_preview_test_send_disable(app, smtp_server,
     html = runner.invoke(
         cli, ["nurture", "preview", "onboarding", "welcome", "--html"], env=env, obj=app
     )
-    assert '<a href="https://www.example.com/guide">Read the guide</a>' in html.output
+    # The layout's CSS is inlined into style attributes (leadvault.branding).
+    assert re.search(
+        r'<a href="https://www.example.com/guide"[^>]*>Read the guide</a>', html.output
+    )
     missing = runner.invoke(cli, ["nurture", "preview", "onboarding", "nope"], env=env, obj=app)
     assert missing.exit_code == 1 and "has no mail 'nope'" in missing.output
     sent = runner.invoke(

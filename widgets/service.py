@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from flask import render_template
 from sqlalchemy.orm import Session
 
 from capture import service as capture_service
 from capture.models import Form, FormKind
 from consent import service as consent_service
 from leadvault import clock, i18n, leads, outbox, signals
+from leadvault.branding import mail_parts
 from leadvault.crypto import TokenExpired, TokenInvalid, payload_id, random_token
 from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.mail import MailContent
@@ -213,8 +213,7 @@ def queue_asset_mail(session: Session, lead: Lead, asset: Asset, form: Form) -> 
     content = MailContent(
         to=leads.email_of(session, lead),
         subject=i18n.translate(lang, "Your download: %(title)s", title=asset.title),
-        text=render_template("widgets/mail/asset.txt", **context),
-        html=render_template("widgets/mail/asset.html", **context),
+        **mail_parts("widgets/mail/asset", context),
         language=lang,
     )
     # Delivery of what the lead asked for: transactional, so no unsubscribe header,

@@ -1,0 +1,236 @@
+"""Every page a lead or a salesperson sees, and every mail, in Chromium, branded.
+
+Leadvault is served on a loopback port with a brand configured (logo, colours,
+font, address); the mails come through the real services and real SMTP. Each
+page is opened in German and in English, checked with axe-core (0 violations
+of any impact) and for horizontal scrolling at 1280 px and on a phone, and
+written as a screenshot to ``artifacts/branding/`` (git-ignored), as is the
+HTML part of every mail, in light and dark mode.
+
+axe-core is the npm package (``npm install --prefix .tools axe-core@4``, as
+``.ci/run`` does); without it the axe checks are skipped, the rest still runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from werkzeug.serving import make_server
+
+from tests import branding_helpers as bh
+from tests.conftest import SmtpSink, _smtp_config, free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
+]
+sync_api = pytest.importorskip("playwright.sync_api")
+
+AXE = Path(
+    os.environ.get("LEADVAULT_AXE_JS") or bh.REPO / ".tools/node_modules/axe-core/axe.min.js"
+)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
+TIMEOUT_MS = 15_000
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+class Served:
+    def __init__(self, app: Any, port: int) -> None:
+        self.server = make_server("127.0.0.1", port, app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+class Pages:
+    """A browser context in one language; every page it opens is checked and kept."""
+
+    def __init__(self, browser: Any, lang: str, url: str) -> None:
+        locale = {"de": "de-DE", "en": "en-GB"}[lang]
+        # bypass_csp: axe is injected as a script, which the pages' CSP rightly refuses.
+        self.context = browser.new_context(locale=locale, viewport=DESKTOP, bypass_csp=True)
+        self.context.set_default_timeout(TIMEOUT_MS)
+        self.page = self.context.new_page()
+        self.lang = lang
+        self.url = url
+        self.seen: list[str] = []
+        self.violations: dict[str, list[str]] = {}
+
+    def open(self, link: str) -> Any:
+        path = link.split("://", 1)[1].split("/", 1)[1]
+        self.page.goto(f"{self.url}/{path}")
+        return self.page
+
+    def check(self, name: str, *, phone: bool = True) -> None:
+        """Screenshot at 1280 px (and on a phone), axe, no horizontal scrolling."""
+        page = self.page
+        page.wait_for_load_state("load")
+        assert page.locator("h1").count() == 1, (name, page.content()[:500])
+        assert page.evaluate("document.documentElement.lang") == self.lang, name
+        self._axe(name)
+        sizes = [("desktop", DESKTOP)] + ([("phone", PHONE)] if phone else [])
+        for label, size in sizes:
+            page.set_viewport_size(size)
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, (name, label, overflow)
+            page.screenshot(
+                path=str(bh.artifacts() / f"page-{name}-{self.lang}-{label}.png"), full_page=True
+            )
+        page.set_viewport_size(DESKTOP)
+        self.seen.append(name)
+
+    def _axe(self, name: str) -> None:
+        if not AXE.exists():
+            return
+        self.page.add_script_tag(path=str(AXE))
+        found = self.page.evaluate(
+            "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+            ".map(v => v.impact + ' ' + v.id + ': ' + v.nodes.map(n => n.target.join(' '))"
+            ".join(' | '))"
+        )
+        if found:
+            self.violations[name] = found
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def _link(mail: EmailMessage, kind: str) -> str:
+    links = re.findall(rf"http://\S+?/{kind}/\S+", bh.text_of(mail))
+    assert links, (kind, bh.text_of(mail))
+    return links[0]
+
+
+def _shoot_mails(browser: Any, found: dict[str, EmailMessage], lang: str) -> None:
+    for scheme in ("light", "dark"):
+        context = browser.new_context(viewport={"width": 700, "height": 900}, color_scheme=scheme)
+        page = context.new_page()
+        for kind, mail in found.items():
+            (bh.artifacts() / f"mail-{kind}-{lang}.eml").write_bytes(bytes(mail))
+            page.set_content(bh.html_of(mail), wait_until="load")
+            # The logo (the only image) is the instance's own, and it loads.
+            assert page.evaluate("[...document.images].every(i => i.naturalWidth > 0)"), kind
+            name = f"mail-{kind}-{lang}" + ("-dark" if scheme == "dark" else "")
+            page.screenshot(path=str(bh.artifacts() / f"{name}.png"), full_page=True)
+        context.close()
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_every_page_and_mail_branded_accessible_and_kept_as_screenshots(
+    make_app: Any, smtp_server: SmtpSink, tmp_path: Path, browser: Any, lang: str
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    app = make_app(
+        base_url=url, smtp_url=_smtp_config(smtp_server.port), **bh.brand_settings(tmp_path)
+    )
+    served = Served(app, port)
+    try:
+        found = bh.mails(app, smtp_server, lang, tmp_path)
+        _shoot_mails(browser, found, lang)
+        pages = Pages(browser, lang, url)
+        try:
+            _walk(pages, app, found, smtp_server, tmp_path)
+        finally:
+            pages.close()
+    finally:
+        served.close()
+    assert len(pages.seen) >= 15, pages.seen
+    if not AXE.exists():
+        pytest.skip(f"axe-core is not installed at {AXE}; screenshots were taken")
+    assert not pages.violations, pages.violations
+
+
+def _walk(
+    pages: Pages, app: Any, found: dict[str, EmailMessage], smtp: SmtpSink, tmp_path: Path
+) -> None:
+    from tests.conftest import deliver
+
+    page = pages.page
+    # The hosted form and, without JavaScript's help, its thank-you page.
+    form_id = bh.whitepaper_form(app, tmp_path)
+    pages.open(f"{pages.url}/f/{form_id}")
+    pages.check("form")
+    visitor = bh.unique_email("web")
+    page.fill("#lv-email", visitor)
+    page.check("input[name=consent]")
+    page.click("button[type=submit]")
+    pages.check("thanks")
+
+    # Confirmation (a page with a button; the POST confirms).
+    deliver(app)
+    [optin] = [m for m in smtp.messages if m["To"] == visitor]
+    pages.open(_link(optin, "c"))
+    pages.check("confirm")
+    page.click("button[type=submit]")
+    pages.check("confirmed")
+    deliver(app)
+    [asset] = [m for m in smtp.messages if m["To"] == visitor and "/d/" in bh.text_of(m)]
+
+    # Unsubscribe (from the welcome mail).
+    pages.open(_link(found["welcome"], "u"))
+    pages.check("unsubscribe")
+
+    # Manage my data: the request page and its answer.
+    pages.open(f"{pages.url}/manage")
+    pages.check("manage")
+    page.fill("#lv-email", "nobody@example.org")
+    page.click("button[type=submit]")
+    pages.check("manage-sent")
+
+    # The preference center, the access export and the erasure.
+    pages.open(_link(found["manage"], "p"))
+    pages.check("preferences")
+    access = page.locator("a[href*='/a/']").get_attribute("href")
+    erase = page.locator("a[href*='/e/']").get_attribute("href")
+    assert access and erase
+    pages.open(pages.url + access)
+    pages.check("access")
+    pages.open(pages.url + erase)
+    pages.check("erase")
+    page.click("button[type=submit].lv-danger, button[type=submit]")
+    pages.check("erased")
+
+    # The download page and the follow-up (progressive profiling) page.
+    pages.open(_link(asset, "d"))
+    pages.check("download")
+    more = re.findall(r"http://\S+?/f/\S+?/more/\S+", bh.text_of(asset))
+    if more:
+        pages.open(more[0])
+        pages.check("follow-up")
+
+    # The salesperson's handoff: the overview, accept and reject.
+    links = re.findall(r"http://\S+?/h/\S+", bh.text_of(found["handoff"]))
+    accept = next(link for link in links if link.endswith("/accept"))
+    reject = next(link for link in links if link.endswith("/reject"))
+    pages.open(accept.rsplit("/", 1)[0])
+    pages.check("handoff")
+    pages.open(reject)
+    pages.check("handoff-reject")
+    pages.open(accept)
+    pages.check("handoff-accept")
+    deliver(app)
