@@ -23,6 +23,9 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("ADMIN_HOME_ENDPOINT", "admin_auth.account")
     auth.init_app(app)
     app.register_blueprint(views.bp)
+    from admin.api import exports as api_exports  # the export engineer's (issue 14)
+
+    app.register_blueprint(api_exports.bp)
     # The staff console's pages (issue 12); it sets ADMIN_HOME_ENDPOINT to its home.
     from admin import console
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
-from typing import Any
 
 import click
 
@@ -323,7 +322,7 @@ def export_command(
     to_stdout = output == "-"
     if format_ == "xlsx" and to_stdout and sys.stdout.isatty():
         raise click.UsageError("XLSX is binary: give --output FILE.xlsx")
-    selection, filters = _selection(
+    selection, filters = service.selection(
         stages=stages,
         grades=grades,
         purpose=purpose,
@@ -360,43 +359,3 @@ def export_command(
     note = f" (only leads that granted {plan.require})" if plan.require else ""
     where = "" if to_stdout else f" to {output}"
     click.echo(f"{written} leads exported{where}{note}.", err=to_stdout)
-
-
-def _selection(
-    *,
-    stages: tuple[str, ...],
-    grades: tuple[str, ...],
-    purpose: str | None,
-    created_from: dt.datetime | None,
-    created_to: dt.datetime | None,
-) -> tuple[Any, str]:
-    """The selected lead ids, oldest first, and the filter in words (for the audit entry)."""
-    import sqlalchemy as sa
-
-    from consent.models import Consent, ConsentStatus
-    from leadvault.models import Lead
-    from scoring.models import LeadScore
-
-    query = sa.select(Lead.id).order_by(Lead.created_at, Lead.id)
-    words: list[str] = []
-    if stages or grades:
-        query = query.join(LeadScore, LeadScore.lead_id == Lead.id)
-    if stages:
-        query = query.where(LeadScore.stage.in_(stages))
-        words.append(f"stage in {','.join(stages)}")
-    if grades:
-        query = query.where(LeadScore.fit_grade.in_(grades))
-        words.append(f"grade in {','.join(grades)}")
-    if purpose:
-        granted = sa.select(Consent.lead_id).where(
-            Consent.purpose == purpose, Consent.status == ConsentStatus.GRANTED
-        )
-        query = query.where(Lead.id.in_(granted))
-        words.append(f"{purpose} granted")
-    if created_from:
-        query = query.where(Lead.created_at >= created_from.replace(tzinfo=dt.UTC))
-        words.append(f"created from {created_from:%Y-%m-%d}")
-    if created_to:
-        query = query.where(Lead.created_at < created_to.replace(tzinfo=dt.UTC))
-        words.append(f"created before {created_to:%Y-%m-%d}")
-    return query, "; ".join(words)

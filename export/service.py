@@ -11,6 +11,7 @@ entry in the audit trail (``leadvault.audit``) with its filter and row count
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -102,6 +103,51 @@ def prepare(
     except ColumnError as exc:
         raise ExportError(str(exc)) from None
     return Export(format, tuple(writers.fields_of(parsed)), tuple(parsed), dialect)
+
+
+def selection(
+    *,
+    stages: Sequence[str] = (),
+    grades: Sequence[str] = (),
+    purpose: str | None = None,
+    created_from: dt.datetime | None = None,
+    created_to: dt.datetime | None = None,
+) -> tuple[sa.Select[Any], str]:
+    """The selected lead ids, oldest first, and the filter in words (for the audit entry).
+
+    Naive datetimes are UTC; ``created_to`` is exclusive.
+    """
+    from consent.models import Consent, ConsentStatus
+    from leadvault.models import Lead
+    from scoring.models import LeadScore
+
+    query = sa.select(Lead.id).order_by(Lead.created_at, Lead.id)
+    words: list[str] = []
+    if stages or grades:
+        query = query.join(LeadScore, LeadScore.lead_id == Lead.id)
+    if stages:
+        query = query.where(LeadScore.stage.in_(list(stages)))
+        words.append(f"stage in {','.join(stages)}")
+    if grades:
+        query = query.where(LeadScore.fit_grade.in_(list(grades)))
+        words.append(f"grade in {','.join(grades)}")
+    if purpose:
+        granted = sa.select(Consent.lead_id).where(
+            Consent.purpose == purpose, Consent.status == ConsentStatus.GRANTED
+        )
+        query = query.where(Lead.id.in_(granted))
+        words.append(f"{purpose} granted")
+    if created_from:
+        query = query.where(Lead.created_at >= _utc(created_from))
+        words.append(f"created from {created_from:%Y-%m-%d}")
+    if created_to:
+        query = query.where(Lead.created_at < _utc(created_to))
+        words.append(f"created before {created_to:%Y-%m-%d}")
+    return query, "; ".join(words)
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
 
 
 def count(session: Session, selection: sa.Select[Any]) -> int:

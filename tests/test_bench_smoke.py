@@ -64,3 +64,14 @@ def test_nurture_bench_runs() -> None:
     # Exit 1 would mean the tick queued another number of mails than were due.
     assert done.returncode == 0, done.stdout + done.stderr
     assert "mails/s" in done.stdout and "USING COVERING INDEX" in done.stdout
+
+
+def test_export_bench_runs() -> None:
+    done = run_bench(
+        "export.py", "--leads", "600", "--small", "60", "--webhooks", "40", timeout=240
+    )
+    # Exit 1 would mean an export wrote another row count, or the receiver missed or
+    # doubled a delivery.
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rows/s" in done.stdout and "deliveries/s" in done.stdout
+    assert done.stdout.count("peak RSS growth") == 4

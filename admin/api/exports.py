@@ -1,0 +1,259 @@
+"""The admin API's exports and imports: ``POST /api/v1/exports`` streams a lead
+selection as CSV, XLSX or NDJSON; ``POST /api/v1/imports`` takes a CSV file.
+
+Both are POST although an export only reads: each is an entry in the audit
+trail, and GET and HEAD never change anything (mail scanners and prefetchers
+follow links). The services are the command line's (``export.service``,
+``export.imports``); errors are problem+json with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request, stream_with_context
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from admin import auth
+from admin.api import problems
+from admin.permissions import Permission
+from export import imports, service
+from export import writers as export_writers
+from leadvault import db, i18n
+from leadvault.app import runtime
+from leadvault.db import read_only, unit_of_work
+from leadvault.i18n import N_
+from leadvault.web import csrf
+
+bp = Blueprint("api_exports", __name__, url_prefix="/api/v1")
+# Tokens need no CSRF token; a console session (cookie) does: see _check_csrf.
+csrf.exempt(bp)
+_CORRECT = N_("Please correct the marked fields.")
+_NO_FILE = N_("Send the CSV file as the request body (or as 'file').")
+
+
+def _check_csrf() -> None:
+    """A request signed in by cookie must carry the CSRF token (a form of the console)."""
+    if not auth.authenticated_by_token():
+        csrf.protect()
+
+
+# An upload is read into memory once; larger files go through `leadvault import`.
+IMPORT_MAX_BYTES = 20 * 1024 * 1024
+_PIECE = 64 * 1024
+
+
+class ExportRequest(Schema):
+    """What to export: the format and columns (or a CRM preset) and the lead filters."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    format = fields.String(load_default="csv", validate=validate.OneOf(export_writers.FORMATS))
+    columns = fields.String(load_default=None, validate=validate.Length(max=2000))
+    preset = fields.String(
+        load_default=None, validate=validate.OneOf(["hubspot", "salesforce", "pipedrive", "mautic"])
+    )
+    dialect = fields.String(load_default="excel", validate=validate.OneOf(export_writers.DIALECTS))
+    stage = fields.List(fields.String(validate=validate.Length(max=20)), load_default=list)
+    grade = fields.List(fields.String(validate=validate.Length(max=4)), load_default=list)
+    purpose = fields.String(load_default=None, validate=validate.Length(max=40))
+    created_from = fields.Date(load_default=None)
+    created_to = fields.Date(load_default=None)
+
+
+class ImportRequest(Schema):
+    """How to read the uploaded CSV (query parameters; the body is the file)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    preset = fields.String(
+        load_default="auto",
+        validate=validate.OneOf(["auto", "leadvault", "mautic", "hubspot", "listmonk"]),
+    )
+    purpose = fields.List(fields.String(validate=validate.Length(max=40)), load_default=list)
+    map = fields.List(fields.String(validate=validate.Length(max=300)), load_default=list)
+    language = fields.String(load_default="en", validate=validate.OneOf(i18n.LANGUAGES))
+    encoding = fields.String(load_default="utf-8", validate=validate.Length(max=40))
+    dry_run = fields.Boolean(load_default=False)
+
+
+def _day(value: dt.date | None) -> dt.datetime | None:
+    return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC) if value else None
+
+
+def _export_args() -> dict[str, Any]:
+    if request.is_json:
+        raw = request.get_json(silent=True)
+        if not isinstance(raw, dict):
+            raise ValidationError({"_schema": ["Send a JSON object."]})
+        return ExportRequest().load(raw)
+    form = request.form
+    raw = {key: form.get(key) for key in form if key not in {"stage", "grade"}}
+    raw.update(stage=form.getlist("stage"), grade=form.getlist("grade"))
+    return ExportRequest().load({k: v for k, v in raw.items() if v not in ("", None)})
+
+
+@bp.post("/exports")
+@auth.require(Permission.LEADS_EXPORT)
+def export_leads() -> Response:
+    """Stream the selected leads; the audit entry is written when the stream ends."""
+    _check_csrf()
+    try:
+        args = _export_args()
+    except ValidationError as exc:
+        return problems.problem(422, _CORRECT, errors=exc.messages)
+    rt = runtime(current_app)
+    selection, filters = service.selection(
+        stages=args["stage"],
+        grades=args["grade"],
+        purpose=args["purpose"],
+        created_from=_day(args["created_from"]),
+        created_to=_day(args["created_to"]),
+    )
+    with read_only(rt.session_factory) as session:
+        try:
+            plan = service.prepare(
+                session,
+                format=args["format"],
+                columns=args["columns"],
+                preset=args["preset"],
+                dialect=args["dialect"],
+            )
+        except service.ExportError as exc:
+            return problems.problem(400, str(exc))
+    actor, ip = auth.current_actor(), auth.client_ip()
+
+    def pieces() -> Iterator[bytes]:
+        tally = [0]
+        completed = False
+        try:
+            with read_only(rt.session_factory) as session:
+                if plan.format == "xlsx":
+                    yield from _xlsx(session, selection, plan, filters, tally)
+                else:
+                    yield from service.stream(session, selection, plan, tally=tally)
+            completed = True
+        finally:
+            with unit_of_work(rt.session_factory) as session:
+                service.audited(
+                    session,
+                    plan,
+                    actor=actor,
+                    filters=filters if completed else f"{filters or 'none'} (broken off)",
+                    rows_written=tally[0],
+                    ip=ip,
+                )
+
+    response = Response(stream_with_context(pieces()), mimetype=None)
+    response.headers["Content-Type"] = plan.content_type
+    response.headers["Content-Disposition"] = f'attachment; filename="{plan.filename()}"'
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _xlsx(
+    session: Any, selection: Any, plan: service.Export, filters: str, tally: list[int]
+) -> Iterator[bytes]:
+    """XLSX cannot stream while it is written: a temporary file, then its bytes."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "leads.xlsx"
+        tally[0] = service.write(session, selection, plan, path, filters=filters)
+        with path.open("rb") as handle:
+            while piece := handle.read(_PIECE):
+                yield piece
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for pair in pairs:
+        column, sep, field = pair.rpartition("=")
+        if not sep or not column.strip() or not field.strip():
+            raise ValidationError({"map": [f"{pair!r}: use COLUMN=FIELD"]})
+        found[column.strip()] = field.strip()
+    return found
+
+
+@bp.post("/imports")
+@auth.require(Permission.LEADS_WRITE)
+def import_contacts() -> Response:
+    """Import the CSV in the body (or a multipart ``file``); answers with the report.
+
+    Query: ``purpose`` (repeat; default newsletter), ``preset``, ``map=COLUMN=FIELD``
+    (repeat), ``language``, ``encoding``, ``dry_run``. Each line's outcome names the
+    line, never the address; a dry run lists every line, a real run the refused ones.
+    """
+    request.max_content_length = IMPORT_MAX_BYTES
+    _check_csrf()
+    try:
+        raw: dict[str, Any] = {k: v for k, v in request.args.items() if k not in {"purpose", "map"}}
+        raw.update(purpose=request.args.getlist("purpose"), map=request.args.getlist("map"))
+        args = ImportRequest().load(raw)
+        overrides = _overrides(args["map"])
+    except ValidationError as exc:
+        return problems.problem(422, _CORRECT, errors=exc.messages)
+    upload = request.files.get("file")
+    data = upload.read() if upload is not None else request.get_data(cache=False)
+    if not data:
+        return problems.problem(400, _NO_FILE)
+    actor, ip = auth.current_actor(), auth.client_ip()
+    # The import is a job of its own (a transaction per 200 lines): end this request's
+    # transaction first, so that on SQLite it does not hold the write lock meanwhile.
+    db.session().commit()
+    lines: list[dict[str, Any]] = []
+    dry_run = args["dry_run"]
+
+    def on_line(result: imports.LineResult) -> None:
+        if dry_run or result.outcome == "refused":
+            lines.append(
+                {
+                    "line": result.line,
+                    "outcome": result.outcome,
+                    "consent": result.consent,
+                    "detail": result.detail,
+                }
+            )
+
+    try:
+        report = imports.run(
+            runtime(current_app).session_factory,
+            io.BytesIO(data),
+            purposes=args["purpose"] or ["newsletter"],
+            preset=args["preset"],
+            overrides=overrides,
+            language=args["language"],
+            encoding=args["encoding"],
+            dry_run=dry_run,
+            actor=actor,
+            ip=ip,
+            on_line=on_line,
+        )
+    except (imports.MappingError, imports.ImportRefused) as exc:
+        return problems.problem(422, str(exc))
+    body = {
+        "batch": report.batch,
+        "dry_run": report.dry_run,
+        "preset": report.preset,
+        "mapping": report.mapping,
+        "ignored_columns": report.ignored,
+        "lines": report.lines,
+        "created": report.created,
+        "merged": report.merged,
+        "refused": report.refused,
+        "consent_imported": report.consent_imported,
+        "repermission": report.repermission,
+        "summary": report.summary(),
+        "outcomes": lines,
+    }
+    from flask import json
+
+    response = Response(json.dumps(body), status=200, mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    return response

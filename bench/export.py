@@ -1,0 +1,370 @@
+"""Exports and webhooks: CSV and XLSX rows/s with decryption, peak memory, deliveries/s.
+
+    python bench/export.py [--leads 200000] [--small 20000] [--webhooks 3000] [--database-url URL]
+
+1. A fresh instance (``leadvault db upgrade``) gets ``--leads`` leads with real
+   wrapped data keys, a sealed address, first and last name and company, and
+   a granted newsletter (half also ``sales_contact``), inserted in bulk.
+2. Each export runs in a process of its own (so its memory is its own): the
+   ``--small`` first leads and then all of them, as CSV (default columns:
+   every field decrypted, consent, stage, score) and as XLSX (constant-memory
+   mode), through ``export.service.write`` like ``leadvault export``. Printed:
+   rows/s and the growth of the process's peak RSS during the export (flat
+   memory: the growth at ``--leads`` is about the growth at ``--small``).
+   Baseline: the stdlib csv module writing as many rows of plain text (no
+   database, no decryption) in this process; the ratio is export / baseline.
+3. Webhooks: one endpoint on a loopback receiver (a separate process
+   answering 204), ``--webhooks`` events queued through the outbox, then one
+   worker (``Worker.deliver_other``, its batch size) delivers them: signed,
+   each attempt recorded. Baseline: the same signed body posted as often with
+   the deliverer's HTTP client alone (no database). The receiver counts what
+   arrived; a missing or doubled delivery fails the run.
+
+Targets (2 cores, SQLite): CSV ≥ 50 000 rows/s; RSS growth ≤ 30 MB at
+``--leads`` rows and about the same at ``--small``; ≥ 300 webhook deliveries/s.
+They are reported (PASS/MISS), never asserted. Take figures on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from harness import BenchError, bench_env, free_port, run_cli
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
+
+import sqlalchemy as sa  # noqa: E402
+
+TARGET_CSV_ROWS_S = 50_000
+TARGET_RSS_MB = 30.0
+TARGET_DELIVERIES_S = 300
+START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+
+RECEIVER = r"""
+import sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+seen = {}
+lock = threading.Lock()
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with lock:
+            key = self.headers.get("webhook-id", "")
+            seen[key] = seen.get(key, 0) + 1
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def do_GET(self):
+        with lock:
+            body = ("%d %d" % (len(seen), sum(seen.values()))).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+def seed(app, count: int) -> None:
+    """Leads with sealed fields and consents, inserted in bulk (real keys)."""
+    from consent.models import Consent
+    from leadvault.app import runtime
+    from leadvault.models import Lead, LeadAttribute
+
+    rt = runtime(app)
+    vault = rt.vault
+    with rt.session_factory() as session:
+        text_ids = {
+            p: session.scalar(
+                sa.text("SELECT id FROM consent_texts WHERE purpose = :p LIMIT 1"), {"p": p}
+            )
+            for p in ("newsletter", "sales_contact")
+        }
+    chunk = 5000
+    with rt.engine.begin() as conn:
+        for start in range(0, count, chunk):
+            leads, attributes, consents = [], [], []
+            for n in range(start, min(start + chunk, count)):
+                lead_id = uuid.uuid4()
+                email = f"lead{n}@bench.example"
+                key, wrapped = vault.new_data_key(lead_id)
+                created = START + dt.timedelta(seconds=n)
+                leads.append(
+                    {
+                        "id": lead_id,
+                        "email_index": vault.blind_index(email),
+                        "email": key.encrypt("email", email),
+                        "wrapped_key": wrapped.wrapped,
+                        "key_version": wrapped.version,
+                        "language": "de" if n % 2 else "en",
+                        "created_at": created,
+                        "last_activity_at": created,
+                    }
+                )
+                for name, value in (
+                    ("first_name", f"Jürgen{n}"),
+                    ("last_name", "Müller"),
+                    ("company", f"Bäckerei {n % 500}"),
+                ):
+                    attributes.append(
+                        {
+                            "lead_id": lead_id,
+                            "name": name,
+                            "value": key.encrypt(f"attr/{name}", value),
+                            "updated_at": created,
+                        }
+                    )
+                for purpose in ("newsletter", "sales_contact") if n % 2 else ("newsletter",):
+                    consents.append(
+                        {
+                            "lead_id": lead_id,
+                            "purpose": purpose,
+                            "status": "granted",
+                            "text_id": text_ids[purpose],
+                            "requested_at": created,
+                            "granted_at": created,
+                        }
+                    )
+            conn.execute(sa.insert(Lead.__table__), leads)
+            conn.execute(sa.insert(LeadAttribute.__table__), attributes)
+            conn.execute(sa.insert(Consent.__table__), consents)
+
+
+def _rss_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def child(env_json: str, format_: str, rows: int, target: str) -> None:
+    """One export in this process; prints rows, seconds and the peak RSS growth (JSON)."""
+    from export import service
+    from leadvault.app import create_app, runtime
+    from leadvault.db import read_only
+    from leadvault.models import Lead
+
+    app = create_app(environ=json.loads(env_json))
+    selection = sa.select(Lead.id).order_by(Lead.created_at, Lead.id).limit(rows)
+    with app.app_context(), read_only(runtime(app).session_factory) as session:
+        plan = service.prepare(session, format=format_)
+        session.execute(sa.select(sa.func.count()).select_from(Lead)).scalar()
+        before = _rss_kb()
+        started = time.perf_counter()
+        written = service.write(session, selection, plan, target)
+        took = time.perf_counter() - started
+        after = _rss_kb()
+    print(json.dumps({"rows": written, "seconds": took, "growth_kb": after - before}))
+
+
+def timed_export(env: dict[str, str], format_: str, rows: int, folder: Path) -> dict[str, float]:
+    target = folder / f"bench-{rows}.{format_}"
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", format_, str(rows), str(target), json.dumps(env)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"{format_} export of {rows} failed: {done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    target.unlink(missing_ok=True)
+    if result["rows"] != rows:
+        raise BenchError(f"{format_} export wrote {result['rows']} rows, expected {rows}")
+    return result
+
+
+def timed_bare_csv(rows: int, folder: Path) -> float:
+    """The baseline: the csv module writing as many rows of plain text, nothing else."""
+    row = ["3f2b…", "lead1@bench.example", "Jürgen1", "Müller", "Bäckerei 1", "new", "", "0"]
+    row += ["", "", "", "2026-03-02 09:00:00", "granted", "2026-03-02 09:00:00", "1"]
+    started = time.perf_counter()
+    with (folder / "bare.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        for _ in range(rows):
+            writer.writerow(row)
+    return time.perf_counter() - started
+
+
+def webhooks(app, count: int, port: int) -> tuple[float, float, int, int]:
+    """Deliveries/s with one worker, and with the HTTP client alone; what arrived."""
+    from export import signing, transport
+    from export import webhooks as service
+    from leadvault.app import runtime
+    from leadvault.db import unit_of_work
+    from leadvault.models import Lead
+    from leadvault.worker import Worker
+
+    rt = runtime(app)
+    url = f"http://127.0.0.1:{port}/hook"
+    with app.app_context(), unit_of_work(rt.session_factory) as session:
+        endpoint, secret = service.create_endpoint(
+            session, url=url, event_types=["lead.updated"], purpose=None, description="bench"
+        )
+        ids = list(session.scalars(sa.select(Lead.id).limit(count)))
+        for n in range(count):
+            service.emit(
+                session,
+                "lead.updated",
+                lead_id=ids[n % len(ids)],
+                data={"fields": ["company"]},
+                endpoint_ids=[endpoint.id],
+            )
+    worker = Worker(app)
+    started = time.perf_counter()
+    try:
+        while worker.deliver_other():
+            pass
+    finally:
+        worker.close()
+    took = time.perf_counter() - started
+
+    body = json.dumps({"type": "lead.updated", "data": {"fields": ["company"]}}).encode()
+    client = transport.Client(
+        transport.Guard(rt.settings.webhook_allow_networks),
+        timeout=rt.settings.webhook_timeout_seconds,
+    )
+    started = time.perf_counter()
+    try:
+        for n in range(count):
+            msg_id = f"msg_bare{n}"
+            headers = signing.headers([secret], msg_id, int(time.time()), body)
+            response = client.post(url, body, headers)
+            if response.status != 204:
+                raise BenchError(f"receiver answered {response.status}")
+    finally:
+        client.close()
+    bare = time.perf_counter() - started
+    distinct, total = received(port)
+    return took, bare, distinct, total
+
+
+def received(port: int) -> tuple[int, int]:
+    """What the receiver counted: distinct webhook-ids, requests."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/count", timeout=10) as response:
+        distinct, total = (int(x) for x in response.read().decode().split())
+    return distinct, total
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def report_exports(env: dict[str, str], args: argparse.Namespace, tmp: Path) -> None:
+    figures: dict[tuple[str, int], dict[str, float]] = {}
+    for format_ in ("csv", "xlsx"):
+        for rows in (args.small, args.leads):
+            result = timed_export(env, format_, rows, tmp)
+            figures[format_, rows] = result
+            bare = timed_bare_csv(rows, tmp)
+            print(
+                f"{format_:4} {rows:>7} rows: {rows / result['seconds']:>8.0f} rows/s "
+                f"({result['seconds']:.2f} s), peak RSS growth "
+                f"{result['growth_kb'] / 1024:.1f} MB; bare csv module {rows / bare:.0f} rows/s "
+                f"(export / bare = {bare / result['seconds']:.2f})"
+            )
+    csv_rate = args.leads / figures["csv", args.leads]["seconds"]
+    big = max(figures[f, args.leads]["growth_kb"] for f in ("csv", "xlsx")) / 1024
+    small = max(figures[f, args.small]["growth_kb"] for f in ("csv", "xlsx")) / 1024
+    verdict = _verdict(csv_rate >= TARGET_CSV_ROWS_S)
+    print(f"target CSV >= {TARGET_CSV_ROWS_S} rows/s: {verdict} ({csv_rate:.0f})")
+    flat = big <= TARGET_RSS_MB and big <= small + 5
+    print(
+        f"target RSS growth <= {TARGET_RSS_MB:.0f} MB at {args.leads} and flat: {_verdict(flat)} "
+        f"({small:.1f} MB at {args.small}, {big:.1f} MB at {args.leads})"
+    )
+
+
+def report_webhooks(app, count: int) -> None:
+    port = free_port()
+    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)])
+    try:
+        _wait_for(port)
+        took, bare, distinct, total = webhooks(app, count, port)
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=10)
+    rate = count / took
+    print(
+        f"webhooks: {count} deliveries with one worker in {took:.2f} s = {rate:.0f}/s; "
+        f"HTTP client alone {count / bare:.0f}/s (worker / client alone = {bare / took:.2f})"
+    )
+    print(f"target >= {TARGET_DELIVERIES_S} deliveries/s: {_verdict(rate >= TARGET_DELIVERIES_S)}")
+    if distinct != 2 * count or total != 2 * count:
+        raise BenchError(
+            f"the receiver got {total} requests for {distinct} ids, "
+            f"expected {2 * count} of each (one per event)"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leads", type=int, default=200_000)
+    parser.add_argument("--small", type=int, default=20_000)
+    parser.add_argument("--webhooks", type=int, default=3000)
+    parser.add_argument("--database-url", help="postgresql://… (an empty database); default SQLite")
+    parser.add_argument("--keep", action="store_true", help="Keep the temporary instance.")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        format_, rows, target, env_json = args.child
+        child(env_json, format_, int(rows), target)
+        return 0
+    tmp = Path(tempfile.mkdtemp(prefix="lv-bench-export-"))
+    try:
+        settings = {"webhook_allow_networks": "127.0.0.0/8"}
+        if args.database_url:
+            settings["database_url"] = args.database_url
+        env = bench_env(tmp / "instance", **settings)
+        run_cli(["db", "upgrade"], env)
+        from leadvault.app import create_app
+
+        app = create_app(environ=env)
+        started = time.perf_counter()
+        seed(app, args.leads)
+        backend = "PostgreSQL" if args.database_url else "SQLite"
+        seeded = time.perf_counter() - started
+        print(f"exports on {backend}: {args.leads} leads seeded in {seeded:.1f} s")
+        report_exports(env, args, tmp)
+        report_webhooks(app, args.webhooks)
+    except BenchError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if args.keep:
+            print(f"instance kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def _wait_for(port: int) -> None:
+    import socket
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise BenchError("the webhook receiver did not start")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    raise SystemExit(main())

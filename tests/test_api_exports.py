@@ -1,0 +1,134 @@
+"""The admin API's exports and imports: streamed files, problem+json errors, roles,
+CSRF for console sessions, one audit entry each."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import openpyxl
+import sqlalchemy as sa
+
+from leadvault import audit, leads
+from leadvault.models import Lead
+from tests import factories
+from tests.factories import uow
+from tests.test_imports import HEADER, PROOF_TEXT, csv_bytes
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_export_streams_csv_and_xlsx_for_roles_that_may_export(app):
+    kept = factories.lead(
+        app, "anna@example.org", profile={"first_name": "Änna"}, purposes=("newsletter",)
+    )
+    factories.lead(app, "bob@example.org", purposes=("whitepaper",))
+    client = app.test_client()
+    token = factories.personal_token(app, "marketing")
+    response = client.post(
+        "/api/v1/exports",
+        json={"columns": "id,email,first_name,consent.newsletter", "purpose": "newsletter"},
+        headers=bearer(token),
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.headers["Content-Disposition"] == 'attachment; filename="leads.csv"'
+    assert response.headers["Cache-Control"] == "no-store"
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert rows == [
+        {
+            "id": str(kept),
+            "email": "anna@example.org",
+            "first_name": "Änna",
+            "consent.newsletter": "granted",
+        }
+    ]
+    book = client.post(
+        "/api/v1/exports", json={"format": "xlsx", "columns": "id,email"}, headers=bearer(token)
+    )
+    assert book.status_code == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(book.get_data()))["Leads"]
+    assert sheet.max_row == 3
+    with uow(app) as s:
+        trail = list(reversed(audit.entries(s, audit.Filters(action="leads.exported"))))
+    details = [audit.detail_of(e) for e in trail]
+    assert [(d["format"], d["rows"], d["filter"]) for d in details] == [
+        ("csv", 1, "newsletter granted"),
+        ("xlsx", 2, "none"),
+    ]
+    assert all(e.actor.startswith("user:") for e in trail)
+
+
+def test_export_errors_are_problems(app):
+    client = app.test_client()
+    assert client.post("/api/v1/exports", json={}).status_code == 401
+    viewer = factories.personal_token(app, "viewer")
+    denied = client.post("/api/v1/exports", json={}, headers=bearer(viewer))
+    assert denied.status_code == 403
+    assert denied.headers["Content-Type"] == "application/problem+json"
+    token = factories.personal_token(app, "privacy")
+    bad = client.post("/api/v1/exports", json={"columns": "email,shoe_size"}, headers=bearer(token))
+    assert bad.status_code == 400
+    assert "unknown column 'shoe_size'" in bad.get_json()["detail"]
+    wrong = client.post(
+        "/api/v1/exports",
+        json={"format": "pdf", "created_from": "yesterday"},
+        headers=bearer(token),
+    )
+    assert wrong.status_code == 422
+    assert set(wrong.get_json()["errors"]) == {"format", "created_from"}
+    # A console session (cookie) needs the CSRF token: a foreign page cannot post for it.
+    console, _user = factories.signed_in_client(app, "marketing")
+    assert console.post("/api/v1/exports", data={"format": "csv"}).status_code == 400
+    with uow(app) as s:
+        assert audit.entries(s, audit.Filters(action="leads.exported")) == []
+
+
+def test_import_upload_dry_run_then_real(app):
+    data = csv_bytes(
+        [
+            HEADER,
+            ["ina@example.org", "Ina", "", "", "", "2021-04-01T08:00:00Z", "fair", PROOF_TEXT],
+            ["broken", "", "", "", "", "", "", ""],
+        ]
+    )
+    client = app.test_client()
+    token = factories.personal_token(app, "marketing")
+    dry = client.post(
+        "/api/v1/imports?dry_run=true&purpose=newsletter",
+        data=data,
+        content_type="text/csv",
+        headers=bearer(token),
+    )
+    assert dry.status_code == 200, dry.get_data(as_text=True)
+    body = dry.get_json()
+    assert (body["dry_run"], body["created"], body["refused"]) == (True, 1, 1)
+    assert [(o["line"], o["outcome"]) for o in body["outcomes"]] == [(2, "created"), (3, "refused")]
+    assert "ina@example.org" not in dry.get_data(as_text=True)
+    with uow(app) as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Lead)) == 0
+
+    real = client.post(
+        "/api/v1/imports",
+        data={"file": (io.BytesIO(data), "contacts.csv")},
+        headers=bearer(token),
+    )
+    assert real.status_code == 200, real.get_data(as_text=True)
+    body = real.get_json()
+    assert (body["created"], body["consent_imported"]) == (1, 1)
+    assert [o["line"] for o in body["outcomes"]] == [3]
+    with uow(app) as s:
+        assert leads.find_by_email(s, "ina@example.org") is not None
+        actions = [e.action for e in audit.entries(s, audit.Filters(action="leads.imported"))]
+    assert actions == ["leads.imported", "leads.imported"]
+
+    bad = client.post(
+        "/api/v1/imports?map=nonsense", data=data, content_type="text/csv", headers=bearer(token)
+    )
+    assert bad.status_code == 422 and "COLUMN=FIELD" in str(bad.get_json()["errors"])
+    empty = client.post("/api/v1/imports", data=b"", headers=bearer(token))
+    assert empty.status_code == 400
+    privacy = factories.personal_token(app, "privacy")  # may export, may not write leads
+    assert client.post("/api/v1/imports", data=data, headers=bearer(privacy)).status_code == 403
