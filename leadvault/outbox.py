@@ -49,8 +49,12 @@ def enqueue_mail(
     template: str,
     lead: Lead | None,
     purpose: str | None = None,
+    flush: bool = True,
 ) -> OutboxMessage:
-    """Queue a mail in the caller's transaction; the worker sends it after commit."""
+    """Queue a mail in the caller's transaction; the worker sends it after commit.
+
+    ``flush=False`` leaves the row pending so a caller queueing many mails inserts
+    them in one flush (the row has no id until then)."""
     owner = str(uuid.uuid4())
     row = OutboxMessage(
         kind=OutboxKind.MAIL,
@@ -73,7 +77,8 @@ def enqueue_mail(
     row.payload = key.encrypt_json(f"outbox/{owner}", content.to_json())
     row.subject = key.encrypt(f"outbox/{owner}/subject", content.subject)
     session.add(row)
-    session.flush()
+    if flush:
+        session.flush()
     return row
 
 

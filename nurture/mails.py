@@ -130,7 +130,10 @@ def new_send(
 def queue_send(
     session: Session, send: Send, *, lead: Lead, attributes: dict[str, str], sequence: Sequence
 ) -> OutboxMessage:
-    """Render a flushed send's mail for its lead and queue it in the caller's transaction."""
+    """Render a flushed send's mail for its lead and queue it in the caller's transaction.
+
+    The outbox row is left unflushed: the caller flushes a tick's rows together and
+    then sets ``send.outbox_id``."""
     lang = send.language
 
     def link(index: int, target: str) -> str:
@@ -166,15 +169,14 @@ def queue_send(
         headers=headers,
         language=lang,
     )
-    row = outbox.enqueue_mail(
+    return outbox.enqueue_mail(
         session,
         content,
         template=outbox_template(sequence.key),
         lead=lead,
         purpose=sequence.purpose,
+        flush=False,
     )
-    send.outbox_id = row.id
-    return row
 
 
 def preview(

@@ -323,9 +323,15 @@ def run(session: Session, *, limit: int = TICK_LIMIT) -> TickResult:
             if enrollment.status == EnrollmentStatus.ACTIVE:
                 _advance(ctx, enrollment)
     session.flush()  # every send of the tick in one batch: their ids go into links
-    for send, lead, sequence in ctx.pending:
-        mails.queue_send(
-            session, send, lead=lead, attributes=ctx.attributes(lead), sequence=sequence
-        )
+    queued = []
+    with session.no_autoflush:  # the tick's outbox rows go in one flush, not one each
+        for send, lead, sequence in ctx.pending:
+            row = mails.queue_send(
+                session, send, lead=lead, attributes=ctx.attributes(lead), sequence=sequence
+            )
+            queued.append((send, row))
+    session.flush()
+    for send, row in queued:
+        send.outbox_id = row.id
     session.flush()
     return ctx.result
