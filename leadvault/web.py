@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import math
 import threading
@@ -25,6 +26,7 @@ from flask import (
     request,
     send_file,
 )
+from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -205,6 +207,26 @@ def _retry_after(response: Response) -> Response:
     return response
 
 
+def client_json(data: str | bytes) -> Any:
+    """JSON a client sent, or ValueError: not JSON (or not UTF-8), nested deeper than
+    Python can follow, or holding a lone surrogate (a ``\\ud800`` escape decodes to
+    text that no encoder, database driver or mail accepts). Every JSON body is read
+    through this (Flask's ``get_json`` too), so a handler sees only text it can keep."""
+    try:
+        value = json.loads(data)
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    except UnicodeEncodeError:
+        raise ValueError("JSON text holds a lone surrogate") from None
+    return value
+
+
+class _ClientJSONProvider(DefaultJSONProvider):
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return client_json(s)
+
+
 def mark_private(response: Response) -> Response:
     """Pages behind signed links: never cached, never leak the token as referrer."""
     response.headers["Cache-Control"] = "no-store"
@@ -360,6 +382,7 @@ def init_app(app: Flask) -> None:
 
     settings = runtime(app).settings
     app.session_interface = _CookieSessionOnDemand()
+    app.json = _ClientJSONProvider(app)
     csrf.init_app(app)
     # In-process counters by default (see ratelimit_storage: no sweeping thread).
     app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or f"{ratelimit_storage.SCHEME}://"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import (
@@ -21,7 +20,7 @@ from leadvault.api import require_token
 from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
 from leadvault.i18n import N_
-from leadvault.web import csrf, private_page, within_limits
+from leadvault.web import client_json, csrf, private_page, within_limits
 from scoring import events, handoff, schemas, stages
 from scoring import rules as rules_module
 from scoring.models import Handoff, Salesperson
@@ -39,8 +38,8 @@ def _problem(status: int, message: str) -> tuple[Response, int]:
 def _json_body() -> Any:
     # sendBeacon posts text/plain (no CORS preflight); accept any type that parses.
     try:
-        return json.loads(request.get_data(cache=False) or b"null")
-    except (ValueError, UnicodeDecodeError):
+        return client_json(request.get_data(cache=False) or b"null")
+    except ValueError:
         return None
 
 

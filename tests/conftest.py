@@ -62,6 +62,15 @@ def _pg_url_with_schema(schema: str) -> str:
     return f"{PG_URL}{joiner}options={quote(f'-csearch_path={schema}')}"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fuzz-examples",
+        type=int,
+        default=300,
+        help="Hypothesis examples per endpoint in tests/test_fuzz.py (default 300)",
+    )
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
