@@ -176,6 +176,10 @@ PUBLIC = {
     "admin_auth.static",
     "admin_api.openapi",
     "admin_api.reference",
+    # The console's home checks the sign-in itself and sends each role to its first page;
+    # its language switch only sets a cookie.
+    "console.home",
+    "console.language",
 }
 
 
