@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, redirect, request, url_for
+from flask import Flask, current_app, redirect, request, url_for
 
 
 def init_app(app: Flask) -> None:
@@ -51,7 +51,10 @@ def _is_api() -> bool:
     the consent and event APIs of other packages keep their own shape."""
     if not request.path.startswith("/api/v1/"):
         return False
-    return request.endpoint is None or request.endpoint.startswith("admin_api.")
+    if request.endpoint is None:
+        return True
+    view = current_app.view_functions.get(request.endpoint)
+    return bool(view and view.__module__.startswith("admin."))
 
 
 def _http_error(exc: Any) -> Any:
