@@ -182,84 +182,42 @@ class Funnel:
         return last / first if first else None
 
 
-def _first_entries() -> sa.Subquery:
-    """When each lead first entered each stage."""
+def _stage_times(window: Window) -> sa.CTE:
+    """Each lead of the window that went on from "new": when it was created and when it
+    first entered each later funnel stage (one pass over its stage history)."""
+    entered = [
+        sa.func.min(sa.case((StageChange.to_stage == stage, StageChange.at))).label(str(stage))
+        for stage in FUNNEL[1:]
+    ]
     return (
-        sa.select(
-            StageChange.lead_id,
-            StageChange.to_stage.label("stage"),
-            sa.func.min(StageChange.at).label("at"),
-        )
-        .group_by(StageChange.lead_id, StageChange.to_stage)
-        .subquery("first_entries")
+        sa.select(StageChange.lead_id, sa.func.min(Lead.created_at).label("created"), *entered)
+        .join(Lead, Lead.id == StageChange.lead_id)
+        .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
+        .where(*_lead_filter(window), StageChange.to_stage.in_(FUNNEL[1:]))
+        .group_by(StageChange.lead_id)
+        .cte("stage_times")
     )
 
 
 def funnel(session: Session, window: Window) -> Funnel:
     """new → MQL → SAL → SQL → won for the leads created in the window."""
-    leads = _windowed_leads(window).subquery("windowed")
-    new = session.scalar(sa.select(sa.func.count()).select_from(leads)) or 0
-    firsts = _first_entries()
-    reached = dict(
-        session.execute(
-            sa.select(firsts.c.stage, sa.func.count())
-            .join(leads, leads.c.id == firsts.c.lead_id)
-            .where(firsts.c.stage.in_(FUNNEL[1:]))
-            .group_by(firsts.c.stage)
-        ).all()
-    )
-    reached[Stage.NEW] = new
-    medians = _median_stage_times(session, window)
-    steps: list[FunnelStep] = [FunnelStep(Stage.NEW, new, None, None)]
-    for before, after in itertools.pairwise(FUNNEL):
-        count = int(reached.get(after, 0))
-        previous = int(reached.get(before, 0))
-        steps.append(
-            FunnelStep(after, count, count / previous if previous else None, medians.get(after))
-        )
-    state = sa.func.coalesce(LeadScore.stage, Stage.NEW.value)
-    current = dict(
-        session.execute(
-            sa.select(state, sa.func.count())
-            .select_from(Lead)
-            .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
-            .where(*_lead_filter(window))
-            .group_by(state)
-        ).all()
-    )
-    return Funnel(window, steps, {str(k): int(v) for k, v in current.items()})
+    return overview(session, window, limit=0)[0]
 
 
-def _median_stage_times(session: Session, window: Window) -> dict[str, float]:
-    """Median seconds from entering one funnel stage to entering the next, per
-    target stage, over the window's leads that made the step (window functions)."""
-    firsts = _first_entries()
+def _stage_steps(session: Session, window: Window) -> dict[str, tuple[int, float | None]]:
+    """Per funnel stage after "new": how many of the window's leads reached it from the
+    stage before, and the median seconds that step took (window functions, both
+    databases; one pass over the window's stage history)."""
+    times = _stage_times(window)
     pieces = []
-    # new -> MQL: from the lead's creation to its first MQL.
-    after = firsts.alias("after_mql")
-    pieces.append(
-        sa.select(
-            sa.literal(Stage.MQL.value).label("stage"),
-            _seconds_between(session, after.c.at, Lead.created_at).label("seconds"),
-        )
-        .select_from(Lead)
-        .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
-        .join(after, sa.and_(after.c.lead_id == Lead.id, after.c.stage == Stage.MQL.value))
-        .where(*_lead_filter(window))
-    )
-    for before_stage, after_stage in itertools.pairwise(FUNNEL[1:]):
-        before = firsts.alias(f"b_{before_stage}")
-        after = firsts.alias(f"a_{after_stage}")
+    for before, after in itertools.pairwise(FUNNEL):
+        start = times.c.created if before == Stage.NEW else times.c[str(before)]
+        end = times.c[str(after)]
         pieces.append(
             sa.select(
-                sa.literal(str(after_stage)).label("stage"),
-                _seconds_between(session, after.c.at, before.c.at).label("seconds"),
-            )
-            .select_from(Lead)
-            .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
-            .join(before, sa.and_(before.c.lead_id == Lead.id, before.c.stage == before_stage))
-            .join(after, sa.and_(after.c.lead_id == Lead.id, after.c.stage == after_stage))
-            .where(*_lead_filter(window))
+                sa.literal(str(after)).label("stage"),
+                _seconds_between(session, end, start).label("seconds"),
+            ).where(start.is_not(None), end.is_not(None))
         )
     durations = sa.union_all(*pieces).subquery("durations")
     ranked = sa.select(
@@ -273,11 +231,16 @@ def _median_stage_times(session: Session, window: Window) -> dict[str, float]:
     # The middle row, or the mean of the two middle rows (floor division: ``//``).
     middle = sa.or_(ranked.c.rn == (ranked.c.n + 1) // 2, ranked.c.rn == (ranked.c.n + 2) // 2)
     rows = session.execute(
-        sa.select(ranked.c.stage, sa.func.avg(ranked.c.seconds))
-        .where(middle)
-        .group_by(ranked.c.stage)
+        sa.select(
+            ranked.c.stage,
+            sa.func.max(ranked.c.n),
+            sa.func.avg(sa.case((middle, ranked.c.seconds))),
+        ).group_by(ranked.c.stage)
     ).all()
-    return {str(stage): max(0.0, float(value)) for stage, value in rows if value is not None}
+    return {
+        str(stage): (int(n), max(0.0, float(median)) if median is not None else None)
+        for stage, n, median in rows
+    }
 
 
 # --- sources and lead quality ---------------------------------------------------------------
@@ -309,9 +272,21 @@ def sources(
     session: Session, window: Window, *, by: Grouping = "utm_source", limit: int = MAX_GROUPS
 ) -> list[SourceQuality]:
     """Lead quality per first-touch source: the biggest ``limit`` groups, biggest first."""
+    return overview(session, window, by=by, limit=limit)[1]
+
+
+def overview(
+    session: Session, window: Window, *, by: Grouping = "utm_source", limit: int = MAX_GROUPS
+) -> tuple[Funnel, list[SourceQuality]]:
+    """The funnel and the source quality table together, from one pass over the
+    window's leads (grouped by source and current stage) and one over their stage
+    history: what the dashboard shows, at the cost of about two queries."""
     if by not in GROUPINGS:
         raise ValueError(f"unknown grouping {by!r}")
     key = _group_column(by)
+    created = [Lead.created_at >= window.since]
+    if window.until is not None:
+        created.append(Lead.created_at < window.until)
     reached = (
         sa.select(
             StageChange.lead_id,
@@ -322,13 +297,17 @@ def sources(
                 "sal"
             ),
         )
+        .join(Lead, Lead.id == StageChange.lead_id)
+        .where(*created, StageChange.to_stage.in_([Stage.MQL.value, Stage.SAL.value]))
         .group_by(StageChange.lead_id)
         .subquery("reached")
     )
     suspect = sa.case((LeadScore.suspect.is_(True), 1), else_=0)
+    state = sa.func.coalesce(LeadScore.stage, Stage.NEW.value)
     rows = session.execute(
         sa.select(
             key.label("key"),
+            state.label("state"),
             sa.func.count(),
             sa.func.coalesce(sa.func.sum(reached.c.mql), 0),
             sa.func.coalesce(sa.func.sum(reached.c.sal), 0),
@@ -338,13 +317,26 @@ def sources(
         .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
         .outerjoin(reached, reached.c.lead_id == Lead.id)
         .where(*_lead_filter(window))
-        .group_by(key)
-        .order_by(sa.func.count().desc(), key)
-        .limit(limit)
+        .group_by(key, state)
     ).all()
-    keys = [row[0] for row in rows]
+    current: dict[str, int] = defaultdict(int)
+    groups: dict[str, list[int]] = {}
+    for group, stage, n, mql, sal, sus in rows:
+        current[str(stage)] += int(n)
+        totals = groups.setdefault(str(group), [0, 0, 0, 0])
+        for i, value in enumerate((n, mql, sal, sus)):
+            totals[i] += int(value)
+    new = sum(current.values())
+    steps_found = _stage_steps(session, window)
+    steps: list[FunnelStep] = [FunnelStep(Stage.NEW, new, None, None)]
+    previous = new
+    for stage in FUNNEL[1:]:
+        count, median = steps_found.get(str(stage), (0, None))
+        steps.append(FunnelStep(stage, count, count / previous if previous else None, median))
+        previous = count
+    biggest = sorted(groups, key=lambda g: (-groups[g][0], g))[: max(0, limit)]
     rejected: dict[str, dict[str, int]] = defaultdict(dict)
-    if keys:
+    if biggest:
         for group, reason, count in session.execute(
             sa.select(key, Handoff.reject_reason, sa.func.count(sa.distinct(Handoff.lead_id)))
             .select_from(Handoff)
@@ -354,17 +346,29 @@ def sources(
                 *_lead_filter(window),
                 Handoff.status == HandoffStatus.REJECTED.value,
                 Handoff.reject_reason.is_not(None),
-                key.in_(keys),
+                key.in_(biggest),
             )
             .group_by(key, Handoff.reject_reason)
         ):
             rejected[group][reason] = int(count)
-    return [
-        SourceQuality(
-            str(k), int(n), int(mql), int(sal), int(sus), dict(sorted(rejected[k].items()))
-        )
-        for k, n, mql, sal, sus in rows
+    quality = [
+        SourceQuality(g, *groups[g], rejected=dict(sorted(rejected[g].items()))) for g in biggest
     ]
+    return Funnel(window, steps, dict(current)), quality
+
+
+def data_version(session: Session) -> tuple[Any, ...]:
+    """Changes whenever a lead is added, moves stage or is erased (three index look-ups):
+    a cache of the lead reports is good while this stays the same."""
+    return tuple(
+        session.execute(
+            sa.select(
+                sa.select(sa.func.max(StageChange.id)).scalar_subquery(),
+                sa.select(sa.func.max(Lead.created_at)).scalar_subquery(),
+                sa.select(sa.func.count()).select_from(Lead).scalar_subquery(),
+            )
+        ).one()
+    )
 
 
 # --- bots ------------------------------------------------------------------------------------

@@ -30,12 +30,6 @@ CHUNK = 1000
 Record = dict[str, Any]
 
 
-def _raw(column: Any) -> Any:
-    """A lead id column as the driver returns it (SQLite: hex text), labelled ``key``:
-    turning every id of every table into a ``uuid.UUID`` costs more than decrypting."""
-    return sa.type_coerce(column, sa.String()).label("key")
-
-
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """Which tables and sealed fields a column list needs."""
@@ -74,16 +68,16 @@ def _half_life(session: Session) -> float:
     return rules.active(session).half_life_seconds
 
 
-def _scores(session: Session, ids: list[uuid.UUID], half_life: float) -> dict[Any, Record]:
+def _scores(session: Session, ids: list[uuid.UUID], half_life: float) -> dict[uuid.UUID, Record]:
     from scoring.models import LeadScore
     from scoring.scores import score_at
 
     now = clock.now()
     table = LeadScore.__table__
-    out: dict[Any, Record] = {}
+    out: dict[uuid.UUID, Record] = {}
     for row in session.execute(
         sa.select(
-            _raw(table.c.lead_id),
+            table.c.lead_id,
             table.c.score,
             table.c.as_of,
             table.c.stage,
@@ -95,8 +89,8 @@ def _scores(session: Session, ids: list[uuid.UUID], half_life: float) -> dict[An
             table.c.utm_source,
             table.c.utm_campaign,
         ).where(table.c.lead_id.in_(ids))
-    ).all():
-        out[row.key] = {
+    ):
+        out[row.lead_id] = {
             "score": round(score_at(row.score, row.as_of, now, half_life), 1),
             "stage": row.stage,
             "stage_changed_at": row.stage_changed_at,
@@ -119,14 +113,14 @@ class ConsentState:
 
 def _consents(
     session: Session, ids: list[uuid.UUID], purposes: Sequence[str], versions: dict[int, int]
-) -> dict[Any, dict[str, ConsentState]]:
+) -> dict[uuid.UUID, dict[str, ConsentState]]:
     from consent.models import Consent, ConsentStatus
 
     table = Consent.__table__
-    out: dict[Any, dict[str, ConsentState]] = {}
+    out: dict[uuid.UUID, dict[str, ConsentState]] = {}
     for row in session.execute(
         sa.select(
-            _raw(table.c.lead_id),
+            table.c.lead_id,
             table.c.purpose,
             table.c.status,
             table.c.text_id,
@@ -134,14 +128,14 @@ def _consents(
             table.c.granted_at,
             table.c.withdrawn_at,
         ).where(table.c.lead_id.in_(ids), table.c.purpose.in_(list(purposes)))
-    ).all():
+    ):
         date = {
             ConsentStatus.GRANTED: row.granted_at,
             ConsentStatus.WITHDRAWN: row.withdrawn_at,
             ConsentStatus.PENDING: row.requested_at,
         }.get(row.status)
         version = versions.get(row.text_id) if row.text_id is not None else None
-        out.setdefault(row.key, {})[row.purpose] = ConsentState(row.status, date, version)
+        out.setdefault(row.lead_id, {})[row.purpose] = ConsentState(row.status, date, version)
     return out
 
 
@@ -151,17 +145,17 @@ def _text_versions(session: Session) -> dict[int, int]:
     return dict(session.execute(sa.select(ConsentText.id, ConsentText.version)).all())
 
 
-def _first_submissions(session: Session, ids: list[uuid.UUID]) -> dict[Any, Any]:
+def _first_submissions(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
     from capture.models import Submission
 
     table = Submission.__table__
-    first: dict[Any, Any] = {}
+    first: dict[uuid.UUID, Any] = {}
     for row in session.execute(
-        sa.select(table.c.id, _raw(table.c.lead_id), table.c.data)
+        sa.select(table.c.id, table.c.lead_id, table.c.data)
         .where(table.c.lead_id.in_(ids))
         .order_by(table.c.created_at.desc())
-    ).all():
-        first[row.key] = row  # the earliest wins (read last)
+    ):
+        first[row.lead_id] = row  # the earliest wins (read last)
     return first
 
 
@@ -182,7 +176,6 @@ def _chunk(
         for row in session.execute(
             sa.select(
                 table.c.id,
-                _raw(table.c.id),
                 table.c.email,
                 table.c.wrapped_key,
                 table.c.key_version,
@@ -190,26 +183,25 @@ def _chunk(
                 table.c.created_at,
                 table.c.last_activity_at,
             ).where(table.c.id.in_(ids))
-        ).all()
+        )
     }
     consents = _consents(session, ids, plan.purposes, versions) if plan.purposes else {}
     if require is not None:
         ids = [
             i
             for i in ids
-            if i in lead_rows
-            and (state := consents.get(lead_rows[i].key, {}).get(require)) is not None
+            if (state := consents.get(i, {}).get(require)) is not None
             and state.status == ConsentStatus.GRANTED
         ]
-    attributes: dict[Any, dict[str, bytes]] = {}
+    attributes: dict[uuid.UUID, dict[str, bytes]] = {}
     if plan.attributes:
         attr = LeadAttribute.__table__
         for row in session.execute(
-            sa.select(_raw(attr.c.lead_id), attr.c.name, attr.c.value).where(
+            sa.select(attr.c.lead_id, attr.c.name, attr.c.value).where(
                 attr.c.lead_id.in_(ids), attr.c.name.in_(plan.attributes)
             )
-        ).all():
-            attributes.setdefault(row.key, {})[row.name] = row.value
+        ):
+            attributes.setdefault(row.lead_id, {})[row.name] = row.value
     scores = _scores(session, ids, half_life) if plan.scores else {}
     submissions = _first_submissions(session, ids) if plan.submission else {}
     vault = vault_of(session)
@@ -218,7 +210,6 @@ def _chunk(
         lead = lead_rows.get(lead_id)
         if lead is None:
             continue  # erased since the selection was read
-        key_of = lead.key
         record: Record = {
             "id": str(lead_id),
             "language": lead.language,
@@ -229,19 +220,19 @@ def _chunk(
             key = vault.unwrap(WrappedKey(lead.wrapped_key, lead.key_version), lead_id)
             if plan.email:
                 record["email"] = key.decrypt("email", lead.email)
-            sealed = attributes.get(key_of, {})
+            sealed = attributes.get(lead_id, {})
             for name in plan.attributes:
                 value = sealed.get(name)
                 record[name] = key.decrypt(f"attr/{name}", value) if value is not None else None
             if plan.submission:
-                submission = submissions.get(key_of)
+                submission = submissions.get(lead_id)
                 record["source"] = (
                     key.decrypt_json(f"submission/{submission.id}", submission.data)
                     if submission is not None
                     else {}
                 )
-        record["scores"] = scores.get(key_of, {})
-        record["consents"] = consents.get(key_of, {})
+        record["scores"] = scores.get(lead_id, {})
+        record["consents"] = consents.get(lead_id, {})
         records.append(record)
     return records
 

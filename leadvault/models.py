@@ -28,7 +28,8 @@ class Lead(Base):
     wrapped_key: Mapped[bytes] = mapped_column(sa.LargeBinary)
     key_version: Mapped[int] = mapped_column(sa.Integer, index=True)
     language: Mapped[str] = mapped_column(sa.String(8), default="en")
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
+    # Indexed: the console lists leads newest first, a page at a time.
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now, index=True)
     last_activity_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     attributes: Mapped[list[LeadAttribute]] = relationship(

@@ -78,7 +78,11 @@ class LeadScore(Base):
     """A lead's scoring state: engagement score (decayed to ``as_of``), fit, stage."""
 
     __tablename__ = "lead_scores"
-    __table_args__ = (sa.Index("ix_lead_scores_stage", "stage"),)
+    # By score: the console's list sorted by score, a page at a time.
+    __table_args__ = (
+        sa.Index("ix_lead_scores_stage", "stage"),
+        sa.Index("ix_lead_scores_score", "score"),
+    )
 
     lead_id: Mapped[uuid.UUID] = mapped_column(
         sa.ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -91,14 +93,56 @@ class Dashboard:
     now: dt.datetime
 
 
+# The lead reports of a period, kept a few minutes per process while the leads stay
+# the same (reports.data_version: no lead added, moved or erased). A change shows at
+# once; only the suspect flags that enrichment sets later may wait for the expiry.
+CACHE_SECONDS = 300.0
+_CACHE_SIZE = 16
+
+
+class ReportCache:
+    """Per app (``app.extensions["console_reports"]``), shared by its threads."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[Any, ...], tuple[float, Any]] = {}
+        self.lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+
+
+def report_cache() -> ReportCache:
+    from flask import current_app
+
+    return current_app.extensions.setdefault("console_reports", ReportCache())
+
+
+def _lead_reports(
+    session: Session, days: int, zone: ZoneInfo, now: dt.datetime
+) -> tuple[reports.DailySeries, reports.Funnel, list[reports.SourceQuality]]:
+    key = (days, zone.key, now.astimezone(zone).date(), reports.data_version(session))
+    moment = time.monotonic()
+    cache = report_cache()
+    with cache.lock:
+        hit = cache.entries.get(key)
+        if hit is not None and moment - hit[0] < CACHE_SECONDS:
+            return hit[1]
+    series = reports.leads_per_day(session, days=days, zone=zone, now=now)
+    since = dt.datetime.combine(series.days[0], dt.time(), zone).astimezone(dt.UTC)
+    funnel, sources = reports.overview(session, reports.Window(since=since), limit=20)
+    with cache.lock:
+        if len(cache.entries) >= _CACHE_SIZE:
+            cache.entries.clear()
+        cache.entries[key] = (moment, (series, funnel, sources))
+    return series, funnel, sources
+
+
 def build(session: Session, *, days: int, zone: ZoneInfo, link: Link) -> Dashboard:
     now = clock.now()
-    series = reports.leads_per_day(session, days=days, zone=zone, now=now)
+    series, funnel, sources = _lead_reports(session, days, zone, now)
     since_day = series.days[0]
     since = dt.datetime.combine(since_day, dt.time(), zone).astimezone(dt.UTC)
-    window = reports.Window(since=since)
-    funnel = reports.funnel(session, window)
-    sources = reports.sources(session, window, limit=20)
     bots = reports.bot_days(session, days=days, now=now)
     since_arg = since.astimezone(dt.UTC).date().isoformat()
 

@@ -192,35 +192,9 @@ def visible_to(
     return session.scalar(query) is not None
 
 
-def page(
-    session: Session,
-    filters: Filters,
-    *,
-    salesperson_id: int | None = None,
-    sales_only: bool = False,
-    size: int = PAGE_SIZE,
-) -> Page:
-    """One page of leads matching ``filters``, newest (or highest score) first."""
-    stage = sa.func.coalesce(LeadScore.stage, Stage.NEW.value)
-    grade = sa.func.coalesce(LeadScore.fit_grade, "D")
-    score = sa.func.coalesce(LeadScore.score, 0.0)
-    query = (
-        sa.select(
-            Lead.id,
-            Lead.created_at,
-            LeadScore.first_form,
-            Form.name,
-            LeadScore.utm_source,
-            stage,
-            grade,
-            score,
-            sa.func.coalesce(LeadScore.suspect, sa.false()),
-        )
-        .select_from(Lead)
-        .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
-        .outerjoin(Form, Form.public_id == LeadScore.first_form)
-    )
-    query = _visible(query, salesperson_id, sales_only)
+def _filtered(
+    query: sa.Select[Any], filters: Filters, *, stage: Any, grade: Any, score: Any, suspect: Any
+) -> sa.Select[Any]:
     if filters.stage:
         query = query.where(stage == filters.stage)
     if filters.reached and filters.reached != Stage.NEW:
@@ -237,7 +211,7 @@ def page(
         column = sa.func.coalesce(LeadScore.utm_source, "-")
         query = query.where(column == filters.utm_source)
     if filters.suspect is not None:
-        query = query.where(sa.func.coalesce(LeadScore.suspect, sa.false()) == filters.suspect)
+        query = query.where(suspect == filters.suspect)
     if filters.score_min is not None:
         query = query.where(score >= filters.score_min)
     if filters.score_max is not None:
@@ -248,11 +222,59 @@ def page(
     if filters.until:
         end = dt.datetime.combine(filters.until + dt.timedelta(days=1), dt.time(), dt.UTC)
         query = query.where(Lead.created_at < end)
-    key: Any = score if filters.sort == "score" else Lead.created_at
+    return query
+
+
+def page(
+    session: Session,
+    filters: Filters,
+    *,
+    salesperson_id: int | None = None,
+    sales_only: bool = False,
+    size: int = PAGE_SIZE,
+) -> Page:
+    """One page of leads matching ``filters``, newest (or highest score) first.
+
+    Sorted by date the query walks ``leads`` by its ``created_at`` index; sorted by
+    score it walks ``lead_scores`` by its ``score`` index (a lead that scoring has
+    not seen yet has no score and is left out of that order).
+    """
+    by_score = filters.sort == "score"
+    if by_score:
+        stage: Any = LeadScore.stage
+        grade: Any = LeadScore.fit_grade
+        score: Any = LeadScore.score
+        suspect: Any = LeadScore.suspect
+    else:
+        stage = sa.func.coalesce(LeadScore.stage, Stage.NEW.value)
+        grade = sa.func.coalesce(LeadScore.fit_grade, "D")
+        score = sa.func.coalesce(LeadScore.score, 0.0)
+        suspect = sa.func.coalesce(LeadScore.suspect, sa.false())
+    query = sa.select(
+        Lead.id,
+        Lead.created_at,
+        LeadScore.first_form,
+        Form.name,
+        LeadScore.utm_source,
+        stage,
+        grade,
+        score,
+        suspect,
+    )
+    if by_score:
+        query = query.select_from(LeadScore).join(Lead, Lead.id == LeadScore.lead_id)
+    else:
+        query = query.select_from(Lead).outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
+    query = query.outerjoin(Form, Form.public_id == LeadScore.first_form)
+    query = _visible(query, salesperson_id, sales_only)
+    query = _filtered(query, filters, stage=stage, grade=grade, score=score, suspect=suspect)
+    key: Any = LeadScore.score if by_score else Lead.created_at
+    tie: Any = LeadScore.lead_id if by_score else Lead.id
     if filters.cursor:
         value, last_id = _decode_cursor(filters.cursor, filters.sort)
-        query = query.where(sa.or_(key < value, sa.and_(key == value, Lead.id < last_id)))
-    query = query.order_by(key.desc(), Lead.id.desc()).limit(size + 1)
+        # ``key <= value`` first, so the index bounds the walk.
+        query = query.where(key <= value, sa.or_(key < value, tie < last_id))
+    query = query.order_by(key.desc(), tie.desc()).limit(size + 1)
     rows = [Row(*row) for row in session.execute(query)]
     more = len(rows) > size
     rows = rows[:size]
