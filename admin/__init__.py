@@ -10,11 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, redirect, request, url_for
+from flask import Flask, current_app, redirect, request, url_for
 
 
 def init_app(app: Flask) -> None:
+    from werkzeug.exceptions import HTTPException
+
     from admin import auth, views
+    from admin.api import views as api_views
     from admin.models import User
     from leadvault import i18n, keys
 
@@ -23,6 +26,9 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("ADMIN_HOME_ENDPOINT", "admin_auth.account")
     auth.init_app(app)
     app.register_blueprint(views.bp)
+    app.register_blueprint(api_views.bp)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
     from admin.api import exports as api_exports  # the export engineer's (issue 14)
 
     app.register_blueprint(api_exports.bp)
@@ -41,7 +47,28 @@ def init_app(app: Flask) -> None:
 
 
 def _is_api() -> bool:
-    return request.path.startswith("/api/v1/")
+    """The admin API's requests (and unrouted ones under /api/v1/) answer problem+json;
+    the consent and event APIs of other packages keep their own shape."""
+    if not request.path.startswith("/api/v1/"):
+        return False
+    if request.endpoint is None:
+        return True
+    view = current_app.view_functions.get(request.endpoint)
+    return bool(view and view.__module__.startswith("admin."))
+
+
+def _http_error(exc: Any) -> Any:
+    from leadvault import web
+
+    if not _is_api():
+        return web._handle_http(exc)
+    from admin.api import problems
+
+    response = problems.problem(exc.code or 500)
+    valid = getattr(exc, "valid_methods", None)
+    if valid:
+        response.headers["Allow"] = ", ".join(valid)
+    return response
 
 
 def _not_signed_in(_exc: Exception) -> Any:
@@ -61,3 +88,14 @@ def _forbidden(_exc: Exception) -> Any:
     from leadvault.web import error_response
 
     return error_response(403, N_("Your role does not allow this."))
+
+
+def _unexpected(exc: Exception) -> Any:
+    from leadvault import web
+
+    body, status = web._handle_unexpected(exc)  # logs the type and the route, no message
+    if not _is_api():
+        return body, status
+    from admin.api import problems
+
+    return problems.problem(status)

@@ -94,6 +94,8 @@ def current_user() -> User | None:
         from admin import tokens
 
         found = tokens.authenticate(db.session(), header[7:].strip())
+        if found is not None and request.method not in db.SAFE_METHODS:
+            found.last_used_at = clock.now()  # stamped on writes only (GET never writes)
         if found is not None:
             g.staff_user, g.staff_scopes = found.user, frozenset(found.scopes)
             g.staff_via_token = True

@@ -5,6 +5,8 @@ Changes are audited as the person at the command line (``cli:<login name>``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from sqlalchemy.orm import Session
 
@@ -160,3 +162,149 @@ def users_require_totp(state: str) -> None:
         if state == "on"
         else "Authenticator codes are optional again."
     )
+
+
+# --- leads (same services as the API: admin.leads) ------------------------------------
+
+
+def _lead_of(session: Session, ident: str | None, email: str | None) -> Any:
+    import uuid
+
+    from admin import leads as lead_service
+
+    if (ident is None) == (email is None):
+        raise Refused("give a lead id or --email (one of them)")
+    if email is not None:
+        found = lead_service.lookup(session, email)
+    else:
+        try:
+            found = lead_service.get(session, uuid.UUID(ident or ""))
+        except ValueError:
+            raise Refused("this is not a lead id") from None
+    if found is None:
+        raise Refused("no such lead (it may have been erased)")
+    return found
+
+
+@click.command("list")
+@click.option("--stage", "stages", multiple=True, help="new, mql, sal, sql, won, lost …")
+@click.option("--grade", "grades", multiple=True, type=click.Choice(["A", "B", "C", "D"]))
+@click.option("--form", help="A form's public id")
+@click.option("--utm-source")
+@click.option("--utm-campaign")
+@click.option("--purpose", help="With --purpose-state: newsletter, sales_contact …")
+@click.option("--purpose-state", type=click.Choice(["none", "pending", "granted", "withdrawn"]))
+@click.option("--suspect/--not-suspect", default=None)
+@click.option("--score-min", type=float)
+@click.option("--score-max", type=float)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100))
+@click.option("--cursor", help="The cursor printed after the previous page")
+def leads_list(
+    stages: tuple[str, ...],
+    grades: tuple[str, ...],
+    form: str | None,
+    utm_source: str | None,
+    utm_campaign: str | None,
+    purpose: str | None,
+    purpose_state: str | None,
+    suspect: bool | None,
+    score_min: float | None,
+    score_max: float | None,
+    limit: int,
+    cursor: str | None,
+) -> None:
+    """Leads, newest first (no personal data: ids, stage, grade, score, consents)."""
+    from admin import leads as lead_service
+
+    filters = lead_service.Filters(
+        stages=stages,
+        grades=grades,
+        form=form,
+        utm_source=utm_source,
+        utm_campaign=utm_campaign,
+        purpose=purpose,
+        purpose_state=purpose_state,
+        suspect=suspect,
+        score_min=score_min,
+        score_max=score_max,
+    )
+    app = load_app()
+    try:
+        with app_session(app) as session:
+            rows, following = lead_service.list_leads(session, filters, cursor=cursor, limit=limit)
+    except lead_service.LeadError as exc:
+        raise Refused(str(exc)) from None
+    for row in rows:
+        consents = ",".join(f"{k}={v}" for k, v in sorted(row.consents.items())) or "-"
+        click.echo(
+            f"{row.id}  {row.created_at:%Y-%m-%d %H:%M}Z {row.stage:12} {row.grade} "
+            f"{row.score:8.2f} {'suspect ' if row.suspect else ''}form={row.first_form or '-'} "
+            f"{consents}"
+        )
+    if following:
+        click.echo(f"more: --cursor {following}")
+
+
+@click.command("show")
+@click.argument("lead_id", required=False)
+@click.option("--email", help="Find the lead by its address (blind index)")
+@click.option(
+    "--reveal", is_flag=True, help="Also print the decrypted address and profile (audited)"
+)
+def leads_show(lead_id: str | None, email: str | None, reveal: bool) -> None:
+    """A lead's stage, grade, score and consents; personal data only with --reveal."""
+    from admin import leads as lead_service
+    from leadvault import audit
+
+    app = load_app()
+    with app_session(app) as session:
+        lead = _lead_of(session, lead_id, email)
+        facts = lead_service.detail(session, lead)
+        revealed = (
+            lead_service.reveal(session, lead, actor=audit.cli_actor(), ip=None) if reveal else None
+        )
+    click.echo(f"Lead {facts['id']} (created {facts['created_at']}, language {facts['language']})")
+    click.echo(
+        f"stage {facts['stage']}  grade {facts['grade']}  score {facts['score']}"
+        f"{'  SUSPECT' if facts['suspect'] else ''}"
+    )
+    for consent in facts["consents"]:
+        click.echo(f"consent {consent['purpose']}: {consent['status']}")
+    for rule in facts["score_breakdown"]:
+        click.echo(f"score {rule['rule']}: {rule['points']}")
+    if revealed is not None:
+        click.echo(f"email {revealed['email']}")
+        for name, value in sorted(revealed["profile"].items()):
+            click.echo(f"{name} {value}")
+    else:
+        click.echo(
+            f"fields held: {', '.join(facts['fields']) or '-'} (--reveal shows them, audited)"
+        )
+
+
+@click.command("export-one")
+@click.argument("lead_id", required=False)
+@click.option("--email", help="Find the lead by its address (blind index)")
+@click.option(
+    "--output", type=click.Path(dir_okay=False, writable=True), help="File (default: stdout)"
+)
+def leads_export_one(lead_id: str | None, email: str | None, output: str | None) -> None:
+    """Everything held about one lead as JSON (the access export); audited."""
+    import json
+    import os
+
+    from admin import leads as lead_service
+    from leadvault import audit
+
+    app = load_app()
+    with app_session(app) as session:
+        lead = _lead_of(session, lead_id, email)
+        document = lead_service.export_one(session, lead, actor=audit.cli_actor(), ip=None)
+    text = json.dumps(document, ensure_ascii=False, indent=2)
+    if output is None:
+        click.echo(text)
+        return
+    descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+    click.echo(f"Written to {output} (mode 0600).")

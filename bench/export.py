@@ -146,12 +146,22 @@ def seed(app, count: int) -> None:
             conn.execute(sa.insert(Consent.__table__), consents)
 
 
-def _rss_kb() -> int:
+def _peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def _current_rss_kb() -> int:
+    with Path("/proc/self/status").open(encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return _peak_rss_kb()
+
+
 def child(env_json: str, format_: str, rows: int, target: str) -> None:
-    """One export in this process; prints rows, seconds and the peak RSS growth (JSON)."""
+    """One export in this process; prints rows, seconds and the peak RSS growth (JSON):
+    the process's peak resident memory after the export minus its resident memory
+    just before (so a peak from start-up cannot hide the export's own)."""
     from export import service
     from leadvault.app import create_app, runtime
     from leadvault.db import read_only
@@ -162,11 +172,11 @@ def child(env_json: str, format_: str, rows: int, target: str) -> None:
     with app.app_context(), read_only(runtime(app).session_factory) as session:
         plan = service.prepare(session, format=format_)
         session.execute(sa.select(sa.func.count()).select_from(Lead)).scalar()
-        before = _rss_kb()
+        before = _current_rss_kb()
         started = time.perf_counter()
         written = service.write(session, selection, plan, target)
         took = time.perf_counter() - started
-        after = _rss_kb()
+        after = _peak_rss_kb()
     print(json.dumps({"rows": written, "seconds": took, "growth_kb": after - before}))
 
 

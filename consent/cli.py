@@ -95,7 +95,7 @@ def proof(email: str) -> None:
 
 @click.group()
 def leads() -> None:
-    """Leads: erasure requests that arrive by letter or phone."""
+    """Leads: list, show (--reveal), export one, erase (requests by letter or phone)."""
 
 
 @leads.command("erase")

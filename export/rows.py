@@ -30,6 +30,12 @@ CHUNK = 1000
 Record = dict[str, Any]
 
 
+def _raw(column: Any) -> Any:
+    """A lead id column as the driver returns it (SQLite: hex text), labelled ``key``:
+    turning every id of every table into a ``uuid.UUID`` costs more than decrypting."""
+    return sa.type_coerce(column, sa.String()).label("key")
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """Which tables and sealed fields a column list needs."""
@@ -68,16 +74,16 @@ def _half_life(session: Session) -> float:
     return rules.active(session).half_life_seconds
 
 
-def _scores(session: Session, ids: list[uuid.UUID], half_life: float) -> dict[uuid.UUID, Record]:
+def _scores(session: Session, ids: list[uuid.UUID], half_life: float) -> dict[Any, Record]:
     from scoring.models import LeadScore
     from scoring.scores import score_at
 
     now = clock.now()
     table = LeadScore.__table__
-    out: dict[uuid.UUID, Record] = {}
+    out: dict[Any, Record] = {}
     for row in session.execute(
         sa.select(
-            table.c.lead_id,
+            _raw(table.c.lead_id),
             table.c.score,
             table.c.as_of,
             table.c.stage,
@@ -89,8 +95,8 @@ def _scores(session: Session, ids: list[uuid.UUID], half_life: float) -> dict[uu
             table.c.utm_source,
             table.c.utm_campaign,
         ).where(table.c.lead_id.in_(ids))
-    ):
-        out[row.lead_id] = {
+    ).all():
+        out[row.key] = {
             "score": round(score_at(row.score, row.as_of, now, half_life), 1),
             "stage": row.stage,
             "stage_changed_at": row.stage_changed_at,
@@ -113,14 +119,14 @@ class ConsentState:
 
 def _consents(
     session: Session, ids: list[uuid.UUID], purposes: Sequence[str], versions: dict[int, int]
-) -> dict[uuid.UUID, dict[str, ConsentState]]:
+) -> dict[Any, dict[str, ConsentState]]:
     from consent.models import Consent, ConsentStatus
 
     table = Consent.__table__
-    out: dict[uuid.UUID, dict[str, ConsentState]] = {}
+    out: dict[Any, dict[str, ConsentState]] = {}
     for row in session.execute(
         sa.select(
-            table.c.lead_id,
+            _raw(table.c.lead_id),
             table.c.purpose,
             table.c.status,
             table.c.text_id,
@@ -128,14 +134,14 @@ def _consents(
             table.c.granted_at,
             table.c.withdrawn_at,
         ).where(table.c.lead_id.in_(ids), table.c.purpose.in_(list(purposes)))
-    ):
+    ).all():
         date = {
             ConsentStatus.GRANTED: row.granted_at,
             ConsentStatus.WITHDRAWN: row.withdrawn_at,
             ConsentStatus.PENDING: row.requested_at,
         }.get(row.status)
         version = versions.get(row.text_id) if row.text_id is not None else None
-        out.setdefault(row.lead_id, {})[row.purpose] = ConsentState(row.status, date, version)
+        out.setdefault(row.key, {})[row.purpose] = ConsentState(row.status, date, version)
     return out
 
 
@@ -145,17 +151,17 @@ def _text_versions(session: Session) -> dict[int, int]:
     return dict(session.execute(sa.select(ConsentText.id, ConsentText.version)).all())
 
 
-def _first_submissions(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
+def _first_submissions(session: Session, ids: list[uuid.UUID]) -> dict[Any, Any]:
     from capture.models import Submission
 
     table = Submission.__table__
-    first: dict[uuid.UUID, Any] = {}
+    first: dict[Any, Any] = {}
     for row in session.execute(
-        sa.select(table.c.id, table.c.lead_id, table.c.data)
+        sa.select(table.c.id, _raw(table.c.lead_id), table.c.data)
         .where(table.c.lead_id.in_(ids))
         .order_by(table.c.created_at.desc())
-    ):
-        first[row.lead_id] = row  # the earliest wins (read last)
+    ).all():
+        first[row.key] = row  # the earliest wins (read last)
     return first
 
 
@@ -176,6 +182,7 @@ def _chunk(
         for row in session.execute(
             sa.select(
                 table.c.id,
+                _raw(table.c.id),
                 table.c.email,
                 table.c.wrapped_key,
                 table.c.key_version,
@@ -183,25 +190,26 @@ def _chunk(
                 table.c.created_at,
                 table.c.last_activity_at,
             ).where(table.c.id.in_(ids))
-        )
+        ).all()
     }
     consents = _consents(session, ids, plan.purposes, versions) if plan.purposes else {}
     if require is not None:
         ids = [
             i
             for i in ids
-            if (state := consents.get(i, {}).get(require)) is not None
+            if i in lead_rows
+            and (state := consents.get(lead_rows[i].key, {}).get(require)) is not None
             and state.status == ConsentStatus.GRANTED
         ]
-    attributes: dict[uuid.UUID, dict[str, bytes]] = {}
+    attributes: dict[Any, dict[str, bytes]] = {}
     if plan.attributes:
         attr = LeadAttribute.__table__
         for row in session.execute(
-            sa.select(attr.c.lead_id, attr.c.name, attr.c.value).where(
+            sa.select(_raw(attr.c.lead_id), attr.c.name, attr.c.value).where(
                 attr.c.lead_id.in_(ids), attr.c.name.in_(plan.attributes)
             )
-        ):
-            attributes.setdefault(row.lead_id, {})[row.name] = row.value
+        ).all():
+            attributes.setdefault(row.key, {})[row.name] = row.value
     scores = _scores(session, ids, half_life) if plan.scores else {}
     submissions = _first_submissions(session, ids) if plan.submission else {}
     vault = vault_of(session)
@@ -210,6 +218,7 @@ def _chunk(
         lead = lead_rows.get(lead_id)
         if lead is None:
             continue  # erased since the selection was read
+        key_of = lead.key
         record: Record = {
             "id": str(lead_id),
             "language": lead.language,
@@ -220,19 +229,19 @@ def _chunk(
             key = vault.unwrap(WrappedKey(lead.wrapped_key, lead.key_version), lead_id)
             if plan.email:
                 record["email"] = key.decrypt("email", lead.email)
-            sealed = attributes.get(lead_id, {})
+            sealed = attributes.get(key_of, {})
             for name in plan.attributes:
                 value = sealed.get(name)
                 record[name] = key.decrypt(f"attr/{name}", value) if value is not None else None
             if plan.submission:
-                submission = submissions.get(lead_id)
+                submission = submissions.get(key_of)
                 record["source"] = (
                     key.decrypt_json(f"submission/{submission.id}", submission.data)
                     if submission is not None
                     else {}
                 )
-        record["scores"] = scores.get(lead_id, {})
-        record["consents"] = consents.get(lead_id, {})
+        record["scores"] = scores.get(key_of, {})
+        record["consents"] = consents.get(key_of, {})
         records.append(record)
     return records
 

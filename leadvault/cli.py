@@ -449,6 +449,8 @@ def register_domain_commands(group: click.Group) -> None:
     group.add_command(nurture.cli.bounces)
     scoring.cli.report.add_command(nurture.cli.report_nurture)
     group.add_command(admin.cli.users)
+    for command in (admin.cli.leads_list, admin.cli.leads_show, admin.cli.leads_export_one):
+        consent.cli.leads.add_command(command)
 
 
 register_domain_commands(cli)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
 import ipaddress
@@ -24,6 +25,7 @@ import json
 import os
 import secrets
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +79,9 @@ class Keyring:
     blind_index_key: bytes
     signing_keys: list[bytes]
     path: Path | None = None
+    # When the active master key was made (scheduled rotation counts from here);
+    # None in a key ring written before it was recorded.
+    rotated_at: dt.datetime | None = None
 
     @classmethod
     def generate(cls) -> Keyring:
@@ -85,6 +90,7 @@ class Keyring:
             active_version=1,
             blind_index_key=secrets.token_bytes(_KEY_BYTES),
             signing_keys=[secrets.token_bytes(_KEY_BYTES)],
+            rotated_at=clock.now(),
         )
 
     @classmethod
@@ -108,6 +114,9 @@ class Keyring:
                 blind_index_key=_unb64(raw["blind_index_key"]),
                 signing_keys=[_unb64(k) for k in raw["signing_keys"]],
                 path=path,
+                rotated_at=(
+                    dt.datetime.fromisoformat(raw["rotated_at"]) if raw.get("rotated_at") else None
+                ),
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             raise KeyringError(
@@ -136,6 +145,7 @@ class Keyring:
                 "master_keys": {str(v): _b64(k) for v, k in sorted(self.master_keys.items())},
                 "blind_index_key": _b64(self.blind_index_key),
                 "signing_keys": [_b64(k) for k in self.signing_keys],
+                **({"rotated_at": self.rotated_at.isoformat()} if self.rotated_at else {}),
             },
             indent=2,
         )
@@ -164,6 +174,7 @@ class Keyring:
         version = max(self.master_keys) + 1
         self.master_keys[version] = AESGCM.generate_key(bit_length=256)
         self.active_version = version
+        self.rotated_at = clock.now()
         return version
 
     def retire_master_version(self, version: int) -> None:
@@ -251,8 +262,13 @@ class DataKey:
 class Vault:
     """Field encryption, blind index and token signing under one key ring."""
 
+    # How often a process looks whether another one rotated the key ring file.
+    REFRESH_SECONDS = 5.0
+
     def __init__(self, keyring: Keyring) -> None:
         self.keyring = keyring
+        self._checked_at = time.monotonic()
+        self._file_stamp = self._stamp()
         # Master key ciphers by version, rebuilt when the key ring holds another key.
         self._masters: dict[int, tuple[bytes, AESGCM]] = {}
         self._serializers: dict[tuple[str, tuple[bytes, ...]], URLSafeTimedSerializer] = {}
@@ -268,7 +284,31 @@ class Vault:
         raw = AESGCM.generate_key(bit_length=256)
         return DataKey(raw, owner), self.wrap(raw, owner)
 
+    def _stamp(self) -> tuple[int, int] | None:
+        path = self.keyring.path
+        if path is None:
+            return None
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        return (info.st_mtime_ns, info.st_ino)
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Reload the key ring when its file changed (the worker rotated it): every
+        process wraps new data keys under the active version, and forgets retired ones.
+        Looks at the file at most every REFRESH_SECONDS unless ``force``."""
+        now = time.monotonic()
+        if not force and now - self._checked_at < self.REFRESH_SECONDS:
+            return
+        self._checked_at = now
+        stamp = self._stamp()
+        if stamp is not None and stamp != self._file_stamp and self.keyring.path is not None:
+            self.keyring = Keyring.load(self.keyring.path)
+            self._file_stamp = stamp
+
     def wrap(self, raw: bytes, owner: uuid.UUID | str) -> WrappedKey:
+        self.refresh()
         version = self.keyring.active_version
         master = self.keyring.master_keys[version]
         return WrappedKey(_seal(master, raw, _key_aad(owner)), version)

@@ -17,6 +17,8 @@ import select
 import shutil
 import sqlite3
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,6 +151,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.close()
 
     writers = _WriterQueue(engine.url.database)
+    _WRITER_QUEUES[engine] = writers
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
@@ -184,6 +187,17 @@ def _configure_sqlite(engine: Engine) -> None:
             writers.release()
 
 
+_WRITER_QUEUES: weakref.WeakKeyDictionary[Engine, _WriterQueue] = weakref.WeakKeyDictionary()
+
+
+def writer_waited(engine: Engine) -> float:
+    """Seconds this thread last waited for SQLite's write lock held by another process
+    (requests, when the worker runs apart); 0 on PostgreSQL. The worker yields to
+    requests when it had to wait."""
+    queue = _WRITER_QUEUES.get(engine)
+    return getattr(queue.local, "waited", 0.0) if queue is not None else 0.0
+
+
 _QUEUED = "leadvault.writer_queued"
 _QUERY_ONLY = "leadvault.query_only"
 # Execution option of a connection whose transaction only reads (read_only_engine(),
@@ -214,6 +228,9 @@ class _WriterQueue:
     def __init__(self, database: str | None) -> None:
         self.path = f"{database}.writer-lock" if database and database != ":memory:" else None
         self.thread_lock = threading.Lock()
+        # Seconds this thread last waited for other processes' writers (requests, when
+        # the worker runs apart).
+        self.local = threading.local()
         self._fd: int | None = None
         self._pid = 0
 
@@ -229,8 +246,10 @@ class _WriterQueue:
         if not self.thread_lock.acquire(timeout=60):
             raise TimeoutError("waited 60 s for the SQLite write lock")
         descriptor = self._descriptor()
+        started = time.monotonic()
         if descriptor is not None:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
+        self.local.waited = time.monotonic() - started
 
     def release(self) -> None:
         descriptor = self._descriptor()

@@ -9,6 +9,7 @@ recorded, never its message (it may quote personal data).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -154,6 +155,12 @@ def _record_failure(factory: sessionmaker[Session], item_id: int, error: str) ->
             _fail(session, item, error)
 
 
+@dataclasses.dataclass(frozen=True)
+class BatchResult:
+    handled: int  # stored or failed
+    taken: int  # due items taken (on SQLite a batch may end before it reaches them all)
+
+
 def process_due(
     factory: sessionmaker[Session],
     handlers: dict[str, Handler],
@@ -162,15 +169,22 @@ def process_due(
     worker_id: str = "",
 ) -> int:
     """Take up to ``limit`` due items and store them in one transaction; returns how many
-    were handled (stored or failed). Should the batch's end or its commit fail, each
-    item is tried alone."""
+    were handled (stored or failed)."""
+    return process_batch(factory, handlers, limit=limit).handled
+
+
+def process_batch(
+    factory: sessionmaker[Session], handlers: dict[str, Handler], *, limit: int
+) -> BatchResult:
+    """:func:`process_due`, telling also how many items were due. Should the batch's
+    end or its commit fail, each item is tried alone."""
     ids: list[int] = []
     try:
         with unit_of_work(factory) as session:
             items = _take(session, limit)
             ids = [item.id for item in items]
             # Returned after the commit (leaving the block commits).
-            return _store_batch(session, handlers, items) if items else 0
+            return BatchResult(_store_batch(session, handlers, items) if items else 0, len(ids))
     except Exception as exc:
         if not ids:
             raise
@@ -181,7 +195,7 @@ def process_due(
                 _store_batch(session, handlers, _take(session, 1, [item_id]))
         except Exception as exc:
             _record_failure(factory, item_id, type(exc).__name__)
-    return len(ids)
+    return BatchResult(len(ids), len(ids))
 
 
 def pending_count(session: Session) -> int:

@@ -97,6 +97,7 @@ class Settings:
     worker_batch_size: int
     sent_mail_retention_days: int
     outbox_max_attempts: int
+    key_rotation_days: int
     outbox_retry_seconds: float
     outbox_lease_seconds: float
     log_level: str
@@ -562,6 +563,14 @@ KEYS: tuple[_Key, ...] = (
         doc="Bodies of sent mails are deleted after this; kind, time, id and status stay",
     ),
     _Key("OUTBOX_MAX_ATTEMPTS", _int(1), "12", doc="Delivery attempts before a mail fails"),
+    _Key(
+        "KEY_ROTATION_DAYS",
+        _int(0),
+        "30",
+        doc="The worker rotates the master key this often and retires the version before "
+        "last, so erased data in old row versions, WAL and backups becomes unreadable "
+        "(0: rotate by hand)",
+    ),
     _Key("OUTBOX_RETRY_SECONDS", _float(0.1), "30", doc="First retry delay; doubles each time"),
     _Key(
         "OUTBOX_LEASE_SECONDS", _float(1), "300", doc="A dead worker's claimed mails return after"

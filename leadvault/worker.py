@@ -16,10 +16,19 @@ from flask import Flask
 
 from leadvault import inbox, outbox
 from leadvault.app import runtime
-from leadvault.db import unit_of_work
+from leadvault.db import unit_of_work, writer_waited
 from leadvault.mail import Sender, sender_for
 
 log = logging.getLogger("leadvault.worker")
+# After a batch that was not full, wait this long before the next: work arriving
+# meanwhile goes in one batch (fewer transactions, and on SQLite fewer turns at the
+# write lock that requests wait for) instead of many small ones.
+COALESCE_SECONDS = 0.1
+# On SQLite, after a batch that had to wait for the write lock (requests were
+# writing), the inbox waits YIELD_FACTOR times the batch's duration: the worker then
+# holds the one write lock at most a quarter of the time while capture is busy.
+YIELD_FACTOR = 3.0
+CONTENDED_SECONDS = 0.002
 
 
 class Worker:
@@ -33,18 +42,18 @@ class Worker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
         self._last_run: dict[str, float] = {}
         self._mail_wake = threading.Event()
+        self._inbox_drained = False
         # Deliverers of the other outbox kinds (webhooks …), registered by packages.
         self.deliverers = [make(app) for make in self.runtime.deliverers.values()]
 
     def process_inbox(self) -> int:
         """Turn accepted work (submissions …) into rows, one transaction each."""
         with self.app.app_context():  # handlers render mail templates
-            return inbox.process_due(
-                self.runtime.session_factory,
-                self.runtime.inbox_handlers,
-                worker_id=self.worker_id,
-                limit=self.batch_size,
+            result = inbox.process_batch(
+                self.runtime.session_factory, self.runtime.inbox_handlers, limit=self.batch_size
             )
+        self._inbox_drained = result.taken < self.batch_size
+        return result.handled
 
     def deliver_mail(self) -> int:
         return outbox.deliver_due(
@@ -94,6 +103,7 @@ class Worker:
         poll = self.runtime.settings.worker_poll_seconds
         try:
             while not stop.is_set():
+                started = time.monotonic()
                 try:
                     handled = self.process_inbox()
                 except Exception as exc:  # database gone: wait and try again
@@ -101,11 +111,19 @@ class Worker:
                     handled = 0
                 if handled:
                     self._mail_wake.set()
+                waited = writer_waited(self.runtime.engine)
+                if handled and waited > CONTENDED_SECONDS:
+                    # SQLite, and requests are writing: leave them the write lock for
+                    # a while (capture first; the inbox catches up when they pause).
+                    held = time.monotonic() - started - waited
+                    stop.wait(YIELD_FACTOR * max(held, 0.0))
                 self.run_due_jobs()
                 if handled == 0:
                     # Sleep until the poll interval ends or a request wakes us.
                     self.runtime.wake.wait(poll)
                     self.runtime.wake.clear()
+                elif self._inbox_drained:
+                    stop.wait(COALESCE_SECONDS)
         finally:
             self._mail_wake.set()
             mail.join(timeout=30)
@@ -123,3 +141,5 @@ class Worker:
             if handled == 0:
                 self._mail_wake.wait(poll)
                 self._mail_wake.clear()
+            elif handled < self.batch_size:
+                stop.wait(COALESCE_SECONDS)

@@ -184,6 +184,26 @@ def _staff_links(app: Any) -> dict[str, list[Any]]:
         "console.leads": [("/console/leads?reached=mql&sort=score", signed_in, {})],
         "console.lead": [(f"/console/leads/{factories.lead(app)}", signed_in, {})],
         "console.static": [("/console/static/console.css", anonymous, {})],
+        **_api_links(app, anonymous),
+    }
+
+
+def _api_links(app: Any, client: Any) -> dict[str, list[Any]]:
+    """The admin API's GET operations with a personal token (its use is not stamped on reads)."""
+    from tests import factories
+
+    token = {"Authorization": f"Bearer {factories.personal_token(app, 'owner')}"}
+    lead = factories.lead(app)
+    return {
+        "admin_api.me": [("/api/v1/me", client, token)],
+        "admin_api.leads_list": [("/api/v1/leads?stage=new&limit=5", client, token)],
+        "admin_api.lead_detail": [(f"/api/v1/leads/{lead}", client, token)],
+        "admin_api.tokens_list": [("/api/v1/tokens", client, token)],
+        "admin_api.audit_list": [("/api/v1/audit", client, token)],
+        "admin_api.audit_verify": [("/api/v1/audit/verify", client, token)],
+        "admin_api.ledger_verify": [("/api/v1/ledger/verify", client, token)],
+        "admin_api.openapi": [("/api/v1/openapi.json", client, {})],
+        "admin_api.reference": [("/api/v1/docs", client, {})],
     }
 
 

@@ -28,6 +28,9 @@ from tests.hostile import Statements
 from tests.test_outbox import (
     Workers,
     _Keeping,
+    enqueue,
+    message_ids,
+    outbox_rows,
     running,
     sink_with,
     wait_until,
@@ -284,3 +287,55 @@ def test_a_connection_the_server_dropped_is_replaced_without_a_ping(backend, dat
             assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
     finally:
         engine.dispose()
+
+
+class _Dropping(_Keeping):
+    """Drops the connection at the ``drop_at``-th message, before keeping it or after
+    (the client never hears the 250); counts the SMTP sessions used."""
+
+    def __init__(self, drop_at: int, *, after_keeping: bool) -> None:
+        super().__init__()
+        self.drop_at = drop_at
+        self.after_keeping = after_keeping
+        self.seen = 0
+        self.sessions: set[int] = set()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.seen += 1
+        self.sessions.add(id(session))
+        if self.seen != self.drop_at:
+            return await super().handle_DATA(server, session, envelope)
+        if self.after_keeping:
+            await super().handle_DATA(server, session, envelope)
+        server.transport.close()
+        return "421 closing"  # never reaches the client
+
+
+@pytest.mark.parametrize("after_keeping", [False, True], ids=["before-250", "reply-lost"])
+def test_a_mail_batch_survives_the_server_dropping_the_connection(make_app, after_keeping):
+    from leadvault.models import OutboxStatus
+
+    total = 12
+    handler = _Dropping(5, after_keeping=after_keeping)
+    sink = sink_with(handler)
+    app = make_app(smtp_url=parse_smtp_url(f"smtp://127.0.0.1:{sink.port}"))
+    stored = enqueue(app, total)
+    worker = Worker(app, batch_size=total)
+    with running(sink):
+
+        def all_sent() -> bool:
+            worker.deliver_mail()
+            return all(row.status == OutboxStatus.SENT for row in outbox_rows(app))
+
+        wait_until(all_sent, 20, "every mail to be sent")
+        worker.close()
+
+    received = message_ids(sink.messages)
+    assert set(received) == set(stored.values())  # no loss
+    if after_keeping:
+        # The server kept the 5th mail but its reply was lost: sent again (at least once).
+        assert len(received) == total + 1
+    else:
+        assert len(received) == total
+    # One connection carried the batch; one more after the drop.
+    assert len(handler.sessions) == 2

@@ -1,0 +1,217 @@
+"""Marshmallow schemas of the admin API: inputs (validated) and outputs (documented).
+
+Input schemas refuse unknown fields; the OpenAPI document is generated from
+these classes (admin/api/registry.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from marshmallow import Schema, fields, validate
+
+from admin.leads import GRADES, MAX_PAGE, PURPOSE_STATES, REASON_MAX
+from admin.permissions import Permission
+from scoring.models import Stage
+
+STAGES = [s.value for s in Stage]
+_SCORE = validate.Range(min=-1e9, max=1e9)
+
+
+class LeadQuerySchema(Schema):
+    stage = fields.List(fields.String(validate=validate.OneOf(STAGES)))
+    grade = fields.List(fields.String(validate=validate.OneOf(GRADES)))
+    form = fields.String(validate=validate.Length(1, 32))
+    utm_source = fields.String(validate=validate.Length(1, 100))
+    utm_campaign = fields.String(validate=validate.Length(1, 100))
+    purpose = fields.String(validate=validate.Length(1, 40))
+    purpose_state = fields.String(validate=validate.OneOf(PURPOSE_STATES))
+    suspect = fields.Boolean()
+    score_min = fields.Float(validate=_SCORE, allow_nan=False)
+    score_max = fields.Float(validate=_SCORE, allow_nan=False)
+    created_from = fields.AwareDateTime(default_timezone=dt.UTC)
+    created_to = fields.AwareDateTime(default_timezone=dt.UTC)
+    cursor = fields.String(
+        validate=[validate.Length(1, 200), validate.Regexp(r"^[A-Za-z0-9_-]+$")],
+        metadata={"description": "next_cursor of the previous page (opaque)"},
+    )
+    limit = fields.Integer(validate=validate.Range(1, MAX_PAGE), load_default=50)
+
+
+class LeadSummarySchema(Schema):
+    id = fields.UUID(required=True)
+    created_at = fields.DateTime(required=True)
+    language = fields.String(required=True)
+    stage = fields.String(required=True)
+    grade = fields.String(required=True)
+    score = fields.Float(required=True)
+    suspect = fields.Boolean(required=True)
+    first_form = fields.String(allow_none=True)
+    utm_source = fields.String(allow_none=True)
+    utm_campaign = fields.String(allow_none=True)
+    consents = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+
+
+class LeadPageSchema(Schema):
+    items = fields.List(fields.Nested(LeadSummarySchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class LookupSchema(Schema):
+    email = fields.String(required=True, validate=validate.Length(3, 320))
+
+
+class LeadRefSchema(Schema):
+    id = fields.UUID(required=True)
+
+
+class ConsentStateSchema(Schema):
+    purpose = fields.String(required=True)
+    status = fields.String(required=True)
+    requested_at = fields.String(allow_none=True)
+    granted_at = fields.String(allow_none=True)
+    withdrawn_at = fields.String(allow_none=True)
+
+
+class LedgerItemSchema(Schema):
+    id = fields.Integer(required=True)
+    at = fields.String(required=True)
+    event = fields.String(required=True)
+    purpose = fields.String(allow_none=True)
+    form = fields.String(allow_none=True)
+    text_version = fields.Integer(allow_none=True)
+    entry_hash = fields.String(required=True)
+
+
+class TimelineItemSchema(Schema):
+    at = fields.String(allow_none=True, required=True)
+    kind = fields.String(
+        required=True, validate=validate.OneOf(["submission", "event", "stage", "handoff"])
+    )
+    form = fields.String(allow_none=True)
+    utm_source = fields.String(allow_none=True)
+    utm_campaign = fields.String(allow_none=True)
+    type = fields.String()
+    points = fields.Float()
+    from_ = fields.String(data_key="from", attribute="from", allow_none=True)
+    to = fields.String()
+    cause_kind = fields.String()
+    status = fields.String()
+
+
+class RulePointsSchema(Schema):
+    rule = fields.String(required=True)
+    points = fields.Float(required=True)
+
+
+class HandoffSchema(Schema):
+    id = fields.String(required=True)
+    status = fields.String(required=True)
+    salesperson = fields.Integer(allow_none=True)
+    routing_rule = fields.String(required=True)
+    offered_at = fields.String(allow_none=True)
+    decided_at = fields.String(allow_none=True)
+    reject_reason = fields.String(allow_none=True)
+
+
+class LeadDetailSchema(Schema):
+    id = fields.UUID(required=True)
+    created_at = fields.String(required=True)
+    last_activity_at = fields.String(allow_none=True)
+    language = fields.String(required=True)
+    stage = fields.String(required=True)
+    grade = fields.String(required=True)
+    score = fields.Float(required=True)
+    fit_points = fields.Float(required=True)
+    suspect = fields.Boolean(required=True)
+    flags = fields.List(fields.String(), required=True)
+    fields_ = fields.List(fields.String(), data_key="fields", attribute="fields", required=True)
+    consents = fields.List(fields.Nested(ConsentStateSchema), required=True)
+    consent_history = fields.List(fields.Nested(LedgerItemSchema), required=True)
+    timeline = fields.List(fields.Nested(TimelineItemSchema), required=True)
+    score_breakdown = fields.List(fields.Nested(RulePointsSchema), required=True)
+    handoffs = fields.List(fields.Nested(HandoffSchema), required=True)
+
+
+class RevealedSchema(Schema):
+    id = fields.UUID(required=True)
+    email = fields.String(required=True)
+    profile = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+
+
+class ExportedSchema(Schema):
+    """The access-export document (its own JSON schema: /schemas/access-export.v1.json)."""
+
+    schema = fields.String(required=True)
+    schema_version = fields.Integer(required=True)
+    lead = fields.Dict(required=True)
+
+
+class StageChangeSchema(Schema):
+    stage = fields.String(required=True, validate=validate.OneOf(STAGES))
+    reason = fields.String(required=True, validate=validate.Length(1, REASON_MAX))
+
+
+class StageChangedSchema(Schema):
+    id = fields.UUID(required=True)
+    from_ = fields.String(data_key="from", allow_none=True, required=True)
+    to = fields.String(required=True)
+
+
+class MeSchema(Schema):
+    id = fields.Integer(required=True)
+    role = fields.String(required=True)
+    permissions = fields.List(fields.String(), required=True)
+    via = fields.String(required=True, validate=validate.OneOf(["token", "console"]))
+
+
+class TokenCreateSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(1, 80))
+    scopes = fields.List(
+        fields.String(validate=validate.OneOf([p.value for p in Permission])),
+        required=True,
+        validate=validate.Length(1, len(Permission)),
+    )
+    days = fields.Integer(required=True, validate=validate.Range(1, 3650))
+
+
+class TokenSchema(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    scopes = fields.List(fields.String(), required=True)
+    created_at = fields.DateTime(required=True)
+    expires_at = fields.DateTime(required=True)
+    last_used_at = fields.DateTime(allow_none=True)
+    revoked_at = fields.DateTime(allow_none=True)
+
+
+class TokenCreatedSchema(TokenSchema):
+    secret = fields.String(required=True)
+
+
+class AuditQuerySchema(Schema):
+    actor = fields.String(validate=validate.Length(1, 80))
+    action = fields.String(validate=validate.Length(1, 40))
+    object_type = fields.String(validate=validate.Length(1, 40))
+    object_id = fields.String(validate=validate.Length(1, 64))
+    before = fields.Integer(validate=validate.Range(1, 2**62))
+    limit = fields.Integer(validate=validate.Range(1, 200), load_default=50)
+
+
+class AuditEntrySchema(Schema):
+    id = fields.Integer(required=True)
+    created_at = fields.DateTime(required=True)
+    actor = fields.String(required=True)
+    action = fields.String(required=True)
+    object_type = fields.String(required=True)
+    object_id = fields.String(allow_none=True)
+    detail = fields.Dict(required=True)
+    ip_prefix = fields.String(allow_none=True)
+    entry_hash = fields.String(required=True)
+
+
+class VerdictSchema(Schema):
+    ok = fields.Boolean(required=True)
+    checked = fields.Integer(required=True)
+    broken_id = fields.Integer(allow_none=True, required=True)
+    reason = fields.String(allow_none=True, required=True)

@@ -1,0 +1,481 @@
+"""The JSON admin API under /api/v1/: leads, tokens, audit trail, ledger verification.
+
+Thin views over the services (admin.leads, admin.tokens, leadvault.audit); every
+operation is declared once with its permission and schemas (registry.operation).
+Authentication: a personal API token, or the console's sign-in plus a CSRF token
+(X-CSRFToken header) on writes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from marshmallow import Schema, ValidationError, fields
+
+from admin import auth, permissions, tokens
+from admin import leads as lead_service
+from admin.api import problems, schemas
+from admin.api.registry import OPERATIONS, build_spec, operation
+from admin.models import PersonalToken
+from admin.permissions import Permission
+from leadvault import audit, db
+from leadvault.i18n import N_
+from leadvault.models import Lead
+from leadvault.web import csrf
+
+bp = Blueprint("admin_api", __name__, url_prefix="/api/v1", template_folder="../templates")
+csrf.exempt(bp)
+
+P = Permission
+
+
+class Refusal(Exception):
+    """Answer with a problem (status, English message id, field errors)."""
+
+    def __init__(
+        self, status: int, detail: str | None = None, errors: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(status)
+        self.status, self.detail, self.errors = status, detail, errors
+
+
+@bp.errorhandler(Refusal)
+def _refusal(exc: Refusal) -> Response:
+    return problems.problem(exc.status, exc.detail, errors=exc.errors)
+
+
+@bp.before_request
+def _guard() -> Response | None:
+    """Writes by the console's sign-in need its CSRF token; tokens need none."""
+    if request.method in db.SAFE_METHODS or auth.authenticated_by_token():
+        return None
+    if auth.current_user() is None:
+        return None  # the view's permission check answers 401
+    try:
+        csrf.protect()
+    except CSRFError:
+        return problems.problem(400, N_("The page expired. Please reload it and try again."))
+    return None
+
+
+def _query(schema: type[Schema]) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    for key in request.args:
+        values = request.args.getlist(key)
+        many = isinstance(schema._declared_fields.get(key), fields.List)
+        raw[key] = values if many else values[-1]
+    try:
+        return schema().load(raw)
+    except ValidationError as exc:
+        raise Refusal(422, errors=_errors(exc)) from None
+
+
+def _body(schema: type[Schema]) -> dict[str, Any]:
+    if not request.is_json:
+        raise Refusal(415)
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise Refusal(400, N_("The request could not be understood."))
+    try:
+        return schema().load(data)
+    except ValidationError as exc:
+        raise Refusal(422, errors=_errors(exc)) from None
+
+
+def _errors(exc: ValidationError) -> dict[str, Any]:
+    messages = exc.messages
+    return messages if isinstance(messages, dict) else {"_schema": messages}
+
+
+def _dump(schema: type[Schema], value: Any, status: int = 200, *, many: bool = False) -> Response:
+    response = jsonify(schema(many=many).dump(value))
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _assigned_to(full: Permission) -> int | None:
+    """None when the account may see every lead; else its salesperson (sales)."""
+    if auth.can(full):
+        return None
+    user = auth.current_user()
+    assert user is not None
+    return user.salesperson_id if user.salesperson_id is not None else -1
+
+
+def _lead(lead_id: uuid.UUID, full: Permission) -> Lead:
+    found = lead_service.get(db.session(), lead_id, assigned_to=_assigned_to(full))
+    if found is None:
+        raise Refusal(404)
+    return found
+
+
+def _filters(args: dict[str, Any]) -> lead_service.Filters:
+    return lead_service.Filters(
+        stages=tuple(args.get("stage") or ()),
+        grades=tuple(args.get("grade") or ()),
+        form=args.get("form"),
+        utm_source=args.get("utm_source"),
+        utm_campaign=args.get("utm_campaign"),
+        purpose=args.get("purpose"),
+        purpose_state=args.get("purpose_state"),
+        suspect=args.get("suspect"),
+        score_min=args.get("score_min"),
+        score_max=args.get("score_max"),
+        created_from=args.get("created_from"),
+        created_to=args.get("created_to"),
+        assigned_to=_assigned_to(P.LEADS_READ),
+    )
+
+
+# --- who am I ------------------------------------------------------------------------
+
+
+@operation(
+    bp,
+    "GET",
+    "/me",
+    summary="The account asking",
+    permission=None,
+    response=schemas.MeSchema,
+    tag="account",
+)
+def me() -> Response:
+    user = auth.current_user()
+    assert user is not None
+    return _dump(
+        schemas.MeSchema,
+        {
+            "id": user.id,
+            "role": user.role,
+            "permissions": sorted(p.value for p in auth.granted()),
+            "via": "token" if auth.authenticated_by_token() else "console",
+        },
+    )
+
+
+# --- leads ---------------------------------------------------------------------------
+
+
+@operation(
+    bp,
+    "GET",
+    "/leads",
+    summary="List leads (pseudonymous), newest first, filtered, by cursor",
+    permission=P.LEADS_READ_ASSIGNED,
+    query=schemas.LeadQuerySchema,
+    response=schemas.LeadPageSchema,
+)
+def leads_list() -> Response:
+    args = _query(schemas.LeadQuerySchema)
+    try:
+        rows, following = lead_service.list_leads(
+            db.session(), _filters(args), cursor=args.get("cursor"), limit=args["limit"]
+        )
+    except lead_service.BadCursor:
+        raise Refusal(422, errors={"cursor": ["not a cursor this API gave out"]}) from None
+    return _dump(schemas.LeadPageSchema, {"items": rows, "next_cursor": following})
+
+
+@operation(
+    bp,
+    "POST",
+    "/leads/lookup",
+    summary="Find a lead by its exact e-mail address (blind index; the address stays out of URLs)",
+    permission=P.LEADS_READ_ASSIGNED,
+    body=schemas.LookupSchema,
+    response=schemas.LeadRefSchema,
+    errors=(404,),
+)
+def leads_lookup() -> Response:
+    args = _body(schemas.LookupSchema)
+    found = lead_service.lookup(db.session(), args["email"], assigned_to=_assigned_to(P.LEADS_READ))
+    if found is None:
+        raise Refusal(404)
+    return _dump(schemas.LeadRefSchema, {"id": found.id})
+
+
+@operation(
+    bp,
+    "GET",
+    "/leads/{lead_id}",
+    summary="A lead: stage, grade, score breakdown, consents and their history, timeline, handoffs",
+    permission=P.LEADS_READ_ASSIGNED,
+    response=schemas.LeadDetailSchema,
+    path_params=(("lead_id", "uuid"),),
+)
+def lead_detail(lead_id: uuid.UUID) -> Response:
+    session = db.session()
+    return _dump(
+        schemas.LeadDetailSchema, lead_service.detail(session, _lead(lead_id, P.LEADS_READ))
+    )
+
+
+@operation(
+    bp,
+    "POST",
+    "/leads/{lead_id}/reveal",
+    summary="The lead's decrypted address and profile (one audit entry)",
+    permission=P.LEADS_REVEAL_ASSIGNED,
+    response=schemas.RevealedSchema,
+    path_params=(("lead_id", "uuid"),),
+    personal=True,
+)
+def lead_reveal(lead_id: uuid.UUID) -> Response:
+    session = db.session()
+    lead = _lead(lead_id, P.LEADS_REVEAL)
+    data = lead_service.reveal(session, lead, actor=auth.current_actor(), ip=auth.client_ip())
+    return _dump(schemas.RevealedSchema, data)
+
+
+@operation(
+    bp,
+    "POST",
+    "/leads/{lead_id}/export",
+    summary="Everything held about the lead (access-export document; one audit entry)",
+    permission=P.LEADS_EXPORT,
+    response=schemas.ExportedSchema,
+    path_params=(("lead_id", "uuid"),),
+    personal=True,
+)
+def lead_export(lead_id: uuid.UUID) -> Response:
+    session = db.session()
+    lead = _lead(lead_id, P.LEADS_EXPORT)
+    document = lead_service.export_one(
+        session, lead, actor=auth.current_actor(), ip=auth.client_ip()
+    )
+    response = jsonify(document)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@operation(
+    bp,
+    "POST",
+    "/leads/{lead_id}/stage",
+    summary="Move the lead to another stage, with a reason",
+    permission=P.LEADS_WRITE_ASSIGNED,
+    body=schemas.StageChangeSchema,
+    response=schemas.StageChangedSchema,
+    path_params=(("lead_id", "uuid"),),
+    errors=(409,),
+)
+def lead_stage(lead_id: uuid.UUID) -> Response:
+    args = _body(schemas.StageChangeSchema)
+    session = db.session()
+    lead = _lead(lead_id, P.LEADS_WRITE)
+    try:
+        change = lead_service.change_stage(
+            session,
+            lead,
+            args["stage"],
+            args["reason"],
+            actor=auth.current_actor(),
+            ip=auth.client_ip(),
+        )
+    except lead_service.LeadError as exc:
+        raise Refusal(409, errors={"stage": [str(exc)]}) from None
+    return _dump(
+        schemas.StageChangedSchema,
+        {"id": lead.id, "from_": change.from_stage, "to": change.to_stage},
+    )
+
+
+@operation(
+    bp,
+    "DELETE",
+    "/leads/{lead_id}",
+    summary="Erase the lead (crypto-shredded; one audit entry)",
+    permission=P.LEADS_ERASE,
+    status=204,
+    path_params=(("lead_id", "uuid"),),
+)
+def lead_erase(lead_id: uuid.UUID) -> Response:
+    session = db.session()
+    lead = _lead(lead_id, P.LEADS_ERASE)
+    lead_service.erase(session, lead, actor=auth.current_actor(), ip=auth.client_ip())
+    return Response(status=204)
+
+
+# --- personal API tokens ---------------------------------------------------------------
+
+
+@operation(
+    bp,
+    "GET",
+    "/tokens",
+    summary="Your personal API tokens",
+    permission=None,
+    response=schemas.TokenSchema,
+    many=True,
+    tag="account",
+)
+def tokens_list() -> Response:
+    user = auth.current_user()
+    assert user is not None
+    return _dump(schemas.TokenSchema, tokens.of_user(db.session(), user), many=True)
+
+
+@operation(
+    bp,
+    "POST",
+    "/tokens",
+    summary="Create a personal API token (console sign-in only; the secret is shown once)",
+    permission=None,
+    body=schemas.TokenCreateSchema,
+    response=schemas.TokenCreatedSchema,
+    status=201,
+    tag="account",
+)
+def tokens_create() -> Response:
+    args = _body(schemas.TokenCreateSchema)
+    if auth.authenticated_by_token():
+        raise Refusal(403, N_("Tokens are made while signed in, not with another token."))
+    user = auth.current_user()
+    assert user is not None
+    try:
+        token, secret = tokens.create(
+            db.session(),
+            user,
+            name=args["name"],
+            scopes=args["scopes"],
+            days=args["days"],
+            actor=auth.current_actor(),
+            ip=auth.client_ip(),
+        )
+    except tokens.TokenError as exc:
+        raise Refusal(422, errors={"scopes": [str(exc)]}) from None
+    created = {name: getattr(token, name) for name in schemas.TokenSchema._declared_fields}
+    return _dump(schemas.TokenCreatedSchema, {**created, "secret": secret}, 201)
+
+
+@operation(
+    bp,
+    "DELETE",
+    "/tokens/{token_id}",
+    summary="Revoke a token (yours; an owner may revoke anyone's)",
+    permission=None,
+    status=204,
+    path_params=(("token_id", "int"),),
+    tag="account",
+)
+def tokens_revoke(token_id: int) -> Response:
+    session = db.session()
+    user = auth.current_user()
+    assert user is not None
+    token = session.get(PersonalToken, token_id) if 0 < token_id < 2**31 else None
+    if token is None or (token.user_id != user.id and not auth.can(P.USERS_MANAGE)):
+        raise Refusal(404)
+    tokens.revoke(session, token, actor=auth.current_actor(), ip=auth.client_ip())
+    return Response(status=204)
+
+
+# --- audit trail and ledger ------------------------------------------------------------
+
+
+def _audit_row(entry: Any) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "created_at": entry.created_at,
+        "actor": entry.actor,
+        "action": entry.action,
+        "object_type": entry.object_type,
+        "object_id": entry.object_id,
+        "detail": audit.detail_of(entry),
+        "ip_prefix": entry.ip_prefix,
+        "entry_hash": entry.entry_hash,
+    }
+
+
+@operation(
+    bp,
+    "GET",
+    "/audit",
+    summary="Audit trail entries, newest first (continue with before=<last id>)",
+    permission=P.AUDIT_READ,
+    query=schemas.AuditQuerySchema,
+    response=schemas.AuditEntrySchema,
+    many=True,
+    tag="privacy",
+)
+def audit_list() -> Response:
+    args = _query(schemas.AuditQuerySchema)
+    filters = audit.Filters(
+        actor=args.get("actor"),
+        action=args.get("action"),
+        object_type=args.get("object_type"),
+        object_id=args.get("object_id"),
+    )
+    rows = audit.entries(db.session(), filters, before=args.get("before"), limit=args["limit"])
+    return _dump(schemas.AuditEntrySchema, [_audit_row(r) for r in rows], many=True)
+
+
+def _verdict(verdict: Any) -> Response:
+    return _dump(
+        schemas.VerdictSchema,
+        {
+            "ok": verdict.ok,
+            "checked": verdict.checked,
+            "broken_id": verdict.broken_id,
+            "reason": verdict.reason,
+        },
+    )
+
+
+@operation(
+    bp,
+    "GET",
+    "/audit/verify",
+    summary="Verify the audit trail's hash chain",
+    permission=P.AUDIT_READ,
+    response=schemas.VerdictSchema,
+    tag="privacy",
+)
+def audit_verify() -> Response:
+    return _verdict(audit.verify(db.session()))
+
+
+@operation(
+    bp,
+    "GET",
+    "/ledger/verify",
+    summary="Verify the consent ledger's hash chain",
+    permission=P.LEDGER_READ,
+    response=schemas.VerdictSchema,
+    tag="privacy",
+)
+def ledger_verify() -> Response:
+    from consent import ledger
+
+    return _verdict(ledger.verify(db.session()))
+
+
+# --- the document ----------------------------------------------------------------------
+
+
+def _spec() -> dict[str, Any]:
+    return build_spec(auth._settings().base_url)
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 document (public: it holds no data)."""
+    return jsonify(_spec())
+
+
+@bp.get("/docs")
+def reference() -> str:
+    """A readable reference, rendered here from the same document (no CDN, no script)."""
+    spec = _spec()
+    return render_template(
+        "admin/api_reference.html",
+        spec=spec,
+        operations=sorted(OPERATIONS, key=lambda op: (op.tag, op.path, op.method)),
+        roles={
+            role.value: sorted(p.value for p in granted)
+            for role, granted in permissions.TABLE.items()
+        },
+    )

@@ -1,0 +1,414 @@
+"""Leads for staff: list and filter (pseudonymous), find by address, detail, reveal,
+change stage, export one, erase. The API and ``leadvault leads`` use these.
+
+Lists and details carry no personal data: ids, stages, grades, scores, forms,
+marketing labels and consent states. Decrypted data leaves only through
+:func:`reveal` and :func:`export_one`, each one audit entry.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from capture.models import Form, Submission
+from consent import ledger, rights
+from consent.models import Consent
+from leadvault import audit, clock
+from leadvault import leads as core_leads
+from leadvault.models import Lead
+from scoring import rules as scoring_rules
+from scoring import scores, stages
+from scoring.models import Event, Handoff, HandoffStatus, LeadScore, RuleScore, StageChange
+
+MAX_PAGE = 100
+GRADES = ("A", "B", "C", "D")
+PURPOSE_STATES = ("none", "pending", "granted", "withdrawn")
+# Handoffs that put a lead in a salesperson's hands.
+_ASSIGNED = (HandoffStatus.OFFERED, HandoffStatus.ACCEPTED)
+
+
+class LeadError(ValueError):
+    """A request the service refuses; the message is for the person."""
+
+
+class BadCursor(LeadError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Filters:
+    stages: tuple[str, ...] = ()
+    grades: tuple[str, ...] = ()
+    form: str | None = None  # a form's public id: leads with a submission through it
+    utm_source: str | None = None
+    utm_campaign: str | None = None
+    purpose: str | None = None
+    purpose_state: str | None = None  # with purpose
+    suspect: bool | None = None
+    score_min: float | None = None
+    score_max: float | None = None
+    created_from: dt.datetime | None = None
+    created_to: dt.datetime | None = None
+    # Sales: only the leads offered to or accepted by this salesperson.
+    assigned_to: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LeadRow:
+    id: uuid.UUID
+    created_at: dt.datetime
+    language: str
+    stage: str
+    grade: str
+    score: float
+    suspect: bool
+    first_form: str | None
+    utm_source: str | None
+    utm_campaign: str | None
+    consents: dict[str, str]
+
+
+def _encode_cursor(row: LeadRow) -> str:
+    raw = f"{row.created_at.isoformat()}|{row.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, _, ident = raw.partition("|")
+        moment = dt.datetime.fromisoformat(when)
+        if moment.tzinfo is None:
+            raise ValueError("naive")
+        return moment, uuid.UUID(ident)
+    except (ValueError, UnicodeDecodeError):
+        raise BadCursor("this cursor is not one this API gave out") from None
+
+
+def assigned_ids(salesperson_id: int) -> sa.Select[Any]:
+    return sa.select(Handoff.lead_id).where(
+        Handoff.person_id == salesperson_id, Handoff.status.in_(list(_ASSIGNED))
+    )
+
+
+def _conditions(filters: Filters) -> list[Any]:
+    conditions: list[Any] = []
+    if filters.stages:
+        conditions.append(sa.func.coalesce(LeadScore.stage, "new").in_(filters.stages))
+    if filters.grades:
+        conditions.append(sa.func.coalesce(LeadScore.fit_grade, "D").in_(filters.grades))
+    if filters.suspect is not None:
+        conditions.append(sa.func.coalesce(LeadScore.suspect, sa.false()) == filters.suspect)
+    if filters.score_min is not None:
+        conditions.append(sa.func.coalesce(LeadScore.score, 0.0) >= filters.score_min)
+    if filters.score_max is not None:
+        conditions.append(sa.func.coalesce(LeadScore.score, 0.0) <= filters.score_max)
+    if filters.created_from is not None:
+        conditions.append(Lead.created_at >= filters.created_from)
+    if filters.created_to is not None:
+        conditions.append(Lead.created_at < filters.created_to)
+    submitted = []
+    if filters.form:
+        submitted.append(
+            Submission.form_id
+            == sa.select(Form.id).where(Form.public_id == filters.form).scalar_subquery()
+        )
+    if filters.utm_source:
+        submitted.append(Submission.utm_source == filters.utm_source)
+    if filters.utm_campaign:
+        submitted.append(Submission.utm_campaign == filters.utm_campaign)
+    if submitted:
+        conditions.append(
+            sa.exists(sa.select(Submission.id).where(Submission.lead_id == Lead.id, *submitted))
+        )
+    if filters.purpose:
+        state = filters.purpose_state
+        if state in (None, "none"):
+            has = sa.exists(
+                sa.select(Consent.lead_id).where(
+                    Consent.lead_id == Lead.id,
+                    Consent.purpose == filters.purpose,
+                    Consent.status != "none",
+                )
+            )
+            conditions.append(~has if state == "none" else has)
+        else:
+            conditions.append(
+                sa.exists(
+                    sa.select(Consent.lead_id).where(
+                        Consent.lead_id == Lead.id,
+                        Consent.purpose == filters.purpose,
+                        Consent.status == state,
+                    )
+                )
+            )
+    if filters.assigned_to is not None:
+        conditions.append(Lead.id.in_(assigned_ids(filters.assigned_to)))
+    return conditions
+
+
+def list_leads(
+    session: Session, filters: Filters, *, cursor: str | None = None, limit: int = 50
+) -> tuple[list[LeadRow], str | None]:
+    """Newest first, at most ``limit`` (≤ 100); the second value continues the list."""
+    limit = max(1, min(limit, MAX_PAGE))
+    query = (
+        sa.select(Lead.id, Lead.created_at, Lead.language, LeadScore)
+        .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
+        .where(*_conditions(filters))
+        .order_by(Lead.created_at.desc(), Lead.id.desc())
+        .limit(limit + 1)
+    )
+    if cursor:
+        at, ident = _decode_cursor(cursor)
+        query = query.where(
+            sa.or_(Lead.created_at < at, sa.and_(Lead.created_at == at, Lead.id < ident))
+        )
+    found = session.execute(query).all()
+    ids = [row[0] for row in found[:limit]]
+    consents: dict[uuid.UUID, dict[str, str]] = {i: {} for i in ids}
+    if ids:
+        for lead_id, purpose, status in session.execute(
+            sa.select(Consent.lead_id, Consent.purpose, Consent.status).where(
+                Consent.lead_id.in_(ids)
+            )
+        ):
+            consents[lead_id][purpose] = status
+    half_life = scoring_rules.active(session).half_life_seconds
+    now = clock.now()
+    rows = [
+        LeadRow(
+            id=lead_id,
+            created_at=created_at,
+            language=language,
+            stage=state.stage if state else "new",
+            grade=state.fit_grade if state else "D",
+            score=round(scores.score_at(state.score, state.as_of, now, half_life), 2)
+            if state
+            else 0.0,
+            suspect=bool(state.suspect) if state else False,
+            first_form=state.first_form if state else None,
+            utm_source=state.utm_source if state else None,
+            utm_campaign=state.utm_campaign if state else None,
+            consents=consents[lead_id],
+        )
+        for lead_id, created_at, language, state in found[:limit]
+    ]
+    following = _encode_cursor(rows[-1]) if len(found) > limit else None
+    return rows, following
+
+
+def get(session: Session, lead_id: uuid.UUID, *, assigned_to: int | None = None) -> Lead | None:
+    """The lead, or None (also when it is not in the hands of ``assigned_to``)."""
+    lead = core_leads.get(session, lead_id)
+    if lead is None or assigned_to is None:
+        return lead
+    held = session.scalar(
+        sa.select(sa.func.count()).select_from(
+            assigned_ids(assigned_to).where(Handoff.lead_id == lead_id).subquery()
+        )
+    )
+    return lead if held else None
+
+
+def lookup(session: Session, email: str, *, assigned_to: int | None = None) -> Lead | None:
+    """Exact match through the blind index (no plaintext is searched)."""
+    lead = core_leads.find_by_email(session, email)
+    if lead is None:
+        return None
+    return get(session, lead.id, assigned_to=assigned_to)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def detail(session: Session, lead: Lead) -> dict[str, Any]:
+    """Everything staff may see without decrypting: state, consents and their history,
+    the timeline, the score breakdown, handoffs. No personal data."""
+    state = session.scalars(sa.select(LeadScore).where(LeadScore.lead_id == lead.id)).one_or_none()
+    rules = scoring_rules.active(session)
+    now = clock.now()
+    score = (
+        round(scores.score_at(state.score, state.as_of, now, rules.half_life_seconds), 2)
+        if state
+        else 0.0
+    )
+    consent_rows = session.scalars(
+        sa.select(Consent).where(Consent.lead_id == lead.id).order_by(Consent.purpose)
+    ).all()
+    forms = dict(session.execute(sa.select(Form.id, Form.public_id)).all())
+    timeline: list[dict[str, Any]] = []
+    for sub in session.scalars(
+        sa.select(Submission).where(Submission.lead_id == lead.id).order_by(Submission.created_at)
+    ):
+        timeline.append(
+            {
+                "at": _iso(sub.created_at),
+                "kind": "submission",
+                "form": forms.get(sub.form_id),
+                "utm_source": sub.utm_source,
+                "utm_campaign": sub.utm_campaign,
+            }
+        )
+    for event in session.scalars(
+        sa.select(Event).where(Event.lead_id == lead.id).order_by(Event.occurred_at).limit(500)
+    ):
+        timeline.append(
+            {
+                "at": _iso(event.occurred_at),
+                "kind": "event",
+                "type": event.type,
+                "points": round(sum(event.awards.values()), 2),
+            }
+        )
+    for change in session.scalars(
+        sa.select(StageChange).where(StageChange.lead_id == lead.id).order_by(StageChange.at)
+    ):
+        timeline.append(
+            {
+                "at": _iso(change.at),
+                "kind": "stage",
+                "from": change.from_stage,
+                "to": change.to_stage,
+                "cause_kind": change.cause_kind,
+            }
+        )
+    handoffs = session.scalars(
+        sa.select(Handoff).where(Handoff.lead_id == lead.id).order_by(Handoff.offered_at)
+    ).all()
+    for handoff in handoffs:
+        timeline.append(
+            {"at": _iso(handoff.offered_at), "kind": "handoff", "status": handoff.status}
+        )
+    timeline.sort(key=lambda item: item["at"] or "")
+    breakdown = [
+        {
+            "rule": row.rule,
+            "points": round(scores.score_at(row.value, row.as_of, now, rules.half_life_seconds), 2),
+        }
+        for row in session.scalars(
+            sa.select(RuleScore).where(RuleScore.lead_id == lead.id).order_by(RuleScore.rule)
+        )
+    ]
+    return {
+        "id": str(lead.id),
+        "created_at": _iso(lead.created_at),
+        "last_activity_at": _iso(lead.last_activity_at),
+        "language": lead.language,
+        "stage": state.stage if state else "new",
+        "grade": state.fit_grade if state else "D",
+        "score": score,
+        "fit_points": state.fit_points if state else 0.0,
+        "suspect": bool(state.suspect) if state else False,
+        "flags": list(state.flags) if state else [],
+        "fields": sorted(a.name for a in lead.attributes),
+        "consents": [
+            {
+                "purpose": c.purpose,
+                "status": c.status,
+                "requested_at": _iso(c.requested_at),
+                "granted_at": _iso(c.granted_at),
+                "withdrawn_at": _iso(c.withdrawn_at),
+            }
+            for c in consent_rows
+        ],
+        "consent_history": [
+            {
+                "id": entry.id,
+                "at": _iso(entry.created_at),
+                "event": entry.event,
+                "purpose": entry.purpose,
+                "form": entry.form_ref,
+                "text_version": entry.text_version,
+                "entry_hash": entry.entry_hash,
+            }
+            for entry in ledger.history(session, str(lead.id))
+        ],
+        "timeline": timeline,
+        "score_breakdown": breakdown,
+        "handoffs": [
+            {
+                "id": str(h.id),
+                "status": h.status,
+                "salesperson": h.person_id,
+                "routing_rule": h.routing_rule,
+                "offered_at": _iso(h.offered_at),
+                "decided_at": _iso(h.decided_at),
+                "reject_reason": h.reject_reason,
+            }
+            for h in handoffs
+        ],
+    }
+
+
+def reveal(session: Session, lead: Lead, *, actor: str, ip: str | None) -> dict[str, Any]:
+    """The lead's decrypted address and profile; one audit entry."""
+    profile = core_leads.attributes_of(session, lead)
+    audit.record(
+        session,
+        actor=actor,
+        action=audit.Action.LEAD_REVEALED,
+        object_type="lead",
+        object_id=str(lead.id),
+        detail={"fields": ["email", *sorted(profile)]},
+        ip=ip,
+    )
+    return {"id": str(lead.id), "email": core_leads.email_of(session, lead), "profile": profile}
+
+
+def export_one(session: Session, lead: Lead, *, actor: str, ip: str | None) -> dict[str, Any]:
+    """The lead's whole record (the access-export document); one audit entry."""
+    document = rights.access_export(session, lead)
+    audit.record(
+        session,
+        actor=actor,
+        action=audit.Action.LEAD_EXPORTED,
+        object_type="lead",
+        object_id=str(lead.id),
+        detail={"format": "access-export"},
+        ip=ip,
+    )
+    return document
+
+
+REASON_MAX = 100
+
+
+def change_stage(
+    session: Session, lead: Lead, to: str, reason: str, *, actor: str, ip: str | None
+) -> StageChange:
+    reason = " ".join(reason.split())
+    if not reason:
+        raise LeadError("say why (a reason)")
+    if len(reason) > REASON_MAX:
+        raise LeadError(f"the reason has at most {REASON_MAX} characters")
+    state = stages.state_of(session, lead.id, for_update=True)
+    try:
+        change = stages.transition(
+            session, state, to, cause_kind="person", cause=f"{actor}: {reason}"
+        )
+    except stages.StageError as exc:
+        raise LeadError(str(exc)) from None
+    audit.record(
+        session,
+        actor=actor,
+        action=audit.Action.LEAD_STAGE_CHANGED,
+        object_type="lead",
+        object_id=str(lead.id),
+        detail={"from": change.from_stage, "to": change.to_stage},
+        ip=ip,
+    )
+    return change
+
+
+def erase(session: Session, lead: Lead, *, actor: str, ip: str | None) -> None:
+    """Erase (one audit entry, recorded by the erasure itself)."""
+    rights.erase(session, lead, actor=actor, reason="staff", ip=ip)
