@@ -67,6 +67,9 @@ def test_sign_in_with_totp_in_chromium(make_app, smtp_server):
             page.screenshot(path=str(shots / "admin-sign-in-error.png"), full_page=True)
             page.fill("#password", PASSWORD)
             page.click("main form button[type=submit] >> nth=-1")
+            # Signed in, staff land on the console's home.
+            assert page.locator("h1").inner_text() == "Dashboard"
+            page.goto(f"{base}/admin/account")
             assert page.locator("h1").inner_text() == "Your account"
 
             page.click("text=Set up")
@@ -75,6 +78,8 @@ def test_sign_in_with_totp_in_chromium(make_app, smtp_server):
             page.screenshot(path=str(shots / "admin-totp-setup.png"), full_page=True)
             page.fill("#code", pyotp.TOTP(secret).now())
             page.click("button:has-text('Turn on')")
+            assert page.locator("h1").inner_text() == "Dashboard"
+            page.goto(f"{base}/admin/account")
             assert page.locator("h1").inner_text() == "Your account"
             page.screenshot(path=str(shots / "admin-account.png"), full_page=True)
 
@@ -91,7 +96,7 @@ def test_sign_in_with_totp_in_chromium(make_app, smtp_server):
 
             page.fill("#code", totp.at(time.time() + 30))
             page.click("main form button[type=submit] >> nth=-1")
-            assert page.locator("h1").inner_text() == "Your account"
+            assert page.locator("h1").inner_text() == "Dashboard"
 
             phone = browser.new_page(viewport={"width": 390, "height": 800}, locale="de-DE")
             phone.goto(f"{base}/admin/sign-in")
