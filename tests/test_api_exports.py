@@ -132,3 +132,43 @@ def test_import_upload_dry_run_then_real(app):
     assert empty.status_code == 400
     privacy = factories.personal_token(app, "privacy")  # may export, may not write leads
     assert client.post("/api/v1/imports", data=data, headers=bearer(privacy)).status_code == 403
+
+
+def test_webhook_endpoints_through_the_api(make_app):
+    from tests.test_webhooks import LOOPBACK
+
+    app = make_app(webhook_allow_networks=LOOPBACK)
+    client = app.test_client()
+    owner = bearer(factories.personal_token(app, "owner"))
+    marketing = bearer(factories.personal_token(app, "marketing"))
+    url = "http://127.0.0.1:9/hooks/secret-capability"
+    assert client.get("/api/v1/webhooks", headers=marketing).status_code == 403
+    refused = client.post("/api/v1/webhooks", json={"url": "http://10.0.0.1/x"}, headers=owner)
+    assert refused.status_code == 422  # the SSRF guard: a private address
+    added = client.post(
+        "/api/v1/webhooks",
+        json={"url": url, "events": ["lead.erased"], "description": "CRM"},
+        headers=owner,
+    )
+    assert added.status_code == 201, added.get_data(as_text=True)
+    body = added.get_json()
+    assert body["secret"].startswith("whsec_") and body["events"] == ["lead.erased"]
+    endpoint_id = body["id"]
+    listed = client.get("/api/v1/webhooks", headers=owner)
+    assert listed.status_code == 200
+    assert [(e["id"], e["host"], e["status"]) for e in listed.get_json()] == [
+        (endpoint_id, "http://127.0.0.1:9", "active")
+    ]
+    assert "secret-capability" not in listed.get_data(as_text=True)
+    base = f"/api/v1/webhooks/{endpoint_id}"
+    assert client.post(f"{base}/disable", headers=owner).get_json()["status"] == "disabled"
+    assert client.post(f"{base}/enable", headers=owner).get_json()["status"] == "active"
+    rotated = client.post(f"{base}/rotate-secret", headers=owner).get_json()
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != body["secret"]
+    assert rotated["previous_signs_until"] is not None
+    assert client.post(f"{base}/redeliver", headers=owner).get_json() == {
+        "id": endpoint_id,
+        "queued": 0,
+    }
+    assert client.post("/api/v1/webhooks/999/disable", headers=owner).status_code == 404
+    assert client.post(f"{base}/explode", headers=owner).status_code == 404

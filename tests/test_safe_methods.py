@@ -196,6 +196,7 @@ def _api_links(app: Any, client: Any) -> dict[str, list[Any]]:
     lead = factories.lead(app)
     return {
         "admin_api.me": [("/api/v1/me", client, token)],
+        "api_exports.webhooks_list": [("/api/v1/webhooks", client, token)],
         "admin_api.leads_list": [("/api/v1/leads?stage=new&limit=5", client, token)],
         "admin_api.lead_detail": [(f"/api/v1/leads/{lead}", client, token)],
         "admin_api.tokens_list": [("/api/v1/tokens", client, token)],
