@@ -15,4 +15,5 @@ def init_app(app: Flask) -> None:
     i18n.register_catalogue(Path(__file__).parent / "translations")
     runtime(app).inbox_handlers[service.SUBMISSION] = service.store_submission
     signals.collect_access_data.connect(service.access_section)
+    signals.describe_sources.connect(service.describe_sources)
     app.register_blueprint(views.bp)

@@ -370,6 +370,40 @@ def submissions_of(session: Session, lead_id: uuid.UUID) -> list[Submission]:
     )
 
 
+def describe_sources(
+    session: Session, *, lead_id: uuid.UUID, lang: str, **_: Any
+) -> list[tuple[Any, str]]:
+    """Each submission as (when, "Whitepaper “X” on www.example.com") (signal receiver);
+    the site only when the page was on one of the form's allowed origins."""
+    forms = {form.id: form for form in list_forms(session)}
+    found = []
+    for submission in submissions_of(session, lead_id):
+        form = forms.get(submission.form_id)
+        if form is None:
+            continue
+        data = read_submission(session, submission)
+        site = None
+        for candidate in (data.get("page_url"), data.get("referrer")):
+            parts = page_on_owner_site(form, candidate) if candidate else None
+            if parts is not None:
+                site = parts.hostname
+                break
+        if form.kind == FormKind.WHITEPAPER:
+            text = (
+                i18n.translate(lang, "Whitepaper “%(name)s” on %(site)s", name=form.name, site=site)
+                if site
+                else i18n.translate(lang, "Whitepaper “%(name)s”", name=form.name)
+            )
+        else:
+            text = (
+                i18n.translate(lang, "Form “%(name)s” on %(site)s", name=form.name, site=site)
+                if site
+                else i18n.translate(lang, "Form “%(name)s”", name=form.name)
+            )
+        found.append((submission.created_at, text))
+    return found
+
+
 def access_section(session: Session, *, lead_id: uuid.UUID, **_: Any) -> tuple[str, list[Any]]:
     """The lead's submissions for the access export (signal receiver)."""
     forms = {form.id: form.public_id for form in list_forms(session)}

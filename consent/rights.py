@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from consent import ledger, service
 from consent.ledger import RequestMeta
 from consent.models import ConsentText, Purpose
-from leadvault import clock, i18n, inbox, leads, links, mail, outbox, signals
+from leadvault import branding, clock, i18n, inbox, leads, links, mail, outbox, signals
 from leadvault.branding import mail_parts
 from leadvault.crypto import TokenExpired, TokenInvalid, payload_id, random_token
 from leadvault.db import mail_context, settings_of, vault_of
@@ -34,6 +34,10 @@ EXPORT_SCHEMA_VERSION = 1
 
 class LinkGone(Exception):
     """A genuine link whose lead was erased or whose single use is spent."""
+
+
+class LeadErased(LinkGone):
+    """A genuine link whose lead no longer exists: its data was erased."""
 
 
 def _lead_from(session: Session, payload: Any) -> Lead | None:
@@ -104,13 +108,20 @@ def _send_welcome(session: Session, *, lead_id: uuid.UUID, purpose: str, **_: An
     if lead is None:
         return
     lang = lead.language
-    context = mail_context(session, lang, unsubscribe=unsubscribe_url(session, lead_id, purpose))
+    context = mail_context(
+        session,
+        lang,
+        unsubscribe=unsubscribe_url(session, lead_id, purpose),
+        first_name=leads.attributes_of(session, lead).get("first_name"),
+    )
     queue_marketing_mail(
         session,
         lead,
         purpose,
         template="welcome",
-        subject=i18n.translate(lang, "Welcome to our newsletter"),
+        subject=branding.subject(
+            settings_of(session), i18n.translate(lang, "Welcome to our newsletter")
+        ),
         **mail_parts("consent/mail/welcome", context),
     )
 
@@ -151,10 +162,13 @@ def request_manage_link(session: Session, email: str, lang: str) -> None:
         lang,
         prefs_url=prefs_url(session, lead.id),
         hours=settings_of(session).prefs_link_hours,
+        first_name=leads.attributes_of(session, lead).get("first_name"),
     )
     content = MailContent(
         to=leads.email_of(session, lead),
-        subject=i18n.translate(lang, "Your link to manage your data"),
+        subject=branding.subject(
+            settings_of(session), i18n.translate(lang, "Your link to manage your data")
+        ),
         **mail_parts("consent/mail/manage", context),
         language=lang,
     )
@@ -167,7 +181,7 @@ def read_prefs(session: Session, token: str) -> Lead:
     payload = vault_of(session).unsign(PREFS, token, max_age_seconds=max_age)
     lead = _lead_from(session, payload)
     if lead is None:
-        raise LinkGone("lead erased")
+        raise LeadErased("lead erased")
     return lead
 
 
@@ -181,7 +195,9 @@ def use_single_use(session: Session, purpose: str, token: str, *, spend: bool) -
     payload = vault_of(session).unsign(purpose, token, max_age_seconds=max_age)
     lead = _lead_from(session, payload)
     nonce = f"{purpose}:{payload.get('n')}"
-    if lead is None or links.is_spent(session, nonce):
+    if lead is None:
+        raise LeadErased("erased")
+    if links.is_spent(session, nonce):
         raise LinkGone("used or erased")
     expires_at = clock.now() + dt.timedelta(seconds=max_age)
     if spend and not links.spend(session, nonce, expires_at=expires_at):

@@ -24,7 +24,7 @@ from consent.models import (
     Purpose,
     Suppression,
 )
-from leadvault import batch, clock, i18n, leads, outbox, signals
+from leadvault import batch, branding, clock, i18n, leads, outbox, signals
 from leadvault.branding import mail_parts
 from leadvault.crypto import TokenExpired, payload_id, sha256_hex
 from leadvault.db import mail_context, settings_of, vault_of
@@ -284,10 +284,11 @@ def _queue_optin_mail(
         confirm_url=optin_url(session, request),
         max_age_days=settings.optin_max_age_days,
     )
-    subject = (
+    subject = branding.subject(
+        settings,
         i18n.translate(lang, mail.subject)
         if mail is not None
-        else i18n.translate(lang, "Please confirm your email address")
+        else i18n.translate(lang, "Please confirm your email address"),
     )
     template = mail.template if mail is not None else "consent/mail/optin"
     content = MailContent(

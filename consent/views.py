@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,13 @@ def _link_problem(exc: Exception) -> Response:
             text=N_("For your protection, these links are valid for a limited time."),
             manage=True,
         )
+    if isinstance(exc, rights.LeadErased):
+        return private_page(
+            "consent/message.html",
+            410,
+            title=N_("Your data has been erased"),
+            text=N_("We no longer hold any data about you, so this link has nothing to show."),
+        )
     if isinstance(exc, rights.LinkGone):
         return private_page(
             "consent/message.html",
@@ -245,16 +253,31 @@ def preferences(token: str) -> Response:
     except (TokenInvalid, TokenExpired, rights.LinkGone) as exc:
         return _link_problem(exc)
     export = rights.access_export(session, lead)
+    sources = [
+        item
+        for _receiver, found in signals.describe_sources.send(
+            session, lead_id=lead.id, lang=lead.language
+        )
+        for item in found or []
+    ]
+    mails = [
+        (dt.datetime.fromisoformat(m["sent_at"] or m["created_at"]), m["subject"])
+        for m in export["mails"]
+    ]
     return private_page(
         "consent/preferences.html",
         token=token,
         purposes=rights.purpose_views(session, lead),
         export=export,
+        sources=sorted(sources, key=lambda item: item[0], reverse=True),
+        mails=sorted(mails, key=lambda item: item[0], reverse=True),
         access_url=url_for(
             "consent.access", token=rights.single_use_token(session, rights.ACCESS, lead.id)
         ),
         erase_url=url_for(
-            "consent.erase", token=rights.single_use_token(session, rights.ERASE, lead.id)
+            "consent.erase",
+            token=rights.single_use_token(session, rights.ERASE, lead.id),
+            back=token,
         ),
     )
 
@@ -312,6 +335,16 @@ def access(token: str) -> Response:
     return response
 
 
+def _back_to_prefs(lead: Any) -> str | None:
+    """The preference center the erase page was opened from (its own signed link), else None."""
+    back = request.args.get("back", "")
+    try:
+        same = back and rights.read_prefs(db.session(), back).id == lead.id
+    except (TokenInvalid, TokenExpired, rights.LinkGone):
+        return None
+    return url_for("consent.preferences", token=back) if same else None
+
+
 @bp.route("/e/<token>", methods=["GET", "POST"])
 def erase(token: str) -> Response:
     """Erasure (Art. 17): GET asks for confirmation, POST erases; the link works once."""
@@ -322,7 +355,7 @@ def erase(token: str) -> Response:
         return _link_problem(exc)
     i18n.set_language(lead.language)
     if request.method != "POST":
-        return private_page("consent/erase.html", token=token)
+        return private_page("consent/erase.html", token=token, back=_back_to_prefs(lead))
     rights.erase(session, lead, actor="subject", reason="self_service")
     return private_page(
         "consent/message.html",

@@ -196,6 +196,13 @@ def stylesheet(settings: Settings) -> str:
 # --- mails -------------------------------------------------------------------------
 
 
+def subject(settings: Settings, text: str) -> str:
+    """A mail subject that names the company: "Your download: X - Beispiel GmbH" (an en
+    dash)."""
+    name = settings.brand_name
+    return f"{text} \N{EN DASH} {name}" if name and name not in text else text
+
+
 @functools.cache
 def _inliner() -> Any:
     import css_inline

@@ -307,6 +307,7 @@ def mail_context(session: Session, lang: str, **extra: Any) -> dict[str, Any]:
         settings.privacy_url,
         is_mail=True,
         brand=branding.brand_of(settings),
+        time_zone=settings.zone,
         **extra,
     )
 

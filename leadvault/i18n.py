@@ -271,19 +271,29 @@ def negotiate(explicit: str | None, accept_language: str | None) -> str:
 # --- dates and numbers ---------------------------------------------------------------
 
 
-def format_date(value: dt.date | dt.datetime, lang: str | None = None, fmt: str = "medium") -> str:
-    """A date in the language's form ("12 Mar 2025" / "12.03.2025")."""
+def format_date(
+    value: dt.date | dt.datetime,
+    lang: str | None = None,
+    fmt: str = "medium",
+    zone: dt.tzinfo | None = None,
+) -> str:
+    """A date in the language's form ("12 Mar 2025" / "12.03.2025"); a moment's date in
+    ``zone`` (the instance's time zone; UTC when not given)."""
     if isinstance(value, dt.datetime):
-        value = value.astimezone(dt.UTC).date()
+        value = value.astimezone(zone or dt.UTC).date()
     return dates.format_date(value, fmt, locale=_locale(lang))
 
 
-def format_datetime(value: dt.datetime, lang: str | None = None, fmt: str = "medium") -> str:
-    """A moment in UTC, in the language's form, with its time zone named."""
+def format_datetime(
+    value: dt.datetime, lang: str | None = None, fmt: str = "medium", zone: dt.tzinfo | None = None
+) -> str:
+    """A moment in ``zone`` (UTC when not given), in the language's form, with its time
+    zone named ("2 Mar 2026, 10:30 CET" / "02.03.2026, 10:30 CET")."""
+    local = value.astimezone(zone or dt.UTC)
     pattern = dates.get_datetime_format(fmt, locale=_locale(lang))
-    day = dates.format_date(value.astimezone(dt.UTC).date(), fmt, locale=_locale(lang))
-    time = dates.format_time(value.astimezone(dt.UTC).time(), "short", locale=_locale(lang))
-    return f"{pattern.replace('{1}', day).replace('{0}', time)} UTC"
+    day = dates.format_date(local.date(), fmt, locale=_locale(lang))
+    time = dates.format_time(local.time(), "short", locale=_locale(lang))
+    return f"{pattern.replace('{1}', day).replace('{0}', time)} {local.tzname() or 'UTC'}"
 
 
 def format_number(value: float | int | Decimal, lang: str | None = None) -> str:
@@ -325,13 +335,16 @@ def _jinja_callables() -> dict[str, Callable[..., Any]]:
 def _jinja_filters() -> dict[str, Callable[..., Any]]:
     from jinja2 import pass_context
 
+    # Moments are shown in the instance's time zone (``time_zone`` in the context).
     @pass_context
     def date_filter(context: Any, value: Any, fmt: str = "medium") -> str:
-        return format_date(value, _template_language(context), fmt) if value else ""
+        zone = context.get("time_zone")
+        return format_date(value, _template_language(context), fmt, zone) if value else ""
 
     @pass_context
     def datetime_filter(context: Any, value: Any, fmt: str = "medium") -> str:
-        return format_datetime(value, _template_language(context), fmt) if value else ""
+        zone = context.get("time_zone")
+        return format_datetime(value, _template_language(context), fmt, zone) if value else ""
 
     @pass_context
     def number_filter(context: Any, value: Any) -> str:

@@ -26,3 +26,7 @@ lead_event = _signals.signal("lead-event")
 # lead_id=UUID, purposes=list[str], form_ref=str|None, language=str — receivers
 # return a list of (label, url) to offer on the confirmation page (downloads …).
 confirmation_links = _signals.signal("confirmation-links")
+# lead_id=UUID, lang=str — receivers return a list of (datetime, text): where the
+# lead's data came from, readable ("Whitepaper 'X' on www.example.com"), for the
+# preference center.
+describe_sources = _signals.signal("describe-sources")

@@ -413,7 +413,12 @@ def init_app(app: Flask) -> None:
                 "imprint_url": settings.imprint_url,
                 "privacy_url": settings.privacy_url,
                 "brand": brand,
+                "time_zone": settings.zone,
             }
         return i18n.template_context(
-            language(), settings.imprint_url, settings.privacy_url, brand=brand
+            language(),
+            settings.imprint_url,
+            settings.privacy_url,
+            brand=brand,
+            time_zone=settings.zone,
         )

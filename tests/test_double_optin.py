@@ -169,7 +169,7 @@ def test_optin_mail_holds_to_its_allow_list(app, client, smtp_server, lang):
     assert set(parser.links) == allowed
     assert "img" not in parser.tags and "script" not in parser.tags
     assert set(re.findall(r"https?://\S+", text)) == allowed
-    greeting = "Hello Grace," if lang == "en" else "Guten Tag Grace,"
+    greeting = "Hi Grace," if lang == "en" else "Hallo Grace,"
     purpose = "Newsletter by email" if lang == "en" else "Newsletter per E-Mail"
     ignore = "ignore this mail" if lang == "en" else "ignorieren Sie diese E-Mail"
     for part in (text, html):

@@ -188,7 +188,7 @@ def test_mail_is_in_the_recipients_language_whatever_the_request(app):
         with unit_of_work(app.extensions["leadvault"].session_factory) as session:
             context = mail_context(session, "en", unsubscribe="https://x.example/u/1")
         text = render_template("consent/mail/welcome.txt", **context)
-        assert "Unsubscribe with one click:" in text
+        assert "You can unsubscribe at any time:" in text
         assert "Imprint:" in text
         assert "Impressum" not in text
         page = render_template("leadvault/error.html", message="x")
@@ -198,7 +198,7 @@ def test_mail_is_in_the_recipients_language_whatever_the_request(app):
         with unit_of_work(app.extensions["leadvault"].session_factory) as session:
             context = mail_context(session, "de", unsubscribe="https://x.example/u/1")
         html = render_template("consent/mail/welcome.html", **context)
-        assert "Mit einem Klick abmelden:" in html
+        assert "Sie können sich jederzeit abmelden:" in html
         assert "Impressum" in html
 
 

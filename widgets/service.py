@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from capture import service as capture_service
 from capture.models import Form, FormKind
 from consent import service as consent_service
-from leadvault import clock, i18n, leads, outbox, signals
+from leadvault import branding, clock, i18n, leads, outbox, signals
 from leadvault.branding import mail_parts
 from leadvault.crypto import TokenExpired, TokenInvalid, payload_id, random_token
 from leadvault.db import mail_context, settings_of, vault_of
@@ -209,10 +209,13 @@ def queue_asset_mail(session: Session, lead: Lead, asset: Asset, form: Form) -> 
         download_url=download_url(session, lead.id, asset, form),
         profile_url=profile_url(session, lead.id, form) if missing else None,
         days=settings.optin_max_age_days,
+        first_name=leads.attributes_of(session, lead).get("first_name"),
     )
     content = MailContent(
         to=leads.email_of(session, lead),
-        subject=i18n.translate(lang, "Your download: %(title)s", title=asset.title),
+        subject=branding.subject(
+            settings, i18n.translate(lang, "Your download: %(title)s", title=asset.title)
+        ),
         **mail_parts("widgets/mail/asset", context),
         language=lang,
     )
