@@ -7,13 +7,12 @@ of any impact) and for horizontal scrolling at 1280 px and on a phone, and
 written as a screenshot to ``artifacts/branding/`` (git-ignored), as is the
 HTML part of every mail, in light and dark mode.
 
-axe-core is the npm package (``npm install --prefix .tools axe-core@4``, as
-``.ci/run`` does); without it the axe checks are skipped, the rest still runs.
+axe-core is the npm package (tests/axe.py; ``.ci/run`` installs it); without it the
+axe checks are skipped (the test says so at its end), the rest still runs.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from tests import branding_helpers as bh
+from tests.axe import AXE_JS, axe_violations, require_axe
 from tests.conftest import SmtpSink, _smtp_config, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,9 +34,6 @@ pytestmark = [
 ]
 sync_api = pytest.importorskip("playwright.sync_api")
 
-AXE = Path(
-    os.environ.get("LEADVAULT_AXE_JS") or bh.REPO / ".tools/node_modules/axe-core/axe.min.js"
-)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 TIMEOUT_MS = 15_000
 PHONE = {"width": 390, "height": 844}
@@ -69,8 +66,7 @@ class Pages:
 
     def __init__(self, browser: Any, lang: str, url: str) -> None:
         locale = {"de": "de-DE", "en": "en-GB"}[lang]
-        # bypass_csp: axe is injected as a script, which the pages' CSP rightly refuses.
-        self.context = browser.new_context(locale=locale, viewport=DESKTOP, bypass_csp=True)
+        self.context = browser.new_context(locale=locale, viewport=DESKTOP)
         self.context.set_default_timeout(TIMEOUT_MS)
         self.page = self.context.new_page()
         self.lang = lang
@@ -104,16 +100,11 @@ class Pages:
         self.seen.append(name)
 
     def _axe(self, name: str) -> None:
-        if not AXE.exists():
+        if not AXE_JS.is_file():
             return
-        self.page.add_script_tag(path=str(AXE))
-        found = self.page.evaluate(
-            "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
-            ".map(v => v.impact + ' ' + v.id + ': ' + v.nodes.map(n => n.target.join(' '))"
-            ".join(' | '))"
-        )
+        found = axe_violations(self.page, impacts=None)  # any impact
         if found:
-            self.violations[name] = found
+            self.violations[name] = [f"{v['impact']} {v['id']}: {v['targets']}" for v in found]
 
     def close(self) -> None:
         self.context.close()
@@ -160,8 +151,7 @@ def test_every_page_and_mail_branded_accessible_and_kept_as_screenshots(
     finally:
         served.close()
     assert len(pages.seen) >= 15, pages.seen
-    if not AXE.exists():
-        pytest.skip(f"axe-core is not installed at {AXE}; screenshots were taken")
+    require_axe()  # skips, saying how to install it, when axe-core is absent
     assert not pages.violations, pages.violations
 
 
