@@ -283,3 +283,23 @@ def test_openapi_document_and_reference_page(app, client):
     html = page.get_data(as_text=True)
     assert "POST /leads/{lead_id}/reveal" in html and "<script" not in html
     assert "https://" not in html.split("</head>")[0]  # no CDN
+
+
+def test_reports_are_aggregates_for_a_viewer(app, client):
+    email = factories.unique_email("report")
+    factories.lead(app, email, source={"utm_source": "newsletter"})
+    headers = _auth(factories.personal_token(app, "viewer"))
+    funnel = client.get("/api/v1/reports/funnel?days=30", headers=headers)
+    assert funnel.status_code == 200, funnel.get_json()
+    steps = funnel.get_json()["steps"]
+    assert [s["stage"] for s in steps] == ["new", "mql", "sal", "sql", "won"]
+    assert steps[0]["reached"] >= 1
+    sources = client.get("/api/v1/reports/sources?by=utm_source", headers=headers)
+    assert sources.status_code == 200
+    assert any(row["key"] == "newsletter" for row in sources.get_json())
+    bots = client.get("/api/v1/reports/bots?days=7", headers=headers)
+    assert bots.status_code == 200 and len(bots.get_json()) >= 1
+    assert client.get("/api/v1/reports/sources?by=nonsense", headers=headers).status_code == 422
+    assert client.get("/api/v1/reports/funnel?days=0", headers=headers).status_code == 422
+    for response in (funnel, sources, bots):
+        assert email not in response.get_data(as_text=True)

@@ -203,6 +203,9 @@ def _api_links(app: Any, client: Any) -> dict[str, list[Any]]:
         "admin_api.audit_list": [("/api/v1/audit", client, token)],
         "admin_api.audit_verify": [("/api/v1/audit/verify", client, token)],
         "admin_api.ledger_verify": [("/api/v1/ledger/verify", client, token)],
+        "admin_api.report_funnel": [("/api/v1/reports/funnel?days=30", client, token)],
+        "admin_api.report_sources": [("/api/v1/reports/sources?by=form", client, token)],
+        "admin_api.report_bots": [("/api/v1/reports/bots", client, token)],
         "admin_api.openapi": [("/api/v1/openapi.json", client, {})],
         "admin_api.reference": [("/api/v1/docs", client, {})],
     }

@@ -215,3 +215,48 @@ class VerdictSchema(Schema):
     checked = fields.Integer(required=True)
     broken_id = fields.Integer(allow_none=True, required=True)
     reason = fields.String(allow_none=True, required=True)
+
+
+class ReportQuerySchema(Schema):
+    days = fields.Integer(validate=validate.Range(1, 366), load_default=30)
+    form = fields.String(validate=validate.Length(1, 32))
+    utm_source = fields.String(validate=validate.Length(1, 100))
+
+
+class SourcesQuerySchema(ReportQuerySchema):
+    by = fields.String(
+        validate=validate.OneOf(["utm_source", "utm_campaign", "form"]), load_default="utm_source"
+    )
+
+
+class FunnelStepSchema(Schema):
+    stage = fields.String(required=True)
+    reached = fields.Integer(required=True)
+    conversion = fields.Float(allow_none=True, required=True)
+    median_seconds = fields.Float(allow_none=True, required=True)
+
+
+class FunnelSchema(Schema):
+    days = fields.Integer(required=True)
+    steps = fields.List(fields.Nested(FunnelStepSchema), required=True)
+    current = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+
+
+class SourceQualitySchema(Schema):
+    key = fields.String(required=True)
+    leads = fields.Integer(required=True)
+    mql = fields.Integer(required=True)
+    sal = fields.Integer(required=True)
+    suspect = fields.Integer(required=True)
+    rejected = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+
+
+class BotsQuerySchema(Schema):
+    days = fields.Integer(validate=validate.Range(1, 366), load_default=30)
+
+
+class BotDaySchema(Schema):
+    day = fields.Date(required=True)
+    dropped = fields.Integer(required=True)
+    accepted = fields.Integer(required=True)
+    reasons = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
