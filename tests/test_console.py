@@ -268,3 +268,27 @@ def test_console_speaks_german_after_choosing_it(app):
         client.post("/console/language", data={"lang": "fr", "csrf_token": token}).status_code
         == 400
     )
+
+
+def test_privacy_sees_verification_audit_trail_and_a_printable_proof(app):
+    lead_id = factories.lead(app)
+    client, _ = factories.signed_in_client(app, "privacy")
+    home = client.get("/console/")
+    assert home.headers["Location"].endswith("/console/leads")  # no reports for privacy
+    page = text(client.get("/console/privacy"))
+    one_h1(page)
+    assert "auth.login" in page  # the sign-in is in the trail
+    verified = text(client.get("/console/privacy?verify=1"))
+    assert verified.count("intact") == 2
+    only_logins = text(client.get("/console/privacy?action=lead.revealed"))
+    assert "auth.login</td>" not in only_logins
+    assert client.get("/console/privacy?before=x").status_code == 400
+    proof = client.get(f"/console/leads/{lead_id}/proof")
+    html = text(proof)
+    assert proof.status_code == 200
+    one_h1(html)
+    assert "confirmed" in html and "requested" in html
+    assert "example.org" not in html  # no personal data on the proof
+    marketing, _ = factories.signed_in_client(app, "marketing")
+    assert marketing.get("/console/privacy").status_code == 403
+    assert marketing.get(f"/console/leads/{lead_id}/proof").status_code == 403

@@ -156,6 +156,8 @@ def test_every_console_page_as_each_role_in_both_languages(served, browser, view
             ("leads", "/console/leads"),
             ("leads-filtered", "/console/leads?stage=mql&sort=score"),
             ("lead", f"/console/leads/{lead}"),
+            ("privacy", "/console/privacy?verify=1"),
+            ("proof", f"/console/leads/{lead}/proof"),
         ],
         "viewer": [("dashboard", "/console/dashboard")],
         "sales": [("leads", "/console/leads"), ("lead", f"/console/leads/{world['leads'][1]}")],

@@ -184,6 +184,11 @@ def _staff_links(app: Any) -> dict[str, list[Any]]:
         "console.leads": [("/console/leads?reached=mql&sort=score", signed_in, {})],
         "console.lead": [(f"/console/leads/{factories.lead(app)}", signed_in, {})],
         "console.static": [("/console/static/console.css", anonymous, {})],
+        "console.privacy": [
+            ("/console/privacy", signed_in, {}),
+            ("/console/privacy?verify=1&action=auth.login", signed_in, {}),
+        ],
+        "console.proof": [(f"/console/leads/{factories.lead(app)}/proof", signed_in, {})],
         **_api_links(app, anonymous),
     }
 

@@ -19,6 +19,7 @@ class Entry:
 NAV: tuple[Entry, ...] = (
     Entry("console.dashboard", N_("Dashboard"), Permission.REPORTS_READ, "dashboard"),
     Entry("console.leads", N_("Leads"), Permission.LEADS_READ_ASSIGNED, "leads"),
+    Entry("console.privacy", N_("Privacy"), Permission.AUDIT_READ, "privacy"),
 )
 
 

@@ -16,3 +16,8 @@ document.addEventListener("click", function (event) {
     }
   });
 });
+document.addEventListener("click", function (event) {
+  // Print buttons: <button data-print>.
+  var button = event.target.closest ? event.target.closest("button[data-print]") : null;
+  if (button) { event.preventDefault(); window.print(); }
+});
