@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from capture import service as capture_service
 from consent import service as consent_service
-from leadvault import clock, i18n, leads, outbox
+from leadvault import clock, i18n, leads, outbox, untrusted
 from leadvault.branding import mail_parts
 from leadvault.crypto import payload_id
 from leadvault.db import mail_context, settings_of, vault_of
@@ -165,11 +165,12 @@ def summary(session: Session, handoff: Handoff, rules: Rules) -> dict[str, Any]:
         else None
     )
     key_events = session.execute(
-        sa.select(Event.type, Event.occurred_at, Event.awards)
+        sa.select(Event.id, Event.type, Event.occurred_at, Event.awards, Event.properties)
         .where(Event.lead_id == lead.id)
         .order_by(Event.occurred_at.desc())
         .limit(12)
     ).all()
+    key = leads.data_key(session, lead)
     return {
         "email": leads.email_of(session, lead),
         "name": " ".join(
@@ -189,11 +190,9 @@ def summary(session: Session, handoff: Handoff, rules: Rules) -> dict[str, Any]:
         "utm_source": state.utm_source,
         "utm_campaign": state.utm_campaign,
         "events": [
-            {
-                "type": row.type,
-                "date": row.occurred_at.date().isoformat(),
-                "points": round(sum((row.awards or {}).values()), 1),
-            }
+            _journey_step(row, key.decrypt_json(f"event/{row.id}", row.properties))
+            if row.properties
+            else _journey_step(row, {})
             for row in key_events
         ],
         "consent_granted_at": consent_state.granted_at if consent_state else None,
@@ -203,12 +202,40 @@ def summary(session: Session, handoff: Handoff, rules: Rules) -> dict[str, Any]:
     }
 
 
+# A journey step as a salesperson reads it (event types without a line show their name).
+JOURNEY = {
+    "page_view": N_("Viewed a page"),
+    "page_view:category": N_("Viewed a page: %(category)s"),
+    "asset_downloaded": N_("Downloaded “%(title)s”"),
+    "mail_clicked": N_("Clicked a link in a mail"),
+    "optin_confirmed": N_("Confirmed the email address"),
+    "form_submitted": N_("Sent a form"),
+    "unsubscribed": N_("Unsubscribed"),
+    "sales_feedback": N_("Feedback from sales"),
+}
+
+
+def _journey_step(row: Any, properties: dict[str, Any]) -> dict[str, Any]:
+    category = str(properties.get("category") or "")
+    kind = f"{row.type}:category" if row.type == "page_view" and category else row.type
+    return {
+        "type": row.type,
+        "label": JOURNEY.get(kind),
+        "category": category,
+        "title": str(properties.get("title") or ""),
+        "at": row.occurred_at,
+        "date": row.occurred_at.date().isoformat(),
+        "points": round(sum((row.awards or {}).values()), 1),
+    }
+
+
 NOT_OPEN = N_(
     "This lead is no longer waiting for a decision (it was decided or passed to a colleague)."
 )
+N_("a lead")
 _SUBJECTS = {
-    "handoff": N_("New lead for you: grade %(grade)s, score %(score)s"),
-    "reminder": N_("Reminder: a lead is waiting for you (grade %(grade)s, score %(score)s)"),
+    "handoff": N_("New lead for you: %(who)s (grade %(grade)s, score %(score)s)"),
+    "reminder": N_("Reminder: %(who)s is waiting for you (grade %(grade)s, score %(score)s)"),
 }
 
 
@@ -233,13 +260,19 @@ def _mail(
         reject_url=handoff_url(session, handoff, "reject"),
         hours=rules.accept_within_hours,
     )
+    found = context["lead"]
+    # The lead agreed to be contacted by sales: name and company say who it is.
+    named = ", ".join(
+        part for part in (found.get("name"), found.get("attributes", {}).get("company")) if part
+    )
     content = MailContent(
         to=who.email,
         subject=i18n.translate(
             lang,
             _SUBJECTS[template],
-            grade=context["lead"]["fit_grade"],
-            score=i18n.format_number(context["lead"]["score"], lang),
+            who=untrusted.defuse(named) if named else i18n.translate(lang, "a lead"),
+            grade=found["fit_grade"],
+            score=i18n.format_number(found["score"], lang),
         ),
         **mail_parts(f"scoring/mail/{template}", context),
         language=lang,

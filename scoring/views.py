@@ -150,7 +150,14 @@ def _resolve(token: str) -> Handoff | None:
     return found
 
 
-def _page(token: str, found: Handoff, *, error: str | None = None, status: int = 200) -> Response:
+def _page(
+    token: str,
+    found: Handoff,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    view: str | None = None,
+) -> Response:
     session = db.session()
     rules = rules_module.active(session)
     return private_page(
@@ -166,6 +173,7 @@ def _page(token: str, found: Handoff, *, error: str | None = None, status: int =
         bant_labels=stages.BANT_LABELS,
         outcome_labels=stages.OUTCOME_LABELS,
         error=error,
+        view=view,  # "accept" or "reject": that decision's own page; None: the overview
     )
 
 
@@ -185,7 +193,7 @@ def page(token: str, action: str | None = None) -> Response:
     found = _resolve(token)
     if found is None:
         return _invalid()
-    return _page(token, found)
+    return _page(token, found, view=action if action in {"accept", "reject"} else None)
 
 
 @bp.post("/h/<token>/<action>")

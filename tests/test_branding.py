@@ -176,6 +176,26 @@ def test_every_mail_has_both_parts_the_brand_and_only_allowed_links(
         assert tags.styles == 1 and not tags.unstyled, (kind, tags.unstyled)
         assert 'role="presentation"' in html and "prefers-color-scheme: dark" in html
         assert f'lang="{lang}"' in html
+    _handoff_is_readable(found["handoff"], lang)
+
+
+def _handoff_is_readable(mail: Any, lang: str) -> None:
+    """Name and company in the subject; labels and journey in the salesperson's language."""
+    subject = str(mail["Subject"])
+    assert "Julia Example, Analytical Engines GmbH" in subject, subject
+    text = bh.text_of(mail)
+    (bh.artifacts() / f"handoff-{lang}.txt").write_text(text, encoding="utf-8")
+    if lang == "de":
+        assert subject.startswith("Neuer Lead für Sie: Julia Example")
+        assert "Firma: Analytical Engines GmbH" in text
+        assert "02.03.2026: Hat eine Seite angesehen: pricing" in text
+        assert "Hat auf einen Link in einer E-Mail geklickt (15 Punkte)" in text
+    else:
+        assert subject.startswith("New lead for you: Julia Example")
+        assert "Company: Analytical Engines GmbH" in text
+        assert "Mar 2, 2026: Viewed a page: pricing" in text
+        assert "Clicked a link in a mail (15 points)" in text
+    assert "page_view" not in text and "  company: " not in text  # labels, not keys
 
 
 @pytest.mark.committing  # check opens a connection of its own

@@ -155,6 +155,33 @@ def test_every_page_and_mail_branded_accessible_and_kept_as_screenshots(
     assert not pages.violations, pages.violations
 
 
+def test_widget_that_cannot_load_says_so_in_the_pages_language(
+    make_app: Any, smtp_server: SmtpSink, browser: Any
+) -> None:
+    from widgets import service
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    app = make_app(base_url=url, smtp_url=_smtp_config(smtp_server.port))
+    served = Served(app, port)
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+        loader = f"{url}/widgets/{service.loader_version()}/widget.js"
+        for lang, text in (
+            ("de-DE", "Das Formular konnte nicht geladen werden."),
+            ("en", "The form could not be loaded."),
+        ):
+            page.set_content(
+                f'<html lang="{lang}"><body><h1>Host</h1>'
+                f'<script src="{loader}" data-leadvault-form="no-such-form"></script></body></html>'
+            )
+            sync_api.expect(page.locator(".lv-error")).to_have_text(text, timeout=TIMEOUT_MS)
+        context.close()
+    finally:
+        served.close()
+
+
 def _walk(
     pages: Pages, app: Any, found: dict[str, EmailMessage], smtp: SmtpSink, tmp_path: Path
 ) -> None:

@@ -160,6 +160,13 @@
     });
   }
 
+  // Without its configuration the form has no translated texts: this one travels along
+  // (the same texts as the catalogues' "The form could not be loaded.").
+  var UNAVAILABLE = { en: "The form could not be loaded.", de: "Das Formular konnte nicht geladen werden." };
+  function unavailable(lang) {
+    return UNAVAILABLE[String(lang || navigator.language || "").toLowerCase().split("-")[0]] || UNAVAILABLE.en;
+  }
+
   function mount(script) {
     if (script.getAttribute("data-leadvault-mounted")) return;
     script.setAttribute("data-leadvault-mounted", "1");
@@ -181,7 +188,7 @@
         return response.json();
       })
       .then(function (cfg) { render(root, cfg, endpoint); })
-      .catch(function () { root.appendChild(el("p", { "class": "lv-error" }, "The form could not be loaded.")); });
+      .catch(function () { root.appendChild(el("p", { "class": "lv-error", role: "alert" }, unavailable(lang))); });
     setUpTracking(base);
   }
 
