@@ -245,7 +245,10 @@ def test_stage_change_with_a_reason_moves_the_dashboard(app):
     assert audit_count(app, Action.LEAD_STAGE_CHANGED) == before + 1
     assert mql_tile() == "1"
     page = text(client.get(f"/console/leads/{lead_id}"))
-    assert "Stage new → mql" in page
+    assert "Stage New → MQL" in page
+    assert "Given" in page  # the newsletter consent, in words
+    german = text(client.get(f"/console/leads/{lead_id}?lang=de"))
+    assert "Phase Neu → MQL" in german and "Erteilt" in german
 
 
 def test_console_speaks_german_after_choosing_it(app):

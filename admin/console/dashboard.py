@@ -33,6 +33,12 @@ STAGE_LABELS = {
     "recycled": N_("Recycled"),
     "disqualified": N_("Disqualified"),
 }
+CONSENT_LABELS = {
+    "none": N_("Not asked"),
+    "pending": N_("Waiting for confirmation"),
+    "granted": N_("Given"),
+    "withdrawn": N_("Withdrawn"),
+}
 BOT_REASON_LABELS = {
     "honeypot": N_("Hidden field filled in"),
     "token": N_("No or forged form token"),
@@ -49,6 +55,10 @@ Link = Callable[..., str | None]
 
 def stage_label(stage: str) -> str:
     return gettext(STAGE_LABELS.get(stage, stage))
+
+
+def consent_label(status: str) -> str:
+    return gettext(CONSENT_LABELS.get(status, status))
 
 
 def percent(value: float | None) -> str:

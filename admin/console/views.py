@@ -70,6 +70,7 @@ def _context() -> dict[str, Any]:
         "P": Permission,
         "languages": i18n.LANGUAGES,
         "stage_label": dashboard_module.stage_label,
+        "consent_label": dashboard_module.consent_label,
     }
 
 
