@@ -84,7 +84,16 @@ JOURNEY = [
     ("mail_clicked", {}),
 ]
 # Every kind of mail a lead or a salesperson receives.
-MAIL_KINDS = ("optin", "welcome", "manage", "asset", "nurture", "handoff", "reminder")
+MAIL_KINDS = (
+    "optin",
+    "welcome",
+    "manage",
+    "asset",
+    "repermission",
+    "nurture",
+    "handoff",
+    "reminder",
+)
 
 
 def artifacts() -> Path:
@@ -178,6 +187,26 @@ def mails(app: Any, smtp: SmtpSink, lang: str, tmp_path: Path) -> dict[str, Emai
     deliver(app)
     [asset] = [m for m in _new(smtp, before) if m["To"] == paper and "/d/" in _text(m)]
     found["asset"] = asset
+
+    # An imported contact without proof of consent is asked once (re-permission).
+    import io
+
+    from export import imports
+    from leadvault.app import runtime
+
+    imported = unique_email("imported")
+    csv = f"email,first_name\r\n{imported},Julia\r\n".encode()
+    with app.app_context():
+        imports.run(
+            runtime(app).session_factory,
+            io.BytesIO(csv),
+            purposes=["newsletter"],
+            actor="cli:test",
+            language=lang,
+        )
+    with factories.uow(app) as s:
+        assert imports.send_repermissions(s) == 1
+    found["repermission"] = _one(smtp, app, imported)
 
     # A nurture sequence and a sales handoff for a qualified lead.
     nurture_helpers.load_rules(app)
