@@ -303,3 +303,34 @@ def test_reports_are_aggregates_for_a_viewer(app, client):
     assert client.get("/api/v1/reports/funnel?days=0", headers=headers).status_code == 422
     for response in (funnel, sources, bots):
         assert email not in response.get_data(as_text=True)
+
+
+def test_forms_list_archive_and_origins(app, client):
+    form_id = factories.form(app, name="Spring guide")
+    marketing = _auth(factories.personal_token(app, "marketing"))
+    listed = client.get("/api/v1/forms", headers=marketing).get_json()
+    assert form_id in [f["public_id"] for f in listed]
+    bad = client.put(
+        f"/api/v1/forms/{form_id}/origins",
+        json={"allowed_origins": ["not an origin"]},
+        headers=marketing,
+    )
+    assert bad.status_code == 422 and "allowed_origins" in bad.get_json()["errors"]
+    good = client.put(
+        f"/api/v1/forms/{form_id}/origins",
+        json={"allowed_origins": ["https://WWW.Example.com:443/", "https://shop.example.com"]},
+        headers=marketing,
+    )
+    assert good.status_code == 200
+    assert good.get_json()["allowed_origins"] == [
+        "https://shop.example.com",
+        "https://www.example.com",
+    ]
+    viewer = _auth(factories.personal_token(app, "viewer"))
+    assert client.post(f"/api/v1/forms/{form_id}/archive", headers=viewer).status_code == 403
+    archived = client.post(f"/api/v1/forms/{form_id}/archive", headers=marketing)
+    assert archived.status_code == 200 and archived.get_json()["active"] is False
+    assert client.get(f"/api/v1/forms/{form_id}", headers=viewer).get_json()["active"] is False
+    assert client.get(f"/f/{form_id}").status_code == 404  # takes no more submissions
+    assert [e.object_id for e in _entries(app, "form.archived")] == [form_id]
+    assert client.get("/api/v1/forms/nope", headers=viewer).status_code == 404

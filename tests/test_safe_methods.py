@@ -211,6 +211,8 @@ def _api_links(app: Any, client: Any) -> dict[str, list[Any]]:
         "admin_api.report_funnel": [("/api/v1/reports/funnel?days=30", client, token)],
         "admin_api.report_sources": [("/api/v1/reports/sources?by=form", client, token)],
         "admin_api.report_bots": [("/api/v1/reports/bots", client, token)],
+        "admin_api.forms_list": [("/api/v1/forms", client, token)],
+        "admin_api.form_detail": [(f"/api/v1/forms/{factories.form(app)}", client, token)],
         "admin_api.openapi": [("/api/v1/openapi.json", client, {})],
         "admin_api.reference": [("/api/v1/docs", client, {})],
     }

@@ -260,3 +260,24 @@ class BotDaySchema(Schema):
     dropped = fields.Integer(required=True)
     accepted = fields.Integer(required=True)
     reasons = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+
+
+class FormSchema(Schema):
+    public_id = fields.String(required=True)
+    name = fields.String(required=True)
+    kind = fields.String(required=True)
+    fields_ = fields.List(fields.Dict(), data_key="fields", attribute="fields", required=True)
+    purposes = fields.List(fields.Dict(), required=True)
+    allowed_origins = fields.List(fields.String(), required=True)
+    redirect_url = fields.String(allow_none=True)
+    proof_of_work = fields.Boolean(required=True)
+    active = fields.Boolean(required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class OriginsSchema(Schema):
+    allowed_origins = fields.List(
+        fields.String(validate=validate.Length(1, 200)),
+        required=True,
+        validate=validate.Length(0, 50),
+    )

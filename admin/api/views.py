@@ -548,3 +548,110 @@ def report_bots() -> Response:
 
     args = _query(schemas.BotsQuerySchema)
     return _dump(schemas.BotDaySchema, reports.bot_days(db.session(), days=args["days"]), many=True)
+
+
+# --- forms -------------------------------------------------------------------------------
+
+
+def _form(public_id: str) -> Any:
+    import sqlalchemy as sa
+
+    from capture.models import Form
+
+    found = (
+        db.session().scalars(sa.select(Form).where(Form.public_id == public_id)).one_or_none()
+        if len(public_id) <= 32
+        else None
+    )
+    if found is None:
+        raise Refusal(404)
+    return found
+
+
+@operation(
+    bp,
+    "GET",
+    "/forms",
+    summary="Every form (archived ones too), oldest first",
+    permission=P.FORMS_READ,
+    response=schemas.FormSchema,
+    many=True,
+    tag="forms",
+)
+def forms_list() -> Response:
+    from capture import service as capture_service
+
+    return _dump(schemas.FormSchema, capture_service.list_forms(db.session())[:500], many=True)
+
+
+@operation(
+    bp,
+    "GET",
+    "/forms/{form_id}",
+    summary="One form",
+    permission=P.FORMS_READ,
+    response=schemas.FormSchema,
+    path_params=(("form_id", "string"),),
+    tag="forms",
+)
+def form_detail(form_id: str) -> Response:
+    return _dump(schemas.FormSchema, _form(form_id))
+
+
+@operation(
+    bp,
+    "POST",
+    "/forms/{form_id}/archive",
+    summary="Archive a form (forms are never deleted once used): it takes no more submissions",
+    permission=P.FORMS_WRITE,
+    response=schemas.FormSchema,
+    path_params=(("form_id", "string"),),
+    tag="forms",
+)
+def form_archive(form_id: str) -> Response:
+    form = _form(form_id)
+    if form.active:
+        form.active = False
+        audit.record(
+            db.session(),
+            actor=auth.current_actor(),
+            action="form.archived",
+            object_type="form",
+            object_id=form.public_id,
+            ip=auth.client_ip(),
+        )
+    return _dump(schemas.FormSchema, form)
+
+
+@operation(
+    bp,
+    "PUT",
+    "/forms/{form_id}/origins",
+    summary="Replace the sites (origins) a form may be embedded on and posted from",
+    permission=P.FORMS_WRITE,
+    body=schemas.OriginsSchema,
+    response=schemas.FormSchema,
+    path_params=(("form_id", "string"),),
+    tag="forms",
+)
+def form_origins(form_id: str) -> Response:
+    from capture import service as capture_service
+
+    args = _body(schemas.OriginsSchema)
+    form = _form(form_id)
+    try:
+        origins = sorted({capture_service.normalise_origin(o) for o in args["allowed_origins"]})
+    except capture_service.FormError as exc:
+        raise Refusal(422, errors={"allowed_origins": [str(exc)]}) from None
+    before = list(form.allowed_origins)
+    form.allowed_origins = origins
+    audit.record(
+        db.session(),
+        actor=auth.current_actor(),
+        action="form.origins_changed",
+        object_type="form",
+        object_id=form.public_id,
+        detail={"before": len(before), "after": len(origins)},
+        ip=auth.client_ip(),
+    )
+    return _dump(schemas.FormSchema, form)
