@@ -7,6 +7,7 @@ these classes (admin/api/registry.py).
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from marshmallow import Schema, fields, validate
 
@@ -15,16 +16,24 @@ from admin.permissions import Permission
 from scoring.models import Stage
 
 STAGES = [s.value for s in Stage]
+# No control characters (a NUL is refused by PostgreSQL, the others are never meant).
+_PRINTABLE = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="must not contain control characters")
+
+
+def _text(low: int, high: int, **options: Any) -> fields.String:
+    return fields.String(validate=[validate.Length(low, high), _PRINTABLE], **options)
+
+
 _SCORE = validate.Range(min=-1e9, max=1e9)
 
 
 class LeadQuerySchema(Schema):
     stage = fields.List(fields.String(validate=validate.OneOf(STAGES)))
     grade = fields.List(fields.String(validate=validate.OneOf(GRADES)))
-    form = fields.String(validate=validate.Length(1, 32))
-    utm_source = fields.String(validate=validate.Length(1, 100))
-    utm_campaign = fields.String(validate=validate.Length(1, 100))
-    purpose = fields.String(validate=validate.Length(1, 40))
+    form = _text(1, 32)
+    utm_source = _text(1, 100)
+    utm_campaign = _text(1, 100)
+    purpose = _text(1, 40)
     purpose_state = fields.String(validate=validate.OneOf(PURPOSE_STATES))
     suspect = fields.Boolean()
     score_min = fields.Float(validate=_SCORE, allow_nan=False)
@@ -58,7 +67,7 @@ class LeadPageSchema(Schema):
 
 
 class LookupSchema(Schema):
-    email = fields.String(required=True, validate=validate.Length(3, 320))
+    email = _text(3, 320, required=True)
 
 
 class LeadRefSchema(Schema):
@@ -149,7 +158,7 @@ class ExportedSchema(Schema):
 
 class StageChangeSchema(Schema):
     stage = fields.String(required=True, validate=validate.OneOf(STAGES))
-    reason = fields.String(required=True, validate=validate.Length(1, REASON_MAX))
+    reason = _text(1, REASON_MAX, required=True)
 
 
 class StageChangedSchema(Schema):
@@ -166,7 +175,7 @@ class MeSchema(Schema):
 
 
 class TokenCreateSchema(Schema):
-    name = fields.String(required=True, validate=validate.Length(1, 80))
+    name = _text(1, 80, required=True)
     scopes = fields.List(
         fields.String(validate=validate.OneOf([p.value for p in Permission])),
         required=True,
@@ -190,10 +199,10 @@ class TokenCreatedSchema(TokenSchema):
 
 
 class AuditQuerySchema(Schema):
-    actor = fields.String(validate=validate.Length(1, 80))
-    action = fields.String(validate=validate.Length(1, 40))
-    object_type = fields.String(validate=validate.Length(1, 40))
-    object_id = fields.String(validate=validate.Length(1, 64))
+    actor = _text(1, 80)
+    action = _text(1, 40)
+    object_type = _text(1, 40)
+    object_id = _text(1, 64)
     before = fields.Integer(validate=validate.Range(1, 2**62))
     limit = fields.Integer(validate=validate.Range(1, 200), load_default=50)
 
@@ -219,8 +228,8 @@ class VerdictSchema(Schema):
 
 class ReportQuerySchema(Schema):
     days = fields.Integer(validate=validate.Range(1, 366), load_default=30)
-    form = fields.String(validate=validate.Length(1, 32))
-    utm_source = fields.String(validate=validate.Length(1, 100))
+    form = _text(1, 32)
+    utm_source = _text(1, 100)
 
 
 class SourcesQuerySchema(ReportQuerySchema):
@@ -277,7 +286,7 @@ class FormSchema(Schema):
 
 class OriginsSchema(Schema):
     allowed_origins = fields.List(
-        fields.String(validate=validate.Length(1, 200)),
+        _text(1, 200),
         required=True,
         validate=validate.Length(0, 50),
     )

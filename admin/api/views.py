@@ -560,7 +560,7 @@ def _form(public_id: str) -> Any:
 
     found = (
         db.session().scalars(sa.select(Form).where(Form.public_id == public_id)).one_or_none()
-        if len(public_id) <= 32
+        if len(public_id) <= 32 and public_id.isprintable()
         else None
     )
     if found is None:
