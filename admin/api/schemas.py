@@ -203,7 +203,7 @@ class AuditQuerySchema(Schema):
     action = _text(1, 40)
     object_type = _text(1, 40)
     object_id = _text(1, 64)
-    before = fields.Integer(validate=validate.Range(1, 2**62))
+    before = fields.Integer(validate=validate.Range(1, 2**31 - 1))
     limit = fields.Integer(validate=validate.Range(1, 200), load_default=50)
 
 
