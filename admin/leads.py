@@ -352,12 +352,11 @@ def detail(session: Session, lead: Lead) -> dict[str, Any]:
 def reveal(session: Session, lead: Lead, *, actor: str, ip: str | None) -> dict[str, Any]:
     """The lead's decrypted address and profile; one audit entry."""
     profile = core_leads.attributes_of(session, lead)
-    audit.record(
+    audit.record_lead(
         session,
+        lead.id,
+        audit.Action.LEAD_REVEALED,
         actor=actor,
-        action=audit.Action.LEAD_REVEALED,
-        object_type="lead",
-        object_id=str(lead.id),
         detail={"fields": ["email", *sorted(profile)]},
         ip=ip,
     )
@@ -367,12 +366,11 @@ def reveal(session: Session, lead: Lead, *, actor: str, ip: str | None) -> dict[
 def export_one(session: Session, lead: Lead, *, actor: str, ip: str | None) -> dict[str, Any]:
     """The lead's whole record (the access-export document); one audit entry."""
     document = rights.access_export(session, lead)
-    audit.record(
+    audit.record_lead(
         session,
+        lead.id,
+        audit.Action.LEAD_EXPORTED,
         actor=actor,
-        action=audit.Action.LEAD_EXPORTED,
-        object_type="lead",
-        object_id=str(lead.id),
         detail={"format": "access-export"},
         ip=ip,
     )
@@ -397,12 +395,11 @@ def change_stage(
         )
     except stages.StageError as exc:
         raise LeadError(str(exc)) from None
-    audit.record(
+    audit.record_lead(
         session,
+        lead.id,
+        audit.Action.LEAD_STAGE_CHANGED,
         actor=actor,
-        action=audit.Action.LEAD_STAGE_CHANGED,
-        object_type="lead",
-        object_id=str(lead.id),
         detail={"from": change.from_stage, "to": change.to_stage},
         ip=ip,
     )

@@ -144,6 +144,27 @@ def cli_actor() -> str:
     return f"cli:{cleaned}"
 
 
+def record_lead(
+    session: Session,
+    lead_id: object,
+    action: str,
+    *,
+    actor: str,
+    detail: dict[str, Any] | None = None,
+    ip: str | None = None,
+) -> AuditEntry:
+    """One entry about a lead (a view, export, stage change or erasure of it)."""
+    return record(
+        session,
+        actor=actor,
+        action=action,
+        object_type="lead",
+        object_id=str(lead_id),
+        detail=detail,
+        ip=ip,
+    )
+
+
 def user_actor(user_id: int) -> str:
     return f"user:{user_id}"
 

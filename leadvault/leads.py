@@ -179,12 +179,11 @@ def erase(
     """
     from leadvault import audit
 
-    audit.record(
+    audit.record_lead(
         session,
+        lead.id,
+        audit.Action.LEAD_ERASED,
         actor=actor,
-        action=audit.Action.LEAD_ERASED,
-        object_type="lead",
-        object_id=str(lead.id),
         detail={"reason": reason},
         ip=ip,
     )

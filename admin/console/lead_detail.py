@@ -250,12 +250,11 @@ def personal_data(session: Session, lead: Lead) -> PersonalData:
 
 def reveal(session: Session, lead: Lead, *, actor: str, ip: str | None) -> PersonalData:
     """The lead's personal data, recorded in the audit trail as one view."""
-    audit.record(
+    audit.record_lead(
         session,
+        lead.id,
+        audit.Action.LEAD_REVEALED,
         actor=actor,
-        action=audit.Action.LEAD_REVEALED,
-        object_type="lead",
-        object_id=str(lead.id),
         detail={"via": "console"},
         ip=ip,
     )
@@ -276,12 +275,11 @@ def change_stage(
         raise StageChangeError(N_("A lead in this stage cannot move to that stage."))
     before = state.stage
     stages.transition(session, state, to, cause_kind="person", cause=f"{actor}: {reason}")
-    audit.record(
+    audit.record_lead(
         session,
+        lead.id,
+        audit.Action.LEAD_STAGE_CHANGED,
         actor=actor,
-        action=audit.Action.LEAD_STAGE_CHANGED,
-        object_type="lead",
-        object_id=str(lead.id),
         detail={"from": before, "to": to, "reason": reason},
         ip=ip,
     )
