@@ -5,6 +5,7 @@ Changes are audited as the person at the command line (``cli:<login name>``).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import click
@@ -188,40 +189,61 @@ def _lead_of(session: Session, ident: str | None, email: str | None) -> Any:
 
 @click.command("list")
 @click.option("--stage", "stages", multiple=True, help="new, mql, sal, sql, won, lost …")
+@click.option("--reached", help="A stage the lead reached at some time")
 @click.option("--grade", "grades", multiple=True, type=click.Choice(["A", "B", "C", "D"]))
 @click.option("--form", help="A form's public id")
 @click.option("--utm-source")
 @click.option("--utm-campaign")
+@click.option(
+    "--first-touch",
+    is_flag=True,
+    help="Form and UTM values of the first touch only ('-' for none), not of any submission",
+)
 @click.option("--purpose", help="With --purpose-state: newsletter, sales_contact …")
 @click.option("--purpose-state", type=click.Choice(["none", "pending", "granted", "withdrawn"]))
 @click.option("--suspect/--not-suspect", default=None)
 @click.option("--score-min", type=float)
 @click.option("--score-max", type=float)
+@click.option("--created-from", type=click.DateTime(["%Y-%m-%d"]), help="UTC day, inclusive")
+@click.option("--created-to", type=click.DateTime(["%Y-%m-%d"]), help="UTC day, exclusive")
+@click.option("--sort", type=click.Choice(["created", "score"]), default="created")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100))
 @click.option("--cursor", help="The cursor printed after the previous page")
 def leads_list(
     stages: tuple[str, ...],
+    reached: str | None,
     grades: tuple[str, ...],
     form: str | None,
     utm_source: str | None,
     utm_campaign: str | None,
+    first_touch: bool,
     purpose: str | None,
     purpose_state: str | None,
     suspect: bool | None,
     score_min: float | None,
     score_max: float | None,
+    created_from: dt.datetime | None,
+    created_to: dt.datetime | None,
+    sort: str,
     limit: int,
     cursor: str | None,
 ) -> None:
-    """Leads, newest first (no personal data: ids, stage, grade, score, consents)."""
+    """Leads, newest (or highest score) first; no personal data: ids, stage, grade,
+    score, consents."""
     from admin import leads as lead_service
 
+    if reached is not None and reached not in lead_service.STAGES:
+        raise Refused(f"--reached: no such stage (one of {', '.join(lead_service.STAGES)})")
     filters = lead_service.Filters(
         stages=stages,
+        reached=reached,
         grades=grades,
         form=form,
         utm_source=utm_source,
         utm_campaign=utm_campaign,
+        first_touch=first_touch,
+        created_from=created_from.replace(tzinfo=dt.UTC) if created_from else None,
+        created_to=created_to.replace(tzinfo=dt.UTC) if created_to else None,
         purpose=purpose,
         purpose_state=purpose_state,
         suspect=suspect,
@@ -231,7 +253,9 @@ def leads_list(
     app = load_app()
     try:
         with app_session(app) as session:
-            rows, following = lead_service.list_leads(session, filters, cursor=cursor, limit=limit)
+            rows, following = lead_service.list_leads(
+                session, filters, sort=sort, cursor=cursor, limit=limit
+            )
     except lead_service.LeadError as exc:
         raise Refused(str(exc)) from None
     for row in rows:

@@ -122,7 +122,7 @@ def test_sales_sees_only_the_leads_handed_to_them(app):
 
 
 def test_lead_list_filters_sorts_and_pages(app):
-    from admin.console import queries
+    from admin import leads as lead_service
 
     footer = factories.form(app, name="Footer")
     sidebar = factories.form(app, name="Sidebar")
@@ -139,11 +139,16 @@ def test_lead_list_filters_sorts_and_pages(app):
     # Paging: one page at a time, the next page continues where the first ended.
     for sort in ("created", "score"):
         with uow(app) as s:
-            first = queries.page(s, queries.Filters(sort=sort), size=3)
-            assert len(first.rows) == 3 and first.next_cursor
-            second = queries.page(s, queries.Filters(sort=sort, cursor=first.next_cursor), size=3)
-        assert second.next_cursor is None
-        seen = [r.id for r in first.rows + second.rows]
+            everyone = lead_service.Filters()
+            first, cursor = lead_service.list_leads(s, everyone, sort=sort, limit=3)
+            assert len(first) == 3 and cursor
+            second, end = lead_service.list_leads(s, everyone, sort=sort, cursor=cursor, limit=3)
+            # A cursor continues only the order it was made for.
+            other = "score" if sort == "created" else "created"
+            with pytest.raises(lead_service.BadCursor):
+                lead_service.list_leads(s, everyone, sort=other, cursor=cursor)
+        assert end is None
+        seen = [r.id for r in first + second]
         assert sorted(seen) == sorted([*footers, side])
         if sort == "created":
             assert seen == [side, *reversed(footers)]  # newest first

@@ -11,7 +11,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from admin.leads import GRADES, MAX_PAGE, PURPOSE_STATES, REASON_MAX
+from admin.leads import GRADES, MAX_PAGE, PURPOSE_STATES, REASON_MAX, SORTS
 from admin.permissions import Permission
 from scoring.models import Stage
 
@@ -29,10 +29,22 @@ _SCORE = validate.Range(min=-1e9, max=1e9)
 
 class LeadQuerySchema(Schema):
     stage = fields.List(fields.String(validate=validate.OneOf(STAGES)))
+    reached = fields.String(
+        validate=validate.OneOf(STAGES),
+        metadata={"description": "a stage the lead reached at some time"},
+    )
     grade = fields.List(fields.String(validate=validate.OneOf(GRADES)))
     form = _text(1, 32)
     utm_source = _text(1, 100)
     utm_campaign = _text(1, 100)
+    touch = fields.String(
+        validate=validate.OneOf(("any", "first")),
+        load_default="any",
+        metadata={
+            "description": "form and UTM values of any submission, or of the first touch "
+            "only ('-' then matches none)"
+        },
+    )
     purpose = _text(1, 40)
     purpose_state = fields.String(validate=validate.OneOf(PURPOSE_STATES))
     suspect = fields.Boolean()
@@ -43,6 +55,11 @@ class LeadQuerySchema(Schema):
     cursor = fields.String(
         validate=[validate.Length(1, 200), validate.Regexp(r"^[A-Za-z0-9_-]+$")],
         metadata={"description": "next_cursor of the previous page (opaque)"},
+    )
+    sort = fields.String(
+        validate=validate.OneOf(SORTS),
+        load_default="created",
+        metadata={"description": "newest first, or highest score first (scored leads only)"},
     )
     limit = fields.Integer(validate=validate.Range(1, MAX_PAGE), load_default=50)
 

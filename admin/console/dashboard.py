@@ -280,10 +280,13 @@ def _sources(rows: list[reports.SourceQuality], link: Link, since_arg: str) -> M
         body.append(
             [
                 name,
-                linked(row.leads, link(since=since_arg, utm_source=row.key)),
+                linked(row.leads, link(since=since_arg, utm_source=row.key, touch="first")),
                 percent(row.mql_share),
                 percent(row.sal_share),
-                linked(row.suspect, link(since=since_arg, utm_source=row.key, suspect="1"))
+                linked(
+                    row.suspect,
+                    link(since=since_arg, utm_source=row.key, touch="first", suspect="1"),
+                )
                 if row.suspect
                 else "0",
                 rejected or NO_VALUE,

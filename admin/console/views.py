@@ -20,6 +20,7 @@ from flask import (
 )
 
 from admin import auth, reports
+from admin import leads as lead_service
 from admin.console import dashboard as dashboard_module
 from admin.console import lead_detail, nav, queries
 from admin.permissions import Permission
@@ -153,11 +154,13 @@ def dashboard() -> Response:
 # --- leads --------------------------------------------------------------------------------
 
 
-def _sales_scope() -> tuple[int | None, bool]:
-    """(salesperson id, whether the account sees only leads handed to it)."""
-    user = auth.current_user()
-    sales_only = not auth.can(Permission.LEADS_READ)
-    return (getattr(user, "salesperson_id", None), sales_only)
+def _assigned_to() -> int | None:
+    """None when the account sees every lead; else the salesperson whose leads it sees
+    (-1, none at all, for a sales account not linked to a salesperson)."""
+    if auth.can(Permission.LEADS_READ):
+        return None
+    salesperson_id = getattr(auth.current_user(), "salesperson_id", None)
+    return -1 if salesperson_id is None else salesperson_id
 
 
 @bp.get("/leads")
@@ -167,19 +170,26 @@ def leads() -> Response:
         filters = queries.parse_filters(request.args)
     except queries.FilterError as exc:
         return _error(400, str(exc))
-    salesperson_id, sales_only = _sales_scope()
+    assigned_to = _assigned_to()
     session = db.session()
-    result = queries.page(session, filters, salesperson_id=salesperson_id, sales_only=sales_only)
+    rows, next_cursor = lead_service.list_leads(
+        session,
+        filters.service_filters(assigned_to=assigned_to),
+        sort=filters.sort,
+        cursor=filters.cursor,
+        limit=queries.PAGE_SIZE,
+    )
+    form_choices = lead_service.forms(session)
     return page(
         "console/leads.html",
         section="leads",
         filters=filters,
-        result=result,
-        forms=queries.forms(session),
-        form_names=dict(queries.forms(session)),
+        rows=rows,
+        next_cursor=next_cursor,
+        forms=form_choices,
         stages=queries.STAGES,
         grades=queries.GRADES,
-        sales_only=sales_only,
+        sales_only=assigned_to is not None,
         not_found=g.get("console_not_found", False),
     )
 
@@ -188,19 +198,13 @@ def leads() -> Response:
 @auth.require(Permission.LEADS_READ_ASSIGNED)
 def find_lead() -> Response:
     """Exact search by address (blind index), by POST: an address never goes in a URL."""
-    from leadvault import leads as core_leads
-
     email = (request.form.get("email") or "").strip()
     if not email or len(email) > 320:
         g.console_not_found = True
         return _not_found_list()
-    lead = core_leads.find_by_email(db.session(), email)
+    lead = lead_service.lookup(db.session(), email, assigned_to=_assigned_to())
     if lead is not None:
-        salesperson_id, sales_only = _sales_scope()
-        if queries.visible_to(
-            db.session(), lead.id, salesperson_id=salesperson_id, sales_only=sales_only
-        ):
-            return redirect(url_for("console.lead", lead_id=lead.id))
+        return redirect(url_for("console.lead", lead_id=lead.id))
     g.console_not_found = True
     return _not_found_list()
 
@@ -215,13 +219,8 @@ def _not_found_list() -> Response:
 
 
 def _lead_or_404(lead_id: uuid.UUID) -> Lead:
-    from leadvault import leads as core_leads
-
-    lead = core_leads.get(db.session(), lead_id)
-    salesperson_id, sales_only = _sales_scope()
-    if lead is None or not queries.visible_to(
-        db.session(), lead.id, salesperson_id=salesperson_id, sales_only=sales_only
-    ):
+    lead = lead_service.get(db.session(), lead_id, assigned_to=_assigned_to())
+    if lead is None:
         abort(404)
     return lead
 
