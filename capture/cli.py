@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import click
 
 from leadvault.commands import Refused, app_session, load_app, report
 from leadvault.untrusted import for_terminal
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from capture.models import Form
 
 
 def snippets(base_url: str, public_id: str) -> dict[str, str]:
@@ -54,9 +60,15 @@ def forms() -> None:
     help="A consent purpose; append ! to require it. Default: the kind's own purpose.",
 )
 @click.option("--origin", "origins", multiple=True, help="An origin allowed to embed and post.")
+@click.option("--title-en", help="Title visitors see in English (the hosted page's heading).")
+@click.option("--title-de", help="Title visitors see in German.")
+@click.option("--intro-en", help="Intro text under the title in English.")
+@click.option("--intro-de", help="Intro text under the title in German.")
 @click.option("--thanks-en", help="Thank-you text in English.")
 @click.option("--thanks-de", help="Thank-you text in German.")
-@click.option("--redirect", "redirect_url", help="Send visitors here after submitting instead.")
+@click.option(
+    "--redirect", "redirect_url", help="Send visitors here after submitting (an allowed origin)."
+)
 @click.option("--proof-of-work", is_flag=True, help="Require an ALTCHA proof-of-work challenge.")
 @click.option("--follow-up", "follow_ups", multiple=True, help="A field asked of returning leads.")
 def add(
@@ -65,43 +77,97 @@ def add(
     fields: tuple[str, ...],
     purposes: tuple[str, ...],
     origins: tuple[str, ...],
-    thanks_en: str | None,
-    thanks_de: str | None,
     redirect_url: str | None,
     proof_of_work: bool,
     follow_ups: tuple[str, ...],
+    **texts: str | None,
 ) -> None:
     """Create a form and print its id and embed snippets."""
-    from capture import service
+    from marshmallow import ValidationError
 
-    default_purpose = {
-        "newsletter": "newsletter!",
-        "whitepaper": "whitepaper!",
-        "contact": "sales_contact!",
+    from capture import definitions, schemas
+
+    def per_language(part: str) -> dict[str, str]:
+        return {lang: v for lang in ("en", "de") if (v := texts.get(f"{part}_{lang}"))}
+
+    raw: dict[str, object] = {
+        "name": name,
+        "kind": kind,
+        "fields": [{"name": n, "required": r} for n, r in _parse_specs(fields, "field")],
+        "allowed_origins": list(origins),
+        "title": per_language("title"),
+        "intro": per_language("intro"),
+        "thank_you": per_language("thanks"),
+        "redirect_url": redirect_url,
+        "proof_of_work": proof_of_work,
+        "follow_up_fields": list(follow_ups),
     }
-    thank_you = {k: v for k, v in {"en": thanks_en, "de": thanks_de}.items() if v}
+    if purposes:
+        raw["purposes"] = [
+            {"purpose": n, "required": r} for n, r in _parse_specs(purposes, "purpose")
+        ]
+    try:
+        loaded = schemas.FormDefinitionSchema().load(raw)
+    except ValidationError as exc:
+        raise Refused(_first_problem(exc.messages)) from None
     app = load_app()
     try:
         with app_session(app) as session:
-            form = service.create_form(
-                session,
-                name=name,
-                kind=kind,
-                fields=[service.FieldSpec(n, r) for n, r in _parse_specs(fields, "field")],
-                purposes=[
-                    service.PurposeSpec(n, r)
-                    for n, r in _parse_specs(purposes or (default_purpose[kind],), "purpose")
-                ],
-                allowed_origins=origins,
-                thank_you=thank_you or None,
-                redirect_url=redirect_url,
-                proof_of_work=proof_of_work,
-                follow_up_fields=follow_ups,
-            )
+            form = definitions.create_form(session, schemas.definition_from(loaded))
             public_id = form.public_id
-    except service.FormError as exc:
+    except definitions.FormError as exc:
         raise Refused(str(exc)) from None
     _print_form(app, public_id)
+
+
+def _first_problem(messages: object, where: str = "") -> str:
+    """``--field``: the message of the first refused option, for a one-line refusal."""
+    if isinstance(messages, dict):
+        key, value = next(iter(messages.items()))
+        return _first_problem(value, where or str(key))
+    if isinstance(messages, list) and messages:
+        return _first_problem(messages[0], where)
+    return f"{where.replace('_', '-')}: {messages}"
+
+
+@forms.command("archive")
+@click.argument("form_id")
+def archive(form_id: str) -> None:
+    """Archive a form: it takes no more submissions (its history stays)."""
+    from capture import definitions
+
+    app = load_app()
+    with app_session(app) as session:
+        form = _form(session, form_id)
+        changed = definitions.archive_form(session, form)
+    click.echo(f"{form_id} archived" if changed else f"{form_id} was already archived")
+
+
+@forms.command("delete")
+@click.argument("form_id")
+def delete(form_id: str) -> None:
+    """Delete a form that never took a submission (else archive it)."""
+    from capture import definitions
+
+    app = load_app()
+    try:
+        with app_session(app) as session:
+            definitions.delete_form(session, _form(session, form_id))
+    except definitions.FormInUse as exc:
+        raise Refused(f"{exc} (leadvault forms archive {form_id})") from None
+    click.echo(f"{form_id} deleted")
+
+
+def _form(session: Session, public_id: str) -> Form:
+    """A form by its public id, archived ones too."""
+    import sqlalchemy as sa
+
+    from capture.models import Form
+
+    found = session.scalars(sa.select(Form).where(Form.public_id == public_id[:32])).one_or_none()
+    if found is None:
+        raise Refused(f"no form with id {public_id!r}")
+    return found
 
 
 def _print_form(app: object, public_id: str) -> None:

@@ -36,6 +36,9 @@ class Form(Base):
     # {"en": {"newsletter": <consent_texts.id>}, "de": {…}}: the versions shown.
     consent_texts: Mapped[dict[str, dict[str, int]]] = mapped_column(sa.JSON)
     allowed_origins: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    # Shown to visitors per language: the hosted page's h1 and the text under it.
+    title: Mapped[dict[str, str] | None] = mapped_column(sa.JSON)
+    intro: Mapped[dict[str, str] | None] = mapped_column(sa.JSON)
     thank_you: Mapped[dict[str, str] | None] = mapped_column(sa.JSON)
     redirect_url: Mapped[str | None] = mapped_column(sa.String(500))
     proof_of_work: Mapped[bool] = mapped_column(sa.Boolean, default=False)

@@ -8,34 +8,32 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from capture import bots
+from capture import bots, definitions
+
+# The form definitions moved to capture.definitions; callers keep importing them from here.
+from capture.definitions import (  # noqa: F401 (re-exported)
+    DEFAULT_PURPOSE,
+    FIELD_NAMES,
+    PROFILE_FIELDS,
+    Definition,
+    FieldSpec,
+    FormError,
+    PurposeSpec,
+    create_form,
+    normalise_origin,
+    page_on_owner_site,
+)
 from capture.models import Form, FormKind, Submission
 from capture.signals import form_submitted
 from consent import service as consent_service
 from consent.ledger import RequestMeta
-from leadvault import batch, clock, i18n, inbox, leads, untrusted
-from leadvault.crypto import random_token
+from leadvault import batch, clock, i18n, inbox, leads
 
-# Every field a form may declare, besides the always-required email.
-FIELD_NAMES = (
-    "first_name",
-    "last_name",
-    "company",
-    "job_title",
-    "phone",
-    "country",
-    "company_size",
-    "message",
-)
-# Fields kept on the lead's profile; "message" belongs to the submission only.
-PROFILE_FIELDS = tuple(name for name in FIELD_NAMES if name != "message")
 SOURCE_KEYS = (
     "page_url",
     "referrer",
@@ -47,128 +45,6 @@ SOURCE_KEYS = (
 )
 COMPANY_SIZES = ("1-9", "10-49", "50-249", "250-999", "1000+")
 _LABEL = re.compile(r"^[A-Za-z0-9._\-]{1,100}$")
-
-
-class FormError(Exception):
-    """A form definition the service refuses; the message names the problem."""
-
-
-@dataclasses.dataclass(frozen=True)
-class FieldSpec:
-    name: str
-    required: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class PurposeSpec:
-    purpose: str
-    required: bool
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def normalise_origin(origin: str) -> str:
-    parts = urlsplit(origin.strip())
-    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path not in {"", "/"}:
-        raise FormError(f"{origin!r} is not an origin such as https://www.example.com")
-    try:
-        port_number = parts.port
-    except ValueError:
-        raise FormError(f"{origin!r} has a port that is not a number") from None
-    port = f":{port_number}" if port_number and port_number != _DEFAULT_PORTS[parts.scheme] else ""
-    return f"{parts.scheme}://{parts.hostname.lower()}{port}"
-
-
-def page_on_owner_site(form: Form, url: str) -> SplitResult | None:
-    """``url`` taken apart when it is a page on one of the form's allowed origins, else None.
-
-    A submitted ``page_url`` or referrer is whatever the sender wrote: only an
-    http(s) address whose origin the owner allowed for this form (same scheme,
-    host and port; no user info, no backslash that browsers read as a slash)
-    may become a link. The result holds no user info.
-    """
-    if not form.allowed_origins or "\\" in url or untrusted.control_character(url):
-        return None
-    parts = urlsplit(url.strip())
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
-        return None
-    try:
-        origin = normalise_origin(f"{parts.scheme}://{parts.netloc}")
-    except FormError:
-        return None
-    if origin not in form.allowed_origins:
-        return None
-    return parts._replace(netloc=origin.split("://", 1)[1])
-
-
-def create_form(
-    session: Session,
-    *,
-    name: str,
-    kind: str,
-    fields: Sequence[FieldSpec],
-    purposes: Sequence[PurposeSpec],
-    allowed_origins: Sequence[str] = (),
-    thank_you: Mapping[str, str] | None = None,
-    redirect_url: str | None = None,
-    proof_of_work: bool = False,
-    follow_up_fields: Sequence[str] = (),
-) -> Form:
-    if not name.strip():
-        raise FormError("a form needs a name")
-    if kind not in set(FormKind):
-        raise FormError(f"kind must be one of {', '.join(FormKind)}")
-    seen: set[str] = set()
-    for spec in fields:
-        if spec.name not in FIELD_NAMES:
-            raise FormError(f"unknown field {spec.name!r}; fields are {', '.join(FIELD_NAMES)}")
-        if spec.name in seen:
-            raise FormError(f"field {spec.name!r} is declared twice")
-        seen.add(spec.name)
-    for follow_up in follow_up_fields:
-        if follow_up not in PROFILE_FIELDS:
-            raise FormError(f"follow-up field {follow_up!r} is not a profile field")
-    if not purposes:
-        raise FormError("a form needs at least one purpose to ask consent for")
-    known = consent_service.purpose_keys(session)
-    texts: dict[str, dict[str, int]] = {lang: {} for lang in i18n.LANGUAGES}
-    for spec in purposes:
-        if spec.purpose not in known:
-            raise FormError(
-                f"unknown purpose {spec.purpose!r}; purposes are {', '.join(sorted(known))}"
-            )
-        for lang in i18n.LANGUAGES:
-            text = consent_service.latest_text(session, spec.purpose, lang)
-            if text is None:
-                raise FormError(f"purpose {spec.purpose!r} has no consent text in {lang!r}")
-            texts[lang][spec.purpose] = text.id
-    if redirect_url is not None and urlsplit(redirect_url).scheme not in {"http", "https"}:
-        raise FormError("the redirect must be an http:// or https:// URL")
-    form = Form(
-        public_id=_new_public_id(),
-        name=name.strip(),
-        kind=kind,
-        fields=[{"name": f.name, "required": f.required} for f in fields],
-        follow_up_fields=list(follow_up_fields),
-        purposes=[{"purpose": p.purpose, "required": p.required} for p in purposes],
-        consent_texts=texts,
-        allowed_origins=sorted({normalise_origin(o) for o in allowed_origins}),
-        thank_you=dict(thank_you) if thank_you else None,
-        redirect_url=redirect_url,
-        proof_of_work=proof_of_work,
-    )
-    session.add(form)
-    session.flush()
-    return form
-
-
-def _new_public_id() -> str:
-    """A random form id that does not start with "-" (a command line would take
-    it for an option: `leadvault forms show -abc` fails)."""
-    while (public_id := random_token(12)).startswith("-"):
-        pass
-    return public_id
 
 
 def get_form(session: Session, public_id: str) -> Form | None:
@@ -188,6 +64,12 @@ class FormCache:
     def __init__(self) -> None:
         self._items: dict[str, tuple[float, Form | None]] = {}
         self._lock = threading.Lock()
+        # An edit in this process shows at once (other processes: within ttl_seconds).
+        definitions.on_change(self.forget)
+
+    def forget(self, public_id: str) -> None:
+        with self._lock:
+            self._items.pop(public_id, None)
 
     def get(self, session: Session, public_id: str) -> Form | None:
         now = time.monotonic()

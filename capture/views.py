@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -82,7 +83,9 @@ def _frame_csp(form: Form, *, script: bool) -> str:
     ancestors = " ".join(["'self'", *form.allowed_origins])
     targets = ["'self'"]
     if form.redirect_url:
-        targets.append(service.normalise_origin(form.redirect_url))
+        # The redirect is a page (with a path) on one of the form's origins.
+        parts = urlsplit(form.redirect_url)
+        targets.append(service.normalise_origin(f"{parts.scheme}://{parts.netloc}"))
     script_src = "'self'" if script else "'none'"
     return (
         f"default-src 'none'; style-src 'self'; img-src 'self'; script-src {script_src}; "

@@ -48,8 +48,11 @@ def _expected(role: str, op: Operation) -> bool:
     return permissions.allows(permissions.TABLE[Role(role)], op.permission)
 
 
-def _request(client: Any, op: Operation, lead_id: uuid.UUID, email: str, csrf: str) -> Any:
+def _request(
+    client: Any, op: Operation, lead_id: uuid.UUID, email: str, csrf: str, form_id: str = "none"
+) -> Any:
     path = "/api/v1" + op.path.replace("{lead_id}", str(lead_id)).replace("{token_id}", "999999")
+    path = path.replace("{form_id}", form_id)
     body: dict[str, Any] | None = None
     if op.endpoint.endswith("leads_lookup"):
         body = {"email": email}
@@ -57,6 +60,10 @@ def _request(client: Any, op: Operation, lead_id: uuid.UUID, email: str, csrf: s
         body = {"stage": "disqualified", "reason": "matrix"}
     elif op.endpoint.endswith("tokens_create"):
         body = {"name": "matrix", "scopes": ["leads:read"], "days": 1}
+    elif op.endpoint.endswith(("forms_create", "form_replace", "form_update")):
+        body = {"name": "Matrix", "kind": "newsletter"}
+    elif op.endpoint.endswith("form_origins"):
+        body = {"allowed_origins": ["https://www.example.com"]}
     headers = {"X-CSRFToken": csrf}
     return client.open(path, method=op.method.upper(), json=body, headers=headers)
 
@@ -73,7 +80,8 @@ def test_every_api_operation_for_every_role(app, role):
         lead_id, email = _lead(app)  # a fresh lead each time (one operation erases it)
         _hand_to(app, lead_id, salesperson)
         personal += [email, FIRST, LAST, COMPANY]
-        response = _request(client, op, lead_id, email, csrf)
+        form_id = factories.form(app, name="Matrix")  # a fresh form (one operation deletes it)
+        response = _request(client, op, lead_id, email, csrf, form_id)
         allowed = _expected(role, op)
         where = f"{role} {op.method.upper()} {op.path}: {response.status_code}"
         if allowed:
@@ -93,12 +101,14 @@ def test_every_api_operation_for_every_role(app, role):
 def test_tokens_follow_the_same_table(app):
     """A token with every permission of its role: the same answers as the console."""
     lead_id, email = _lead(app)
+    form_id = factories.form(app, name="Matrix")
     reads = [op for op in OPERATIONS if op.method == "get" and "{token_id}" not in op.path]
     for role in ("marketing", "privacy", "viewer"):
         headers = {"Authorization": f"Bearer {factories.personal_token(app, role)}"}
         client = app.test_client()
         for op in reads:
             path = "/api/v1" + op.path.replace("{lead_id}", str(lead_id))
+            path = path.replace("{form_id}", form_id)
             status = client.get(path, headers=headers).status_code
             assert (status == 403) == (not _expected(role, op)), (role, op.path, status)
     assert email

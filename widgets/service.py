@@ -141,6 +141,16 @@ def attach(session: Session, asset: Asset, form: Form) -> None:
     session.flush()
 
 
+def detach(session: Session, form: Form) -> bool:
+    """The form hands out no asset any more; False if it had none."""
+    link = session.get(FormAsset, form.id)
+    if link is None:
+        return False
+    session.delete(link)
+    session.flush()
+    return True
+
+
 def asset_for_form(session: Session, form: Form) -> Asset | None:
     link = session.get(FormAsset, form.id)
     return session.get(Asset, link.asset_id) if link else None

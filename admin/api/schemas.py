@@ -13,6 +13,7 @@ from marshmallow import Schema, fields, validate
 
 from admin.leads import GRADES, MAX_PAGE, PURPOSE_STATES, REASON_MAX, SORTS
 from admin.permissions import Permission
+from capture.schemas import FormDefinitionSchema
 from scoring.models import Stage
 
 STAGES = [s.value for s in Stage]
@@ -292,13 +293,43 @@ class FormSchema(Schema):
     public_id = fields.String(required=True)
     name = fields.String(required=True)
     kind = fields.String(required=True)
+    title = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    intro = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
     fields_ = fields.List(fields.Dict(), data_key="fields", attribute="fields", required=True)
     purposes = fields.List(fields.Dict(), required=True)
+    consent_versions = fields.Dict(
+        keys=fields.String(),
+        values=fields.Dict(keys=fields.String(), values=fields.Integer()),
+        required=True,
+    )
     allowed_origins = fields.List(fields.String(), required=True)
+    thank_you = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
     redirect_url = fields.String(allow_none=True)
     proof_of_work = fields.Boolean(required=True)
+    follow_up_fields = fields.List(fields.String(), required=True)
+    asset = fields.String(allow_none=True, metadata={"description": "The asset handed out"})
     active = fields.Boolean(required=True)
     created_at = fields.DateTime(required=True)
+
+
+class FormWriteSchema(FormDefinitionSchema):
+    """A form to create or replace (PATCH: any subset of the keys)."""
+
+    asset = fields.String(
+        allow_none=True,
+        validate=[validate.Length(0, 32), _PRINTABLE],
+        metadata={"description": "Public id of the asset a whitepaper form hands out"},
+    )
+
+
+class FormPatchSchema(FormWriteSchema):
+    """Any subset of a form's keys; the others stay as they are."""
+
+    name = fields.String(validate=[validate.Length(1, 120), _PRINTABLE])
+    kind = fields.String(validate=validate.OneOf(["newsletter", "whitepaper", "contact"]))
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(partial=True, **options)
 
 
 class OriginsSchema(Schema):

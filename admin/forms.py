@@ -1,0 +1,216 @@
+"""Forms as staff manage them (the console and the admin API): the capture package's
+definitions plus the asset a whitepaper form hands out (widgets), one audit entry per
+change, and the list's figures from aggregate queries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from capture import definitions
+from capture.definitions import Definition, FormError
+from capture.models import Form, Submission
+from consent.models import OptInRequest
+from leadvault import audit
+from leadvault.i18n import N_
+from widgets import service as widgets
+
+LIST_MAX = 500
+# The asset argument when an edit leaves the attached asset as it is.
+KEEP = object()
+
+
+def find(session: Session, public_id: str) -> Form | None:
+    """A form by its public id, archived ones too (None for ids no form can have)."""
+    if not public_id or len(public_id) > 32 or not public_id.isprintable():
+        return None
+    return session.scalars(sa.select(Form).where(Form.public_id == public_id)).one_or_none()
+
+
+def create(
+    session: Session,
+    definition: Definition,
+    *,
+    asset: str | None = None,
+    actor: str,
+    ip: str | None,
+) -> Form:
+    form = definitions.create_form(session, definition)
+    if asset:
+        _attach(session, form, asset)
+    _record(session, "form.created", form, actor, ip)
+    return form
+
+
+def update(
+    session: Session,
+    form: Form,
+    definition: Definition,
+    *,
+    asset: Any = KEEP,
+    actor: str,
+    ip: str | None,
+) -> list[str]:
+    """Replace the definition (and the asset unless ``KEEP``); returns what changed."""
+    changed = definitions.update_form(session, form, definition)
+    if asset is not KEEP:
+        before = widgets.asset_for_form(session, form)
+        if asset:
+            if before is None or before.public_id != asset:
+                _attach(session, form, asset)
+                changed.append("asset")
+        elif widgets.detach(session, form):
+            changed.append("asset")
+    elif "kind" in changed or "purposes" in changed:
+        _check_kept_asset(session, form)
+    if changed:
+        _record(session, "form.changed", form, actor, ip, changed=changed)
+    return changed
+
+
+def archive(session: Session, form: Form, *, actor: str, ip: str | None) -> bool:
+    done = definitions.archive_form(session, form)
+    if done:
+        _record(session, "form.archived", form, actor, ip)
+    return done
+
+
+def restore(session: Session, form: Form, *, actor: str, ip: str | None) -> bool:
+    done = definitions.restore_form(session, form)
+    if done:
+        _record(session, "form.restored", form, actor, ip)
+    return done
+
+
+def delete(session: Session, form: Form, *, actor: str, ip: str | None) -> None:
+    """Delete a never-used form (else :class:`capture.definitions.FormInUse`)."""
+    public_id = form.public_id
+    widgets.detach(session, form)
+    definitions.delete_form(session, form)
+    audit.record(
+        session,
+        actor=actor,
+        action="form.deleted",
+        object_type="form",
+        object_id=public_id,
+        ip=ip,
+    )
+
+
+def asset_of(session: Session, form: Form) -> str | None:
+    found = widgets.asset_for_form(session, form)
+    return found.public_id if found else None
+
+
+def describe(session: Session, form: Form) -> dict[str, Any]:
+    """The form as the API shows it (no personal data: a form holds none)."""
+    return {
+        "public_id": form.public_id,
+        "name": form.name,
+        "kind": form.kind,
+        "title": form.title or {},
+        "intro": form.intro or {},
+        "fields": form.fields,
+        "purposes": form.purposes,
+        "consent_versions": definitions.consent_versions_of(session, form),
+        "allowed_origins": form.allowed_origins,
+        "thank_you": form.thank_you or {},
+        "redirect_url": form.redirect_url,
+        "proof_of_work": form.proof_of_work,
+        "follow_up_fields": form.follow_up_fields,
+        "asset": asset_of(session, form),
+        "active": form.active,
+        "created_at": form.created_at,
+    }
+
+
+def _attach(session: Session, form: Form, asset_id: str) -> None:
+    found = widgets.get_asset(session, asset_id[:32])
+    if found is None:
+        raise FormError(N_("There is no asset %(asset)s."), "asset", asset=repr(asset_id))
+    try:
+        widgets.attach(session, found, form)
+    except widgets.AssetError:
+        raise FormError(
+            N_("Only a whitepaper form that asks for the whitepaper purpose hands out an asset."),
+            "asset",
+        ) from None
+
+
+def _check_kept_asset(session: Session, form: Form) -> None:
+    kept = widgets.asset_for_form(session, form)
+    if kept is not None:
+        _attach(session, form, kept.public_id)
+
+
+def _record(
+    session: Session, action: str, form: Form, actor: str, ip: str | None, **detail: Any
+) -> None:
+    audit.record(
+        session,
+        actor=actor,
+        action=action,
+        object_type="form",
+        object_id=form.public_id,
+        detail=detail or None,
+        ip=ip,
+    )
+
+
+# --- the list -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FormFigures:
+    form: Form
+    submissions: int
+    last_submission: dt.datetime | None
+    optins_requested: int
+    optins_confirmed: int
+
+    @property
+    def confirmation_rate(self) -> float | None:
+        """Share of the form's opt-in mails whose link was followed (None: none sent)."""
+        if not self.optins_requested:
+            return None
+        return self.optins_confirmed / self.optins_requested
+
+
+def overview(session: Session, *, archived: bool = True) -> list[FormFigures]:
+    """Every form (newest first) with its submissions and confirmation rate: two grouped
+    queries, never a lead or a submission row loaded."""
+    query = sa.select(Form).order_by(Form.id.desc()).limit(LIST_MAX)
+    if not archived:
+        query = query.where(Form.active.is_(True))
+    forms = list(session.scalars(query))
+    submitted = {
+        form_id: (count, last)
+        for form_id, count, last in session.execute(
+            sa.select(
+                Submission.form_id, sa.func.count(), sa.func.max(Submission.created_at)
+            ).group_by(Submission.form_id)
+        )
+    }
+    optins = {
+        ref: (requested, confirmed or 0)
+        for ref, requested, confirmed in session.execute(
+            sa.select(
+                OptInRequest.form_ref,
+                sa.func.count(),
+                sa.func.count(OptInRequest.confirmed_at),
+            )
+            .where(OptInRequest.form_ref.is_not(None))
+            .group_by(OptInRequest.form_ref)
+        )
+    }
+    figures = []
+    for form in forms:
+        count, last = submitted.get(form.id, (0, None))
+        requested, confirmed = optins.get(form.public_id, (0, 0))
+        figures.append(FormFigures(form, count, last, requested, confirmed))
+    return figures
