@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -112,6 +113,7 @@ def selection(
     purpose: str | None = None,
     created_from: dt.datetime | None = None,
     created_to: dt.datetime | None = None,
+    lead_ids: Sequence[uuid.UUID] = (),
 ) -> tuple[sa.Select[Any], str]:
     """The selected lead ids, oldest first, and the filter in words (for the audit entry).
 
@@ -143,6 +145,9 @@ def selection(
     if created_to:
         query = query.where(Lead.created_at < _utc(created_to))
         words.append(f"created before {created_to:%Y-%m-%d}")
+    if lead_ids:
+        query = query.where(Lead.id.in_(list(lead_ids)))
+        words.append(f"{len(set(lead_ids))} leads chosen one by one")
     return query, "; ".join(words)
 
 

@@ -21,8 +21,8 @@ from flask import (
 
 from admin import auth, reports
 from admin import leads as lead_service
+from admin.console import bulk, lead_detail, nav, queries
 from admin.console import dashboard as dashboard_module
-from admin.console import lead_detail, nav, queries
 from admin.permissions import Permission
 from leadvault import clock, db, i18n
 from leadvault.i18n import N_
@@ -190,6 +190,7 @@ def leads() -> Response:
         stages=queries.STAGES,
         grades=queries.GRADES,
         sales_only=assigned_to is not None,
+        reasons=lead_detail.CHANGE_REASONS,
         not_found=g.get("console_not_found", False),
     )
 
@@ -213,6 +214,46 @@ def _not_found_list() -> Response:
     response = leads()
     response.status_code = 404
     return response
+
+
+# --- bulk actions on the list's selection -------------------------------------------------
+
+
+def _chosen_leads() -> list[Lead]:
+    ids = bulk.chosen_ids(request.form.getlist("lead"))
+    return bulk.visible_leads(db.session(), ids, assigned_to=_assigned_to())
+
+
+@bp.post("/leads/bulk/stage")
+@auth.require(Permission.LEADS_WRITE_ASSIGNED)
+def bulk_stage() -> Response:
+    """Move the chosen leads to one stage, with a reason; one audit entry each."""
+    try:
+        outcomes = bulk.change_stages(
+            db.session(),
+            _chosen_leads(),
+            (request.form.get("to") or "")[:16],
+            (request.form.get("reason") or "")[:40],
+            actor=auth.current_actor(),
+            ip=auth.client_ip(),
+        )
+    except bulk.BulkError as exc:
+        return _error(422, str(exc))
+    return page("console/bulk_done.html", section="leads", action="stage", outcomes=outcomes)
+
+
+@bp.post("/leads/bulk/erase")
+@auth.require(Permission.LEADS_ERASE)
+def bulk_erase() -> Response:
+    """First a confirmation page naming the chosen leads; erased only on its button."""
+    try:
+        chosen = _chosen_leads()
+    except bulk.BulkError as exc:
+        return _error(422, str(exc))
+    if request.form.get("confirmed") != "1":
+        return page("console/bulk_erase.html", section="leads", leads=chosen)
+    outcomes = bulk.erase(db.session(), chosen, actor=auth.current_actor(), ip=auth.client_ip())
+    return page("console/bulk_done.html", section="leads", action="erase", outcomes=outcomes)
 
 
 # --- one lead -----------------------------------------------------------------------------

@@ -21,3 +21,17 @@ document.addEventListener("click", function (event) {
   var button = event.target.closest ? event.target.closest("button[data-print]") : null;
   if (button) { event.preventDefault(); window.print(); }
 });
+document.addEventListener("DOMContentLoaded", function () {
+  // "Choose every lead on this page": a checkbox that only exists with this script.
+  document.querySelectorAll("input[data-select-all]").forEach(function (all) {
+    var name = all.getAttribute("data-select-all");
+    var form = all.form || all.closest("form");
+    if (!form) return;
+    all.hidden = false;
+    all.addEventListener("change", function () {
+      form.querySelectorAll('input[type=checkbox][name="' + name + '"]').forEach(function (box) {
+        box.checked = all.checked;
+      });
+    });
+  });
+});
