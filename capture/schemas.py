@@ -25,46 +25,16 @@ from capture.definitions import (
 )
 from capture.models import Form, FormKind
 from capture.service import COMPANY_SIZES, SOURCE_KEYS, ValidSubmission
-from leadvault import i18n, untrusted
-from leadvault.i18n import N_
+from leadvault import i18n, profile
 
 # Keys a submission may carry besides the form's declared fields.
 CONTROL_KEYS = {"email", "consent", "lang", "render_token", "website", "altcha", *SOURCE_KEYS}
 HONEYPOT = "website"
 
-_MAX = {
-    "first_name": 100,
-    "last_name": 100,
-    "company": 200,
-    "job_title": 150,
-    "phone": 40,
-    "country": 2,
-    "company_size": 10,
-    "message": 4000,
-}
-
-
-# Names appear in the greeting of mails sent to whatever address a visitor typed:
-# no links there at all. Company and job title may be "Booking.com" (mails defuse
-# it), but not a URL.
-PERSON_NAMES = frozenset({"first_name", "last_name"})
-NO_URLS = frozenset({"company", "job_title"})
-MULTILINE = frozenset({"message"})
-
-
-CONTROL_CHARACTERS = N_("Please remove line breaks and invisible control characters.")
-NO_LINKS = N_("Please leave web addresses out of this field.")
-
-
-def text_problem(name: str, value: str) -> str | None:
-    """The message (to translate) for what a text field refuses in ``value``, or None."""
-    if untrusted.control_character(value, multiline=name in MULTILINE) is not None:
-        return CONTROL_CHARACTERS
-    if name in PERSON_NAMES and untrusted.looks_like_link(value):
-        return NO_LINKS
-    if name in NO_URLS and untrusted.has_url(value):
-        return NO_LINKS
-    return None
+# A profile field's rules are the core's (leadvault.profile): the preference
+# center's correction checks the same; imports and widgets read them here.
+_MAX = profile.MAX_LENGTH
+text_problem = profile.text_problem
 
 
 def _text_check(name: str, lang: str) -> Any:

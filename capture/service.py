@@ -32,7 +32,7 @@ from capture.models import Form, FormKind, Submission
 from capture.signals import form_submitted
 from consent import service as consent_service
 from consent.ledger import RequestMeta
-from leadvault import batch, clock, i18n, inbox, leads
+from leadvault import batch, clock, i18n, inbox, leads, profile
 
 SOURCE_KEYS = (
     "page_url",
@@ -43,7 +43,7 @@ SOURCE_KEYS = (
     "utm_term",
     "utm_content",
 )
-COMPANY_SIZES = ("1-9", "10-49", "50-249", "250-999", "1000+")
+COMPANY_SIZES = profile.COMPANY_SIZES
 _LABEL = re.compile(r"^[A-Za-z0-9._\-]{1,100}$")
 
 

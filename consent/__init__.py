@@ -10,7 +10,7 @@ PURGE_INTERVAL_SECONDS = 3600.0
 
 
 def init_app(app: Flask) -> None:
-    from consent import retention, rights, service, views
+    from consent import correction_views, retention, rights, service, views
     from leadvault import i18n
     from leadvault.app import Job, runtime
 
@@ -18,5 +18,6 @@ def init_app(app: Flask) -> None:
     service.connect_signals()
     rights.connect_signals()
     app.register_blueprint(views.bp)
+    app.register_blueprint(correction_views.bp)
     runtime(app).inbox_handlers[rights.MANAGE_REQUEST] = rights.handle_manage_request
     runtime(app).jobs.append(Job("purge", PURGE_INTERVAL_SECONDS, retention.purge))

@@ -131,3 +131,17 @@ class Suppression(Base):
     email_index: Mapped[bytes] = mapped_column(sa.LargeBinary(32), primary_key=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
     reason: Mapped[str] = mapped_column(sa.String(40))
+
+
+class EmailChange(Base):
+    """A new address the lead asked for in the preference center (Art. 16), waiting for
+    the confirmation from that address; the old address stays until then."""
+
+    __tablename__ = "email_changes"
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    lead_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("leads.id", ondelete="CASCADE"), index=True
+    )
+    new_email: Mapped[bytes] = mapped_column(sa.LargeBinary)  # sealed under the lead's key
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)

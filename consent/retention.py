@@ -8,7 +8,7 @@ import logging
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from consent import ledger, rights
+from consent import correction, ledger, rights
 from consent.models import Consent, ConsentStatus, LedgerEntry, LedgerEvent, OptInRequest
 from leadvault import clock, inbox, leads, links, outbox
 from leadvault.db import settings_of
@@ -142,6 +142,10 @@ def purge(session: Session) -> dict[str, int]:
     # Spent single-use keys (links, render tokens, ALTCHA solutions) matter only
     # while their tokens could still be valid.
     counts["spent_links_forgotten"] = links.forget_expired(session, now)
+    # An address change nobody confirmed while its link was valid: the new address goes.
+    counts["email_changes_expired"] = correction.expire_before(
+        session, now - dt.timedelta(hours=settings.prefs_link_hours)
+    )
     session.flush()
     log.info("purge: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
     return counts

@@ -21,7 +21,7 @@ from flask import (
 )
 from jinja2 import pass_context
 
-from consent import rights, service
+from consent import correction, rights, service
 from leadvault import db, i18n, leads, signals
 from leadvault.api import require_token
 from leadvault.app import runtime
@@ -271,6 +271,8 @@ def preferences(token: str) -> Response:
         export=export,
         sources=sorted(sources, key=lambda item: item[0], reverse=True),
         mails=sorted(mails, key=lambda item: item[0], reverse=True),
+        pending_email=correction.pending_email(session, lead),
+        correct_url=url_for("consent_correction.correct_form", token=token),
         access_url=url_for(
             "consent.access", token=rights.single_use_token(session, rights.ACCESS, lead.id)
         ),

@@ -129,10 +129,11 @@ def email_of(session: Session, lead: Lead) -> str:
     return data_key(session, lead).decrypt("email", lead.email)
 
 
-def set_attributes(session: Session, lead: Lead, values: Mapping[str, str | None]) -> None:
-    """Store profile fields encrypted; empty values leave what is known untouched."""
+def set_attributes(session: Session, lead: Lead, values: Mapping[str, str | None]) -> list[str]:
+    """Store profile fields encrypted; empty values leave what is known untouched.
+    Returns the names whose value changed."""
     if not any(values.values()):
-        return  # nothing to store: no statement
+        return []  # nothing to store: no statement
     key = data_key(session, lead)
     existing = {attr.name: attr for attr in lead.attributes}
     now = clock.now()
@@ -153,6 +154,47 @@ def set_attributes(session: Session, lead: Lead, values: Mapping[str, str | None
     session.flush()
     if changed:
         signals.lead_updated.send(session, lead_id=lead.id, fields=changed)
+    return changed
+
+
+def correct_attributes(session: Session, lead: Lead, values: Mapping[str, str | None]) -> list[str]:
+    """The person's own correction (Art. 16): like :func:`set_attributes`, but an empty
+    value removes the field. Returns the names that changed or went."""
+    removed = [
+        attr.name for attr in lead.attributes if attr.name in values and not values[attr.name]
+    ]
+    for attr in [attr for attr in lead.attributes if attr.name in removed]:
+        lead.attributes.remove(attr)
+    if removed:
+        session.flush()
+        signals.lead_updated.send(session, lead_id=lead.id, fields=removed)
+    return removed + set_attributes(session, lead, values)
+
+
+class AddressTaken(Exception):
+    """Another lead already has this address."""
+
+
+def change_email(session: Session, lead: Lead, email: str) -> None:
+    """Give the lead a new address (sealed) and blind index, once its owner confirmed it.
+
+    Raises :class:`AddressTaken` when another lead holds the address: leads are one
+    per address, and merging two people's records is not the person's call.
+    """
+    index = vault_of(session).blind_index(email)
+    if index == lead.email_index:
+        return
+    taken = session.scalar(sa.select(Lead.id).where(Lead.email_index == index))
+    if taken is not None:
+        raise AddressTaken("address taken")
+    sealed = data_key(session, lead).encrypt("email", addresses.stored_form(email))
+    try:
+        with session.begin_nested():  # a lead taking the address this moment: no 500
+            lead.email, lead.email_index = sealed, index
+            session.flush()
+    except sa.exc.IntegrityError:
+        raise AddressTaken("address taken") from None
+    signals.lead_updated.send(session, lead_id=lead.id, fields=["email"])
 
 
 def attributes_of(session: Session, lead: Lead) -> dict[str, str]:

@@ -1,0 +1,177 @@
+"""Correction of a lead's own data in the preference center (Art. 16 GDPR).
+
+Profile fields change at once. A new address changes only when a link mailed to
+that address is confirmed: until then the old address stays the lead's (mails,
+look-ups, the blind index), and the new one waits sealed under the lead's key
+in ``email_changes``. Each step is one audit entry with the actor ``subject``;
+entries name fields, never values. The consent ledger is keyed by the lead's
+id, so its history stays the lead's across the change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+
+import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.orm import Session
+
+from consent import rights, service
+from consent.models import EmailChange
+from leadvault import audit, branding, clock, i18n, leads, outbox, profile
+from leadvault.branding import mail_parts
+from leadvault.crypto import TokenInvalid, payload_id, random_token
+from leadvault.db import mail_context, settings_of, vault_of
+from leadvault.i18n import N_
+from leadvault.mail import MailContent
+from leadvault.models import Lead
+
+EMAIL_CHANGE = "email-change"
+# What the lead may correct (the message stays as it was sent).
+FIELDS = ("first_name", "last_name", "company", "job_title", "phone", "country", "company_size")
+CORRECTED = "lead.corrected"
+EMAIL_CHANGE_REQUESTED = "lead.email_change_requested"
+EMAIL_CHANGED = "lead.email_changed"
+
+INVALID_EMAIL = N_("Please enter a valid email address, like name@example.com.")
+ADDRESS_TAKEN = N_(
+    "This address cannot be used for your data. If it is yours, ask us by replying to one "
+    "of our mails."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    changed: list[str]  # profile fields changed or removed
+    email_pending: bool  # a confirmation mail went to the new address
+
+
+def problems(values: Mapping[str, str], lang: str) -> dict[str, str]:
+    """Field → message in ``lang`` for what the correction form may not take."""
+    found: dict[str, str] = {}
+    email = values.get("email", "")
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError:
+        found["email"] = i18n.translate(lang, INVALID_EMAIL)
+    if len(email) > 254:
+        found["email"] = i18n.translate(lang, profile.TOO_LONG, max=254)
+    for name in FIELDS:
+        value = values.get(name, "")
+        problem = profile.field_problem(name, value) if value else None
+        if problem is not None:
+            message, params = problem
+            found[name] = i18n.translate(lang, message, **params)
+    return found
+
+
+def cleaned(form: Mapping[str, str]) -> dict[str, str]:
+    """The form's values, trimmed; a country code in capitals."""
+    values = {name: (form.get(name) or "").strip() for name in ("email", *FIELDS)}
+    if profile.country_ok(values["country"]):
+        values["country"] = values["country"].upper()
+    return values
+
+
+def correct(
+    session: Session, lead: Lead, values: Mapping[str, str], lang: str, *, ip: str | None
+) -> Outcome:
+    """Apply checked ``values`` (see :func:`problems`): profile fields now (empty removes),
+    a different address through a confirmation mail to it."""
+    changed = leads.correct_attributes(session, lead, {name: values[name] for name in FIELDS})
+    if changed:
+        audit.record_lead(
+            session, lead.id, CORRECTED, actor="subject", detail={"fields": changed}, ip=ip
+        )
+    email = values["email"]
+    pending = False
+    if vault_of(session).blind_index(email) != lead.email_index:
+        request_email_change(session, lead, email, lang, ip=ip)
+        pending = True
+    return Outcome(changed=changed, email_pending=pending)
+
+
+def _pending(session: Session, lead_id: uuid.UUID) -> list[EmailChange]:
+    return list(session.scalars(sa.select(EmailChange).where(EmailChange.lead_id == lead_id)))
+
+
+def pending_email(session: Session, lead: Lead) -> str | None:
+    """The new address waiting for its confirmation, if any (shown to the lead only)."""
+    for change in _pending(session, lead.id):
+        return _new_email(session, lead, change)
+    return None
+
+
+def _new_email(session: Session, lead: Lead, change: EmailChange) -> str:
+    return leads.data_key(session, lead).decrypt(f"email_change/{change.id}", change.new_email)
+
+
+def request_email_change(
+    session: Session, lead: Lead, email: str, lang: str, *, ip: str | None
+) -> None:
+    """Seal the new address, mail it a confirmation link; an older request is replaced
+    (its link stops working)."""
+    for older in _pending(session, lead.id):
+        session.delete(older)
+    change = EmailChange(id=uuid.uuid4(), lead_id=lead.id, new_email=b"", created_at=clock.now())
+    change.new_email = leads.data_key(session, lead).encrypt(f"email_change/{change.id}", email)
+    session.add(change)
+    session.flush()
+    settings = settings_of(session)
+    token = vault_of(session).sign(
+        EMAIL_CHANGE, {"c": change.id.hex, "l": lead.id.hex, "n": random_token(8)}
+    )
+    context = mail_context(
+        session,
+        lang,
+        confirm_url=f"{settings.base_url}/address/{token}",
+        hours=settings.prefs_link_hours,
+        first_name=leads.attributes_of(session, lead).get("first_name"),
+    )
+    content = MailContent(
+        to=email,
+        subject=branding.subject(settings, i18n.translate(lang, "Please confirm your new address")),
+        **mail_parts("consent/mail/email_change", context),
+        language=lang,
+    )
+    outbox.enqueue_mail(session, content, template="email_change", lead=lead)
+    audit.record_lead(session, lead.id, EMAIL_CHANGE_REQUESTED, actor="subject", ip=ip)
+
+
+def read_email_change(session: Session, token: str) -> tuple[Lead, EmailChange]:
+    """Raises TokenInvalid, TokenExpired, rights.LeadErased (the lead is gone) or
+    rights.LinkGone (confirmed already, or replaced by a newer request)."""
+    max_age = settings_of(session).prefs_link_hours * 3600
+    payload = vault_of(session).unsign(EMAIL_CHANGE, token, max_age_seconds=max_age)
+    if not isinstance(payload, dict):
+        raise TokenInvalid("malformed token")
+    lead = leads.get(session, payload_id(payload, "l"), for_update=True)
+    if lead is None:
+        raise rights.LeadErased("erased")
+    change = session.get(EmailChange, payload_id(payload, "c"))
+    if change is None or change.lead_id != lead.id:
+        raise rights.LinkGone("confirmed or replaced")
+    return lead, change
+
+
+def confirm_email_change(
+    session: Session, lead: Lead, change: EmailChange, *, ip: str | None
+) -> None:
+    """The new address is the lead's from now on (sealed value and blind index); raises
+    leads.AddressTaken when another lead has it (the request then stays open)."""
+    email = _new_email(session, lead, change)
+    leads.change_email(session, lead, email)
+    # Confirmed by its owner, like a new submission: an old erasure's block lifts.
+    service.lift_suppression(session, email)
+    session.delete(change)
+    session.flush()
+    audit.record_lead(session, lead.id, EMAIL_CHANGED, actor="subject", ip=ip)
+
+
+def expire_before(session: Session, moment: dt.datetime) -> int:
+    """Drop requests older than ``moment`` (their links have expired)."""
+    result = session.execute(sa.delete(EmailChange).where(EmailChange.created_at < moment))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,139 @@
+"""The preference center's correction pages (Art. 16): the form, and the new address's
+confirmation. GET shows, only POST changes (mail scanners follow links)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, request, url_for
+
+from consent import correction, rights
+from leadvault import db, i18n, leads, profile
+from leadvault.app import runtime
+from leadvault.crypto import TokenExpired, TokenInvalid
+from leadvault.i18n import N_
+from leadvault.models import Lead
+from leadvault.web import invalid_link_page, language, private_page, request_meta, within_limits
+
+bp = Blueprint("consent_correction", __name__, template_folder="templates")
+
+_GONE = (TokenInvalid, TokenExpired, rights.LinkGone)
+
+
+def _link_problem(exc: Exception) -> Response:
+    if isinstance(exc, TokenExpired):
+        return private_page(
+            "consent/message.html",
+            410,
+            title=N_("This link has expired"),
+            text=N_("For your protection, these links are valid for a limited time."),
+            manage=True,
+        )
+    if isinstance(exc, rights.LeadErased):
+        return private_page(
+            "consent/message.html",
+            410,
+            title=N_("Your data has been erased"),
+            text=N_("We no longer hold any data about you, so this link has nothing to show."),
+        )
+    if isinstance(exc, rights.LinkGone):
+        return private_page(
+            "consent/message.html",
+            410,
+            title=N_("This link was already used"),
+            text=N_(
+                "The address was confirmed already, or a newer change replaced this one. "
+                "Your preference center shows the address we use."
+            ),
+            manage=True,
+        )
+    return invalid_link_page()
+
+
+def _form(token: str, lead: Lead, values: dict[str, str], errors: dict[str, str]) -> Response:
+    session = db.session()
+    return private_page(
+        "consent/correct.html",
+        422 if errors else 200,
+        token=token,
+        values=values,
+        errors=errors,
+        fields=correction.FIELDS,
+        company_sizes=profile.COMPANY_SIZES,
+        pending=correction.pending_email(session, lead),
+        back=url_for("consent.preferences", token=token),
+    )
+
+
+@bp.get("/p/<token>/correct")
+def correct_form(token: str) -> Response:
+    session = db.session()
+    try:
+        lead = rights.read_prefs(session, token)
+    except _GONE as exc:
+        return _link_problem(exc)
+    i18n.set_language(lead.language)
+    values = {"email": leads.email_of(session, lead), **leads.attributes_of(session, lead)}
+    return _form(token, lead, values, {})
+
+
+@bp.post("/p/<token>/correct")
+def correct(token: str) -> Response:
+    session = db.session()
+    try:
+        lead = rights.read_prefs(session, token)
+    except _GONE as exc:
+        return _link_problem(exc)
+    i18n.set_language(lead.language)
+    values = correction.cleaned(request.form)
+    errors = correction.problems(values, language())
+    if errors:
+        return _form(token, lead, values, errors)
+    limit = runtime(current_app).settings.rate_limit_manage
+    if not within_limits("email-change", limit, email_index=lead.email_index):
+        # Counted per IP and per lead: each new address gets a mail from us.
+        return private_page(
+            "consent/message.html",
+            429,
+            title=N_("Something is not right"),
+            text=N_("Too many requests. Please wait a moment and try again."),
+            back=url_for("consent.preferences", token=token),
+        )
+    outcome = correction.correct(session, lead, values, language(), ip=request_meta().ip)
+    if outcome.email_pending:
+        text = N_(
+            "Your data is corrected. To change your address, please confirm it with the link "
+            "we just sent to the new address; until then we keep using the old one."
+        )
+    else:
+        text = N_("Your data is corrected.")
+    return private_page(
+        "consent/message.html",
+        title=N_("Thank you"),
+        text=text,
+        back=url_for("consent.preferences", token=token),
+    )
+
+
+@bp.route("/address/<token>", methods=["GET", "POST"])
+def confirm_address(token: str) -> Response:
+    session = db.session()
+    try:
+        lead, change = correction.read_email_change(session, token)
+    except _GONE as exc:
+        return _link_problem(exc)
+    i18n.set_language(lead.language)
+    if request.method != "POST":
+        return private_page("consent/confirm_address.html", token=token)
+    try:
+        correction.confirm_email_change(session, lead, change, ip=request_meta().ip)
+    except leads.AddressTaken:
+        return private_page(
+            "consent/message.html",
+            409,
+            title=N_("Something is not right"),
+            text=correction.ADDRESS_TAKEN,
+        )
+    return private_page(
+        "consent/message.html",
+        title=N_("Your address is changed"),
+        text=N_("From now on we write to this address."),
+    )
