@@ -86,12 +86,14 @@ def correct(
         audit.record_lead(
             session, lead.id, CORRECTED, actor="subject", detail={"fields": changed}, ip=ip
         )
-    email = values["email"]
-    pending = False
-    if vault_of(session).blind_index(email) != lead.email_index:
-        request_email_change(session, lead, email, lang, ip=ip)
-        pending = True
+    pending = changes_address(session, lead, values["email"])
+    if pending:
+        request_email_change(session, lead, values["email"], lang, ip=ip)
     return Outcome(changed=changed, email_pending=pending)
+
+
+def changes_address(session: Session, lead: Lead, email: str) -> bool:
+    return vault_of(session).blind_index(email) != lead.email_index
 
 
 def _pending(session: Session, lead_id: uuid.UUID) -> list[EmailChange]:
@@ -111,9 +113,9 @@ def _new_email(session: Session, lead: Lead, change: EmailChange) -> str:
 
 def request_email_change(
     session: Session, lead: Lead, email: str, lang: str, *, ip: str | None
-) -> None:
-    """Seal the new address, mail it a confirmation link; an older request is replaced
-    (its link stops working)."""
+) -> str:
+    """Seal the new address, mail it a confirmation link (returned); an older request is
+    replaced (its link stops working)."""
     for older in _pending(session, lead.id):
         session.delete(older)
     change = EmailChange(id=uuid.uuid4(), lead_id=lead.id, new_email=b"", created_at=clock.now())
@@ -124,10 +126,11 @@ def request_email_change(
     token = vault_of(session).sign(
         EMAIL_CHANGE, {"c": change.id.hex, "l": lead.id.hex, "n": random_token(8)}
     )
+    confirm_url = f"{settings.base_url}/address/{token}"
     context = mail_context(
         session,
         lang,
-        confirm_url=f"{settings.base_url}/address/{token}",
+        confirm_url=confirm_url,
         hours=settings.prefs_link_hours,
         first_name=leads.attributes_of(session, lead).get("first_name"),
     )
@@ -139,6 +142,7 @@ def request_email_change(
     )
     outbox.enqueue_mail(session, content, template="email_change", lead=lead)
     audit.record_lead(session, lead.id, EMAIL_CHANGE_REQUESTED, actor="subject", ip=ip)
+    return confirm_url
 
 
 def read_email_change(session: Session, token: str) -> tuple[Lead, EmailChange]:

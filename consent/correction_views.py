@@ -88,7 +88,9 @@ def correct(token: str) -> Response:
     if errors:
         return _form(token, lead, values, errors)
     limit = runtime(current_app).settings.rate_limit_manage
-    if not within_limits("email-change", limit, email_index=lead.email_index):
+    if correction.changes_address(session, lead, values["email"]) and not within_limits(
+        "email-change", limit, email_index=lead.email_index
+    ):
         # Counted per IP and per lead: each new address gets a mail from us.
         return private_page(
             "consent/message.html",

@@ -88,6 +88,7 @@ MAIL_KINDS = (
     "optin",
     "welcome",
     "manage",
+    "email_change",
     "asset",
     "repermission",
     "nurture",
@@ -177,6 +178,16 @@ def mails(app: Any, smtp: SmtpSink, lang: str, tmp_path: Path) -> dict[str, Emai
     with factories.uow(app) as s:
         rights.request_manage_link(s, email, lang)
     found["manage"] = _one(smtp, app)
+
+    # Art. 16: a new address is confirmed from that address.
+    from consent import correction
+    from leadvault import leads
+
+    with factories.uow(app) as s:
+        lead = leads.find_by_email(s, email)
+        assert lead is not None
+        correction.request_email_change(s, lead, unique_email("julia-neu"), lang, ip=None)
+    found["email_change"] = _one(smtp, app)
 
     form_id = whitepaper_form(app, tmp_path)
     paper = unique_email("paper")

@@ -222,6 +222,25 @@ def _walk(
     # The preference center, the access export and the erasure.
     pages.open(_link(found["manage"], "p"))
     pages.check("preferences")
+    # Art. 16: the new address's confirmation; the correction form, its errors, its answer.
+    prefs = page.url
+    pages.open(_link(found["email_change"], "address"))
+    pages.check("confirm-address")
+    page.click("button[type=submit]")
+    pages.check("address-changed")
+    page.goto(prefs)
+    page.click("a[href$='/correct']")
+    pages.check("correct")
+    page.fill("#lv-email", "")
+    page.fill("#lv-country", "D1")
+    page.click("button[type=submit]")
+    assert page.locator(".lv-error").count() == 2
+    pages.check("correct-errors")
+    page.fill("#lv-email", bh.unique_email("julia-korrigiert"))
+    page.fill("#lv-country", "DE")
+    page.click("button[type=submit]")
+    pages.check("corrected")
+    page.goto(prefs)
     access = page.locator("a[href*='/a/']").get_attribute("href")
     erase = page.locator("a[href*='/e/']").get_attribute("href")
     assert access and erase

@@ -279,6 +279,8 @@ LINK_ENDPOINTS = [
     "/u/{t}",
     "/p/{t}/confirm",
     "/p/{t}/withdraw",
+    "/p/{t}/correct",
+    "/address/{t}",
     "/a/{t}",
     "/e/{t}",
     "/d/{t}",
@@ -307,5 +309,40 @@ def test_fuzz_signed_links(fuzz_app, request):
                 content_type="application/x-www-form-urlencoded",
             )
             no_5xx(response, f"{method} {path[:200]}")
+
+    run()
+
+
+# --- the preference center's correction form, behind a valid link ----------------------
+
+correction_bodies = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["email", "first_name", "last_name", "company", "phone", "country", "company_size"]
+        ),
+        st.one_of(
+            st.binary(max_size=30),
+            st.sampled_from([b"\xed\xa0\x80", b"%00", b"DE", b"50-249", b"a%40example.org"]),
+        ),
+    ),
+    max_size=8,
+).map(lambda pairs: b"&".join(k.encode() + b"=" + v for k, v in pairs))
+
+
+def test_fuzz_correction_form(fuzz_app, request):
+    from consent import rights
+
+    fuzz_app.config["WTF_CSRF_ENABLED"] = False
+    lead_id = factories.lead(fuzz_app, profile={"first_name": "Ada"})
+    with factories.uow(fuzz_app) as s:
+        path = "/p/" + rights.prefs_url(s, lead_id).rsplit("/p/", 1)[1] + "/correct"
+    client = fuzz_app.test_client()
+
+    @settings(FUZZ, max_examples=max(20, examples(request) // 5))
+    @given(body=correction_bodies)
+    def run(body: bytes) -> None:
+        response = client.post(path, data=body, content_type="application/x-www-form-urlencoded")
+        no_5xx(response, f"{path} {body[:200]!r}")
+        assert response.status_code in {200, 422}, response.status_code
 
     run()

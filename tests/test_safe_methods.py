@@ -16,10 +16,10 @@ import pytest
 import sqlalchemy as sa
 
 from capture import service as capture_service
-from consent import rights
+from consent import correction, rights
 from consent import service as consent_service
 from consent.models import OptInRequest
-from leadvault import api, counters
+from leadvault import api, counters, leads
 from leadvault.app import import_models, runtime
 from leadvault.db import Base, vault_of
 from nurture.mails import CLICK_TOKEN
@@ -107,6 +107,11 @@ def _links(app: Any, tmp_path: Path) -> tuple[dict[str, list[str]], dict[str, st
         secret = api.create_token(s, f"walk-{uuid.uuid4().hex[:6]}", ["consent:read"])
         counters.increment(s, "walk.ready")
         loader = widgets_service.loader_version()
+        moving = leads.get(s, reader)
+        assert moving is not None
+        address_url = correction.request_email_change(
+            s, moving, f"moved.{uuid.uuid4().hex[:6]}@example.org", "en", ip=None
+        )
         paths = {
             "core.healthz": ["/healthz"],
             "core.index": ["/"],
@@ -131,6 +136,10 @@ def _links(app: Any, tmp_path: Path) -> tuple[dict[str, list[str]], dict[str, st
             ],
             "consent.erase": ["/e/" + rights.single_use_token(s, rights.ERASE, reader)],
             "consent.export_schema": ["/schemas/access-export.v1.json"],
+            "consent_correction.correct_form": [
+                _path(rights.prefs_url(s, sales_lead.lead_id)) + "/correct"
+            ],
+            "consent_correction.confirm_address": [_path(address_url)],
             "consent.api_consent": [f"/api/v1/consent?email={sales_lead.email}"],
             "widgets.loader": [f"/widgets/{loader}/widget.js", f"/widgets/{loader}/widget.css"],
             "widgets.download": [_path(widgets_service.download_url(s, reader, asset, whitepaper))],
