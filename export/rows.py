@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import uuid
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from export.columns import Column, Source
 from leadvault import clock
-from leadvault.crypto import WrappedKey
 from leadvault.db import vault_of
 from leadvault.models import Lead, LeadAttribute
 
@@ -30,10 +28,33 @@ CHUNK = 1000
 Record = dict[str, Any]
 
 
-def _raw(column: Any) -> Any:
-    """A lead id column as the driver returns it (SQLite: hex text), labelled ``key``:
-    turning every id of every table into a ``uuid.UUID`` costs more than decrypting."""
-    return sa.type_coerce(column, sa.String()).label("key")
+def _raw(column: Any, label: str = "key") -> Any:
+    """A column as the driver returns it (SQLite: ids as hex text, enums as text),
+    labelled: turning every id of every table into a ``uuid.UUID`` and every status
+    into an enum costs more than decrypting."""
+    return sa.type_coerce(column, sa.String()).label(label)
+
+
+def _utc(raw: Any) -> dt.datetime | None:
+    """A timestamp read raw (see ``_raw``) as an aware UTC datetime: SQLite returns
+    the stored text, PostgreSQL an aware datetime. What ``UTCDateTime`` does, without
+    its three Python calls per value (an export reads several per lead)."""
+    if raw is None:
+        return None
+    if type(raw) is str:
+        return _fromisoformat(raw).replace(tzinfo=dt.UTC)
+    return raw if raw.tzinfo is dt.UTC else raw.astimezone(dt.UTC)
+
+
+_fromisoformat = dt.datetime.fromisoformat
+
+
+def _owner(raw: Any) -> str:
+    """A lead's id in its canonical text form (the associated data its fields are
+    sealed with) from the driver's value: SQLite's 32 hex digits or a ``uuid.UUID``."""
+    if isinstance(raw, str) and len(raw) == 32:
+        return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+    return str(raw)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +95,12 @@ def _half_life(session: Session) -> float:
     return rules.active(session).half_life_seconds
 
 
-def _scores(session: Session, ids: list[uuid.UUID], half_life: float) -> dict[Any, Record]:
+def _in(column: Any, keys: list[Any]) -> Any:
+    """``column IN keys`` for keys as the driver returned them (see ``_raw``)."""
+    return sa.type_coerce(column, sa.String()).in_(keys)
+
+
+def _scores(session: Session, keys: list[Any], half_life: float) -> dict[Any, Record]:
     from scoring.models import LeadScore
     from scoring.scores import score_at
 
@@ -94,7 +120,7 @@ def _scores(session: Session, ids: list[uuid.UUID], half_life: float) -> dict[An
             table.c.first_form,
             table.c.utm_source,
             table.c.utm_campaign,
-        ).where(table.c.lead_id.in_(ids))
+        ).where(_in(table.c.lead_id, keys))
     ).all():
         out[row.key] = {
             "score": round(score_at(row.score, row.as_of, now, half_life), 1),
@@ -110,38 +136,40 @@ def _scores(session: Session, ids: list[uuid.UUID], half_life: float) -> dict[An
     return out
 
 
-@dataclasses.dataclass(frozen=True)
-class ConsentState:
-    status: str
+class ConsentState(NamedTuple):
+    status: str  # a ConsentStatus value
     date: dt.datetime | None
     version: int | None
 
 
 def _consents(
-    session: Session, ids: list[uuid.UUID], purposes: Sequence[str], versions: dict[int, int]
+    session: Session, keys: list[Any], purposes: Sequence[str], versions: dict[int, int]
 ) -> dict[Any, dict[str, ConsentState]]:
     from consent.models import Consent, ConsentStatus
 
     table = Consent.__table__
     out: dict[Any, dict[str, ConsentState]] = {}
-    for row in session.execute(
+    # The date that goes with the state: only that one is read and converted.
+    date = sa.case(
+        (table.c.status == ConsentStatus.GRANTED, table.c.granted_at),
+        (table.c.status == ConsentStatus.WITHDRAWN, table.c.withdrawn_at),
+        (table.c.status == ConsentStatus.PENDING, table.c.requested_at),
+    )
+    for key, purpose, status, text_id, raw_date in session.execute(
         sa.select(
             _raw(table.c.lead_id),
             table.c.purpose,
-            table.c.status,
+            _raw(table.c.status, "status"),
             table.c.text_id,
-            table.c.requested_at,
-            table.c.granted_at,
-            table.c.withdrawn_at,
-        ).where(table.c.lead_id.in_(ids), table.c.purpose.in_(list(purposes)))
+            _raw(date, "date"),
+        ).where(_in(table.c.lead_id, keys), table.c.purpose.in_(list(purposes)))
     ).all():
-        date = {
-            ConsentStatus.GRANTED: row.granted_at,
-            ConsentStatus.WITHDRAWN: row.withdrawn_at,
-            ConsentStatus.PENDING: row.requested_at,
-        }.get(row.status)
-        version = versions.get(row.text_id) if row.text_id is not None else None
-        out.setdefault(row.key, {})[row.purpose] = ConsentState(row.status, date, version)
+        states = out.get(key)
+        if states is None:
+            states = out[key] = {}
+        states[purpose] = ConsentState(
+            status, _utc(raw_date), versions.get(text_id) if text_id is not None else None
+        )
     return out
 
 
@@ -151,99 +179,130 @@ def _text_versions(session: Session) -> dict[int, int]:
     return dict(session.execute(sa.select(ConsentText.id, ConsentText.version)).all())
 
 
-def _first_submissions(session: Session, ids: list[uuid.UUID]) -> dict[Any, Any]:
+def _first_submissions(session: Session, keys: list[Any]) -> dict[Any, Any]:
     from capture.models import Submission
 
     table = Submission.__table__
     first: dict[Any, Any] = {}
     for row in session.execute(
         sa.select(table.c.id, _raw(table.c.lead_id), table.c.data)
-        .where(table.c.lead_id.in_(ids))
+        .where(_in(table.c.lead_id, keys))
         .order_by(table.c.created_at.desc())
     ).all():
         first[row.key] = row  # the earliest wins (read last)
     return first
 
 
+def _attributes(
+    session: Session, keys: list[Any], names: Sequence[str]
+) -> dict[Any, dict[str, bytes]]:
+    attr = LeadAttribute.__table__
+    out: dict[Any, dict[str, bytes]] = {}
+    for key, name, sealed in session.execute(
+        sa.select(_raw(attr.c.lead_id), attr.c.name, attr.c.value).where(
+            _in(attr.c.lead_id, keys), attr.c.name.in_(list(names))
+        )
+    ).all():
+        fields = out.get(key)
+        if fields is None:
+            fields = out[key] = {}
+        fields[name] = sealed
+    return out
+
+
+def _leads(session: Session, keys: list[Any]) -> dict[Any, Any]:
+    table = Lead.__table__
+    return {
+        row[0]: row
+        for row in session.execute(
+            sa.select(
+                _raw(table.c.id),
+                table.c.email,
+                table.c.wrapped_key,
+                table.c.key_version,
+                table.c.language,
+                _raw(table.c.created_at, "created_at"),
+                _raw(table.c.last_activity_at, "last_activity_at"),
+            ).where(_in(table.c.id, keys))
+        ).all()
+    }
+
+
+_NO_SCORES: Record = {}
+_NO_CONSENTS: dict[str, ConsentState] = {}
+
+
 def _chunk(
     session: Session,
-    ids: list[uuid.UUID],
+    keys: list[Any],
     plan: Plan,
     *,
     half_life: float,
     versions: dict[int, int],
     require: str | None,
 ) -> list[Record]:
-    from consent.models import ConsentStatus
+    """The records of one chunk of lead ids (as the driver returns them), in their order.
 
-    table = Lead.__table__
-    lead_rows = {
-        row.id: row
-        for row in session.execute(
-            sa.select(
-                table.c.id,
-                _raw(table.c.id),
-                table.c.email,
-                table.c.wrapped_key,
-                table.c.key_version,
-                table.c.language,
-                table.c.created_at,
-                table.c.last_activity_at,
-            ).where(table.c.id.in_(ids))
-        ).all()
-    }
-    consents = _consents(session, ids, plan.purposes, versions) if plan.purposes else {}
+    One query per table for the whole chunk; each lead's data key is unwrapped once
+    and opens all its fields in one call.
+    """
+    lead_rows = _leads(session, keys)
+    consents = _consents(session, keys, plan.purposes, versions) if plan.purposes else {}
     if require is not None:
-        ids = [
-            i
-            for i in ids
-            if i in lead_rows
-            and (state := consents.get(lead_rows[i].key, {}).get(require)) is not None
-            and state.status == ConsentStatus.GRANTED
+        keys = [
+            key
+            for key in keys
+            if (state := consents.get(key, _NO_CONSENTS).get(require)) is not None
+            and state.status == "granted"
         ]
-    attributes: dict[Any, dict[str, bytes]] = {}
-    if plan.attributes:
-        attr = LeadAttribute.__table__
-        for row in session.execute(
-            sa.select(_raw(attr.c.lead_id), attr.c.name, attr.c.value).where(
-                attr.c.lead_id.in_(ids), attr.c.name.in_(plan.attributes)
-            )
-        ).all():
-            attributes.setdefault(row.key, {})[row.name] = row.value
-    scores = _scores(session, ids, half_life) if plan.scores else {}
-    submissions = _first_submissions(session, ids) if plan.submission else {}
-    vault = vault_of(session)
+    attributes = _attributes(session, keys, plan.attributes) if plan.attributes else {}
+    scores = _scores(session, keys, half_life) if plan.scores else {}
+    submissions = _first_submissions(session, keys) if plan.submission else {}
+    unwrap = vault_of(session).unwrap_stored
+    names = plan.attributes
+    email = plan.email
+    sealed_names = (("email",) if email else ()) + tuple(f"attr/{name}" for name in names)
+    decrypts = plan.decrypts
+    no_fields: dict[str, bytes] = {}
     records: list[Record] = []
-    for lead_id in ids:
-        lead = lead_rows.get(lead_id)
+    append = records.append
+    for key in keys:
+        lead = lead_rows.get(key)
         if lead is None:
             continue  # erased since the selection was read
-        key_of = lead.key
+        _key, sealed_email, wrapped, version, language, created_at, last_activity_at = lead
+        owner = _owner(key)
         record: Record = {
-            "id": str(lead_id),
-            "language": lead.language,
-            "created_at": lead.created_at,
-            "last_activity_at": lead.last_activity_at,
+            "id": owner,
+            "language": language,
+            "created_at": _utc(created_at),
+            "last_activity_at": _utc(last_activity_at),
+            "scores": scores.get(key, _NO_SCORES),
+            "consents": consents.get(key, _NO_CONSENTS),
         }
-        if plan.decrypts:
-            key = vault.unwrap(WrappedKey(lead.wrapped_key, lead.key_version), lead_id)
-            if plan.email:
-                record["email"] = key.decrypt("email", lead.email)
-            sealed = attributes.get(key_of, {})
-            for name in plan.attributes:
-                value = sealed.get(name)
-                record[name] = key.decrypt(f"attr/{name}", value) if value is not None else None
+        if decrypts:
+            data_key = unwrap(wrapped, version, owner)
+            sealed = attributes.get(key, no_fields)
+            values = [sealed.get(name) for name in names]
+            if email:
+                values.insert(0, sealed_email)
+            opened = data_key.decrypt_many(list(zip(sealed_names, values, strict=True)))
+            record.update(zip(("email", *names) if email else names, opened, strict=True))
             if plan.submission:
-                submission = submissions.get(key_of)
+                submission = submissions.get(key)
                 record["source"] = (
-                    key.decrypt_json(f"submission/{submission.id}", submission.data)
+                    data_key.decrypt_json(f"submission/{submission.id}", submission.data)
                     if submission is not None
                     else {}
                 )
-        record["scores"] = scores.get(key_of, {})
-        record["consents"] = consents.get(key_of, {})
-        records.append(record)
+        append(record)
     return records
+
+
+def _raw_ids(selection: sa.Select[Any]) -> sa.Select[Any]:
+    """The selection with its id column as the driver returns it (see ``_raw``)."""
+    [column] = selection.selected_columns
+    return selection.with_only_columns(sa.type_coerce(column, sa.String()))
 
 
 def count(session: Session, selection: sa.Select[Any]) -> int:
@@ -262,27 +321,27 @@ def stream(
     plan = Plan.of(columns, require=require)
     half_life = _half_life(session) if plan.scores else 0.0
     versions = _text_versions(session) if plan.purposes else {}
-    result = session.execute(selection.execution_options(yield_per=chunk_size))
+    result = session.execute(_raw_ids(selection).execution_options(yield_per=chunk_size))
     for partition in result.partitions():
-        ids = [row[0] for row in partition]
-        records = _chunk(
-            session, ids, plan, half_life=half_life, versions=versions, require=require
-        )
-        yield records
+        keys = [row[0] for row in partition]
+        yield _chunk(session, keys, plan, half_life=half_life, versions=versions, require=require)
 
 
-def value(record: Record, column: Column) -> Any:
-    """A column's raw value (str, float, datetime, bool or None) in a record."""
-    source = column.source
-    if source in {Source.LEAD, Source.EMAIL, Source.ATTRIBUTE}:
-        return record.get(column.key if source != Source.ATTRIBUTE else column.field)
+def getter(column: Column) -> Callable[[Record], Any]:
+    """Reads a column's raw value (str, float, datetime, bool or None) from a record;
+    where it is found is decided once per column, not once per cell."""
+    source, field = column.source, column.field
+    if source in {Source.LEAD, Source.EMAIL}:
+        key = column.key
+        return lambda record: record.get(key)
+    if source == Source.ATTRIBUTE:
+        return lambda record: record.get(field)
     if source == Source.SCORE:
-        return record["scores"].get(column.field)
+        return lambda record: record["scores"].get(field)
     if source == Source.SUBMISSION:
-        return record.get("source", {}).get(column.field)
-    state = record["consents"].get(column.field)
+        return lambda record: record.get("source", {}).get(field)
     if column.part == "date":
-        return state.date if state else None
+        return lambda record: state.date if (state := record["consents"].get(field)) else None
     if column.part == "version":
-        return state.version if state else None
-    return state.status if state else "none"
+        return lambda record: state.version if (state := record["consents"].get(field)) else None
+    return lambda record: state.status if (state := record["consents"].get(field)) else "none"

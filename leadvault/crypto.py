@@ -27,6 +27,7 @@ import secrets
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,26 @@ class DataKey:
             raise DecryptionError("ciphertext does not match its key or context") from None
         return plain.decode("utf-8")
 
+    def decrypt_many(self, sealed: Sequence[tuple[str, bytes | None]]) -> list[str | None]:
+        """Open several fields of this key's owner at once (bulk exports read every
+        field of every lead: one call instead of one per field); None stays None."""
+        aead, prefix = self._cipher()
+        opened: list[str | None] = []
+        for field, value in sealed:
+            if value is None:
+                opened.append(None)
+                continue
+            if len(value) < _NONCE_BYTES + 16:
+                raise DecryptionError("ciphertext too short")
+            try:
+                plain = aead.decrypt(
+                    value[:_NONCE_BYTES], value[_NONCE_BYTES:], prefix + field.encode()
+                )
+            except InvalidTag:
+                raise DecryptionError("ciphertext does not match its key or context") from None
+            opened.append(plain.decode("utf-8"))
+        return opened
+
     def encrypt_json(self, field: str, value: Any) -> bytes:
         return self.encrypt(field, json.dumps(value, separators=(",", ":"), sort_keys=True))
 
@@ -314,18 +335,21 @@ class Vault:
         return WrappedKey(_seal(master, raw, _key_aad(owner)), version)
 
     def unwrap(self, wrapped: WrappedKey, owner: uuid.UUID | str) -> DataKey:
-        master = self.keyring.master_keys.get(wrapped.version)
+        return self.unwrap_stored(wrapped.wrapped, wrapped.version, owner)
+
+    def unwrap_stored(self, sealed: bytes, version: int, owner: uuid.UUID | str) -> DataKey:
+        """``unwrap`` from the two stored columns (bulk reads skip building a WrappedKey)."""
+        master = self.keyring.master_keys.get(version)
         if master is None and self.keyring.path is not None:
             # `leadvault keys rotate` ran in another process: pick up the new version.
             self.keyring = Keyring.load(self.keyring.path)
-            master = self.keyring.master_keys.get(wrapped.version)
+            master = self.keyring.master_keys.get(version)
         if master is None:
-            raise DecryptionError(f"master key version {wrapped.version} is not in the key ring")
-        sealed = wrapped.wrapped
+            raise DecryptionError(f"master key version {version} is not in the key ring")
         if len(sealed) < _NONCE_BYTES + 16:
             raise DecryptionError("ciphertext too short")
         try:
-            raw = self._master(wrapped.version, master).decrypt(
+            raw = self._master(version, master).decrypt(
                 sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _key_aad(owner)
             )
         except InvalidTag:

@@ -61,6 +61,25 @@ def test_field_ciphertext_is_bound_to_owner_and_field():
         DataKey(raw, lead_a).decrypt("email", b"short")
 
 
+def test_decrypt_many_opens_each_field_bound_to_owner_and_field(vault):
+    """The bulk path (exports) checks as much as one field at a time does."""
+    lead_a, lead_b = uuid.uuid4(), uuid.uuid4()
+    key, wrapped = vault.new_data_key(lead_a)
+    email, name = key.encrypt("email", "ada@example.org"), key.encrypt("attr/first_name", "Ada")
+    opened = vault.unwrap_stored(wrapped.wrapped, wrapped.version, str(lead_a)).decrypt_many(
+        [("email", email), ("attr/company", None), ("attr/first_name", name)]
+    )
+    assert opened == ["ada@example.org", None, "Ada"]
+    with pytest.raises(DecryptionError):  # fields swapped
+        key.decrypt_many([("email", name)])
+    with pytest.raises(DecryptionError):  # another lead's key
+        vault.new_data_key(lead_b)[0].decrypt_many([("email", email)])
+    with pytest.raises(DecryptionError):
+        key.decrypt_many([("email", b"short")])
+    with pytest.raises(DecryptionError):  # the wrapped key is bound to its owner too
+        vault.unwrap_stored(wrapped.wrapped, wrapped.version, str(lead_b))
+
+
 def test_encryption_is_randomised(vault):
     key, _wrapped = vault.new_data_key(uuid.uuid4())
     first, second = key.encrypt("email", "ada@example.org"), key.encrypt("email", "ada@example.org")
