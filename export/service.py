@@ -33,6 +33,7 @@ CONTENT_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "ndjson": "application/x-ndjson",
 }
+MEDIA_TYPES = {format: value.partition(";")[0] for format, value in CONTENT_TYPES.items()}
 
 
 class ExportError(Exception):

@@ -172,3 +172,25 @@ def test_webhook_endpoints_through_the_api(make_app):
     }
     assert client.post("/api/v1/webhooks/999/disable", headers=owner).status_code == 404
     assert client.post(f"{base}/explode", headers=owner).status_code == 404
+
+
+def test_exports_and_imports_are_in_the_openapi_document(app):
+    document = app.test_client().get("/api/v1/openapi.json").get_json()
+    export = document["paths"]["/exports"]["post"]
+    assert export["x-permission"] == "leads:export"
+    assert set(export["responses"]["200"]["content"]) == {
+        "text/csv",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/x-ndjson",
+    }
+    assert export["responses"]["200"]["content"]["text/csv"]["schema"]["format"] == "binary"
+    body = export["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/ExportRequest"}
+    assert {"400", "401", "403", "422"} <= set(export["responses"])
+    imported = document["paths"]["/imports"]["post"]
+    assert imported["x-permission"] == "leads:write"
+    assert list(imported["requestBody"]["content"]) == ["text/csv"]
+    assert {p["name"] for p in imported["parameters"]} >= {"purpose", "preset", "dry_run"}
+    report = imported["responses"]["200"]["content"]["application/json"]["schema"]
+    assert report == {"$ref": "#/components/schemas/ImportReport"}
+    assert "outcomes" in document["components"]["schemas"]["ImportReport"]["properties"]

@@ -21,8 +21,12 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from admin import auth
 from admin.api import problems
+from admin.api.registry import operation
+from admin.api.schemas import PRINTABLE, STAGES
+from admin.leads import GRADES
 from admin.permissions import Permission
 from export import imports, service
+from export import presets as export_presets
 from export import writers as export_writers
 from leadvault import db, i18n
 from leadvault.app import runtime
@@ -55,16 +59,20 @@ class ExportRequest(Schema):
         unknown = EXCLUDE
 
     format = fields.String(load_default="csv", validate=validate.OneOf(export_writers.FORMATS))
-    columns = fields.String(load_default=None, validate=validate.Length(max=2000))
+    columns = fields.String(
+        load_default=None,
+        validate=[validate.Length(max=2000), PRINTABLE],
+        metadata={"description": "comma-separated column keys (default: the standard set)"},
+    )
     preset = fields.String(
-        load_default=None, validate=validate.OneOf(["hubspot", "salesforce", "pipedrive", "mautic"])
+        load_default=None, validate=validate.OneOf(sorted(export_presets.PRESETS))
     )
     dialect = fields.String(load_default="excel", validate=validate.OneOf(export_writers.DIALECTS))
-    stage = fields.List(fields.String(validate=validate.Length(max=20)), load_default=list)
-    grade = fields.List(fields.String(validate=validate.Length(max=4)), load_default=list)
-    purpose = fields.String(load_default=None, validate=validate.Length(max=40))
+    stage = fields.List(fields.String(validate=validate.OneOf(STAGES)), load_default=list)
+    grade = fields.List(fields.String(validate=validate.OneOf(GRADES)), load_default=list)
+    purpose = fields.String(load_default=None, validate=[validate.Length(max=40), PRINTABLE])
     created_from = fields.Date(load_default=None)
-    created_to = fields.Date(load_default=None)
+    created_to = fields.Date(load_default=None, metadata={"description": "exclusive"})
     # The leads chosen one by one (the console list's selection); with the filters above.
     lead = fields.List(fields.UUID(), load_default=list, validate=validate.Length(max=500))
 
@@ -79,11 +87,42 @@ class ImportRequest(Schema):
         load_default="auto",
         validate=validate.OneOf(["auto", "leadvault", "mautic", "hubspot", "listmonk"]),
     )
-    purpose = fields.List(fields.String(validate=validate.Length(max=40)), load_default=list)
-    map = fields.List(fields.String(validate=validate.Length(max=300)), load_default=list)
+    purpose = fields.List(
+        fields.String(validate=[validate.Length(max=40), PRINTABLE]), load_default=list
+    )
+    map = fields.List(
+        fields.String(validate=[validate.Length(max=300), PRINTABLE]),
+        load_default=list,
+        metadata={"description": "COLUMN=FIELD, overriding the preset's mapping"},
+    )
     language = fields.String(load_default="en", validate=validate.OneOf(i18n.LANGUAGES))
-    encoding = fields.String(load_default="utf-8", validate=validate.Length(max=40))
+    encoding = fields.String(load_default="utf-8", validate=[validate.Length(max=40), PRINTABLE])
     dry_run = fields.Boolean(load_default=False)
+
+
+class ImportLineSchema(Schema):
+    line = fields.Integer(required=True)
+    outcome = fields.String(required=True)
+    consent = fields.String(allow_none=True)
+    detail = fields.String(allow_none=True)
+
+
+class ImportReportSchema(Schema):
+    """What an import did (a dry run: would do); lines by number, never by address."""
+
+    batch = fields.String(allow_none=True)
+    dry_run = fields.Boolean(required=True)
+    preset = fields.String(required=True)
+    mapping = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    ignored_columns = fields.List(fields.String(), required=True)
+    lines = fields.Integer(required=True)
+    created = fields.Integer(required=True)
+    merged = fields.Integer(required=True)
+    refused = fields.Integer(required=True)
+    consent_imported = fields.Integer(required=True)
+    repermission = fields.Integer(required=True)
+    summary = fields.String(required=True)
+    outcomes = fields.List(fields.Nested(ImportLineSchema), required=True)
 
 
 def _day(value: dt.date | None) -> dt.datetime | None:
@@ -103,8 +142,17 @@ def _export_args() -> dict[str, Any]:
     return ExportRequest().load({k: v for k, v in raw.items() if v not in ("", None)})
 
 
-@bp.post("/exports")
-@auth.require(Permission.LEADS_EXPORT)
+@operation(
+    bp,
+    "POST",
+    "/exports",
+    summary="Stream the selected leads as CSV, XLSX or NDJSON (one audit entry: filter, rows)",
+    permission=Permission.LEADS_EXPORT,
+    body=ExportRequest,
+    response_types=tuple(sorted(set(service.MEDIA_TYPES.values()))),
+    personal=True,
+    tag="exports",
+)
 def export_leads() -> Response:
     """Stream the selected leads; the audit entry is written when the stream ends."""
     _check_csrf()
@@ -185,8 +233,18 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
     return found
 
 
-@bp.post("/imports")
-@auth.require(Permission.LEADS_WRITE)
+@operation(
+    bp,
+    "POST",
+    "/imports",
+    summary="Import contacts from the CSV file in the body (dry_run: a report per line only)",
+    permission=Permission.LEADS_WRITE,
+    query=ImportRequest,
+    response=ImportReportSchema,
+    body_types=("text/csv",),
+    errors=(413,),
+    tag="exports",
+)
 def import_contacts() -> Response:
     """Import the CSV in the body (or a multipart ``file``); answers with the report.
 

@@ -39,6 +39,12 @@ class Operation:
     personal: bool = False  # answers with decrypted personal data
     tag: str = "leads"
     path_params: tuple[tuple[str, str], ...] = ()  # (name, format)
+    # Media types the body may come as: the ``body`` schema's fields for JSON and form
+    # posts, any other (a CSV upload) a file of that type.
+    body_types: tuple[str, ...] = ("application/json",)
+    # Media types of the answer: JSON follows ``response``; others (a streamed CSV
+    # file …) are documented as a file of that type.
+    response_types: tuple[str, ...] = ("application/json",)
 
 
 OPERATIONS: list[Operation] = []
@@ -163,6 +169,7 @@ _ERROR_TEXT = {
     403: "The role or the token's scopes do not allow this",
     404: "No such object (or not yours to see)",
     409: "Conflicts with the current state",
+    413: "The body is too large",
     415: "The body is not JSON",
     422: "Invalid input; `errors` names the fields",
 }
@@ -192,7 +199,9 @@ def _operation(op: Operation) -> dict[str, Any]:
         schema = {"type": "array", "items": ref} if op.many else ref
         responses[str(op.status)] = {
             "description": "OK",
-            "content": {"application/json": {"schema": schema}},
+            "content": {
+                media: {"schema": _media_schema(media, schema)} for media in op.response_types
+            },
         }
     errors = {401, 403, *op.errors}
     if op.query is not None or op.body is not None:
@@ -212,9 +221,20 @@ def _operation(op: Operation) -> dict[str, Any]:
         "responses": responses,
         "x-permission": op.permission.value if op.permission else None,
     }
-    if op.body is not None:
-        document["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": op.body}},
-        }
+    content = {
+        media: {"schema": _media_schema(media, op.body)}
+        for media in op.body_types
+        if op.body is not None or media not in _FORM_TYPES
+    }
+    if content:
+        document["requestBody"] = {"required": True, "content": content}
     return document
+
+
+_FORM_TYPES = {"application/json", "application/x-www-form-urlencoded"}
+
+
+def _media_schema(media: str, schema: Any) -> Any:
+    """The schema of a body or answer of one media type: fields for JSON and forms,
+    a file (a string of bytes) for anything else."""
+    return schema if media in _FORM_TYPES else {"type": "string", "format": "binary"}

@@ -19,6 +19,7 @@ from scoring.models import Stage
 STAGES = [s.value for s in Stage]
 # No control characters (a NUL is refused by PostgreSQL, the others are never meant).
 _PRINTABLE = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="must not contain control characters")
+PRINTABLE = _PRINTABLE  # for the API modules beside this one (exports, imports)
 
 
 def _text(low: int, high: int, **options: Any) -> fields.String:
