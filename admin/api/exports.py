@@ -113,7 +113,7 @@ class ImportReportSchema(Schema):
     batch = fields.String(allow_none=True)
     dry_run = fields.Boolean(required=True)
     preset = fields.String(required=True)
-    mapping = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    mapping = fields.List(fields.String(), required=True)
     ignored_columns = fields.List(fields.String(), required=True)
     lines = fields.Integer(required=True)
     created = fields.Integer(required=True)
