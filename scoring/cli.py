@@ -19,8 +19,9 @@ def scoring() -> None:
 @scoring.command("load")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def load(path: Path) -> None:
-    """Validate a rules file and make it the active version."""
-    from scoring import rules
+    """Validate a rules file, make it the active version and re-grade every lead."""
+    from leadvault import audit
+    from scoring import rules, rulesets
 
     app = load_app()
     try:
@@ -29,11 +30,38 @@ def load(path: Path) -> None:
         raise Refused(f"cannot read {path}: {type(exc).__name__}") from None
     try:
         with app_session(app) as session:
-            row = rules.load(session, text, source=str(path))
+            row = rulesets.activate(session, text, actor=audit.cli_actor(), source=str(path))
             version, sha = row.version, row.sha256
     except rules.RulesError as exc:
         raise Refused(str(exc)) from None
-    click.echo(f"Rules version {version} active ({sha[:12]}). Run `leadvault scoring recompute`.")
+    click.echo(f"Rules version {version} active ({sha[:12]}); every lead re-graded.")
+
+
+@scoring.command("dry-run")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--limit", default=20000, show_default=True, type=click.IntRange(1, 100000))
+def dry_run(path: Path, limit: int) -> None:
+    """How many leads a rules file would move (grade, MQL) if loaded; writes nothing."""
+    from scoring import rules, rulesets
+
+    app = load_app()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Refused(f"cannot read {path}: {type(exc).__name__}") from None
+    problem = rulesets.validate(text)
+    if problem is not None:
+        raise Refused(f"{path}:{problem.line or 1}: {problem.message}")
+    try:
+        with app_session(app) as session:
+            result = rulesets.dry_run(session, text, limit=limit)
+    except rules.RulesError as exc:
+        raise Refused(str(exc)) from None
+    scope = "all" if result.complete else f"the first {result.checked} of {result.total}"
+    click.echo(f"Checked {scope} leads:")
+    click.echo(f"  {result.grade_changes} would change grade  {result.grade_moves or ''}")
+    click.echo(f"  {result.promotions} would become MQL")
+    click.echo(f"  {result.score_changes} would change score")
 
 
 @scoring.command("versions")

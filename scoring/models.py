@@ -201,3 +201,17 @@ class Handoff(Base):
     reject_reason: Mapped[str | None] = mapped_column(sa.String(32))
     # {"need": true, "budget": false, "authority": true, "timeline": true}: booleans only.
     bant: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+
+
+class Absence(Base):
+    """A salesperson away for whole days (UTC): routing skips them from ``starts_on``
+    through ``ends_on``. No reason is kept (it could be health data)."""
+
+    __tablename__ = "sales_absences"
+    __table_args__ = (sa.Index("ix_sales_absences_person_ends", "person_id", "ends_on"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("sales_people.id", ondelete="CASCADE"))
+    starts_on: Mapped[dt.date] = mapped_column(sa.Date)
+    ends_on: Mapped[dt.date] = mapped_column(sa.Date)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import uuid
 from collections import defaultdict
 from typing import Any
@@ -30,13 +32,23 @@ def _no_lookup(_lead: uuid.UUID, _rule: str, _day: Any) -> float:
     return 0.0  # events replay in time order, so a past day is never revisited
 
 
-def recompute_chunk(session: Session, ids: list[uuid.UUID], rules: Rules | None = None) -> int:
-    """Recompute score, breakdown and fit of these leads; promote those now qualified."""
-    rules = rules or rules_module.active(session)
-    session.flush()
+@dataclasses.dataclass(frozen=True)
+class Replayed:
+    """A lead's scoring state recomputed under some rules, beside what is stored."""
+
+    lead_id: uuid.UUID
+    state: scores.ScoreState
+    fit_points: float
+    fit_grade: str
+    stored: Any  # the stored row (flags, suspect, stage, score, as_of, fit_grade) or None
+
+
+def replay(session: Session, ids: list[uuid.UUID], rules: Rules) -> list[Replayed]:
+    """Each lead's score, shares and fit under ``rules``, from its events and
+    profile; reads only (the activation writes it, the dry run compares it)."""
     vault = vault_of(session)
-    now = clock.now()
     hl = rules.half_life_seconds
+    now = clock.now()
     keys: dict[uuid.UUID, DataKey] = {}
     for row in session.execute(
         sa.select(Lead.id, Lead.wrapped_key, Lead.key_version).where(Lead.id.in_(ids))
@@ -59,6 +71,7 @@ def recompute_chunk(session: Session, ids: list[uuid.UUID], rules: Rules | None 
                 _SCORES.c.stage,
                 _SCORES.c.score,
                 _SCORES.c.as_of,
+                _SCORES.c.fit_grade,
             ).where(_SCORES.c.lead_id.in_(ids))
         )
     }
@@ -85,8 +98,7 @@ def recompute_chunk(session: Session, ids: list[uuid.UUID], rules: Rules | None 
         for rule in group:
             if matches_all(rule.conditions, props):
                 scores.award(state, rule, event.occurred_at, hl, _no_lookup)
-
-    inserts, updates, shares = [], [], []
+    replayed = []
     for lead_id, state in states.items():
         old = existing.get(lead_id)
         flags = list(old.flags or []) if old is not None else []
@@ -94,11 +106,24 @@ def recompute_chunk(session: Session, ids: list[uuid.UUID], rules: Rules | None 
         fit_points, grade, _m = enrichment.fit_of(
             rules, attributes.get(lead_id, {}), flags, suspect
         )
+        replayed.append(Replayed(lead_id, state, fit_points, grade, old))
+    return replayed
+
+
+def recompute_chunk(session: Session, ids: list[uuid.UUID], rules: Rules | None = None) -> int:
+    """Recompute score, breakdown and fit of these leads; promote those now qualified."""
+    rules = rules or rules_module.active(session)
+    session.flush()
+    now = clock.now()
+    outcomes = replay(session, ids, rules)
+    inserts, updates, shares = [], [], []
+    for outcome in outcomes:
+        lead_id, state, old = outcome.lead_id, outcome.state, outcome.stored
         values = {
             "score": state.score,
             "as_of": state.as_of,
-            "fit_points": fit_points,
-            "fit_grade": grade,
+            "fit_points": outcome.fit_points,
+            "fit_grade": outcome.fit_grade,
             "rules_version": rules.version,
             "updated_at": now,
         }
@@ -142,17 +167,38 @@ def recompute_chunk(session: Session, ids: list[uuid.UUID], rules: Rules | None 
     if shares:
         session.execute(sa.insert(_RULES), shares)
     scores.expire_cached(session, set(ids))
-    for lead_id, state in states.items():
-        old = existing.get(lead_id)
-        stage = old.stage if old is not None else Stage.NEW
-        if stage in {Stage.NEW, Stage.RECYCLED} and stages.reaches(state.score, rules.mql_score):
-            before = scores.score_at(old.score, old.as_of, now, hl) if old is not None else 0.0
+    for outcome in outcomes:
+        if would_qualify(outcome, rules, now):
             handoff.promote_if_qualified(
                 session,
-                lead_id,
+                outcome.lead_id,
                 rules,
                 cause_kind="rule",
                 cause=f"rules v{rules.version}",
-                score_before=before,
+                score_before=_score_before(outcome, rules, now),
             )
     return len(ids)
+
+
+def _score_before(outcome: Replayed, rules: Rules, now: dt.datetime) -> float:
+    old = outcome.stored
+    if old is None:
+        return 0.0
+    return scores.score_at(old.score, old.as_of, now, rules.half_life_seconds)
+
+
+def would_qualify(outcome: Replayed, rules: Rules, now: dt.datetime) -> bool:
+    """Whether the replayed lead becomes an MQL under ``rules`` (the recompute
+    promotes it; the dry run counts it): its stored stage and suspicion, its
+    replayed score and grade."""
+    old = outcome.stored
+    stage = old.stage if old is not None else Stage.NEW
+    if stage not in {Stage.NEW, Stage.RECYCLED}:
+        return False
+    candidate = dataclasses.replace(
+        outcome.state,
+        stage=stage,
+        fit_grade=outcome.fit_grade,
+        suspect=bool(old.suspect) if old is not None else False,
+    )
+    return stages.qualifies(candidate, rules, _score_before(outcome, rules, now))

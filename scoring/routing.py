@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from leadvault import clock
 from leadvault.db import vault_of
 from leadvault.sealed import SealedPayload, seal, unseal
-from scoring.models import Handoff, Salesperson, SalesTeam, TeamMember
+from scoring.models import Absence, Handoff, Salesperson, SalesTeam, TeamMember
 from scoring.rule_model import REGIONS, Rules, matches_all
 
 STRATEGIES = ("round_robin", "least_loaded")
@@ -192,11 +192,24 @@ def weekly_load(session: Session, person_id: int) -> int:
     )
 
 
+def absent_on(session: Session, person_id: int, day: dt.date) -> bool:
+    """Whether an absence (``sales_team.add_absence``) covers this UTC day."""
+    return (
+        session.scalar(
+            sa.select(Absence.id)
+            .where(Absence.person_id == person_id, Absence.starts_on <= day, Absence.ends_on >= day)
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def _available(session: Session, person: Salesperson, exclude: set[int]) -> bool:
     return (
         person.active
         and not person.absent
         and person.id not in exclude
+        and not absent_on(session, person.id, clock.now().date())
         and weekly_load(session, person.id) < person.weekly_capacity
     )
 

@@ -75,3 +75,202 @@ def first_problem(messages: Any, path: str = "") -> str:
             return first_problem(messages[key], f"{path}[{key}]")
         return first_problem(messages[key], f"{path}.{key}" if path else str(key))
     return f"{path}: {messages}"
+
+
+# --- rules, the sales team and handoffs: the admin API's and the console's payloads ----
+
+
+class RulesTextSchema(Schema):
+    text = fields.String(required=True, validate=validate.Length(1, 200_000))
+
+
+class DryRunRequestSchema(RulesTextSchema):
+    limit = fields.Integer(
+        load_default=20_000,
+        validate=validate.Range(1, 100_000),
+        metadata={"description": "At most this many leads are replayed (oldest first)."},
+    )
+
+
+class ActivateSchema(Schema):
+    """Either a new rules file or an earlier version to make active again."""
+
+    text = fields.String(validate=validate.Length(1, 200_000))
+    version = fields.Integer(validate=validate.Range(1, 2**31 - 1))
+
+    @validates_schema
+    def _one(self, data: dict[str, Any], **_: Any) -> None:
+        if ("text" in data) == ("version" in data):
+            raise ValidationError("give exactly one of text and version", "text")
+
+
+class RulesProblemSchema(Schema):
+    valid = fields.Boolean(required=True)
+    line = fields.Integer(allow_none=True, metadata={"description": "1-based line, or null"})
+    message = fields.String(allow_none=True)
+
+
+class DryRunSchema(Schema):
+    checked = fields.Integer(required=True)
+    total = fields.Integer(required=True)
+    complete = fields.Boolean(required=True)
+    grade_changes = fields.Integer(required=True)
+    grade_moves = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={"description": '"B>A": how many leads would move from grade B to A'},
+    )
+    promotions = fields.Integer(
+        required=True, metadata={"description": "New or recycled leads that would become MQL"}
+    )
+    score_changes = fields.Integer(required=True)
+
+
+class RuleVersionSchema(Schema):
+    version = fields.Integer(required=True)
+    source = fields.String(required=True)
+    sha256 = fields.String(required=True)
+    loaded_at = fields.AwareDateTime(required=True)
+    active = fields.Boolean(required=True)
+
+
+class DiffLineSchema(Schema):
+    kind = fields.String(required=True, metadata={"enum": ["add", "remove", "context", "hunk"]})
+    text = fields.String(required=True)
+
+
+class RuleVersionDetailSchema(RuleVersionSchema):
+    text = fields.String(required=True, attribute="raw_text")
+    diff = fields.List(fields.Nested(DiffLineSchema), required=True)
+
+
+class VersionsQuerySchema(Schema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+    before = fields.Integer(validate=validate.Range(1, 2**31 - 1))
+
+
+class DiffQuerySchema(Schema):
+    against = fields.Integer(validate=validate.Range(1, 2**31 - 1))
+
+
+_LANGUAGE = validate.OneOf(["en", "de"])
+_WEIGHT = validate.Range(1, 100)
+_CAPACITY = validate.Range(0, 10_000)
+
+
+class SalespersonInSchema(Schema):
+    email = fields.Email(required=True, validate=validate.Length(3, 254))
+    name = fields.String(required=True, validate=validate.Length(1, 120))
+    language = fields.String(load_default="en", validate=_LANGUAGE)
+    weight = fields.Integer(load_default=1, validate=_WEIGHT)
+    weekly_capacity = fields.Integer(load_default=50, validate=_CAPACITY)
+    team_ids = fields.List(
+        fields.Integer(validate=validate.Range(1, 2**31 - 1)),
+        load_default=list,
+        validate=validate.Length(max=50),
+    )
+
+
+class SalespersonPatchSchema(Schema):
+    language = fields.String(validate=_LANGUAGE)
+    weight = fields.Integer(validate=_WEIGHT)
+    weekly_capacity = fields.Integer(validate=_CAPACITY)
+    active = fields.Boolean()
+
+
+class SalespersonSchema(Schema):
+    id = fields.Integer(required=True)
+    email = fields.String(required=True)
+    name = fields.String(required=True)
+    language = fields.String(required=True)
+    weight = fields.Integer(required=True)
+    weekly_capacity = fields.Integer(required=True)
+    load_this_week = fields.Integer(required=True)
+    absent_today = fields.Boolean(required=True)
+    active = fields.Boolean(required=True)
+    teams = fields.List(fields.String(), required=True)
+
+
+class TeamInSchema(Schema):
+    name = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            r"^[a-z][a-z0-9_\-]{0,79}$", error="lower-case letters, digits, _ or -"
+        ),
+    )
+    strategy = fields.String(
+        load_default="round_robin", validate=validate.OneOf(["round_robin", "least_loaded"])
+    )
+
+
+class TeamPatchSchema(Schema):
+    strategy = fields.String(
+        required=True, validate=validate.OneOf(["round_robin", "least_loaded"])
+    )
+
+
+class MemberRefSchema(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+
+
+class TeamSchema(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    strategy = fields.String(required=True)
+    members = fields.List(fields.Nested(MemberRefSchema), required=True)
+
+
+class MemberInSchema(Schema):
+    person_id = fields.Integer(required=True, validate=validate.Range(1, 2**31 - 1))
+
+
+class AbsenceInSchema(Schema):
+    person_id = fields.Integer(required=True, validate=validate.Range(1, 2**31 - 1))
+    starts_on = fields.Date(required=True)
+    ends_on = fields.Date(required=True)
+
+    @validates_schema
+    def _order(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("starts_on") and data.get("ends_on") and data["ends_on"] < data["starts_on"]:
+            raise ValidationError("the absence ends before it starts", "ends_on")
+
+
+class AbsenceSchema(Schema):
+    id = fields.Integer(required=True)
+    person_id = fields.Integer(required=True)
+    starts_on = fields.Date(required=True)
+    ends_on = fields.Date(required=True)
+
+
+class AbsenceQuerySchema(Schema):
+    person_id = fields.Integer(validate=validate.Range(1, 2**31 - 1))
+    limit = fields.Integer(load_default=200, validate=validate.Range(1, 500))
+
+
+class HandoffQuerySchema(Schema):
+    overdue = fields.Boolean(load_default=False)
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+    cursor = fields.String(validate=validate.Length(1, 200))
+
+
+class HandoffRowSchema(Schema):
+    id = fields.UUID(required=True)
+    lead_id = fields.UUID(required=True)
+    status = fields.String(required=True)
+    person_id = fields.Integer(allow_none=True)
+    routing_rule = fields.String(required=True)
+    attempt = fields.Integer(required=True)
+    offered_at = fields.AwareDateTime(required=True)
+    due_at = fields.AwareDateTime(required=True)
+    overdue = fields.Boolean(required=True)
+    reminded = fields.Boolean(required=True)
+    grade = fields.String(required=True)
+    score = fields.Float(required=True)
+
+
+class HandoffBoardSchema(Schema):
+    items = fields.List(fields.Nested(HandoffRowSchema), required=True)
+    open_count = fields.Integer(required=True)
+    overdue_count = fields.Integer(required=True)
+    next_cursor = fields.String(allow_none=True)

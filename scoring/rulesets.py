@@ -1,0 +1,244 @@
+"""Rule set versions as staff work with them: validate, dry-run, activate, history, diff.
+
+The console, the admin API and ``leadvault scoring load`` go through these
+functions; parsing stays in ``scoring.rules`` and replaying a lead's events in
+``scoring.recompute``. Every version is a ``RuleSet`` row (the history); an
+activation stores the text as the next version, makes it the active one,
+re-grades every lead under it and records an audit entry, all in the caller's
+transaction.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import difflib
+import re
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from leadvault import audit, clock
+from leadvault.models import Lead
+from scoring import recompute, rules
+from scoring.models import RuleSet
+
+MAX_TEXT = 200_000  # characters; a rules file is a few kilobytes
+DRY_RUN_DEFAULT = 20_000
+DRY_RUN_MAX = 100_000
+_CHUNK = 1000
+ACTIVATED = "scoring.rules_activated"
+_LOCATED = re.compile(r"^(?P<source>.*?):(?P<line>\d+): (?P<message>.*)$", re.DOTALL)
+
+
+class RuleSetError(Exception):
+    """A request about rule versions the service refuses (no such version, text too long)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """Why a rules file is refused: the 1-based line (None: the file as a whole)."""
+
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}" if self.line else self.message
+
+
+def problem_of(error: rules.RulesError) -> Problem:
+    """``source:12: reason`` as (12, reason)."""
+    found = _LOCATED.match(str(error))
+    if found is None:
+        return Problem(None, str(error))
+    return Problem(int(found.group("line")), found.group("message"))
+
+
+def validate(text: str) -> Problem | None:
+    """The first problem of a candidate rules file, or None when it would load."""
+    if len(text) > MAX_TEXT:
+        return Problem(None, f"the rules file is longer than {MAX_TEXT} characters")
+    try:
+        rules.parse(text, source="rules.toml", version=1)
+    except rules.RulesError as exc:
+        return problem_of(exc)
+    return None
+
+
+def _parsed(text: str) -> rules.Rules:
+    problem = validate(text)
+    if problem is not None:
+        raise rules.RulesError(f"rules.toml:{problem.line}: {problem.message}")
+    return rules.parse(text, source="rules.toml", version=1)
+
+
+# --- dry run ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DryRun:
+    """What activating a candidate would change, over the first ``checked`` leads."""
+
+    checked: int
+    total: int
+    grade_changes: int
+    grade_moves: dict[str, int]  # "B>A": how many leads
+    promotions: int  # new or recycled leads that would become MQL
+    score_changes: int
+
+    @property
+    def complete(self) -> bool:
+        return self.checked >= self.total
+
+
+def dry_run(session: Session, text: str, *, limit: int = DRY_RUN_DEFAULT) -> DryRun:
+    """Replay up to ``limit`` leads (oldest id first) under the candidate without writing.
+
+    The lead's stored state (stage, grade, suspicion) is compared with its state
+    replayed under the candidate, exactly as the activation would compute it;
+    a chunk at a time so memory stays flat. Raises RulesError for a bad file.
+    """
+    candidate = _parsed(text)
+    limit = max(1, min(limit, DRY_RUN_MAX))
+    total = session.scalar(sa.select(sa.func.count()).select_from(Lead)) or 0
+    now = clock.now()
+    moves: collections.Counter[str] = collections.Counter()
+    checked = promotions = score_changes = 0
+    after: uuid.UUID | None = None
+    while checked < limit:
+        query = sa.select(Lead.id).order_by(Lead.id).limit(min(_CHUNK, limit - checked))
+        if after is not None:
+            query = query.where(Lead.id > after)
+        ids = list(session.scalars(query))
+        if not ids:
+            break
+        after = ids[-1]
+        for outcome in recompute.replay(session, ids, candidate):
+            stored = outcome.stored
+            old_grade = stored.fit_grade if stored is not None else "D"
+            if outcome.fit_grade != old_grade:
+                moves[f"{old_grade}>{outcome.fit_grade}"] += 1
+            if recompute.would_qualify(outcome, candidate, now):
+                promotions += 1
+            old_score = stored.score if stored is not None else 0.0
+            if abs(outcome.state.score - old_score) > 1e-6:
+                score_changes += 1
+        checked += len(ids)
+    return DryRun(
+        checked=checked,
+        total=total,
+        grade_changes=sum(moves.values()),
+        grade_moves=dict(sorted(moves.items())),
+        promotions=promotions,
+        score_changes=score_changes,
+    )
+
+
+# --- activation ---------------------------------------------------------------------
+
+
+def activate(
+    session: Session, text: str, *, actor: str, ip: str | None = None, source: str = "console"
+) -> RuleSet:
+    """Store ``text`` as the next version, make it active, re-grade every lead under
+    it (promoting those now qualified) and record who did it. One transaction: the
+    caller's."""
+    if len(text) > MAX_TEXT:
+        raise rules.RulesError(f"{source}: the rules file is longer than {MAX_TEXT} characters")
+    row = rules.load(session, text, source=source)
+    regrade(session, rules.parse(text, source=source, version=row.version))
+    audit.record(
+        session,
+        actor=actor,
+        action=ACTIVATED,
+        object_type="rule_set",
+        object_id=row.version,
+        detail={"sha256": row.sha256[:16]},
+        ip=ip,
+    )
+    return row
+
+
+def restore(session: Session, version: int, *, actor: str, ip: str | None = None) -> RuleSet:
+    """Activate an earlier version again: its text becomes the next version."""
+    old = by_version(session, version)
+    return activate(session, old.raw_text, actor=actor, ip=ip, source=f"v{version} restored")
+
+
+def regrade(session: Session, active_rules: rules.Rules) -> int:
+    """Recompute every lead under ``active_rules``, a chunk at a time."""
+    done = 0
+    after: uuid.UUID | None = None
+    while True:
+        query = sa.select(Lead.id).order_by(Lead.id).limit(_CHUNK)
+        if after is not None:
+            query = query.where(Lead.id > after)
+        ids = list(session.scalars(query))
+        if not ids:
+            return done
+        after = ids[-1]
+        done += recompute.recompute_chunk(session, ids, active_rules)
+
+
+# --- history ------------------------------------------------------------------------
+
+
+def by_version(session: Session, version: int) -> RuleSet:
+    row = session.scalar(sa.select(RuleSet).where(RuleSet.version == version))
+    if row is None:
+        raise RuleSetError(f"there is no rules version {version}")
+    return row
+
+
+def history(session: Session, *, limit: int = 50, before: int | None = None) -> list[RuleSet]:
+    """Versions newest first, a page at a time."""
+    query = sa.select(RuleSet).order_by(RuleSet.version.desc()).limit(max(1, min(limit, 200)))
+    if before is not None:
+        query = query.where(RuleSet.version < before)
+    return list(session.scalars(query))
+
+
+def active_row(session: Session) -> RuleSet | None:
+    return session.scalar(sa.select(RuleSet).where(RuleSet.active.is_(True)))
+
+
+def current_text(session: Session) -> str:
+    """The active rules file, or the shipped example before the first activation."""
+    row = active_row(session)
+    return row.raw_text if row is not None else rules.example_text()
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffLine:
+    kind: str  # "add", "remove", "context", "hunk"
+    text: str
+
+
+def diff(session: Session, version: int, against: int | None = None) -> list[DiffLine]:
+    """``version`` against ``against`` (default: the version before it) as a unified diff."""
+    new = by_version(session, version)
+    if against is None:
+        previous = session.scalar(
+            sa.select(RuleSet).where(RuleSet.version < version).order_by(RuleSet.version.desc())
+        )
+        old_text, old_name = (previous.raw_text, f"v{previous.version}") if previous else ("", "-")
+    else:
+        old = by_version(session, against)
+        old_text, old_name = old.raw_text, f"v{old.version}"
+    return diff_texts(old_text, new.raw_text, old_name, f"v{new.version}")
+
+
+def diff_texts(old: str, new: str, old_name: str = "old", new_name: str = "new") -> list[DiffLine]:
+    kinds = {"+": "add", "-": "remove", " ": "context", "@": "hunk"}
+    lines = difflib.unified_diff(
+        old.splitlines(), new.splitlines(), old_name, new_name, n=3, lineterm=""
+    )
+    result = []
+    for line in lines:
+        if line.startswith(("---", "+++")):
+            continue
+        result.append(
+            DiffLine(kinds.get(line[:1], "context"), line[1:] if line[:1] != "@" else line)
+        )
+    return result

@@ -1,0 +1,287 @@
+"""The sales team as the owner manages it: salespeople, teams, capacity and absences.
+
+Adding a person, a team or a member is ``scoring.routing`` (the command line
+uses it too); this module edits and lists them for the console and the admin
+API. Salespeople are deactivated, never deleted: their handoffs stay on record.
+Absences are whole UTC days; routing skips a person on every day of one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import defaultdict
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from leadvault import clock
+from scoring import routing
+from scoring.models import Absence, Handoff, Salesperson, SalesTeam, TeamMember
+from scoring.routing import SalesError
+
+MAX_ABSENCE_DAYS = 366
+MAX_PEOPLE = 500  # a page of the roster; a sales team is far smaller
+
+
+class NotFound(SalesError):
+    """No such salesperson, team or absence."""
+
+
+class Conflict(SalesError):
+    """The request clashes with what is stored (an address or team name in use)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PersonRow:
+    id: int
+    email: str
+    name: str
+    language: str
+    weight: int
+    weekly_capacity: int
+    load_this_week: int
+    absent_today: bool
+    active: bool
+    teams: tuple[str, ...]
+
+
+def person(session: Session, person_id: int) -> Salesperson:
+    found = session.get(Salesperson, person_id)
+    if found is None:
+        raise NotFound(f"there is no salesperson {person_id}")
+    return found
+
+
+def team(session: Session, team_id: int) -> SalesTeam:
+    found = session.get(SalesTeam, team_id)
+    if found is None:
+        raise NotFound(f"there is no team {team_id}")
+    return found
+
+
+def today() -> dt.date:
+    return clock.now().date()
+
+
+def roster(session: Session) -> list[PersonRow]:
+    """Every salesperson with their load this week, today's absence and teams
+    (one query each, not one per person)."""
+    since = clock.now() - dt.timedelta(days=7)
+    loads = dict(
+        session.execute(
+            sa.select(Handoff.person_id, sa.func.count(Handoff.id))
+            .where(Handoff.offered_at >= since, Handoff.person_id.is_not(None))
+            .group_by(Handoff.person_id)
+        ).all()
+    )
+    day = today()
+    away = set(
+        session.scalars(
+            sa.select(Absence.person_id).where(Absence.starts_on <= day, Absence.ends_on >= day)
+        )
+    )
+    team_names: dict[int, list[str]] = defaultdict(list)
+    for person_id, name in session.execute(
+        sa.select(TeamMember.person_id, SalesTeam.name)
+        .join(SalesTeam, SalesTeam.id == TeamMember.team_id)
+        .order_by(SalesTeam.name)
+    ):
+        team_names[person_id].append(name)
+    rows = []
+    for found in session.scalars(sa.select(Salesperson).limit(MAX_PEOPLE)):
+        who = routing.contact(session, found)
+        rows.append(
+            PersonRow(
+                id=found.id,
+                email=who.email,
+                name=who.name,
+                language=found.language,
+                weight=found.weight,
+                weekly_capacity=found.weekly_capacity,
+                load_this_week=loads.get(found.id, 0),
+                absent_today=found.absent or found.id in away,
+                active=found.active,
+                teams=tuple(team_names.get(found.id, ())),
+            )
+        )
+    return sorted(rows, key=lambda row: (not row.active, row.email))
+
+
+def row_of(session: Session, person_id: int) -> PersonRow:
+    for row in roster(session):
+        if row.id == person_id:
+            return row
+    raise NotFound(f"there is no salesperson {person_id}")
+
+
+def add_person(
+    session: Session,
+    *,
+    email: str,
+    name: str,
+    language: str = "en",
+    weight: int = 1,
+    weekly_capacity: int = 50,
+    team_ids: tuple[int, ...] = (),
+) -> Salesperson:
+    if "@" in email and routing.person_by_email(session, email) is not None:
+        raise Conflict("a salesperson with this address exists already")
+    added = routing.add_person(
+        session,
+        email=email,
+        name=name,
+        language=language,
+        weight=weight,
+        weekly_capacity=weekly_capacity,
+    )
+    for team_id in team_ids:
+        add_member(session, team_id, added.id)
+    return added
+
+
+def update_person(
+    session: Session,
+    person_id: int,
+    *,
+    language: str | None = None,
+    weight: int | None = None,
+    weekly_capacity: int | None = None,
+    active: bool | None = None,
+) -> Salesperson:
+    """Change what routing reads; the name and address stay as sealed at creation."""
+    found = person(session, person_id)
+    if language is not None:
+        if language not in {"en", "de"}:
+            raise SalesError("language must be en or de")
+        found.language = language
+    if weight is not None:
+        if weight < 1:
+            raise SalesError("weight must be at least 1")
+        found.weight = weight
+    if weekly_capacity is not None:
+        if weekly_capacity < 0:
+            raise SalesError("capacity must be at least 0")
+        found.weekly_capacity = weekly_capacity
+    if active is not None:
+        found.active = active
+    session.flush()
+    return found
+
+
+# --- teams --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class MemberRef:
+    id: int
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TeamRow:
+    id: int
+    name: str
+    strategy: str
+    members: tuple[MemberRef, ...]
+
+
+def team_rows(session: Session) -> list[TeamRow]:
+    return [
+        TeamRow(
+            id=found.id,
+            name=found.name,
+            strategy=found.strategy,
+            members=tuple(MemberRef(m.id, routing.contact(session, m).name) for m in members),
+        )
+        for found, members in routing.teams(session)
+    ]
+
+
+def team_row(session: Session, team_id: int) -> TeamRow:
+    for row in team_rows(session):
+        if row.id == team_id:
+            return row
+    raise NotFound(f"there is no team {team_id}")
+
+
+def add_team(session: Session, name: str, strategy: str = "round_robin") -> SalesTeam:
+    if routing.team_by_name(session, name) is not None:
+        raise Conflict(f"a team {name!r} exists already")
+    return routing.add_team(session, name, strategy)
+
+
+def update_team(session: Session, team_id: int, *, strategy: str) -> SalesTeam:
+    found = team(session, team_id)
+    if strategy not in routing.STRATEGIES:
+        raise SalesError(f"strategy must be one of {', '.join(routing.STRATEGIES)}")
+    found.strategy = strategy
+    session.flush()
+    return found
+
+
+def delete_team(session: Session, team_id: int) -> None:
+    """Delete a team nobody was ever offered a lead through (its handoffs name it)."""
+    found = team(session, team_id)
+    used = session.scalar(sa.select(sa.func.count(Handoff.id)).where(Handoff.team_id == team_id))
+    if used:
+        raise Conflict(
+            f"team {found.name!r} has handed off leads; remove it from the routing rules instead"
+        )
+    session.delete(found)
+    session.flush()
+
+
+def add_member(session: Session, team_id: int, person_id: int) -> None:
+    found_team, found_person = team(session, team_id), person(session, person_id)
+    if session.get(TeamMember, (found_team.id, found_person.id)) is None:
+        session.add(TeamMember(team_id=found_team.id, person_id=found_person.id, credit=0))
+        session.flush()
+
+
+def remove_member(session: Session, team_id: int, person_id: int) -> None:
+    member = session.get(TeamMember, (team(session, team_id).id, person_id))
+    if member is None:
+        raise NotFound(f"salesperson {person_id} is not in this team")
+    session.delete(member)
+    session.flush()
+
+
+# --- absences -----------------------------------------------------------------------
+
+
+def add_absence(session: Session, person_id: int, starts_on: dt.date, ends_on: dt.date) -> Absence:
+    found = person(session, person_id)
+    if ends_on < starts_on:
+        raise SalesError("the absence ends before it starts")
+    if (ends_on - starts_on).days >= MAX_ABSENCE_DAYS:
+        raise SalesError(f"an absence lasts at most {MAX_ABSENCE_DAYS} days")
+    if ends_on < today():
+        raise SalesError("the absence is over already")
+    absence = Absence(
+        person_id=found.id, starts_on=starts_on, ends_on=ends_on, created_at=clock.now()
+    )
+    session.add(absence)
+    session.flush()
+    return absence
+
+
+def absences(session: Session, *, person_id: int | None = None, limit: int = 200) -> list[Absence]:
+    """Absences not yet over, soonest first (bounded)."""
+    query = (
+        sa.select(Absence)
+        .where(Absence.ends_on >= today())
+        .order_by(Absence.starts_on, Absence.id)
+        .limit(max(1, min(limit, 500)))
+    )
+    if person_id is not None:
+        query = query.where(Absence.person_id == person_id)
+    return list(session.scalars(query))
+
+
+def delete_absence(session: Session, absence_id: int) -> None:
+    found = session.get(Absence, absence_id)
+    if found is None:
+        raise NotFound(f"there is no absence {absence_id}")
+    session.delete(found)
+    session.flush()
