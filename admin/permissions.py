@@ -27,6 +27,7 @@ class Permission(enum.StrEnum):
     LEADS_REVEAL_ASSIGNED = "leads:reveal-assigned"
     LEADS_WRITE_ASSIGNED = "leads:write-assigned"
     HANDOFFS_OWN = "handoffs:own"
+    HANDOFFS_READ = "handoffs:read"  # every salesperson's open and overdue handoffs
     # Marketing
     FORMS_READ = "forms:read"
     FORMS_WRITE = "forms:write"
@@ -34,7 +35,7 @@ class Permission(enum.StrEnum):
     ASSETS_WRITE = "assets:write"
     SCORING_READ = "scoring:read"
     SCORING_WRITE = "scoring:write"
-    SALES_TEAM_WRITE = "sales-team:write"
+    SALES_TEAM_WRITE = "sales-team:write"  # salespeople, teams, absences: the owner's
     REPORTS_READ = "reports:read"  # aggregates only
     # Privacy
     LEDGER_READ = "ledger:read"  # verification, a lead's consent proof
@@ -59,7 +60,7 @@ _MARKETING = frozenset(
         P.ASSETS_WRITE,
         P.SCORING_READ,
         P.SCORING_WRITE,
-        P.SALES_TEAM_WRITE,
+        P.HANDOFFS_READ,
         P.REPORTS_READ,
     }
 )
@@ -98,11 +99,12 @@ ROLE_LABELS = {
     Role.VIEWER: N_("Viewer: reports (aggregates only, never personal data)"),
 }
 
-# Where a permission on every lead implies the one on assigned leads.
+# Where a permission on every lead (or handoff) implies the one on assigned ones.
 IMPLIES = {
     P.LEADS_READ: P.LEADS_READ_ASSIGNED,
     P.LEADS_REVEAL: P.LEADS_REVEAL_ASSIGNED,
     P.LEADS_WRITE: P.LEADS_WRITE_ASSIGNED,
+    P.HANDOFFS_READ: P.HANDOFFS_OWN,
 }
 
 

@@ -1,0 +1,239 @@
+"""The admin API's scoring rules and handoffs: validate, dry-run, activate, versions;
+open and overdue handoffs.
+
+Thin views over ``scoring.rulesets`` and ``scoring.handoff_board`` (the console
+and ``leadvault scoring load`` use the same services). A rules file the
+service refuses is problem+json naming the line. Registered on the API's one
+blueprint, so the CSRF guard and the problem answers are those of every operation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import uuid
+from typing import Any
+
+from flask import Response
+
+from admin import auth
+from admin.api.registry import operation
+from admin.api.views import Refusal, _body, _dump, _query, bp
+from admin.permissions import Permission
+from leadvault import db
+from leadvault.i18n import N_
+from scoring import handoff_board, rules, rulesets
+from scoring import schemas as scoring_schemas
+
+P = Permission
+_ID_MAX = 2**31 - 1
+
+
+def rules_refusal(problem: rulesets.Problem) -> Refusal:
+    """A 422 whose ``errors.text`` names the line: ``line 12: unknown section 'x'``."""
+    return Refusal(
+        422,
+        N_("The rules file has a problem; errors.text names the line."),
+        errors={"text": [str(problem)]},
+    )
+
+
+def _version_row(row: Any) -> dict[str, Any]:
+    return {
+        "version": row.version,
+        "source": row.source,
+        "sha256": row.sha256,
+        "loaded_at": row.loaded_at,
+        "active": row.active,
+    }
+
+
+@operation(
+    bp,
+    "POST",
+    "/scoring/rules/validate",
+    summary="Check a rules file without storing it; the answer names the line of a problem",
+    permission=P.SCORING_READ,
+    body=scoring_schemas.RulesTextSchema,
+    response=scoring_schemas.RulesProblemSchema,
+    tag="scoring",
+)
+def rules_validate() -> Response:
+    args = _body(scoring_schemas.RulesTextSchema)
+    problem = rulesets.validate(args["text"])
+    if problem is None:
+        return _dump(scoring_schemas.RulesProblemSchema, {"valid": True})
+    return _dump(
+        scoring_schemas.RulesProblemSchema,
+        {"valid": False, "line": problem.line, "message": problem.message},
+    )
+
+
+@operation(
+    bp,
+    "POST",
+    "/scoring/rules/dry-run",
+    summary="How many leads would change grade or stage under a rules file (writes nothing)",
+    permission=P.SCORING_READ,
+    body=scoring_schemas.DryRunRequestSchema,
+    response=scoring_schemas.DryRunSchema,
+    tag="scoring",
+)
+def rules_dry_run() -> Response:
+    args = _body(scoring_schemas.DryRunRequestSchema)
+    problem = rulesets.validate(args["text"])
+    if problem is not None:
+        raise rules_refusal(problem)
+    result = rulesets.dry_run(db.session(), args["text"], limit=args["limit"])
+    return _dump(
+        scoring_schemas.DryRunSchema,
+        {**result.__dict__, "complete": result.complete},
+    )
+
+
+@operation(
+    bp,
+    "POST",
+    "/scoring/rules/activate",
+    summary="Store a rules file (or an earlier version) as the next version, make it active "
+    "and re-grade every lead (one audit entry)",
+    permission=P.SCORING_WRITE,
+    body=scoring_schemas.ActivateSchema,
+    response=scoring_schemas.RuleVersionSchema,
+    status=201,
+    errors=(404,),
+    tag="scoring",
+)
+def rules_activate() -> Response:
+    args = _body(scoring_schemas.ActivateSchema)
+    session = db.session()
+    actor, ip = auth.current_actor(), auth.client_ip()
+    if "version" in args:
+        try:
+            row = rulesets.restore(session, args["version"], actor=actor, ip=ip)
+        except rulesets.RuleSetError as exc:
+            raise Refusal(404, errors={"version": [str(exc)]}) from None
+    else:
+        problem = rulesets.validate(args["text"])
+        if problem is not None:
+            raise rules_refusal(problem)
+        try:
+            row = rulesets.activate(session, args["text"], actor=actor, ip=ip, source="api")
+        except rules.RulesError as exc:  # a concurrent activation won every retry
+            raise Refusal(409, errors={"text": [str(exc)]}) from None
+    return _dump(scoring_schemas.RuleVersionSchema, _version_row(row), 201)
+
+
+@operation(
+    bp,
+    "GET",
+    "/scoring/rules/versions",
+    summary="Stored rule versions, newest first (continue with before=<last version>)",
+    permission=P.SCORING_READ,
+    query=scoring_schemas.VersionsQuerySchema,
+    response=scoring_schemas.RuleVersionSchema,
+    many=True,
+    tag="scoring",
+)
+def rules_versions() -> Response:
+    args = _query(scoring_schemas.VersionsQuerySchema)
+    rows = rulesets.history(db.session(), limit=args["limit"], before=args.get("before"))
+    return _dump(scoring_schemas.RuleVersionSchema, [_version_row(r) for r in rows], many=True)
+
+
+@operation(
+    bp,
+    "GET",
+    "/scoring/rules/versions/{version}",
+    summary="One rule version: its text and its diff against the version before "
+    "(or against=<version>)",
+    permission=P.SCORING_READ,
+    query=scoring_schemas.DiffQuerySchema,
+    response=scoring_schemas.RuleVersionDetailSchema,
+    path_params=(("version", "int"),),
+    tag="scoring",
+)
+def rules_version(version: int) -> Response:
+    args = _query(scoring_schemas.DiffQuerySchema)
+    if not 0 < version <= _ID_MAX:
+        raise Refusal(404)
+    session = db.session()
+    try:
+        row = rulesets.by_version(session, version)
+        lines = rulesets.diff(session, version, args.get("against"))
+    except rulesets.RuleSetError as exc:
+        raise Refusal(404, errors={"version": [str(exc)]}) from None
+    return _dump(
+        scoring_schemas.RuleVersionDetailSchema,
+        {**_version_row(row), "raw_text": row.raw_text, "diff": lines},
+    )
+
+
+# --- handoffs --------------------------------------------------------------------------
+
+
+def encode_cursor(after: tuple[dt.datetime, uuid.UUID] | None) -> str | None:
+    if after is None:
+        return None
+    raw = f"{after[0].isoformat()}|{after[1]}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    """Raises ValueError for a cursor this API did not give out."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _sep, last = raw.partition("|")
+        when = dt.datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError(cursor)
+        return when, uuid.UUID(last)
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError(cursor) from exc
+
+
+def handoff_scope() -> int | None:
+    """None: every salesperson's handoffs; else the account's own salesperson (sales)."""
+    if auth.can(P.HANDOFFS_READ):
+        return None
+    user = auth.current_user()
+    assert user is not None
+    return user.salesperson_id if user.salesperson_id is not None else -1
+
+
+@operation(
+    bp,
+    "GET",
+    "/handoffs",
+    summary="Open handoffs (queued or offered), longest waiting first, with the overdue ones "
+    "marked; sales see their own",
+    permission=P.HANDOFFS_OWN,
+    query=scoring_schemas.HandoffQuerySchema,
+    response=scoring_schemas.HandoffBoardSchema,
+    tag="scoring",
+)
+def handoffs_list() -> Response:
+    args = _query(scoring_schemas.HandoffQuerySchema)
+    after = None
+    if args.get("cursor"):
+        try:
+            after = decode_cursor(args["cursor"])
+        except ValueError:
+            raise Refusal(422, errors={"cursor": ["not a cursor this API gave out"]}) from None
+    found = handoff_board.board(
+        db.session(),
+        person_id=handoff_scope(),
+        overdue_only=args["overdue"],
+        limit=args["limit"],
+        after=after,
+    )
+    return _dump(
+        scoring_schemas.HandoffBoardSchema,
+        {
+            "items": found.rows,
+            "open_count": found.open_count,
+            "overdue_count": found.overdue_count,
+            "next_cursor": encode_cursor(found.next_after),
+        },
+    )
