@@ -20,6 +20,9 @@ NAV: tuple[Entry, ...] = (
     Entry("console.dashboard", N_("Dashboard"), Permission.REPORTS_READ, "dashboard"),
     Entry("console.leads", N_("Leads"), Permission.LEADS_READ_ASSIGNED, "leads"),
     Entry("console.privacy", N_("Privacy"), Permission.AUDIT_READ, "privacy"),
+    Entry("console.scoring", N_("Scoring"), Permission.SCORING_READ, "scoring"),
+    Entry("console.handoffs", N_("Handoffs"), Permission.HANDOFFS_OWN, "handoffs"),
+    Entry("console.sales", N_("Sales team"), Permission.SALES_TEAM_WRITE, "sales"),
 )
 
 

@@ -1,0 +1,209 @@
+"""The console's sales team pages (the owner's): salespeople with capacity and load,
+teams and their members, absences.
+
+Thin: forms are loaded with the admin API's marshmallow schemas and handed to
+``scoring.sales_team`` (the API and ``leadvault sales …`` use the same
+services); a refused form comes back with the message next to its field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, redirect, request, url_for
+from marshmallow import Schema, ValidationError
+
+from admin import auth
+from admin.console.views import _error, bp, page
+from admin.permissions import Permission
+from leadvault import db
+from leadvault.i18n import N_
+from scoring import routing, sales_team
+from scoring import schemas as scoring_schemas
+
+P = Permission
+_ID_MAX = 2**31 - 1
+
+
+def _load(schema: type[Schema], names: tuple[str, ...]) -> dict[str, Any]:
+    """The form's fields through the schema; raises ValidationError naming the field."""
+    raw: dict[str, Any] = {}
+    for name in names:
+        value = request.form.get(name)
+        if value is not None and value.strip() != "":
+            raw[name] = value.strip()[:400]
+    return schema().load(raw)
+
+
+def _first(messages: Any) -> dict[str, str]:
+    """{field: its first message} for showing next to each field."""
+    if not isinstance(messages, dict):
+        return {"_schema": str(messages)}
+    first: dict[str, str] = {}
+    for field, value in messages.items():
+        message = value
+        while isinstance(message, list | dict) and message:
+            message = message[0] if isinstance(message, list) else next(iter(message.values()))
+        first[str(field)] = str(message)
+    return first
+
+
+def _team_page(status: int = 200, **extra: Any) -> Response:
+    session = db.session()
+    people = sales_team.roster(session)
+    return page(
+        "console/sales.html",
+        status,
+        section="sales",
+        people=people,
+        teams=sales_team.team_rows(session),
+        absences=sales_team.absences(session),
+        names={row.id: row.name for row in people},
+        strategies=routing.STRATEGIES,
+        done=request.args.get("done"),
+        errors=extra.pop("errors", {}),
+        form=extra.pop("form", None),
+        **extra,
+    )
+
+
+def _back(done: str) -> Response:
+    return redirect(url_for("console.sales", done=done))
+
+
+@bp.get("/sales")
+@auth.require(P.SALES_TEAM_WRITE)
+def sales() -> Response:
+    return _team_page()
+
+
+@bp.post("/sales/people")
+@auth.require(P.SALES_TEAM_WRITE)
+def sales_person_add() -> Response:
+    try:
+        args = _load(
+            scoring_schemas.SalespersonInSchema,
+            ("email", "name", "language", "weight", "weekly_capacity"),
+        )
+        sales_team.add_person(db.session(), **args)
+    except ValidationError as exc:
+        return _team_page(422, errors=_first(exc.messages), form="person")
+    except routing.SalesError as exc:
+        return _team_page(422, errors={"email": str(exc)}, form="person")
+    return _back("person")
+
+
+def _person_or_none(person_id: int) -> sales_team.PersonRow | None:
+    if not 0 < person_id <= _ID_MAX:
+        return None
+    try:
+        return sales_team.row_of(db.session(), person_id)
+    except sales_team.NotFound:
+        return None
+
+
+def _person_page(row: sales_team.PersonRow, status: int = 200, **extra: Any) -> Response:
+    return page(
+        "console/sales_person.html",
+        status,
+        section="sales",
+        person=row,
+        absences=sales_team.absences(db.session(), person_id=row.id),
+        errors=extra.pop("errors", {}),
+        saved=request.args.get("saved") == "1",
+        **extra,
+    )
+
+
+@bp.get("/sales/people/<int:person_id>")
+@auth.require(P.SALES_TEAM_WRITE)
+def sales_person(person_id: int) -> Response:
+    row = _person_or_none(person_id)
+    if row is None:
+        return _error(404, N_("There is no such salesperson."))
+    return _person_page(row)
+
+
+@bp.post("/sales/people/<int:person_id>")
+@auth.require(P.SALES_TEAM_WRITE)
+def sales_person_update(person_id: int) -> Response:
+    row = _person_or_none(person_id)
+    if row is None:
+        return _error(404, N_("There is no such salesperson."))
+    try:
+        args = _load(
+            scoring_schemas.SalespersonPatchSchema, ("language", "weight", "weekly_capacity")
+        )
+        args["active"] = request.form.get("active") == "1"
+        sales_team.update_person(db.session(), person_id, **args)
+    except ValidationError as exc:
+        return _person_page(row, 422, errors=_first(exc.messages))
+    except routing.SalesError as exc:
+        return _person_page(row, 422, errors={"weight": str(exc)})
+    return redirect(url_for("console.sales_person", person_id=person_id, saved=1))
+
+
+@bp.post("/sales/absences")
+@auth.require(P.SALES_TEAM_WRITE)
+def sales_absence_add() -> Response:
+    try:
+        args = _load(scoring_schemas.AbsenceInSchema, ("person_id", "starts_on", "ends_on"))
+        sales_team.add_absence(db.session(), args["person_id"], args["starts_on"], args["ends_on"])
+    except ValidationError as exc:
+        return _team_page(422, errors=_first(exc.messages), form="absence")
+    except routing.SalesError as exc:
+        return _team_page(422, errors={"ends_on": str(exc)}, form="absence")
+    return _back("absence")
+
+
+@bp.post("/sales/absences/<int:absence_id>/delete")
+@auth.require(P.SALES_TEAM_WRITE)
+def sales_absence_delete(absence_id: int) -> Response:
+    try:
+        sales_team.delete_absence(db.session(), min(absence_id, _ID_MAX))
+    except sales_team.NotFound:
+        return _error(404, N_("There is no such absence."))
+    return _back("absence-deleted")
+
+
+@bp.post("/sales/teams")
+@auth.require(P.SALES_TEAM_WRITE)
+def sales_team_add() -> Response:
+    try:
+        args = _load(scoring_schemas.TeamInSchema, ("name", "strategy"))
+        sales_team.add_team(db.session(), args["name"], args["strategy"])
+    except ValidationError as exc:
+        return _team_page(422, errors=_first(exc.messages), form="team")
+    except routing.SalesError as exc:
+        return _team_page(422, errors={"name": str(exc)}, form="team")
+    return _back("team")
+
+
+@bp.post("/sales/teams/<int:team_id>")
+@auth.require(P.SALES_TEAM_WRITE)
+def sales_team_update(team_id: int) -> Response:
+    """One form per team: change the strategy, add a member, remove one, or delete it."""
+    session = db.session()
+    team_id = min(team_id, _ID_MAX)
+    action = request.form.get("action", "")
+    try:
+        if action == "strategy":
+            args = _load(scoring_schemas.TeamPatchSchema, ("strategy",))
+            sales_team.update_team(session, team_id, strategy=args["strategy"])
+        elif action == "add_member":
+            args = _load(scoring_schemas.MemberInSchema, ("person_id",))
+            sales_team.add_member(session, team_id, args["person_id"])
+        elif action.startswith("remove:") and action[7:].isdigit():
+            sales_team.remove_member(session, team_id, min(int(action[7:]), _ID_MAX))
+        elif action == "delete":
+            sales_team.delete_team(session, team_id)
+        else:
+            return _error(400, N_("The request could not be understood."))
+    except ValidationError as exc:
+        message = next(iter(_first(exc.messages).values()))
+        return _team_page(422, errors={f"team-{team_id}": message})
+    except sales_team.NotFound:
+        return _error(404, N_("There is no such team or salesperson."))
+    except routing.SalesError as exc:
+        return _team_page(422, errors={f"team-{team_id}": str(exc)})
+    return _back("team")
