@@ -199,6 +199,7 @@ def _staff_links(app: Any) -> dict[str, list[Any]]:
         ],
         "console.proof": [(f"/console/leads/{factories.lead(app)}/proof", signed_in, {})],
         **_api_links(app, anonymous),
+        **_scoring_links(app, signed_in, anonymous),
     }
 
 
@@ -224,6 +225,43 @@ def _api_links(app: Any, client: Any) -> dict[str, list[Any]]:
         "admin_api.form_detail": [(f"/api/v1/forms/{factories.form(app)}", client, token)],
         "admin_api.openapi": [("/api/v1/openapi.json", client, {})],
         "admin_api.reference": [("/api/v1/docs", client, {})],
+    }
+
+
+def _scoring_links(app: Any, signed_in: Any, client: Any) -> dict[str, list[Any]]:
+    """Rules versions, the sales team and the handoff board: console pages and API reads."""
+    import datetime as dt
+
+    from leadvault import clock
+    from scoring import rules, rulesets, sales_team
+    from tests import factories
+
+    with uow(app) as s:
+        rulesets.activate(s, rules.example_text(), actor="user:1")
+        rulesets.activate(s, rules.example_text().replace("C = 10", "C = 12"), actor="user:1")
+        person = sales_team.add_person(s, email="walk@sales.example", name="Walker").id
+        today = clock.now().date()
+        sales_team.add_absence(s, person, today, today + dt.timedelta(days=1))
+    token = {"Authorization": f"Bearer {factories.personal_token(app, 'owner')}"}
+    return {
+        "console.scoring": [("/console/scoring", signed_in, {})],
+        "console.scoring_versions": [("/console/scoring/versions", signed_in, {})],
+        "console.scoring_version": [("/console/scoring/versions/2", signed_in, {})],
+        # The confirm step of a restore runs the dry run: it reads only.
+        "console.scoring_restore_confirm": [("/console/scoring/versions/1/restore", signed_in, {})],
+        "console.handoffs": [
+            ("/console/handoffs", signed_in, {}),
+            ("/console/handoffs?overdue=1", signed_in, {}),
+        ],
+        "console.sales": [("/console/sales", signed_in, {})],
+        "console.sales_person": [(f"/console/sales/people/{person}", signed_in, {})],
+        "admin_api.rules_versions": [("/api/v1/scoring/rules/versions", client, token)],
+        "admin_api.rules_version": [("/api/v1/scoring/rules/versions/2?against=1", client, token)],
+        "admin_api.handoffs_list": [("/api/v1/handoffs?overdue=false", client, token)],
+        "admin_api.salespeople_list": [("/api/v1/salespeople", client, token)],
+        "admin_api.salesperson_detail": [(f"/api/v1/salespeople/{person}", client, token)],
+        "admin_api.teams_list": [("/api/v1/teams", client, token)],
+        "admin_api.absences_list": [(f"/api/v1/absences?person_id={person}", client, token)],
     }
 
 
