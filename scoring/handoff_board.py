@@ -8,6 +8,8 @@ A salesperson sees only their own; no personal data of the lead is read here.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import datetime as dt
 import uuid
@@ -112,3 +114,23 @@ def people_names(session: Session, person_ids: set[int]) -> dict[int, str]:
         return {}
     found = session.scalars(sa.select(Salesperson).where(Salesperson.id.in_(person_ids)))
     return {person.id: routing.contact(session, person).name for person in found}
+
+
+def encode_cursor(after: tuple[dt.datetime, uuid.UUID] | None) -> str | None:
+    if after is None:
+        return None
+    raw = f"{after[0].isoformat()}|{after[1]}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    """The ``after`` of :func:`encode_cursor`; ValueError for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _sep, last = raw.partition("|")
+        when = dt.datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError(cursor)
+        return when, uuid.UUID(last)
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError(cursor) from exc

@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import re
 import uuid
+from collections.abc import Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -105,15 +106,7 @@ def dry_run(session: Session, text: str, *, limit: int = DRY_RUN_DEFAULT) -> Dry
     now = clock.now()
     moves: collections.Counter[str] = collections.Counter()
     checked = promotions = score_changes = 0
-    after: uuid.UUID | None = None
-    while checked < limit:
-        query = sa.select(Lead.id).order_by(Lead.id).limit(min(_CHUNK, limit - checked))
-        if after is not None:
-            query = query.where(Lead.id > after)
-        ids = list(session.scalars(query))
-        if not ids:
-            break
-        after = ids[-1]
+    for ids in lead_id_chunks(session, limit):
         for outcome in recompute.replay(session, ids, candidate):
             stored = outcome.stored
             old_grade = stored.fit_grade if stored is not None else "D"
@@ -168,17 +161,27 @@ def restore(session: Session, version: int, *, actor: str, ip: str | None = None
 
 def regrade(session: Session, active_rules: rules.Rules) -> int:
     """Recompute every lead under ``active_rules``, a chunk at a time."""
-    done = 0
+    return sum(
+        recompute.recompute_chunk(session, ids, active_rules) for ids in lead_id_chunks(session)
+    )
+
+
+def lead_id_chunks(session: Session, limit: int | None = None) -> Iterator[list[uuid.UUID]]:
+    """Lead ids in order, a chunk at a time (keyset: each chunk one indexed query)."""
     after: uuid.UUID | None = None
-    while True:
-        query = sa.select(Lead.id).order_by(Lead.id).limit(_CHUNK)
+    left = limit
+    while left is None or left > 0:
+        size = _CHUNK if left is None else min(_CHUNK, left)
+        query = sa.select(Lead.id).order_by(Lead.id).limit(size)
         if after is not None:
             query = query.where(Lead.id > after)
         ids = list(session.scalars(query))
         if not ids:
-            return done
+            return
         after = ids[-1]
-        done += recompute.recompute_chunk(session, ids, active_rules)
+        if left is not None:
+            left -= len(ids)
+        yield ids
 
 
 # --- history ------------------------------------------------------------------------

@@ -9,10 +9,6 @@ blueprint, so the CSRF guard and the problem answers are those of every operatio
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime as dt
-import uuid
 from typing import Any
 
 from flask import Response
@@ -173,26 +169,6 @@ def rules_version(version: int) -> Response:
 # --- handoffs --------------------------------------------------------------------------
 
 
-def encode_cursor(after: tuple[dt.datetime, uuid.UUID] | None) -> str | None:
-    if after is None:
-        return None
-    raw = f"{after[0].isoformat()}|{after[1]}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
-    """Raises ValueError for a cursor this API did not give out."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _sep, last = raw.partition("|")
-        when = dt.datetime.fromisoformat(at)
-        if when.tzinfo is None:
-            raise ValueError(cursor)
-        return when, uuid.UUID(last)
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise ValueError(cursor) from exc
-
-
 def handoff_scope() -> int | None:
     """None: every salesperson's handoffs; else the account's own salesperson (sales)."""
     if auth.can(P.HANDOFFS_READ):
@@ -218,7 +194,7 @@ def handoffs_list() -> Response:
     after = None
     if args.get("cursor"):
         try:
-            after = decode_cursor(args["cursor"])
+            after = handoff_board.decode_cursor(args["cursor"])
         except ValueError:
             raise Refusal(422, errors={"cursor": ["not a cursor this API gave out"]}) from None
     found = handoff_board.board(
@@ -234,6 +210,6 @@ def handoffs_list() -> Response:
             "items": found.rows,
             "open_count": found.open_count,
             "overdue_count": found.overdue_count,
-            "next_cursor": encode_cursor(found.next_after),
+            "next_cursor": handoff_board.encode_cursor(found.next_after),
         },
     )

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Response, redirect, request, url_for
 
 from admin import auth
-from admin.api.scoring import decode_cursor, encode_cursor, handoff_scope
+from admin.api.scoring import handoff_scope
 from admin.console.views import _error, bp, page
 from admin.permissions import Permission
 from leadvault import db
@@ -28,6 +28,18 @@ def _submitted_text() -> str | None:
     if text is None:
         return None
     return text.replace("\r\n", "\n")
+
+
+def _valid_text() -> str | Response:
+    """The submitted rules file, or the answer refusing it (empty: 400; the refused
+    line marked in the editor: 422)."""
+    text = _submitted_text()
+    if not text or not text.strip():
+        return _error(400, N_("The rules file is empty."))
+    problem = rulesets.validate(text)
+    if problem is not None:
+        return _editor(text, 422, problem=problem, checked=True)
+    return text
 
 
 def numbered(text: str, problem: rulesets.Problem | None) -> list[dict[str, Any]]:
@@ -79,12 +91,9 @@ def scoring() -> Response:
 @auth.require(P.SCORING_READ)
 def scoring_check() -> Response:
     """Validate the edited file; with ``action=dry_run`` also count what would change."""
-    text = _submitted_text()
-    if not text or not text.strip():
-        return _error(400, N_("The rules file is empty."))
-    problem = rulesets.validate(text)
-    if problem is not None:
-        return _editor(text, 422, problem=problem, checked=True)
+    text = _valid_text()
+    if isinstance(text, Response):
+        return text
     preview = None
     if request.form.get("action") == "dry_run":
         preview = rulesets.dry_run(db.session(), text)
@@ -95,37 +104,38 @@ def scoring_check() -> Response:
 @auth.require(P.SCORING_WRITE)
 def scoring_confirm() -> Response:
     """The confirm step: what changes against the active version, then one button."""
-    text = _submitted_text()
-    if not text or not text.strip():
-        return _error(400, N_("The rules file is empty."))
-    problem = rulesets.validate(text)
-    if problem is not None:
-        return _editor(text, 422, problem=problem, checked=True)
+    text = _valid_text()
+    if isinstance(text, Response):
+        return text
+    return _confirm_page(text, None)
+
+
+def _confirm_page(text: str, restoring: Any) -> Response:
+    """What activating ``text`` changes against the active version, and one button."""
     session = db.session()
     active = rulesets.active_row(session)
-    current = rulesets.current_text(session)
     return page(
         "console/scoring_confirm.html",
         section="scoring",
         text=text,
         active=active,
         diff=rulesets.diff_texts(
-            current, text, f"v{active.version}" if active else "example", "new"
+            rulesets.current_text(session),
+            text,
+            f"v{active.version}" if active else "example",
+            f"v{restoring.version}" if restoring else "new",
         ),
         preview=rulesets.dry_run(session, text),
-        restoring=None,
+        restoring=restoring,
     )
 
 
 @bp.post("/scoring/activate")
 @auth.require(P.SCORING_WRITE)
 def scoring_activate() -> Response:
-    text = _submitted_text()
-    if not text or not text.strip():
-        return _error(400, N_("The rules file is empty."))
-    problem = rulesets.validate(text)
-    if problem is not None:
-        return _editor(text, 422, problem=problem, checked=True)
+    text = _valid_text()
+    if isinstance(text, Response):
+        return text
     try:
         row = rulesets.activate(db.session(), text, actor=auth.current_actor(), ip=auth.client_ip())
     except rules.RulesError:
@@ -185,22 +195,7 @@ def scoring_restore_confirm(version: int) -> Response:
     row = _version_or_404(version)
     if row is None:
         return _error(404, N_("There is no such rules version."))
-    session = db.session()
-    active = rulesets.active_row(session)
-    return page(
-        "console/scoring_confirm.html",
-        section="scoring",
-        text=row.raw_text,
-        active=active,
-        diff=rulesets.diff_texts(
-            rulesets.current_text(session),
-            row.raw_text,
-            f"v{active.version}" if active else "example",
-            f"v{row.version}",
-        ),
-        preview=rulesets.dry_run(session, row.raw_text),
-        restoring=row,
-    )
+    return _confirm_page(row.raw_text, row)
 
 
 @bp.post("/scoring/versions/<int:version>/restore")
@@ -227,7 +222,7 @@ def handoffs() -> Response:
     after = None
     if request.args.get("after"):
         try:
-            after = decode_cursor(request.args["after"][:200])
+            after = handoff_board.decode_cursor(request.args["after"][:200])
         except ValueError:
             return _error(400, N_("This page of the list no longer exists; start again."))
     session = db.session()
@@ -245,5 +240,5 @@ def handoffs() -> Response:
         names=names,
         overdue_only=overdue_only,
         own_only=scope is not None,
-        next_after=encode_cursor(found.next_after),
+        next_after=handoff_board.encode_cursor(found.next_after),
     )
