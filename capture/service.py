@@ -214,9 +214,11 @@ def submit(
         data=key.encrypt_json(f"submission/{submission_id}", sealed),
         utm_source=_label(data.source.get("utm_source")),
         utm_campaign=_label(data.source.get("utm_campaign")),
+        created_at=clock.now(),
     )
     session.add(submission)
-    session.flush()
+    if batch.active(session) is None:
+        session.flush()  # a worker's batch flushes its items' rows together at its end
     consent_service.request_consent(
         session,
         lead=lead,

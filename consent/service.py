@@ -24,8 +24,7 @@ from consent.models import (
     Purpose,
     Suppression,
 )
-from leadvault import batch, branding, clock, i18n, leads, outbox, signals
-from leadvault.branding import mail_parts
+from leadvault import batch, batch_mail, branding, clock, i18n, leads, outbox, signals
 from leadvault.crypto import TokenExpired, payload_id, sha256_hex
 from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.mail import MailContent
@@ -255,7 +254,8 @@ def request_consent(
         created_at=now,
     )
     session.add(request)
-    session.flush()
+    if batch.active(session) is None:
+        session.flush()  # a worker's batch flushes its items' rows together at its end
     _queue_optin_mail(session, lead, request, texts, mail)
     return request
 
@@ -278,10 +278,8 @@ def _queue_optin_mail(
     context = mail_context(
         session,
         lang,
-        first_name=first_name,
         purposes=[purpose_label(p, lang) for p in request.purposes],
         texts=texts,
-        confirm_url=optin_url(session, request),
         max_age_days=settings.optin_max_age_days,
     )
     subject = branding.subject(
@@ -294,11 +292,19 @@ def _queue_optin_mail(
     content = MailContent(
         to=leads.email_of(session, lead),
         subject=subject,
-        **mail_parts(template, context),
+        **batch_mail.mail_parts(
+            session,
+            template,
+            context,
+            shared=(tuple(request.purposes), tuple(text.id for text in texts)),
+            lead_values={"first_name": first_name, "confirm_url": optin_url(session, request)},
+        ),
         language=lang,
     )
     # Transactional: no purpose (withdrawal must not cancel it) and no unsubscribe header.
-    outbox.enqueue_mail(session, content, template="optin", lead=lead)
+    outbox.enqueue_mail(
+        session, content, template="optin", lead=lead, flush=batch.active(session) is None
+    )
 
 
 @dataclasses.dataclass(frozen=True)

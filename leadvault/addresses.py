@@ -15,6 +15,7 @@ where the relay offers it.
 
 from __future__ import annotations
 
+import functools
 from email.utils import formataddr, parseaddr
 
 from email_validator import EmailNotValidError, ValidatedEmail, validate_email
@@ -81,6 +82,7 @@ def header_value(value: str) -> str:
     return formataddr((name, address)) if name else address
 
 
+@functools.lru_cache(maxsize=16)
 def domain_of(value: str) -> str:
     """The ASCII domain of a From-style value (for Message-IDs and List-Ids);
     ``localhost`` when it holds none."""

@@ -2,9 +2,11 @@
 
 A worker takes up to ``LEADVAULT_WORKER_BATCH_SIZE`` due items (``SKIP LOCKED``
 on PostgreSQL, so any number of workers share the queue) and stores them in
-one transaction, each item in a savepoint (see ``leadvault.batch``). A handler
-that fails is rolled back alone, retried with backoff, and its error type is
-recorded, never its message (it may quote personal data).
+one transaction (see ``leadvault.batch``): first optimistically, the handlers'
+rows written together at the batch's end (no savepoint, no flush per item);
+should a handler fail, the batch starts again with each item in a savepoint of
+its own, so the failing one is rolled back alone, retried with backoff, and
+its error type is recorded, never its message (it may quote personal data).
 """
 
 from __future__ import annotations
@@ -86,9 +88,30 @@ def _take(session: Session, limit: int, ids: list[int] | None = None) -> list[In
 SQLITE_BATCH_SECONDS = 0.05
 
 
-def _store_batch(session: Session, handlers: dict[str, Handler], items: list[InboxItem]) -> int:
-    """Every item in a savepoint of its own: a failing one is rolled back and recorded,
-    the others stay. Deferred work (ledger, scoring) runs once at the end."""
+class _HandlerFailed(Exception):
+    """An item of an optimistic batch failed: the batch is done again, isolated."""
+
+    def __init__(self, item_id: int, error: str) -> None:
+        super().__init__(item_id, error)
+        self.item_id = item_id
+        self.error = error
+
+
+def _store_batch(
+    session: Session,
+    handlers: dict[str, Handler],
+    items: list[InboxItem],
+    *,
+    isolated: bool,
+    failed: tuple[int, str] | None = None,
+) -> int:
+    """Store the items; deferred work (ledger, scoring) runs once at the end.
+
+    ``isolated``: every item in a savepoint of its own, flushed there, so a failing
+    one is rolled back and recorded while the others stay. Otherwise the items'
+    rows wait for one flush at the end, and a failing item raises _HandlerFailed.
+    ``failed``: an item (id, error type) whose handler already failed in this round,
+    recorded without running it again."""
     vault = vault_of(session)
     deadline = time.monotonic() + SQLITE_BATCH_SECONDS if dialect_of(session) == "sqlite" else None
     work = batch.begin(
@@ -96,6 +119,12 @@ def _store_batch(session: Session, handlers: dict[str, Handler], items: list[Inb
     )
     done: list[int] = []
     handled = 0
+    if failed is not None:
+        for item in items:
+            if item.id == failed[0]:
+                _fail(session, item, failed[1])
+                handled += 1
+        items = [item for item in items if item.id != failed[0]]
     try:
         for item in items:
             if deadline is not None and done and time.monotonic() > deadline:
@@ -113,9 +142,15 @@ def _store_batch(session: Session, handlers: dict[str, Handler], items: list[Inb
                         item.payload_owner, item.payload, item.payload_key, item.payload_key_version
                     ),
                 )
-                with session.begin_nested():
+                if isolated:
+                    with session.begin_nested():
+                        handler(session, payload)
+                        session.flush()  # its rows now, so that an error is its own
+                else:
                     handler(session, payload)
             except Exception as exc:  # this item's savepoint is rolled back; the others stay
+                if not isolated:
+                    raise _HandlerFailed(item.id, type(exc).__name__) from exc
                 work.rewind(mark)
                 _fail(session, item, type(exc).__name__)
             else:
@@ -176,15 +211,24 @@ def process_due(
 def process_batch(
     factory: sessionmaker[Session], handlers: dict[str, Handler], *, limit: int
 ) -> BatchResult:
-    """:func:`process_due`, telling also how many items were due. Should the batch's
-    end or its commit fail, each item is tried alone."""
+    """:func:`process_due`, telling also how many items were due. Should a handler
+    fail, the batch is done again with each item isolated; should the batch's end or
+    its commit fail, each item is tried alone."""
     ids: list[int] = []
     try:
+        try:
+            with unit_of_work(factory) as session:
+                items = _take(session, limit)
+                ids = [item.id for item in items]
+                handled = _store_batch(session, handlers, items, isolated=False) if items else 0
+            return BatchResult(handled, len(ids))
+        except _HandlerFailed as failure:
+            failed = (failure.item_id, failure.error)
+        # Again without the failed item's handler, the others each in a savepoint.
         with unit_of_work(factory) as session:
-            items = _take(session, limit)
-            ids = [item.id for item in items]
-            # Returned after the commit (leaving the block commits).
-            return BatchResult(_store_batch(session, handlers, items) if items else 0, len(ids))
+            items = _take(session, limit, ids)
+            handled = _store_batch(session, handlers, items, isolated=True, failed=failed)
+        return BatchResult(handled, len(ids))
     except Exception as exc:
         if not ids:
             raise
@@ -192,7 +236,7 @@ def process_batch(
     for item_id in ids:
         try:
             with unit_of_work(factory) as session:
-                _store_batch(session, handlers, _take(session, 1, [item_id]))
+                _store_batch(session, handlers, _take(session, 1, [item_id]), isolated=True)
         except Exception as exc:
             _record_failure(factory, item_id, type(exc).__name__)
     return BatchResult(len(ids), len(ids))

@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from leadvault import addresses, clock, i18n, inbox, signals
+from leadvault import addresses, batch, clock, i18n, inbox, signals
 from leadvault.crypto import DataKey, WrappedKey
 from leadvault.db import dialect_of, vault_of
 from leadvault.models import Lead, LeadAttribute
@@ -86,6 +86,12 @@ def get_or_create(session: Session, email: str, *, language: str) -> tuple[Lead,
     """
     vault = vault_of(session)
     index = vault.blind_index(email)
+    known = _batch_leads(session, index)
+    if known is not None and index in known:
+        # Read at the batch's start (locked on PostgreSQL), or made by an earlier item.
+        lead = known[index]
+        session.info.get(_CREATED, set()).discard(lead.id)
+        return lead, False
     lead_id = uuid.uuid4()
     key, wrapped = vault.new_data_key(lead_id)
     now = clock.now()
@@ -99,10 +105,11 @@ def get_or_create(session: Session, email: str, *, language: str) -> tuple[Lead,
         "created_at": now,
         "last_activity_at": now,
     }
-    insert = postgresql.insert if dialect_of(session) == "postgresql" else sqlite.insert
-    statement = insert(Lead).values(**values).on_conflict_do_nothing(index_elements=["email_index"])
+    # Inserted at once, by a prepared Core statement (no ORM flush): the rows that refer
+    # to it may be flushed in any order, and a worker's batch flushes them at its end.
+    result = session.connection().execute(_INSERT_UNLESS_KNOWN[dialect_of(session)], values)
     # Without preserve_rowcount, SQLAlchemy 2.1 reports -1 for an INSERT on psycopg.
-    created = session.execute(statement.execution_options(preserve_rowcount=True)).rowcount == 1
+    created = result.rowcount == 1
     if not created:
         query = sa.select(Lead).where(Lead.email_index == index).with_for_update()
         lead = session.scalars(query).one()
@@ -114,9 +121,42 @@ def get_or_create(session: Session, email: str, *, language: str) -> tuple[Lead,
     make_transient_to_detached(lead)
     set_committed_value(lead, "attributes", [])
     session.add(lead)
+    if known is not None:
+        known[index] = lead
+    _created_here(session, lead, key)
+    return lead, True
+
+
+# A new lead unless its address is known (of many concurrent submissions one wins).
+_INSERT_UNLESS_KNOWN = {
+    name: insert(Lead.__table__)
+    .on_conflict_do_nothing(index_elements=["email_index"])
+    .execution_options(preserve_rowcount=True)
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
+
+
+def _created_here(session: Session, lead: Lead, key: DataKey) -> None:
     session.info.setdefault(_KEY_CACHE, {})[lead.id] = key
     session.info.setdefault(_CREATED, set()).add(lead.id)
-    return lead, True
+
+
+def _batch_leads(session: Session, index: bytes) -> dict[bytes, Lead] | None:
+    """In a worker's batch, the leads of its addresses by blind index: read in one
+    statement (locked on PostgreSQL, as ``get_or_create`` locks one), then kept with
+    the leads its items create. None outside a batch or for an address it does not
+    list."""
+    work = batch.active(session)
+    if work is None or index not in work.subjects:
+        return None
+
+    def load() -> dict[bytes, Lead]:
+        query = sa.select(Lead).where(Lead.email_index.in_(list(work.subjects)))
+        if dialect_of(session) == "postgresql":
+            query = query.with_for_update()
+        return {lead.email_index: lead for lead in session.scalars(query)}
+
+    return batch.cached(session, "leads.by_index", load)
 
 
 def created_here(session: Session, lead_id: uuid.UUID) -> bool:
@@ -151,7 +191,8 @@ def set_attributes(session: Session, lead: Lead, values: Mapping[str, str | None
         else:
             lead.attributes.append(LeadAttribute(name=name, value=sealed, updated_at=now))
         changed.append(name)
-    session.flush()
+    if batch.active(session) is None:
+        session.flush()  # in a worker's batch its end flushes every item's rows at once
     if changed:
         signals.lead_updated.send(session, lead_id=lead.id, fields=changed)
     return changed

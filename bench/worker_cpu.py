@@ -1,0 +1,250 @@
+"""The worker's cost per lead, in CPU and SQL statements (issue 13), in process.
+
+    python bench/worker_cpu.py [--items 1000] [--batch-size 100] [--database-url URL]
+                               [--profile out.pstats]
+
+A fresh instance gets a form (first name, newsletter) and ``--items`` submissions
+queued as the endpoint queues them (``capture.service.accept``: one sealed inbox
+row each). Then, each timed by the process's CPU time (``time.process_time``, so
+other processes on a shared machine barely move it) with every SQL statement
+counted:
+
+1. the inbox, drained by ``Worker.process_inbox`` in batches of ``--batch-size``
+   (lead, submission, ledger entries, scoring, the opt-in mail's outbox row);
+2. the opt-in mails, built and delivered by ``Worker.deliver_mail`` to an SMTP
+   sink on loopback (aiosmtpd, in a thread of this process: its CPU is counted too,
+   as it would be by the relay) until every mail is sent.
+
+Baseline in the same run: queueing the same submissions (``accept``, one INSERT
+each), the cheapest work per item the pipeline does. Prints statements per item,
+CPU ms per item and the ratio to the baseline; checks that every submission became
+a lead with one sent mail and that the consent ledger verifies. ``--profile``
+writes a cProfile of the inbox stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from harness import BenchError, bench_env, free_port, run_cli
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
+
+import sqlalchemy as sa  # noqa: E402
+from aiosmtpd.controller import Controller  # noqa: E402
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, _server: Any, _session: Any, _envelope: Any) -> str:  # noqa: N802
+        with self.lock:
+            self.count += 1
+        return "250 OK"
+
+
+class Counted:
+    """SQL statements run through an engine while ``counting``."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.statements = 0
+        sa.event.listen(engine, "before_cursor_execute", self._count)
+
+    def _count(self, *_args: Any) -> None:
+        self.statements += 1
+
+
+@contextmanager
+def measured(counter: Counted, into: dict[str, float]) -> Iterator[None]:
+    statements = counter.statements
+    cpu, wall = time.process_time(), time.perf_counter()
+    yield
+    into["cpu"] = time.process_time() - cpu
+    into["wall"] = time.perf_counter() - wall
+    into["statements"] = counter.statements - statements
+
+
+def queue_submissions(app: Any, form_id: str, count: int) -> None:
+    from capture import service as capture_service
+    from consent.ledger import RequestMeta
+    from leadvault.app import runtime
+    from leadvault.db import unit_of_work
+
+    with app.app_context(), unit_of_work(runtime(app).session_factory) as session:
+        form = capture_service.get_form(session, form_id)
+        assert form is not None
+        for n in range(count):
+            data = capture_service.ValidSubmission(
+                email=f"lead{n}.{uuid.uuid4().hex[:6]}@bench.example",
+                profile={"first_name": f"Ada{n}"},
+                message=None,
+                purposes=["newsletter"],
+                source={"page_url": "https://www.example.com/p", "utm_source": "bench"},
+            )
+            capture_service.accept(
+                session,
+                form,
+                data,
+                language="de" if n % 4 == 0 else "en",
+                meta=RequestMeta("192.0.2.1", "bench"),
+            )
+
+
+def make_form(app: Any) -> str:
+    from capture import service as capture_service
+    from leadvault.app import runtime
+    from leadvault.db import unit_of_work
+
+    with app.app_context(), unit_of_work(runtime(app).session_factory) as session:
+        return capture_service.create_form(
+            session,
+            name="Bench",
+            kind="newsletter",
+            fields=[capture_service.FieldSpec("first_name", False)],
+            purposes=[capture_service.PurposeSpec("newsletter", True)],
+            allowed_origins=["https://www.example.com"],
+        ).public_id
+
+
+def report(
+    n: int, base: dict[str, float], stored: dict[str, float], mailed: dict[str, float]
+) -> None:
+    rows = (
+        ("queue (baseline: accept)", base),
+        ("inbox -> lead + mail row", stored),
+        ("mail -> SMTP sink", mailed),
+    )
+    for name, figures in rows:
+        print(
+            f"{name:26} {figures['statements'] / n:6.2f} statements/item  "
+            f"{figures['cpu'] * 1000 / n:6.3f} CPU ms/item  "
+            f"({n / figures['wall'] if figures['wall'] else 0:,.0f} items/s wall)"
+        )
+    whole = stored["cpu"] + mailed["cpu"]
+    print(
+        f"end to end: {whole * 1000 / n:.3f} CPU ms/lead = "
+        f"{whole / base['cpu'] if base['cpu'] else 0:.1f}x the baseline's"
+    )
+
+
+def until_empty(step: Callable[[], int]) -> int:
+    total = 0
+    while (done := step()) > 0:
+        total += done
+    return total
+
+
+WARM = 20
+
+
+def check(app: Any, n: int, handled: int, received: int) -> None:
+    """Every submission a lead with one sent mail, received once; the ledger intact."""
+    from consent import ledger
+    from leadvault.app import runtime
+    from leadvault.models import Lead, OutboxMessage, OutboxStatus
+
+    with runtime(app).session_factory() as session:
+        leads = (session.scalar(sa.select(sa.func.count()).select_from(Lead)) or 0) - WARM
+        sent = (
+            session.scalar(
+                sa.select(sa.func.count()).where(OutboxMessage.status == OutboxStatus.SENT)
+            )
+            or 0
+        ) - WARM
+        verdict = ledger.verify(session)
+    if not handled == leads == sent == received == n:
+        raise BenchError(
+            f"{n} queued, {handled} handled, {leads} leads, {sent} sent, {received} received"
+        )
+    if not verdict.ok:
+        raise BenchError(verdict.describe("consent ledger"))
+
+
+def measure(app: Any, args: argparse.Namespace, sink: _Sink) -> None:
+    from leadvault.app import runtime
+    from leadvault.worker import Worker
+
+    form_id = make_form(app)
+    counter = Counted(runtime(app).engine)
+    queue_submissions(app, form_id, WARM)  # warm: imports, templates, caches
+    worker = Worker(app, batch_size=args.batch_size)
+    until_empty(worker.process_inbox)
+    until_empty(worker.deliver_mail)
+    warm_sent = sink.count
+
+    base: dict[str, float] = {}
+    with measured(counter, base):
+        queue_submissions(app, form_id, args.items)
+    stored: dict[str, float] = {}
+    profiler = cProfile.Profile() if args.profile else None
+    with measured(counter, stored):
+        if profiler:
+            profiler.enable()
+        handled = until_empty(worker.process_inbox)
+        if profiler:
+            profiler.disable()
+    if profiler:
+        profiler.dump_stats(args.profile)
+    mailed: dict[str, float] = {}
+    with measured(counter, mailed):
+        until_empty(worker.deliver_mail)
+    worker.close()
+    backend = "PostgreSQL" if args.database_url else "SQLite"
+    print(
+        f"worker CPU per lead on {backend}: {args.items} submissions, batches of {args.batch_size}"
+    )
+    report(args.items, base, stored, mailed)
+    check(app, args.items, handled, sink.count - warm_sent)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--database-url", help="postgresql://… (an empty database); default SQLite")
+    parser.add_argument("--profile", help="write a cProfile of the inbox stage to this file")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="lv-bench-worker-"))
+    sink = _Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        settings = {
+            "smtp_url": f"smtp://127.0.0.1:{controller.port}",
+            "worker_batch_size": str(args.batch_size),
+        }
+        if args.database_url:
+            settings["database_url"] = args.database_url
+        env = bench_env(tmp / "instance", **settings)
+        run_cli(["db", "upgrade"], env)
+        from leadvault import inbox
+        from leadvault.app import create_app
+
+        # One batch is one batch here: a slow shared machine must not split it.
+        inbox.SQLITE_BATCH_SECONDS = 3600.0
+        measure(create_app(environ=env), args, sink)
+    except BenchError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        controller.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

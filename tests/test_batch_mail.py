@@ -1,0 +1,98 @@
+"""Mails rendered once per worker batch are the mails rendered one by one (issue 13)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from consent import service as consent_service
+from consent.models import ConsentText
+from leadvault import batch, batch_mail, branding
+from leadvault.app import runtime
+from leadvault.db import mail_context
+
+# What leads type: markup, quotes, links a mail client would make live, umlauts, the
+# characters css-inline re-serialises (&, non-breaking space), a placeholder look-alike.
+NAMES = [
+    "Ada",
+    "Jürgen",
+    "<b>Eve</b> & 'Mallory' \"M\"",
+    "Visit https://evil.example or www.evil.example",
+    "Booking.com",
+    "J.R.R.",
+    "a\u00a0b &amp; c",
+    "lvslot0123456789abcdef",
+    None,
+    "",
+]
+URLS = [
+    "https://leads.example/c/abc.DEF-123_x",
+    "https://leads.example/c/a&b=<c>\"d'",
+]
+
+
+def _context(session: Any, lang: str) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    texts = list(
+        session.scalars(
+            sa.select(ConsentText).where(ConsentText.language == lang).order_by(ConsentText.id)
+        )
+    )[:2]
+    purposes = sorted({text.purpose for text in texts})
+    context = mail_context(
+        session,
+        lang,
+        purposes=[consent_service.purpose_label(p, lang) for p in purposes],
+        texts=texts,
+        max_age_days=7,
+    )
+    return context, (tuple(purposes), tuple(text.id for text in texts))
+
+
+@pytest.mark.parametrize("lang", ["en", "de"])
+def test_batched_opt_in_mails_equal_mails_rendered_one_by_one(app: Any, lang: str) -> None:
+    with app.app_context(), runtime(app).session_factory() as session:
+        context, shared = _context(session, lang)
+        expected = [
+            branding.mail_parts(
+                "consent/mail/optin", {**context, "first_name": name, "confirm_url": url}
+            )
+            for name in NAMES
+            for url in URLS
+        ]
+        batch.begin(session)
+        try:
+            got = [
+                batch_mail.mail_parts(
+                    session,
+                    "consent/mail/optin",
+                    context,
+                    shared=shared,
+                    lead_values={"first_name": name, "confirm_url": url},
+                )
+                for name in NAMES
+                for url in URLS
+            ]
+            # Rendered once per set of values present (with and without a name).
+            cached = [key for key in batch.active(session).cache if "leadvault.mail" in key]
+        finally:
+            batch.end(session)
+    assert len(cached) == 2
+    for want, have in zip(expected, got, strict=True):
+        assert have == want
+    # The values really are in it (the comparison is not between two empty mails).
+    assert "Jürgen" in got[2]["text"] and "Jürgen" in got[2]["html"]
+    assert "&lt;b&gt;Eve&lt;/b&gt;" in got[4]["html"]
+    assert "https[:]//evil[.]example" in got[6]["text"]
+    assert "lvslot" not in got[0]["html"] and "lvslot" not in got[-1]["text"]
+
+
+def test_outside_a_batch_the_mail_is_rendered_as_before(app: Any) -> None:
+    with app.app_context(), runtime(app).session_factory() as session:
+        context, shared = _context(session, "en")
+        values = {"first_name": "Ada", "confirm_url": URLS[0]}
+        got = batch_mail.mail_parts(
+            session, "consent/mail/optin", context, shared=shared, lead_values=values
+        )
+        assert got == branding.mail_parts("consent/mail/optin", {**context, **values})
