@@ -181,32 +181,36 @@ class FormFigures:
         return self.optins_confirmed / self.optins_requested
 
 
-def overview(session: Session, *, archived: bool = True) -> list[FormFigures]:
-    """Every form (newest first) with its submissions and confirmation rate: two grouped
-    queries, never a lead or a submission row loaded."""
-    query = sa.select(Form).order_by(Form.id.desc()).limit(LIST_MAX)
-    if not archived:
-        query = query.where(Form.active.is_(True))
-    forms = list(session.scalars(query))
-    submitted = {
-        form_id: (count, last)
-        for form_id, count, last in session.execute(
-            sa.select(
-                Submission.form_id, sa.func.count(), sa.func.max(Submission.created_at)
-            ).group_by(Submission.form_id)
-        )
-    }
+def overview(session: Session) -> list[FormFigures]:
+    """Every form (newest first, archived ones too) with its submissions and confirmation
+    rate: two grouped queries, never a lead or a submission row loaded."""
+    forms = list(session.scalars(sa.select(Form).order_by(Form.id.desc()).limit(LIST_MAX)))
+    return _with_figures(session, forms)
+
+
+def figures(session: Session, form: Form) -> FormFigures:
+    """One form's submissions and confirmation rate."""
+    return _with_figures(session, [form], only=form)[0]
+
+
+def _with_figures(
+    session: Session, forms: list[Form], only: Form | None = None
+) -> list[FormFigures]:
+    submissions = sa.select(
+        Submission.form_id, sa.func.count(), sa.func.max(Submission.created_at)
+    ).group_by(Submission.form_id)
+    optin_query = (
+        sa.select(OptInRequest.form_ref, sa.func.count(), sa.func.count(OptInRequest.confirmed_at))
+        .where(OptInRequest.form_ref.is_not(None))
+        .group_by(OptInRequest.form_ref)
+    )
+    if only is not None:
+        submissions = submissions.where(Submission.form_id == only.id)
+        optin_query = optin_query.where(OptInRequest.form_ref == only.public_id)
+    submitted = {form_id: (count, last) for form_id, count, last in session.execute(submissions)}
     optins = {
         ref: (requested, confirmed or 0)
-        for ref, requested, confirmed in session.execute(
-            sa.select(
-                OptInRequest.form_ref,
-                sa.func.count(),
-                sa.func.count(OptInRequest.confirmed_at),
-            )
-            .where(OptInRequest.form_ref.is_not(None))
-            .group_by(OptInRequest.form_ref)
-        )
+        for ref, requested, confirmed in session.execute(optin_query)
     }
     figures = []
     for form in forms:

@@ -16,18 +16,6 @@ if TYPE_CHECKING:
     from capture.models import Form
 
 
-def snippets(base_url: str, public_id: str) -> dict[str, str]:
-    hosted = f"{base_url}/f/{public_id}"
-    return {
-        "hosted": hosted,
-        "iframe": (
-            # Size attributes, not a style attribute: a strict host CSP blocks inline styles.
-            f'<iframe src="{hosted}" title="Leadvault form" loading="lazy" '
-            'width="100%" height="512"></iframe>'
-        ),
-    }
-
-
 def _parse_specs(values: tuple[str, ...], what: str) -> list[tuple[str, bool]]:
     """``name`` is optional, ``name!`` is required."""
     specs = []
@@ -190,12 +178,7 @@ def _print_form(app: object, public_id: str) -> None:
             click.echo(f"redirect     {for_terminal(form.redirect_url)}")
         if form.proof_of_work:
             click.echo("proof of work  on")
-        from capture.signals import form_snippets
-
-        shown = list(snippets(rt.settings.base_url, form.public_id).items())
-        for _receiver, extra in form_snippets.send(session, form=form):
-            shown.extend(extra or [])
-        for label, snippet in shown:
+        for label, snippet in service.embed_snippets(session, form, rt.settings.base_url):
             click.echo(f"\n{label}:\n{snippet}")
 
 

@@ -29,7 +29,7 @@ from capture.definitions import (  # noqa: F401 (re-exported)
     page_on_owner_site,
 )
 from capture.models import Form, FormKind, Submission
-from capture.signals import form_submitted
+from capture.signals import form_snippets, form_submitted
 from consent import service as consent_service
 from consent.ledger import RequestMeta
 from leadvault import batch, clock, i18n, inbox, leads, profile
@@ -88,6 +88,25 @@ class FormCache:
 
 def list_forms(session: Session) -> list[Form]:
     return list(session.scalars(sa.select(Form).order_by(Form.id)))
+
+
+def embed_snippets(session: Session, form: Form, base_url: str) -> list[tuple[str, str]]:
+    """(kind, code) of every way to embed the form: the hosted page's link and an iframe
+    here; the JavaScript loader and the HTML form from the packages that serve them
+    (``form_snippets`` signal)."""
+    hosted = f"{base_url}/f/{form.public_id}"
+    shown = [
+        ("hosted", hosted),
+        (
+            "iframe",
+            # Size attributes, not a style attribute: a strict host CSP blocks inline styles.
+            f'<iframe src="{hosted}" title="Leadvault form" loading="lazy" '
+            'width="100%" height="512"></iframe>',
+        ),
+    ]
+    for _receiver, extra in form_snippets.send(session, form=form):
+        shown.extend(extra or [])
+    return shown
 
 
 def consent_texts_for(session: Session, form: Form, lang: str) -> list[dict[str, Any]]:

@@ -164,14 +164,11 @@ class Setup:
     def snippet(self, form_id: str, label_start: str) -> str:
         """One of the snippets `leadvault forms show` prints."""
         from capture import service as capture_service
-        from capture.cli import snippets as capture_snippets
-        from widgets import service
 
-        shown = list(capture_snippets(self.url, form_id).items())
         with self.app.app_context(), unit_of_work(runtime(self.app).session_factory) as s:
             form = capture_service.get_form(s, form_id)
             assert form is not None
-            shown += service.snippets(s, form)
+            shown = capture_service.embed_snippets(s, form, self.url)
         [found] = [snippet for label, snippet in shown if label.startswith(label_start)]
         return found
 

@@ -14,7 +14,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from admin.console import sales, scoring, views  # noqa: F401 - pages on views.bp
+    from admin.console import forms, sales, scoring, views  # noqa: F401 - pages on views.bp
     from leadvault import i18n
 
     # The admin package's catalogue (shared with admin/): idempotent.

@@ -19,6 +19,7 @@ class Entry:
 NAV: tuple[Entry, ...] = (
     Entry("console.dashboard", N_("Dashboard"), Permission.REPORTS_READ, "dashboard"),
     Entry("console.leads", N_("Leads"), Permission.LEADS_READ_ASSIGNED, "leads"),
+    Entry("console.forms", N_("Forms"), Permission.FORMS_READ, "forms"),
     Entry("console.privacy", N_("Privacy"), Permission.AUDIT_READ, "privacy"),
     Entry("console.scoring", N_("Scoring"), Permission.SCORING_READ, "scoring"),
     Entry("console.handoffs", N_("Handoffs"), Permission.HANDOFFS_OWN, "handoffs"),

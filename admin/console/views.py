@@ -41,7 +41,9 @@ LANGUAGE_COOKIE = "lv_console_lang"
 # Scripts and styles from Leadvault only; nothing inline, nothing from elsewhere.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; connect-src 'self'"
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; connect-src 'self'; "
+    # The forms section previews the hosted form page (our own origin) in an iframe.
+    "frame-src 'self'"
 )
 
 

@@ -35,3 +35,9 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   });
 });
+// Copy buttons are hidden until this script runs (without it, select the text and copy).
+document.addEventListener("DOMContentLoaded", function () {
+  if (!navigator.clipboard) return;
+  var buttons = document.querySelectorAll("button[data-copy][hidden]");
+  for (var i = 0; i < buttons.length; i++) buttons[i].hidden = false;
+});
