@@ -73,17 +73,11 @@ def update(
     return changed
 
 
-def archive(session: Session, form: Form, *, actor: str, ip: str | None) -> bool:
-    done = definitions.archive_form(session, form)
+def set_active(session: Session, form: Form, active: bool, *, actor: str, ip: str | None) -> bool:
+    """Archive a form or take submissions again (audited when it changed)."""
+    done = definitions.set_active(session, form, active)
     if done:
-        _record(session, "form.archived", form, actor, ip)
-    return done
-
-
-def restore(session: Session, form: Form, *, actor: str, ip: str | None) -> bool:
-    done = definitions.restore_form(session, form)
-    if done:
-        _record(session, "form.restored", form, actor, ip)
+        _record(session, "form.restored" if active else "form.archived", form, actor, ip)
     return done
 
 

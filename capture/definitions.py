@@ -213,24 +213,19 @@ def consent_versions_of(session: Session, form: Form) -> dict[str, dict[str, int
     return shown
 
 
+def set_active(session: Session, form: Form, active: bool) -> bool:
+    """Archive (``active=False``: no more submissions; the form stays with its history) or
+    take submissions again; False if the form already was so."""
+    if form.active == active:
+        return False
+    form.active = active
+    session.flush()
+    _changed(form)
+    return True
+
+
 def archive_form(session: Session, form: Form) -> bool:
-    """Take no more submissions (the form stays, with its history); False if it already was."""
-    if not form.active:
-        return False
-    form.active = False
-    session.flush()
-    _changed(form)
-    return True
-
-
-def restore_form(session: Session, form: Form) -> bool:
-    """Take submissions again; False if the form was not archived."""
-    if form.active:
-        return False
-    form.active = True
-    session.flush()
-    _changed(form)
-    return True
+    return set_active(session, form, False)
 
 
 def in_use(session: Session, form: Form) -> bool:

@@ -45,6 +45,11 @@ class Form(Base):
     active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
 
+    def heading(self, lang: str) -> str:
+        """The title visitors see in ``lang``: else the other language's, else the name."""
+        titles = self.title or {}
+        return titles.get(lang) or next(iter(titles.values()), None) or self.name
+
 
 class Submission(Base):
     __tablename__ = "submissions"

@@ -291,17 +291,18 @@ def describe_sources(
             if parts is not None:
                 site = parts.hostname
                 break
+        name = form.heading(lang)  # the title visitors saw, not the staff's name
         if form.kind == FormKind.WHITEPAPER:
             text = (
-                i18n.translate(lang, "Whitepaper “%(name)s” on %(site)s", name=form.name, site=site)
+                i18n.translate(lang, "Whitepaper “%(name)s” on %(site)s", name=name, site=site)
                 if site
-                else i18n.translate(lang, "Whitepaper “%(name)s”", name=form.name)
+                else i18n.translate(lang, "Whitepaper “%(name)s”", name=name)
             )
         else:
             text = (
-                i18n.translate(lang, "Form “%(name)s” on %(site)s", name=form.name, site=site)
+                i18n.translate(lang, "Form “%(name)s” on %(site)s", name=name, site=site)
                 if site
-                else i18n.translate(lang, "Form “%(name)s”", name=form.name)
+                else i18n.translate(lang, "Form “%(name)s”", name=name)
             )
         found.append((submission.created_at, text))
     return found

@@ -95,7 +95,9 @@ def test_patch_changes_some_keys_and_pins_consent_versions(app, client):
     assert body["redirect_url"] == f"{ORIGIN}/thanks" and body["follow_up_fields"] == ["job_title"]
     # An unrelated edit keeps the version the form showed; a new one is chosen on purpose.
     assert body["consent_versions"]["de"] == {"newsletter": 1}
-    assert "Neue Fassung" not in client.get(f"/f/{form_id}?lang=de").get_data(as_text=True)
+    german = client.get(f"/f/{form_id}?lang=de").get_data(as_text=True)
+    assert "Neue Fassung" not in german
+    assert "<h1>Spring letter</h1>" in german  # no German title: the English one, not the name
     chosen = client.patch(
         f"/api/v1/forms/{form_id}",
         json={"consent_versions": {"de": {"newsletter": 2}}},

@@ -198,8 +198,19 @@ def _staff_links(app: Any) -> dict[str, list[Any]]:
             ("/console/privacy?verify=1&action=auth.login", signed_in, {}),
         ],
         "console.proof": [(f"/console/leads/{factories.lead(app)}/proof", signed_in, {})],
+        **_forms_links(factories.form(app), signed_in),
         **_api_links(app, anonymous),
         **_scoring_links(app, signed_in, anonymous),
+    }
+
+
+def _forms_links(form_id: str, client: Any) -> dict[str, list[Any]]:
+    return {
+        "console.forms": [("/console/forms", client, {})],
+        "console.form": [(f"/console/forms/{form_id}", client, {})],
+        "console.form_new": [("/console/forms/new", client, {})],
+        "console.form_edit": [(f"/console/forms/{form_id}/edit", client, {})],
+        "console.form_delete_confirm": [(f"/console/forms/{form_id}/delete", client, {})],
     }
 
 

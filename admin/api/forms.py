@@ -181,9 +181,7 @@ def form_delete(form_id: str) -> Response:
     tag="forms",
 )
 def form_archive(form_id: str) -> Response:
-    form = _form(form_id)
-    form_service.archive(db.session(), form, actor=auth.current_actor(), ip=auth.client_ip())
-    return _show(form)
+    return _set_active(form_id, active=False)
 
 
 @operation(
@@ -197,8 +195,14 @@ def form_archive(form_id: str) -> Response:
     tag="forms",
 )
 def form_restore(form_id: str) -> Response:
+    return _set_active(form_id, active=True)
+
+
+def _set_active(form_id: str, *, active: bool) -> Response:
     form = _form(form_id)
-    form_service.restore(db.session(), form, actor=auth.current_actor(), ip=auth.client_ip())
+    form_service.set_active(
+        db.session(), form, active, actor=auth.current_actor(), ip=auth.client_ip()
+    )
     return _show(form)
 
 

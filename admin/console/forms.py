@@ -124,7 +124,7 @@ def _editor(found: Form | None) -> tuple[Any, list[form_editor.PurposeChoice]]:
 @auth.require(Permission.FORMS_WRITE)
 def form_new() -> Response:
     editor, purposes = _editor(None)
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD
         return _editor_page(editor, purposes, found=None)
     groups: dict[str, list[str]] = {}
     if editor.validate():
@@ -148,7 +148,7 @@ def form_new() -> Response:
 def form_edit(form_id: str) -> Response:
     found = _form_or_404(form_id)
     editor, purposes = _editor(found)
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD
         return _editor_page(editor, purposes, found=found)
     groups: dict[str, list[str]] = {}
     if editor.validate():
@@ -171,17 +171,22 @@ def form_edit(form_id: str) -> Response:
 @bp.post("/forms/<form_id>/archive")
 @auth.require(Permission.FORMS_WRITE)
 def form_archive(form_id: str) -> Response:
-    found = _form_or_404(form_id)
-    form_service.archive(db.session(), found, actor=auth.current_actor(), ip=auth.client_ip())
-    return redirect(url_for("console.form", form_id=found.public_id, done="archived"))
+    return _set_active(form_id, active=False)
 
 
 @bp.post("/forms/<form_id>/restore")
 @auth.require(Permission.FORMS_WRITE)
 def form_restore(form_id: str) -> Response:
+    return _set_active(form_id, active=True)
+
+
+def _set_active(form_id: str, *, active: bool) -> Response:
     found = _form_or_404(form_id)
-    form_service.restore(db.session(), found, actor=auth.current_actor(), ip=auth.client_ip())
-    return redirect(url_for("console.form", form_id=found.public_id, done="restored"))
+    form_service.set_active(
+        db.session(), found, active, actor=auth.current_actor(), ip=auth.client_ip()
+    )
+    done = "restored" if active else "archived"
+    return redirect(url_for("console.form", form_id=found.public_id, done=done))
 
 
 @bp.get("/forms/<form_id>/delete")
