@@ -128,6 +128,8 @@ def archive(form_id: str) -> None:
     with app_session(app) as session:
         form = _form(session, form_id)
         changed = definitions.archive_form(session, form)
+        if changed:
+            _audit(session, "form.archived", form.public_id)
     click.echo(f"{form_id} archived" if changed else f"{form_id} was already archived")
 
 
@@ -140,10 +142,22 @@ def delete(form_id: str) -> None:
     app = load_app()
     try:
         with app_session(app) as session:
-            definitions.delete_form(session, _form(session, form_id))
+            form = _form(session, form_id)
+            public_id = form.public_id
+            definitions.delete_form(session, form)
+            _audit(session, "form.deleted", public_id)
     except definitions.FormInUse as exc:
         raise Refused(f"{exc} (leadvault forms archive {form_id})") from None
     click.echo(f"{form_id} deleted")
+
+
+def _audit(session: Session, action: str, public_id: str) -> None:
+    """The same audit entries as the console's and the API's, by the person at the shell."""
+    from leadvault import audit
+
+    audit.record(
+        session, actor=audit.cli_actor(), action=action, object_type="form", object_id=public_id
+    )
 
 
 def _form(session: Session, public_id: str) -> Form:

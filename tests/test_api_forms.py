@@ -171,5 +171,12 @@ def test_command_line_uses_the_same_service(app):
     assert made.exit_code == 0, made.output
     public_id = made.output.split()[1]
     assert run("delete", public_id).exit_code == 0
+    assert _actions(app, public_id) == ["form.deleted"]
+    used = run("add", "--name", "Used", "--kind", "newsletter").output.split()[1]
+    factories.lead(app, form_id=used)
+    refused = run("delete", used)
+    assert refused.exit_code == 1 and f"leadvault forms archive {used}" in refused.output
+    assert run("archive", used).exit_code == 0
+    assert _actions(app, used) == ["form.archived"]
     made = run("add", "--name", "Used", "--kind", "newsletter", "--field", "nonsense")
     assert made.exit_code == 1 and "fields" in made.output
