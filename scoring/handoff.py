@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,6 +38,10 @@ SALES_PURPOSE = "sales_contact"
 
 class HandoffError(Exception):
     """A handoff action that is not possible now; the message is safe to show staff."""
+
+
+class BantIncomplete(HandoffError):
+    """SQL asked for while a BANT point is not answered yes (``bant_missing`` says which)."""
 
 
 # --- promotion and offers --------------------------------------------------------
@@ -198,7 +202,7 @@ def summary(session: Session, handoff: Handoff, rules: Rules) -> dict[str, Any]:
         "consent_granted_at": consent_state.granted_at if consent_state else None,
         "consent_text": text.text if text else None,
         "consent_version": text.version if text else None,
-        "bant": handoff.bant or {},
+        "bant": {point: bant_answer(handoff.bant or {}, point) for point in stages.BANT},
     }
 
 
@@ -331,10 +335,43 @@ def reject(session: Session, handoff: Handoff, reason: str) -> str:
     return to
 
 
-def record_bant(session: Session, handoff: Handoff, answers: dict[str, bool]) -> None:
+ANSWER_THIS = N_("Please answer this question.")
+
+
+def read_bant(form: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The answers of the BANT form (``yes``, ``no`` or ``unknown`` per point), and
+    point → message id for each question left open or answered with something else."""
+    answers: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    for point in stages.BANT:
+        value = form.get(point, "")
+        if value in stages.BANT_ANSWERS:
+            answers[point] = value
+        else:
+            problems[point] = ANSWER_THIS
+    return answers, problems
+
+
+def bant_answer(bant: Mapping[str, Any], point: str) -> str | None:
+    """A stored answer; handoffs recorded before the questions held True/False."""
+    value = bant.get(point)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value if value in stages.BANT_ANSWERS else None
+
+
+def bant_missing(handoff: Handoff) -> list[str]:
+    """The BANT points not answered yes (SQL needs all four)."""
+    return [p for p in stages.BANT if bant_answer(handoff.bant or {}, p) != "yes"]
+
+
+def record_bant(session: Session, handoff: Handoff, answers: Mapping[str, str]) -> None:
+    """Store a complete set of answers (see :func:`read_bant`)."""
     if handoff.status != HandoffStatus.ACCEPTED:
         raise HandoffError(N_("Accept the lead first."))
-    handoff.bant = {point: bool(answers.get(point)) for point in stages.BANT}
+    if set(answers) != set(stages.BANT) or not set(answers.values()) <= set(stages.BANT_ANSWERS):
+        raise HandoffError(ANSWER_THIS)
+    handoff.bant = {point: answers[point] for point in stages.BANT}
     session.flush()
 
 
@@ -344,8 +381,8 @@ def mark(session: Session, handoff: Handoff, outcome: str) -> None:
         raise HandoffError(N_("Accept the lead first."))
     if outcome not in {Stage.SQL, Stage.WON, Stage.LOST}:
         raise HandoffError(N_("The request could not be understood."))
-    if outcome == Stage.SQL and not all((handoff.bant or {}).get(p) for p in stages.BANT):
-        raise HandoffError(
+    if outcome == Stage.SQL and bant_missing(handoff):
+        raise BantIncomplete(
             N_("SQL needs all four BANT points: project/need, budget, authority and timeline.")
         )
     state = stages.state_of(session, handoff.lead_id, for_update=True)

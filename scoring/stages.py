@@ -57,6 +57,24 @@ BANT_LABELS = {
     "authority": N_("Authority"),
     "timeline": N_("Timeline"),
 }
+# BANT as the salesperson is asked it: one question per point, each answered.
+BANT_QUESTIONS = {
+    "need": N_("Is there a project or a need we can meet?"),
+    "budget": N_("Is there a budget for it?"),
+    "authority": N_("Does your contact decide, or know who does?"),
+    "timeline": N_("Is there a date by which they want to decide or start?"),
+}
+BANT_ANSWERS = {"yes": N_("Yes"), "no": N_("No"), "unknown": N_("Not known yet")}
+STAGE_LABELS = {
+    "new": N_("New"),
+    "mql": N_("MQL"),
+    "sal": N_("SAL"),
+    "sql": N_("SQL"),
+    "won": N_("Won"),
+    "lost": N_("Lost"),
+    "recycled": N_("Recycled"),
+    "disqualified": N_("Disqualified"),
+}
 OUTCOME_LABELS = {
     Stage.SQL: N_("Mark as sales-qualified (SQL)"),
     Stage.WON: N_("Mark as won"),

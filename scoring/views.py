@@ -157,21 +157,32 @@ def _page(
     error: str | None = None,
     status: int = 200,
     view: str | None = None,
+    notice: str | None = None,
+    bant_errors: dict[str, str] | None = None,
+    bant_values: dict[str, str] | None = None,
 ) -> Response:
     session = db.session()
     rules = rules_module.active(session)
+    lead = handoff.summary(session, found, rules)
     return private_page(
         "scoring/handoff.html",
         status,
         token=token,
         status=found.status,
-        lead=handoff.summary(session, found, rules),
+        lead=lead,
         reasons=list(stages.REJECT_REASONS),
         selected_reason=request.args.get("reason"),
         bant_points=stages.BANT,
         reason_labels=stages.REASON_LABELS,
         bant_labels=stages.BANT_LABELS,
         outcome_labels=stages.OUTCOME_LABELS,
+        bant_questions=stages.BANT_QUESTIONS,
+        bant_answers=stages.BANT_ANSWERS,
+        stage_labels=stages.STAGE_LABELS,
+        bant_errors=bant_errors or {},
+        # What was just chosen (a form with errors), else what is stored.
+        bant_values=bant_values if bant_values is not None else (lead.get("bant") or {}),
+        notice=notice,
         error=error,
         view=view,  # "accept" or "reject": that decision's own page; None: the overview
     )
@@ -208,14 +219,27 @@ def act(token: str, action: str) -> Response:
         elif action == "reject":
             handoff.reject(session, found, request.form.get("reason", ""))
         elif action == "bant":
-            handoff.record_bant(session, found, {p: bool(request.form.get(p)) for p in stages.BANT})
-            return _page(token, found)
+            answers, problems = handoff.read_bant(request.form)
+            if problems:
+                return _page(token, found, status=422, bant_errors=problems, bant_values=answers)
+            handoff.record_bant(session, found, answers)
+            return _page(token, found, notice=N_("Your answers are saved."))
         elif action in {"sql", "won", "lost"}:
             handoff.mark(session, found, action)
         else:
             return _invalid()
+    except handoff.BantIncomplete as exc:
+        missing = handoff.bant_missing(found)
+        return _page(
+            token,
+            found,
+            error=str(exc),
+            status=409,
+            bant_errors=dict.fromkeys(missing, N_("For SQL, this must be answered yes.")),
+        )
     except handoff.HandoffError as exc:
-        return _page(token, found, error=str(exc), status=409)
+        view = action if action in {"accept", "reject"} else None
+        return _page(token, found, error=str(exc), status=409, view=view)
     return private_page(
         "scoring/message.html",
         title=N_("Thank you"),

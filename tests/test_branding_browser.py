@@ -269,4 +269,20 @@ def _walk(
     pages.check("handoff-reject")
     pages.open(accept)
     pages.check("handoff-accept")
+    # Accepted: the BANT questions, their errors (one left open), saved answers.
+    page.click("form[action$='/accept'] button[type=submit]")
+    pages.check("handoff-accepted")
+    pages.open(accept.rsplit("/", 1)[0])
+    page.check("#lv-bant-need-yes")
+    page.check("#lv-bant-budget-unknown")
+    page.check("#lv-bant-authority-yes")
+    page.click("form[action$='/bant'] button[type=submit]")
+    assert page.locator("fieldset[aria-invalid=true]").count() == 1
+    pages.check("handoff-bant-errors")
+    page.check("#lv-bant-timeline-no")
+    page.click("form[action$='/bant'] button[type=submit]")
+    assert page.locator("fieldset[aria-invalid=true]").count() == 0
+    page.click("form[action$='/sql'] button[type=submit]")
+    assert page.locator("fieldset[aria-invalid=true]").count() == 2  # budget and timeline
+    pages.check("handoff-sql-refused")
     deliver(app)

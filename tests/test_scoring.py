@@ -451,7 +451,7 @@ def test_handoff_end_to_end_routing_accept_round_robin_and_sla(app, client, smtp
     assert mail["Content-Language"] == "de"
     body = text_of(mail)
     assert "lead1@engines.example" in body and "Head of Engineering" in body
-    assert "pricing_page: 20.0" in body and "Fit-Note: A" in body
+    assert "pricing_page: 20\n" in body and "Fit-Note: A" in body  # a German number
     assert "utm_source=linkedin" in body
     assert "Version 1" in body  # the consent line names the text version
     accept, reject = re.findall(r"http://\S+/h/\S+", body)[:2]
@@ -475,13 +475,51 @@ def test_handoff_end_to_end_routing_accept_round_robin_and_sla(app, client, smtp
         ]
     assert changes == [("mql", "event"), ("sal", "person")]
 
-    # The same signed page records BANT; SQL needs all four points.
+    # The same signed page asks the BANT questions; SQL needs all four answered yes.
     page_url = path_of(accept).rsplit("/", 1)[0]
     sql = client.post(page_url + "/sql", data={"csrf_token": csrf})
     assert sql.status_code == 409
+    body = sql.get_data(as_text=True)
+    assert "Für SQL muss hier „Ja“ stehen." in body  # Anna reads German
+    assert body.count('aria-invalid="true"') == 4  # each question not answered yes
+    # A question left open: 422, each open one named, nothing stored.
+    partial = client.post(
+        page_url + "/bant", data={"csrf_token": csrf, "need": "yes", "budget": "maybe"}
+    )
+    assert partial.status_code == 422
+    body = partial.get_data(as_text=True)
+    assert "Bitte beantworten Sie diese Frage." in body
+    assert body.count('aria-invalid="true"') == 3
+    assert 'id="lv-bant-budget" aria-invalid="true"' in body
+    assert 'value="yes" required checked' in body  # the answer given stays chosen
+    with uow(app) as s:
+        assert handoff.open_handoff(s, first).bant == {}
+    answered = client.post(
+        page_url + "/bant",
+        data={
+            "csrf_token": csrf,
+            "need": "yes",
+            "budget": "yes",
+            "authority": "unknown",
+            "timeline": "yes",
+        },
+    )
+    assert answered.status_code == 200
+    assert "Ihre Antworten sind gespeichert." in answered.get_data(as_text=True)
+    sql = client.post(page_url + "/sql", data={"csrf_token": csrf})
+    assert sql.status_code == 409
+    body = sql.get_data(as_text=True)
+    assert body.count('aria-invalid="true"') == 1
+    assert 'id="lv-bant-authority" aria-invalid="true"' in body
     client.post(
         page_url + "/bant",
-        data={"csrf_token": csrf, "need": "1", "budget": "1", "authority": "1", "timeline": "1"},
+        data={
+            "csrf_token": csrf,
+            "need": "yes",
+            "budget": "yes",
+            "authority": "yes",
+            "timeline": "yes",
+        },
     )
     assert client.post(page_url + "/sql", data={"csrf_token": csrf}).status_code == 200
     assert client.post(page_url + "/won", data={"csrf_token": csrf}).status_code == 200

@@ -22,17 +22,9 @@ from sqlalchemy.orm import Session
 from admin import charts, reports
 from leadvault import clock
 from leadvault.i18n import N_, current_language, format_date, format_number, gettext, ngettext
+from scoring import stages
 
-STAGE_LABELS = {
-    "new": N_("New"),
-    "mql": N_("MQL"),
-    "sal": N_("SAL"),
-    "sql": N_("SQL"),
-    "won": N_("Won"),
-    "lost": N_("Lost"),
-    "recycled": N_("Recycled"),
-    "disqualified": N_("Disqualified"),
-}
+STAGE_LABELS = stages.STAGE_LABELS  # the salesperson's handoff page names them too
 CONSENT_LABELS = {
     "none": N_("Not asked"),
     "pending": N_("Waiting for confirmation"),
