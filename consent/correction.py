@@ -145,14 +145,17 @@ def request_email_change(
     return confirm_url
 
 
-def read_email_change(session: Session, token: str) -> tuple[Lead, EmailChange]:
+def read_email_change(
+    session: Session, token: str, *, for_update: bool = False
+) -> tuple[Lead, EmailChange]:
     """Raises TokenInvalid, TokenExpired, rights.LeadErased (the lead is gone) or
-    rights.LinkGone (confirmed already, or replaced by a newer request)."""
+    rights.LinkGone (confirmed already, or replaced by a newer request). Lock the lead
+    (``for_update``) only to change it: a GET runs in a read-only transaction."""
     max_age = settings_of(session).prefs_link_hours * 3600
     payload = vault_of(session).unsign(EMAIL_CHANGE, token, max_age_seconds=max_age)
     if not isinstance(payload, dict):
         raise TokenInvalid("malformed token")
-    lead = leads.get(session, payload_id(payload, "l"), for_update=True)
+    lead = leads.get(session, payload_id(payload, "l"), for_update=for_update)
     if lead is None:
         raise rights.LeadErased("erased")
     change = session.get(EmailChange, payload_id(payload, "c"))

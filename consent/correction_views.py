@@ -119,7 +119,9 @@ def correct(token: str) -> Response:
 def confirm_address(token: str) -> Response:
     session = db.session()
     try:
-        lead, change = correction.read_email_change(session, token)
+        lead, change = correction.read_email_change(
+            session, token, for_update=request.method == "POST"
+        )
     except _GONE as exc:
         return _link_problem(exc)
     i18n.set_language(lead.language)
