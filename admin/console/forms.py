@@ -123,48 +123,36 @@ def _editor(found: Form | None) -> tuple[Any, list[form_editor.PurposeChoice]]:
 @bp.route("/forms/new", methods=["GET", "POST"])
 @auth.require(Permission.FORMS_WRITE)
 def form_new() -> Response:
-    editor, purposes = _editor(None)
-    if request.method != "POST":  # GET and HEAD
-        return _editor_page(editor, purposes, found=None)
-    groups: dict[str, list[str]] = {}
-    if editor.validate():
-        try:
-            created = form_service.create(
-                db.session(),
-                form_editor.definition(editor, purposes),
-                asset=editor.asset.data or None,
-                actor=auth.current_actor(),
-                ip=auth.client_ip(),
-            )
-        except definitions.FormError as exc:
-            form_editor.show_refusal(editor, exc, groups)
-        else:
-            return redirect(url_for("console.form", form_id=created.public_id, done="created"))
-    return _editor_page(editor, purposes, found=None, groups=groups, status=422)
+    return _edit(None)
 
 
 @bp.route("/forms/<form_id>/edit", methods=["GET", "POST"])
 @auth.require(Permission.FORMS_WRITE)
 def form_edit(form_id: str) -> Response:
-    found = _form_or_404(form_id)
+    return _edit(_form_or_404(form_id))
+
+
+def _edit(found: Form | None) -> Response:
+    """The editor (GET, HEAD), or the posted form saved (then its page) or refused (422)."""
     editor, purposes = _editor(found)
-    if request.method != "POST":  # GET and HEAD
+    if request.method != "POST":
         return _editor_page(editor, purposes, found=found)
     groups: dict[str, list[str]] = {}
     if editor.validate():
+        session, actor, ip = db.session(), auth.current_actor(), auth.client_ip()
+        asset = editor.asset.data or None
         try:
-            form_service.update(
-                db.session(),
-                found,
-                form_editor.definition(editor, purposes),
-                asset=editor.asset.data or None,
-                actor=auth.current_actor(),
-                ip=auth.client_ip(),
-            )
+            definition = form_editor.definition(editor, purposes)
+            if found is None:
+                saved = form_service.create(session, definition, asset=asset, actor=actor, ip=ip)
+            else:
+                form_service.update(session, found, definition, asset=asset, actor=actor, ip=ip)
+                saved = found
         except definitions.FormError as exc:
             form_editor.show_refusal(editor, exc, groups)
         else:
-            return redirect(url_for("console.form", form_id=found.public_id, done="saved"))
+            done = "created" if found is None else "saved"
+            return redirect(url_for("console.form", form_id=saved.public_id, done=done))
     return _editor_page(editor, purposes, found=found, groups=groups, status=422)
 
 
