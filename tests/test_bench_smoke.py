@@ -75,3 +75,12 @@ def test_export_bench_runs() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "rows/s" in done.stdout and "deliveries/s" in done.stdout
     assert done.stdout.count("peak RSS growth") == 4
+
+
+def test_rules_bench_runs() -> None:
+    done = run_bench(
+        "rules.py", "--leads", "300", "--events-per-lead", "3", "--limit", "100", timeout=180
+    )
+    # Exit 1 would mean the dry run counted other leads than the activation moved.
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ratio to activation" in done.stdout and "dry run, first 100" in done.stdout
