@@ -51,16 +51,18 @@ def measure(instance: Path, leads: int, limit: int) -> dict[str, float]:
             figures["bounded_s"] = time.monotonic() - started
             session.rollback()
         with factory() as session:
-            grades_before = dict(
-                session.execute(sa.select(LeadScore.lead_id, LeadScore.fit_grade)).tuples()
-            )
+            grades_before = {
+                row.lead_id: row.fit_grade
+                for row in session.execute(sa.select(LeadScore.lead_id, LeadScore.fit_grade))
+            }
             started = time.monotonic()
             rulesets.regrade(session, candidate)
             session.flush()
             figures["activate_s"] = time.monotonic() - started
-            grades_after = dict(
-                session.execute(sa.select(LeadScore.lead_id, LeadScore.fit_grade)).tuples()
-            )
+            grades_after = {
+                row.lead_id: row.fit_grade
+                for row in session.execute(sa.select(LeadScore.lead_id, LeadScore.fit_grade))
+            }
             promoted = session.scalar(
                 sa.select(sa.func.count())
                 .select_from(StageChange)
