@@ -29,6 +29,10 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("ADMIN_HOME_ENDPOINT", "admin_auth.account")
     auth.init_app(app)
     app.register_blueprint(views.bp)
+    # Sibling modules add their operations to the API's blueprint before it is registered.
+    from admin.api import assets as _api_assets  # noqa: F401
+    from admin.api import consent_texts as _api_consent_texts  # noqa: F401
+
     app.register_blueprint(api_views.bp)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

@@ -31,7 +31,9 @@ class Permission(enum.StrEnum):
     # Marketing
     FORMS_READ = "forms:read"
     FORMS_WRITE = "forms:write"
+    CONSENT_TEXTS_READ = "consent-texts:read"  # purposes, versions, which forms show them
     CONSENT_TEXTS_WRITE = "consent-texts:write"
+    ASSETS_READ = "assets:read"
     ASSETS_WRITE = "assets:write"
     SCORING_READ = "scoring:read"
     SCORING_WRITE = "scoring:write"
@@ -56,7 +58,9 @@ _MARKETING = frozenset(
         P.LEADS_EXPORT,
         P.FORMS_READ,
         P.FORMS_WRITE,
+        P.CONSENT_TEXTS_READ,
         P.CONSENT_TEXTS_WRITE,
+        P.ASSETS_READ,
         P.ASSETS_WRITE,
         P.SCORING_READ,
         P.SCORING_WRITE,
@@ -76,6 +80,7 @@ _PRIVACY = frozenset(
         P.LEADS_EXPORT,
         P.LEADS_ERASE,
         P.LEDGER_READ,
+        P.CONSENT_TEXTS_READ,  # what a proof's text version said
         P.PRIVACY_REQUESTS,
         P.AUDIT_READ,
     }

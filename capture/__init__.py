@@ -8,7 +8,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from capture import service, views
+    from capture import consent_texts, service, views
     from leadvault import i18n, signals
     from leadvault.app import runtime
 
@@ -16,4 +16,5 @@ def init_app(app: Flask) -> None:
     runtime(app).inbox_handlers[service.SUBMISSION] = service.store_submission
     signals.collect_access_data.connect(service.access_section)
     signals.describe_sources.connect(service.describe_sources)
+    signals.consent_text_published.connect(consent_texts.on_text_published)
     app.register_blueprint(views.bp)

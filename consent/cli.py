@@ -30,36 +30,44 @@ def verify() -> None:
 
 @consent.command("texts")
 def texts() -> None:
-    """List purposes and their consent text versions."""
-    import sqlalchemy as sa
-
-    from consent.models import ConsentText
+    """List purposes and their consent text versions (newest first per language)."""
+    from consent import texts as consent_texts
 
     app = load_app()
     with app_session(app) as session:
-        rows = session.scalars(
-            sa.select(ConsentText).order_by(
-                ConsentText.purpose, ConsentText.language, ConsentText.version
-            )
-        )
-        for row in rows:
-            text = for_terminal(row.text)
-            click.echo(f"{row.purpose:14} {row.language} v{row.version}  {row.sha256[:12]}  {text}")
+        for entry in consent_texts.overview(session):
+            for language, rows in entry.versions.items():
+                for row in rows:
+                    text = for_terminal(row.text)
+                    click.echo(
+                        f"{row.purpose:14} {language} v{row.version}  {row.sha256[:12]}  {text}"
+                    )
 
 
 @consent.command("add-text")
 @click.option("--purpose", required=True)
 @click.option("--lang", "language", required=True, type=click.Choice(["en", "de"]))
 @click.option("--text", required=True, help="The exact wording shown next to the checkbox.")
-def add_text(purpose: str, language: str, text: str) -> None:
+@click.option(
+    "--keep-forms",
+    is_flag=True,
+    help="Leave forms on the version they show (default: they show the new one from now).",
+)
+def add_text(purpose: str, language: str, text: str, keep_forms: bool) -> None:
     """Add a new version of a purpose's consent text (old versions stay as they were)."""
     from consent import service
+    from consent import texts as consent_texts
 
     app = load_app()
     try:
         with app_session(app) as session:
-            row = service.add_text(session, purpose=purpose, language=language, text=text)
+            published = consent_texts.publish(
+                session, purpose=purpose, language=language, text=text, adopt=not keep_forms
+            )
+            row = published.text
             click.echo(f"Added {row.purpose} {row.language} v{row.version} ({row.sha256}).")
+            if published.forms_moved:
+                click.echo(f"Forms now showing it: {', '.join(published.forms_moved)}")
     except service.ConsentError as exc:
         raise Refused(str(exc)) from None
 

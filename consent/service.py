@@ -24,7 +24,7 @@ from consent.models import (
     Purpose,
     Suppression,
 )
-from leadvault import batch, batch_mail, branding, clock, i18n, leads, outbox, signals
+from leadvault import batch, batch_mail, branding, clock, i18n, leads, outbox, signals, untrusted
 from leadvault.crypto import TokenExpired, payload_id, sha256_hex
 from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.mail import MailContent
@@ -55,7 +55,21 @@ def purpose_label(purpose: str, lang: str) -> str:
 
 
 class ConsentError(Exception):
-    """A request the consent module refuses, with a message safe to show."""
+    """A request the consent module refuses, with a message safe to show.
+
+    ``message`` may be a message id with ``%(name)s`` values (``translated``)."""
+
+    def __init__(self, message: str, **values: object) -> None:
+        super().__init__(message % values if values else message)
+        self.message, self.values = message, values
+
+    def translated(self) -> str:
+        """The message in the request's language."""
+        return i18n.gettext(self.message, **self.values)
+
+
+class TextUnchanged(ConsentError):
+    """A new version would say exactly what the current one says."""
 
 
 # --- purposes and texts ------------------------------------------------------
@@ -82,22 +96,48 @@ def text_by_id(session: Session, text_id: int) -> ConsentText | None:
     return session.get(ConsentText, text_id)
 
 
+MAX_TEXT_LENGTH = 4000
+
+
+def normalise_text(text: str) -> str:
+    """The wording as stored and hashed: browsers send CRLF, the hash must not differ."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+def check_text(session: Session, *, purpose: str, language: str, text: str) -> ConsentText | None:
+    """Refuse a new version that cannot be added (naming why); returns the current one."""
+    if session.get(Purpose, purpose) is None:
+        raise ConsentError(N_("Unknown purpose %(purpose)s."), purpose=repr(purpose))
+    if language not in i18n.LANGUAGES:
+        raise ConsentError(
+            N_("The language must be one of %(languages)s."), languages=", ".join(i18n.LANGUAGES)
+        )
+    wording = normalise_text(text)
+    if not wording:
+        raise ConsentError(N_("The consent text is empty."))
+    if len(wording) > MAX_TEXT_LENGTH:
+        raise ConsentError(
+            N_("The consent text may have at most %(count)s characters."), count=MAX_TEXT_LENGTH
+        )
+    if untrusted.staff_text_refused(wording):
+        raise ConsentError(N_("The consent text may not hold control characters."))
+    current = latest_text(session, purpose, language)
+    if current is not None and current.text == wording:
+        raise TextUnchanged(N_("The text is the same as the current version."))
+    return current
+
+
 def add_text(session: Session, *, purpose: str, language: str, text: str) -> ConsentText:
     """Add a new version; existing versions are never changed (they may be in use)."""
-    if session.get(Purpose, purpose) is None:
-        raise ConsentError(f"unknown purpose {purpose!r}")
-    if language not in i18n.LANGUAGES:
-        raise ConsentError(f"language must be one of {', '.join(i18n.LANGUAGES)}")
-    if not text.strip():
-        raise ConsentError("the consent text is empty")
-    current = latest_text(session, purpose, language)
+    current = check_text(session, purpose=purpose, language=language, text=text)
     version = current.version + 1 if current else 1
+    wording = normalise_text(text)
     row = ConsentText(
         purpose=purpose,
         language=language,
         version=version,
-        text=text.strip(),
-        sha256=sha256_hex(text.strip()),
+        text=wording,
+        sha256=sha256_hex(wording),
         created_at=clock.now(),
     )
     session.add(row)

@@ -30,3 +30,7 @@ confirmation_links = _signals.signal("confirmation-links")
 # lead's data came from, readable ("Whitepaper 'X' on www.example.com"), for the
 # preference center.
 describe_sources = _signals.signal("describe-sources")
+# text=ConsentText, adopt=bool — a new consent text version was published; with
+# ``adopt`` receivers move what shows an older version of it (capture: the forms) and
+# return the public ids of what they moved.
+consent_text_published = _signals.signal("consent-text-published")

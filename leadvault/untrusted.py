@@ -32,6 +32,14 @@ from jinja2.runtime import Context
 _ALLOWED_FORMAT = frozenset("\u200c\u200d\u200e\u200f")
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 _LINE_BREAKS = frozenset("\t\n\r")
+# What text staff write (consent texts, asset titles) may not hold: control
+# characters other than tab and line breaks, and bidi overrides. A regular
+# expression character range, so an API schema's pattern can say the same.
+STAFF_TEXT_REFUSED = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+
+
+def staff_text_refused(value: str) -> bool:
+    return re.search(f"[{STAFF_TEXT_REFUSED}]", value) is not None
 
 
 def control_character(value: str, *, multiline: bool = False) -> str | None:

@@ -62,4 +62,8 @@ def test_api_conforms_to_its_document(app: Any) -> None:
 def _names_runtime_values(case: Any) -> bool:
     if case.path == "/imports":
         return True
+    # An upload's content is checked against its file type (a PDF must start with
+    # %PDF-), which a schema cannot say either.
+    if case.method == "POST" and case.path == "/assets":
+        return True
     return case.path == "/exports" and isinstance(case.body, dict) and "columns" in case.body

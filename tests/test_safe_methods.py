@@ -220,6 +220,7 @@ def _api_links(app: Any, client: Any) -> dict[str, list[Any]]:
 
     token = {"Authorization": f"Bearer {factories.personal_token(app, 'owner')}"}
     lead = factories.lead(app)
+    asset_id = _asset(app)
     return {
         "admin_api.me": [("/api/v1/me", client, token)],
         "api_exports.webhooks_list": [("/api/v1/webhooks", client, token)],
@@ -234,6 +235,13 @@ def _api_links(app: Any, client: Any) -> dict[str, list[Any]]:
         "admin_api.report_bots": [("/api/v1/reports/bots", client, token)],
         "admin_api.forms_list": [("/api/v1/forms", client, token)],
         "admin_api.form_detail": [(f"/api/v1/forms/{factories.form(app)}", client, token)],
+        "admin_api.purposes_list": [("/api/v1/consent/purposes?versions=3", client, token)],
+        "admin_api.purpose_detail": [("/api/v1/consent/purposes/newsletter", client, token)],
+        "admin_api.assets_list": [
+            ("/api/v1/assets", client, token),
+            ("/api/v1/assets?archived=true", client, token),
+        ],
+        "admin_api.asset_detail": [(f"/api/v1/assets/{asset_id}", client, token)],
         "admin_api.openapi": [("/api/v1/openapi.json", client, {})],
         "admin_api.reference": [("/api/v1/docs", client, {})],
     }
@@ -274,6 +282,16 @@ def _scoring_links(app: Any, signed_in: Any, client: Any) -> dict[str, list[Any]
         "admin_api.teams_list": [("/api/v1/teams", client, token)],
         "admin_api.absences_list": [(f"/api/v1/absences?person_id={person}", client, token)],
     }
+
+
+def _asset(app: Any) -> str:
+    import io
+
+    from widgets import assets
+
+    with uow(app) as s:
+        texts = assets.AssetTexts(titles={"en": "Walked guide"})
+        return assets.store(s, io.BytesIO(PDF), filename="walked.pdf", texts=texts).public_id
 
 
 # GET routes whose answer is a redirect (the console's home sends each role to its first page).

@@ -65,14 +65,33 @@ def attach(asset_id: str, form_id: str) -> None:
 
 @assets.command("list")
 def list_() -> None:
-    """List assets with their download counts."""
-    from widgets import service
+    """List live assets (newest first) with their download counts."""
+    from widgets import assets as asset_service
 
     app = load_app()
     with app_session(app) as session:
-        rows = service.list_assets(session)
+        rows = asset_service.listing(session)
         if not rows:
             click.echo("No assets yet. Add one with `leadvault assets add FILE --title …`.")
         for asset in rows:
             title = for_terminal(asset.title)
             click.echo(f"{asset.public_id}  {asset.download_count:6} downloads  {title}")
+
+
+@assets.command("archive")
+@click.argument("asset_id")
+def archive(asset_id: str) -> None:
+    """Archive ASSET_ID: offered to no form any more; links already mailed keep working."""
+    from widgets import assets as asset_service
+    from widgets import service
+
+    app = load_app()
+    try:
+        with app_session(app) as session:
+            asset = service.get_asset(session, asset_id)
+            if asset is None:
+                raise service.AssetError("no such asset")
+            asset_service.archive(session, asset)
+    except service.AssetError as exc:
+        raise Refused(str(exc)) from None
+    click.echo(f"Asset {asset_id} archived.")

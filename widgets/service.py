@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import mimetypes
-import os
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,10 +16,12 @@ from capture.models import Form, FormKind
 from consent import service as consent_service
 from leadvault import branding, clock, i18n, leads, outbox, signals
 from leadvault.branding import mail_parts
-from leadvault.crypto import TokenExpired, TokenInvalid, payload_id, random_token
+from leadvault.crypto import TokenExpired, TokenInvalid, payload_id
 from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.mail import MailContent
 from leadvault.models import Lead
+from widgets import assets
+from widgets.assets import AssetError
 from widgets.models import Asset, FormAsset
 
 DOWNLOAD_TOKEN = "download"
@@ -30,10 +29,6 @@ PROFILE_TOKEN = "profile"
 STATIC = Path(__file__).parent / "static"
 LOADER_FILES = ("widget.js", "widget.css")
 MAX_FOLLOW_UP = 2
-
-
-class AssetError(Exception):
-    """An asset request the service refuses; the message names the problem."""
 
 
 @functools.cache
@@ -87,37 +82,10 @@ def _on_form_snippets(session: Session, *, form: Form, **_: Any) -> list[tuple[s
 
 
 def add_asset(session: Session, source: Path, *, title: str) -> Asset:
-    if not source.is_file():
-        raise AssetError(f"{source} is not a readable file")
-    if not title.strip():
-        raise AssetError("an asset needs a title")
-    folder = settings_of(session).assets_folder
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    with source.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    stored = f"{digest.hexdigest()}{source.suffix.lower()}"
-    # Created 0600 in one step (never briefly readable by others), then filled.
-    target = os.open(folder / stored, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(target, 0o600)  # the same asset stored before by an older version
-    with source.open("rb") as handle, os.fdopen(target, "wb") as out:
-        shutil.copyfileobj(handle, out)
-    asset = Asset(
-        public_id=random_token(12),
-        title=title.strip(),
-        filename=source.name,
-        content_type=mimetypes.guess_type(source.name)[0] or "application/octet-stream",
-        size=source.stat().st_size,
-        sha256=digest.hexdigest(),
-        storage="instance",
-        path=stored,
-        download_count=0,
-        created_at=clock.now(),
+    """Store a file from disk with one title (``leadvault assets add``)."""
+    return assets.store_file(
+        session, source, texts=assets.AssetTexts(titles={i18n.DEFAULT_LANGUAGE: title})
     )
-    session.add(asset)
-    session.flush()
-    return asset
 
 
 def get_asset(session: Session, public_id: str) -> Asset | None:
@@ -129,6 +97,8 @@ def list_assets(session: Session) -> list[Asset]:
 
 
 def attach(session: Session, asset: Asset, form: Form) -> None:
+    if asset.archived_at is not None:
+        raise AssetError(f"asset {asset.public_id} is archived")
     if form.kind != FormKind.WHITEPAPER:
         raise AssetError(f"form {form.public_id} is a {form.kind} form, not a whitepaper form")
     if not any(p["purpose"] == "whitepaper" for p in form.purposes):
@@ -215,7 +185,7 @@ def queue_asset_mail(session: Session, lead: Lead, asset: Asset, form: Form) -> 
     context = mail_context(
         session,
         lang,
-        title=asset.title,
+        title=asset.title_in(lang),
         download_url=download_url(session, lead.id, asset, form),
         profile_url=profile_url(session, lead.id, form) if missing else None,
         days=settings.optin_max_age_days,
@@ -224,7 +194,7 @@ def queue_asset_mail(session: Session, lead: Lead, asset: Asset, form: Form) -> 
     content = MailContent(
         to=leads.email_of(session, lead),
         subject=branding.subject(
-            settings, i18n.translate(lang, "Your download: %(title)s", title=asset.title)
+            settings, i18n.translate(lang, "Your download: %(title)s", title=asset.title_in(lang))
         ),
         **mail_parts("widgets/mail/asset", context),
         language=lang,
@@ -273,7 +243,7 @@ def _on_confirmation_links(
     asset = asset_for_form(session, form) if form else None
     if not form or not asset or not consent_service.has_consent(session, lead_id, "whitepaper"):
         return []
-    label = i18n.translate(language, "Download “%(title)s”", title=asset.title)
+    label = i18n.translate(language, "Download “%(title)s”", title=asset.title_in(language))
     return [(label, download_url(session, lead_id, asset, form))]
 
 

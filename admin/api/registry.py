@@ -231,7 +231,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     return document
 
 
-_FORM_TYPES = {"application/json", "application/x-www-form-urlencoded"}
+# Bodies whose fields the schema describes (an upload's file is one of them, binary).
+_FORM_TYPES = {"application/json", "application/x-www-form-urlencoded", "multipart/form-data"}
 
 
 def _media_schema(media: str, schema: Any) -> Any:
