@@ -199,6 +199,17 @@ def _staff_links(app: Any) -> dict[str, list[Any]]:
         ],
         "console.proof": [(f"/console/leads/{factories.lead(app)}/proof", signed_in, {})],
         **_forms_links(factories.form(app), signed_in),
+        "console.consent_texts_page": [
+            ("/console/consent", signed_in, {}),
+            ("/console/consent?published=1&moved=abc", signed_in, {}),
+        ],
+        "console.consent_purpose": [("/console/consent/newsletter", signed_in, {})],
+        "console.consent_new": [("/console/consent/newsletter/new?language=de", signed_in, {})],
+        "console.assets_page": [
+            ("/console/assets", signed_in, {}),
+            ("/console/assets?archived=1", signed_in, {}),
+        ],
+        "console.asset_page": [(f"/console/assets/{_asset(app)}", signed_in, {})],
         **_api_links(app, anonymous),
         **_scoring_links(app, signed_in, anonymous),
     }

@@ -76,7 +76,7 @@ def download(token: str) -> Response:
         return private_page(
             "widgets/download.html",
             token=token,
-            title=asset.title,
+            title=asset.title_in(lead.language),
             filename=asset.filename,
             size=asset.size,
         )

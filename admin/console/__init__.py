@@ -14,7 +14,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from admin.console import forms, sales, scoring, views  # noqa: F401 - pages on views.bp
+    # Pages in sibling modules add their routes to the console's blueprint first.
+    from admin.console import assets, consent_texts, forms, sales, scoring, views  # noqa: F401
     from leadvault import i18n
 
     # The admin package's catalogue (shared with admin/): idempotent.

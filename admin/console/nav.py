@@ -24,6 +24,13 @@ NAV: tuple[Entry, ...] = (
     Entry("console.scoring", N_("Scoring"), Permission.SCORING_READ, "scoring"),
     Entry("console.handoffs", N_("Handoffs"), Permission.HANDOFFS_OWN, "handoffs"),
     Entry("console.sales", N_("Sales team"), Permission.SALES_TEAM_WRITE, "sales"),
+    Entry(
+        "console.consent_texts_page",
+        N_("Consent texts"),
+        Permission.CONSENT_TEXTS_READ,
+        "consent",
+    ),
+    Entry("console.assets_page", N_("Assets"), Permission.ASSETS_READ, "assets"),
 )
 
 
