@@ -39,6 +39,30 @@ WRONG = N_("The e-mail address or the password is not right.")
 THROTTLED = N_("Too many attempts. Please wait a quarter of an hour and try again.")
 
 
+@bp.before_request
+def _language() -> None:
+    from admin.console.views import use_chosen_language
+
+    use_chosen_language()
+
+
+@bp.after_request
+def _console_policy(response: Response) -> Response:
+    """The console's strict CSP (its script and stylesheet are Leadvault's own)."""
+    from admin.console.views import CSP
+
+    response.headers["Content-Security-Policy"] = CSP
+    return response
+
+
+@bp.context_processor
+def _console_look() -> dict[str, Any]:
+    """These pages wear the console's look: its header, navigation and language switch."""
+    from admin.console.views import page_context
+
+    return page_context()
+
+
 def _page(template: str, status: int = 200, **context: Any) -> Response:
     response = make_response(render_template(template, **context), status)
     response.headers["Cache-Control"] = "no-store"

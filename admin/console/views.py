@@ -48,7 +48,9 @@ CSP = (
 
 
 @bp.before_request
-def _language() -> None:
+def use_chosen_language() -> None:
+    """The language chosen with the switch (a cookie), or ``?lang=``; also for the
+    sign-in and account pages, which wear the console's look."""
     chosen = request.args.get("lang") or request.cookies.get(LANGUAGE_COOKIE)
     if i18n.supported(chosen):
         i18n.set_language(chosen or "")
@@ -64,8 +66,9 @@ def _headers(response: Response) -> Response:
 
 
 @bp.context_processor
-def _context() -> dict[str, Any]:
-    user = auth.current_user() if request.endpoint != "console.static" else None
+def page_context() -> dict[str, Any]:
+    """What the console's templates use (also the sign-in and account pages')."""
+    user = auth.current_user() if not (request.endpoint or "").endswith(".static") else None
     return {
         "nav_entries": nav.entries(auth.can) if user is not None else [],
         "staff_user": user,
