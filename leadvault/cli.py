@@ -256,65 +256,20 @@ def keys_retire(version: int) -> None:
 @cli.command()
 def check() -> None:
     """Print what is configured and whether the database and SMTP answer."""
-    import sqlalchemy as sa
-
-    from leadvault import migrate
-    from leadvault.app import runtime
-    from leadvault.mail import DeliveryError, SmtpSender
+    from leadvault import checks
 
     settings = load_settings()
-    app = load_app()
-    rt = runtime(app)
-    ok = True
-    click.echo(f"instance     {settings.instance}")
-    click.echo(f"base URL     {settings.base_url}")
-    click.echo(f"key ring     {settings.keyring} (master key v{rt.vault.keyring.active_version})")
-    click.echo(f"rate limits  {(settings.redis_url and 'redis') or 'in memory'}")
-    db_label = rt.engine.url.render_as_string(hide_password=True)
-    try:
-        with rt.engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-        revision = migrate.current(rt.engine)
-        state = "up to date" if revision in migrate.heads() else f"at {revision}, run db upgrade"
-        click.echo(f"database     {db_label}: answers, schema {state}")
-    except OperationalError as exc:
-        ok = False
-        click.echo(f"database     {db_label}: DOES NOT ANSWER ({_first_line(exc)})")
-    if settings.smtp is None:
-        click.echo(f"mail         written as .eml files to {settings.mail_folder}")
-    else:
-        try:
-            SmtpSender(settings.smtp, timeout=5).check()
-            click.echo(f"mail         SMTP {settings.smtp.describe()}: answers")
-        except DeliveryError as exc:
-            ok = False
-            click.echo(f"mail         SMTP {settings.smtp.describe()}: {exc}")
-    _check_branding(settings)
-    if not ok:
+    lines = checks.run(load_app(), settings)
+    for line in lines:
+        click.echo(line.printed())
+    if any(line.level == "error" for line in lines):
         raise SystemExit(1)
 
 
-def _check_branding(settings: Settings) -> None:
-    """Branding lines; warnings for what leads would miss (on a production base URL,
-    a missing imprint, privacy policy or real sender also holds marketing mail)."""
-    from leadvault import branding
-
-    logo = settings.brand_logo or "none"
-    click.echo(f"brand        {settings.brand_name or '(no company name)'}, logo {logo}")
-    click.echo(f"sender       {settings.mail_from} (reply-to {settings.mail_reply_to or 'none'})")
-    production = branding.is_production(settings)
-    for gap in branding.gaps(settings):
-        if production:
-            click.echo(f"WARNING      {gap}: marketing mail is held until it is set")
-        else:
-            click.echo(f"warning      {gap} (before going live)")
-    for note in branding.advice(settings):
-        click.echo(f"{'WARNING' if production else 'warning':<13}{note}")
-
-
 def _first_line(exc: BaseException) -> str:
-    origin = getattr(exc, "orig", exc)
-    return str(origin).strip().splitlines()[0][:200] if str(origin).strip() else type(exc).__name__
+    from leadvault.checks import first_line
+
+    return first_line(exc)
 
 
 @cli.group("api-tokens")

@@ -210,6 +210,12 @@ def _staff_links(app: Any) -> dict[str, list[Any]]:
             ("/console/assets?archived=1", signed_in, {}),
         ],
         "console.asset_page": [(f"/console/assets/{_asset(app)}", signed_in, {})],
+        "console.settings": [
+            ("/console/settings", signed_in, {}),
+            ("/console/settings?check=1", signed_in, {}),
+        ],
+        "console.users": [("/console/settings/users", signed_in, {})],
+        "console.api_tokens": [("/console/settings/tokens", signed_in, {})],
         **_api_links(app, anonymous),
         **_scoring_links(app, signed_in, anonymous),
     }

@@ -15,7 +15,15 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     # Pages in sibling modules add their routes to the console's blueprint first.
-    from admin.console import assets, consent_texts, forms, sales, scoring, views  # noqa: F401
+    from admin.console import (  # noqa: F401
+        assets,
+        consent_texts,
+        forms,
+        sales,
+        scoring,
+        settings,
+        views,
+    )
     from leadvault import i18n
 
     # The admin package's catalogue (shared with admin/): idempotent.

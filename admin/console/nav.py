@@ -31,6 +31,7 @@ NAV: tuple[Entry, ...] = (
         "consent",
     ),
     Entry("console.assets_page", N_("Assets"), Permission.ASSETS_READ, "assets"),
+    Entry("console.settings", N_("Settings"), Permission.SETTINGS_MANAGE, "settings"),
 )
 
 
