@@ -22,7 +22,7 @@ from flask import (
 from jinja2 import pass_context
 
 from consent import correction, rights, service
-from leadvault import db, i18n, leads, signals
+from leadvault import audit, db, i18n, leads, signals
 from leadvault.api import require_token
 from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
@@ -331,6 +331,10 @@ def access(token: str) -> Response:
         i18n.set_language(lead.language)
         return private_page("consent/access.html", token=token)
     body = json.dumps(rights.access_export(session, lead), indent=2, ensure_ascii=False)
+    # The privacy team's log of access requests (issue 12.7): when, not what.
+    audit.record_lead(
+        session, lead.id, audit.Action.LEAD_ACCESS_EXPORTED, actor="subject", detail={"via": "link"}
+    )
     response = mark_private(make_response(body))
     response.mimetype = "application/json"
     response.headers["Content-Disposition"] = 'attachment; filename="my-data.json"'

@@ -37,6 +37,7 @@ class Action(enum.StrEnum):
 
     LEAD_REVEALED = "lead.revealed"  # decrypted personal data shown
     LEAD_EXPORTED = "lead.exported"  # one lead's data exported
+    LEAD_ACCESS_EXPORTED = "lead.access_exported"  # the lead downloaded its own data
     LEAD_ERASED = "lead.erased"
     LEAD_STAGE_CHANGED = "lead.stage_changed"
     LEADS_EXPORTED = "leads.exported"  # a bulk export
@@ -182,6 +183,7 @@ class Filters:
     object_id: str | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
+    actions: tuple[str, ...] = ()  # any of these
 
 
 MAX_PAGE = 200
@@ -196,6 +198,7 @@ def entries(
     conditions = [
         AuditEntry.actor == filters.actor if filters.actor else None,
         AuditEntry.action == filters.action if filters.action else None,
+        AuditEntry.action.in_(filters.actions) if filters.actions else None,
         AuditEntry.object_type == filters.object_type if filters.object_type else None,
         AuditEntry.object_id == filters.object_id if filters.object_id else None,
         AuditEntry.created_at >= filters.since if filters.since else None,

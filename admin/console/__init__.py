@@ -19,6 +19,7 @@ def init_app(app: Flask) -> None:
         assets,
         consent_texts,
         forms,
+        privacy,
         sales,
         scoring,
         settings,

@@ -24,7 +24,7 @@ from admin import leads as lead_service
 from admin.console import bulk, lead_detail, nav, queries
 from admin.console import dashboard as dashboard_module
 from admin.permissions import Permission
-from leadvault import clock, db, i18n
+from leadvault import db, i18n
 from leadvault.i18n import N_
 from leadvault.models import Lead
 from leadvault.web import error_response
@@ -318,61 +318,3 @@ def change_stage(lead_id: uuid.UUID) -> Response:
     except lead_detail.StageChangeError as exc:
         return _lead_page(found, 422, stage_error=str(exc))
     return redirect(url_for("console.lead", lead_id=found.id, changed="1"))
-
-
-# --- privacy ------------------------------------------------------------------------------
-
-
-@bp.get("/privacy")
-@auth.require(Permission.AUDIT_READ)
-def privacy() -> Response:
-    """Ledger and audit trail verification (on request: it walks every entry) and the
-    audit trail, newest first, filtered by actor, action or object."""
-    from consent import ledger
-    from leadvault import audit
-
-    args = request.args
-    filters = audit.Filters(
-        actor=(args.get("actor") or "").strip()[:80] or None,
-        action=(args.get("action") or "").strip()[:40] or None,
-        object_id=(args.get("object_id") or "").strip()[:64] or None,
-    )
-    before_raw = args.get("before") or ""
-    if before_raw and not before_raw.isdigit():
-        return _error(400, N_("This page of the list no longer exists; start again."))
-    session = db.session()
-    entries = audit.entries(
-        session, filters, before=int(before_raw) if before_raw else None, limit=50
-    )
-    verdicts = None
-    if args.get("verify") == "1":
-        verdicts = {
-            "ledger": ledger.verify(session),
-            "audit": audit.verify(session),
-        }
-    return page(
-        "console/privacy.html",
-        section="privacy",
-        entries=[(entry, audit.detail_of(entry)) for entry in entries],
-        filters=filters,
-        verdicts=verdicts,
-        older=entries[-1].id if len(entries) == 50 else None,
-        actions=sorted(a.value for a in audit.Action),
-    )
-
-
-@bp.get("/leads/<uuid:lead_id>/proof")
-@auth.require(Permission.LEDGER_READ)
-def proof(lead_id: uuid.UUID) -> Response:
-    """A lead's consent proof as a printable page (for an authority): the ledger entries
-    with their hashes and the text versions; no personal data."""
-    found = _lead_or_404(lead_id)
-    session = db.session()
-    return page(
-        "console/proof.html",
-        section="privacy",
-        lead=lead_detail.summary(session, found),
-        consents=lead_detail.consent_rows(session, found.id),
-        entries=lead_detail.proof(session, found.id),
-        now_utc=clock.now(),
-    )

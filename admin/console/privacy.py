@@ -1,0 +1,129 @@
+"""The console's privacy pages (issue 12.7): both hash chains verified on request, the
+erasure and access requests, the retention periods in effect, the audit trail with
+filters (who, action, object, dates; newest first, paged) and a lead's consent proof
+as a printable page. Nothing here shows personal data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from flask import Response, current_app, request
+
+from admin import auth
+from admin.console import lead_detail
+from admin.console.views import _error, _lead_or_404, bp, page
+from admin.permissions import Permission
+from leadvault import audit, clock, db
+from leadvault.i18n import N_
+
+PAGE = 50
+# What the requests log lists: erasures (asked for by the lead, done by staff or by the
+# retention rules) and copies of a lead's data (its own download, a staff export).
+REQUEST_ACTIONS = (
+    audit.Action.LEAD_ERASED,
+    audit.Action.LEAD_EXPORTED,
+    audit.Action.LEAD_ACCESS_EXPORTED,
+)
+RETENTION = (
+    ("optin_max_age_days", N_("Unconfirmed opt-in requests (and their leads) are erased after")),
+    ("inactive_lead_days", N_("Leads without consent and without activity are erased after")),
+    ("proof_retention_days", N_("Proof of withdrawn or expired consent is kept for")),
+    ("sent_mail_retention_days", N_("Bodies of sent mails are kept for")),
+)
+
+
+class _BadFilter(ValueError):
+    pass
+
+
+def _text(name: str, limit: int) -> str | None:
+    value = (request.args.get(name) or "").strip()
+    if len(value) > limit or not value.isprintable():
+        raise _BadFilter(N_("A filter value is too long."))
+    return value or None
+
+
+def _day(name: str) -> dt.date | None:
+    value = _text(name, 10)
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise _BadFilter(N_("A date must look like 2025-03-31.")) from None
+
+
+def _audit_filters() -> tuple[audit.Filters, dict[str, str]]:
+    """The trail's filters and the query arguments that repeat them (for paging links)."""
+    since, until = _day("since"), _day("until")
+    filters = audit.Filters(
+        actor=_text("actor", 80),
+        action=_text("action", 40),
+        object_type=_text("object_type", 40),
+        object_id=_text("object_id", 64),
+        since=dt.datetime.combine(since, dt.time(), dt.UTC) if since else None,
+        until=dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), dt.UTC)
+        if until
+        else None,
+    )
+    names = ("actor", "action", "object_type", "object_id", "since", "until")
+    args = {name: request.args[name] for name in names if request.args.get(name)}
+    return filters, args
+
+
+@bp.get("/privacy")
+@auth.require(Permission.AUDIT_READ)
+def privacy() -> Response:
+    from consent import ledger
+    from leadvault.app import runtime
+
+    try:
+        filters, args = _audit_filters()
+    except _BadFilter as exc:
+        return _error(400, str(exc))
+    before_raw = request.args.get("before") or ""
+    if before_raw and not (before_raw.isdigit() and len(before_raw) < 10):
+        return _error(400, N_("This page of the list no longer exists; start again."))
+    session = db.session()
+    entries = audit.entries(
+        session, filters, before=int(before_raw) if before_raw else None, limit=PAGE
+    )
+    verdicts = None
+    if request.args.get("verify") == "1":
+        verdicts = {"ledger": ledger.verify(session), "audit": audit.verify(session)}
+    requests_log: list[Any] = []
+    if auth.can(Permission.PRIVACY_REQUESTS):
+        requests_log = audit.entries(session, audit.Filters(actions=REQUEST_ACTIONS), limit=20)
+    settings = runtime(current_app).settings
+    return page(
+        "console/privacy.html",
+        section="privacy",
+        entries=[(entry, audit.detail_of(entry)) for entry in entries],
+        filters=filters,
+        filter_args=args,
+        verdicts=verdicts,
+        older=entries[-1].id if len(entries) == PAGE else None,
+        actions=sorted(a.value for a in audit.Action),
+        requests_log=[(entry, audit.detail_of(entry)) for entry in requests_log],
+        retention=[(label, getattr(settings, name)) for name, label in RETENTION],
+    )
+
+
+@bp.get("/leads/<uuid:lead_id>/proof")
+@auth.require(Permission.LEDGER_READ)
+def proof(lead_id: uuid.UUID) -> Response:
+    """A lead's consent proof as a printable page (for an authority): the ledger entries
+    with their hashes and the text versions; no personal data."""
+    found = _lead_or_404(lead_id)
+    session = db.session()
+    return page(
+        "console/proof.html",
+        section="privacy",
+        lead=lead_detail.summary(session, found),
+        consents=lead_detail.consent_rows(session, found.id),
+        entries=lead_detail.proof(session, found.id),
+        now_utc=clock.now(),
+    )
