@@ -42,6 +42,7 @@ SOURCE_KEYS = (
     "utm_campaign",
     "utm_term",
     "utm_content",
+    "time_zone",  # the visitor's browser time zone (the widget sends it)
 )
 COMPANY_SIZES = profile.COMPANY_SIZES
 _LABEL = re.compile(r"^[A-Za-z0-9._\-]{1,100}$")
@@ -219,7 +220,9 @@ def submit(
     # A visitor asking again after erasure starts from nothing, with fresh consent.
     consent_service.lift_suppression(session, data.email)
     lead, created = leads.get_or_create(session, data.email, language=language)
-    leads.set_attributes(session, lead, data.profile)
+    zone = data.source.get("time_zone")
+    profile_values = {**data.profile, **({"time_zone": zone} if leads.known_zone(zone) else {})}
+    leads.set_attributes(session, lead, profile_values)
     if not created:
         leads.touch(lead)
     key = leads.data_key(session, lead)

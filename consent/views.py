@@ -266,6 +266,7 @@ def preferences(token: str) -> Response:
     ]
     return private_page(
         "consent/preferences.html",
+        time_zone=leads.zone_of(session, lead, runtime(current_app).settings.zone),
         token=token,
         purposes=rights.purpose_views(session, lead),
         export=export,

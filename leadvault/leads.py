@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+import zoneinfo
 from collections.abc import Iterable, Mapping
 
 import sqlalchemy as sa
@@ -30,6 +32,7 @@ ATTRIBUTE_LABELS = {
     "country": N_("Country (two letters, e.g. DE)"),
     "company_size": N_("Company size (employees)"),
     "message": N_("Message"),
+    "time_zone": N_("Time zone"),
 }
 
 
@@ -236,6 +239,23 @@ def change_email(session: Session, lead: Lead, email: str) -> None:
     except sa.exc.IntegrityError:
         raise AddressTaken("address taken") from None
     signals.lead_updated.send(session, lead_id=lead.id, fields=["email"])
+
+
+def known_zone(name: str | None) -> bool:
+    """Whether ``name`` is a time zone of the IANA database ("Europe/Berlin")."""
+    if not name or len(name) > 64 or name.startswith("/") or ".." in name:
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def zone_of(session: Session, lead: Lead, default: dt.tzinfo) -> dt.tzinfo:
+    """The lead's time zone (from its browser, when a widget sent it), else ``default``."""
+    name = attributes_of(session, lead).get("time_zone")
+    return zoneinfo.ZoneInfo(name) if name and known_zone(name) else default
 
 
 def attributes_of(session: Session, lead: Lead) -> dict[str, str]:

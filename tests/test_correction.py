@@ -26,6 +26,7 @@ from tests.test_consent_rights import (
     link_in,
     manage_link,
     path_of,
+    submit,
     text_of,
 )
 
@@ -209,3 +210,39 @@ def test_address_of_another_lead_is_refused_and_erasure_ends_the_request(app, cl
     assert "Your data has been erased" in gone.get_data(as_text=True)
     with app.app_context(), runtime(app).session_factory() as s:
         assert s.scalars(sa.select(EmailChange)).all() == []
+
+
+def test_sources_read_in_the_leads_language_and_time_zone(make_app, smtp_server):
+    """A widget sends the browser's time zone: the preference center dates the source in
+    it (here a day earlier than in the instance's Berlin); an unknown zone is ignored."""
+    import datetime as dt
+
+    from leadvault import clock
+    from tests.conftest import _smtp_config, make_form
+
+    app = make_app(smtp_url=_smtp_config(smtp_server.port), time_zone="Europe/Berlin")
+    client = app.test_client()
+    form_id = make_form(app, name="Praxisleitfaden", kind="whitepaper")
+    clock.freeze(dt.datetime(2026, 12, 3, 3, 30, tzinfo=dt.UTC))  # 2 Dec, 22:30 in New York
+    try:
+        far = unique_email("ny")
+        near = unique_email("berlin")
+        for email, zone in ((far, "America/New_York"), (near, "Mars/Olympus_Mons")):
+            submit(
+                app,
+                client,
+                form_id,
+                email,
+                lang="de",
+                page_url="https://www.example.com/whitepaper?utm_source=x",
+                time_zone=zone,
+            )
+        deliver_new(app, smtp_server, 2)
+        assert _attributes(app, far) == {"time_zone": "America/New_York"}
+        assert _attributes(app, near) == {}  # not a zone: not kept, and no error
+        far_page = client.get(manage_link(app, client, smtp_server, far)).get_data(as_text=True)
+        near_page = client.get(manage_link(app, client, smtp_server, near)).get_data(as_text=True)
+    finally:
+        clock.freeze(None)
+    assert "Whitepaper „Praxisleitfaden“ auf www.example.com, 02.12.2026" in far_page
+    assert "Whitepaper „Praxisleitfaden“ auf www.example.com, 03.12.2026" in near_page

@@ -33,6 +33,10 @@
     ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"].forEach(function (name) {
       if (params.get(name)) source[name] = params.get(name);
     });
+    // The visitor's time zone: the preference center shows dates in it.
+    try {
+      source.time_zone = Intl.DateTimeFormat().resolvedOptions().timeZone || undefined;
+    } catch (e) { /* an old browser: the instance's time zone is used */ }
     return source;
   }
 
