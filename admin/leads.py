@@ -329,6 +329,19 @@ def list_leads(
     return rows, following
 
 
+def selection(filters: Filters) -> sa.Select[Any]:
+    """The ids of every lead matching ``filters``, oldest first: what an export of the
+    list's leads reads (``export.service``), with the list's own conditions."""
+    state = _StateColumns.of(scored_only=False)
+    return (
+        sa.select(Lead.id)
+        .select_from(Lead)
+        .outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
+        .where(*_conditions(filters, state))
+        .order_by(Lead.created_at, Lead.id)
+    )
+
+
 def forms(session: Session) -> list[tuple[str, str]]:
     """(public id, name) of every form, for a filter's choices."""
     return [

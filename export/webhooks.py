@@ -22,16 +22,19 @@ from export.models import EndpointStatus, WebhookAttempt, WebhookEndpoint, Webho
 from leadvault import clock
 from leadvault.crypto import DataKey, WrappedKey
 from leadvault.db import settings_of, vault_of
+from leadvault.i18n import N_
 from leadvault.models import OutboxKind, OutboxMessage, OutboxStatus
 
 # Event types an endpoint may subscribe to, with what they mean.
 EVENT_TYPES: dict[str, str] = {
-    "lead.confirmed": "A lead confirmed a purpose by double opt-in",
-    "lead.stage_changed": "A lead moved to another lifecycle stage (MQL, SAL, SQL, won, lost …)",
-    "lead.handoff_accepted": "A salesperson accepted a lead",
-    "lead.updated": "A confirmed lead's profile fields changed",
-    "consent.withdrawn": "A lead withdrew a purpose",
-    "lead.erased": "A lead was erased: erase your copy (carries no personal data)",
+    "lead.confirmed": N_("A lead confirmed a purpose by double opt-in"),
+    "lead.stage_changed": N_(
+        "A lead moved to another lifecycle stage (MQL, SAL, SQL, won, lost …)"
+    ),
+    "lead.handoff_accepted": N_("A salesperson accepted a lead"),
+    "lead.updated": N_("A confirmed lead's profile fields changed"),
+    "consent.withdrawn": N_("A lead withdrew a purpose"),
+    "lead.erased": N_("A lead was erased: erase your copy (carries no personal data)"),
 }
 TEST_EVENT = "webhook.test"
 # Events whose body never carries contact data.

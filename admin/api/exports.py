@@ -180,7 +180,16 @@ def export_leads() -> Response:
             )
         except service.ExportError as exc:
             return problems.problem(400, str(exc))
-    actor, ip = auth.current_actor(), auth.client_ip()
+    return download(plan, selection, filters, actor=auth.current_actor(), ip=auth.client_ip())
+
+
+def download(
+    plan: service.Export, selection: Any, filters: str, *, actor: str, ip: str | None
+) -> Response:
+    """The export as a streamed download (the API's and the console's): read in a
+    read-only session of its own; its audit entry is written when the stream ends (or
+    breaks off), with the rows written."""
+    rt = runtime(current_app)
 
     def pieces() -> Iterator[bytes]:
         tally = [0]

@@ -18,6 +18,7 @@ def init_app(app: Flask) -> None:
     from admin.console import (  # noqa: F401
         assets,
         consent_texts,
+        exports,
         forms,
         privacy,
         sales,

@@ -32,6 +32,9 @@ NAV: tuple[Entry, ...] = (
     ),
     Entry("console.assets_page", N_("Assets"), Permission.ASSETS_READ, "assets"),
     Entry("console.settings", N_("Settings"), Permission.SETTINGS_MANAGE, "settings"),
+    Entry("console.exports", N_("Export"), Permission.LEADS_EXPORT, "exports"),
+    Entry("console.imports_page", N_("Import"), Permission.LEADS_WRITE, "imports"),
+    Entry("console.webhooks_page", N_("Webhooks"), Permission.SETTINGS_MANAGE, "webhooks"),
 )
 
 
