@@ -216,6 +216,7 @@ def _staff_links(app: Any) -> dict[str, list[Any]]:
         ],
         "console.users": [("/console/settings/users", signed_in, {})],
         "console.api_tokens": [("/console/settings/tokens", signed_in, {})],
+        **_export_links(app, signed_in),
         **_api_links(app, anonymous),
         **_scoring_links(app, signed_in, anonymous),
     }
@@ -228,6 +229,29 @@ def _forms_links(form_id: str, client: Any) -> dict[str, list[Any]]:
         "console.form_new": [("/console/forms/new", client, {})],
         "console.form_edit": [(f"/console/forms/{form_id}/edit", client, {})],
         "console.form_delete_confirm": [(f"/console/forms/{form_id}/delete", client, {})],
+    }
+
+
+def _export_links(app: Any, signed_in: Any) -> dict[str, list[Any]]:
+    """The console's export, import and webhook pages (issue 14.4)."""
+    from export import webhooks
+    from tests import factories
+
+    lead = factories.lead(app)
+    with uow(app) as s:
+        endpoint, _secret = webhooks.create_endpoint(
+            s, url="https://crm.example.com/hooks", resolve=False
+        )
+        webhooks.enqueue_test(s, endpoint)
+        endpoint_id = endpoint.id
+    return {
+        "console.exports": [
+            ("/console/exports?stage=new&since=2020-01-01", signed_in, {}),
+            (f"/console/exports?lead={lead}", signed_in, {}),
+        ],
+        "console.imports_page": [("/console/imports", signed_in, {})],
+        "console.webhooks_page": [("/console/webhooks", signed_in, {})],
+        "console.webhook": [(f"/console/webhooks/{endpoint_id}", signed_in, {})],
     }
 
 
