@@ -12,8 +12,8 @@ counted:
 1. the inbox, drained by ``Worker.process_inbox`` in batches of ``--batch-size``
    (lead, submission, ledger entries, scoring, the opt-in mail's outbox row);
 2. the opt-in mails, built and delivered by ``Worker.deliver_mail`` to an SMTP
-   sink on loopback (aiosmtpd, in a thread of this process: its CPU is counted too,
-   as it would be by the relay) until every mail is sent.
+   sink on loopback (aiosmtpd, in a process of its own: its CPU is not counted)
+   until every mail is sent.
 
 Baseline in the same run: queueing the same submissions (``accept``, one INSERT
 each), the cheapest work per item the pipeline does. Prints statements per item,
@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import multiprocessing
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -47,14 +47,42 @@ from aiosmtpd.controller import Controller  # noqa: E402
 
 
 class _Sink:
-    def __init__(self) -> None:
-        self.count = 0
-        self.lock = threading.Lock()
+    """An SMTP server on loopback (aiosmtpd) in a process of its own, so that its CPU
+    is not counted as the worker's; it counts the messages it receives."""
 
-    async def handle_DATA(self, _server: Any, _session: Any, _envelope: Any) -> str:  # noqa: N802
-        with self.lock:
-            self.count += 1
-        return "250 OK"
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._count = multiprocessing.Value("i", 0)
+        self._stop = multiprocessing.Event()
+        ready = multiprocessing.Event()
+        self._process = multiprocessing.Process(
+            target=_serve, args=(self.port, self._count, ready, self._stop), daemon=True
+        )
+        self._process.start()
+        if not ready.wait(30):
+            raise BenchError("the SMTP sink did not start")
+
+    @property
+    def count(self) -> int:
+        return self._count.value
+
+    def close(self) -> None:
+        self._stop.set()
+        self._process.join(10)
+
+
+def _serve(port: int, count: Any, ready: Any, stop: Any) -> None:
+    class Handler:
+        async def handle_DATA(self, _server: Any, _session: Any, _envelope: Any) -> str:  # noqa: N802
+            with count.get_lock():
+                count.value += 1
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    ready.set()
+    stop.wait()
+    controller.stop()
 
 
 class Counted:
@@ -220,11 +248,9 @@ def main() -> int:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="lv-bench-worker-"))
     sink = _Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
-    controller.start()
     try:
         settings = {
-            "smtp_url": f"smtp://127.0.0.1:{controller.port}",
+            "smtp_url": f"smtp://127.0.0.1:{sink.port}",
             "worker_batch_size": str(args.batch_size),
         }
         if args.database_url:
@@ -241,7 +267,7 @@ def main() -> int:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
     finally:
-        controller.stop()
+        sink.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
