@@ -182,7 +182,7 @@ def is_suppressed(session: Session, email: str) -> bool:
 
 def lift_suppression(session: Session, email: str) -> None:
     """A new, self-initiated submission starts from nothing: the address may be stored again."""
-    index = vault_of(session).blind_index(email)
+    index = leads.email_index(session, email)
     work = batch.active(session)
     if work is not None and index in work.subjects:
         # One read for the worker's whole batch; a DELETE only where there is one.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import email.charset
+import functools
 import os
 import re
 import smtplib
@@ -69,11 +70,11 @@ def build_message(content: MailContent, *, mail_from: str, reply_to: str | None 
     header that is not ASCII beyond the subject and display name, gets the default
     policy's message instead.
     """
-    name, from_address = parseaddr(mail_from)
+    name, from_value = _sender(mail_from)
     to = addresses.header_value(content.to)
     if not (
         to.isascii()
-        and addresses.for_transport(from_address).isascii()
+        and from_value.isascii()
         and all(value.isascii() for value in content.headers.values())
     ) or _LINE_BREAK.search("".join((content.to, content.subject, *content.headers.values()))):
         # The default policy writes SMTPUTF8 headers, and refuses a line break in a
@@ -82,19 +83,31 @@ def build_message(content: MailContent, *, mail_from: str, reply_to: str | None 
     message = MIMEMultipart("alternative", policy=_LEAN)
     message["Message-ID"] = make_msgid(domain=addresses.domain_of(mail_from))
     message["Date"] = formatdate(localtime=False, usegmt=True)
-    from_value = addresses.header_value(from_address)
     message["From"] = formataddr((name, from_value), charset=_UTF8) if name else from_value
     message["To"] = to
     message["Subject"] = _header(content.subject)
     message["Auto-Submitted"] = "auto-generated"
     if reply_to:  # LEADVAULT_MAIL_REPLY_TO
-        message["Reply-To"] = addresses.header_value(reply_to)
+        message["Reply-To"] = _settings_address(reply_to)
     for header, value in content.headers.items():
         message[header] = value
     message["Content-Language"] = content.language
     message.attach(_text_part(content.text, "plain"))
     message.attach(_text_part(content.html, "html"))
     return message
+
+
+@functools.lru_cache(maxsize=16)
+def _sender(mail_from: str) -> tuple[str, str]:
+    """LEADVAULT_MAIL_FROM's display name and address in transport form (a setting:
+    worked out once, not for every mail)."""
+    name, address = parseaddr(mail_from)
+    return name, addresses.header_value(address)
+
+
+@functools.lru_cache(maxsize=16)
+def _settings_address(value: str) -> str:
+    return addresses.header_value(value)
 
 
 _LINE_BREAK = re.compile(r"[\r\n]")
