@@ -25,7 +25,6 @@ from werkzeug.exceptions import HTTPException
 
 from tests import factories
 from tests.axe import axe_violations, require_axe
-from tests.test_safe_methods import _asset
 from tests.test_console_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -37,6 +36,7 @@ from tests.test_console_browser import (
     shots,
     sync_api,
 )
+from tests.test_safe_methods import _asset
 
 pytestmark = [
     pytest.mark.browser,
@@ -163,9 +163,17 @@ def test_every_console_page_in_both_languages(served, browser):  # noqa: F811
     with factories.uow(app) as s:  # two rule versions: history, version and restore pages
         rulesets.activate(s, rules.example_text(), actor="user:1")
         rulesets.activate(s, rules.example_text().replace("C = 10", "C = 12"), actor="user:1")
-    # An asset (its page) and a form nobody has used yet (only such a form offers delete).
+    # An asset (its page), a form nobody has used yet (only such a form offers delete)
+    # and a webhook endpoint with a test event queued (its page and delivery log).
     _asset(app)
     factories.form(app, name="Draft, never used")
+    from export import webhooks
+
+    with factories.uow(app) as s:
+        endpoint, _secret = webhooks.create_endpoint(
+            s, url="https://crm.example.com/hooks", resolve=False
+        )
+        webhooks.enqueue_test(s, endpoint)
     owner = factories.staff_user(app, "owner")[1]
     secret = pyotp.random_base32()
     with_totp = factories.staff_user(app, "marketing", totp_secret=secret)[1]
