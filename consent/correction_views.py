@@ -6,46 +6,24 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request, url_for
 
 from consent import correction, rights
+from consent.link_pages import link_problem
 from leadvault import db, i18n, leads, profile
 from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
 from leadvault.i18n import N_
 from leadvault.models import Lead
-from leadvault.web import invalid_link_page, language, private_page, request_meta, within_limits
+from leadvault.web import language, private_page, request_meta, within_limits
 
 bp = Blueprint("consent_correction", __name__, template_folder="templates")
 
 _GONE = (TokenInvalid, TokenExpired, rights.LinkGone)
 
 
-def _link_problem(exc: Exception) -> Response:
-    if isinstance(exc, TokenExpired):
-        return private_page(
-            "consent/message.html",
-            410,
-            title=N_("This link has expired"),
-            text=N_("For your protection, these links are valid for a limited time."),
-            manage=True,
-        )
-    if isinstance(exc, rights.LeadErased):
-        return private_page(
-            "consent/message.html",
-            410,
-            title=N_("Your data has been erased"),
-            text=N_("We no longer hold any data about you, so this link has nothing to show."),
-        )
-    if isinstance(exc, rights.LinkGone):
-        return private_page(
-            "consent/message.html",
-            410,
-            title=N_("This link was already used"),
-            text=N_(
-                "The address was confirmed already, or a newer change replaced this one. "
-                "Your preference center shows the address we use."
-            ),
-            manage=True,
-        )
-    return invalid_link_page()
+# Why a spent correction link is spent (the preference center has the address in use).
+_CORRECTION_USED = N_(
+    "The address was confirmed already, or a newer change replaced this one. "
+    "Your preference center shows the address we use."
+)
 
 
 def _form(token: str, lead: Lead, values: dict[str, str], errors: dict[str, str]) -> Response:
@@ -69,7 +47,7 @@ def correct_form(token: str) -> Response:
     try:
         lead = rights.read_prefs(session, token)
     except _GONE as exc:
-        return _link_problem(exc)
+        return link_problem(exc, used_text=_CORRECTION_USED)
     i18n.set_language(lead.language)
     values = {"email": leads.email_of(session, lead), **leads.attributes_of(session, lead)}
     return _form(token, lead, values, {})
@@ -81,7 +59,7 @@ def correct(token: str) -> Response:
     try:
         lead = rights.read_prefs(session, token)
     except _GONE as exc:
-        return _link_problem(exc)
+        return link_problem(exc, used_text=_CORRECTION_USED)
     i18n.set_language(lead.language)
     values = correction.cleaned(request.form)
     errors = correction.problems(values, language())
@@ -123,7 +101,7 @@ def confirm_address(token: str) -> Response:
             session, token, for_update=request.method == "POST"
         )
     except _GONE as exc:
-        return _link_problem(exc)
+        return link_problem(exc, used_text=_CORRECTION_USED)
     i18n.set_language(lead.language)
     if request.method != "POST":
         return private_page("consent/confirm_address.html", token=token)

@@ -22,6 +22,7 @@ from flask import (
 from jinja2 import pass_context
 
 from consent import correction, rights, service
+from consent.link_pages import link_problem
 from leadvault import audit, db, i18n, leads, signals
 from leadvault.api import require_token
 from leadvault.app import runtime
@@ -131,33 +132,6 @@ def resend(token: str) -> Response:
 # --- one-click unsubscribe (RFC 8058) ----------------------------------------
 
 
-def _link_problem(exc: Exception) -> Response:
-    if isinstance(exc, TokenExpired):
-        return private_page(
-            "consent/message.html",
-            410,
-            title=N_("This link has expired"),
-            text=N_("For your protection, these links are valid for a limited time."),
-            manage=True,
-        )
-    if isinstance(exc, rights.LeadErased):
-        return private_page(
-            "consent/message.html",
-            410,
-            title=N_("Your data has been erased"),
-            text=N_("We no longer hold any data about you, so this link has nothing to show."),
-        )
-    if isinstance(exc, rights.LinkGone):
-        return private_page(
-            "consent/message.html",
-            410,
-            title=N_("This link was already used"),
-            text=N_("For your protection, this link works only once."),
-            manage=True,
-        )
-    return invalid_link_page()
-
-
 @bp.route("/u/<token>", methods=["GET", "POST"])
 @csrf.exempt  # mail providers POST without cookies or CSRF tokens (RFC 8058)
 def unsubscribe(token: str) -> Response:
@@ -251,7 +225,7 @@ def preferences(token: str) -> Response:
     try:
         lead = _prefs_lead(token)
     except (TokenInvalid, TokenExpired, rights.LinkGone) as exc:
-        return _link_problem(exc)
+        return link_problem(exc)
     export = rights.access_export(session, lead)
     sources = [
         item
@@ -291,7 +265,7 @@ def change_purpose(token: str, action: str) -> Response:
     try:
         lead = _prefs_lead(token)
     except (TokenInvalid, TokenExpired, rights.LinkGone) as exc:
-        return _link_problem(exc)
+        return link_problem(exc)
     purpose = request.form.get("purpose", "")
     if purpose not in service.purpose_keys(session) or action not in {"withdraw", "grant"}:
         return private_page(
@@ -327,7 +301,7 @@ def access(token: str) -> Response:
     try:
         lead = rights.use_single_use(session, rights.ACCESS, token, spend=request.method == "POST")
     except (TokenInvalid, TokenExpired, rights.LinkGone) as exc:
-        return _link_problem(exc)
+        return link_problem(exc)
     if request.method != "POST":
         i18n.set_language(lead.language)
         return private_page("consent/access.html", token=token)
@@ -359,7 +333,7 @@ def erase(token: str) -> Response:
     try:
         lead = rights.use_single_use(session, rights.ERASE, token, spend=request.method == "POST")
     except (TokenInvalid, TokenExpired, rights.LinkGone) as exc:
-        return _link_problem(exc)
+        return link_problem(exc)
     i18n.set_language(lead.language)
     if request.method != "POST":
         return private_page("consent/erase.html", token=token, back=_back_to_prefs(lead))
