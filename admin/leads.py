@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 import math
 import uuid
-from typing import Any
+from typing import Any, TypedDict
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -23,6 +23,7 @@ from consent import ledger, rights
 from consent.models import Consent
 from leadvault import audit, clock
 from leadvault import leads as core_leads
+from leadvault.i18n import N_
 from leadvault.models import Lead
 from scoring import rules as scoring_rules
 from scoring import scores, stages
@@ -496,8 +497,15 @@ def detail(session: Session, lead: Lead) -> dict[str, Any]:
     }
 
 
-def reveal(session: Session, lead: Lead, *, actor: str, ip: str | None) -> dict[str, Any]:
-    """The lead's decrypted address and profile; one audit entry."""
+class Revealed(TypedDict):
+    id: str
+    email: str
+    profile: dict[str, str]
+
+
+def reveal(session: Session, lead: Lead, *, actor: str, ip: str | None) -> Revealed:
+    """The lead's decrypted address and profile; one audit entry naming the fields shown
+    (the console, the API and the command line alike)."""
     profile = core_leads.attributes_of(session, lead)
     audit.record_lead(
         session,
@@ -525,11 +533,26 @@ def export_one(session: Session, lead: Lead, *, actor: str, ip: str | None) -> d
 
 
 REASON_MAX = 100
+# Reasons staff choose in the console for a stage change. The API takes free text too;
+# the audit trail, which outlives an erasure, names only these (free text: "other").
+CHANGE_REASONS = {
+    "qualified": N_("Qualified in a conversation"),
+    "deal_won": N_("Deal signed"),
+    "deal_lost": N_("Deal lost"),
+    "no_need": N_("No need"),
+    "no_budget": N_("No budget"),
+    "not_reachable": N_("Not reachable"),
+    "wrong_person": N_("Wrong person"),
+    "fake_data": N_("Fake data"),
+    "duplicate": N_("Duplicate"),
+    "correction": N_("Correcting a mistake"),
+}
 
 
 def change_stage(
     session: Session, lead: Lead, to: str, reason: str, *, actor: str, ip: str | None
 ) -> StageChange:
+    """Move the lead by hand; one stage change and one audit entry (from, to, reason)."""
     reason = " ".join(reason.split())
     if not reason:
         raise LeadError("say why (a reason)")
@@ -547,7 +570,11 @@ def change_stage(
         lead.id,
         audit.Action.LEAD_STAGE_CHANGED,
         actor=actor,
-        detail={"from": change.from_stage, "to": change.to_stage},
+        detail={
+            "from": change.from_stage,
+            "to": change.to_stage,
+            "reason": reason if reason in CHANGE_REASONS else "other",
+        },
         ip=ip,
     )
     return change

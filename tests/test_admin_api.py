@@ -178,7 +178,8 @@ def test_stage_change_with_reason(app, client):
     again = client.post(url, json={"stage": "won", "reason": "oops"}, headers=headers)
     assert again.status_code == 409
     (entry,) = _entries(app, "lead.stage_changed")
-    assert audit.detail_of(entry) == {"from": "new", "to": "disqualified"}
+    # Free text stays in the stage history (erased with the lead), not in the audit trail.
+    assert audit.detail_of(entry) == {"from": "new", "to": "disqualified", "reason": "other"}
     detail = client.get(f"/api/v1/leads/{lead_id}", headers=headers).get_json()
     assert detail["stage"] == "disqualified"
     assert [i["to"] for i in detail["timeline"] if i["kind"] == "stage"] == ["disqualified"]

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from leadvault import audit
 from leadvault.audit import Action
 from leadvault.models import AuditEntry
 from tests import factories
@@ -214,6 +215,8 @@ def test_reveal_is_one_audited_request_and_shows_the_data(app):
         ).all()[-1]
         assert entry.object_id == str(lead_id)
         assert entry.actor == f"user:{user_id}"
+        # The same entry as the API's reveal.
+        assert audit.detail_of(entry) == {"fields": ["email", "first_name"]}
     # Without the CSRF token nothing is shown and nothing recorded.
     assert client.post(f"/console/leads/{lead_id}/reveal").status_code == 400
     assert audit_count(app, Action.LEAD_REVEALED) == before + 1
@@ -248,6 +251,11 @@ def test_stage_change_with_a_reason_moves_the_dashboard(app):
     )
     assert moved.status_code == 302
     assert audit_count(app, Action.LEAD_STAGE_CHANGED) == before + 1
+    with uow(app) as s:
+        entry = s.scalars(
+            sa.select(AuditEntry).where(AuditEntry.action == Action.LEAD_STAGE_CHANGED)
+        ).all()[-1]
+        assert audit.detail_of(entry) == {"from": "new", "to": "mql", "reason": "qualified"}
     assert mql_tile() == "1"
     page = text(client.get(f"/console/leads/{lead_id}"))
     assert "Stage New → MQL" in page

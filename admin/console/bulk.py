@@ -68,7 +68,7 @@ def change_stages(
 ) -> list[Outcome]:
     """Move each lead that may move to ``to``; a lead that may not keeps its stage and
     says why. Each change is one stage change and one audit entry, as on the lead page."""
-    if reason not in lead_detail.CHANGE_REASONS:
+    if reason not in lead_service.CHANGE_REASONS:
         raise BulkError(N_("Please choose a reason."))
     if to not in lead_service.STAGES:
         raise BulkError(N_("There is no such stage."))

@@ -15,11 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from admin import leads as lead_service
 from capture import service as capture_service
 from capture.models import Form, Submission
 from consent import ledger
 from consent.models import Consent, ConsentText
-from leadvault import audit, leads
 from leadvault.i18n import N_
 from leadvault.models import Lead, OutboxMessage
 from scoring import rules as rules_module
@@ -28,19 +28,6 @@ from scoring.models import Event, Handoff, LeadScore, Stage, StageChange
 
 NO_VALUE = "\u2013"  # an en dash where there is nothing to say
 TIMELINE_LIMIT = 200  # newest entries of each kind
-# Reasons staff give for a stage change (a list, not free text: no personal data at rest).
-CHANGE_REASONS = {
-    "qualified": N_("Qualified in a conversation"),
-    "deal_won": N_("Deal signed"),
-    "deal_lost": N_("Deal lost"),
-    "no_need": N_("No need"),
-    "no_budget": N_("No budget"),
-    "not_reachable": N_("Not reachable"),
-    "wrong_person": N_("Wrong person"),
-    "fake_data": N_("Fake data"),
-    "duplicate": N_("Duplicate"),
-    "correction": N_("Correcting a mistake"),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,9 +218,11 @@ class PersonalData:
     fit_rules: list[tuple[str, float]]  # the fit rules that matched, with their points
 
 
-def personal_data(session: Session, lead: Lead) -> PersonalData:
-    """Decrypted: call only inside the audited request (:func:`reveal`)."""
-    attributes = leads.attributes_of(session, lead)
+def personal_data(session: Session, lead: Lead, revealed: lead_service.Revealed) -> PersonalData:
+    """The revealed address and profile with the lead's recent submissions and the fit
+    rules its profile matched: decrypted, so only inside the audited request
+    (:func:`reveal`)."""
+    attributes = revealed["profile"]
     subs = [
         (sub.created_at, capture_service.read_submission(session, sub))
         for sub in capture_service.submissions_of(session, lead.id)[-20:]
@@ -245,20 +234,13 @@ def personal_data(session: Session, lead: Lead) -> PersonalData:
     _points, _grade, matched = enrichment.fit_of(
         rules, attributes, list(state.flags or []) if state else [], bool(state and state.suspect)
     )
-    return PersonalData(leads.email_of(session, lead), attributes, subs, list(matched))
+    return PersonalData(revealed["email"], attributes, subs, list(matched))
 
 
 def reveal(session: Session, lead: Lead, *, actor: str, ip: str | None) -> PersonalData:
-    """The lead's personal data, recorded in the audit trail as one view."""
-    audit.record_lead(
-        session,
-        lead.id,
-        audit.Action.LEAD_REVEALED,
-        actor=actor,
-        detail={"via": "console"},
-        ip=ip,
-    )
-    return personal_data(session, lead)
+    """The lead's personal data, recorded in the audit trail as one view (the same
+    entry as the API's and the command line's reveal)."""
+    return personal_data(session, lead, lead_service.reveal(session, lead, actor=actor, ip=ip))
 
 
 class StageChangeError(ValueError):
@@ -268,18 +250,12 @@ class StageChangeError(ValueError):
 def change_stage(
     session: Session, lead: Lead, to: str, reason: str, *, actor: str, ip: str | None
 ) -> None:
-    if reason not in CHANGE_REASONS:
+    """The API's stage change, for a reason from :data:`admin.leads.CHANGE_REASONS`; refusals as
+    message ids the page translates."""
+    if reason not in lead_service.CHANGE_REASONS:
         raise StageChangeError(N_("Please choose a reason."))
-    state = stages.state_of(session, lead.id, for_update=True)
-    if to not in stages.ALLOWED.get(state.stage, frozenset()):
-        raise StageChangeError(N_("A lead in this stage cannot move to that stage."))
-    before = state.stage
-    stages.transition(session, state, to, cause_kind="person", cause=f"{actor}: {reason}")
-    audit.record_lead(
-        session,
-        lead.id,
-        audit.Action.LEAD_STAGE_CHANGED,
-        actor=actor,
-        detail={"from": before, "to": to, "reason": reason},
-        ip=ip,
-    )
+    try:
+        lead_service.change_stage(session, lead, to, reason, actor=actor, ip=ip)
+    except lead_service.LeadError:
+        # The reason is one of ours, so the lifecycle refused the move.
+        raise StageChangeError(N_("A lead in this stage cannot move to that stage.")) from None

@@ -195,7 +195,7 @@ def leads() -> Response:
         stages=queries.STAGES,
         grades=queries.GRADES,
         sales_only=assigned_to is not None,
-        reasons=lead_detail.CHANGE_REASONS,
+        reasons=lead_service.CHANGE_REASONS,
         not_found=g.get("console_not_found", False),
     )
 
@@ -280,7 +280,7 @@ def _lead_page(lead: Lead, status: int = 200, **extra: Any) -> Response:
         lead=lead_detail.summary(session, lead),
         timeline=lead_detail.timeline(session, lead.id),
         consents=lead_detail.consent_rows(session, lead.id),
-        reasons=lead_detail.CHANGE_REASONS,
+        reasons=lead_service.CHANGE_REASONS,
         may_reveal=auth.can(Permission.LEADS_REVEAL_ASSIGNED),
         may_change=auth.can(Permission.LEADS_WRITE_ASSIGNED),
         **extra,
