@@ -20,28 +20,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from harness import BIN_DIR, BenchError, Server, bench_env, run_cli
+from harness import BenchError, Server
 from load import (
+    BENCH_DIR,
     TOKENS_PER_SECOND,
-    WRK,
     WrkResult,
+    add_load_arguments,
+    bare_env,
     bench_database,
+    bench_instance,
     count_rows,
     http,
+    missing_tools,
     render_tokens,
+    run_bare,
     run_wrk,
-    warm_up,
+    warmed,
     write_script,
 )
 
-BENCH_DIR = Path(__file__).resolve().parent
 # This file is named like the `capture` package; keep its folder off the import
 # path so the worker code imported below finds the real package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
@@ -78,35 +81,18 @@ def serve(
 def bench_leadvault(
     args: argparse.Namespace, tmp: Path, database_url: str
 ) -> tuple[WrkResult, dict[str, int]]:
-    instance = tmp / "instance"
-    env = bench_env(
-        instance,
-        database_url=database_url,
-        form_min_fill_seconds="0",
-        rate_limit_ip="1000000/minute",
-        rate_limit_email="1000000/minute",
-    )
-    run_cli(["db", "upgrade"], env)
-    out = run_cli(["forms", "add", "--name", "bench", "--kind", "newsletter"], env)
-    match = re.match(r"id\s+(\S+)", out.splitlines()[0] if out else "")
-    if not match:
-        raise BenchError(f"cannot find the form id in:\n{out}")
-    form_id = match.group(1)
-
+    env, form_id = bench_instance(tmp / "instance", database_url)
+    tokens = render_tokens(env, form_id, args.warmup + TOKENS_PER_SECOND * args.duration)
+    script = write_script(tmp, tokens[args.warmup :], args.wrk_threads)
+    path = f"/f/{form_id}"
     server = serve(args, tmp, "leadvault", "leadvault.wsgi:app", env)
-    try:
-        server.wait_ready()
+    with warmed(server, path, tokens, args.warmup):
         status, body = http("GET", f"{server.base}/f/{form_id}/config")
         if status != 200:
             raise BenchError(f"GET /f/{form_id}/config answered {status}: {body[:300]!r}")
         json.loads(body)["render_token"]  # the form renders
-        tokens = render_tokens(env, form_id, args.warmup + TOKENS_PER_SECOND * args.duration)
-        script = write_script(tmp, tokens[args.warmup :], args.wrk_threads)
-        warm_up(server.base, f"/f/{form_id}", tokens[: args.warmup], args.warmup)
         before = count_rows(database_url, "inbox")
-        result = run_wrk(server, f"/f/{form_id}", script, args)
-    finally:
-        server.close()  # graceful: in-flight requests commit before the count
+        result = run_wrk(server, path, script, args)
     # The endpoint stores each accepted submission as one sealed inbox row; the
     # worker turns them into leads, ledger entries and opt-in mails. Drain the
     # inbox here with the real worker code and time it, so the report shows
@@ -131,14 +117,8 @@ def drain_inbox(env: dict[str, str]) -> float:
 
 
 def bench_bare(args: argparse.Namespace, tmp: Path) -> WrkResult:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADVAULT_")}
-    server = serve(args, tmp, "bare", "bare_app:app", env, extra=["--chdir", str(BENCH_DIR)])
-    try:
-        server.wait_ready()
-        warm_up(server.base, "/f/bench", ["unused"], args.warmup)
-        return run_wrk(server, "/f/bench", tmp / "submit.lua", args)
-    finally:
-        server.close()
+    server = serve(args, tmp, "bare", "bare_app:app", bare_env(), extra=["--chdir", str(BENCH_DIR)])
+    return run_bare(server, tmp / "submit.lua", args)
 
 
 # --- report -------------------------------------------------------------------
@@ -208,27 +188,15 @@ def report(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    parser.add_argument("--concurrency", type=int, default=32, help="wrk connections")
-    parser.add_argument("--wrk-threads", type=int, default=2)
+    add_load_arguments(parser)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync")
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
-    parser.add_argument("--warmup", type=int, default=20, help="sequential POSTs before wrk")
-    parser.add_argument(
-        "--database-url", help="postgresql://… server to run on (a fresh database; default SQLite)"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, db)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print wrk's output")
     args = parser.parse_args(argv)
     args.concurrency = max(args.concurrency, args.wrk_threads)
 
-    for exe in (BIN_DIR / "gunicorn", BIN_DIR / "leadvault"):
-        if not exe.exists():
-            print(f"error: {exe} not found (run with the venv's python)", file=sys.stderr)
-            return 2
-    if not Path(WRK).exists():
-        print("error: wrk not found (apt-get install -y wrk)", file=sys.stderr)
+    if missing_tools():
         return 2
 
     tmp = Path(tempfile.mkdtemp(prefix="leadvault-bench-"))

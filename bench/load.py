@@ -1,4 +1,5 @@
-"""What the load benchmarks share: wrk with a submission per request, render tokens,
+"""What the load benchmarks share: their command line, an instance with one form, wrk with
+a submission per request (render tokens, a warm-up), the bare Flask app to compare with,
 a throw-away database (SQLite in the instance, or a fresh PostgreSQL database)."""
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness import BenchError, Server
+from harness import BIN_DIR, BenchError, Server, bench_env, run_cli
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
+
+BENCH_DIR = Path(__file__).resolve().parent
 
 # A render token is accepted once: every request needs its own, more than either
 # server answers per second on two CPUs (a reused one would get the bot reply).
@@ -149,6 +153,18 @@ def run_wrk(server: Server, path: str, script: Path, args: argparse.Namespace) -
     return result
 
 
+@contextmanager
+def warmed(server: Server, path: str, tokens: list[str], n: int) -> Iterator[Server]:
+    """The server answering and warmed up with ``n`` submissions to ``path``; closed
+    afterwards (graceful: in-flight requests commit)."""
+    try:
+        server.wait_ready()
+        warm_up(server.base, path, tokens, n)
+        yield server
+    finally:
+        server.close()
+
+
 def warm_up(base: str, path: str, tokens: list[str], n: int) -> None:
     """A few sequential submissions: every worker imports and compiles, and a wrong
     setup (422, bot verdict, 404) fails here with the body instead of in wrk's totals."""
@@ -183,6 +199,65 @@ def write_script(tmp: Path, tokens: list[str], threads: int) -> Path:
     script = tmp / "submit.lua"
     script.write_text(LUA_TEMPLATE.replace("__TOKENS__", str(tmp / "tokens-")))
     return script
+
+
+def bare_env() -> dict[str, str]:
+    """The environment of bench/bare_app.py (served with ``--chdir BENCH_DIR``)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("LEADVAULT_")}
+
+
+def run_bare(server: Server, script: Path, args: argparse.Namespace) -> WrkResult:
+    """The same wrk load against bench/bare_app.py (its own /f/bench ignores the token)."""
+    with warmed(server, "/f/bench", ["unused"], args.warmup):
+        return run_wrk(server, "/f/bench", script, args)
+
+
+# --- the command line and the instance ---------------------------------------------
+
+
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every load benchmark takes (wrk's, the warm-up, the database)."""
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--concurrency", type=int, default=32, help="wrk connections")
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=20, help="sequential POSTs before wrk")
+    parser.add_argument(
+        "--database-url", help="postgresql://… server to run on (a fresh database; default SQLite)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, db)")
+
+
+def missing_tools() -> bool:
+    """Say on stderr what is missing (gunicorn and leadvault in the venv, wrk); True then."""
+    for exe in (BIN_DIR / "gunicorn", BIN_DIR / "leadvault"):
+        if not exe.exists():
+            print(f"error: {exe} not found (run with the venv's python)", file=sys.stderr)
+            return True
+    if not Path(WRK).exists():
+        print("error: wrk not found (apt-get install -y wrk)", file=sys.stderr)
+        return True
+    return False
+
+
+def bench_instance(
+    instance: Path, database_url: str, **settings: str
+) -> tuple[dict[str, str], str]:
+    """The environment of a migrated instance without bot delays or rate limits, and the
+    public id of its one newsletter form."""
+    env = bench_env(
+        instance,
+        database_url=database_url,
+        form_min_fill_seconds="0",
+        rate_limit_ip="1000000/minute",
+        rate_limit_email="1000000/minute",
+        **settings,
+    )
+    run_cli(["db", "upgrade"], env)
+    out = run_cli(["forms", "add", "--name", "bench", "--kind", "newsletter"], env)
+    match = re.match(r"id\s+(\S+)", out.splitlines()[0] if out else "")
+    if not match:
+        raise BenchError(f"cannot find the form id in:\n{out}")
+    return env, match.group(1)
 
 
 # --- the database ---------------------------------------------------------------

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -37,20 +36,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import BIN_DIR, BenchError, Server, bench_env, free_port, run_cli
+from harness import BIN_DIR, BenchError, Server, free_port
 from load import (
+    BENCH_DIR,
     TOKENS_PER_SECOND,
-    WRK,
     WrkResult,
+    add_load_arguments,
+    bare_env,
     bench_database,
+    bench_instance,
     count_rows,
+    missing_tools,
     render_tokens,
+    run_bare,
     run_wrk,
-    warm_up,
+    warmed,
     write_script,
 )
 
-BENCH_DIR = Path(__file__).resolve().parent
 # The `capture` package, not a file of this folder, must be found by imports below.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
 
@@ -167,61 +170,50 @@ def run_pipeline(
 ) -> Pipeline:
     path = f"/f/{form_id}"
     script = write_script(tmp, tokens, args.wrk_threads)
-    server = serve(args, tmp, "leadvault", "leadvault.wsgi:app", env)
     workers = Workers(args.workers, env, args.batch_size, tmp)
     try:
-        server.wait_ready()
-        warm_up(server.base, path, tokens[: args.warmup], args.warmup)
-        # Workers up and mailing before the clock starts.
-        wait_for(lambda: sink.count >= args.warmup, 120, "the warm-up mails", workers.check)
-        mailed_before = sink.count
-        result = run_wrk(server, path, script, args)
-        mailed_during = sink.count - mailed_before
-        backlog = pending(url)
-        workers.check()
+        server = serve(args, tmp, "leadvault", "leadvault.wsgi:app", env)
+        with warmed(server, path, tokens, args.warmup):
+            # Workers up and mailing before the clock starts.
+            wait_for(lambda: sink.count >= args.warmup, 120, "the warm-up mails", workers.check)
+            mailed_before = sink.count
+            result = run_wrk(server, path, script, args)
+            mailed_during = sink.count - mailed_before
+            backlog = pending(url)
+            workers.check()
 
-        def drained() -> bool:
-            return pending(url) == 0 and sink.count >= count_rows(url, "leads")
+            def drained() -> bool:
+                return pending(url) == 0 and sink.count >= count_rows(url, "leads")
 
-        drain = wait_for(drained, DRAIN_TIMEOUT, "draining the inbox", workers.check)
-        time.sleep(1.0)  # a duplicate would show now
-        return Pipeline(
-            load=result,
-            mailed_during_load=mailed_during,
-            backlog_at_end=backlog,
-            drain_seconds=drain,
-            backlog_after=pending(url),
-            leads=count_rows(url, "leads"),
-            submissions=count_rows(url, "submissions"),
-            mails=sink.count,
-        )
+            drain = wait_for(drained, DRAIN_TIMEOUT, "draining the inbox", workers.check)
+            time.sleep(1.0)  # a duplicate would show now
+            return Pipeline(
+                load=result,
+                mailed_during_load=mailed_during,
+                backlog_at_end=backlog,
+                drain_seconds=drain,
+                backlog_after=pending(url),
+                leads=count_rows(url, "leads"),
+                submissions=count_rows(url, "submissions"),
+                mails=sink.count,
+            )
     finally:
         workers.close()
-        server.close()
 
 
 def run_capture_alone(
     args: argparse.Namespace, tmp: Path, env: dict[str, str], form_id: str, tokens: list[str]
 ) -> WrkResult:
+    path = f"/f/{form_id}"
     script = write_script(tmp, tokens, args.wrk_threads)
     server = serve(args, tmp, "leadvault", "leadvault.wsgi:app", env)
-    try:
-        server.wait_ready()
-        warm_up(server.base, f"/f/{form_id}", tokens[: args.warmup], args.warmup)
-        return run_wrk(server, f"/f/{form_id}", script, args)
-    finally:
-        server.close()
+    with warmed(server, path, tokens, args.warmup):
+        return run_wrk(server, path, script, args)
 
 
-def run_bare(args: argparse.Namespace, tmp: Path) -> WrkResult:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADVAULT_")}
-    server = serve(args, tmp, "bare", "bare_app:app", env)
-    try:
-        server.wait_ready()
-        warm_up(server.base, "/f/bench", ["unused"], args.warmup)
-        return run_wrk(server, "/f/bench", tmp / "submit.lua", args)
-    finally:
-        server.close()
+def run_bare_app(args: argparse.Namespace, tmp: Path) -> WrkResult:
+    server = serve(args, tmp, "bare", "bare_app:app", bare_env())
+    return run_bare(server, tmp / "submit.lua", args)
 
 
 def percent(part: float, whole: float) -> float:
@@ -287,27 +279,15 @@ def report(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    add_load_arguments(parser)
     parser.add_argument("--workers", type=int, default=1, help="leadvault worker processes")
     parser.add_argument("--batch-size", type=int, default=100, help="the workers' batch size")
-    parser.add_argument(
-        "--database-url", help="postgresql://… server to run on (a fresh database; default SQLite)"
-    )
-    parser.add_argument("--concurrency", type=int, default=32, help="wrk connections")
-    parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--warmup", type=int, default=20, help="sequential POSTs before wrk")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, db)")
     args = parser.parse_args(argv)
     args.concurrency = max(args.concurrency, args.wrk_threads)
     args.load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
-    for exe in (BIN_DIR / "gunicorn", BIN_DIR / "leadvault"):
-        if not exe.exists():
-            print(f"error: {exe} not found (run with the venv's python)", file=sys.stderr)
-            return 2
-    if not Path(WRK).exists():
-        print("error: wrk not found (apt-get install -y wrk)", file=sys.stderr)
+    if missing_tools():
         return 2
 
     tmp = Path(tempfile.mkdtemp(prefix="leadvault-pipeline-"))
@@ -315,27 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     sink = Sink()
     try:
         with bench_database(args.database_url, instance) as url:
-            env = bench_env(
-                instance,
-                database_url=url,
-                smtp_url=f"smtp://127.0.0.1:{sink.port}",
-                form_min_fill_seconds="0",
-                rate_limit_ip="1000000/minute",
-                rate_limit_email="1000000/minute",
-            )
-            run_cli(["db", "upgrade"], env)
-            out = run_cli(["forms", "add", "--name", "bench", "--kind", "newsletter"], env)
-            match = re.match(r"id\s+(\S+)", out.splitlines()[0] if out else "")
-            if not match:
-                raise BenchError(f"cannot find the form id in:\n{out}")
-            form_id = match.group(1)
+            smtp_url = f"smtp://127.0.0.1:{sink.port}"
+            env, form_id = bench_instance(instance, url, smtp_url=smtp_url)
             per_run = args.warmup + TOKENS_PER_SECOND * args.duration
             tokens = render_tokens(env, form_id, 2 * per_run)
             pipe = run_pipeline(
                 args, tmp, env=env, url=url, form_id=form_id, tokens=tokens[:per_run], sink=sink
             )
             alone = run_capture_alone(args, tmp, env, form_id, tokens[per_run:])
-        bare = run_bare(args, tmp)
+        bare = run_bare_app(args, tmp)
         dialect = "postgresql" if args.database_url else "sqlite"
         problems = report(args, dialect, pipe, alone, bare)
     except BenchError as exc:
