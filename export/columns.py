@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy.orm import Session
 
+from capture.definitions import PROFILE_FIELDS
+
 
 class Kind(enum.StrEnum):
     TEXT = "text"  # may hold anything a visitor typed: neutralised against formulas
@@ -50,15 +52,6 @@ class Column:
         return self.source in {Source.EMAIL, Source.ATTRIBUTE, Source.SUBMISSION}
 
 
-PROFILE_FIELDS = (
-    "first_name",
-    "last_name",
-    "company",
-    "job_title",
-    "phone",
-    "country",
-    "company_size",
-)
 _FIXED: tuple[Column, ...] = (
     Column("id", "Lead ID", Kind.LABEL, Source.LEAD, "id"),
     Column("email", "Email", Kind.TEXT, Source.EMAIL, "email"),

@@ -34,19 +34,12 @@ from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
 
+from capture.definitions import PROFILE_FIELDS
 from capture.schemas import text_problem
 from capture.service import COMPANY_SIZES
 from leadvault import i18n
 
-ATTRIBUTES = (
-    "first_name",
-    "last_name",
-    "company",
-    "job_title",
-    "phone",
-    "country",
-    "company_size",
-)
+ATTRIBUTES = PROFILE_FIELDS  # what a line may hold besides the address: a form's profile fields
 PROOF = ("optin_at", "optin_source", "optin_text")
 FIELDS = ("email", "name", *ATTRIBUTES, "language", "status", *PROOF)
 _MAX = {
