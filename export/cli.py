@@ -9,7 +9,7 @@ import socket
 import click
 
 from export.import_cli import import_command
-from leadvault.commands import Refused, app_session, load_app
+from leadvault.commands import Refused, app_session, load_app, refusing
 
 __all__ = ["export_command", "import_command", "webhooks"]
 
@@ -39,14 +39,11 @@ def add(url: str, events: tuple[str, ...], purpose: str | None, description: str
     from export import webhooks as service
 
     app = load_app()
-    try:
-        with app_session(app) as session:
-            endpoint, secret = service.create_endpoint(
-                session, url=url, event_types=events, purpose=purpose, description=description
-            )
-            endpoint_id, types = endpoint.id, endpoint.event_types
-    except service.WebhookError as exc:
-        raise Refused(str(exc)) from None
+    with refusing(service.WebhookError), app_session(app) as session:
+        endpoint, secret = service.create_endpoint(
+            session, url=url, event_types=events, purpose=purpose, description=description
+        )
+        endpoint_id, types = endpoint.id, endpoint.event_types
     click.echo(f"Endpoint {endpoint_id} added for {', '.join(types)}.")
     if purpose is None:
         click.echo("Payloads carry ids only (no --purpose given, so no contact data).")
@@ -97,14 +94,11 @@ def test(endpoint_id: int) -> None:
     from leadvault.db import unit_of_work
 
     app = load_app()
-    try:
-        with app_session(app) as session:
-            endpoint = service.get_endpoint(session, endpoint_id)
-            if endpoint.status != "active":
-                raise service.WebhookError(f"endpoint {endpoint_id} is disabled; enable it first")
-            outbox_id = service.enqueue_test(session, endpoint)
-    except service.WebhookError as exc:
-        raise Refused(str(exc)) from None
+    with refusing(service.WebhookError), app_session(app) as session:
+        endpoint = service.get_endpoint(session, endpoint_id)
+        if endpoint.status != "active":
+            raise service.WebhookError(f"endpoint {endpoint_id} is disabled; enable it first")
+        outbox_id = service.enqueue_test(session, endpoint)
     worker_id = _worker_id()
     with unit_of_work(runtime(app).session_factory) as session:
         ids = delivery.claim_ids(session, [outbox_id], worker_id=worker_id)
@@ -135,13 +129,10 @@ def rotate_secret(endpoint_id: int, overlap_hours: float | None) -> None:
     from export import webhooks as service
 
     app = load_app()
-    try:
-        with app_session(app) as session:
-            endpoint = service.get_endpoint(session, endpoint_id)
-            secret = service.rotate_secret(session, endpoint, overlap_hours=overlap_hours)
-            until = endpoint.previous_secret_until
-    except service.WebhookError as exc:
-        raise Refused(str(exc)) from None
+    with refusing(service.WebhookError), app_session(app) as session:
+        endpoint = service.get_endpoint(session, endpoint_id)
+        secret = service.rotate_secret(session, endpoint, overlap_hours=overlap_hours)
+        until = endpoint.previous_secret_until
     if until is not None:
         click.echo(f"Both secrets sign until {until:%Y-%m-%d %H:%M} UTC. New secret:")
     else:
@@ -156,12 +147,9 @@ def disable(endpoint_id: int) -> None:
     from export import webhooks as service
 
     app = load_app()
-    try:
-        with app_session(app) as session:
-            endpoint = service.get_endpoint(session, endpoint_id)
-            held = service.disable(session, endpoint, reason="disabled by hand")
-    except service.WebhookError as exc:
-        raise Refused(str(exc)) from None
+    with refusing(service.WebhookError), app_session(app) as session:
+        endpoint = service.get_endpoint(session, endpoint_id)
+        held = service.disable(session, endpoint, reason="disabled by hand")
     click.echo(f"Endpoint {endpoint_id} disabled; {held} queued events held.")
 
 
@@ -172,11 +160,8 @@ def enable(endpoint_id: int) -> None:
     from export import webhooks as service
 
     app = load_app()
-    try:
-        with app_session(app) as session:
-            service.enable(session, service.get_endpoint(session, endpoint_id))
-    except service.WebhookError as exc:
-        raise Refused(str(exc)) from None
+    with refusing(service.WebhookError), app_session(app) as session:
+        service.enable(session, service.get_endpoint(session, endpoint_id))
     click.echo(f"Endpoint {endpoint_id} enabled.")
 
 
@@ -187,11 +172,8 @@ def remove(endpoint_id: int) -> None:
     from export import webhooks as service
 
     app = load_app()
-    try:
-        with app_session(app) as session:
-            service.delete_endpoint(session, service.get_endpoint(session, endpoint_id))
-    except service.WebhookError as exc:
-        raise Refused(str(exc)) from None
+    with refusing(service.WebhookError), app_session(app) as session:
+        service.delete_endpoint(session, service.get_endpoint(session, endpoint_id))
     click.echo(f"Endpoint {endpoint_id} removed.")
 
 
@@ -207,17 +189,14 @@ def redeliver(
     from export import webhooks as service
 
     app = load_app()
-    try:
-        with app_session(app) as session:
-            count = service.redeliver(
-                session,
-                endpoint=service.get_endpoint(session, endpoint_id),
-                event_id=event_id,
-                failed_only=not everything,
-                since=since.replace(tzinfo=dt.UTC) if since else None,
-            )
-    except service.WebhookError as exc:
-        raise Refused(str(exc)) from None
+    with refusing(service.WebhookError), app_session(app) as session:
+        count = service.redeliver(
+            session,
+            endpoint=service.get_endpoint(session, endpoint_id),
+            event_id=event_id,
+            failed_only=not everything,
+            since=since.replace(tzinfo=dt.UTC) if since else None,
+        )
     click.echo(f"{count} events queued again for endpoint {endpoint_id}.")
 
 
@@ -229,13 +208,10 @@ def log(endpoint_id: int, limit: int) -> None:
     from export import webhooks as service
 
     app = load_app()
-    try:
-        with app_session(app) as session:
-            endpoint = service.get_endpoint(session, endpoint_id)
-            entries = service.messages(session, endpoint, limit=limit)
-            tries = service.attempts(session, endpoint, limit=limit * 3)
-    except service.WebhookError as exc:
-        raise Refused(str(exc)) from None
+    with refusing(service.WebhookError), app_session(app) as session:
+        endpoint = service.get_endpoint(session, endpoint_id)
+        entries = service.messages(session, endpoint, limit=limit)
+        tries = service.attempts(session, endpoint, limit=limit * 3)
     by_row: dict[int, list[str]] = {}
     for attempt in reversed(tries):
         outcome = f"HTTP {attempt.status_code}" if attempt.status_code else attempt.error

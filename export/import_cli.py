@@ -9,7 +9,7 @@ from typing import IO
 
 import click
 
-from leadvault.commands import Refused, load_app
+from leadvault.commands import load_app, refusing
 
 
 def _count_lines(path: Path) -> int:
@@ -125,7 +125,7 @@ def import_command(  # noqa: PLR0917 - click passes options positionally
                     bar.update(step)
                     done[0] += step
 
-            try:
+            with refusing(imports.MappingError, imports.ImportRefused):
                 report = imports.run(
                     runtime(app).session_factory,
                     source,
@@ -138,8 +138,6 @@ def import_command(  # noqa: PLR0917 - click passes options positionally
                     actor=audit.cli_actor(),
                     on_line=on_line,
                 )
-            except (imports.MappingError, imports.ImportRefused) as exc:
-                raise Refused(str(exc)) from None
     finally:
         if report_file is not None:
             report_file.close()

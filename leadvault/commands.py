@@ -66,6 +66,15 @@ def report() -> None:
 
 
 @contextmanager
+def refusing(*errors: type[Exception]) -> Iterator[None]:
+    """A service's refusal (one of ``errors``) as the command's one-line refusal."""
+    try:
+        yield
+    except errors as exc:
+        raise Refused(str(exc)) from None
+
+
+@contextmanager
 def app_session(app: Flask) -> Iterator[Session]:
     """One transaction for a command, inside the app context (templates, i18n)."""
     from leadvault.app import runtime
