@@ -245,7 +245,11 @@ def submit(
         session,
         lead=lead,
         purposes_asked=data.purposes,
-        form=consent_service.FormRef(form.public_id, form.consent_texts[language]),
+        form=consent_service.FormRef(
+            form.public_id,
+            form.consent_texts[language],
+            whitepaper=form.heading(language) if form.kind == FormKind.WHITEPAPER else None,
+        ),
         language=language,
         meta=meta,
     )

@@ -143,7 +143,8 @@ def render_form_page(
         company_sizes=service.COMPANY_SIZES,
     )
     response = make_response(body, status)
-    response.headers["Content-Security-Policy"] = _frame_csp(form, script=form.proof_of_work)
+    # Its own scripts only: the time zone field (zone.js) and the proof of work (pow.js).
+    response.headers["Content-Security-Policy"] = _frame_csp(form, script=True)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -264,6 +265,12 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
         # A plain HTML form on the host page (no JavaScript, so no render token):
         # show the filled-in hosted form once more; its second send is verified.
         values = {k: v for k, v in raw.items() if isinstance(v, str | list) and k != "website"}
+        # Our page sends no referrer: the second send carries the way back (the host page,
+        # or its origin as the browser told it) for the thank-you page.
+        back = _back_link(form, raw)
+        values.pop("page_url", None)
+        if back is not None:
+            values["page_url"] = back[0]
         notice = i18n.translate(
             lang, "One more step: please check your details and send the form once more."
         )

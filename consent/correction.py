@@ -127,12 +127,15 @@ def request_email_change(
         EMAIL_CHANGE, {"c": change.id.hex, "l": lead.id.hex, "n": random_token(8)}
     )
     confirm_url = f"{settings.base_url}/address/{token}"
+    attributes = leads.attributes_of(session, lead)
     context = mail_context(
         session,
         lang,
+        time_zone=leads.zone_in(attributes, settings.zone),
         confirm_url=confirm_url,
         hours=settings.prefs_link_hours,
-        first_name=leads.attributes_of(session, lead).get("first_name"),
+        until=change.created_at + dt.timedelta(hours=settings.prefs_link_hours),
+        first_name=attributes.get("first_name"),
     )
     content = MailContent(
         to=email,

@@ -157,18 +157,21 @@ def request_manage_link(session: Session, email: str, lang: str) -> None:
     lead = leads.find_by_email(session, email)
     if lead is None:
         return
+    settings = settings_of(session)
+    attributes = leads.attributes_of(session, lead)
+    hours = settings.prefs_link_hours
     context = mail_context(
         session,
         lang,
+        time_zone=leads.zone_in(attributes, settings.zone),
         prefs_url=prefs_url(session, lead.id),
-        hours=settings_of(session).prefs_link_hours,
-        first_name=leads.attributes_of(session, lead).get("first_name"),
+        hours=hours,
+        until=clock.now() + dt.timedelta(hours=hours),
+        first_name=attributes.get("first_name"),
     )
     content = MailContent(
         to=leads.email_of(session, lead),
-        subject=branding.subject(
-            settings_of(session), i18n.translate(lang, "Your link to manage your data")
-        ),
+        subject=branding.subject(settings, i18n.translate(lang, "Your link to manage your data")),
         **mail_parts("consent/mail/manage", context),
         language=lang,
     )

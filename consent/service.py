@@ -220,6 +220,9 @@ class FormRef:
 
     public_id: str
     text_ids: dict[str, int]  # purpose -> ConsentText id shown in the lead's language
+    # The whitepaper asked for, as the form showed it in the lead's language: the opt-in
+    # mail's subject names it (and names nothing else: no advertising, BGH VI ZR 134/15).
+    whitepaper: str | None = None
 
 
 def request_consent(
@@ -296,7 +299,7 @@ def request_consent(
     session.add(request)
     if batch.active(session) is None:
         session.flush()  # a worker's batch flushes its items' rows together at its end
-    _queue_optin_mail(session, lead, request, texts, mail)
+    _queue_optin_mail(session, lead, request, texts, mail, whitepaper=form.whitepaper)
     return request
 
 
@@ -311,6 +314,8 @@ def _queue_optin_mail(
     request: OptInRequest,
     texts: list[ConsentText],
     mail: OptInMail | None = None,
+    *,
+    whitepaper: str | None = None,
 ) -> None:
     settings = settings_of(session)
     lang = request.language
@@ -322,21 +327,25 @@ def _queue_optin_mail(
         texts=texts,
         max_age_days=settings.optin_max_age_days,
     )
-    subject = branding.subject(
-        settings,
-        i18n.translate(lang, mail.subject)
-        if mail is not None
-        else i18n.translate(lang, "Please confirm your email address"),
-    )
+    if mail is not None:
+        title = i18n.translate(lang, mail.subject)
+    elif whitepaper:
+        title = i18n.translate(
+            lang, "Please confirm your request for “%(title)s”", title=whitepaper
+        )
+    else:
+        title = i18n.translate(lang, "Please confirm your email address")
+    context["title"] = title
+    context["no_advertising"] = True  # not even the website behind the logo
     template = mail.template if mail is not None else "consent/mail/optin"
     content = MailContent(
         to=leads.email_of(session, lead),
-        subject=subject,
+        subject=branding.subject(settings, title),
         **batch_mail.mail_parts(
             session,
             template,
             context,
-            shared=(tuple(request.purposes), tuple(text.id for text in texts)),
+            shared=(tuple(request.purposes), tuple(text.id for text in texts), title),
             lead_values={"first_name": first_name, "confirm_url": optin_url(session, request)},
         ),
         language=lang,

@@ -295,8 +295,11 @@ def vault_of(session: Session) -> Vault:
     return session.info["vault"]
 
 
-def mail_context(session: Session, lang: str, **extra: Any) -> dict[str, Any]:
-    """Template context for a mail in ``lang`` (see ``i18n.template_context``)."""
+def mail_context(
+    session: Session, lang: str, *, time_zone: dt.tzinfo | None = None, **extra: Any
+) -> dict[str, Any]:
+    """Template context for a mail in ``lang`` (see ``i18n.template_context``); dates and
+    times in ``time_zone`` (a lead's: ``leads.zone_of``), else the instance's."""
     from leadvault import branding, i18n
 
     settings = settings_of(session)
@@ -307,7 +310,7 @@ def mail_context(session: Session, lang: str, **extra: Any) -> dict[str, Any]:
         settings.privacy_url,
         is_mail=True,
         brand=branding.brand_of(settings),
-        time_zone=settings.zone,
+        time_zone=time_zone or settings.zone,
         **extra,
     )
 

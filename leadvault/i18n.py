@@ -292,7 +292,11 @@ def format_datetime(
     local = value.astimezone(zone or dt.UTC)
     pattern = dates.get_datetime_format(fmt, locale=_locale(lang))
     day = dates.format_date(local.date(), fmt, locale=_locale(lang))
-    time = dates.format_time(local.time(), "short", locale=_locale(lang))
+    # CLDR's narrow no-break space before AM/PM renders as no space at all in many fonts
+    # and as a box in older mail clients: a plain no-break space reads the same everywhere.
+    time = dates.format_time(local.time(), "short", locale=_locale(lang)).replace(
+        "\N{NARROW NO-BREAK SPACE}", "\N{NO-BREAK SPACE}"
+    )
     return f"{pattern.replace('{1}', day).replace('{0}', time)} {local.tzname() or 'UTC'}"
 
 

@@ -263,7 +263,12 @@ def known_zone(name: str | None) -> bool:
 
 def zone_of(session: Session, lead: Lead, default: dt.tzinfo) -> dt.tzinfo:
     """The lead's time zone (from its browser, when a widget sent it), else ``default``."""
-    name = attributes_of(session, lead).get("time_zone")
+    return zone_in(attributes_of(session, lead), default)
+
+
+def zone_in(attributes: Mapping[str, str], default: dt.tzinfo) -> dt.tzinfo:
+    """``zone_of`` for attributes already unsealed."""
+    name = attributes.get("time_zone")
     return zoneinfo.ZoneInfo(name) if name and known_zone(name) else default
 
 

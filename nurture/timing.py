@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from leadvault import leads
 from leadvault.settings import QuietHours, Settings
 from nurture.definition import Wait
 from nurture.models import Send
@@ -48,7 +49,11 @@ COUNTRY_ZONES = {
 
 
 def lead_zone(attributes: Mapping[str, str], instance_zone: ZoneInfo) -> ZoneInfo:
-    """The lead's time zone from its country, else the instance's."""
+    """The lead's time zone: its browser's (sent with the form), else its country's,
+    else the instance's."""
+    browser = attributes.get("time_zone")
+    if browser and leads.known_zone(browser):
+        return ZoneInfo(browser)
     country = (attributes.get("country") or "").strip().upper()
     name = COUNTRY_ZONES.get(country)
     return ZoneInfo(name) if name else instance_zone

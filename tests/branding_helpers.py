@@ -76,6 +76,9 @@ vielen Dank für Ihr Interesse. Unser [Wartungsleitfaden]({WEBSITE}/leitfaden)
 zeigt drei Wege, verschlissene Lager zu finden, bevor sie eine Linie stoppen.
 \"\"\"
 """
+# The time zone each language's lead's browser sent (the instance's is Europe/Berlin):
+# the English reader is in New York, so its dates and times read in New York's time.
+LEAD_ZONES = {"de": "Europe/Berlin", "en": "America/New_York"}
 # What the qualified lead did (two clicks qualify it under nurture_helpers.RULES).
 JOURNEY = [
     ("page_view", {"category": "product"}),
@@ -86,6 +89,7 @@ JOURNEY = [
 # Every kind of mail a lead or a salesperson receives.
 MAIL_KINDS = (
     "optin",
+    "optin_whitepaper",
     "welcome",
     "manage",
     "email_change",
@@ -135,7 +139,7 @@ def _one(smtp: SmtpSink, app: Any, to: str | None = None) -> EmailMessage:
     return new[0]
 
 
-def whitepaper_form(app: Any, tmp_path: Path) -> str:
+def whitepaper_form(app: Any, tmp_path: Path, origins: tuple[str, ...] = (WEBSITE,)) -> str:
     from capture import service as capture_service
     from capture.service import FieldSpec, PurposeSpec
     from widgets import service
@@ -146,6 +150,8 @@ def whitepaper_form(app: Any, tmp_path: Path) -> str:
         kind="whitepaper",
         fields=[FieldSpec("first_name", False)],
         purposes=[PurposeSpec("whitepaper", True)],
+        allowed_origins=list(origins),
+        follow_up_fields=["company", "job_title"],  # the asset mail asks for them
     )
     source = tmp_path / "leitfaden.pdf"
     source.write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n")
@@ -175,10 +181,6 @@ def mails(app: Any, smtp: SmtpSink, lang: str, tmp_path: Path) -> dict[str, Emai
     confirm(app, lead_id)
     found["welcome"] = _one(smtp, app)
 
-    with factories.uow(app) as s:
-        rights.request_manage_link(s, email, lang)
-    found["manage"] = _one(smtp, app)
-
     # Art. 16: a new address is confirmed from that address.
     from consent import correction
     from leadvault import leads
@@ -192,12 +194,25 @@ def mails(app: Any, smtp: SmtpSink, lang: str, tmp_path: Path) -> dict[str, Emai
     form_id = whitepaper_form(app, tmp_path)
     paper = unique_email("paper")
     factories.lead(
-        app, paper, form_id=form_id, profile=profile, language=lang, purposes=("whitepaper",)
+        app,
+        paper,
+        form_id=form_id,
+        profile=profile,
+        language=lang,
+        purposes=("whitepaper",),
+        # Sent by the widget on the company's page: where, and the browser's time zone.
+        source={"page_url": f"{WEBSITE}/praxisleitfaden", "time_zone": LEAD_ZONES[lang]},
     )
     before = len(smtp.messages)
     deliver(app)
-    [asset] = [m for m in _new(smtp, before) if m["To"] == paper and "/d/" in _text(m)]
-    found["asset"] = asset
+    to_paper = [m for m in _new(smtp, before) if m["To"] == paper]
+    [found["optin_whitepaper"]] = [m for m in to_paper if "/c/" in _text(m)]
+    [found["asset"]] = [m for m in to_paper if "/d/" in _text(m)]
+
+    # The whitepaper's reader asks for its preference center.
+    with factories.uow(app) as s:
+        rights.request_manage_link(s, paper, lang)
+    found["manage"] = _one(smtp, app)
 
     # An imported contact without proof of consent is asked once (re-permission).
     import io

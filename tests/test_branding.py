@@ -176,7 +176,36 @@ def test_every_mail_has_both_parts_the_brand_and_only_allowed_links(
         assert tags.styles == 1 and not tags.unstyled, (kind, tags.unstyled)
         assert 'role="presentation"' in html and "prefers-color-scheme: dark" in html
         assert f'lang="{lang}"' in html
+    _subjects_name_the_company_and_the_whitepaper(found, lang)
     _handoff_is_readable(found["handoff"], lang)
+
+
+def _subjects_name_the_company_and_the_whitepaper(found: dict[str, Any], lang: str) -> None:
+    subjects = {kind: str(mail["Subject"]) for kind, mail in found.items()}
+    # Leadvault's own subjects to leads; a nurture mail's is the owner's own words.
+    lead_mails = {kind for kind in subjects if kind not in {"handoff", "reminder", "nurture"}}
+    company = " \N{EN DASH} Beispiel Maschinenbau"
+    unnamed = {kind: subjects[kind] for kind in lead_mails if not subjects[kind].endswith(company)}
+    assert not unnamed, unnamed
+    paper = "Praxisleitfaden Predictive Maintenance"
+    # The opt-in mail names what was asked for, and nothing else (BGH VI ZR 134/15).
+    assert (
+        subjects["optin_whitepaper"]
+        == {
+            "de": f"Bitte bestätigen Sie Ihre Anfrage für „{paper}“{company}",
+            "en": f"Please confirm your request for “{paper}”{company}",
+        }[lang]
+    )
+    assert paper in subjects["asset"]
+    for kind in ("optin", "optin_whitepaper", "repermission"):
+        tags = _Tags()
+        tags.feed(bh.html_of(found[kind]))
+        # Only the confirmation link, imprint and privacy policy: not even the website.
+        assert bh.WEBSITE not in tags.links, (kind, tags.links)
+    if lang == "de":  # one form of address: Sie
+        for kind in lead_mails:
+            words = set(re.findall(r"\b\w+\b", bh.text_of(found[kind])))
+            assert not words & {"du", "dich", "dir", "dein", "deine", "Du", "Dein"}, kind
 
 
 def _handoff_is_readable(mail: Any, lang: str) -> None:

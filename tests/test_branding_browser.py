@@ -66,7 +66,9 @@ class Pages:
 
     def __init__(self, browser: Any, lang: str, url: str) -> None:
         locale = {"de": "de-DE", "en": "en-GB"}[lang]
-        self.context = browser.new_context(locale=locale, viewport=DESKTOP)
+        self.context = browser.new_context(
+            locale=locale, viewport=DESKTOP, timezone_id=bh.LEAD_ZONES[lang]
+        )
         self.context.set_default_timeout(TIMEOUT_MS)
         self.page = self.context.new_page()
         self.lang = lang
@@ -189,7 +191,7 @@ def _walk(
 
     page = pages.page
     # The hosted form and, without JavaScript's help, its thank-you page.
-    form_id = bh.whitepaper_form(app, tmp_path)
+    form_id = bh.whitepaper_form(app, tmp_path, (bh.WEBSITE, HOST_SITE))
     pages.open(f"{pages.url}/f/{form_id}")
     pages.check("form")
     visitor = bh.unique_email("web")
@@ -197,9 +199,12 @@ def _walk(
     page.check("input[name=consent]")
     page.click("button[type=submit]")
     pages.check("thanks")
+    _without_javascript(pages, app, form_id)
 
     # Confirmation (a page with a button; the POST confirms).
     deliver(app)
+    # The hosted page sent the browser's time zone (zone.js), as the widget does.
+    assert _attributes(app, visitor).get("time_zone") == bh.LEAD_ZONES[pages.lang]
     [optin] = [m for m in smtp.messages if m["To"] == visitor]
     pages.open(_link(optin, "c"))
     pages.check("confirm")
@@ -222,6 +227,14 @@ def _walk(
     # The preference center, the access export and the erasure.
     pages.open(_link(found["manage"], "p"))
     pages.check("preferences")
+    shown = page.locator("body").inner_text()
+    paper = "Praxisleitfaden Predictive Maintenance"
+    assert {
+        "de": f"Whitepaper „{paper}“ auf www.beispiel-maschinen.de, 02.03.2026",
+        "en": f"Whitepaper “{paper}” on www.beispiel-maschinen.de, Mar 2, 2026",
+    }[pages.lang] in shown, shown
+    # Times in the lead's time zone (its browser's): New York's for the English reader.
+    assert {"de": "10:30 CET", "en": "4:30\u00a0AM EST"}[pages.lang] in shown, shown
     # Art. 16: the new address's confirmation; the correction form, its errors, its answer.
     prefs = page.url
     pages.open(_link(found["email_change"], "address"))
@@ -250,14 +263,20 @@ def _walk(
     pages.check("erase")
     page.click("button[type=submit].lv-danger, button[type=submit]")
     pages.check("erased")
+    # The lead's old links now say so, instead of "link already used".
+    from leadvault import i18n
+
+    page.goto(prefs)
+    erased = i18n.translate(pages.lang, "Your data has been erased")
+    assert erased in page.locator("body").inner_text(), page.content()[:800]
+    pages.check("erased-link")
 
     # The download page and the follow-up (progressive profiling) page.
     pages.open(_link(asset, "d"))
     pages.check("download")
-    more = re.findall(r"http://\S+?/f/\S+?/more/\S+", bh.text_of(asset))
-    if more:
-        pages.open(more[0])
-        pages.check("follow-up")
+    [more] = re.findall(r"http://\S+?/f/\S+?/more/\S+", bh.text_of(asset))
+    pages.open(more)
+    pages.check("follow-up")
 
     # The salesperson's handoff: the overview, accept and reject.
     links = re.findall(r"http://\S+?/h/\S+", bh.text_of(found["handoff"]))
@@ -286,3 +305,54 @@ def _walk(
     assert page.locator("fieldset[aria-invalid=true]").count() == 2  # budget and timeline
     pages.check("handoff-sql-refused")
     deliver(app)
+
+
+def _attributes(app: Any, email: str) -> dict[str, str]:
+    from leadvault import leads
+    from tests import factories
+
+    with factories.uow(app) as s:
+        lead = leads.find_by_email(s, email)
+        assert lead is not None, email
+        return leads.attributes_of(s, lead)
+
+
+# The company's own page, served by the browser itself (a route), with the form that
+# works without JavaScript.
+HOST_SITE = "http://www.beispiel-maschinen.de"
+
+
+def _without_javascript(pages: Pages, app: Any, form_id: str) -> None:
+    """The plain HTML form on the company's page: one friendly more step here (no error),
+    then the thank-you page with the way back to the company's site."""
+    from capture import service as capture_service
+    from tests import factories
+    from widgets import service
+
+    with factories.uow(app) as s:
+        form = capture_service.get_form(s, form_id)
+        assert form is not None
+        [html] = [code for kind, code in service.snippets(s, form) if kind.startswith("html")]
+    html = html.replace('name="lang" value="en"', f'name="lang" value="{pages.lang}"')
+    host_page = (
+        f'<!doctype html><html lang="{pages.lang}"><head><meta charset="utf-8">'
+        f"<title>Beispiel</title></head><body><h1>Beispiel</h1>{html}</body></html>"
+    )
+    page = pages.page
+    page.route(
+        f"{HOST_SITE}/**",
+        lambda route: route.fulfill(status=200, content_type="text/html", body=host_page),
+    )
+    page.goto(f"{HOST_SITE}/loesungen/praxisleitfaden")
+    page.fill("input[type=email]", bh.unique_email("plain"))
+    page.check("input[name=consent]")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{pages.url}/f/{form_id}")
+    assert page.locator(".lv-note[role=status]").count() == 1
+    assert page.locator(".lv-error, .lv-summary, [role=alert]").count() == 0
+    pages.check("form-one-more-step")
+    page.click("button[type=submit]")
+    back = page.locator("a.lv-button", has_text="www.beispiel-maschinen.de")
+    assert back.get_attribute("href") == f"{HOST_SITE}/"
+    pages.check("thanks-way-back")
+    page.unroute(f"{HOST_SITE}/**")

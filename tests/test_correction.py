@@ -246,3 +246,54 @@ def test_sources_read_in_the_leads_language_and_time_zone(make_app, smtp_server)
         clock.freeze(None)
     assert "Whitepaper „Praxisleitfaden“ auf www.example.com, 02.12.2026" in far_page
     assert "Whitepaper „Praxisleitfaden“ auf www.example.com, 03.12.2026" in near_page
+
+
+def test_hosted_form_page_sends_the_time_zone_and_mails_give_times_in_it(make_app, smtp_server):
+    """The hosted form page carries the browser's time zone as the widget does (zone.js
+    fills a hidden field; its CSP allows the page's own scripts): the lead keeps it, and
+    its manage mail gives the link's expiry in New York's time; a lead whose browser sent
+    none reads the instance's (Berlin)."""
+    import datetime as dt
+
+    from leadvault import clock
+    from tests.conftest import _smtp_config, make_form
+
+    app = make_app(smtp_url=_smtp_config(smtp_server.port), time_zone="Europe/Berlin")
+    client = app.test_client()
+    form_id = make_form(app)
+    clock.freeze(dt.datetime(2026, 12, 3, 3, 30, tzinfo=dt.UTC))
+    try:
+        far, near = unique_email("ny"), unique_email("berlin")
+        for email, zone in ((far, "America/New_York"), (near, "")):
+            page = client.get(f"/f/{form_id}")
+            html = page.get_data(as_text=True)
+            assert '<input type="hidden" name="time_zone" value="">' in html
+            assert re.search(r'<script src="/capture/static/zone\.js[^"]*" defer>', html)
+            assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+            token = re.search(r'name="render_token" value="([^"]+)"', html)
+            assert token is not None
+            sent = client.post(
+                f"/f/{form_id}",
+                data={
+                    "render_token": token.group(1),
+                    "lang": "en",
+                    "email": email,
+                    "consent": "newsletter",
+                    "time_zone": zone,
+                },
+            )
+            assert sent.status_code == 200, sent.get_data(as_text=True)
+        deliver_new(app, smtp_server, 2)
+        assert _attributes(app, far) == {"time_zone": "America/New_York"}
+        assert _attributes(app, near) == {}
+        expiry = {}
+        for email in (far, near):
+            page = client.get("/manage")
+            client.post("/manage", data={"csrf_token": csrf_of(page), "email": email})
+            [mail] = deliver_new(app, smtp_server, 1)
+            expiry[email] = " ".join(text_of(mail).split())  # one line, any space one space
+    finally:
+        clock.freeze(None)
+    # 24 hours after 3 Dec 2026, 03:30 UTC.
+    assert re.search(r"valid for 24 hours, until Dec 3, 2026, 10:30\sPM EST:", expiry[far])
+    assert re.search(r"valid for 24 hours, until Dec 4, 2026, 4:30\sAM CET:", expiry[near])

@@ -237,6 +237,6 @@ def test_dates_and_numbers_per_locale(app):
         german = render_template_string(source, lang="de", d=moment, n=1234.5)
         english = render_template_string(source, lang="en", d=moment, n=1234.5)
     assert german == "12.03.2025 | 12.03.2025, 14:05 UTC | 1.234,5"
-    assert english == "Mar 12, 2025 | Mar 12, 2025, 2:05\u202fPM UTC | 1,234.5"
+    assert english == "Mar 12, 2025 | Mar 12, 2025, 2:05\u00a0PM UTC | 1,234.5"
     assert i18n.format_number(35.5, "de") == "35,5"
     assert i18n.format_date(moment.date(), "de", "long") == "12. März 2025"

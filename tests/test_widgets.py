@@ -267,7 +267,8 @@ def test_whitepaper_optin_confirm_download(app, client, smtp_server, tmp_path):
     assert deliver(app) == 1
     [optin] = smtp_server.wait_for(1)
     assert optin["To"] == email
-    assert optin["Subject"] == "Please confirm your email address"
+    # The subject names the whitepaper asked for (and nothing to advertise).
+    assert optin["Subject"] == "Please confirm your request for “Field guide”"
 
     done = confirm(client, link_in(optin, "c"))
     body = done.get_data(as_text=True)
@@ -345,7 +346,7 @@ def test_confirmed_lead_gets_the_asset_mail_directly(app, client, smtp_server, t
     confirm(client, link_in(smtp_server.wait_for(1)[0], "c"))
     deliver(app)
     assert [m["Subject"] for m in smtp_server.wait_for(2)] == [
-        "Please confirm your email address",
+        "Please confirm your request for “Field guide”",
         "Your download: Field guide",
     ]
 

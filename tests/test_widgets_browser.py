@@ -275,7 +275,7 @@ def link_in(mail: Any, kind: str) -> str:
 
 def confirm_and_download(page: Any, setup: Setup, email: str, mails_before: int = 0) -> None:
     """Opt-in mail → confirm page in the browser → download from the confirmation page."""
-    optin = wait_for_mail(setup, mails_before + 1, "Please confirm your email address")
+    optin = wait_for_mail(setup, mails_before + 1, "Please confirm your request for “Field guide”")
     assert optin["To"] == email
     page.goto(link_in(optin, "c"))
     page.get_by_role("button", name="Confirm").click()
@@ -384,6 +384,9 @@ def test_no_javascript_snippet_two_steps(setup, watched):
     assert setup.count("inbox") == 0
     page.get_by_role("button", name="Submit").click()
     sync_api.expect(page.get_by_role("status")).to_have_text(THANKS_EN)
+    # The way back: the browser told the first step the host's origin, the second kept it.
+    back = page.get_by_role("link", name="Back to 127.0.0.1")
+    sync_api.expect(back).to_have_attribute("href", f"{setup.host.url}/")
     confirm_and_download(page, setup, email)
     browser.check(setup.host.url, setup.url)
 
@@ -515,7 +518,7 @@ def test_keyboard_only(setup, watched):
     page.keyboard.press("Enter")
     sync_api.expect(page.locator(".lv-thanks")).to_have_text(THANKS_EN)
     sync_api.expect(page.locator(".lv-thanks")).to_be_focused()
-    optin = wait_for_mail(setup, 1, "Please confirm your email address")
+    optin = wait_for_mail(setup, 1, "Please confirm your request for “Field guide”")
     assert optin["To"] == email
     browser.check(setup.host.url, setup.url)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import uuid
@@ -182,14 +183,17 @@ def queue_asset_mail(session: Session, lead: Lead, asset: Asset, form: Form) -> 
     lang = lead.language
     settings = settings_of(session)
     missing = follow_up_missing(session, form, lead)
+    attributes = leads.attributes_of(session, lead)
     context = mail_context(
         session,
         lang,
+        time_zone=leads.zone_in(attributes, settings.zone),
         title=asset.title_in(lang),
         download_url=download_url(session, lead.id, asset, form),
         profile_url=profile_url(session, lead.id, form) if missing else None,
         days=settings.optin_max_age_days,
-        first_name=leads.attributes_of(session, lead).get("first_name"),
+        until=clock.now() + dt.timedelta(days=settings.optin_max_age_days),
+        first_name=attributes.get("first_name"),
     )
     content = MailContent(
         to=leads.email_of(session, lead),
