@@ -35,10 +35,15 @@ ATTRIBUTE_LABELS = {
     "time_zone": N_("Time zone"),
 }
 
+# Where a value is shown, not asked for (the preference center, the handoff), a label
+# without the input's hint.
+SHOWN_LABELS = {"country": N_("Country")}
 
-def attribute_label(name: str, lang: str) -> str:
-    """The label of attribute ``name`` in ``lang`` (its name if it has none)."""
-    label = ATTRIBUTE_LABELS.get(name)
+
+def attribute_label(name: str, lang: str, *, shown: bool = False) -> str:
+    """The label of attribute ``name`` in ``lang`` (its name if it has none); ``shown``:
+    next to a value rather than on an input."""
+    label = (shown and SHOWN_LABELS.get(name)) or ATTRIBUTE_LABELS.get(name)
     return i18n.translate(lang, label) if label else name
 
 

@@ -624,7 +624,11 @@ KEYS: tuple[_Key, ...] = (
         doc="Re-permission mails to imported contacts without proof of consent, per hour",
     ),
     _Key(
-        "TIME_ZONE", _time_zone, "UTC", doc="The instance's time zone (quiet hours, sequence waits)"
+        "TIME_ZONE",
+        _time_zone,
+        "UTC",
+        doc="The instance's time zone (quiet hours, sequence waits; dates for a lead whose "
+        "browser sent none)",
     ),
     _Key(
         "NURTURE_MAX_MAILS", _int(1, 100), "2", doc="Nurture mails per lead within the cap period"

@@ -370,11 +370,12 @@ class _CookieSessionOnDemand(SecureCookieSessionInterface):
 
 
 @pass_context
-def _field_label(context: Any, name: str) -> str:
-    """``{{ field_label("first_name") }}``: a lead attribute's label in the page's language."""
+def _field_label(context: Any, name: str, *, shown: bool = False) -> str:
+    """``{{ field_label("first_name") }}``: a lead attribute's label in the page's language
+    (``shown=True`` next to a value: without the input's hint)."""
     from leadvault import leads
 
-    return leads.attribute_label(name, context.get("lang") or language())
+    return leads.attribute_label(name, context.get("lang") or language(), shown=shown)
 
 
 def init_app(app: Flask) -> None:
