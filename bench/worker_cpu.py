@@ -1,7 +1,7 @@
 """The worker's cost per lead, in CPU and SQL statements (issue 13), in process.
 
     python bench/worker_cpu.py [--items 1000] [--batch-size 100] [--database-url URL]
-                               [--profile out.pstats]
+                               [--profile out.pstats] [--profile-mail mail.pstats]
 
 A fresh instance gets a form (first name, newsletter) and ``--items`` submissions
 queued as the endpoint queues them (``capture.service.accept``: one sealed inbox
@@ -19,13 +19,15 @@ Baseline in the same run: queueing the same submissions (``accept``, one INSERT
 each), the cheapest work per item the pipeline does. Prints statements per item,
 CPU ms per item and the ratio to the baseline; checks that every submission became
 a lead with one sent mail and that the consent ledger verifies. ``--profile``
-writes a cProfile of the inbox stage.
+writes a cProfile of the inbox stage, ``--profile-mail`` one of the mail stage.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import cProfile
+import itertools
 import multiprocessing
 import shutil
 import sys
@@ -90,10 +92,18 @@ class Counted:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.statements = 0
+        self.kinds: collections.Counter[str] = collections.Counter()
         sa.event.listen(engine, "before_cursor_execute", self._count)
 
-    def _count(self, *_args: Any) -> None:
+    def _count(self, _connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         self.statements += 1
+        # "INSERT INTO leads", "SELECT … FROM rule_sets": what kind of statement on what.
+        words = statement.split()
+        table = next((w for p, w in itertools.pairwise(words) if p in _TABLE_AFTER), "")
+        self.kinds[f"{words[0] if words else ''} {table}"] += 1
+
+
+_TABLE_AFTER = frozenset({"INTO", "FROM", "UPDATE", "into", "from", "update"})
 
 
 @contextmanager
@@ -218,6 +228,7 @@ def measure(app: Any, args: argparse.Namespace, sink: _Sink) -> None:
     with measured(counter, base):
         queue_submissions(app, form_id, args.items)
     stored: dict[str, float] = {}
+    counter.kinds.clear()
     profiler = cProfile.Profile() if args.profile else None
     with measured(counter, stored):
         if profiler:
@@ -227,15 +238,27 @@ def measure(app: Any, args: argparse.Namespace, sink: _Sink) -> None:
             profiler.disable()
     if profiler:
         profiler.dump_stats(args.profile)
+    inbox_kinds = dict(counter.kinds)
     mailed: dict[str, float] = {}
+    mail_profiler = cProfile.Profile() if args.profile_mail else None
     with measured(counter, mailed):
+        if mail_profiler:
+            mail_profiler.enable()
         until_empty(worker.deliver_mail)
+        if mail_profiler:
+            mail_profiler.disable()
+    if mail_profiler:
+        mail_profiler.dump_stats(args.profile_mail)
     worker.close()
     backend = "PostgreSQL" if args.database_url else "SQLite"
     print(
         f"worker CPU per lead on {backend}: {args.items} submissions, batches of {args.batch_size}"
     )
     report(args.items, base, stored, mailed)
+    if args.statements:
+        print("inbox stage statements per item, by kind:")
+        for kind, count in sorted(inbox_kinds.items(), key=lambda kv: -kv[1]):
+            print(f"  {count / args.items:7.3f}  {kind}")
     check(app, args.items, handled, sink.count - warm_sent)
 
 
@@ -245,6 +268,10 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--database-url", help="postgresql://… (an empty database); default SQLite")
     parser.add_argument("--profile", help="write a cProfile of the inbox stage to this file")
+    parser.add_argument(
+        "--statements", action="store_true", help="list the inbox stage's statements by kind"
+    )
+    parser.add_argument("--profile-mail", help="write a cProfile of the mail stage to this file")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="lv-bench-worker-"))
     sink = _Sink()

@@ -228,19 +228,22 @@ def submit(
     key = leads.data_key(session, lead)
     submission_id = uuid.uuid4()
     sealed = {**data.source, **({"message": data.message} if data.message else {})}
-    submission = Submission(
-        id=submission_id,
-        lead_id=lead.id,
-        form_id=form.id,
-        language=language,
-        data=key.encrypt_json(f"submission/{submission_id}", sealed),
-        utm_source=_label(data.source.get("utm_source")),
-        utm_campaign=_label(data.source.get("utm_campaign")),
-        created_at=clock.now(),
-    )
-    session.add(submission)
-    if batch.active(session) is None:
-        session.flush()  # a worker's batch flushes its items' rows together at its end
+    values = {
+        "id": submission_id,
+        "lead_id": lead.id,
+        "form_id": form.id,
+        "language": language,
+        "data": key.encrypt_json(f"submission/{submission_id}", sealed),
+        "utm_source": _label(data.source.get("utm_source")),
+        "utm_campaign": _label(data.source.get("utm_campaign")),
+        "created_at": clock.now(),
+    }
+    # The signal's receivers read it; a worker's batch writes the row with the others.
+    submission = Submission(**values)
+    if not batch.insert(session, Submission.__table__, values):
+        session.add(submission)
+        if batch.active(session) is None:
+            session.flush()  # an isolated batch flushes each item's rows in its savepoint
     consent_service.request_consent(
         session,
         lead=lead,

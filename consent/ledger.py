@@ -98,7 +98,7 @@ def append(
 
 
 def _chain(session: Session, entries: list[LedgerEntry]) -> None:
-    CHAIN.append_all(session, entries)
+    CHAIN.insert_all(session, entries)
 
 
 def verify(session: Session) -> Verdict:

@@ -287,18 +287,21 @@ def request_consent(
         state.status = ConsentStatus.PENDING
         state.text_id = text.id
         state.requested_at = now
-    request = OptInRequest(
-        id=uuid.uuid4(),
-        lead_id=lead.id,
-        purposes=needed,
-        text_ids=[t.id for t in texts],
-        form_ref=form.public_id,
-        language=language,
-        created_at=now,
-    )
-    session.add(request)
-    if batch.active(session) is None:
-        session.flush()  # a worker's batch flushes its items' rows together at its end
+    values = {
+        "id": uuid.uuid4(),
+        "lead_id": lead.id,
+        "purposes": needed,
+        "text_ids": [t.id for t in texts],
+        "form_ref": form.public_id,
+        "language": language,
+        "created_at": now,
+    }
+    request = OptInRequest(**values)
+    # In a worker's batch written with the batch's other requests at its end.
+    if not batch.insert(session, OptInRequest.__table__, values):
+        session.add(request)
+        if batch.active(session) is None:
+            session.flush()  # an isolated batch flushes each item's rows in its savepoint
     _queue_optin_mail(session, lead, request, texts, mail, whitepaper=form.whitepaper)
     return request
 
@@ -351,9 +354,7 @@ def _queue_optin_mail(
         language=lang,
     )
     # Transactional: no purpose (withdrawal must not cancel it) and no unsubscribe header.
-    outbox.enqueue_mail(
-        session, content, template="optin", lead=lead, flush=batch.active(session) is None
-    )
+    outbox.queue_mail(session, content, template="optin", lead=lead)
 
 
 @dataclasses.dataclass(frozen=True)

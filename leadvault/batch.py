@@ -9,8 +9,14 @@ consent ledger locks its head once and appends the batch's entries in order
 on in-memory states. Reads that do not change within a batch (rules, active
 sequences) are cached for its length with :func:`cached`.
 
-Outside a batch (a request, a command) :func:`defer` returns False and the
-caller does the work at once, as before.
+Rows that nothing reads back within the batch (submissions, opt-in requests,
+outbox mails) are queued by :func:`insert` and written at its end with one
+executemany per table, before the deferred work: no ORM object, no unit of
+work. An isolated batch (each item in a savepoint of its own) writes them at
+once instead, so that a failing item's rows go with its savepoint.
+
+Outside a batch (a request, a command) :func:`defer` and :func:`insert` return
+False and the caller does the work at once, as before.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 _KEY = "leadvault.batch"
@@ -39,6 +46,9 @@ class Batch:
     subjects: frozenset[bytes] = frozenset()
     deferred: dict[str, _Deferred] = dataclasses.field(default_factory=dict)
     cache: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Each item in a savepoint of its own: rows are written at once, not queued.
+    isolated: bool = False
+    inserts: dict[sa.Table, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
 
     def mark(self) -> dict[str, int]:
         """Where each queue stands (before an item), to :meth:`rewind` to on its failure."""
@@ -52,8 +62,10 @@ class Batch:
         self.cache.clear()
 
 
-def begin(session: Session, subjects: frozenset[bytes] = frozenset()) -> Batch:
-    batch = Batch(subjects)
+def begin(
+    session: Session, subjects: frozenset[bytes] = frozenset(), *, isolated: bool = False
+) -> Batch:
+    batch = Batch(subjects, isolated=isolated)
     session.info[_KEY] = batch
     return batch
 
@@ -78,12 +90,24 @@ def defer(session: Session, key: str, item: Any, flush: Flush, *, order: int = 0
     return True
 
 
+def insert(session: Session, table: sa.Table, values: dict[str, Any]) -> bool:
+    """Queue a row for the batch's executemany into ``table``; False outside an optimistic
+    batch (insert it now). Every row of a table must name the same columns."""
+    batch = active(session)
+    if batch is None or batch.isolated:
+        return False
+    batch.inserts.setdefault(table, []).append(values)
+    return True
+
+
 def finish(session: Session) -> None:
-    """Run the deferred work, lowest ``order`` first; a flush may defer more work."""
+    """Write the queued rows, then run the deferred work, lowest ``order`` first; a flush
+    may defer more work or queue more rows."""
     batch = active(session)
     if batch is None:
         return
     while True:
+        _write_inserts(session, batch)
         waiting = [(e.order, key) for key, e in batch.deferred.items() if e.items]
         if not waiting:
             return
@@ -91,6 +115,14 @@ def finish(session: Session) -> None:
         entry = batch.deferred[key]
         items, entry.items = entry.items, []
         entry.flush(session, items)
+
+
+def _write_inserts(session: Session, batch: Batch) -> None:
+    inserts, batch.inserts = batch.inserts, {}
+    if inserts:
+        connection = session.connection()
+        for table, rows in inserts.items():
+            connection.execute(table.insert(), rows)
 
 
 def cached(session: Session, key: str, load: Callable[[], Any]) -> Any:

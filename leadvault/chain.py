@@ -88,6 +88,27 @@ class Chain:
         head.last_hash = previous
         session.flush()
 
+    def insert_all(self, session: Session, entries: list[E]) -> None:
+        """:meth:`append_all` for a worker's batch: the entries linked in order after the
+        newest one (locking the head once) and written in one executemany; they do not
+        join the session and get no id (nothing of the batch reads them back)."""
+        model: Any = self.head_model
+        head = session.scalars(sa.select(model).where(model.id == HEAD_ID).with_for_update()).one()
+        table: sa.Table = self.entry_model.__table__  # type: ignore[attr-defined]
+        columns = [column.key for column in table.columns if not column.primary_key]
+        previous = head.last_hash
+        rows = []
+        for entry in entries:
+            entry.prev_hash = previous
+            entry.entry_hash = previous = self.hash_of(entry)
+            rows.append({name: getattr(entry, name) for name in columns})
+        connection = session.connection()
+        connection.execute(table.insert(), rows)
+        # Every append locks the head first, so the newest entry is ours.
+        head.last_id = connection.scalar(sa.select(sa.func.max(table.c.id)))
+        head.last_hash = previous
+        session.flush()
+
     def entries(self, session: Session, batch: int = 1000) -> Iterator[Any]:
         """Every entry in order, a batch at a time (flat memory)."""
         model: Any = self.entry_model

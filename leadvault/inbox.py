@@ -115,7 +115,9 @@ def _store_batch(
     vault = vault_of(session)
     deadline = time.monotonic() + SQLITE_BATCH_SECONDS if dialect_of(session) == "sqlite" else None
     work = batch.begin(
-        session, frozenset(item.subject_index for item in items if item.subject_index)
+        session,
+        frozenset(item.subject_index for item in items if item.subject_index),
+        isolated=isolated,
     )
     done: list[int] = []
     handled = 0

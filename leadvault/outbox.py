@@ -20,11 +20,12 @@ import time
 import uuid
 from email.message import Message
 from email.utils import make_msgid
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadvault import addresses, branding, clock, leads, leases
+from leadvault import addresses, batch, branding, clock, leads, leases
 from leadvault.crypto import DataKey, DecryptionError, WrappedKey
 from leadvault.db import read_only, settings_of, unit_of_work, vault_of
 from leadvault.mail import DeliveryError, MailContent, Sender, build_message
@@ -55,31 +56,66 @@ def enqueue_mail(
 
     ``flush=False`` leaves the row pending so a caller queueing many mails inserts
     them in one flush (the row has no id until then)."""
-    owner = str(uuid.uuid4())
-    row = OutboxMessage(
-        kind=OutboxKind.MAIL,
-        template=template,
-        purpose=purpose,
-        lead_id=lead.id if lead is not None else None,
-        payload_owner=owner,
-        status=OutboxStatus.PENDING,
-        attempts=0,
-        next_attempt_at=clock.now(),
-        created_at=clock.now(),
-        message_id=make_msgid(domain=_mail_domain(session)),
-    )
-    if lead is not None:
-        key = leads.data_key(session, lead)
-    else:
-        key, wrapped = vault_of(session).new_data_key(owner)
-        row.payload_key, row.payload_key_version = wrapped.wrapped, wrapped.version
-    # Subject apart, so an access export can list mails without opening bodies.
-    row.payload = key.encrypt_json(f"outbox/{owner}", content.to_json())
-    row.subject = key.encrypt(f"outbox/{owner}/subject", content.subject)
+    values = _mail_row(session, content, template=template, lead=lead, purpose=purpose)
+    row = OutboxMessage(**values)
     session.add(row)
     if flush:
         session.flush()
     return row
+
+
+def queue_mail(
+    session: Session,
+    content: MailContent,
+    *,
+    template: str,
+    lead: Lead | None,
+    purpose: str | None = None,
+) -> None:
+    """:func:`enqueue_mail` for a caller that needs no row back: in a worker's batch the
+    row is written with the batch's other mails in one statement at its end."""
+    values = _mail_row(session, content, template=template, lead=lead, purpose=purpose)
+    if not batch.insert(session, OutboxMessage.__table__, values):
+        session.add(OutboxMessage(**values))
+        if batch.active(session) is None:
+            session.flush()  # an isolated batch flushes each item's rows in its savepoint
+
+
+def _mail_row(
+    session: Session,
+    content: MailContent,
+    *,
+    template: str,
+    lead: Lead | None,
+    purpose: str | None,
+) -> dict[str, Any]:
+    """The outbox row's values: the content sealed under the lead's data key, or under a
+    data key of its own (wrapped in the row) for a mail about no lead."""
+    owner = str(uuid.uuid4())
+    now = clock.now()
+    values: dict[str, Any] = {
+        "kind": OutboxKind.MAIL,
+        "template": template,
+        "purpose": purpose,
+        "lead_id": lead.id if lead is not None else None,
+        "payload_owner": owner,
+        "payload_key": None,
+        "payload_key_version": None,
+        "status": OutboxStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "message_id": make_msgid(domain=_mail_domain(session)),
+    }
+    if lead is not None:
+        key = leads.data_key(session, lead)
+    else:
+        key, wrapped = vault_of(session).new_data_key(owner)
+        values["payload_key"], values["payload_key_version"] = wrapped.wrapped, wrapped.version
+    # Subject apart, so an access export can list mails without opening bodies.
+    values["payload"] = key.encrypt_json(f"outbox/{owner}", content.to_json())
+    values["subject"] = key.encrypt(f"outbox/{owner}/subject", content.subject)
+    return values
 
 
 def _mail_domain(session: Session) -> str:
