@@ -276,25 +276,61 @@ def _record(
     """Record a batch of outcomes in one transaction; returns how many were sent."""
     if not results:
         return 0
-    sent = 0
+    succeeded = {claimed.id for claimed, error in results if error is None and claimed.held is None}
+    others = [(claimed, error) for claimed, error in results if claimed.id not in succeeded]
+    sent = len(succeeded)
     with unit_of_work(factory) as session:
         settings = settings_of(session)
-        ids = [claimed.id for claimed, _error in results]
-        rows = {
-            row.id: row
-            for row in session.scalars(
-                sa.select(OutboxMessage)
-                .where(OutboxMessage.id.in_(ids))
+        connection = session.connection()
+        now = clock.now()
+        # Locked in id order, as every recorder locks them (no deadlock between workers);
+        # a row erased meanwhile is gone and gets no attempt.
+        found = list(
+            connection.scalars(
+                sa.select(OutboxMessage.id)
+                .where(OutboxMessage.id.in_([claimed.id for claimed, _error in results]))
                 .order_by(OutboxMessage.id)
                 .with_for_update()
             )
-        }
-        now = clock.now()
+        )
+        delivered = [row_id for row_id in found if row_id in succeeded]
+        if delivered:
+            # Sent is sent, whoever holds the lease now: one statement for the batch.
+            connection.execute(
+                sa.update(OutboxMessage)
+                .where(OutboxMessage.id.in_(delivered))
+                .values(
+                    status=OutboxStatus.SENT,
+                    sent_at=now,
+                    last_error=None,
+                    locked_by=None,
+                    locked_until=None,
+                    attempts=OutboxMessage.attempts + 1,
+                )
+            )
+            connection.execute(
+                sa.insert(OutboxAttempt.__table__),
+                [
+                    {"outbox_id": row_id, "worker": worker_id, "attempted_at": now, "error": None}
+                    for row_id in delivered
+                ],
+            )
+        rows = (
+            {
+                row.id: row
+                for row in session.scalars(
+                    sa.select(OutboxMessage).where(
+                        OutboxMessage.id.in_([claimed.id for claimed, _error in others])
+                    )
+                )
+            }
+            if others
+            else {}
+        )
         attempts = []
-        for claimed, error in results:
+        for claimed, error in others:
             row = rows.get(claimed.id)
             if row is None:
-                sent += error is None and claimed.held is None
                 continue
             if claimed.held is not None:
                 row.status = OutboxStatus.PENDING
