@@ -368,6 +368,46 @@ def process(app: Any) -> int:
 # --- a served app (for concurrency and browser tests) -----------------------
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+_screenshots_taken: set[Path] = set()
+
+
+def screenshot(target: Any, path: Path, **options: Any) -> None:
+    """A page's (or element's) picture for a person to look at, taken once per session and
+    file: on the second database the same page would only overwrite the first picture."""
+    path = Path(path).resolve()
+    if path in _screenshots_taken:
+        return
+    _screenshots_taken.add(path)
+    target.screenshot(path=str(path), **options)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, launched once for the session: each test opens contexts of
+    its own in it (cookies, storage and viewport are a context's, not the browser's)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
 class LiveServer:
     """The app served on a loopback port, in threads: for ``committing`` tests."""
 

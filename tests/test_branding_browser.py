@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from werkzeug.serving import make_server
 
 from tests import branding_helpers as bh
 from tests.axe import AXE_JS, axe_violations, require_axe
-from tests.conftest import SmtpSink, _smtp_config, free_port
+from tests.conftest import SmtpSink, _smtp_config, free_port, screenshot
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -49,16 +48,6 @@ class Served:
     def close(self) -> None:
         self.server.shutdown()
         self.thread.join(timeout=5)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
 
 
 class Pages:
@@ -95,8 +84,8 @@ class Pages:
                 "document.documentElement.scrollWidth - document.documentElement.clientWidth"
             )
             assert overflow <= 0, (name, label, overflow)
-            page.screenshot(
-                path=str(bh.artifacts() / f"page-{name}-{self.lang}-{label}.png"), full_page=True
+            screenshot(
+                page, bh.artifacts() / f"page-{name}-{self.lang}-{label}.png", full_page=True
             )
         page.set_viewport_size(DESKTOP)
         self.seen.append(name)
@@ -128,7 +117,7 @@ def _shoot_mails(browser: Any, found: dict[str, EmailMessage], lang: str) -> Non
             # The logo (the only image) is the instance's own, and it loads.
             assert page.evaluate("[...document.images].every(i => i.naturalWidth > 0)"), kind
             name = f"mail-{kind}-{lang}" + ("-dark" if scheme == "dark" else "")
-            page.screenshot(path=str(bh.artifacts() / f"{name}.png"), full_page=True)
+            screenshot(page, bh.artifacts() / f"{name}.png", full_page=True)
         context.close()
 
 

@@ -19,8 +19,8 @@ import pytest
 
 from tests import factories
 from tests.axe import axe_violations, require_axe
-from tests.conftest import LiveServer
-from tests.test_widgets_browser import CHROMIUM, CHROMIUM_ARGS, artifacts
+from tests.conftest import LiveServer, screenshot
+from tests.test_widgets_browser import CHROMIUM, artifacts
 
 pytestmark = [
     pytest.mark.browser,
@@ -36,16 +36,6 @@ def shots() -> Path:
     folder = artifacts() / "console"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
 
 
 class Staff:
@@ -84,7 +74,7 @@ class Staff:
         page = self.page
         assert page.locator("h1").count() == 1, f"{name}: one h1"
         assert page.locator("html").get_attribute("lang") == lang
-        page.screenshot(path=str(shots() / f"{name}-{lang}.png"), full_page=True)
+        screenshot(page, shots() / f"{name}-{lang}.png", full_page=True)
         violations = axe_violations(page)
         assert violations == [], f"{name} ({lang}): {violations}"
         assert self.errors == [], f"{name} ({lang}): {self.errors}"

@@ -25,16 +25,15 @@ from werkzeug.exceptions import HTTPException
 
 from tests import factories
 from tests.axe import axe_violations, require_axe
+from tests.conftest import screenshot
 from tests.test_console_browser import (
     CHROMIUM,
-    CHROMIUM_ARGS,
     DESKTOP,
     PHONE,
     TIMEOUT_MS,
     _world,
     served,  # noqa: F401  (the fixture)
     shots,
-    sync_api,
 )
 from tests.test_safe_methods import _asset
 
@@ -126,23 +125,13 @@ class Visitor:
         assert page.locator("html").get_attribute("lang") == self.lang, where
         folder = shots() / "every"
         folder.mkdir(exist_ok=True)
-        page.screenshot(path=str(folder / f"{name}-{self.lang}.png"), full_page=True)
+        screenshot(page, folder / f"{name}-{self.lang}.png", full_page=True)
         violations = axe_violations(page)
         assert violations == [], f"{where}: {violations}"
         assert self.errors == [], f"{where}: {self.errors}"
 
     def close(self) -> None:
         self.context.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Any:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
 
 
 def test_every_console_page_in_both_languages(served, browser):  # noqa: F811

@@ -13,12 +13,11 @@ import pytest
 from tests import factories
 from tests.axe import require_axe
 from tests.conftest import LiveServer
-from tests.test_console_browser import (  # noqa: F401 - fixtures
+from tests.test_console_browser import (
     CHROMIUM,
     DESKTOP,
     PHONE,
     Staff,
-    browser,
 )
 from tests.test_imports import HEADER, PROOF_TEXT, csv_bytes
 from tests.test_webhooks import LOOPBACK
@@ -40,7 +39,7 @@ def served(make_app: Any, smtp_server: Any) -> Iterator[tuple[Any, str]]:
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280", "phone"])
-def test_export_import_and_webhook_pages(served, browser, viewport, tmp_path: Path) -> None:  # noqa: F811
+def test_export_import_and_webhook_pages(served, browser, viewport, tmp_path: Path) -> None:
     require_axe()
     app, url = served
     factories.lead(app, "ada@example.org", profile={"first_name": "Ada"})

@@ -13,7 +13,7 @@ import pytest
 
 from tests import factories
 from tests.axe import require_axe
-from tests.test_console_browser import DESKTOP, PHONE, Staff, browser, served  # noqa: F401
+from tests.test_console_browser import DESKTOP, PHONE, Staff, served  # noqa: F401
 from tests.test_widgets_browser import CHROMIUM
 
 sync_api = pytest.importorskip("playwright.sync_api")

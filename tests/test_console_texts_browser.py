@@ -18,7 +18,6 @@ from tests.test_console_browser import (  # noqa: F401 - fixtures
     DESKTOP,
     PHONE,
     Staff,
-    browser,
     served,
 )
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -39,16 +38,6 @@ sync_api = pytest.importorskip("playwright.sync_api")
 FORM_NAME = "Walk-through newsletter"
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
-
-
 def _audit_count(app: Any, action: str) -> int:
     with factories.uow(app) as s:
         return s.scalar(
@@ -70,9 +59,9 @@ def _owner_creates_the_form(owner: Staff, site: str) -> str:
     return page.get_by_label("JavaScript loader").input_value()
 
 
-def _visitor_submits_and_confirms(chromium: Any, setup: Setup, snippet: str) -> str:  # noqa: F811
+def _visitor_submits_and_confirms(browser: Any, setup: Setup, snippet: str) -> str:  # noqa: F811
     email = factories.unique_email("walker")
-    context = chromium.new_context()
+    context = browser.new_context()
     try:
         page = context.new_page()
         page.goto(setup.host.page(snippet))
@@ -95,15 +84,15 @@ def _tile(page: Any, index: int) -> int:
     return int(page.locator(".tiles li").nth(index).locator(".tile-value").inner_text())
 
 
-def test_owner_visitor_sales_viewer_walk_through(setup, chromium):  # noqa: F811
+def test_owner_visitor_sales_viewer_walk_through(setup, browser):  # noqa: F811
     require_axe()
     app = setup.app
     owner_email = factories.staff_user(app, "owner")[1]
-    owner = Staff(chromium, setup.url, owner_email, DESKTOP)
+    owner = Staff(browser, setup.url, owner_email, DESKTOP)
     try:
         snippet = _owner_creates_the_form(owner, setup.host.url)
         assert 'data-leadvault-form="' in snippet
-        email = _visitor_submits_and_confirms(chromium, setup, snippet)
+        email = _visitor_submits_and_confirms(browser, setup, snippet)
 
         page = owner.page
         owner.open("/console/dashboard")
@@ -172,7 +161,7 @@ def test_owner_visitor_sales_viewer_walk_through(setup, chromium):  # noqa: F811
                 status=HandoffStatus.OFFERED,
             )
         )
-    sales = Staff(chromium, setup.url, sales_email, DESKTOP)
+    sales = Staff(browser, setup.url, sales_email, DESKTOP)
     try:
         sales.open("/console/leads")
         links = sales.page.locator("table.leads tbody tr a")
@@ -184,7 +173,7 @@ def test_owner_visitor_sales_viewer_walk_through(setup, chromium):  # noqa: F811
         sales.close()
 
     # A viewer sees the charts and no personal data.
-    viewer = Staff(chromium, setup.url, factories.staff_user(app, "viewer")[1], DESKTOP)
+    viewer = Staff(browser, setup.url, factories.staff_user(app, "viewer")[1], DESKTOP)
     try:
         viewer.open("/console/dashboard")
         assert viewer.page.locator("svg.chart").count() >= 1

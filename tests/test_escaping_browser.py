@@ -17,9 +17,9 @@ import pytest
 
 from consent import rights
 from scoring import handoff
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, screenshot
 from tests.hostile import MARKUP_NAME, contact_form, refresh_to, setup_sales, stored_lead, uow
-from tests.test_widgets_browser import CHROMIUM, CHROMIUM_ARGS, artifacts
+from tests.test_widgets_browser import CHROMIUM, artifacts
 
 pytestmark = [
     pytest.mark.browser,
@@ -60,7 +60,7 @@ def _path(link: str) -> str:
     return "/" + link.split("/", 3)[3]
 
 
-def test_markup_in_a_lead_does_not_navigate_the_browser(app):
+def test_markup_in_a_lead_does_not_navigate_the_browser(app, browser):
     canary = Canary()
     setup_sales(app)
     form_id = contact_form(app)
@@ -84,37 +84,34 @@ def test_markup_in_a_lead_does_not_navigate_the_browser(app):
         }
     folder: Path = artifacts()
     try:
-        with LiveServer(app) as server, sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-            )
-            try:
-                for name, path in pages.items():
-                    page = browser.new_page(viewport={"width": 900, "height": 1100})
-                    navigations: list[str] = []
-                    page.on(
-                        "framenavigated",
-                        lambda frame, page=page, seen=navigations: (
-                            seen.append(frame.url) if frame == page.main_frame else None
-                        ),
-                    )
-                    url = server.url + path
-                    response = page.goto(url)
-                    assert response is not None and response.status == 200
-                    # A refresh of 0 s would fire at once; give it ample time.
-                    page.wait_for_timeout(2000)
-                    assert page.url == url, name
-                    assert navigations == [url], (name, navigations)
-                    text = page.inner_text("main")
-                    if name == "access":
-                        assert page.get_by_role("button", name="Download").is_visible()
-                    else:
-                        assert MARKUP_NAME in text, (name, text)
-                    assert page.locator("main meta").count() == 0, name
-                    page.screenshot(path=str(folder / f"hostile-lead-{name}.png"), full_page=True)
-                    page.close()
-            finally:
-                browser.close()
+        with LiveServer(app) as server:
+            opened = []
+            for name, path in pages.items():
+                page = browser.new_page(viewport={"width": 900, "height": 1100})
+                navigations: list[str] = []
+                page.on(
+                    "framenavigated",
+                    lambda frame, page=page, seen=navigations: (
+                        seen.append(frame.url) if frame == page.main_frame else None
+                    ),
+                )
+                url = server.url + path
+                response = page.goto(url)
+                assert response is not None and response.status == 200
+                opened.append((name, page, url, navigations))
+            # A refresh of 0 s would fire at once; give the pages, all open, ample time.
+            opened[-1][1].wait_for_timeout(2000)
+            for name, page, url, navigations in opened:
+                assert page.url == url, name
+                assert navigations == [url], (name, navigations)
+                text = page.inner_text("main")
+                if name == "access":
+                    assert page.get_by_role("button", name="Download").is_visible()
+                else:
+                    assert MARKUP_NAME in text, (name, text)
+                assert page.locator("main meta").count() == 0, name
+                screenshot(page, folder / f"hostile-lead-{name}.png", full_page=True)
+                page.close()
         assert canary.paths == []
     finally:
         canary.close()

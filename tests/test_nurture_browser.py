@@ -18,7 +18,7 @@ from werkzeug.serving import make_server
 from leadvault import clock
 from nurture import tick
 from nurture.models import Click
-from tests.conftest import _smtp_config, deliver, free_port, unique_email
+from tests.conftest import _smtp_config, deliver, free_port, screenshot, unique_email
 from tests.nurture_helpers import THREE_STEPS, form, lead, links, load_sequence, uow
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -62,7 +62,7 @@ def clicks(app) -> int:
         return s.scalar(sa.select(sa.func.count()).select_from(Click))
 
 
-def test_click_page_in_chromium_with_and_without_scripts(make_app, smtp_server):
+def test_click_page_in_chromium_with_and_without_scripts(make_app, smtp_server, browser):
     target = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Target)
     threading.Thread(target=target.serve_forever, daemon=True).start()
     site = f"http://127.0.0.1:{target.server_port}"
@@ -87,30 +87,26 @@ def test_click_page_in_chromium_with_and_without_scripts(make_app, smtp_server):
             assert reply.status == 200 and b"lv-click" in reply.read()
         assert clicks(app) == 0
 
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-            )
-            try:
-                page = browser.new_page()
-                page.goto(guide)
-                page.wait_for_url(f"{site}/guide", timeout=10_000)
-                assert page.locator("h1").inner_text() == "Target /guide"
-                assert clicks(app) == 1
+        page = browser.new_page()
+        try:
+            page.goto(guide)
+            page.wait_for_url(f"{site}/guide", timeout=10_000)
+            assert page.locator("h1").inner_text() == "Target /guide"
+            assert clicks(app) == 1
 
-                quiet = browser.new_context(java_script_enabled=False, locale="en-GB")
-                plain = quiet.new_page()
-                plain.goto(faq)
-                button = plain.get_by_role("button", name="Continue to 127.0.0.1")
-                assert button.is_visible()
-                plain.screenshot(path=str(artifacts() / "nurture-click-no-script.png"))
-                assert clicks(app) == 1
-                button.click()
-                plain.wait_for_url(f"{site}/faq", timeout=10_000)
-                assert clicks(app) == 2
-                quiet.close()
-            finally:
-                browser.close()
+            quiet = browser.new_context(java_script_enabled=False, locale="en-GB")
+            plain = quiet.new_page()
+            plain.goto(faq)
+            button = plain.get_by_role("button", name="Continue to 127.0.0.1")
+            assert button.is_visible()
+            screenshot(plain, artifacts() / "nurture-click-no-script.png")
+            assert clicks(app) == 1
+            button.click()
+            plain.wait_for_url(f"{site}/faq", timeout=10_000)
+            assert clicks(app) == 2
+            quiet.close()
+        finally:
+            page.close()
     finally:
         server.shutdown()
         target.shutdown()

@@ -19,7 +19,7 @@ from scoring import rules, sales_team
 from scoring.models import Handoff, Stage
 from tests import factories
 from tests.axe import require_axe
-from tests.test_console_browser import DESKTOP, PHONE, Staff, browser, served  # noqa: F401
+from tests.test_console_browser import DESKTOP, PHONE, Staff, served  # noqa: F401
 from tests.test_scoring import contact_form
 from tests.test_scoring_admin import BAD_LINE, _graded_lead, _state
 from tests.test_widgets_browser import CHROMIUM

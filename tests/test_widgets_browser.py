@@ -27,21 +27,20 @@ from werkzeug.serving import make_server
 from capture.service import PurposeSpec
 from leadvault.app import runtime
 from leadvault.db import unit_of_work
-from tests.conftest import SmtpSink, _smtp_config, free_port, make_form, render_token, unique_email
+from tests.conftest import (
+    CHROMIUM,
+    SmtpSink,
+    _smtp_config,
+    free_port,
+    make_form,
+    render_token,
+    screenshot,
+    unique_email,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 sync_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 REPO = Path(__file__).resolve().parent.parent
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n% a field guide for browsers\n%%EOF\n"
 TIMEOUT_MS = 10_000
@@ -177,16 +176,6 @@ class Setup:
             return connection.execute(sa.text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def setup(make_app: Any, smtp_server: SmtpSink, tmp_path: Path) -> Iterator[Setup]:
     from leadvault.worker import Worker
@@ -286,7 +275,7 @@ def confirm_and_download(page: Any, setup: Setup, email: str, mails_before: int 
     download_link.click()
     button = page.get_by_role("button", name="Download")
     sync_api.expect(button).to_be_visible()
-    page.screenshot(path=str(artifacts() / "download-page.png"))
+    screenshot(page, artifacts() / "download-page.png")
     with page.expect_download() as info:
         button.click()
     download = info.value
@@ -329,7 +318,7 @@ def test_loader_under_strict_csp_submit_confirm_download(setup, watched):
     thanks = page.locator(".lv-thanks")
     sync_api.expect(thanks).to_have_text(THANKS_EN)
     sync_api.expect(thanks).to_be_focused()
-    page.screenshot(path=str(folder / "widget-thanks.png"))
+    screenshot(page, folder / "widget-thanks.png")
     assert (folder / "widget-form.png").stat().st_size > 0
     assert (folder / "widget-thanks.png").stat().st_size > 0
 
