@@ -24,7 +24,6 @@ from tests.axe import require_axe
 from tests.test_console_browser import DESKTOP, Staff
 from tests.test_widgets_browser import (  # noqa: F401 (fixtures)
     CHROMIUM,
-    CHROMIUM_ARGS,
     Setup,
     link_in,
     setup,
