@@ -9,6 +9,11 @@ page's language, no script or CSP error, axe-core without serious or critical
 violations, and a screenshot in ``$LEADVAULT_ARTIFACTS/console/every/`` (git-ignored).
 The sign-in (with the first-run hint, before any owner exists) and the TOTP step are
 checked the same way, signed out.
+
+The crawl runs on both databases. On PostgreSQL every page it found is then read in
+both languages through the test client (200, exactly one h1, the page's language), and
+Chromium's checks (axe, script and CSP errors, phone width, screenshots), which look at
+the same templates and stylesheets, run once, on SQLite.
 """
 
 from __future__ import annotations
@@ -95,6 +100,29 @@ def _console_pages(app: Any) -> set[str]:
     }
 
 
+H1 = re.compile(r"<h1[\s>]")
+HTML_LANG = re.compile(r'<html[^>]*\slang="([^"]+)"')
+
+
+def _check_markup(app: Any, found: dict[str, tuple[str, str]], roles: dict[str, str]) -> None:
+    """Each page found, as its role, in both languages: 200, one h1, the page's language."""
+    for role, email in roles.items():
+        for lang in ("en", "de"):
+            client = app.test_client()
+            client.set_cookie("lv_console_lang", lang)
+            factories.sign_in(client, email)
+            for endpoint, (who, path) in sorted(found.items()):
+                if who != role:
+                    continue
+                response = client.get(path)
+                where = f"{role} {endpoint} ({lang}) {path}"
+                assert response.status_code == 200, where
+                page = response.get_data(as_text=True)
+                assert len(H1.findall(page)) == 1, f"{where}: exactly one h1"
+                language = HTML_LANG.search(page)
+                assert language and language.group(1) == lang, where
+
+
 class Visitor:
     """A browser context in one language (the console's language cookie)."""
 
@@ -134,12 +162,14 @@ class Visitor:
         self.context.close()
 
 
-def test_every_console_page_in_both_languages(served, browser):  # noqa: F811
+def test_every_console_page_in_both_languages(served, browser, backend):  # noqa: F811
     require_axe()
     app, url = served
 
     # Before any owner exists the sign-in page says how to make one.
-    for lang in ("en", "de"):
+    if backend == "postgresql":
+        assert "leadvault users add" in app.test_client().get("/admin/sign-in").get_data(True)
+    for lang in ("en", "de") if backend == "sqlite" else ():
         visitor = Visitor(browser, url, lang, DESKTOP)
         visitor.page.goto(f"{url}/admin/sign-in")
         assert "leadvault users add" in visitor.page.content()
@@ -176,6 +206,13 @@ def test_every_console_page_in_both_languages(served, browser):  # noqa: F811
             found.setdefault(endpoint, (role, path))
     missing = _console_pages(app) - set(found)
     assert not missing, f"console pages no link leads to (or that did not open): {missing}"
+    if backend == "postgresql":
+        _check_markup(app, found, roles)
+        client = app.test_client()
+        totp = factories.sign_in(client, with_totp)
+        assert totp.status_code == 302 and totp.headers["Location"].endswith("/admin/totp")
+        assert len(H1.findall(client.get("/admin/totp").get_data(as_text=True))) == 1
+        return
 
     for lang in ("en", "de"):
         signed_out = Visitor(browser, url, lang, DESKTOP)
