@@ -1,18 +1,22 @@
 """Reading a lead selection in chunks, decrypting only what the columns need.
 
 The selection is any SQLAlchemy ``Select`` of lead ids (the admin API's
-filters build one). Its ids stream from a server-side cursor (``yield_per``)
-in chunks; each chunk's data comes with one query per table, is decrypted
-with data keys unwrapped for that chunk only, and is handed on as plain
-records before the next chunk is read, so memory stays flat however many
-leads are exported. Core rows, not ORM objects: nothing piles up in the
-session's identity map.
+filters build one), ordered by creation time and id. Each table the columns
+need is read by one query joined to the selection in that same order,
+streamed from a server-side cursor (``yield_per``); the queries advance
+together chunk by chunk (``_Side``), so a chunk's rows of every table arrive
+without a lookup per lead. Each chunk is decrypted with data keys unwrapped
+for that chunk only and handed on as plain records before the next chunk is
+read, so memory stays flat however many leads are exported. Core rows, not
+ORM objects: nothing piles up in the session's identity map. All queries run
+in the caller's one transaction: one snapshot.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -95,34 +99,70 @@ def _half_life(session: Session) -> float:
     return rules.active(session).half_life_seconds
 
 
-def _in(column: Any, keys: list[Any]) -> Any:
-    """``column IN keys`` for keys as the driver returned them (see ``_raw``)."""
-    return sa.type_coerce(column, sa.String()).in_(keys)
+def _chosen(selection: sa.Select[Any]) -> sa.Subquery:
+    """The selection as a subquery of ids (``key``) with their creation times: the
+    export's order, shared by every query of an export (see ``_Side``)."""
+    [column] = selection.selected_columns
+    return selection.with_only_columns(
+        column.label("lead_id"), Lead.__table__.c.created_at.label("lead_created")
+    ).subquery("chosen")
 
 
-def _scores(session: Session, keys: list[Any], half_life: float) -> dict[Any, Record]:
+def _in_order(
+    chosen: sa.Subquery, query: sa.Select[Any], *after: Any, require: str | None
+) -> sa.Select[Any]:
+    """``query`` (its first column the lead's key) for the chosen leads only, in the
+    export's order (creation time, id; then ``after`` within a lead)."""
+    if require is not None:
+        from consent.models import Consent, ConsentStatus
+
+        query = query.where(
+            chosen.c.lead_id.in_(
+                sa.select(Consent.lead_id).where(
+                    Consent.purpose == require, Consent.status == ConsentStatus.GRANTED
+                )
+            )
+        )
+    return query.order_by(chosen.c.lead_created, chosen.c.lead_id, *after)
+
+
+def _leads_query(chosen: sa.Subquery) -> sa.Select[Any]:
+    table = Lead.__table__
+    return sa.select(
+        _raw(chosen.c.lead_id),
+        table.c.email,
+        table.c.wrapped_key,
+        table.c.key_version,
+        table.c.language,
+        _raw(table.c.created_at, "created_at"),
+        _raw(table.c.last_activity_at, "last_activity_at"),
+    ).join_from(chosen, table, table.c.id == chosen.c.lead_id)
+
+
+def _scores_query(chosen: sa.Subquery) -> sa.Select[Any]:
     from scoring.models import LeadScore
+
+    table = LeadScore.__table__
+    return sa.select(
+        _raw(chosen.c.lead_id),
+        table.c.score,
+        table.c.as_of,
+        table.c.stage,
+        table.c.stage_changed_at,
+        table.c.fit_grade,
+        table.c.fit_points,
+        table.c.suspect,
+        table.c.first_form,
+        table.c.utm_source,
+        table.c.utm_campaign,
+    ).join_from(chosen, table, table.c.lead_id == chosen.c.lead_id)
+
+
+def _scores(rows: Sequence[Any], half_life: float, now: dt.datetime) -> dict[Any, Record]:
     from scoring.scores import score_at
 
-    now = clock.now()
-    table = LeadScore.__table__
-    out: dict[Any, Record] = {}
-    for row in session.execute(
-        sa.select(
-            _raw(table.c.lead_id),
-            table.c.score,
-            table.c.as_of,
-            table.c.stage,
-            table.c.stage_changed_at,
-            table.c.fit_grade,
-            table.c.fit_points,
-            table.c.suspect,
-            table.c.first_form,
-            table.c.utm_source,
-            table.c.utm_campaign,
-        ).where(_in(table.c.lead_id, keys))
-    ).all():
-        out[row.key] = {
+    return {
+        row.key: {
             "score": round(score_at(row.score, row.as_of, now, half_life), 1),
             "stage": row.stage,
             "stage_changed_at": row.stage_changed_at,
@@ -133,7 +173,8 @@ def _scores(session: Session, keys: list[Any], half_life: float) -> dict[Any, Re
             "utm_source": row.utm_source,
             "utm_campaign": row.utm_campaign,
         }
-    return out
+        for row in rows
+    }
 
 
 class ConsentState(NamedTuple):
@@ -142,28 +183,32 @@ class ConsentState(NamedTuple):
     version: int | None
 
 
-def _consents(
-    session: Session, keys: list[Any], purposes: Sequence[str], versions: dict[int, int]
-) -> dict[Any, dict[str, ConsentState]]:
+def _consents_query(chosen: sa.Subquery, purposes: Sequence[str]) -> sa.Select[Any]:
     from consent.models import Consent, ConsentStatus
 
     table = Consent.__table__
-    out: dict[Any, dict[str, ConsentState]] = {}
     # The date that goes with the state: only that one is read and converted.
     date = sa.case(
         (table.c.status == ConsentStatus.GRANTED, table.c.granted_at),
         (table.c.status == ConsentStatus.WITHDRAWN, table.c.withdrawn_at),
         (table.c.status == ConsentStatus.PENDING, table.c.requested_at),
     )
-    for key, purpose, status, text_id, raw_date in session.execute(
+    return (
         sa.select(
-            _raw(table.c.lead_id),
+            _raw(chosen.c.lead_id),
             table.c.purpose,
             _raw(table.c.status, "status"),
             table.c.text_id,
             _raw(date, "date"),
-        ).where(_in(table.c.lead_id, keys), table.c.purpose.in_(list(purposes)))
-    ).all():
+        )
+        .join_from(chosen, table, table.c.lead_id == chosen.c.lead_id)
+        .where(table.c.purpose.in_(list(purposes)))
+    )
+
+
+def _consents(rows: Sequence[Any], versions: dict[int, int]) -> dict[Any, dict[str, ConsentState]]:
+    out: dict[Any, dict[str, ConsentState]] = {}
+    for key, purpose, status, text_id, raw_date in rows:
         states = out.get(key)
         if states is None:
             states = out[key] = {}
@@ -179,30 +224,33 @@ def _text_versions(session: Session) -> dict[int, int]:
     return dict(session.execute(sa.select(ConsentText.id, ConsentText.version)).all())
 
 
-def _first_submissions(session: Session, keys: list[Any]) -> dict[Any, Any]:
+def _submissions_query(chosen: sa.Subquery) -> tuple[sa.Select[Any], tuple[Any, ...]]:
     from capture.models import Submission
 
     table = Submission.__table__
-    first: dict[Any, Any] = {}
-    for row in session.execute(
-        sa.select(table.c.id, _raw(table.c.lead_id), table.c.data)
-        .where(_in(table.c.lead_id, keys))
-        .order_by(table.c.created_at.desc())
-    ).all():
-        first[row.key] = row  # the earliest wins (read last)
-    return first
+    query = sa.select(_raw(chosen.c.lead_id), table.c.id, table.c.data).join_from(
+        chosen, table, table.c.lead_id == chosen.c.lead_id
+    )
+    # Latest first within a lead: the earliest is read last and wins (``_first``).
+    return query, (table.c.created_at.desc(), table.c.id.desc())
 
 
-def _attributes(
-    session: Session, keys: list[Any], names: Sequence[str]
-) -> dict[Any, dict[str, bytes]]:
+def _first(rows: Sequence[Any]) -> dict[Any, Any]:
+    return {row.key: row for row in rows}
+
+
+def _attributes_query(chosen: sa.Subquery, names: Sequence[str]) -> sa.Select[Any]:
     attr = LeadAttribute.__table__
+    return (
+        sa.select(_raw(chosen.c.lead_id), attr.c.name, attr.c.value)
+        .join_from(chosen, attr, attr.c.lead_id == chosen.c.lead_id)
+        .where(attr.c.name.in_(list(names)))
+    )
+
+
+def _attributes(rows: Sequence[Any]) -> dict[Any, dict[str, bytes]]:
     out: dict[Any, dict[str, bytes]] = {}
-    for key, name, sealed in session.execute(
-        sa.select(_raw(attr.c.lead_id), attr.c.name, attr.c.value).where(
-            _in(attr.c.lead_id, keys), attr.c.name.in_(list(names))
-        )
-    ).all():
+    for key, name, sealed in rows:
         fields = out.get(key)
         if fields is None:
             fields = out[key] = {}
@@ -210,67 +258,60 @@ def _attributes(
     return out
 
 
-def _leads(session: Session, keys: list[Any]) -> dict[Any, Any]:
-    table = Lead.__table__
-    return {
-        row[0]: row
-        for row in session.execute(
-            sa.select(
-                _raw(table.c.id),
-                table.c.email,
-                table.c.wrapped_key,
-                table.c.key_version,
-                table.c.language,
-                _raw(table.c.created_at, "created_at"),
-                _raw(table.c.last_activity_at, "last_activity_at"),
-            ).where(_in(table.c.id, keys))
-        ).all()
-    }
+class _Side:
+    """One table's rows for the chosen leads, in the export's order, taken chunk by chunk.
+
+    Every query of an export reads the same leads in the same order (see
+    ``_in_order``), so a chunk's rows of this table are the next ones whose lead is
+    in the chunk: one streaming query per table for the whole export instead of one
+    lookup per lead and chunk.
+    """
+
+    def __init__(self, rows: Iterator[Any]) -> None:
+        self._rows = rows
+        self._next = next(rows, None)
+
+    def take(self, keys: set[Any] | dict[Any, Any]) -> list[Any]:
+        taken: list[Any] = []
+        row = self._next
+        rows = self._rows
+        while row is not None and row[0] in keys:
+            taken.append(row)
+            row = next(rows, None)
+        self._next = row
+        return taken
 
 
 _NO_SCORES: Record = {}
 _NO_CONSENTS: dict[str, ConsentState] = {}
 
 
-def _chunk(
-    session: Session,
-    keys: list[Any],
-    plan: Plan,
-    *,
-    half_life: float,
-    versions: dict[int, int],
-    require: str | None,
-) -> list[Record]:
-    """The records of one chunk of lead ids (as the driver returns them), in their order.
+@dataclasses.dataclass
+class _Tables:
+    """A chunk's rows of every table the columns need, keyed by lead."""
 
-    One query per table for the whole chunk; each lead's data key is unwrapped once
-    and opens all its fields in one call.
-    """
-    lead_rows = _leads(session, keys)
-    consents = _consents(session, keys, plan.purposes, versions) if plan.purposes else {}
-    if require is not None:
-        keys = [
-            key
-            for key in keys
-            if (state := consents.get(key, _NO_CONSENTS).get(require)) is not None
-            and state.status == "granted"
-        ]
-    attributes = _attributes(session, keys, plan.attributes) if plan.attributes else {}
-    scores = _scores(session, keys, half_life) if plan.scores else {}
-    submissions = _first_submissions(session, keys) if plan.submission else {}
-    unwrap = vault_of(session).unwrap_stored
+    leads: list[Any]
+    attributes: dict[Any, dict[str, bytes]]
+    scores: dict[Any, Record]
+    consents: dict[Any, dict[str, ConsentState]]
+    submissions: dict[Any, Any]
+
+
+def _records(tables: _Tables, plan: Plan, unwrap: Callable[..., Any]) -> list[Record]:
+    """The records of one chunk, in its order: each lead's data key is unwrapped once
+    and opens all its fields in one call."""
     names = plan.attributes
     email = plan.email
     sealed_names = (("email",) if email else ()) + tuple(f"attr/{name}" for name in names)
+    opened_names = ("email", *names) if email else names
     decrypts = plan.decrypts
+    attributes, scores, consents = tables.attributes, tables.scores, tables.consents
+    submissions = tables.submissions
     no_fields: dict[str, bytes] = {}
     records: list[Record] = []
     append = records.append
-    for key in keys:
-        lead = lead_rows.get(key)
-        if lead is None:
-            continue  # erased since the selection was read
-        _key, sealed_email, wrapped, version, language, created_at, last_activity_at = lead
+    for lead in tables.leads:
+        key, sealed_email, wrapped, version, language, created_at, last_activity_at = lead
         owner = _owner(key)
         record: Record = {
             "id": owner,
@@ -287,7 +328,7 @@ def _chunk(
             if email:
                 values.insert(0, sealed_email)
             opened = data_key.decrypt_many(list(zip(sealed_names, values, strict=True)))
-            record.update(zip(("email", *names) if email else names, opened, strict=True))
+            record.update(zip(opened_names, opened, strict=True))
             if plan.submission:
                 submission = submissions.get(key)
                 record["source"] = (
@@ -299,14 +340,12 @@ def _chunk(
     return records
 
 
-def _raw_ids(selection: sa.Select[Any]) -> sa.Select[Any]:
-    """The selection with its id column as the driver returns it (see ``_raw``)."""
-    [column] = selection.selected_columns
-    return selection.with_only_columns(sa.type_coerce(column, sa.String()))
-
-
 def count(session: Session, selection: sa.Select[Any]) -> int:
     return session.scalar(sa.select(sa.func.count()).select_from(selection.subquery())) or 0
+
+
+def _stream(session: Session, query: sa.Select[Any], chunk_size: int) -> Iterator[Any]:
+    return iter(session.execute(query.execution_options(yield_per=chunk_size)))
 
 
 def stream(
@@ -317,14 +356,41 @@ def stream(
     require: str | None = None,
     chunk_size: int = CHUNK,
 ) -> Iterator[list[Record]]:
-    """Chunks of records for the selected leads (only those granting ``require``, if given)."""
+    """Chunks of records for the selected leads (only those granting ``require``, if given).
+
+    The selection's rows keep their order by creation time and id (what
+    ``export.service.selection`` orders by); its limit, if any, is kept.
+    """
     plan = Plan.of(columns, require=require)
     half_life = _half_life(session) if plan.scores else 0.0
     versions = _text_versions(session) if plan.purposes else {}
-    result = session.execute(_raw_ids(selection).execution_options(yield_per=chunk_size))
-    for partition in result.partitions():
-        keys = [row[0] for row in partition]
-        yield _chunk(session, keys, plan, half_life=half_life, versions=versions, require=require)
+    now = clock.now()
+    chosen = _chosen(selection)
+
+    def side(query: sa.Select[Any], *after: Any) -> _Side:
+        return _Side(
+            _stream(session, _in_order(chosen, query, *after, require=require), chunk_size)
+        )
+
+    leads = _stream(session, _in_order(chosen, _leads_query(chosen), require=require), chunk_size)
+    attributes = side(_attributes_query(chosen, plan.attributes)) if plan.attributes else None
+    scores = side(_scores_query(chosen)) if plan.scores else None
+    consents = side(_consents_query(chosen, plan.purposes)) if plan.purposes else None
+    submissions = None
+    if plan.submission:
+        query, after = _submissions_query(chosen)
+        submissions = side(query, *after)
+    unwrap = vault_of(session).unwrap_stored
+    while lead_rows := list(itertools.islice(leads, chunk_size)):
+        keys = {row[0] for row in lead_rows}
+        tables = _Tables(
+            leads=lead_rows,
+            attributes=_attributes(attributes.take(keys)) if attributes else {},
+            scores=_scores(scores.take(keys), half_life, now) if scores else {},
+            consents=_consents(consents.take(keys), versions) if consents else {},
+            submissions=_first(submissions.take(keys)) if submissions else {},
+        )
+        yield _records(tables, plan, unwrap)
 
 
 def getter(column: Column) -> Callable[[Record], Any]:
