@@ -168,7 +168,10 @@ def child(env_json: str, format_: str, rows: int, target: str) -> None:
     from leadvault.models import Lead
 
     app = create_app(environ=json.loads(env_json))
-    selection = sa.select(Lead.id).order_by(Lead.created_at, Lead.id).limit(rows)
+    # The first ``rows`` leads by a date filter, as the console and the CLI select
+    # (seed() creates lead n at START + n seconds); a LIMIT would make SQLite
+    # materialise the selection once per table the export reads.
+    selection, _words = service.selection(created_to=START + dt.timedelta(seconds=rows))
     with app.app_context(), read_only(runtime(app).session_factory) as session:
         plan = service.prepare(session, format=format_)
         session.execute(sa.select(sa.func.count()).select_from(Lead)).scalar()
