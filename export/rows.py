@@ -359,7 +359,8 @@ def stream(
     """Chunks of records for the selected leads (only those granting ``require``, if given).
 
     The selection's rows keep their order by creation time and id (what
-    ``export.service.selection`` orders by); its limit, if any, is kept.
+    ``export.service.selection`` orders by); a limit, if any, is kept, but makes
+    SQLite materialise the selection once per table read (slow for large ones).
     """
     plan = Plan.of(columns, require=require)
     half_life = _half_life(session) if plan.scores else 0.0
