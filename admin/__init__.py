@@ -16,7 +16,7 @@ from flask import Flask, current_app, redirect, request, url_for
 def init_app(app: Flask) -> None:
     from werkzeug.exceptions import HTTPException
 
-    from admin import auth, views
+    from admin import auth, rollup, views
     from admin.api import forms as _api_forms  # noqa: F401  (importing it adds the form operations)
     from admin.api import leads as _api_leads  # noqa: F401  (importing it adds the lead operations)
     from admin.api import sales, scoring  # noqa: F401 - they add operations to api_views.bp
@@ -28,6 +28,7 @@ def init_app(app: Flask) -> None:
     keys.register_sealed_table(User)
     app.config.setdefault("ADMIN_HOME_ENDPOINT", "admin_auth.account")
     auth.init_app(app)
+    rollup.init_app(app)  # the dashboard's aggregates, kept in every change's transaction
     app.register_blueprint(views.bp)
     # Sibling modules add their operations to the API's blueprint before it is registered.
     from admin.api import assets as _api_assets  # noqa: F401

@@ -332,3 +332,27 @@ def leads_export_one(lead_id: str | None, email: str | None, output: str | None)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text + "\n")
     click.echo(f"Written to {output} (mode 0600).")
+
+
+@click.group()
+def dashboard() -> None:
+    """The console dashboard's daily aggregates."""
+
+
+@dashboard.command("rebuild")
+def dashboard_rebuild() -> None:
+    """Write the dashboard's aggregates afresh from every lead, in the instance's time zone
+    (after changing LEADVAULT_TIME_ZONE, or should they ever disagree with the leads)."""
+    import sqlalchemy as sa
+
+    from admin import rollup
+    from leadvault.app import runtime
+    from leadvault.models import Lead
+
+    app = load_app()
+    zone = runtime(app).settings.zone
+    with app_session(app) as session:
+        total = session.scalar(sa.select(sa.func.count()).select_from(Lead)) or 0
+        with click.progressbar(length=total, label="Counting leads into the dashboard") as bar:
+            done = rollup.rebuild(session, zone, progress=bar.update)
+    click.echo(f"The dashboard's aggregates hold {done} leads, days counted in {zone.key}.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import uuid
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -113,3 +114,78 @@ class PersonalToken(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship()
+
+
+# --- the dashboard's daily aggregates (admin.rollup) ------------------------------------
+# Kept in the transaction of every change that moves them; ``leadvault dashboard
+# rebuild`` writes them afresh from the leads, their scoring state and stage history.
+# Days are local days of the zone in ``report_state`` (the instance's when built).
+
+
+class ReportState(Base):
+    """One row: the time zone the aggregates' days are counted in, and when they were built."""
+
+    __tablename__ = "report_state"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    time_zone: Mapped[str] = mapped_column(sa.String(64))
+    built_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class ReportLead(Base):
+    """What one lead adds to the aggregates, so a change can take it back exactly."""
+
+    __tablename__ = "report_leads"
+
+    lead_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[dt.date] = mapped_column(sa.Date)  # the local day the lead was created
+    form: Mapped[str] = mapped_column(sa.String(32))  # first form's public id, "-" for none
+    source: Mapped[str] = mapped_column(sa.String(100))  # first touch's UTM source, "-"
+    suspect: Mapped[bool] = mapped_column(sa.Boolean)
+    # Comma-separated: funnel stages ever entered (mql, sal, sql, won) and sales' reasons.
+    reached: Mapped[str] = mapped_column(sa.String(40))
+    rejected: Mapped[str] = mapped_column(sa.String(200))
+
+
+class ReportDay(Base):
+    """Leads created on one local day, of one first form and first UTM source."""
+
+    __tablename__ = "report_days"
+
+    day: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
+    form: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    source: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    leads: Mapped[int] = mapped_column(sa.Integer, default=0)
+    suspect: Mapped[int] = mapped_column(sa.Integer, default=0)
+    # Leads that ever entered MQL / SAL (the sources' lead quality; the funnel's steps
+    # are counted in report_steps).
+    mql: Mapped[int] = mapped_column(sa.Integer, default=0)
+    sal: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+class ReportRejection(Base):
+    """Leads of a day and first UTM source that sales rejected, per reason."""
+
+    __tablename__ = "report_rejections"
+
+    day: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
+    source: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    reason: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    leads: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+class ReportStep(Base):
+    """How long a lead took from one funnel stage to the next (first entries): the
+    medians per stage are read from here, through the (stage, day, seconds) index."""
+
+    __tablename__ = "report_steps"
+    __table_args__ = (sa.Index("ix_report_steps_stage_day", "stage", "day", "seconds"),)
+
+    lead_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True
+    )
+    stage: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(sa.Date)
+    seconds: Mapped[float] = mapped_column(sa.Float)

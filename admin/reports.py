@@ -219,7 +219,14 @@ def _stage_steps(session: Session, window: Window) -> dict[str, tuple[int, float
                 _seconds_between(session, end, start).label("seconds"),
             ).where(start.is_not(None), end.is_not(None))
         )
-    durations = sa.union_all(*pieces).subquery("durations")
+    return medians_by_stage(session, sa.union_all(*pieces).subquery("durations"))
+
+
+def medians_by_stage(
+    session: Session, durations: sa.Subquery
+) -> dict[str, tuple[int, float | None]]:
+    """Per ``durations.c.stage``: how many rows, and the median of ``durations.c.seconds``
+    (window functions, both databases; never below zero)."""
     ranked = sa.select(
         durations.c.stage,
         durations.c.seconds,
@@ -326,15 +333,8 @@ def overview(
         totals = groups.setdefault(str(group), [0, 0, 0, 0])
         for i, value in enumerate((n, mql, sal, sus)):
             totals[i] += int(value)
-    new = sum(current.values())
-    steps_found = _stage_steps(session, window)
-    steps: list[FunnelStep] = [FunnelStep(Stage.NEW, new, None, None)]
-    previous = new
-    for stage in FUNNEL[1:]:
-        count, median = steps_found.get(str(stage), (0, None))
-        steps.append(FunnelStep(stage, count, count / previous if previous else None, median))
-        previous = count
-    biggest = sorted(groups, key=lambda g: (-groups[g][0], g))[: max(0, limit)]
+    steps = funnel_steps(sum(current.values()), _stage_steps(session, window))
+    biggest = biggest_groups(groups, limit)
     rejected: dict[str, dict[str, int]] = defaultdict(dict)
     if biggest:
         for group, reason, count in session.execute(
@@ -351,10 +351,34 @@ def overview(
             .group_by(key, Handoff.reject_reason)
         ):
             rejected[group][reason] = int(count)
-    quality = [
-        SourceQuality(g, *groups[g], rejected=dict(sorted(rejected[g].items()))) for g in biggest
+    return Funnel(window, steps, dict(current)), source_quality(groups, rejected, biggest)
+
+
+def funnel_steps(new: int, found: dict[str, tuple[int, float | None]]) -> list[FunnelStep]:
+    """The funnel from the count of new leads and, per later stage, how many reached it
+    from the stage before and the median time it took."""
+    steps: list[FunnelStep] = [FunnelStep(Stage.NEW, new, None, None)]
+    previous = new
+    for stage in FUNNEL[1:]:
+        count, median = found.get(str(stage), (0, None))
+        steps.append(FunnelStep(stage, count, count / previous if previous else None, median))
+        previous = count
+    return steps
+
+
+def biggest_groups(groups: dict[str, list[int]], limit: int) -> list[str]:
+    """The ``limit`` groups with the most leads (``groups[g][0]``), biggest first."""
+    return sorted(groups, key=lambda g: (-groups[g][0], g))[: max(0, limit)]
+
+
+def source_quality(
+    groups: dict[str, list[int]], rejected: dict[str, dict[str, int]], biggest: list[str]
+) -> list[SourceQuality]:
+    """Rows of the sources table: ``groups[g]`` is [leads, mql, sal, suspect]."""
+    return [
+        SourceQuality(g, *groups[g], rejected=dict(sorted(rejected.get(g, {}).items())))
+        for g in biggest
     ]
-    return Funnel(window, steps, dict(current)), quality
 
 
 def data_version(session: Session) -> tuple[Any, ...]:

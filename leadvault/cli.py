@@ -46,7 +46,7 @@ def upgrade_database(app: Flask) -> None:
     from leadvault import migrate
     from leadvault.app import runtime
 
-    migrate.upgrade(runtime(app).engine)
+    migrate.upgrade(runtime(app).engine, time_zone=runtime(app).settings.time_zone)
 
 
 @click.group()
@@ -404,6 +404,7 @@ def register_domain_commands(group: click.Group) -> None:
     group.add_command(nurture.cli.bounces)
     scoring.cli.report.add_command(nurture.cli.report_nurture)
     group.add_command(admin.cli.users)
+    group.add_command(admin.cli.dashboard)
     for command in (admin.cli.leads_list, admin.cli.leads_show, admin.cli.leads_export_one):
         consent.cli.leads.add_command(command)
 

@@ -141,6 +141,7 @@ def get_or_create(session: Session, email: str, *, language: str) -> tuple[Lead,
     if known is not None:
         known[index] = lead
     _created_here(session, lead, key)
+    signals.lead_created.send(session, lead_id=lead_id)
     return lead, True
 
 

@@ -19,10 +19,12 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", *, time_zone: str = "UTC") -> None:
+    """Migrate; ``time_zone`` (the instance's) is what data migrations count days in."""
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
+        config.attributes["time_zone"] = time_zone
         command.upgrade(config, revision)
 
 

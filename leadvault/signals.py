@@ -10,6 +10,8 @@ from blinker import Namespace
 
 _signals = Namespace()
 
+# lead_id=UUID — a new lead was stored (``leads.get_or_create``), in its transaction.
+lead_created = _signals.signal("lead-created")
 # lead_id=UUID — before the lead's rows are deleted; receivers delete theirs.
 lead_erasing = _signals.signal("lead-erasing")
 # lead_id=UUID, purpose=str — a purpose was confirmed by double opt-in.

@@ -41,7 +41,14 @@ from leadvault.crypto import Keyring
 PG_URL = os.environ.get("LEADVAULT_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 # Rows the migrations seed; kept between tests.
-SEEDED = {"purposes", "consent_texts", "consent_ledger_head", "audit_head", "alembic_version"}
+SEEDED = {
+    "purposes",
+    "consent_texts",
+    "consent_ledger_head",
+    "audit_head",
+    "alembic_version",
+    "report_state",  # the zone the dashboard's aggregates count in (migration 0021)
+}
 
 
 # Nearly every test makes an app, and Werkzeug compiles two URL builders (Python
