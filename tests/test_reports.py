@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -246,8 +247,8 @@ def test_queue_health_counts_queued_retrying_failed_and_the_oldest(app):
     assert inbox.age(NOW) is None
 
 
-def test_reports_never_load_leads(app, world):
-    """Aggregates only: no statement selects a lead's sealed columns."""
+def statements_of(app: Any, work: Callable[[Any], object]) -> list[str]:
+    """The SQL statements (lower case) that ``work(session)`` sends, in one unit of work."""
     statements: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -256,11 +257,21 @@ def test_reports_never_load_leads(app, world):
     sa.event.listen(sa.Engine, "before_cursor_execute", record)
     try:
         with uow(app) as s:
-            reports.funnel(s, reports.Window.last_days(30))
-            reports.sources(s, reports.Window.last_days(30))
-            reports.leads_per_day(s, days=90, zone=BERLIN)
+            work(s)
     finally:
         sa.event.remove(sa.Engine, "before_cursor_execute", record)
+    return statements
+
+
+def test_reports_never_load_leads(app, world):
+    """Aggregates only: no statement selects a lead's sealed columns."""
+
+    def work(s: Any) -> None:
+        reports.funnel(s, reports.Window.last_days(30))
+        reports.sources(s, reports.Window.last_days(30))
+        reports.leads_per_day(s, days=90, zone=BERLIN)
+
+    statements = statements_of(app, work)
     assert statements
     for statement in statements:
         assert "leads.email" not in statement

@@ -23,7 +23,17 @@ from admin.models import ReportDay, ReportLead, ReportState
 from leadvault import clock
 from tests import factories
 from tests.factories import uow
-from tests.test_reports import BERLIN, DAY, HOUR, NOW, lead_at, move, reject, world
+from tests.test_reports import (
+    BERLIN,
+    DAY,
+    HOUR,
+    NOW,
+    lead_at,
+    move,
+    reject,
+    statements_of,
+    world,
+)
 
 UTC = ZoneInfo("UTC")
 __all__ = ["world"]  # the fixture, shared with tests/test_reports.py
@@ -136,17 +146,9 @@ def test_cli_rebuild_writes_the_aggregates_afresh(make_app, world, app):
 
 def test_the_dashboard_reads_only_aggregates(app, world):
     """No statement of the dashboard's lead reports touches leads or their history."""
-    statements: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement.lower())
-
-    sa.event.listen(sa.Engine, "before_cursor_execute", record)
-    try:
-        with uow(app) as s:
-            rollup.lead_reports(s, days=90, zone=UTC, now=NOW, limit=20)
-    finally:
-        sa.event.remove(sa.Engine, "before_cursor_execute", record)
+    statements = statements_of(
+        app, lambda s: rollup.lead_reports(s, days=90, zone=UTC, now=NOW, limit=20)
+    )
     assert statements
     for statement in statements:
         assert "from leads" not in statement
