@@ -34,9 +34,10 @@ from tests.test_reports import (
     statements_of,
     world,
 )
+from tests.test_throughput import whole_batches
 
 UTC = ZoneInfo("UTC")
-__all__ = ["world"]  # the fixture, shared with tests/test_reports.py
+__all__ = ["whole_batches", "world"]  # fixtures of tests/test_reports.py, test_throughput.py
 
 
 def from_sources(s: Any, days: int, zone: ZoneInfo) -> tuple[Any, Any, Any]:
@@ -154,3 +155,19 @@ def test_the_dashboard_reads_only_aggregates(app, world):
         assert "from leads" not in statement
         assert "stage_history" not in statement
         assert "lead_scores" not in statement
+
+
+def test_leads_stored_by_the_workers_batch_are_counted(app, whole_batches):
+    """Submissions queued as the endpoint queues them, stored by the worker's batch."""
+    from tests.conftest import process
+    from tests.test_throughput import submit
+
+    clock.freeze(NOW - DAY)
+    form_id = factories.form(app, name="Batch")
+    submit(app, form_id, [factories.unique_email() for _ in range(3)])
+    assert process(app) == 3
+    assert_same(app)
+    with uow(app) as s:
+        series, funnel, _ = rollup.lead_reports(s, days=30, zone=UTC, now=NOW, limit=20)
+    assert series.by_form[form_id][-2] == 3
+    assert funnel.steps[0].reached == 3
