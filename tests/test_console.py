@@ -304,6 +304,7 @@ def test_privacy_sees_verification_audit_trail_and_a_printable_proof(app):
     assert proof.status_code == 200
     one_h1(html)
     assert "confirmed" in html and "requested" in html
+    assert "Consent asked for <code>requested</code>" in html  # named, with the ledger's code
     assert "example.org" not in html  # no personal data on the proof
     marketing, _ = factories.signed_in_client(app, "marketing")
     assert marketing.get("/console/privacy").status_code == 403

@@ -112,6 +112,17 @@ def privacy() -> Response:
     )
 
 
+# What each consent ledger event is called on the proof page (the code stays beside it).
+LEDGER_EVENT_LABELS = {
+    "requested": N_("Consent asked for"),
+    "confirmed": N_("Confirmed"),
+    "withdrawn": N_("Withdrawn"),
+    "expired": N_("Expired unconfirmed"),
+    "erased": N_("Erased"),
+    "pruned": N_("Proof removed after its retention period"),
+}
+
+
 @bp.get("/leads/<uuid:lead_id>/proof")
 @auth.require(Permission.LEDGER_READ)
 def proof(lead_id: uuid.UUID) -> Response:
@@ -125,5 +136,6 @@ def proof(lead_id: uuid.UUID) -> Response:
         lead=lead_detail.summary(session, found),
         consents=lead_detail.consent_rows(session, found.id),
         entries=lead_detail.proof(session, found.id),
+        event_labels=LEDGER_EVENT_LABELS,
         now_utc=clock.now(),
     )
