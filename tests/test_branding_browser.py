@@ -221,6 +221,12 @@ def _walk(
         "de": f"Whitepaper „{paper}“ auf www.beispiel-maschinen.de, 02.03.2026",
         "en": f"Whitepaper “{paper}” on www.beispiel-maschinen.de, Mar 2, 2026",
     }[pages.lang] in shown, shown
+    # Withdraw and agree look different: an outlined button, a filled one.
+    withdraw = page.locator("form[action$='/withdraw'] button")
+    agree = page.locator("form[action$='/grant'] button")
+    assert withdraw.count() == 1 and agree.count() == 3
+    fill = "el => getComputedStyle(el).backgroundColor"
+    assert withdraw.evaluate(fill) != agree.first.evaluate(fill)
     # Times in the lead's time zone (its browser's): New York's for the English reader.
     assert {"de": "10:30 CET", "en": "4:30\u00a0AM EST"}[pages.lang] in shown, shown
     # Art. 16: the new address's confirmation; the correction form, its errors, its answer.
@@ -249,7 +255,10 @@ def _walk(
     pages.check("access")
     pages.open(pages.url + erase)
     pages.check("erase")
-    page.click("button[type=submit].lv-danger, button[type=submit]")
+    # A way out, and the one that erases styled as the dangerous action it is.
+    assert page.locator("a.lv-secondary").get_attribute("href") == prefs.split(pages.url, 1)[1]
+    assert page.locator("button[type=submit]").count() == 1
+    page.click("button[type=submit].lv-danger")
     pages.check("erased")
     # The lead's old links now say so, instead of "link already used".
     from leadvault import i18n
