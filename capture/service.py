@@ -158,11 +158,13 @@ def accept(
     *,
     language: str,
     meta: RequestMeta,
+    email_index: bytes | None = None,
 ) -> None:
     """Queue a validated submission; the worker stores it (see :func:`store_submission`).
 
     The request only writes one sealed inbox row, so the public endpoint stays
     fast under bursts and holds the database's write lock for a moment only.
+    ``email_index``: the address's blind index, when the caller computed it already.
     """
     inbox.enqueue(
         session,
@@ -180,6 +182,7 @@ def accept(
             "received_at": clock.now().isoformat(),
         },
         subject_email=data.email,
+        subject_index=email_index,
     )
 
 

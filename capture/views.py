@@ -299,11 +299,14 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
         return reply
     # Only submissions that passed the bot checks count against the address, so junk
     # sent with someone's address cannot lock them out. A 429 rolls the spend back.
-    if not within_limits("capture", settings.rate_limit_email, ip=False, email=valid.email):
+    email_index = runtime(current_app).vault.blind_index(valid.email)
+    if not within_limits("capture", settings.rate_limit_email, ip=False, email_index=email_index):
         return error_response(429)
     if judgement.fast:  # faster than the fill time: accepted, double opt-in decides
         bots.record_bot(session, form, bots.Verdict.TOO_FAST)
-    service.accept(session, form, valid, language=lang, meta=request_meta())
+    service.accept(
+        session, form, valid, language=lang, meta=request_meta(), email_index=email_index
+    )
     g.wake_worker = True
     return reply
 

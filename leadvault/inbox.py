@@ -33,10 +33,21 @@ _FIELD = "inbox"
 
 
 def enqueue(
-    session: Session, kind: str, payload: dict[str, Any], *, subject_email: str | None = None
+    session: Session,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    subject_email: str | None = None,
+    subject_index: bytes | None = None,
 ) -> None:
-    """Store the work sealed, in the caller's transaction (a plain INSERT, nothing else)."""
-    sealed = seal(vault_of(session), _FIELD, payload)
+    """Store the work sealed, in the caller's transaction (a plain INSERT, nothing else).
+
+    ``subject_index``: the blind index of ``subject_email`` when the caller has it
+    already (normalising an address costs more than the INSERT)."""
+    vault = vault_of(session)
+    sealed = seal(vault, _FIELD, payload)
+    if subject_index is None and subject_email:
+        subject_index = vault.blind_index(subject_email)
     now = clock.now()
     # A prepared Core INSERT: building an ORM statement per request costs more
     # than the write itself on this, the hottest path.
@@ -52,9 +63,7 @@ def enqueue(
             "status": InboxStatus.PENDING,
             "attempts": 0,
             "next_attempt_at": now,
-            "subject_index": vault_of(session).blind_index(subject_email)
-            if subject_email
-            else None,
+            "subject_index": subject_index,
         },
     )
 
