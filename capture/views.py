@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
+import sqlalchemy as sa
 from flask import (
     Blueprint,
     Response,
@@ -26,6 +28,8 @@ from leadvault import db, i18n, leads
 from leadvault.app import runtime
 from leadvault.i18n import N_
 from leadvault.web import csrf, error_response, request_meta, within_limits
+
+log = logging.getLogger("leadvault.capture")
 
 bp = Blueprint(
     "capture",
@@ -292,23 +296,44 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
     if valid is None:
         return _invalid(form, lang, raw, errors, as_json)
     reply = _reply(form, lang, as_json, raw)
+    # A pooled connection the server dropped is replaced at checkout (db.create_engine);
+    # one dropped after that fails the first INSERT, before anything was committed:
+    # the writes run once more on a fresh connection instead of answering 503.
+    try:
+        outcome = _store(form, judgement, valid, lang)
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("database connection lost mid-request; writing again on a new one")
+        db.discard_session()
+        outcome = _store(form, judgement, valid, lang)
+    return error_response(429) if outcome == "limited" else reply
+
+
+def _store(form: Form, judgement: bots.Judgement, valid: service.ValidSubmission, lang: str) -> str:
+    """Spend the submission's tokens and queue it, in the request's transaction:
+    "stored", "replay" (a token used before: the bot reply, nothing queued) or
+    "limited" (too many for this address: 429, the spend rolled back with it)."""
+    session = db.session()
     # The INSERTs come last: on SQLite the first takes the write lock until the commit.
     # A render token or ALTCHA solution is accepted once; a replay gets the bot reply.
     if not bots.spend(session, judgement):
         bots.record_bot(session, form, bots.Verdict.REPLAY)
-        return reply
+        return "replay"
     # Only submissions that passed the bot checks count against the address, so junk
     # sent with someone's address cannot lock them out. A 429 rolls the spend back.
     email_index = runtime(current_app).vault.blind_index(valid.email)
-    if not within_limits("capture", settings.rate_limit_email, ip=False, email_index=email_index):
-        return error_response(429)
+    if not within_limits(
+        "capture", _settings().rate_limit_email, ip=False, email_index=email_index
+    ):
+        return "limited"
     if judgement.fast:  # faster than the fill time: accepted, double opt-in decides
         bots.record_bot(session, form, bots.Verdict.TOO_FAST)
     service.accept(
         session, form, valid, language=lang, meta=request_meta(), email_index=email_index
     )
     g.wake_worker = True
-    return reply
+    return "stored"
 
 
 def _invalid(

@@ -455,6 +455,17 @@ def _commit_failed(exc: sa.exc.SQLAlchemyError) -> Response:
     return make_response(body, code)
 
 
+def discard_session() -> None:
+    """Roll back and drop the request's session (a connection the server dropped
+    mid-request): the next :func:`session` opens a new one on a fresh connection."""
+    from flask import g
+
+    current: Session | None = g.pop(_G_KEY, None)
+    if current is not None:
+        current.rollback()
+        current.close()
+
+
 def session() -> Session:
     """The request's session, opened on first use; read-only for GET, HEAD and OPTIONS."""
     from flask import current_app, g, request

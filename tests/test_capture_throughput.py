@@ -1,0 +1,165 @@
+"""The submission path under load (issue 13, points 3 and 4).
+
+- Pages read with GET (and the preflight, OPTIONS) never take SQLite's write lock:
+  they answer while another process holds it (a worker's batch, a long write).
+- On PostgreSQL a connection the server dropped (``pg_terminate_backend``, a
+  restart) turns no submission into an error page and loses none: a pooled one
+  is replaced at checkout, one dropped mid-request is written on again.
+- A submission costs one prepared INSERT per single-use token and one for the
+  inbox row, whatever came before.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from leadvault.app import runtime
+from leadvault.models import InboxItem, SpentToken
+from tests.conftest import make_form, render_token, unique_email
+from tests.hostile import Statements
+
+
+def _submit(app: Any, client: Any, form_id: str, email: str) -> Any:
+    return client.post(
+        f"/f/{form_id}",
+        json={
+            "email": email,
+            "consent": ["newsletter"],
+            "render_token": render_token(app, form_id),
+        },
+    )
+
+
+def _count(app: Any, model: Any) -> int:
+    with runtime(app).session_factory() as s:
+        return s.scalar(sa.select(sa.func.count()).select_from(model))
+
+
+@pytest.mark.committing
+def test_get_pages_answer_while_another_process_holds_the_sqlite_write_lock(app, backend):
+    if backend != "sqlite":
+        pytest.skip("SQLite's one writer")
+    form_id = make_form(app)
+    engine = runtime(app).engine
+
+    @event.listens_for(engine, "connect")
+    def _wait_briefly(dbapi_connection: Any, _record: Any) -> None:
+        # A page that wanted the write lock fails within 0.2 s instead of waiting 30 s.
+        dbapi_connection.execute("PRAGMA busy_timeout=200")
+
+    engine.dispose()
+    client = app.test_client()
+    pages = ["/", f"/f/{form_id}", f"/f/{form_id}/config", "/brand.css"]
+    assert [client.get(page).status_code for page in pages] == [200] * len(pages)
+    other = sqlite3.connect(engine.url.database, isolation_level=None, timeout=1)
+    other.execute("BEGIN IMMEDIATE")  # another process writing, for as long as it likes
+    try:
+        for page in pages:
+            response = client.get(page)
+            assert response.status_code == 200, page
+            assert client.head(page).status_code == 200, page
+        config = client.get(f"/f/{form_id}/config").get_json()
+        assert config["render_token"]  # the form renders a token without writing
+        preflight = client.options(f"/f/{form_id}", headers={"Origin": "https://www.example.com"})
+        assert preflight.status_code == 204
+        # A submission does wait for the lock: it is refused, not half-written.
+        refused = _submit(app, client, form_id, unique_email())
+        assert refused.status_code == 503
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert _count(app, InboxItem) == 0
+    assert _submit(app, client, form_id, unique_email()).status_code == 200
+    assert _count(app, InboxItem) == 1
+
+
+def _backend_pids(app: Any) -> list[int]:
+    """The server processes of the app's pooled connections."""
+    admin = sa.create_engine(runtime(app).engine.url, poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as connection:
+            return list(
+                connection.scalars(
+                    sa.text(
+                        "SELECT pid FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+            )
+    finally:
+        admin.dispose()
+
+
+def _terminate(app: Any, pids: list[int]) -> None:
+    admin = sa.create_engine(runtime(app).engine.url, poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as connection:
+            for pid in pids:
+                assert connection.scalar(sa.text(f"SELECT pg_terminate_backend({int(pid)})"))
+    finally:
+        admin.dispose()
+
+
+@pytest.mark.committing
+def test_submissions_survive_postgresql_dropping_the_pooled_connections(app, backend):
+    if backend != "postgresql":
+        pytest.skip("a server that drops connections")
+    form_id = make_form(app)
+    client = app.test_client()
+    assert _submit(app, client, form_id, unique_email()).status_code == 200
+    pids = _backend_pids(app)
+    assert pids  # the pool keeps its connection between requests
+    _terminate(app, pids)  # as a restart or an idle timeout would
+    email = unique_email()
+    assert _submit(app, client, form_id, email).status_code == 200
+    assert _count(app, InboxItem) == 2
+    assert set(_backend_pids(app)).isdisjoint(pids)
+
+
+@pytest.mark.committing
+def test_a_connection_dropped_mid_submission_is_written_on_again(app, backend):
+    if backend != "postgresql":
+        pytest.skip("a server that drops connections")
+    form_id = make_form(app)
+    client = app.test_client()
+    assert _submit(app, client, form_id, unique_email()).status_code == 200
+    engine = runtime(app).engine
+    dropped: list[int] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _drop_first_insert(connection: Any, *_args: Any) -> None:
+        # After the checkout (which found the connection alive), before its first write.
+        if not dropped:
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            dropped.append(pid)
+            _terminate(app, [pid])
+
+    try:
+        response = _submit(app, client, form_id, unique_email())
+    finally:
+        event.remove(engine, "before_cursor_execute", _drop_first_insert)
+    assert dropped
+    assert response.status_code == 200
+    assert json.loads(response.data)["status"] == "ok"
+    assert _count(app, InboxItem) == 2  # stored once: nothing lost, nothing twice
+    assert _count(app, SpentToken) == 2
+
+
+def test_a_submission_is_one_insert_per_token_and_one_for_the_inbox(app, client):
+    form_id = make_form(app)
+    assert _submit(app, client, form_id, unique_email()).status_code == 200
+    token = render_token(app, form_id)
+    with Statements() as statements:
+        response = client.post(
+            f"/f/{form_id}",
+            json={"email": unique_email(), "consent": ["newsletter"], "render_token": token},
+        )
+    assert response.status_code == 200
+    # Nothing read (the form is cached), nothing but the two rows written.
+    assert statements.kinds() == ["INSERT spent_tokens", "INSERT inbox"]
