@@ -137,7 +137,7 @@ def test_a_connection_dropped_mid_submission_is_written_on_again(app, backend):
     def _drop_first_insert(connection: Any, *_args: Any) -> None:
         # After the checkout (which found the connection alive), before its first write.
         if not dropped:
-            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            pid = connection.connection.driver_connection.info.backend_pid
             dropped.append(pid)
             _terminate(app, [pid])
 
