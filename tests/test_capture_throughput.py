@@ -130,6 +130,7 @@ def test_a_connection_dropped_mid_submission_is_written_on_again(app, backend):
     form_id = make_form(app)
     client = app.test_client()
     assert _submit(app, client, form_id, unique_email()).status_code == 200
+    token = render_token(app, form_id)
     engine = runtime(app).engine
     dropped: list[int] = []
 
@@ -142,7 +143,7 @@ def test_a_connection_dropped_mid_submission_is_written_on_again(app, backend):
             _terminate(app, [pid])
 
     try:
-        response = _submit(app, client, form_id, unique_email())
+        response = _submit(app, client, form_id, unique_email(), token)
     finally:
         event.remove(engine, "before_cursor_execute", _drop_first_insert)
     assert dropped
