@@ -77,6 +77,12 @@ def mark(session: Session, lead_ids: Iterable[uuid.UUID]) -> None:
 
 def settle(session: Session) -> None:
     """Bring the marked leads' aggregates up to date (``before_commit``)."""
+    if session.in_nested_transaction():
+        # SQLAlchemy calls the hook on releasing a savepoint too: the leads stay marked and
+        # are settled, with the rest, when the transaction commits (an import or an
+        # isolated worker batch has a savepoint per line: settling each cost ten statements).
+        # A lead marked in a savepoint rolled back later is settled from what is there then.
+        return
     # The commit flushes after this hook: flush first, so its changes are marked too.
     session.flush()
     while session.info.get(_DIRTY):

@@ -32,20 +32,20 @@ import logging
 import math
 import secrets
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import IO
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from consent import ledger
 from consent import service as consent_service
-from consent.models import Consent, ConsentStatus, ConsentText, LedgerEvent
+from consent.models import Consent, ConsentStatus, ConsentText, LedgerEvent, Suppression
 from export import import_mapping
 from export.import_mapping import Contact, LineProblem, MappingError
 from export.models import ImportPermission
-from leadvault import audit, clock, i18n, leads
-from leadvault.crypto import sha256_hex
+from leadvault import audit, batch, clock, i18n, leads
+from leadvault.crypto import Vault, sha256_hex
 from leadvault.db import dialect_of, settings_of, unit_of_work, vault_of
 from leadvault.models import Lead
 from leadvault.web import RequestMeta
@@ -216,11 +216,7 @@ def run(
     def flush() -> None:
         session = factory()
         try:
-            for raw in chunk:
-                result = _one(session, state, raw, columns, zone)
-                report.count(result)
-                if on_line is not None:
-                    on_line(result)
+            results = _chunk(session, state, chunk, columns, zone)
             if dry_run:
                 session.rollback()
             else:
@@ -231,6 +227,10 @@ def run(
         finally:
             session.close()
         chunk.clear()
+        for result in results:
+            report.count(result)
+            if on_line is not None:
+                on_line(result)
 
     completed = False
     try:
@@ -261,85 +261,186 @@ def run(
     return report
 
 
-def _one(
-    session: Session,
-    state: _Run,
+@dataclasses.dataclass
+class _Line:
+    """A line whose values passed the checks, with its address's blind index."""
+
+    number: int
+    contact: Contact
+    index: bytes
+
+
+def _parse(
     raw: import_mapping.RawLine,
     columns: import_mapping.ColumnMap,
     zone: dt.tzinfo,
-) -> LineResult:
+    vault: Vault,
+) -> _Line | LineResult:
     if raw.values is None:
         return LineResult(raw.number, "refused", detail=raw.problem or "unreadable")
     try:
         found = import_mapping.contact(raw.values, columns, zone=zone, now=clock.now())  # type: ignore[arg-type]
     except LineProblem as exc:
         return LineResult(raw.number, "refused", detail=str(exc))
+    return _Line(raw.number, found, vault.blind_index(found.email))
+
+
+@dataclasses.dataclass
+class _Known:
+    """What the database holds about a chunk's addresses, read with one query per table
+    for the whole chunk (one per line made a large import mostly round trips), then kept
+    up to date with what the chunk's own lines store."""
+
+    suppressed: set[bytes]
+    leads: dict[bytes, Lead]
+    consents: dict[uuid.UUID, dict[str, Consent]]
+    permissions: dict[uuid.UUID, ImportPermission]
+    # Rows the chunk's lines refer to, held here: the session's identity map is weak.
+    texts: dict[int, ConsentText] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def read(cls, session: Session, indexes: Collection[bytes], *, lock: bool) -> _Known:
+        wanted = list(indexes)
+        suppressed = set(
+            session.scalars(
+                sa.select(Suppression.email_index).where(Suppression.email_index.in_(wanted))
+            )
+        )
+        query = (
+            sa.select(Lead)
+            .where(Lead.email_index.in_(wanted))
+            .options(selectinload(Lead.attributes))
+            .order_by(Lead.id)  # locked in one order by every import
+        )
+        if lock:
+            # As the worker locks a lead it stores a submission for: our decisions about
+            # its consent hold until the chunk commits.
+            query = query.with_for_update(of=Lead)
+        found = {lead.email_index: lead for lead in session.scalars(query)}
+        ids = [lead.id for lead in found.values()]
+        consents: dict[uuid.UUID, dict[str, Consent]] = {lead_id: {} for lead_id in ids}
+        permissions: dict[uuid.UUID, ImportPermission] = {}
+        if ids:
+            for row in session.scalars(sa.select(Consent).where(Consent.lead_id.in_(ids))):
+                consents[row.lead_id][row.purpose] = row
+            permissions = {
+                row.lead_id: row
+                for row in session.scalars(
+                    sa.select(ImportPermission).where(ImportPermission.lead_id.in_(ids))
+                )
+            }
+        return cls(suppressed, found, consents, permissions)
+
+
+_SUPPRESSED = "the address was erased (suppressed): not imported"
+
+
+def _chunk(
+    session: Session,
+    state: _Run,
+    lines: Sequence[import_mapping.RawLine],
+    columns: import_mapping.ColumnMap,
+    zone: dt.tzinfo,
+) -> list[LineResult]:
+    """The chunk's lines in order, stored (unless a dry run) in ``session``, uncommitted."""
+    vault = vault_of(session)
+    parsed = [_parse(raw, columns, zone, vault) for raw in lines]
+    indexes = {item.index for item in parsed if isinstance(item, _Line)}
+    known = _Known.read(session, indexes, lock=not state.dry_run)
     if state.dry_run:
-        try:
-            return _store(session, state, raw.number, found)
-        except LineProblem as exc:
-            return LineResult(raw.number, "refused", detail=str(exc))
+        return [
+            item if isinstance(item, LineResult) else _predict(state, item, known)
+            for item in parsed
+        ]
+    results: list[LineResult] = []
+    # The chunk is a batch (leadvault.batch): its ledger entries are chained at its end,
+    # the head locked once, and written in one statement. Isolated: each line's other
+    # rows are written in its savepoint, so a failing line takes only its own along.
+    work = batch.begin(session, isolated=True)
     try:
-        with session.begin_nested():
-            return _store(session, state, raw.number, found)
-    except LineProblem as exc:
-        return LineResult(raw.number, "refused", detail=str(exc))
-    except sa.exc.SQLAlchemyError as exc:
-        # This line only (its savepoint is rolled back); the others go on.
-        log.warning("import %s line %s: %s", state.batch, raw.number, type(exc).__name__)
-        return LineResult(raw.number, "refused", detail=f"not stored ({type(exc).__name__})")
+        for position, item in enumerate(parsed):
+            if isinstance(item, LineResult):
+                results.append(item)
+                continue
+            if item.index in known.suppressed:
+                results.append(LineResult(item.number, "refused", detail=_SUPPRESSED))
+                continue
+            mark = work.mark()
+            try:
+                with session.begin_nested():
+                    result = _store(session, state, item, known)
+                    session.flush()  # its rows now, so that an error is its own
+            except sa.exc.SQLAlchemyError as exc:
+                # This line only (its savepoint is rolled back); the others go on. What
+                # was read for the chunk may hold the rolled-back rows: read it again.
+                work.rewind(mark)
+                log.warning("import %s line %s: %s", state.batch, item.number, type(exc).__name__)
+                result = LineResult(
+                    item.number, "refused", detail=f"not stored ({type(exc).__name__})"
+                )
+                rest = {i.index for i in parsed[position + 1 :] if isinstance(i, _Line)}
+                known = _Known.read(session, rest, lock=True)
+            results.append(result)
+        batch.finish(session)
+    finally:
+        batch.end(session)
+    return results
 
 
-def _store(session: Session, state: _Run, number: int, found: Contact) -> LineResult:
-    if consent_service.is_suppressed(session, found.email):
-        raise LineProblem("the address was erased (suppressed): not imported")
-    index = vault_of(session).blind_index(found.email)
-    first_line = state.seen.setdefault(index, number)
-    lead = leads.find_by_email(session, found.email, for_update=not state.dry_run)
-    if state.dry_run:
-        return _predict(session, state, number, found, lead=lead, first_line=first_line)
-    created = lead is None
+def _store(session: Session, state: _Run, line: _Line, known: _Known) -> LineResult:
+    found = line.contact
+    first_line = state.seen.setdefault(line.index, line.number)
+    lead = known.leads.get(line.index)
+    created = False
     if lead is None:
         lead, created = leads.get_or_create(
             session, found.email, language=found.language or state.language
         )
-    known = leads.attributes_of(session, lead) if not created else {}
-    missing = {k: v for k, v in found.attributes.items() if not known.get(k)}
+        known.leads[line.index] = lead
+        if created:
+            known.consents[lead.id] = {}
+        else:  # stored meanwhile by a submission
+            known.consents[lead.id] = consent_service.states(session, lead.id)
+            permission = session.get(ImportPermission, lead.id)
+            if permission is not None:
+                known.permissions[lead.id] = permission
+    stored = leads.attributes_of(session, lead) if not created else {}
+    missing = {k: v for k, v in found.attributes.items() if not stored.get(k)}
     if missing:
         leads.set_attributes(session, lead, missing)
-    current = consent_service.states(session, lead.id) if not created else {}
+    current = known.consents[lead.id]
     plan = _Plan.of(state.purposes, current, found)
     for purpose in plan.grant:
         assert found.proof is not None
-        _grant(
+        current[purpose] = _grant(
             session,
             state,
+            known,
             lead_id=lead.id,
             purpose=purpose,
             proof=found.proof,
             row=current.get(purpose),
         )
     if plan.ask:
-        _queue_repermission(session, state, lead.id, lead.language, plan.ask)
-    return _result(number, found, plan, created=created, first_line=first_line)
+        _queue_repermission(
+            session, state, known, lead.id, language=lead.language, purposes=plan.ask
+        )
+    return _result(line.number, found, plan, created=created, first_line=first_line)
 
 
-def _predict(
-    session: Session,
-    state: _Run,
-    number: int,
-    found: Contact,
-    *,
-    lead: Lead | None,
-    first_line: int,
-) -> LineResult:
+def _predict(state: _Run, line: _Line, known: _Known) -> LineResult:
     """A dry run's outcome, read only: what :func:`_store` would do."""
-    if lead is None and first_line != number:
+    if line.index in known.suppressed:
+        return LineResult(line.number, "refused", detail=_SUPPRESSED)
+    found = line.contact
+    first_line = state.seen.setdefault(line.index, line.number)
+    lead = known.leads.get(line.index)
+    if lead is None and first_line != line.number:
         # The earlier line's lead exists in a real run (a dry run stores nothing).
-        return LineResult(number, "merged", detail=f"same address as line {first_line}")
-    current = consent_service.states(session, lead.id) if lead is not None else {}
+        return LineResult(line.number, "merged", detail=f"same address as line {first_line}")
+    current = known.consents.get(lead.id, {}) if lead is not None else {}
     plan = _Plan.of(state.purposes, current, found)
-    return _result(number, found, plan, created=lead is None, first_line=first_line)
+    return _result(line.number, found, plan, created=lead is None, first_line=first_line)
 
 
 def _result(
@@ -384,13 +485,14 @@ class _Plan:
 def _grant(
     session: Session,
     state: _Run,
+    known: _Known,
     *,
     lead_id: uuid.UUID,
     purpose: str,
     proof: import_mapping.Proof,
     row: Consent | None,
-) -> None:
-    text = _imported_text(session, state, purpose, proof.text)
+) -> Consent:
+    text = _imported_text(session, state, known, purpose, proof.text)
     if row is None:
         row = Consent(lead_id=lead_id, purpose=purpose)
         session.add(row)
@@ -409,16 +511,23 @@ def _grant(
         meta=RequestMeta(),
         detail=detail[:200],
     )
-    session.execute(sa.delete(ImportPermission).where(ImportPermission.lead_id == lead_id))
+    # Consent with proof: no re-permission mail is waiting any more.
+    waiting = known.permissions.pop(lead_id, None)
+    if waiting is not None:
+        session.delete(waiting)
+    return row
 
 
-def _imported_text(session: Session, state: _Run, purpose: str, text: str) -> ConsentText:
+def _imported_text(
+    session: Session, state: _Run, known: _Known, purpose: str, text: str
+) -> ConsentText:
     """The text the contact agreed to elsewhere, stored once per purpose and wording."""
     digest = sha256_hex(text)
-    known = state.texts.get((purpose, digest))
-    if known is not None:
-        row = session.get(ConsentText, known)
+    text_id = state.texts.get((purpose, digest))
+    if text_id is not None:
+        row = known.texts.get(text_id) or session.get(ConsentText, text_id)
         if row is not None:
+            known.texts[text_id] = row
             return row
     row = session.scalars(
         sa.select(ConsentText).where(
@@ -444,29 +553,34 @@ def _imported_text(session: Session, state: _Run, purpose: str, text: str) -> Co
         session.add(row)
         session.flush()
     state.texts[(purpose, digest)] = row.id
+    known.texts[row.id] = row
     return row
 
 
 def _queue_repermission(
-    session: Session, state: _Run, lead_id: uuid.UUID, language: str, purposes: list[str]
+    session: Session,
+    state: _Run,
+    known: _Known,
+    lead_id: uuid.UUID,
+    *,
+    language: str,
+    purposes: list[str],
 ) -> None:
-    row = session.get(ImportPermission, lead_id)
+    row = known.permissions.get(lead_id)
     if row is not None and row.requested_at is None:
         row.purposes = sorted({*row.purposes, *purposes})
         return
     if row is not None:
         session.delete(row)
         session.flush()
-    session.add(
-        ImportPermission(
-            lead_id=lead_id,
-            purposes=list(purposes),
-            language=language,
-            batch=state.batch,
-            queued_at=clock.now(),
-        )
+    known.permissions[lead_id] = row = ImportPermission(
+        lead_id=lead_id,
+        purposes=list(purposes),
+        language=language,
+        batch=state.batch,
+        queued_at=clock.now(),
     )
-    session.flush()
+    session.add(row)
 
 
 # --- the worker's job: re-permission mails, rate-limited ------------------------------

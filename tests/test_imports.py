@@ -505,3 +505,97 @@ def test_cli_dry_run_report_and_real_run(app, tmp_path):
     bad = runner.invoke(cli, ["import", str(path), "--map", "oops"], obj=app)
     assert bad.exit_code == 2
     assert re.search(r"use COLUMN=FIELD", bad.output)
+
+
+def select_statements(app, data: bytes, **kwargs) -> int:
+    """SELECT statements (any engine) an import of ``data`` sends."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append(statement)
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", record)
+    try:
+        run_import(app, data, **kwargs)
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", record)
+    return len(seen)
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_known_addresses_are_read_once_per_chunk_not_per_line(app, dry_run):
+    """Suppressions, known leads, their consents and waiting re-permissions: one read each
+    per chunk, however many lines (a 10 000-line import was mostly round trips)."""
+    emails = [f"k{i}@example.org" for i in range(40)]
+    seed = [HEADER] + [[e, "", "", "", "", "", "", ""] for e in emails]  # re-permission waits
+    run_import(app, csv_bytes(seed))
+
+    def again(count: int) -> bytes:
+        rows = [HEADER]
+        for i, email in enumerate(emails[:count]):
+            if i % 2:
+                rows.append([email, "Kim", "", "", "", "2021-03-04", "fair", PROOF_TEXT])
+            else:
+                rows.append([email, "", "Known", "", "", "", "", ""])
+        return csv_bytes(rows)
+
+    run_import(app, again(2))  # the imported consent text exists from here on
+    few = select_statements(app, again(4), dry_run=dry_run, chunk_size=200)
+    many = select_statements(app, again(40), dry_run=dry_run, chunk_size=200)
+    assert many == few
+
+
+def test_a_line_failing_in_the_database_leaves_the_others_of_its_chunk(app, monkeypatch):
+    """A line whose storing fails in the database is refused with its savepoint; the lines
+    after it in the same chunk see what the lines before it stored, and the ledger holds."""
+    real = imports._grant
+
+    def failing(session, *args, proof, **kwargs):
+        row = real(session, *args, proof=proof, **kwargs)  # its ledger entry waits too
+        if proof.source == "boom":
+            session.flush()
+            raise sa.exc.IntegrityError("INSERT", {}, Exception("boom"))
+        return row
+
+    monkeypatch.setattr(imports, "_grant", failing)
+    data = csv_bytes(
+        [
+            HEADER,
+            ["a@example.org", "Ann", "", "", "", "2021-01-01", "web", PROOF_TEXT],
+            ["b@example.org", "Bob", "", "", "", "2021-01-01", "boom", PROOF_TEXT],
+            ["A@example.org", "", "Ames", "", "", "", "", ""],
+            ["b@example.org", "Bea", "", "", "", "", "", ""],
+            ["c@example.org", "Cy", "", "", "", "2021-01-01", "web", PROOF_TEXT],
+        ]
+    )
+    report = run_import(app, data)
+    assert [(r.line, r.detail) for r in report.refused_lines] == [
+        (3, "not stored (IntegrityError)")
+    ]
+    assert (report.created, report.merged) == (3, 1)
+    with uow(app) as s:
+        a = leads.find_by_email(s, "a@example.org")
+        assert leads.attributes_of(s, a) == {"first_name": "Ann", "last_name": "Ames"}
+        b = leads.find_by_email(s, "b@example.org")
+        assert leads.attributes_of(s, b) == {"first_name": "Bea"}
+        assert s.get(ImportPermission, b.id).purposes == ["newsletter"]
+        assert ledger.verify(s).ok
+        confirmed = [e.subject for e in ledger.CHAIN.entries(s) if e.event == "confirmed"]
+        assert confirmed == [str(a.id), str(leads.find_by_email(s, "c@example.org").id)]
+    assert state_of(app, "a@example.org") == ConsentStatus.GRANTED
+    assert state_of(app, "b@example.org") == ConsentStatus.NONE
+
+
+def test_proof_in_a_later_import_ends_the_waiting_re_permission(app):
+    first = csv_bytes([HEADER, ["w@example.org", "Wim", "", "", "", "", "", ""]])
+    run_import(app, first)
+    with uow(app) as s:
+        lead = leads.find_by_email(s, "w@example.org")
+        assert s.get(ImportPermission, lead.id) is not None
+    second = csv_bytes([HEADER, ["w@example.org", "", "", "", "", "2021-01-01", "web", PROOF_TEXT]])
+    report = run_import(app, second)
+    assert (report.merged, report.consent_imported) == (1, 1)
+    with uow(app) as s:
+        assert s.get(ImportPermission, lead.id) is None
+    assert state_of(app, "w@example.org") == ConsentStatus.GRANTED
