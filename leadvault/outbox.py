@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from leadvault import addresses, batch, branding, clock, leads, leases
 from leadvault.crypto import DataKey, DecryptionError, WrappedKey
 from leadvault.db import read_only, settings_of, unit_of_work, vault_of
-from leadvault.mail import DeliveryError, MailContent, Sender, build_message
+from leadvault.mail import DeliveryError, MailContent, Sender, Wire, build_message, wire_message
 from leadvault.models import Lead, OutboxAttempt, OutboxKind, OutboxMessage, OutboxStatus
 
 log = logging.getLogger("leadvault.outbox")
@@ -210,6 +210,7 @@ class _Claimed:
     template: str
     message: Message | None  # None: its content cannot be opened (or it is held)
     held: str | None = None  # why a marketing mail waits (branding.marketing_blocked)
+    wire: Wire | None = None  # the message written for SMTP (then ``message`` is None)
 
 
 # A held marketing mail is looked at again after this long.
@@ -219,9 +220,10 @@ MARKETING_HOLD_SECONDS = 900.0
 _UNREADABLE = DeliveryError("payload cannot be decrypted", permanent=True)
 
 
-def _prepare(session: Session, ids: list[int]) -> list[_Claimed]:
+def _prepare(session: Session, ids: list[int], *, wire: bool = False) -> list[_Claimed]:
     """Build the claimed mails (reading only: on SQLite without the write lock), their
-    leads read at once."""
+    leads read at once. ``wire``: the sender takes SMTP bytes (``send_wire``); each mail
+    that can be is written as such, the others built as a Message."""
     rows = list(
         session.scalars(
             sa.select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)
@@ -255,6 +257,16 @@ def _prepare(session: Session, ids: list[int]) -> list[_Claimed]:
         if held and "List-Unsubscribe" in content.headers:
             claimed.append(_Claimed(row.id, row.template, None, held=held))
             continue
+        if wire and row.message_id:
+            written = wire_message(
+                content,
+                mail_from=mail_from,
+                reply_to=settings.mail_reply_to,
+                message_id=row.message_id,
+            )
+            if written is not None:
+                claimed.append(_Claimed(row.id, row.template, None, wire=written))
+                continue
         message = build_message(content, mail_from=mail_from, reply_to=settings.mail_reply_to)
         if row.message_id:
             message.replace_header("Message-ID", row.message_id)
@@ -395,8 +407,9 @@ def deliver_due(
     if not ids:
         return 0
     deadline = time.monotonic() + lease * 0.8
+    send_wire = getattr(sender, "send_wire", None)
     with read_only(factory) as session:
-        claimed = _prepare(session, ids)
+        claimed = _prepare(session, ids, wire=send_wire is not None)
     results: list[tuple[_Claimed, DeliveryError | None]] = []
     recorded_at = time.monotonic()
     for done, item in enumerate(claimed):
@@ -408,9 +421,12 @@ def deliver_due(
             results.append((item, None))
             continue
         try:
-            if item.message is None:
+            if item.wire is not None and send_wire is not None:
+                send_wire(item.wire)
+            elif item.message is None:
                 raise _UNREADABLE
-            sender.send(item.message)
+            else:
+                sender.send(item.message)
             results.append((item, None))
         except DeliveryError as exc:
             results.append((item, exc))
