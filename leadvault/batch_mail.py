@@ -34,6 +34,9 @@ class _Rendered:
     html: str
     slots: dict[str, str]  # value name -> its placeholder
     pattern: re.Pattern[str]
+    # The HTML CSS-inlined once, cut at its placeholders: (text before, value name,
+    # whether it stands in an attribute). None: inline each mail (see _inlined_once).
+    inlined: tuple[list[tuple[str, str, bool]], str] | None = None
 
 
 def mail_parts(
@@ -62,12 +65,70 @@ def mail_parts(
             value = untrusted.defuse(value)
         text_values[slot] = value
         html_values[slot] = _escape(value)
-    return {
-        "text": rendered.pattern.sub(lambda m: text_values[m[0]], rendered.text),
-        "html": branding.inline_css(
-            rendered.pattern.sub(lambda m: html_values[m[0]], rendered.html)
-        ),
-    }
+    text = rendered.pattern.sub(lambda m: text_values[m[0]], rendered.text)
+    if rendered.inlined is not None and all(
+        _SERIALISED.match(value) for value in text_values.values()
+    ):
+        return {"text": text, "html": _put_in(rendered.inlined, text_values)}
+    html = rendered.pattern.sub(lambda m: html_values[m[0]], rendered.html)
+    return {"text": text, "html": branding.inline_css(html)}
+
+
+# Values css-inline's parser and serialiser give back as they were, but for the
+# characters _serialise escapes: no control or format characters (the parser drops
+# or replaces some), nothing but printable text, spaces and non-breaking spaces.
+_SERIALISED = re.compile(r"[^\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202e\ufeff]*\Z")
+
+
+def _serialise(value: str, in_attribute: bool) -> str:
+    """``value`` as css-inline (html5ever) writes it back after parsing the escaped
+    text: ``&`` and non-breaking spaces as entities, then ``"`` in an attribute
+    (always double-quoted) or ``<`` and ``>`` in text."""
+    value = value.replace("&", "&amp;").replace("\u00a0", "&nbsp;")
+    if in_attribute:
+        return value.replace('"', "&quot;")
+    return value.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _put_in(inlined: tuple[list[tuple[str, str, bool]], str], values: dict[str, str]) -> str:
+    pieces, tail = inlined
+    out: list[str] = []
+    for before, slot, in_attribute in pieces:
+        out.append(before)
+        out.append(_serialise(values[slot], in_attribute))
+    out.append(tail)
+    return "".join(out)
+
+
+# Each value of a probe through both ways: a template where they differ (a placeholder
+# where the cut cannot tell text from attribute) is inlined per mail, as before.
+_PROBE = "a&b<c>\"d'e\u00a0f &amp; g"
+
+
+def _inlined_once(
+    html: str, slots: dict[str, str], pattern: re.Pattern[str]
+) -> tuple[list[tuple[str, str, bool]], str] | None:
+    """The HTML with its placeholders CSS-inlined once (about a tenth of an item's
+    CPU per mail otherwise), cut at each placeholder; None when that would not give
+    what inlining each mail gives."""
+    if not slots:
+        return None
+    inlined = branding.inline_css(html)
+    pieces: list[tuple[str, str, bool]] = []
+    start = 0
+    for match in pattern.finditer(inlined):
+        before = inlined[start : match.start()]
+        # Inside a tag when its last "<" comes after its last ">" (the serialiser
+        # escapes both in text, and template attributes hold neither).
+        in_attribute = inlined.rfind("<", 0, match.start()) > inlined.rfind(">", 0, match.start())
+        pieces.append((before, match[0], in_attribute))
+        start = match.end()
+    cut = (pieces, inlined[start:])
+    probe = dict.fromkeys(slots.values(), _PROBE)
+    escaped = pattern.sub(lambda m: _escape(_PROBE), html)
+    if _put_in(cut, probe) != branding.inline_css(escaped):
+        return None
+    return cut
 
 
 def _escape(value: str) -> str:
@@ -89,9 +150,12 @@ def _render(
     slots = {value_name: f"lvslot{secrets.token_hex(8)}" for value_name in present}
     absent = {key: value for key, value in values.items() if key not in slots}
     full = {**context, **absent, **slots}
+    html = render_template(f"{name}.html", **full)
+    pattern = re.compile("|".join(slots.values()) or r"(?!)")
     return _Rendered(
         text=render_template(f"{name}.txt", **full),
-        html=render_template(f"{name}.html", **full),
+        html=html,
         slots=slots,
-        pattern=re.compile("|".join(slots.values()) or r"(?!)"),
+        pattern=pattern,
+        inlined=_inlined_once(html, slots, pattern),
     )

@@ -362,9 +362,11 @@ class Vault:
 
     # blind index
     def blind_index(self, email: str) -> bytes:
-        return hmac.new(
-            self.keyring.blind_index_key, normalise_email(email).encode("utf-8"), hashlib.sha256
-        ).digest()
+        return self.blind_index_of_form(normalise_email(email))
+
+    def blind_index_of_form(self, form: str) -> bytes:
+        """The blind index of an address already in ``normalise_email``'s form."""
+        return hmac.new(self.keyring.blind_index_key, form.encode("utf-8"), hashlib.sha256).digest()
 
     def keyed_hash(self, purpose: str, value: str) -> str:
         """A pseudonym for request metadata (user agents); not reversible without the key."""

@@ -60,10 +60,21 @@ def data_key(session: Session, lead: Lead) -> DataKey:
 def email_index(session: Session, email: str) -> bytes:
     """``Vault.blind_index(email)``; in a worker's batch computed once per address
     (normalising an address costs more than the rest of an item's lookups)."""
-    vault = vault_of(session)
     if batch.active(session) is None:
-        return vault.blind_index(email)
-    return batch.cached(session, f"leads.email_index\x00{email}", lambda: vault.blind_index(email))
+        return vault_of(session).blind_index(email)
+    return _address(session, email)[1]
+
+
+def _address(session: Session, email: str) -> tuple[str, bytes]:
+    """The address's stored form and its blind index, from one validation (the index is
+    computed over the stored form lower-cased, see ``addresses.index_form``); in a
+    worker's batch once per address."""
+
+    def load() -> tuple[str, bytes]:
+        stored = addresses.stored_form(email)
+        return stored, vault_of(session).blind_index_of_form(stored.lower())
+
+    return batch.cached(session, f"leads.address\x00{email}", load)
 
 
 def find_by_email(session: Session, email: str, *, for_update: bool = False) -> Lead | None:
@@ -102,7 +113,7 @@ def get_or_create(session: Session, email: str, *, language: str) -> tuple[Lead,
     then locked so the caller's decisions about it are serialised.
     """
     vault = vault_of(session)
-    index = email_index(session, email)
+    stored, index = _address(session, email)
     known = _batch_leads(session, index)
     if known is not None and index in known:
         # Read at the batch's start (locked on PostgreSQL), or made by an earlier item.
@@ -115,7 +126,7 @@ def get_or_create(session: Session, email: str, *, language: str) -> tuple[Lead,
     values = {
         "id": lead_id,
         "email_index": index,
-        "email": key.encrypt("email", addresses.stored_form(email)),
+        "email": key.encrypt("email", stored),
         "wrapped_key": wrapped.wrapped,
         "key_version": wrapped.version,
         "language": language,

@@ -96,3 +96,27 @@ def test_outside_a_batch_the_mail_is_rendered_as_before(app: Any) -> None:
             session, "consent/mail/optin", context, shared=shared, lead_values=values
         )
         assert got == branding.mail_parts("consent/mail/optin", {**context, **values})
+
+
+def test_the_opt_in_mail_is_css_inlined_once_per_batch(app: Any, monkeypatch: Any) -> None:
+    """Each mail's values are put into HTML inlined once (not inlined per mail), and the
+    result is what inlining each mail gives (the test above)."""
+    inlined: list[str] = []
+    real = branding.inline_css
+    monkeypatch.setattr(branding, "inline_css", lambda html: inlined.append(html) or real(html))
+    with app.app_context(), runtime(app).session_factory() as session:
+        context, shared = _context(session, "en")
+        batch.begin(session)
+        try:
+            for name in NAMES:
+                batch_mail.mail_parts(
+                    session,
+                    "consent/mail/optin",
+                    context,
+                    shared=shared,
+                    lead_values={"first_name": name, "confirm_url": URLS[1]},
+                )
+        finally:
+            batch.end(session)
+    # Per set of values present (with a name, without): once, and once for the probe.
+    assert len(inlined) == 4
