@@ -76,6 +76,34 @@ def _cached_builder(self: werkzeug_rules.Rule, append_unknown: bool = True) -> A
 werkzeug_rules.Rule._compile_builder = _cached_builder  # type: ignore[method-assign]
 
 
+# Staff passwords are hashed with argon2id at the library's defaults (64 MiB, three passes,
+# four lanes): about 0.15 s of CPU for each hash and each sign-in, half the time of the
+# console and admin tests. The tests hash and verify with the same algorithm and code path
+# at the cheapest cost argon2 allows; tests/test_admin_accounts.py checks that the
+# application's own hasher keeps the defaults (accounts.hasher is restored there).
+# Processes the tests start (`leadvault` subprocesses, a served gunicorn) hash as deployed.
+def _cheap_hasher() -> Any:
+    from argon2 import PasswordHasher
+
+    return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+def _deployed_hasher() -> Any:
+    """accounts.hasher as the application has it; the cheap one from here on."""
+    import functools
+
+    from admin import accounts
+
+    deployed = getattr(accounts.hasher, "deployed", accounts.hasher)
+    cheap: Any = functools.cache(_cheap_hasher)
+    cheap.deployed = deployed  # this module imported twice still knows the real one
+    accounts.hasher = cheap
+    return deployed
+
+
+DEPLOYED_HASHER = _deployed_hasher()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
