@@ -84,3 +84,11 @@ def test_rules_bench_runs() -> None:
     # Exit 1 would mean the dry run counted other leads than the activation moved.
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ratio to activation" in done.stdout and "dry run, first 100" in done.stdout
+
+
+def test_imports_bench_runs() -> None:
+    done = run_bench("imports.py", "--lines", "300", timeout=120)
+    # Exit 1 would mean a stage's counts (created, merged, refused, consent) were not the
+    # expected ones, or the consent ledger did not verify.
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "same file again (merged)" in done.stdout and "statements/line" in done.stdout
