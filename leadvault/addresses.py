@@ -16,6 +16,7 @@ where the relay offers it.
 from __future__ import annotations
 
 import functools
+import re
 from email.utils import formataddr, parseaddr
 
 from email_validator import EmailNotValidError, ValidatedEmail, validate_email
@@ -75,11 +76,27 @@ def needs_smtputf8(email: str) -> bool:
 def header_value(value: str) -> str:
     """A From/To header value (``Name <address>`` or a bare address) with its address
     in transport form; a display name is kept (the header encodes it)."""
+    if is_plain(value):
+        # A bare ASCII address with a lower-case domain (as stored): parsing and
+        # validating it would give it back as it is (valid or not), at some cost
+        # for every mail the worker sends.
+        return value
     name, address = parseaddr(value)
     if not address:
         return value
     address = for_transport(address)
     return formataddr((name, address)) if name else address
+
+
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_PLAIN = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+\Z")
+
+
+def is_plain(value: str) -> bool:
+    """A bare ASCII address with a lower-case domain (dot-atoms: what leads' stored
+    addresses mostly are): it parses to itself and is its own transport form."""
+    return _PLAIN.match(value) is not None
 
 
 @functools.lru_cache(maxsize=16)

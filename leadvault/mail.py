@@ -221,14 +221,18 @@ def wire_message(
         or _LINE_BREAK.search("".join((content.to, content.subject, *content.headers.values())))
     ):
         return None
-    envelope_from = email.utils.getaddresses([from_value])[0][1]
+    envelope_from = _envelope_address(from_value)
     return_path = content.headers.get("Return-Path")
     if return_path is not None:
         _name, address = parseaddr(return_path)
         envelope_from = addresses.for_transport(address) if address else envelope_from
         if not envelope_from.isascii():
             return None  # SMTPUTF8: the Message path decides
-    recipients = [address for _name, address in email.utils.getaddresses([to])]
+    recipients = (
+        [to]
+        if addresses.is_plain(to)
+        else [address for _name, address in email.utils.getaddresses([to])]
+    )
     boundary = _boundary(content)
     fold = _WIRE_POLICY.fold_binary
     lines = [
@@ -262,6 +266,11 @@ def wire_message(
         b"--\r\n",
     ]
     return Wire(envelope_from, recipients, b"".join(lines))
+
+
+@functools.lru_cache(maxsize=16)
+def _envelope_address(from_value: str) -> str:
+    return email.utils.getaddresses([from_value])[0][1]
 
 
 @functools.lru_cache(maxsize=16)

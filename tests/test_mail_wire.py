@@ -86,3 +86,47 @@ def test_the_wire_bytes_are_the_messages_bytes(monkeypatch, content, mail_from, 
 )
 def test_other_messages_take_the_message_path(content):
     assert wire_message(content, mail_from="news@example.com", message_id=MESSAGE_ID) is None
+
+
+ADDRESSES = [
+    "ada@example.com",
+    "Ada.Lovelace+news@mail.example.co.uk",
+    "o'brien@example.ie",
+    "a..b@example.com",
+    ".a@example.com",
+    "a@example",
+    "a@-example.com",
+    "a@example.123",
+    "x" * 70 + "@example.com",
+    "a@" + "b" * 70 + ".com",
+    "a@xn--bcher-kva.de",
+    "a@xn--zz.de",
+    "Ada@Example.com",
+    "ädä@example.com",
+    "a@bücher.de",
+    "Ada <ada@example.com>",
+    " ada@example.com ",
+    "ada@example.com.",
+    "not an address",
+    "a@b@example.com",
+    '"quoted local"@example.com',
+    "a!#$%&*+/=?^_`{|}~-@example.com",
+]
+
+
+@pytest.mark.parametrize("value", ADDRESSES)
+def test_a_plain_address_is_its_own_header_value_and_recipient(value):
+    from email.utils import formataddr, parseaddr
+
+    from leadvault import addresses
+
+    name, address = parseaddr(value)
+    if not address:
+        slow = value
+    else:
+        transport = addresses.for_transport(address)
+        slow = formataddr((name, transport)) if name else transport
+    assert addresses.header_value(value) == slow
+    if addresses.is_plain(value):
+        assert slow == value
+        assert [a for _n, a in email.utils.getaddresses([value])] == [value]
