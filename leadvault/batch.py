@@ -15,6 +15,12 @@ executemany per table, before the deferred work: no ORM object, no unit of
 work. An isolated batch (each item in a savepoint of its own) writes them at
 once instead, so that a failing item's rows go with its savepoint.
 
+Rows that other rows refer to (a new lead) are queued by :func:`insert_first`:
+written by one executemany too, but before the batch's next ORM statement or
+flush, and before the other queued rows, so that whatever refers to them finds
+them; a row the database skips (another transaction wrote its key meanwhile)
+raises :class:`Conflict`, and the inbox does the batch again item by item.
+
 Outside a batch (a request, a command) :func:`defer` and :func:`insert` return
 False and the caller does the work at once, as before.
 """
@@ -49,6 +55,8 @@ class Batch:
     # Each item in a savepoint of its own: rows are written at once, not queued.
     isolated: bool = False
     inserts: dict[sa.Table, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    # insert_first's rows: (statement, rows); written before any other statement.
+    first: dict[sa.Executable, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
 
     def mark(self) -> dict[str, int]:
         """Where each queue stands (before an item), to :meth:`rewind` to on its failure."""
@@ -62,16 +70,59 @@ class Batch:
         self.cache.clear()
 
 
+class Conflict(Exception):
+    """A row queued by :func:`insert_first` was skipped: another transaction wrote its
+    key after the batch looked (two workers, one new address). Do the batch again with
+    each item on its own (rows written at once)."""
+
+
 def begin(
     session: Session, subjects: frozenset[bytes] = frozenset(), *, isolated: bool = False
 ) -> Batch:
     batch = Batch(subjects, isolated=isolated)
     session.info[_KEY] = batch
+    if not isolated:
+        sa.event.listen(session, "before_flush", _before_flush)
+        sa.event.listen(session, "do_orm_execute", _before_execute)
     return batch
 
 
 def end(session: Session) -> None:
-    session.info.pop(_KEY, None)
+    batch = session.info.pop(_KEY, None)
+    if batch is not None and not batch.isolated:
+        sa.event.remove(session, "before_flush", _before_flush)
+        sa.event.remove(session, "do_orm_execute", _before_execute)
+
+
+def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
+    batch = active(session)
+    if batch is not None and batch.first:
+        _write_first(session, batch)
+
+
+def _before_execute(state: Any) -> None:
+    batch = active(state.session)
+    if batch is not None and batch.first:
+        _write_first(state.session, batch)
+
+
+def insert_first(session: Session, statement: sa.Executable, values: dict[str, Any]) -> bool:
+    """Queue a row that other rows refer to for one executemany of ``statement`` (an
+    INSERT that skips a row whose unique key exists, counting rows) before the batch's
+    next ORM statement or flush; False outside an optimistic batch (insert it now)."""
+    batch = active(session)
+    if batch is None or batch.isolated:
+        return False
+    batch.first.setdefault(statement, []).append(values)
+    return True
+
+
+def _write_first(session: Session, batch: Batch) -> None:
+    first, batch.first = batch.first, {}
+    connection = session.connection()
+    for statement, rows in first.items():
+        if connection.execute(statement, rows).rowcount != len(rows):
+            raise Conflict("a queued row's key was written meanwhile")
 
 
 def active(session: Session) -> Batch | None:
@@ -118,6 +169,8 @@ def finish(session: Session) -> None:
 
 
 def _write_inserts(session: Session, batch: Batch) -> None:
+    if batch.first:
+        _write_first(session, batch)
     inserts, batch.inserts = batch.inserts, {}
     if inserts:
         connection = session.connection()

@@ -159,6 +159,8 @@ def _store_batch(
                         session.flush()  # its rows now, so that an error is its own
                 else:
                     handler(session, payload)
+            except batch.Conflict:
+                raise  # not this item's fault: the batch is done again, isolated
             except Exception as exc:  # this item's savepoint is rolled back; the others stay
                 if not isolated:
                     raise _HandlerFailed(item.id, type(exc).__name__) from exc
@@ -234,7 +236,9 @@ def process_batch(
                 handled = _store_batch(session, handlers, items, isolated=False) if items else 0
             return BatchResult(handled, len(ids))
         except _HandlerFailed as failure:
-            failed = (failure.item_id, failure.error)
+            failed: tuple[int, str] | None = (failure.item_id, failure.error)
+        except batch.Conflict:
+            failed = None  # another worker created one of its leads meanwhile
         # Again without the failed item's handler, the others each in a savepoint.
         with unit_of_work(factory) as session:
             items = _take(session, limit, ids)

@@ -133,11 +133,18 @@ def get_or_create(session: Session, email: str, *, language: str) -> tuple[Lead,
         "created_at": now,
         "last_activity_at": now,
     }
-    # Inserted at once, by a prepared Core statement (no ORM flush): the rows that refer
-    # to it may be flushed in any order, and a worker's batch flushes them at its end.
-    result = session.connection().execute(_INSERT_UNLESS_KNOWN[dialect_of(session)], values)
-    # Without preserve_rowcount, SQLAlchemy 2.1 reports -1 for an INSERT on psycopg.
-    created = result.rowcount == 1
+    statement = _INSERT_UNLESS_KNOWN[dialect_of(session)]
+    if known is not None and batch.insert_first(session, statement, values):
+        # In a worker's batch, with the batch's other new leads in one statement before
+        # anything refers to them; should another transaction have created this address
+        # meanwhile, the batch is done again item by item (batch.Conflict).
+        created = True
+    else:
+        # Inserted at once, by a prepared Core statement (no ORM flush): the rows that
+        # refer to it may be flushed in any order.
+        result = session.connection().execute(statement, values)
+        # Without preserve_rowcount, SQLAlchemy 2.1 reports -1 for an INSERT on psycopg.
+        created = result.rowcount == 1
     if not created:
         query = sa.select(Lead).where(Lead.email_index == index).with_for_update()
         lead = session.scalars(query).one()

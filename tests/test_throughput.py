@@ -102,6 +102,47 @@ def test_a_poisoned_item_is_recorded_and_the_rest_of_the_batch_is_stored(app, wh
     assert sum(s.startswith("DELETE FROM inbox") for s in seen) == 1
 
 
+def test_a_lead_created_meanwhile_makes_the_batch_go_again_item_by_item(
+    app, monkeypatch, whole_batches, caplog
+):
+    """The batch writes its new leads in one statement; one whose address another
+    transaction stored after the batch looked (two workers) is skipped there, and the
+    batch is done again with each item on its own: nothing fails, nothing is doubled."""
+    from leadvault import leads
+
+    form_id = make_form(app)
+    fresh = [unique_email(f"fresh{n}") for n in range(3)]
+    taken = unique_email("taken")
+    submit(app, form_id, [taken])
+    worker = Worker(app, batch_size=10)
+    assert worker.process_inbox() == 1
+    submit(app, form_id, [fresh[0], taken, *fresh[1:]])
+    # As if the batch had read the leads before the other transaction committed.
+    real = leads._batch_leads
+    blind: list[bool] = []
+
+    def not_seen(session: Any, index: bytes) -> Any:
+        known = real(session, index)
+        if known is not None and not blind:
+            blind.append(True)
+            known.clear()
+        return known
+
+    monkeypatch.setattr(leads, "_batch_leads", not_seen)
+    with Statements() as statements:
+        assert worker.process_inbox() == 4
+    worker.close()
+    assert blind
+    # Seen as such (not as a failing batch end, which would go one transaction per item).
+    assert "one by one" not in caplog.text
+    # The optimistic round wrote its new leads in one statement (then went again).
+    assert sum(s.startswith("INSERT INTO leads") for s in statements.seen) >= 2
+    assert count(app, Lead) == 4
+    assert count(app, Submission) == 5
+    assert count(app, InboxItem) == 0
+    assert ledger_ok(app).ok
+
+
 def test_a_batch_that_cannot_be_committed_is_stored_item_by_item(app, monkeypatch, whole_batches):
     """When the batch's end fails (here: the ledger), each item is tried alone."""
     form_id = make_form(app)
