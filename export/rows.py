@@ -53,6 +53,18 @@ def _utc(raw: Any) -> dt.datetime | None:
 _fromisoformat = dt.datetime.fromisoformat
 
 
+def stamp_text(raw: Any) -> str:
+    """A timestamp as a CSV cell shows it (``YYYY-MM-DD HH:MM:SS``, UTC), from the
+    driver's value: SQLite's stored text (``UTCDateTime`` writes UTC as
+    ``YYYY-MM-DD HH:MM:SS.ffffff``) is sliced, not parsed and formatted again; anything
+    else goes through a datetime."""
+    if type(raw) is str and len(raw) >= 19 and raw[10] == " ":
+        return raw[:19]
+    moment = _utc(raw)
+    assert moment is not None
+    return moment.isoformat(" ", "seconds")[:19]
+
+
 def _owner(raw: Any) -> str:
     """A lead's id in its canonical text form (the associated data its fields are
     sealed with) from the driver's value: SQLite's 32 hex digits or a ``uuid.UUID``."""
@@ -158,28 +170,31 @@ def _scores_query(chosen: sa.Subquery) -> sa.Select[Any]:
     ).join_from(chosen, table, table.c.lead_id == chosen.c.lead_id)
 
 
-def _scores(rows: Sequence[Any], half_life: float, now: dt.datetime) -> dict[Any, Record]:
+def _scores(
+    rows: Sequence[Any], half_life: float, now: dt.datetime, text_dates: bool
+) -> dict[Any, Record]:
     from scoring.scores import score_at
 
-    return {
-        row.key: {
-            "score": round(score_at(row.score, row.as_of, now, half_life), 1),
-            "stage": row.stage,
-            "stage_changed_at": row.stage_changed_at,
-            "fit_grade": row.fit_grade,
-            "fit_points": round(row.fit_points, 1),
-            "suspect": bool(row.suspect),
-            "first_form": row.first_form,
-            "utm_source": row.utm_source,
-            "utm_campaign": row.utm_campaign,
+    out: dict[Any, Record] = {}
+    for row in rows:
+        key, score, as_of, stage, changed, grade, points, suspect, form, source, campaign = row
+        out[key] = {
+            "score": round(score_at(score, _utc(as_of), now, half_life), 1),  # type: ignore[arg-type]
+            "stage": stage,
+            "stage_changed_at": changed if text_dates else _utc(changed),
+            "fit_grade": grade,
+            "fit_points": round(points, 1),
+            "suspect": bool(suspect),
+            "first_form": form,
+            "utm_source": source,
+            "utm_campaign": campaign,
         }
-        for row in rows
-    }
+    return out
 
 
 class ConsentState(NamedTuple):
     status: str  # a ConsentStatus value
-    date: dt.datetime | None
+    date: dt.datetime | str | None  # str: the driver's text (see ``Context.text_dates``)
     version: int | None
 
 
@@ -206,14 +221,19 @@ def _consents_query(chosen: sa.Subquery, purposes: Sequence[str]) -> sa.Select[A
     )
 
 
-def _consents(rows: Sequence[Any], versions: dict[int, int]) -> dict[Any, dict[str, ConsentState]]:
+def _consents(
+    rows: Sequence[Any], versions: dict[int, int], text_dates: bool
+) -> dict[Any, dict[str, ConsentState]]:
     out: dict[Any, dict[str, ConsentState]] = {}
+    get_version = versions.get
     for key, purpose, status, text_id, raw_date in rows:
         states = out.get(key)
         if states is None:
             states = out[key] = {}
         states[purpose] = ConsentState(
-            status, _utc(raw_date), versions.get(text_id) if text_id is not None else None
+            status,
+            raw_date if text_dates else _utc(raw_date),
+            get_version(text_id) if text_id is not None else None,
         )
     return out
 
@@ -235,8 +255,8 @@ def _submissions_query(chosen: sa.Subquery) -> tuple[sa.Select[Any], tuple[Any, 
     return query, (table.c.created_at.desc(), table.c.id.desc())
 
 
-def _first(rows: Sequence[Any]) -> dict[Any, Any]:
-    return {row.key: row for row in rows}
+def _first(rows: Sequence[Any]) -> dict[Any, tuple[Any, bytes]]:
+    return {key: (submission_id, data) for key, submission_id, data in rows}
 
 
 def _attributes_query(chosen: sa.Subquery, names: Sequence[str]) -> sa.Select[Any]:
@@ -287,43 +307,63 @@ _NO_CONSENTS: dict[str, ConsentState] = {}
 
 
 @dataclasses.dataclass
-class _Tables:
-    """A chunk's rows of every table the columns need, keyed by lead."""
+class Chunk:
+    """A chunk's rows of every table the columns need, as the driver returned them
+    (plain tuples on SQLite: cheap to hand to another process, see ``export.parallel``)."""
 
     leads: list[Any]
-    attributes: dict[Any, dict[str, bytes]]
-    scores: dict[Any, Record]
-    consents: dict[Any, dict[str, ConsentState]]
-    submissions: dict[Any, Any]
+    attributes: list[Any]
+    scores: list[Any]
+    consents: list[Any]
+    submissions: list[Any]
 
 
-def _records(tables: _Tables, plan: Plan, unwrap: Callable[..., Any]) -> list[Record]:
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What turning a chunk's rows into records needs besides the data keys."""
+
+    plan: Plan
+    half_life: float
+    now: dt.datetime
+    versions: dict[int, int]
+    # Timestamps stay as the driver's value (SQLite: text) for a writer that only
+    # prints them (``stamp_text``): parsing and formatting them again was a tenth of
+    # a CSV export. Records for other writers hold aware datetimes.
+    text_dates: bool = False
+
+
+def records(chunk: Chunk, context: Context, unwrap: Callable[..., Any]) -> list[Record]:
     """The records of one chunk, in its order: each lead's data key is unwrapped once
     and opens all its fields in one call."""
+    plan = context.plan
+    text_dates = context.text_dates
     names = plan.attributes
     email = plan.email
     sealed_names = (("email",) if email else ()) + tuple(f"attr/{name}" for name in names)
     opened_names = ("email", *names) if email else names
     decrypts = plan.decrypts
-    attributes, scores, consents = tables.attributes, tables.scores, tables.consents
-    submissions = tables.submissions
+    attributes = _attributes(chunk.attributes)
+    scores = _scores(chunk.scores, context.half_life, context.now, text_dates)
+    consents = _consents(chunk.consents, context.versions, text_dates)
+    submissions = _first(chunk.submissions)
     no_fields: dict[str, bytes] = {}
+    get_attributes, get_scores, get_consents = attributes.get, scores.get, consents.get
     records: list[Record] = []
     append = records.append
-    for lead in tables.leads:
+    for lead in chunk.leads:
         key, sealed_email, wrapped, version, language, created_at, last_activity_at = lead
         owner = _owner(key)
         record: Record = {
             "id": owner,
             "language": language,
-            "created_at": _utc(created_at),
-            "last_activity_at": _utc(last_activity_at),
-            "scores": scores.get(key, _NO_SCORES),
-            "consents": consents.get(key, _NO_CONSENTS),
+            "created_at": created_at if text_dates else _utc(created_at),
+            "last_activity_at": last_activity_at if text_dates else _utc(last_activity_at),
+            "scores": get_scores(key, _NO_SCORES),
+            "consents": get_consents(key, _NO_CONSENTS),
         }
         if decrypts:
             data_key = unwrap(wrapped, version, owner)
-            sealed = attributes.get(key, no_fields)
+            sealed = get_attributes(key, no_fields)
             values = [sealed.get(name) for name in names]
             if email:
                 values.insert(0, sealed_email)
@@ -332,7 +372,7 @@ def _records(tables: _Tables, plan: Plan, unwrap: Callable[..., Any]) -> list[Re
             if plan.submission:
                 submission = submissions.get(key)
                 record["source"] = (
-                    data_key.decrypt_json(f"submission/{submission.id}", submission.data)
+                    data_key.decrypt_json(f"submission/{submission[0]}", submission[1])
                     if submission is not None
                     else {}
                 )
@@ -345,27 +385,53 @@ def count(session: Session, selection: sa.Select[Any]) -> int:
 
 
 def _stream(session: Session, query: sa.Select[Any], chunk_size: int) -> Iterator[Any]:
-    return iter(session.execute(query.execution_options(yield_per=chunk_size)))
+    """The query's rows, streamed, in the session's transaction. On SQLite the driver's
+    own tuples straight from its cursor: SQLAlchemy's result rows cost more per row
+    than SQLite reading them, and every column is read raw anyway (``_raw``)."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        result = connection.execute(query)
+        cursor = result.cursor
+        try:
+            while batch := cursor.fetchmany(chunk_size):
+                yield from batch
+        finally:
+            result.close()
+    else:
+        with connection.execute(query.execution_options(yield_per=chunk_size)) as result:
+            yield from result
 
 
-def stream(
+def read(
     session: Session,
     selection: sa.Select[Any],
     columns: Sequence[Column],
     *,
     require: str | None = None,
     chunk_size: int = CHUNK,
-) -> Iterator[list[Record]]:
-    """Chunks of records for the selected leads (only those granting ``require``, if given).
+    text_dates: bool = False,
+) -> tuple[Context, Iterator[Chunk]]:
+    """The rows of the selected leads (only those granting ``require``, if given),
+    chunk by chunk, and what :func:`records` needs to turn them into records.
 
     The selection's rows keep their order by creation time and id (what
     ``export.service.selection`` orders by); a limit, if any, is kept, but makes
     SQLite materialise the selection once per table read (slow for large ones).
     """
     plan = Plan.of(columns, require=require)
-    half_life = _half_life(session) if plan.scores else 0.0
-    versions = _text_versions(session) if plan.purposes else {}
-    now = clock.now()
+    context = Context(
+        plan=plan,
+        half_life=_half_life(session) if plan.scores else 0.0,
+        now=clock.now(),
+        versions=_text_versions(session) if plan.purposes else {},
+        text_dates=text_dates,
+    )
+    return context, _chunks(session, selection, plan, require, chunk_size)
+
+
+def _chunks(
+    session: Session, selection: sa.Select[Any], plan: Plan, require: str | None, chunk_size: int
+) -> Iterator[Chunk]:
     chosen = _chosen(selection)
 
     def side(query: sa.Select[Any], *after: Any) -> _Side:
@@ -381,17 +447,33 @@ def stream(
     if plan.submission:
         query, after = _submissions_query(chosen)
         submissions = side(query, *after)
-    unwrap = vault_of(session).unwrap_stored
     while lead_rows := list(itertools.islice(leads, chunk_size)):
         keys = {row[0] for row in lead_rows}
-        tables = _Tables(
+        yield Chunk(
             leads=lead_rows,
-            attributes=_attributes(attributes.take(keys)) if attributes else {},
-            scores=_scores(scores.take(keys), half_life, now) if scores else {},
-            consents=_consents(consents.take(keys), versions) if consents else {},
-            submissions=_first(submissions.take(keys)) if submissions else {},
+            attributes=attributes.take(keys) if attributes else [],
+            scores=scores.take(keys) if scores else [],
+            consents=consents.take(keys) if consents else [],
+            submissions=submissions.take(keys) if submissions else [],
         )
-        yield _records(tables, plan, unwrap)
+
+
+def stream(
+    session: Session,
+    selection: sa.Select[Any],
+    columns: Sequence[Column],
+    *,
+    require: str | None = None,
+    chunk_size: int = CHUNK,
+    text_dates: bool = False,
+) -> Iterator[list[Record]]:
+    """Chunks of records for the selected leads (see :func:`read`), in this process."""
+    context, chunks = read(
+        session, selection, columns, require=require, chunk_size=chunk_size, text_dates=text_dates
+    )
+    unwrap = vault_of(session).unwrap_stored
+    for chunk in chunks:
+        yield records(chunk, context, unwrap)
 
 
 def getter(column: Column) -> Callable[[Record], Any]:

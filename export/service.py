@@ -58,6 +58,12 @@ class Export:
     def content_type(self) -> str:
         return CONTENT_TYPES[self.format]
 
+    @property
+    def prints_dates_only(self) -> bool:
+        """Whether the writer only prints timestamps as they are stored (CSV of plain
+        columns; a preset's fields and the other formats compute with them)."""
+        return self.format == "csv" and self.preset is None
+
     def filename(self, stem: str = "leads") -> str:
         parts = [stem]
         if self.preset is not None:
@@ -171,7 +177,12 @@ def _chunks(
     chunk_size: int,
 ) -> Iterator[list[rows.Record]]:
     for records in rows.stream(
-        session, selection, export.columns, require=export.require, chunk_size=chunk_size
+        session,
+        selection,
+        export.columns,
+        require=export.require,
+        chunk_size=chunk_size,
+        text_dates=export.prints_dates_only,
     ):
         tally[0] += len(records)
         yield records
