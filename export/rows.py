@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from export.columns import Column, Source
 from leadvault import clock
+from leadvault.crypto import Vault
 from leadvault.db import vault_of
 from leadvault.models import Lead, LeadAttribute
 
@@ -138,8 +139,19 @@ def _in_order(
     return query.order_by(chosen.c.lead_created, chosen.c.lead_id, *after)
 
 
-def _leads_query(chosen: sa.Subquery) -> sa.Select[Any]:
+def _leads_query(chosen: sa.Subquery, names: Sequence[str]) -> sa.Select[Any]:
+    """The leads' rows, each with its sealed profile fields ``names`` (None where
+    missing) as columns of its own: one row per lead (an index lookup each) instead of
+    a row per field to gather in Python (see ``_Side``)."""
     table = Lead.__table__
+    attr = LeadAttribute.__table__
+    fields = [
+        sa.select(attr.c.value)
+        .where(attr.c.lead_id == table.c.id, attr.c.name == name)
+        .scalar_subquery()
+        .label(f"attr_{number}")
+        for number, name in enumerate(names)
+    ]
     return sa.select(
         _raw(chosen.c.lead_id),
         table.c.email,
@@ -148,6 +160,7 @@ def _leads_query(chosen: sa.Subquery) -> sa.Select[Any]:
         table.c.language,
         _raw(table.c.created_at, "created_at"),
         _raw(table.c.last_activity_at, "last_activity_at"),
+        *fields,
     ).join_from(chosen, table, table.c.id == chosen.c.lead_id)
 
 
@@ -259,25 +272,6 @@ def _first(rows: Sequence[Any]) -> dict[Any, tuple[Any, bytes]]:
     return {key: (submission_id, data) for key, submission_id, data in rows}
 
 
-def _attributes_query(chosen: sa.Subquery, names: Sequence[str]) -> sa.Select[Any]:
-    attr = LeadAttribute.__table__
-    return (
-        sa.select(_raw(chosen.c.lead_id), attr.c.name, attr.c.value)
-        .join_from(chosen, attr, attr.c.lead_id == chosen.c.lead_id)
-        .where(attr.c.name.in_(list(names)))
-    )
-
-
-def _attributes(rows: Sequence[Any]) -> dict[Any, dict[str, bytes]]:
-    out: dict[Any, dict[str, bytes]] = {}
-    for key, name, sealed in rows:
-        fields = out.get(key)
-        if fields is None:
-            fields = out[key] = {}
-        fields[name] = sealed
-    return out
-
-
 class _Side:
     """One table's rows for the chosen leads, in the export's order, taken chunk by chunk.
 
@@ -312,7 +306,6 @@ class Chunk:
     (plain tuples on SQLite: cheap to hand to another process, see ``export.parallel``)."""
 
     leads: list[Any]
-    attributes: list[Any]
     scores: list[Any]
     consents: list[Any]
     submissions: list[Any]
@@ -332,26 +325,32 @@ class Context:
     text_dates: bool = False
 
 
-def records(chunk: Chunk, context: Context, unwrap: Callable[..., Any]) -> list[Record]:
+def records(chunk: Chunk, context: Context, vault: Vault) -> list[Record]:
     """The records of one chunk, in its order: each lead's data key is unwrapped once
     and opens all its fields in one call."""
     plan = context.plan
     text_dates = context.text_dates
     names = plan.attributes
     email = plan.email
-    sealed_names = (("email",) if email else ()) + tuple(f"attr/{name}" for name in names)
+    sealed_names = tuple(
+        name.encode() for name in (("email",) if email else ()) + tuple(f"attr/{n}" for n in names)
+    )
     opened_names = ("email", *names) if email else names
     decrypts = plan.decrypts
-    attributes = _attributes(chunk.attributes)
     scores = _scores(chunk.scores, context.half_life, context.now, text_dates)
     consents = _consents(chunk.consents, context.versions, text_dates)
     submissions = _first(chunk.submissions)
-    no_fields: dict[str, bytes] = {}
-    get_attributes, get_scores, get_consents = attributes.get, scores.get, consents.get
+    get_scores, get_consents = scores.get, consents.get
+    open_fields = vault.open_fields
+
+    def values_of(lead: Any) -> Sequence[bytes | None]:
+        # The sealed address (column 1) and the profile fields (columns 7…), in order.
+        return (lead[1], *lead[7:]) if email else lead[7:]
+
     records: list[Record] = []
     append = records.append
     for lead in chunk.leads:
-        key, sealed_email, wrapped, version, language, created_at, last_activity_at = lead
+        key, _email, wrapped, version, language, created_at, last_activity_at = lead[:7]
         owner = _owner(key)
         record: Record = {
             "id": owner,
@@ -361,21 +360,26 @@ def records(chunk: Chunk, context: Context, unwrap: Callable[..., Any]) -> list[
             "scores": get_scores(key, _NO_SCORES),
             "consents": get_consents(key, _NO_CONSENTS),
         }
-        if decrypts:
-            data_key = unwrap(wrapped, version, owner)
-            sealed = get_attributes(key, no_fields)
-            values = [sealed.get(name) for name in names]
-            if email:
-                values.insert(0, sealed_email)
-            opened = data_key.decrypt_many(list(zip(sealed_names, values, strict=True)))
+        if plan.submission:
+            data_key = vault.unwrap_stored(wrapped, version, owner)
+            opened = data_key.decrypt_many(
+                [
+                    (name.decode(), value)
+                    for name, value in zip(sealed_names, values_of(lead), strict=True)
+                ]
+            )
+            submission = submissions.get(key)
+            record["source"] = (
+                data_key.decrypt_json(f"submission/{submission[0]}", submission[1])
+                if submission is not None
+                else {}
+            )
             record.update(zip(opened_names, opened, strict=True))
-            if plan.submission:
-                submission = submissions.get(key)
-                record["source"] = (
-                    data_key.decrypt_json(f"submission/{submission[0]}", submission[1])
-                    if submission is not None
-                    else {}
-                )
+        elif decrypts:
+            opened = open_fields(
+                wrapped, version, owner, zip(sealed_names, values_of(lead), strict=True)
+            )
+            record.update(zip(opened_names, opened, strict=True))
         append(record)
     return records
 
@@ -439,8 +443,11 @@ def _chunks(
             _stream(session, _in_order(chosen, query, *after, require=require), chunk_size)
         )
 
-    leads = _stream(session, _in_order(chosen, _leads_query(chosen), require=require), chunk_size)
-    attributes = side(_attributes_query(chosen, plan.attributes)) if plan.attributes else None
+    leads = _stream(
+        session,
+        _in_order(chosen, _leads_query(chosen, plan.attributes), require=require),
+        chunk_size,
+    )
     scores = side(_scores_query(chosen)) if plan.scores else None
     consents = side(_consents_query(chosen, plan.purposes)) if plan.purposes else None
     submissions = None
@@ -451,7 +458,6 @@ def _chunks(
         keys = {row[0] for row in lead_rows}
         yield Chunk(
             leads=lead_rows,
-            attributes=attributes.take(keys) if attributes else [],
             scores=scores.take(keys) if scores else [],
             consents=consents.take(keys) if consents else [],
             submissions=submissions.take(keys) if submissions else [],
@@ -471,9 +477,9 @@ def stream(
     context, chunks = read(
         session, selection, columns, require=require, chunk_size=chunk_size, text_dates=text_dates
     )
-    unwrap = vault_of(session).unwrap_stored
+    vault = vault_of(session)
     for chunk in chunks:
-        yield records(chunk, context, unwrap)
+        yield records(chunk, context, vault)
 
 
 def getter(column: Column) -> Callable[[Record], Any]:

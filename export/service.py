@@ -10,6 +10,7 @@ entry in the audit trail (``leadvault.audit``) with its filter and row count
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -22,10 +23,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from export import columns as columns_module
+from export import parallel, rows, writers
 from export import presets as presets_module
-from export import rows, writers
 from export.columns import Column, ColumnError
 from leadvault import audit
+from leadvault.db import vault_of
 
 log = logging.getLogger("leadvault.export")
 CONTENT_TYPES = {
@@ -190,6 +192,47 @@ def _chunks(
             on_chunk(len(records))
 
 
+def _pieces(
+    session: Session,
+    selection: sa.Select[Any],
+    export: Export,
+    *,
+    tally: list[int],
+    on_chunk: Callable[[int], None] | None,
+    chunk_size: int,
+    workers: int,
+) -> Iterator[bytes]:
+    """The CSV or NDJSON file in pieces, each chunk's rows decrypted and formatted in
+    this process or, with ``workers``, in worker processes (``export.parallel``)
+    while this one reads on."""
+    context, chunks = rows.read(
+        session,
+        selection,
+        export.columns,
+        require=export.require,
+        chunk_size=chunk_size,
+        text_dates=export.prints_dates_only,
+    )
+    vault = vault_of(session)
+    if export.format == "csv":
+        encode = writers.csv_encoder(export.fields, dialect=export.dialect)
+        yield writers.csv_header(export.fields, dialect=export.dialect)
+    else:
+        encode = writers.ndjson_encoder(export.fields)
+
+    def work(chunk: rows.Chunk) -> tuple[int, bytes]:
+        records = rows.records(chunk, context, vault)
+        return len(records), encode(records)
+
+    with contextlib.closing(parallel.ordered_map(work, chunks, workers=workers)) as pieces:
+        for written, piece in pieces:
+            tally[0] += written
+            if piece:
+                yield piece
+            if on_chunk is not None:
+                on_chunk(written)
+
+
 def stream(
     session: Session,
     selection: sa.Select[Any],
@@ -198,17 +241,24 @@ def stream(
     tally: list[int] | None = None,
     on_chunk: Callable[[int], None] | None = None,
     chunk_size: int = rows.CHUNK,
+    workers: int = 0,
 ) -> Iterator[bytes]:
-    """The CSV or NDJSON file in pieces; ``tally[0]`` counts the rows written so far."""
+    """The CSV or NDJSON file in pieces; ``tally[0]`` counts the rows written so far.
+
+    ``workers``: worker processes decrypting and formatting (``export.parallel``);
+    none by default, as a web worker streaming a download must not fork.
+    """
     if export.format == "xlsx":
         raise ExportError("XLSX is written to a file: use write()")
-    tally = tally if tally is not None else [0]
-    chunks = _chunks(
-        session, selection, export, tally=tally, on_chunk=on_chunk, chunk_size=chunk_size
+    return _pieces(
+        session,
+        selection,
+        export,
+        tally=tally if tally is not None else [0],
+        on_chunk=on_chunk,
+        chunk_size=chunk_size,
+        workers=workers,
     )
-    if export.format == "csv":
-        return writers.csv_chunks(export.fields, chunks, dialect=export.dialect)
-    return writers.ndjson_chunks(export.fields, chunks)
 
 
 def write(
@@ -220,8 +270,14 @@ def write(
     filters: str = "",
     on_chunk: Callable[[int], None] | None = None,
     chunk_size: int = rows.CHUNK,
+    workers: int = 0,
 ) -> int:
-    """Write the whole file to ``target`` (a path or a binary file); returns the row count."""
+    """Write the whole file to ``target`` (a path or a binary file); returns the row count.
+
+    ``workers``: CSV and NDJSON are decrypted and formatted in that many worker
+    processes (``export.parallel``; in this process if it cannot fork); XLSX always
+    here (xlsxwriter writes one workbook).
+    """
     tally = [0]
     if export.format == "xlsx":
         chunks = _chunks(
@@ -232,15 +288,22 @@ def write(
         )
         return tally[0]
     pieces = stream(
-        session, selection, export, tally=tally, on_chunk=on_chunk, chunk_size=chunk_size
+        session,
+        selection,
+        export,
+        tally=tally,
+        on_chunk=on_chunk,
+        chunk_size=chunk_size,
+        workers=workers,
     )
-    if isinstance(target, str | Path):
-        with Path(target).open("wb") as handle:
+    with contextlib.closing(pieces):
+        if isinstance(target, str | Path):
+            with Path(target).open("wb") as handle:
+                for piece in pieces:
+                    handle.write(piece)
+        else:
             for piece in pieces:
-                handle.write(piece)
-    else:
-        for piece in pieces:
-            target.write(piece)
+                target.write(piece)
     return tally[0]
 
 

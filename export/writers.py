@@ -134,23 +134,45 @@ def _csv_formatter(field: Field, decimal_comma: bool) -> Callable[[Record], str]
     return lambda record: _csv_cell(get(record), kind, decimal_comma)
 
 
-def csv_chunks(
-    fields: Sequence[Field], chunks: Iterable[list[Record]], *, dialect: str = "excel"
-) -> Iterator[bytes]:
-    """The CSV file as encoded pieces: the header, then one piece per chunk."""
+def csv_header(fields: Sequence[Field], *, dialect: str = "excel") -> bytes:
+    """The CSV file's first piece: the BOM (``excel-de``) and the header line."""
     if dialect not in DIALECTS:
         raise ValueError(f"dialect must be one of {', '.join(DIALECTS)}")
     german = dialect == "excel-de"
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=";" if german else ",", lineterminator="\r\n")
     writer.writerow([neutralise(f.header) for f in fields])
-    yield ((BOM if german else "") + buffer.getvalue()).encode("utf-8")
+    return ((BOM if german else "") + buffer.getvalue()).encode("utf-8")
+
+
+def csv_encoder(
+    fields: Sequence[Field], *, dialect: str = "excel"
+) -> Callable[[list[Record]], bytes]:
+    """A function writing one chunk of records as CSV lines (encoded)."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"dialect must be one of {', '.join(DIALECTS)}")
+    german = dialect == "excel-de"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=";" if german else ",", lineterminator="\r\n")
     cells = [_csv_formatter(f, german) for f in fields]
-    for records in chunks:
+
+    def encode(records: list[Record]) -> bytes:
         buffer.seek(0)
         buffer.truncate()
         writer.writerows([cell(record) for cell in cells] for record in records)
-        yield buffer.getvalue().encode("utf-8")
+        return buffer.getvalue().encode("utf-8")
+
+    return encode
+
+
+def csv_chunks(
+    fields: Sequence[Field], chunks: Iterable[list[Record]], *, dialect: str = "excel"
+) -> Iterator[bytes]:
+    """The CSV file as encoded pieces: the header, then one piece per chunk."""
+    encode = csv_encoder(fields, dialect=dialect)
+    yield csv_header(fields, dialect=dialect)
+    for records in chunks:
+        yield encode(records)
 
 
 def _json_value(raw: Any, kind: Kind) -> Any:
@@ -159,9 +181,10 @@ def _json_value(raw: Any, kind: Kind) -> Any:
     return raw
 
 
-def ndjson_chunks(fields: Sequence[Field], chunks: Iterable[list[Record]]) -> Iterator[bytes]:
-    """One JSON object per line, keyed by header."""
-    for records in chunks:
+def ndjson_encoder(fields: Sequence[Field]) -> Callable[[list[Record]], bytes]:
+    """A function writing one chunk of records as JSON lines (encoded)."""
+
+    def encode(records: list[Record]) -> bytes:
         lines = [
             json.dumps(
                 {f.header: _json_value(f.get(record), f.kind) for f in fields},
@@ -170,8 +193,17 @@ def ndjson_chunks(fields: Sequence[Field], chunks: Iterable[list[Record]]) -> It
             )
             for record in records
         ]
-        if lines:
-            yield ("\n".join(lines) + "\n").encode("utf-8")
+        return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+
+    return encode
+
+
+def ndjson_chunks(fields: Sequence[Field], chunks: Iterable[list[Record]]) -> Iterator[bytes]:
+    """One JSON object per line, keyed by header."""
+    encode = ndjson_encoder(fields)
+    for records in chunks:
+        if piece := encode(records):
+            yield piece
 
 
 def write_xlsx(

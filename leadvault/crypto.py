@@ -27,7 +27,7 @@ import secrets
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -355,6 +355,47 @@ class Vault:
         except InvalidTag:
             raise DecryptionError("ciphertext does not match its key or context") from None
         return DataKey(raw, owner)
+
+    def open_fields(
+        self,
+        sealed_key: bytes,
+        version: int,
+        owner: str,
+        fields: Iterable[tuple[bytes, bytes | None]],
+    ) -> list[str | None]:
+        """Unwrap a lead's data key (the two stored columns) and open several of its
+        fields at once, ``fields`` being (field name encoded, sealed value or None):
+        what ``unwrap_stored(...).decrypt_many(...)`` does, for bulk reads (an export
+        opens every field of every lead), without a DataKey and its per-field calls."""
+        owner_aad = owner.encode()
+        aead = AESGCM(self._unwrap_raw(sealed_key, version, owner, owner_aad))
+        prefix = b"leadvault/field/" + owner_aad + b"/"
+        opened: list[str | None] = []
+        for field, value in fields:
+            if value is None:
+                opened.append(None)
+                continue
+            if len(value) < _NONCE_BYTES + 16:
+                raise DecryptionError("ciphertext too short")
+            try:
+                plain = aead.decrypt(value[:_NONCE_BYTES], value[_NONCE_BYTES:], prefix + field)
+            except InvalidTag:
+                raise DecryptionError("ciphertext does not match its key or context") from None
+            opened.append(plain.decode("utf-8"))
+        return opened
+
+    def _unwrap_raw(self, sealed: bytes, version: int, owner: str, owner_aad: bytes) -> bytes:
+        master = self.keyring.master_keys.get(version)
+        if master is None:
+            return self.unwrap_stored(sealed, version, owner)._key
+        if len(sealed) < _NONCE_BYTES + 16:
+            raise DecryptionError("ciphertext too short")
+        try:
+            return self._master(version, master).decrypt(
+                sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], b"leadvault/data-key/" + owner_aad
+            )
+        except InvalidTag:
+            raise DecryptionError("ciphertext does not match its key or context") from None
 
     def rewrap(self, wrapped: WrappedKey, owner: uuid.UUID | str) -> WrappedKey:
         data_key = self.unwrap(wrapped, owner)

@@ -1,0 +1,163 @@
+"""Turning an export's chunks into file pieces in worker processes, in order.
+
+Decrypting and formatting a lead costs several times what SQLite takes to read
+it, and one process uses one core. Here the caller's process keeps reading (in
+its one transaction: one snapshot of the database) and hands each chunk's rows
+to one of a few worker processes in turn; their pieces come back and are
+yielded in the chunks' order, so the file is the same byte for byte.
+
+Workers are forked, never spawned: they inherit the work function with
+everything it closes over (the columns, the vault's key ring in memory), so no
+key or personal data is ever written anywhere to reach them, and starting one
+costs milliseconds, not a fresh interpreter's imports. Forking is only safe in a
+process with one thread (a lock held by another thread at the fork stays held in
+the child forever), so :func:`available` refuses otherwise: the CLI uses a pool,
+a web worker serving a download does not (it has threads, and its requests share
+the cores anyway).
+
+No worker outlives the pool: closing the generator (the consumer stopped, an
+error, Ctrl-C) stops and joins them, terminating any that do not stop; a worker
+whose parent died sees its pipe close and exits.
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from multiprocessing.connection import Connection
+from typing import Any
+
+# Chunks handed to each worker before the oldest piece is waited for: enough that a
+# worker always has the next chunk when it finishes one, few enough to keep memory flat.
+AHEAD = 2
+_STOP = None
+
+
+class WorkerFailed(RuntimeError):
+    """A worker process died without an answer (killed, out of memory)."""
+
+
+def available() -> bool:
+    """Whether this process may fork workers (see the module's docstring)."""
+    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+
+
+def default_workers() -> int:
+    """Worker processes for a command-line export: one per core up to two (the reader
+    keeps a core busy too), none on a single core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(2, cores or 1) if (cores or 1) > 1 else 0
+
+
+def _serve(conn: Connection, work: Callable[[Any], Any], parents: list[Connection]) -> None:
+    """A worker: takes items from ``conn`` and answers each with ``("ok", work(item))``
+    or ``("error", exception)``, until told to stop or the pipe closes."""
+    # The parent's ends of every pipe so far came along with the fork: held open here,
+    # they would keep this worker (and the others) from seeing the parent close them.
+    for parent in parents:
+        parent.close()
+    # Ctrl-C goes to the whole process group: the parent stops the workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def receive() -> None:
+        # Items are taken off the pipe as they come, so the parent's send never waits
+        # for this worker to finish its current item (while the parent waits for that
+        # item's answer: a deadlock with both pipes full).
+        try:
+            while (item := conn.recv()) is not _STOP:
+                inbox.put(item)
+        except (EOFError, OSError):
+            pass
+        inbox.put(_STOP)
+
+    threading.Thread(target=receive, daemon=True).start()
+    while (item := inbox.get()) is not _STOP:
+        try:
+            answer: tuple[str, Any] = ("ok", work(item))
+        except Exception as exc:  # handed to the parent, which raises it
+            answer = ("error", exc)
+        try:
+            conn.send(answer)
+        except (BrokenPipeError, OSError):
+            return  # the parent is gone
+        except Exception as exc:  # an exception that does not pickle
+            conn.send(("error", WorkerFailed(f"{type(exc).__name__}: {exc}")))
+
+
+def ordered_map(work: Callable[[Any], Any], items: Iterable[Any], *, workers: int) -> Iterator[Any]:
+    """``map(work, items)`` computed in ``workers`` forked processes, in order.
+
+    ``items`` is consumed in this process (only as far as the workers need: at most
+    ``AHEAD`` items per worker wait or are being worked on). An exception raised by
+    ``work`` is raised here; the workers are stopped however the generator ends.
+    """
+    if workers < 1 or not available():
+        yield from map(work, items)
+        return
+    context = multiprocessing.get_context("fork")
+    processes: list[Any] = []
+    pipes: list[Connection] = []
+    # Objects that exist now are left alone by the workers' garbage collector: it would
+    # otherwise touch (copy) every page of the parent's heap, and could run the
+    # finalisers of the parent's garbage (a database connection's) in a worker.
+    gc.freeze()
+    try:
+        for _ in range(workers):
+            mine, theirs = context.Pipe()
+            process = context.Process(
+                target=_serve,
+                args=(theirs, work, [*pipes, mine]),
+                name="leadvault-export",
+                daemon=True,
+            )
+            process.start()
+            theirs.close()
+            processes.append(process)
+            pipes.append(mine)
+    finally:
+        gc.unfreeze()
+    waiting: collections.deque[int] = collections.deque()
+    try:
+        for number, item in enumerate(items):
+            if len(waiting) >= workers * AHEAD:
+                yield _answer(pipes[waiting.popleft()])
+            worker = number % workers
+            pipes[worker].send(item)
+            waiting.append(worker)
+        while waiting:
+            yield _answer(pipes[waiting.popleft()])
+    finally:
+        _stop(processes, pipes)
+
+
+def _answer(pipe: Connection) -> Any:
+    try:
+        status, value = pipe.recv()
+    except (EOFError, OSError):
+        raise WorkerFailed("an export worker process ended without an answer") from None
+    if status == "error":
+        raise value
+    return value
+
+
+def _stop(processes: list[Any], pipes: list[Connection]) -> None:
+    # Closing our ends stops a worker wherever it is: waiting for an item (the pipe
+    # closed), or answering one nobody will read any more (a broken pipe).
+    for pipe in pipes:
+        pipe.close()
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.terminate()
+            process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        process.close()
