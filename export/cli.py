@@ -269,7 +269,7 @@ def log(endpoint_id: int, limit: int) -> None:
     type=click.IntRange(0, 16),
     default=None,
     help="Processes decrypting and formatting CSV/NDJSON while this one reads"
-    " (default: 2 on a machine with two cores or more; 0: none).",
+    " (default: 1 on a machine with two cores or more; 0: none).",
 )
 @click.option("--list-columns", is_flag=True, help="Print the column keys and exit.")
 def export_command(
