@@ -52,7 +52,7 @@ def default_workers() -> int:
     """Worker processes for a command-line export: one on two cores or more (the reader
     and one worker keep two cores busy), none on one. A second worker was ~8 % faster
     on two cores but held ~13 MB more: a forked worker's memory is the pages of the
-    parent's heap it writes to (reference counts, freed blocks reused), ~10–20 MB."""
+    parent's heap it writes to (reference counts, freed blocks reused), 10 to 20 MB."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return 1 if (cores or 1) > 1 else 0
 
