@@ -345,46 +345,90 @@ def _chunk(
     """The chunk's lines in order, stored (unless a dry run) in ``session``, uncommitted."""
     vault = vault_of(session)
     parsed = [_parse(raw, columns, zone, vault) for raw in lines]
-    indexes = {item.index for item in parsed if isinstance(item, _Line)}
+    indexes = frozenset(item.index for item in parsed if isinstance(item, _Line))
     known = _Known.read(session, indexes, lock=not state.dry_run)
     if state.dry_run:
         return [
             item if isinstance(item, LineResult) else _predict(state, item, known)
             for item in parsed
         ]
+    # First all lines together, in one savepoint: the chunk's new leads, their fields,
+    # consents and re-permissions written by a few statements at its end (a batch, as the
+    # worker's). Should the database refuse anything, that savepoint goes and the chunk
+    # is stored again line by line, each line in a savepoint of its own.
+    seen, texts = dict(state.seen), dict(state.texts)
+    try:
+        with session.begin_nested():
+            return _store_all(session, state, parsed, known, subjects=indexes)
+    except (sa.exc.SQLAlchemyError, batch.Conflict) as exc:
+        log.info("import %s: chunk again line by line (%s)", state.batch, type(exc).__name__)
+    state.seen, state.texts = seen, texts
+    known = _Known.read(session, indexes, lock=True)
+    return _store_all(session, state, parsed, known, subjects=None)
+
+
+def _store_all(
+    session: Session,
+    state: _Run,
+    parsed: Sequence[_Line | LineResult],
+    known: _Known,
+    *,
+    subjects: frozenset[bytes] | None,
+) -> list[LineResult]:
+    """Store the lines; with ``subjects`` (their addresses' blind indexes) as one batch
+    whose rows are written at its end (an error fails the whole), else isolated: each
+    line in a savepoint, a failing line refused alone. Either way the ledger entries are
+    chained at the batch's end, the head locked once, and written in one statement."""
+    isolated = subjects is None
+    work = batch.begin(session, subjects or frozenset(), isolated=isolated)
     results: list[LineResult] = []
-    # The chunk is a batch (leadvault.batch): its ledger entries are chained at its end,
-    # the head locked once, and written in one statement. Isolated: each line's other
-    # rows are written in its savepoint, so a failing line takes only its own along.
-    work = batch.begin(session, isolated=True)
     try:
         for position, item in enumerate(parsed):
             if isinstance(item, LineResult):
                 results.append(item)
-                continue
-            if item.index in known.suppressed:
+            elif item.index in known.suppressed:
                 results.append(LineResult(item.number, "refused", detail=_SUPPRESSED))
-                continue
-            mark = work.mark()
-            try:
-                with session.begin_nested():
-                    result = _store(session, state, item, known)
-                    session.flush()  # its rows now, so that an error is its own
-            except sa.exc.SQLAlchemyError as exc:
-                # This line only (its savepoint is rolled back); the others go on. What
-                # was read for the chunk may hold the rolled-back rows: read it again.
-                work.rewind(mark)
-                log.warning("import %s line %s: %s", state.batch, item.number, type(exc).__name__)
-                result = LineResult(
-                    item.number, "refused", detail=f"not stored ({type(exc).__name__})"
+            elif not isolated:
+                results.append(_store(session, state, item, known))
+            else:
+                result, known = _store_alone(
+                    session, state, parsed, position, work=work, known=known
                 )
-                rest = {i.index for i in parsed[position + 1 :] if isinstance(i, _Line)}
-                known = _Known.read(session, rest, lock=True)
-            results.append(result)
+                results.append(result)
         batch.finish(session)
+        session.flush()
     finally:
         batch.end(session)
     return results
+
+
+def _store_alone(
+    session: Session,
+    state: _Run,
+    parsed: Sequence[_Line | LineResult],
+    position: int,
+    *,
+    work: batch.Batch,
+    known: _Known,
+) -> tuple[LineResult, _Known]:
+    """The line at ``position`` in a savepoint of its own; its result, and what is known
+    for the lines after it (read again when its savepoint was rolled back)."""
+    item = parsed[position]
+    assert isinstance(item, _Line)
+    mark = work.mark()
+    try:
+        with session.begin_nested():
+            result = _store(session, state, item, known)
+            session.flush()  # its rows now, so that an error is its own
+    except sa.exc.SQLAlchemyError as exc:
+        # This line only (its savepoint is rolled back); the others go on. What was read
+        # for the chunk may hold the rolled-back rows: read it again.
+        work.rewind(mark)
+        log.warning("import %s line %s: %s", state.batch, item.number, type(exc).__name__)
+        rest = {i.index for i in parsed[position + 1 :] if isinstance(i, _Line)}
+        refused = LineResult(item.number, "refused", detail=f"not stored ({type(exc).__name__})")
+        return refused, _Known.read(session, rest, lock=True)
+    return result, known
 
 
 def _store(session: Session, state: _Run, line: _Line, known: _Known) -> LineResult:

@@ -507,12 +507,12 @@ def test_cli_dry_run_report_and_real_run(app, tmp_path):
     assert re.search(r"use COLUMN=FIELD", bad.output)
 
 
-def select_statements(app, data: bytes, **kwargs) -> int:
-    """SELECT statements (any engine) an import of ``data`` sends."""
+def select_statements(app, data: bytes, *, kind: str = "SELECT", **kwargs) -> int:
+    """Statements of ``kind`` (any engine; "" for all) an import of ``data`` sends."""
     seen: list[str] = []
 
     def record(conn, cursor, statement, *args) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
+        if statement.lstrip().upper().startswith(kind):
             seen.append(statement)
 
     sa.event.listen(sa.Engine, "before_cursor_execute", record)
@@ -599,3 +599,23 @@ def test_proof_in_a_later_import_ends_the_waiting_re_permission(app):
     with uow(app) as s:
         assert s.get(ImportPermission, lead.id) is None
     assert state_of(app, "w@example.org") == ConsentStatus.GRANTED
+
+
+def test_new_addresses_are_written_by_a_few_statements_per_chunk(app):
+    """A chunk's new leads, their fields, consents, re-permissions and ledger entries are
+    written together at its end, not line by line (savepoints only when a line fails)."""
+
+    def new(count: int, prefix: str) -> bytes:
+        rows = [HEADER]
+        for i in range(count):
+            proof = ["2021-03-04", "fair", PROOF_TEXT] if i % 2 else ["", "", ""]
+            rows.append([f"{prefix}{i}@example.org", "Nia", "New", "ACME", "DE", *proof])
+        return csv_bytes(rows)
+
+    run_import(app, new(2, "warm"))  # the imported consent text exists from here on
+    few = select_statements(app, new(4, "few"), kind="", chunk_size=200)
+    many = select_statements(app, new(40, "many"), kind="", chunk_size=200)
+    assert many == few
+    with uow(app) as s:
+        assert ledger.verify(s).ok
+        assert s.scalar(sa.select(sa.func.count()).select_from(ImportPermission)) == 2 + 20 + 1
