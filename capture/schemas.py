@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from capture.definitions import (
@@ -66,24 +66,29 @@ def _string(lang: str, name: str, *, required: bool, max_length: int) -> fields.
     )
 
 
-def build_schema(form: Form, lang: str, *, check_deliverability: bool) -> Schema:
-    def check_email(value: str) -> None:
-        try:
-            validate_email(value, check_deliverability=check_deliverability)
-        except EmailNotValidError:
-            raise ValidationError(
-                i18n.translate(lang, "Please enter a valid email address, like name@example.com.")
-            ) from None
+EMAIL_MAX = 254
 
+
+def _checked_email(value: str, *, check_deliverability: bool) -> ValidatedEmail | None:
+    try:
+        return validate_email(value, check_deliverability=check_deliverability)
+    except EmailNotValidError:
+        return None
+
+
+def build_schema(form: Form, lang: str, *, check_deliverability: bool) -> Schema:
+    """The submission's schema; the address is only typed and measured here (see
+    :func:`validate_submission`, which checks it once and keeps the result)."""
     declared: dict[str, fields.Field] = {
         "email": fields.String(
             required=True,
             validate=[
                 validate.Length(
-                    max=254,
-                    error=i18n.translate(lang, "Please use at most %(max)s characters.", max=254),
+                    max=EMAIL_MAX,
+                    error=i18n.translate(
+                        lang, "Please use at most %(max)s characters.", max=EMAIL_MAX
+                    ),
                 ),
-                check_email,
             ],
             error_messages={
                 "required": i18n.translate(lang, "Please enter your email address."),
@@ -170,6 +175,18 @@ def validate_submission(
         for key, messages in exc.normalized_messages().items():
             errors.setdefault(str(key), _first(messages))
         loaded = None
+    # The address is checked here, once, not by a validator in the schema: the result's
+    # normal form also gives the blind index (checking an address costs more than the
+    # rest of the schema). Only a string the schema let through is checked, as before.
+    email = payload.get("email")
+    checked = None
+    if "email" not in errors and isinstance(email, str) and len(email) <= EMAIL_MAX:
+        checked = _checked_email(email, check_deliverability=check_deliverability)
+        if checked is None:
+            errors["email"] = i18n.translate(
+                lang, "Please enter a valid email address, like name@example.com."
+            )
+            loaded = None
     asked = {spec["purpose"]: spec["required"] for spec in form.purposes}
     chosen = [p for p in (loaded or {}).get("consent", []) if p in asked]
     if loaded is not None:
@@ -191,6 +208,8 @@ def validate_submission(
     return (
         ValidSubmission(
             email=loaded["email"],
+            # What addresses.index_form gives for it: the same normal form, lower-cased.
+            email_index_form=checked.normalized.lower() if checked is not None else None,
             profile={k: loaded[k] for k in declared_fields if k != "message" and loaded.get(k)},
             message=loaded.get("message"),
             purposes=list(dict.fromkeys(chosen)),

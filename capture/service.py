@@ -146,6 +146,9 @@ class ValidSubmission:
     message: str | None
     purposes: list[str]
     source: dict[str, str]
+    # The address's blind-index form when validation computed it (the endpoint), so
+    # the address is not validated a second time for its blind index.
+    email_index_form: str | None = None
 
 
 SUBMISSION = "capture.submission"

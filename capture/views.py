@@ -322,7 +322,12 @@ def _store(form: Form, judgement: bots.Judgement, valid: service.ValidSubmission
         return "replay"
     # Only submissions that passed the bot checks count against the address, so junk
     # sent with someone's address cannot lock them out. A 429 rolls the spend back.
-    email_index = runtime(current_app).vault.blind_index(valid.email)
+    vault = runtime(current_app).vault
+    email_index = (
+        vault.blind_index_of_form(valid.email_index_form)
+        if valid.email_index_form is not None
+        else vault.blind_index(valid.email)
+    )
     if not within_limits(
         "capture", _settings().rate_limit_email, ip=False, email_index=email_index
     ):

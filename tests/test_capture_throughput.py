@@ -178,3 +178,51 @@ def test_a_submission_is_one_insert_per_token_and_one_for_the_inbox(app, client)
     assert response.status_code == 200
     # Nothing read (the form is cached), nothing but the two rows written.
     assert statements.kinds() == ["INSERT spent_tokens", "INSERT inbox"]
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "Someone@Example.COM",
+        "  padded@example.com  ",
+        "müller@BÜCHER.de",
+        "user@xn--bcher-kva.de",
+        "Ångström@example.org",  # decomposed Å: NFC makes it one character
+        "first.last+tag@sub.example.co.uk",
+    ],
+)
+def test_the_address_checked_once_gives_the_same_blind_index(app, email):
+    """The endpoint checks an address once and takes its blind index from that check;
+    it must be the index every other path (the worker, lookups) computes from the text."""
+    from capture import schemas
+    from capture.models import Form
+
+    form = Form(public_id="x", fields=[], purposes=[{"purpose": "newsletter", "required": True}])
+    valid, errors = schemas.validate_submission(
+        form, {"email": email, "consent": ["newsletter"]}, "en", check_deliverability=False
+    )
+    assert errors == {} and valid is not None
+    assert valid.email_index_form is not None
+    vault = runtime(app).vault
+    assert vault.blind_index_of_form(valid.email_index_form) == vault.blind_index(email)
+
+
+@pytest.mark.parametrize(
+    ("email", "message"),
+    [
+        ("not an address", "Please enter a valid email address, like name@example.com."),
+        ("a@" + "b" * 250 + ".de", "Please use at most 254 characters."),
+        ("", "Please enter your email address."),
+    ],
+)
+def test_a_bad_address_gets_its_one_message_and_nothing_else(email, message):
+    from capture import schemas
+    from capture.models import Form
+
+    form = Form(public_id="x", fields=[], purposes=[{"purpose": "newsletter", "required": True}])
+    valid, errors = schemas.validate_submission(
+        form, {"email": email, "consent": []}, "en", check_deliverability=False
+    )
+    assert valid is None
+    # The consent's own error is not reported while the address is wrong (as before).
+    assert errors == {"email": message}
