@@ -30,9 +30,10 @@ from sqlalchemy.orm import Session
 
 from capture.models import Form
 from leadvault import clock, counters, links
-from leadvault.crypto import TokenExpired, TokenInvalid, random_token, sha256_hex
+from leadvault.crypto import TokenExpired, TokenInvalid, Vault, random_token, sha256_hex
 from leadvault.db import settings_of, vault_of
 from leadvault.models import Counter
+from leadvault.settings import Settings
 
 RENDER_TOKEN = "render"
 POW_MAX_NUMBER = 50_000
@@ -78,7 +79,11 @@ def issue_render_token(session: Session, form: Form) -> str:
 
 
 def _pow_key(session: Session) -> bytes:
-    return hmac.new(vault_of(session).keyring.signing_keys[-1], b"altcha", hashlib.sha256).digest()
+    return _pow_key_of(vault_of(session))
+
+
+def _pow_key_of(vault: Vault) -> bytes:
+    return hmac.new(vault.keyring.signing_keys[-1], b"altcha", hashlib.sha256).digest()
 
 
 def pow_challenge(session: Session) -> dict[str, Any]:
@@ -99,13 +104,13 @@ def pow_challenge(session: Session) -> dict[str, Any]:
     }
 
 
-def _solved_challenge(session: Session, payload: Any) -> str | None:
+def _solved_challenge(vault: Vault, payload: Any) -> str | None:
     """The challenge a valid ALTCHA solution answers (its single-use key), else None."""
     if not isinstance(payload, str) or len(payload) > 2000:
         return None
     try:
         decoded = json.loads(base64.b64decode(payload, validate=True))
-        ok, _error = altcha.verify_solution_v1(payload, _pow_key(session), check_expires=True)
+        ok, _error = altcha.verify_solution_v1(payload, _pow_key_of(vault), check_expires=True)
     except (ValueError, TypeError, KeyError):
         return None
     challenge = decoded.get("challenge") if isinstance(decoded, dict) else None
@@ -120,7 +125,12 @@ def _render_key(payload: dict[str, Any], token: str) -> str:
 
 
 def judge(session: Session, form: Form, raw: Mapping[str, Any]) -> Judgement:
-    settings = settings_of(session)
+    return judge_with(settings_of(session), vault_of(session), form, raw)
+
+
+def judge_with(settings: Settings, vault: Vault, form: Form, raw: Mapping[str, Any]) -> Judgement:
+    """:func:`judge` with the instance's settings and vault (the endpoint opens no
+    session for a submission it accepts)."""
     if raw.get("website"):
         return Judgement(Verdict.HONEYPOT)
     token = raw.get("render_token")
@@ -128,9 +138,7 @@ def judge(session: Session, form: Form, raw: Mapping[str, Any]) -> Judgement:
         return Judgement(Verdict.NO_TOKEN)
     max_age = dt.timedelta(hours=settings.form_max_age_hours)
     try:
-        payload = vault_of(session).unsign(
-            RENDER_TOKEN, token, max_age_seconds=max_age.total_seconds()
-        )
+        payload = vault.unsign(RENDER_TOKEN, token, max_age_seconds=max_age.total_seconds())
     except TokenExpired:
         return Judgement(Verdict.EXPIRED)
     except TokenInvalid:
@@ -144,7 +152,7 @@ def judge(session: Session, form: Form, raw: Mapping[str, Any]) -> Judgement:
     fast = now.timestamp() - issued < settings.form_min_fill_seconds
     keys = [(_render_key(payload, token), now + max_age)]
     if form.proof_of_work:
-        challenge = _solved_challenge(session, raw.get("altcha"))
+        challenge = _solved_challenge(vault, raw.get("altcha"))
         if challenge is None:
             return Judgement(Verdict.NO_PROOF)
         keys.append((f"altcha:{challenge[:56]}", now + POW_LIFETIME))
@@ -154,6 +162,11 @@ def judge(session: Session, form: Form, raw: Mapping[str, Any]) -> Judgement:
 def spend(session: Session, judgement: Judgement) -> bool:
     """Use up the submission's tokens (one INSERT); False when one was used before."""
     return links.spend_all(session, judgement.single_use)
+
+
+def spend_on(connection: sa.Connection, judgement: Judgement) -> bool:
+    """:func:`spend` on a Core connection (the endpoint's write, ``db.short_write``)."""
+    return links.spend_all_on(connection, judgement.single_use)
 
 
 def record_bot(session: Session, form: Form, verdict: Verdict) -> None:

@@ -33,6 +33,8 @@ from capture.signals import form_snippets, form_submitted
 from consent import service as consent_service
 from consent.ledger import RequestMeta
 from leadvault import batch, clock, i18n, inbox, leads, profile
+from leadvault.crypto import Vault
+from leadvault.db import vault_of
 
 SOURCE_KEYS = (
     "page_url",
@@ -71,6 +73,13 @@ class FormCache:
     def forget(self, public_id: str) -> None:
         with self._lock:
             self._items.pop(public_id, None)
+
+    def peek(self, public_id: str) -> tuple[bool, Form | None]:
+        """(True, the form or None) when the cache knows the id, else (False, None)."""
+        hit = self._items.get(public_id)
+        if hit is not None and hit[0] > time.monotonic():
+            return True, hit[1]
+        return False, None
 
     def get(self, session: Session, public_id: str) -> Form | None:
         now = time.monotonic()
@@ -169,8 +178,31 @@ def accept(
     fast under bursts and holds the database's write lock for a moment only.
     ``email_index``: the address's blind index, when the caller computed it already.
     """
-    inbox.enqueue(
-        session,
+    accept_on(
+        session.connection(),
+        vault_of(session),
+        form,
+        data,
+        language=language,
+        meta=meta,
+        email_index=email_index,
+    )
+
+
+def accept_on(
+    connection: sa.Connection,
+    vault: Vault,
+    form: Form,
+    data: ValidSubmission,
+    *,
+    language: str,
+    meta: RequestMeta,
+    email_index: bytes | None = None,
+) -> None:
+    """:func:`accept` on a Core connection (the endpoint's write, ``db.short_write``)."""
+    inbox.enqueue_on(
+        connection,
+        vault,
         SUBMISSION,
         {
             "form_id": form.id,

@@ -13,7 +13,6 @@ from flask import (
     Response,
     abort,
     current_app,
-    g,
     jsonify,
     make_response,
     redirect,
@@ -69,7 +68,16 @@ _form_cache = service.FormCache()
 
 
 def _form_or_404(form_id: str) -> Form:
-    form = _form_cache.get(db.session(), form_id)
+    known, form = _form_cache.peek(form_id)
+    if not known:
+        if request.method in db.SAFE_METHODS:
+            form = _form_cache.get(db.session(), form_id)
+        else:
+            # A submission reads its form in a read-only session of its own: the request
+            # then opens no session at all when it is accepted (see _store), and on
+            # SQLite it takes the write lock for its INSERTs only.
+            with runtime(current_app).read_only_session_factory() as session:
+                form = _form_cache.get(session, form_id)
     if form is None:
         abort(404)
     return form
@@ -252,18 +260,18 @@ def _reply(form: Form, lang: str, as_json: bool, raw: dict[str, Any] | None = No
 @csrf.exempt  # public endpoint: protected by the signed render token and Origin check
 def submit(form_id: str) -> Response | tuple[Any, int]:
     form = _form_or_404(form_id)
-    session = db.session()
     if not service.origin_allowed(form, _request_origin(), _own_origin()):
         return error_response(403)
     raw, as_json = _read_body()
-    settings = _settings()
+    app_runtime = runtime(current_app)
+    settings = app_runtime.settings
     body_lang = raw.get("lang") if isinstance(raw.get("lang"), str) else None
     if not within_limits("capture", settings.rate_limit_ip):
         _form_language(body_lang)
         return error_response(429)
     lang = _form_language(body_lang)
 
-    judgement = bots.judge(session, form, raw)
+    judgement = bots.judge_with(settings, app_runtime.vault, form, raw)
     verdict = judgement.verdict
     if verdict == bots.Verdict.NO_TOKEN and not as_json and "render_token" not in raw:
         # A plain HTML form on the host page (no JavaScript, so no render token):
@@ -287,7 +295,7 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
         }
         return _invalid(form, lang, raw, errors, as_json)
     if verdict != bots.Verdict.HUMAN:
-        bots.record_bot(session, form, verdict)
+        bots.record_bot(db.session(), form, verdict)
         return _reply(form, lang, as_json, raw)
 
     valid, errors = schemas.validate_submission(
@@ -305,39 +313,55 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
         if not exc.connection_invalidated:
             raise
         log.warning("database connection lost mid-request; writing again on a new one")
-        db.discard_session()
         outcome = _store(form, judgement, valid, lang)
-    return error_response(429) if outcome == "limited" else reply
+    if outcome == "limited":
+        return error_response(429)
+    # Bot counters go in the request's session, committed after the response is made.
+    if outcome == "replay":
+        bots.record_bot(db.session(), form, bots.Verdict.REPLAY)
+    elif judgement.fast:  # faster than the fill time: accepted, double opt-in decides
+        bots.record_bot(db.session(), form, bots.Verdict.TOO_FAST)
+    return reply
+
+
+class _Limited(Exception):
+    """Too many submissions for the address: the spend is rolled back with the rest."""
 
 
 def _store(form: Form, judgement: bots.Judgement, valid: service.ValidSubmission, lang: str) -> str:
-    """Spend the submission's tokens and queue it, in the request's transaction:
+    """Spend the submission's tokens and queue it, committed before the reply is sent:
     "stored", "replay" (a token used before: the bot reply, nothing queued) or
-    "limited" (too many for this address: 429, the spend rolled back with it)."""
-    session = db.session()
-    # The INSERTs come last: on SQLite the first takes the write lock until the commit.
-    # A render token or ALTCHA solution is accepted once; a replay gets the bot reply.
-    if not bots.spend(session, judgement):
-        bots.record_bot(session, form, bots.Verdict.REPLAY)
-        return "replay"
-    # Only submissions that passed the bot checks count against the address, so junk
-    # sent with someone's address cannot lock them out. A 429 rolls the spend back.
-    vault = runtime(current_app).vault
+    "limited" (too many for this address: 429, nothing written).
+
+    One short Core transaction, no ORM session (``db.short_write``): a prepared INSERT
+    per single-use token and one for the sealed inbox row."""
+    app_runtime = runtime(current_app)
+    vault = app_runtime.vault
+    # Computed before the write begins: on SQLite the write lock is held in the block.
     email_index = (
         vault.blind_index_of_form(valid.email_index_form)
         if valid.email_index_form is not None
         else vault.blind_index(valid.email)
     )
-    if not within_limits(
-        "capture", _settings().rate_limit_email, ip=False, email_index=email_index
-    ):
+    meta = request_meta()
+    try:
+        with db.short_write(app_runtime.session_factory) as connection:
+            # A render token or ALTCHA solution is accepted once; a replay gets the bot
+            # reply (the keys it did spend stay spent, as its first use was real).
+            if not bots.spend_on(connection, judgement):
+                return "replay"
+            # Only submissions that passed the bot checks count against the address, so
+            # junk sent with someone's address cannot lock them out.
+            if not within_limits(
+                "capture", app_runtime.settings.rate_limit_email, ip=False, email_index=email_index
+            ):
+                raise _Limited
+            service.accept_on(
+                connection, vault, form, valid, language=lang, meta=meta, email_index=email_index
+            )
+    except _Limited:
         return "limited"
-    if judgement.fast:  # faster than the fill time: accepted, double opt-in decides
-        bots.record_bot(session, form, bots.Verdict.TOO_FAST)
-    service.accept(
-        session, form, valid, language=lang, meta=request_meta(), email_index=email_index
-    )
-    g.wake_worker = True
+    app_runtime.wake.set()  # an in-process worker starts at once
     return "stored"
 
 

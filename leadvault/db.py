@@ -396,6 +396,30 @@ def read_only(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+@contextlib.contextmanager
+def short_write(factory: sessionmaker[Session]) -> Iterator[sa.Connection]:
+    """One short write transaction on a Core connection of its own, committed when the
+    block ends and rolled back when it raises: for the public submission, a row or two
+    written with prepared statements, without an ORM session's begin, autoflush and
+    commit machinery around them (that machinery cost more than the two INSERTs).
+    On SQLite the write lock is taken at the start (see ``_WriterQueue``) and let go
+    when the block ends, so nothing else may run in the block.
+
+    Where ``factory`` is bound to a connection in a transaction (the test suite's),
+    the block is a savepoint of it, as the factory's sessions are."""
+    bind = factory.kw["bind"]
+    if isinstance(bind, sa.Connection):
+        with bind.begin_nested():
+            # A write, as a read-write session's: the shared connection may carry the
+            # mark of a read-only session that used it before (_mark_connection).
+            bind.info[_READ_ONLY_SESSION] = False
+            yield bind
+        return
+    with bind.begin() as connection:
+        connection.info[_READ_ONLY_SESSION] = False
+        yield connection
+
+
 # --- Flask wiring -----------------------------------------------------------
 
 _G_KEY = "leadvault_session"

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from leadvault import batch, clock, leases
+from leadvault.crypto import Vault
 from leadvault.db import dialect_of, settings_of, unit_of_work, vault_of
 from leadvault.models import InboxItem, InboxStatus
 from leadvault.sealed import SealedPayload, seal, unseal
@@ -44,14 +45,34 @@ def enqueue(
 
     ``subject_index``: the blind index of ``subject_email`` when the caller has it
     already (normalising an address costs more than the INSERT)."""
-    vault = vault_of(session)
+    enqueue_on(
+        session.connection(),
+        vault_of(session),
+        kind,
+        payload,
+        subject_email=subject_email,
+        subject_index=subject_index,
+    )
+
+
+def enqueue_on(
+    connection: sa.Connection,
+    vault: Vault,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    subject_email: str | None = None,
+    subject_index: bytes | None = None,
+) -> None:
+    """:func:`enqueue` on a Core connection (the public submission writes without an
+    ORM session: ``db.short_write``)."""
     sealed = seal(vault, _FIELD, payload)
     if subject_index is None and subject_email:
         subject_index = vault.blind_index(subject_email)
     now = clock.now()
     # A prepared Core INSERT: building an ORM statement per request costs more
     # than the write itself on this, the hottest path.
-    session.connection().execute(
+    connection.execute(
         _INSERT,
         {
             "kind": kind,

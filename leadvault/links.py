@@ -27,7 +27,11 @@ def spend_all(session: Session, keys: Sequence[tuple[str, dt.datetime]]) -> bool
     """Mark every key used (a prepared INSERT each); False when any was used before."""
     if not keys:
         return True
-    connection = session.connection()
+    return spend_all_on(session.connection(), keys)
+
+
+def spend_all_on(connection: sa.Connection, keys: Sequence[tuple[str, dt.datetime]]) -> bool:
+    """:func:`spend_all` on a Core connection (the submission's write has no ORM session)."""
     statement = _SPEND[connection.dialect.name]
     now = clock.now()
     inserted = 0
