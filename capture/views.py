@@ -308,12 +308,15 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
     # one dropped after that fails the first INSERT, before anything was committed:
     # the writes run once more on a fresh connection instead of answering 503.
     try:
-        outcome = _store(form, judgement, valid, lang)
-    except sa.exc.DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-        log.warning("database connection lost mid-request; writing again on a new one")
-        outcome = _store(form, judgement, valid, lang)
+        try:
+            outcome = _store(form, judgement, valid, lang)
+        except sa.exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            log.warning("database connection lost mid-request; writing again on a new one")
+            outcome = _store(form, judgement, valid, lang)
+    except db.CommitFailed as failed:
+        return db.commit_failed(failed.error)
     if outcome == "limited":
         return error_response(429)
     # Bot counters go in the request's session, committed after the response is made.

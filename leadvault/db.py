@@ -415,9 +415,28 @@ def short_write(factory: sessionmaker[Session]) -> Iterator[sa.Connection]:
             bind.info[_READ_ONLY_SESSION] = False
             yield bind
         return
-    with bind.begin() as connection:
+    with bind.connect() as connection:
+        transaction = connection.begin()
         connection.info[_READ_ONLY_SESSION] = False
-        yield connection
+        try:
+            yield connection
+        except BaseException:
+            transaction.rollback()
+            raise
+        try:
+            transaction.commit()
+        except sa.exc.SQLAlchemyError as exc:
+            # Not retried: a commit that failed on the wire may have happened.
+            raise CommitFailed(exc) from exc
+
+
+class CommitFailed(Exception):
+    """The commit of a :func:`short_write` failed (``error``): answer with
+    :func:`commit_failed`, as a request's failed commit is answered."""
+
+    def __init__(self, error: sa.exc.SQLAlchemyError) -> None:
+        super().__init__(type(error).__name__)
+        self.error = error
 
 
 # --- Flask wiring -----------------------------------------------------------
@@ -443,7 +462,7 @@ def init_app(app: Flask) -> None:
                 session.rollback()
         except sa.exc.SQLAlchemyError as exc:
             session.rollback()
-            return _commit_failed(exc)
+            return commit_failed(exc)
         finally:
             session.close()
         return response
@@ -458,7 +477,7 @@ def init_app(app: Flask) -> None:
     app.teardown_request(_teardown)
 
 
-def _commit_failed(exc: sa.exc.SQLAlchemyError) -> Response:
+def commit_failed(exc: sa.exc.SQLAlchemyError) -> Response:
     """The commit failed: nothing was stored. One log line (the error's type and the
     route, never its message or a traceback: both can hold data) and a 503 page (409
     when a unique row was written by another request at the same moment)."""
