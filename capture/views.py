@@ -26,7 +26,7 @@ from capture.models import Form
 from leadvault import db, i18n, leads
 from leadvault.app import runtime
 from leadvault.i18n import N_
-from leadvault.web import csrf, error_response, request_meta, within_limits
+from leadvault.web import csrf, error_response, refund_limits, request_meta, within_limits
 
 log = logging.getLogger("leadvault.capture")
 
@@ -304,68 +304,86 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
     if valid is None:
         return _invalid(form, lang, raw, errors, as_json)
     reply = _reply(form, lang, as_json, raw)
+    vault = app_runtime.vault
+    email_index = (
+        vault.blind_index_of_form(valid.email_index_form)
+        if valid.email_index_form is not None
+        else vault.blind_index(valid.email)
+    )
+    # Counted before the write (on SQLite: outside the write lock), given back below
+    # should the token turn out replayed: only submissions that passed the bot checks
+    # count against the address, so junk sent with someone's address cannot lock them
+    # out. A 429 writes nothing, so its token stays unspent.
+    if not within_limits("capture", settings.rate_limit_email, ip=False, email_index=email_index):
+        return error_response(429)
     # A pooled connection the server dropped is replaced at checkout (db.create_engine);
-    # one dropped after that fails the first INSERT, before anything was committed:
-    # the writes run once more on a fresh connection instead of answering 503.
+    # one dropped after that fails the write before it was committed (on PostgreSQL
+    # the write is one statement: if it did commit, its token makes the second run a
+    # replay): the write runs once more on a fresh connection instead of answering 503.
     try:
         try:
-            outcome = _store(form, judgement, valid, lang)
+            stored = _store(form, judgement, valid, lang, email_index)
         except sa.exc.DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
             log.warning("database connection lost mid-request; writing again on a new one")
-            outcome = _store(form, judgement, valid, lang)
+            stored = _store(form, judgement, valid, lang, email_index)
     except db.CommitFailed as failed:
         return db.commit_failed(failed.error)
-    if outcome == "limited":
-        return error_response(429)
     # Bot counters go in the request's session, committed after the response is made.
-    if outcome == "replay":
+    if not stored:  # a render token or ALTCHA solution used before: the bot reply
+        refund_limits("capture", settings.rate_limit_email, email_index=email_index)
         bots.record_bot(db.session(), form, bots.Verdict.REPLAY)
     elif judgement.fast:  # faster than the fill time: accepted, double opt-in decides
         bots.record_bot(db.session(), form, bots.Verdict.TOO_FAST)
     return reply
 
 
-class _Limited(Exception):
-    """Too many submissions for the address: the spend is rolled back with the rest."""
+def _store(
+    form: Form,
+    judgement: bots.Judgement,
+    valid: service.ValidSubmission,
+    lang: str,
+    email_index: bytes,
+) -> bool:
+    """Spend the submission's single-use tokens and queue it, committed before the reply
+    is made; False (nothing queued) when a token was used before.
 
-
-def _store(form: Form, judgement: bots.Judgement, valid: service.ValidSubmission, lang: str) -> str:
-    """Spend the submission's tokens and queue it, committed before the reply is sent:
-    "stored", "replay" (a token used before: the bot reply, nothing queued) or
-    "limited" (too many for this address: 429, nothing written).
-
-    One short Core transaction, no ORM session (``db.short_write``): a prepared INSERT
-    per single-use token and one for the sealed inbox row."""
+    No ORM session (``db.short_write``): on SQLite a short transaction of a prepared
+    INSERT per token and one for the sealed inbox row; on PostgreSQL one statement
+    doing both, in autocommit (one round trip)."""
     app_runtime = runtime(current_app)
-    vault = app_runtime.vault
-    # Computed before the write begins: on SQLite the write lock is held in the block.
-    email_index = (
-        vault.blind_index_of_form(valid.email_index_form)
-        if valid.email_index_form is not None
-        else vault.blind_index(valid.email)
-    )
+    factory = app_runtime.session_factory
     meta = request_meta()
-    try:
-        with db.short_write(app_runtime.session_factory) as connection:
-            # A render token or ALTCHA solution is accepted once; a replay gets the bot
-            # reply (the keys it did spend stay spent, as its first use was real).
-            if not bots.spend_on(connection, judgement):
-                return "replay"
-            # Only submissions that passed the bot checks count against the address, so
-            # junk sent with someone's address cannot lock them out.
-            if not within_limits(
-                "capture", app_runtime.settings.rate_limit_email, ip=False, email_index=email_index
-            ):
-                raise _Limited
-            service.accept_on(
-                connection, vault, form, valid, language=lang, meta=meta, email_index=email_index
+    if app_runtime.engine.dialect.name == "postgresql":
+        with db.short_write(factory, one_statement=True) as connection:
+            stored = service.spend_and_accept(
+                connection,
+                app_runtime.vault,
+                judgement.single_use,
+                form,
+                valid,
+                language=lang,
+                meta=meta,
+                email_index=email_index,
             )
-    except _Limited:
-        return "limited"
-    app_runtime.wake.set()  # an in-process worker starts at once
-    return "stored"
+    else:
+        with db.short_write(factory) as connection:
+            # The keys a replay did spend stay spent (their first use is this one).
+            stored = bots.spend_on(connection, judgement)
+            if stored:
+                service.accept_on(
+                    connection,
+                    app_runtime.vault,
+                    form,
+                    valid,
+                    language=lang,
+                    meta=meta,
+                    email_index=email_index,
+                )
+    if stored:
+        app_runtime.wake.set()  # an in-process worker starts at once
+    return stored
 
 
 def _invalid(

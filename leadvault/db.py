@@ -397,13 +397,20 @@ def read_only(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 @contextlib.contextmanager
-def short_write(factory: sessionmaker[Session]) -> Iterator[sa.Connection]:
+def short_write(
+    factory: sessionmaker[Session], *, one_statement: bool = False
+) -> Iterator[sa.Connection]:
     """One short write transaction on a Core connection of its own, committed when the
     block ends and rolled back when it raises: for the public submission, a row or two
     written with prepared statements, without an ORM session's begin, autoflush and
     commit machinery around them (that machinery cost more than the two INSERTs).
     On SQLite the write lock is taken at the start (see ``_WriterQueue``) and let go
     when the block ends, so nothing else may run in the block.
+
+    ``one_statement``: the block runs one statement, in autocommit: its own transaction,
+    durable when it returns (one round trip on PostgreSQL, not BEGIN, it and COMMIT).
+    Its failure is a :class:`CommitFailed` unless the connection was lost (then the
+    caller may write again, on a fresh connection, if a second run cannot store twice).
 
     Where ``factory`` is bound to a connection in a transaction (the test suite's),
     the block is a savepoint of it, as the factory's sessions are."""
@@ -414,6 +421,16 @@ def short_write(factory: sessionmaker[Session]) -> Iterator[sa.Connection]:
             # mark of a read-only session that used it before (_mark_connection).
             bind.info[_READ_ONLY_SESSION] = False
             yield bind
+        return
+    if one_statement:
+        with bind.connect() as connection:
+            connection.info[_READ_ONLY_SESSION] = False
+            try:
+                yield connection.execution_options(isolation_level="AUTOCOMMIT")
+            except sa.exc.DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise
+                raise CommitFailed(exc) from exc
         return
     with bind.connect() as connection:
         transaction = connection.begin()

@@ -66,27 +66,40 @@ def enqueue_on(
 ) -> None:
     """:func:`enqueue` on a Core connection (the public submission writes without an
     ORM session: ``db.short_write``)."""
-    sealed = seal(vault, _FIELD, payload)
-    if subject_index is None and subject_email:
-        subject_index = vault.blind_index(subject_email)
-    now = clock.now()
     # A prepared Core INSERT: building an ORM statement per request costs more
     # than the write itself on this, the hottest path.
     connection.execute(
         _INSERT,
-        {
-            "kind": kind,
-            "received_at": now,
-            "payload": sealed.payload,
-            "payload_owner": sealed.owner,
-            "payload_key": sealed.key,
-            "payload_key_version": sealed.key_version,
-            "status": InboxStatus.PENDING,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "subject_index": subject_index,
-        },
+        sealed_row(vault, kind, payload, subject_email=subject_email, subject_index=subject_index),
     )
+
+
+def sealed_row(
+    vault: Vault,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    subject_email: str | None = None,
+    subject_index: bytes | None = None,
+) -> dict[str, Any]:
+    """The values of an inbox row holding ``payload`` sealed (for callers that write it
+    within a statement of their own: the submission's, on PostgreSQL)."""
+    sealed = seal(vault, _FIELD, payload)
+    if subject_index is None and subject_email:
+        subject_index = vault.blind_index(subject_email)
+    now = clock.now()
+    return {
+        "kind": kind,
+        "received_at": now,
+        "payload": sealed.payload,
+        "payload_owner": sealed.owner,
+        "payload_key": sealed.key,
+        "payload_key_version": sealed.key_version,
+        "status": InboxStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "subject_index": subject_index,
+    }
 
 
 _INSERT = sa.insert(InboxItem.__table__)

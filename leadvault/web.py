@@ -207,6 +207,14 @@ def within_limits(
     return allowed
 
 
+def refund_limits(scope: str, limits: str, *, email_index: bytes) -> None:
+    """Give back the hit :func:`within_limits` counted for ``email_index`` (a request
+    counted before the database showed it was not to count: a replayed token)."""
+    strategy = limiter.limiter
+    for item in _parse_limits(limits):
+        strategy.hit(item, f"{scope}-email", email_index.hex(), cost=-1)
+
+
 # A 429 without a known window (an abort(429) anywhere) asks for a minute.
 DEFAULT_RETRY_AFTER = 60
 
