@@ -152,14 +152,16 @@ def _leads_query(chosen: sa.Subquery, names: Sequence[str]) -> sa.Select[Any]:
         .label(f"attr_{number}")
         for number, name in enumerate(names)
     ]
+    # The sealed values last (the address, then the profile fields): one slice of the
+    # row is what ``Vault.open_fields`` opens.
     return sa.select(
         _raw(chosen.c.lead_id),
-        table.c.email,
         table.c.wrapped_key,
         table.c.key_version,
         table.c.language,
         _raw(table.c.created_at, "created_at"),
         _raw(table.c.last_activity_at, "last_activity_at"),
+        table.c.email,
         *fields,
     ).join_from(chosen, table, table.c.id == chosen.c.lead_id)
 
@@ -342,15 +344,13 @@ def records(chunk: Chunk, context: Context, vault: Vault) -> list[Record]:
     submissions = _first(chunk.submissions)
     get_scores, get_consents = scores.get, consents.get
     open_fields = vault.open_fields
-
-    def values_of(lead: Any) -> Sequence[bytes | None]:
-        # The sealed address (column 1) and the profile fields (columns 7…), in order.
-        return (lead[1], *lead[7:]) if email else lead[7:]
-
+    # The sealed values of a lead's row (see ``_leads_query``): the address (column 6)
+    # if it is exported, and the profile fields.
+    sealed_from = 6 if email else 7
     records: list[Record] = []
     append = records.append
     for lead in chunk.leads:
-        key, _email, wrapped, version, language, created_at, last_activity_at = lead[:7]
+        key, wrapped, version, language, created_at, last_activity_at = lead[:6]
         owner = _owner(key)
         record: Record = {
             "id": owner,
@@ -365,7 +365,7 @@ def records(chunk: Chunk, context: Context, vault: Vault) -> list[Record]:
             opened = data_key.decrypt_many(
                 [
                     (name.decode(), value)
-                    for name, value in zip(sealed_names, values_of(lead), strict=True)
+                    for name, value in zip(sealed_names, lead[sealed_from:], strict=True)
                 ]
             )
             submission = submissions.get(key)
@@ -376,9 +376,7 @@ def records(chunk: Chunk, context: Context, vault: Vault) -> list[Record]:
             )
             record.update(zip(opened_names, opened, strict=True))
         elif decrypts:
-            opened = open_fields(
-                wrapped, version, owner, zip(sealed_names, values_of(lead), strict=True)
-            )
+            opened = open_fields(wrapped, version, owner, sealed_names, lead[sealed_from:])
             record.update(zip(opened_names, opened, strict=True))
         append(record)
     return records

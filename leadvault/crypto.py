@@ -27,7 +27,7 @@ import secrets
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -361,17 +361,19 @@ class Vault:
         sealed_key: bytes,
         version: int,
         owner: str,
-        fields: Iterable[tuple[bytes, bytes | None]],
+        fields: Sequence[bytes],
+        sealed: Sequence[bytes | None],
     ) -> list[str | None]:
         """Unwrap a lead's data key (the two stored columns) and open several of its
-        fields at once, ``fields`` being (field name encoded, sealed value or None):
-        what ``unwrap_stored(...).decrypt_many(...)`` does, for bulk reads (an export
-        opens every field of every lead), without a DataKey and its per-field calls."""
+        fields at once: ``fields`` their names (encoded), ``sealed`` their stored
+        values (None stays None). What ``unwrap_stored(...).decrypt_many(...)`` does,
+        for bulk reads (an export opens every field of every lead), without a DataKey
+        and its per-field calls."""
         owner_aad = owner.encode()
         aead = AESGCM(self._unwrap_raw(sealed_key, version, owner, owner_aad))
         prefix = b"leadvault/field/" + owner_aad + b"/"
         opened: list[str | None] = []
-        for field, value in fields:
+        for field, value in zip(fields, sealed, strict=True):
             if value is None:
                 opened.append(None)
                 continue

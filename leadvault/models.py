@@ -20,6 +20,9 @@ from leadvault.db import Base, UTCDateTime
 
 class Lead(Base):
     __tablename__ = "leads"
+    # The console lists leads newest first, a page at a time, and exports read them
+    # oldest first; both in (created_at, id) order, walked from this index.
+    __table_args__ = (sa.Index("ix_leads_created_at_id", "created_at", "id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
     # HMAC of the normalised address: equality lookups without plaintext.
@@ -28,8 +31,7 @@ class Lead(Base):
     wrapped_key: Mapped[bytes] = mapped_column(sa.LargeBinary)
     key_version: Mapped[int] = mapped_column(sa.Integer, index=True)
     language: Mapped[str] = mapped_column(sa.String(8), default="en")
-    # Indexed: the console lists leads newest first, a page at a time.
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
     last_activity_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     attributes: Mapped[list[LeadAttribute]] = relationship(

@@ -291,3 +291,30 @@ def test_chunk_boundaries_do_not_change_the_file(app, people, preset):
         assert set(order) == {str(people["jurgen"]), str(people["mallory"])}
     else:
         assert len(rows) == 2
+
+
+def test_open_fields_opens_what_decrypt_many_opens(app):
+    """The export's bulk opening (leadvault.crypto.Vault.open_fields) checks what one
+    field at a time checks: the lead the data key belongs to and each field's name."""
+    import uuid
+
+    from leadvault.crypto import DecryptionError
+
+    vault = runtime(app).vault
+    owner = str(uuid.uuid4())
+    key, wrapped = vault.new_data_key(owner)
+    sealed = [
+        key.encrypt("email", "jürgen@bäckerei.example"),
+        None,
+        key.encrypt("attr/company", "Größe"),
+    ]
+    names = [b"email", b"attr/first_name", b"attr/company"]
+    opened = vault.open_fields(wrapped.wrapped, wrapped.version, owner, names, sealed)
+    assert opened == key.decrypt_many([(n.decode(), v) for n, v in zip(names, sealed, strict=True)])
+    assert opened == ["jürgen@bäckerei.example", None, "Größe"]
+    with pytest.raises(DecryptionError):
+        vault.open_fields(wrapped.wrapped, wrapped.version, str(uuid.uuid4()), names, sealed)
+    with pytest.raises(DecryptionError):
+        vault.open_fields(wrapped.wrapped, wrapped.version, owner, names[::-1], sealed)
+    with pytest.raises(DecryptionError, match="master key version 99"):
+        vault.open_fields(wrapped.wrapped, 99, owner, names, sealed)
