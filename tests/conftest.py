@@ -257,8 +257,11 @@ def make_app(settings_overrides: dict[str, Any], db_connection: Any) -> Iterator
         return app
 
     yield factory
+    emptied: set[str] = set()
     for app in created:
-        if db_connection is None:
+        url = runtime(app).engine.url.render_as_string()
+        if db_connection is None and url not in emptied:  # the test's apps share a database
+            emptied.add(url)
             _empty_tables(app)
         runtime(app).engine.dispose()
     clock.freeze(None)
@@ -282,11 +285,17 @@ def _empty_tables(app: Any) -> None:
     tables = [t for t in reversed(Base.metadata.sorted_tables) if t.name not in SEEDED]
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in tables)
-            connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                connection.execute(table.delete())
+            # TRUNCATE costs milliseconds a table, even an empty one (0.07 s for all of
+            # them, 0.1 s with a few rows): DELETE from the tables the test wrote to (one
+            # statement finds them), children first. Sequences go on counting, as they
+            # do after every rolled-back test: no test may count on ids.
+            probe = " UNION ALL ".join(
+                f"SELECT '{t.name}' WHERE EXISTS (SELECT 1 FROM \"{t.name}\")" for t in tables
+            )
+            used = set(connection.scalars(sa.text(probe)))
+            tables = [t for t in tables if t.name in used]
+        for table in tables:
+            connection.execute(table.delete())
         connection.execute(sa.text("DELETE FROM consent_texts WHERE version > 1"))
         connection.execute(
             sa.text("UPDATE consent_ledger_head SET last_id = 0, last_hash = :h"), {"h": "0" * 64}
