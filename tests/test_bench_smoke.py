@@ -39,6 +39,15 @@ def test_capture_bench_runs() -> None:
     assert set(cpu) == {"leadvault", "bare"} and all(ms > 0 for ms in cpu.values()), done.stdout
 
 
+def test_capture_cpu_bench_runs() -> None:
+    done = run_bench(
+        "capture_cpu.py", "--submissions", "20", "--rounds", "1", "--warmup", "5", timeout=120
+    )
+    # Exit 1 would mean a submission not answered 200 or not queued.
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "round 1: leadvault" in done.stdout and "bare / leadvault" in done.stdout
+
+
 @pytest.mark.skipif(not WRK.exists(), reason="wrk is not installed (apt-get install -y wrk)")
 @needs_gunicorn
 def test_pipeline_bench_runs() -> None:
