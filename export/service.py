@@ -224,7 +224,10 @@ def _pieces(
         records = rows.records(chunk, context, vault)
         return len(records), encode(records)
 
-    with contextlib.closing(parallel.ordered_map(work, chunks, workers=workers)) as pieces:
+    share = parallel.SHARE if workers == 1 else 0
+    with contextlib.closing(
+        parallel.ordered_map(work, chunks, workers=workers, share=share)
+    ) as pieces:
         for written, piece in pieces:
             tally[0] += written
             if piece:

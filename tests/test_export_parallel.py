@@ -49,6 +49,14 @@ def test_pieces_come_back_in_order_from_other_processes():
     assert all(_gone(pid) for pid in pids)
 
 
+def test_the_reader_takes_its_share_in_its_place():
+    answers = list(parallel.ordered_map(_pid_and, range(20), workers=1, share=4))
+    assert [square for _pid, square in answers] == [n * n for n in range(20)]
+    here = [n for n, (pid, _square) in enumerate(answers) if pid == os.getpid()]
+    assert here == [3, 7, 11, 15, 19]
+    assert len({pid for pid, _square in answers} - {os.getpid()}) == 1
+
+
 def test_workers_stop_when_the_consumer_stops():
     pieces = parallel.ordered_map(_pid_and, range(1000), workers=2)
     pids = {next(pieces)[0], next(pieces)[0]}
