@@ -1,15 +1,18 @@
 """Reading a lead selection in chunks, decrypting only what the columns need.
 
 The selection is any SQLAlchemy ``Select`` of lead ids (the admin API's
-filters build one), ordered by creation time and id. Each table the columns
-need is read by one query joined to the selection in that same order,
-streamed from a server-side cursor (``yield_per``); the queries advance
-together chunk by chunk (``_Side``), so a chunk's rows of every table arrive
-without a lookup per lead. Each chunk is decrypted with data keys unwrapped
-for that chunk only and handed on as plain records before the next chunk is
-read, so memory stays flat however many leads are exported. Core rows, not
-ORM objects: nothing piles up in the session's identity map. All queries run
-in the caller's one transaction: one snapshot.
+filters build one), ordered by creation time and id. The leads are read by one
+query joined to the selection in that order, each row carrying the lead's
+sealed profile fields (scalar subqueries); every other table the columns need
+(consents, scores, submissions) by one query in the same order, the queries
+advancing together chunk by chunk (``_Side``), so a chunk's rows of every
+table arrive without a lookup per lead. Rows are streamed (SQLite: the
+driver's own tuples, see ``_stream``), and each chunk (``Chunk``) is turned
+into plain records (``records``: data keys unwrapped for that chunk only)
+before the next is read, so memory stays flat however many leads are
+exported; ``export.parallel`` does that part in a worker process. Core rows,
+not ORM objects: nothing piles up in the session's identity map. All queries
+run in the caller's one transaction: one snapshot.
 """
 
 from __future__ import annotations
