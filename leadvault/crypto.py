@@ -27,7 +27,7 @@ import secrets
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,12 +195,39 @@ def _seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
 
 
 def _open(key: bytes, sealed: bytes, aad: bytes) -> bytes:
+    return _open_with(AESGCM(key), sealed, aad)
+
+
+def _open_with(aead: AESGCM, sealed: bytes, aad: bytes) -> bytes:
+    """Open ``nonce + ciphertext`` with a cipher already built (the one place that
+    says what a short or forged value is)."""
     if len(sealed) < _NONCE_BYTES + 16:
         raise DecryptionError("ciphertext too short")
     try:
-        return AESGCM(key).decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], aad)
+        return aead.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], aad)
     except InvalidTag:
         raise DecryptionError("ciphertext does not match its key or context") from None
+
+
+def _open_fields(
+    aead: AESGCM, prefix: bytes, fields: Iterable[bytes], sealed: Iterable[bytes | None]
+) -> list[str | None]:
+    """Several fields of one owner (``prefix``: the owner's part of their associated
+    data); None stays None. :func:`_open_with` written out in the loop: a call per
+    field costs a bulk export ~10 % of its decryption."""
+    opened: list[str | None] = []
+    for field, value in zip(fields, sealed, strict=True):
+        if value is None:
+            opened.append(None)
+            continue
+        if len(value) < _NONCE_BYTES + 16:
+            raise DecryptionError("ciphertext too short")
+        try:
+            plain = aead.decrypt(value[:_NONCE_BYTES], value[_NONCE_BYTES:], prefix + field)
+        except InvalidTag:
+            raise DecryptionError("ciphertext does not match its key or context") from None
+        opened.append(plain.decode("utf-8"))
+    return opened
 
 
 def _key_aad(owner: uuid.UUID | str) -> bytes:
@@ -243,35 +270,15 @@ class DataKey:
 
     def decrypt(self, field: str, sealed: bytes) -> str:
         aead, prefix = self._cipher()
-        if len(sealed) < _NONCE_BYTES + 16:
-            raise DecryptionError("ciphertext too short")
-        try:
-            plain = aead.decrypt(
-                sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], prefix + field.encode()
-            )
-        except InvalidTag:
-            raise DecryptionError("ciphertext does not match its key or context") from None
-        return plain.decode("utf-8")
+        return _open_with(aead, sealed, prefix + field.encode()).decode("utf-8")
 
     def decrypt_many(self, sealed: Sequence[tuple[str, bytes | None]]) -> list[str | None]:
         """Open several fields of this key's owner at once (bulk exports read every
         field of every lead: one call instead of one per field); None stays None."""
         aead, prefix = self._cipher()
-        opened: list[str | None] = []
-        for field, value in sealed:
-            if value is None:
-                opened.append(None)
-                continue
-            if len(value) < _NONCE_BYTES + 16:
-                raise DecryptionError("ciphertext too short")
-            try:
-                plain = aead.decrypt(
-                    value[:_NONCE_BYTES], value[_NONCE_BYTES:], prefix + field.encode()
-                )
-            except InvalidTag:
-                raise DecryptionError("ciphertext does not match its key or context") from None
-            opened.append(plain.decode("utf-8"))
-        return opened
+        return _open_fields(
+            aead, prefix, [field.encode() for field, _ in sealed], [value for _, value in sealed]
+        )
 
     def encrypt_json(self, field: str, value: Any) -> bytes:
         return self.encrypt(field, json.dumps(value, separators=(",", ":"), sort_keys=True))
@@ -346,15 +353,7 @@ class Vault:
             master = self.keyring.master_keys.get(version)
         if master is None:
             raise DecryptionError(f"master key version {version} is not in the key ring")
-        if len(sealed) < _NONCE_BYTES + 16:
-            raise DecryptionError("ciphertext too short")
-        try:
-            raw = self._master(version, master).decrypt(
-                sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _key_aad(owner)
-            )
-        except InvalidTag:
-            raise DecryptionError("ciphertext does not match its key or context") from None
-        return DataKey(raw, owner)
+        return DataKey(_open_with(self._master(version, master), sealed, _key_aad(owner)), owner)
 
     def open_fields(
         self,
@@ -371,33 +370,13 @@ class Vault:
         and its per-field calls."""
         owner_aad = owner.encode()
         aead = AESGCM(self._unwrap_raw(sealed_key, version, owner, owner_aad))
-        prefix = b"leadvault/field/" + owner_aad + b"/"
-        opened: list[str | None] = []
-        for field, value in zip(fields, sealed, strict=True):
-            if value is None:
-                opened.append(None)
-                continue
-            if len(value) < _NONCE_BYTES + 16:
-                raise DecryptionError("ciphertext too short")
-            try:
-                plain = aead.decrypt(value[:_NONCE_BYTES], value[_NONCE_BYTES:], prefix + field)
-            except InvalidTag:
-                raise DecryptionError("ciphertext does not match its key or context") from None
-            opened.append(plain.decode("utf-8"))
-        return opened
+        return _open_fields(aead, b"leadvault/field/" + owner_aad + b"/", fields, sealed)
 
     def _unwrap_raw(self, sealed: bytes, version: int, owner: str, owner_aad: bytes) -> bytes:
         master = self.keyring.master_keys.get(version)
         if master is None:
             return self.unwrap_stored(sealed, version, owner)._key
-        if len(sealed) < _NONCE_BYTES + 16:
-            raise DecryptionError("ciphertext too short")
-        try:
-            return self._master(version, master).decrypt(
-                sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], b"leadvault/data-key/" + owner_aad
-            )
-        except InvalidTag:
-            raise DecryptionError("ciphertext does not match its key or context") from None
+        return _open_with(self._master(version, master), sealed, b"leadvault/data-key/" + owner_aad)
 
     def rewrap(self, wrapped: WrappedKey, owner: uuid.UUID | str) -> WrappedKey:
         data_key = self.unwrap(wrapped, owner)

@@ -80,6 +80,31 @@ def test_decrypt_many_opens_each_field_bound_to_owner_and_field(vault):
         vault.unwrap_stored(wrapped.wrapped, wrapped.version, str(lead_b))
 
 
+def test_open_fields_checks_as_much_as_the_data_key_does(vault):
+    """The export's one-call path: key unwrapped and fields opened from the stored columns."""
+    lead_a, lead_b = str(uuid.uuid4()), str(uuid.uuid4())
+    key, wrapped = vault.new_data_key(lead_a)
+    email, name = key.encrypt("email", "ada@example.org"), key.encrypt("attr/first_name", "Ada")
+    names = [b"email", b"attr/company", b"attr/first_name"]
+    stored = wrapped.wrapped, wrapped.version
+    assert vault.open_fields(*stored, lead_a, names, [email, None, name]) == [
+        "ada@example.org",
+        None,
+        "Ada",
+    ]
+    for owner, sealed in [
+        (lead_a, [name, None, email]),  # fields swapped
+        (lead_b, [email, None, name]),  # the wrapped key is bound to its owner
+        (lead_a, [email[:-1] + bytes([email[-1] ^ 1]), None, name]),  # tampered
+        (lead_a, [b"short", None, name]),
+    ]:
+        with pytest.raises(DecryptionError):
+            vault.open_fields(*stored, owner, names, sealed)
+    with pytest.raises(DecryptionError):  # a tampered data key
+        forged = stored[0][:-1] + bytes([stored[0][-1] ^ 1])
+        vault.open_fields(forged, stored[1], lead_a, names, [email, None, name])
+
+
 def test_encryption_is_randomised(vault):
     key, _wrapped = vault.new_data_key(uuid.uuid4())
     first, second = key.encrypt("email", "ada@example.org"), key.encrypt("email", "ada@example.org")
