@@ -144,7 +144,10 @@ def ordered_map(
                 waiting.append((None, work(item)))
                 continue
             pipe = pipes[sent % workers]
-            pipe.send(item)
+            try:
+                pipe.send(item)
+            except OSError:  # BrokenPipeError: the worker is gone (killed, out of memory)
+                raise WorkerFailed("an export worker process ended without an answer") from None
             sent += 1
             waiting.append((pipe, None))
         while waiting:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -17,16 +20,41 @@ from leadvault.db import read_only
 from leadvault.models import Lead
 from tests.test_exports import people  # noqa: F401 (fixture)
 
+_ON_ITS_OWN = "test_this_file_in_a_process_of_its_own"
+
 
 @pytest.fixture(autouse=True)
-def _can_fork():
+def _can_fork(request: pytest.FixtureRequest):
+    if request.node.name == _ON_ITS_OWN:
+        yield
+        return
     if not parallel.available():
         # Forking with other threads running is refused (the export then runs in one
         # process, see test_a_process_with_threads_does_not_fork); something in this
-        # test session left a thread running, so the pool cannot be tested here.
-        pytest.skip(f"{threading.active_count()} threads running: run this file on its own")
+        # test session left a thread running, so the tests run in a pytest of their own
+        # (test_this_file_in_a_process_of_its_own).
+        pytest.skip(f"{threading.active_count()} threads running: run in a process of its own")
     yield
     assert multiprocessing.active_children() == []
+
+
+def test_this_file_in_a_process_of_its_own():
+    """A full test run leaves threads running (browser, SMTP sinks), and a process with
+    threads does not fork: the pool is then tested by this file in a fresh pytest,
+    on the same databases, so that CI exercises it."""
+    if parallel.available():
+        pytest.skip("this process can fork: the tests of this file run in it")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    summary = result.stdout[-4000:] + result.stderr[-2000:]
+    assert result.returncode == 0, summary
+    assert " passed" in summary and " skipped" in summary, summary  # this test skips there
 
 
 def _gone(pid: int) -> bool:
