@@ -4,7 +4,12 @@
 
 1. A fresh instance (``leadvault db upgrade``) gets ``--leads`` leads with real
    wrapped data keys, a sealed address, first and last name and company, and
-   a granted newsletter (half also ``sales_contact``), inserted in bulk.
+   a granted newsletter (half also ``sales_contact``), inserted in bulk. Nine
+   in ten also get a scoring state (``lead_scores``) as the worker writes one
+   at a lead's first form submission: first form, UTM source and campaign
+   where the submission had them, a decayed score, a fit grade, a stage (most
+   ``new``, some ``mql`` … ``won``, since a later date); the tenth stands for
+   contacts imported without any event (no row, empty score columns).
 2. Each export runs in a process of its own (so its memory is its own): the
    ``--small`` first leads and then all of them, as CSV (default columns:
    every field decrypted, consent, stage, score) and as XLSX (constant-memory
@@ -37,6 +42,7 @@ import csv
 import datetime as dt
 import json
 import os
+import random
 import resource
 import shutil
 import subprocess
@@ -57,6 +63,12 @@ TARGET_CSV_ROWS_S = 50_000
 TARGET_RSS_MB = 30.0
 TARGET_DELIVERIES_S = 300
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+FORMS = ("k3J9xQ2mVb", "p8Lw4Zr1Tc", "f0Hs7Ny5Ue", "a6Dq2Mx8Wg")
+UTM_SOURCES = ("google", "newsletter", "linkedin", "partner", None)
+UTM_CAMPAIGNS = ("spring-webinar", "whitepaper-2026", "retargeting", None, None)
+# Where leads are in the lifecycle (the share that got at least that far), as in
+# bench/console.py.
+STAGES = (("mql", 0.40), ("sal", 0.15), ("sql", 0.05), ("won", 0.02))
 
 RECEIVER = r"""
 import sys, threading
@@ -86,11 +98,40 @@ ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 """
 
 
+def score_state(rng: random.Random, lead_id: uuid.UUID, created: dt.datetime) -> dict:
+    """A lead's scoring state as the product leaves it after some activity."""
+    stage = "new"
+    roll = rng.random()
+    for name, share in STAGES:
+        if roll < share:
+            stage = name
+    return {
+        "lead_id": lead_id,
+        "score": rng.uniform(0, 120),
+        "as_of": created + dt.timedelta(hours=rng.uniform(0, 240)),
+        "fit_points": rng.uniform(0, 40),
+        "fit_grade": rng.choice("ABCD"),
+        "suspect": rng.random() < 0.03,
+        "flags": [],
+        "stage": stage,
+        "stage_changed_at": created + dt.timedelta(hours=rng.uniform(0, 96)),
+        "first_form": rng.choice(FORMS),
+        "utm_source": rng.choice(UTM_SOURCES),
+        "utm_campaign": rng.choice(UTM_CAMPAIGNS),
+        "enrichment_pending": False,
+        "enrichment_cost": 0.0,
+        "rules_version": 0,
+        "updated_at": created,
+    }
+
+
 def seed(app, count: int) -> None:
-    """Leads with sealed fields and consents, inserted in bulk (real keys)."""
+    """Leads with sealed fields, consents and (nine in ten) scoring states, inserted in
+    bulk (real keys)."""
     from consent.models import Consent
     from leadvault.app import runtime
     from leadvault.models import Lead, LeadAttribute
+    from scoring.models import LeadScore
 
     rt = runtime(app)
     vault = rt.vault
@@ -101,10 +142,11 @@ def seed(app, count: int) -> None:
             )
             for p in ("newsletter", "sales_contact")
         }
+    rng = random.Random(14)
     chunk = 5000
     with rt.engine.begin() as conn:
         for start in range(0, count, chunk):
-            leads, attributes, consents = [], [], []
+            leads, attributes, consents, states = [], [], [], []
             for n in range(start, min(start + chunk, count)):
                 lead_id = uuid.uuid4()
                 email = f"lead{n}@bench.example"
@@ -135,6 +177,8 @@ def seed(app, count: int) -> None:
                             "updated_at": created,
                         }
                     )
+                if n % 10:
+                    states.append(score_state(rng, lead_id, created))
                 for purpose in ("newsletter", "sales_contact") if n % 2 else ("newsletter",):
                     consents.append(
                         {
@@ -149,6 +193,8 @@ def seed(app, count: int) -> None:
             conn.execute(sa.insert(Lead.__table__), leads)
             conn.execute(sa.insert(LeadAttribute.__table__), attributes)
             conn.execute(sa.insert(Consent.__table__), consents)
+            if states:
+                conn.execute(sa.insert(LeadScore.__table__), states)
 
 
 def _peak_rss_kb() -> int:

@@ -191,13 +191,21 @@ def _scores_query(chosen: sa.Subquery) -> sa.Select[Any]:
 def _scores(
     rows: Sequence[Any], half_life: float, now: dt.datetime, text_dates: bool
 ) -> dict[Any, Record]:
-    from scoring.scores import score_at
+    from scoring.scores import decay, score_at
 
+    # SQLite's stored text is UTC: its age is taken from naive datetimes (the same
+    # seconds as ``score_at`` with aware ones, without a ``replace`` per lead).
+    naive_now = now.astimezone(dt.UTC).replace(tzinfo=None)
+    fromisoformat = _fromisoformat
     out: dict[Any, Record] = {}
     for row in rows:
         key, score, as_of, stage, changed, grade, points, suspect, form, source, campaign = row
+        if type(as_of) is str:
+            decayed = decay(score, (naive_now - fromisoformat(as_of)).total_seconds(), half_life)
+        else:
+            decayed = score_at(score, _utc(as_of), now, half_life)  # type: ignore[arg-type]
         out[key] = {
-            "score": round(score_at(score, _utc(as_of), now, half_life), 1),  # type: ignore[arg-type]
+            "score": round(decayed, 1),
             "stage": stage,
             "stage_changed_at": changed if text_dates else _utc(changed),
             "fit_grade": grade,

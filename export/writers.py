@@ -134,6 +134,60 @@ def _csv_formatter(field: Field, decimal_comma: bool) -> Callable[[Record], str]
     return lambda record: _csv_cell(get(record), kind, decimal_comma)
 
 
+def _row_maker(fields: Sequence[Field], decimal_comma: bool) -> Callable[[Record], list[str]]:
+    """One function turning a record into its row of cell texts, written for this column
+    list: every cell is an expression in it (the same cell functions as
+    :func:`_csv_formatter`'s, so the same text), each consent state is looked up once
+    per row, not once per cell. A function call per cell cost a fifth of the formatting
+    (24 columns, millions of cells); dataclasses and namedtuple generate code the same
+    way. Only column keys and field names (``repr``) go into the source, never a value."""
+    names: dict[str, Any] = {"T": _text_cell, "W": _when_cell, "K": _csv_cell, "DC": decimal_comma}
+    prelude = ["    get = record.get"]
+    states: dict[str, str] = {}
+
+    def state(purpose: str) -> str:
+        if not states:
+            prelude.append('    consents = record["consents"]')
+        if purpose not in states:
+            states[purpose] = f"s{len(states)}"
+            prelude.append(f"    {states[purpose]} = consents.get({purpose!r})")
+        return states[purpose]
+
+    cells: list[str] = []
+    for number, field in enumerate(fields):
+        column, kind = field.column, field.kind
+        cell = "W" if kind == Kind.DATETIME else "T"
+        source = column.source if column is not None else None
+        simple = column is not None and kind in {Kind.TEXT, Kind.LABEL, Kind.DATETIME}
+        if simple and source in {Source.LEAD, Source.EMAIL}:
+            cells.append(f"{cell}(get({column.key!r}))")  # type: ignore[union-attr]
+        elif simple and source == Source.ATTRIBUTE:
+            cells.append(f"{cell}(get({column.field!r}))")  # type: ignore[union-attr]
+        elif simple and source == Source.SCORE:
+            if '    scores = record["scores"]' not in prelude:
+                prelude.append('    scores = record["scores"]')
+            cells.append(f"{cell}(scores.get({column.field!r}))")  # type: ignore[union-attr]
+        elif simple and source == Source.CONSENT and column.part == "date":  # type: ignore[union-attr]
+            var = state(column.field)  # type: ignore[union-attr]
+            cells.append(f'("" if {var} is None or {var}.date is None else {cell}({var}.date))')
+        elif simple and source == Source.CONSENT and column.part == "":  # type: ignore[union-attr]
+            var = state(column.field)  # type: ignore[union-attr]
+            names[f"none{number}"] = _text_cell("none") if cell == "T" else _when_cell("none")
+            cells.append(f"(none{number} if {var} is None else {cell}({var}.status))")
+        elif source == Source.CONSENT and column.part == "version":  # type: ignore[union-attr]
+            var = state(column.field)  # type: ignore[union-attr]
+            names[f"kind{number}"] = kind
+            cells.append(f'("" if {var} is None else K({var}.version, kind{number}, DC))')
+        else:
+            names[f"f{number}"] = _csv_formatter(field, decimal_comma)
+            cells.append(f"f{number}(record)")
+    source_text = "\n".join(
+        ["def row(record):", *prelude, "    return [", *(f"        {c}," for c in cells), "    ]"]
+    )
+    exec(compile(source_text, "<export.writers row>", "exec"), names)  # noqa: S102
+    return names["row"]  # type: ignore[no-any-return]
+
+
 def csv_header(fields: Sequence[Field], *, dialect: str = "excel") -> bytes:
     """The CSV file's first piece: the BOM (``excel-de``) and the header line."""
     if dialect not in DIALECTS:
@@ -154,12 +208,12 @@ def csv_encoder(
     german = dialect == "excel-de"
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=";" if german else ",", lineterminator="\r\n")
-    cells = [_csv_formatter(f, german) for f in fields]
+    row = _row_maker(fields, german)
 
     def encode(records: list[Record]) -> bytes:
         buffer.seek(0)
         buffer.truncate()
-        writer.writerows([cell(record) for cell in cells] for record in records)
+        writer.writerows(map(row, records))
         return buffer.getvalue().encode("utf-8")
 
     return encode
