@@ -201,12 +201,28 @@ def _peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _current_rss_kb() -> int:
+def _status_kb(key: str) -> int:
     with Path("/proc/self/status").open(encoding="ascii") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key):
                 return int(line.split()[1])
     return _peak_rss_kb()
+
+
+def _current_rss_kb() -> int:
+    return _status_kb("VmRSS:")
+
+
+def _reset_peak_rss() -> bool:
+    """Start this process's peak resident memory (VmHWM) afresh at its present size, so
+    the peak read after the export is the export's own: the lifetime peak
+    (``ru_maxrss``) also holds start-up's, higher than the export's when the
+    application's set-up used more memory for a moment than it kept."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def _pss_kb(pid: int | str = "self") -> int:
@@ -234,10 +250,11 @@ def _tree_pss_kb(pid: int) -> int:
 
 def child(env_json: str, format_: str, rows: int, target: str) -> None:
     """One export in this process (CSV with the CLI's default worker processes); prints
-    rows, seconds and memory (JSON): the peak RSS growth of this process (its peak
-    resident memory after the export minus its resident memory just before, so a
-    peak from start-up cannot hide the export's own), the largest worker's peak RSS,
-    and this process's PSS just before (the parent samples the tree's PSS)."""
+    rows, seconds, CPU seconds (this process's, its workers') and memory (JSON): the
+    peak RSS growth of this process (its peak resident memory during the export, the
+    peak reset when the export starts, minus its resident memory just before), the
+    largest worker's peak RSS, and this process's PSS just before (the parent samples
+    the tree's PSS)."""
     from export import parallel, service
     from leadvault.app import create_app, runtime
     from leadvault.db import read_only
@@ -252,14 +269,18 @@ def child(env_json: str, format_: str, rows: int, target: str) -> None:
         plan = service.prepare(session, format=format_)
         session.execute(sa.select(sa.func.count()).select_from(Lead)).scalar()
         workers = parallel.default_workers() if format_ == "csv" else 0
+        fresh_peak = _reset_peak_rss()
         before = _current_rss_kb()
         before_pss = _pss_kb()
         print("started", flush=True)
         started = time.perf_counter()
+        cpu_started = time.process_time()
         written = service.write(session, selection, plan, target, workers=workers)
         took = time.perf_counter() - started
-        after = _peak_rss_kb()
-    worker_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if workers else 0
+        cpu = time.process_time() - cpu_started
+        after = _status_kb("VmHWM:") if fresh_peak else _peak_rss_kb()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    worker_peak = children.ru_maxrss if workers else 0
     print(
         json.dumps(
             {
@@ -269,6 +290,8 @@ def child(env_json: str, format_: str, rows: int, target: str) -> None:
                 "pss_before_kb": before_pss,
                 "workers": workers,
                 "worker_peak_rss_kb": worker_peak,
+                "cpu_seconds": cpu,
+                "worker_cpu_seconds": children.ru_utime + children.ru_stime,
             }
         )
     )
@@ -388,7 +411,10 @@ def report_exports(env: dict[str, str], args: argparse.Namespace, tmp: Path) -> 
             bare = timed_bare_csv(rows, tmp)
             print(
                 f"{format_:4} {rows:>7} rows, {result['workers']} workers: "
-                f"{rows / result['seconds']:>8.0f} rows/s ({result['seconds']:.2f} s), "
+                f"{rows / result['seconds']:>8.0f} rows/s ({result['seconds']:.2f} s; CPU "
+                f"{result['cpu_seconds']:.2f} s"
+                + (f" + workers {result['worker_cpu_seconds']:.2f} s" if result["workers"] else "")
+                + "), "
                 f"peak RSS growth {result['growth_kb'] / 1024:.1f} MB, process tree PSS growth "
                 f"{result['tree_pss_growth_kb'] / 1024:.1f} MB"
                 + (
