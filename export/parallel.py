@@ -37,8 +37,9 @@ from typing import Any
 # worker always has the next chunk when it finishes one, few enough to keep memory flat.
 AHEAD = 2
 # With one worker, the reader decrypts and formats one chunk in SHARE itself: reading
-# took ~14 us a lead and the worker's part ~16 us (200 000 leads, SQLite), so the
-# worker set the pace while the reader waited; one in 12 evens them out.
+# took ~13.5 us a lead and the worker's part ~16.8 us (200 000 leads with scoring
+# states, SQLite), so the worker set the pace while the reader waited; one in 12
+# about evens them out.
 SHARE = 12
 _STOP = None
 

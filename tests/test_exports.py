@@ -318,3 +318,80 @@ def test_open_fields_opens_what_decrypt_many_opens(app):
         vault.open_fields(wrapped.wrapped, wrapped.version, owner, names[::-1], sealed)
     with pytest.raises(DecryptionError, match="master key version 99"):
         vault.open_fields(wrapped.wrapped, 99, owner, names, sealed)
+
+
+def test_a_lead_without_scoring_state_has_empty_score_columns(app, people):
+    """The scoring state comes with the lead's row (an outer join): a lead without one
+    (an imported contact with no event yet) is still exported, its score columns empty,
+    and the others keep theirs."""
+    from scoring.models import LeadScore
+
+    with uow(app) as s:
+        s.execute(sa.delete(LeadScore).where(LeadScore.lead_id == people["nora"]))
+        s.execute(
+            sa.update(LeadScore)
+            .where(LeadScore.lead_id == people["jurgen"])
+            .values(stage="mql", fit_grade="B", utm_source="=cmd|' /C calc'!A0")
+        )
+    data = export_bytes(app, format="csv", columns="id,stage,grade,score,utm_source,company")
+    by_id = {row["id"]: row for row in csv.DictReader(io.StringIO(data.decode("utf-8")))}
+    nora = by_id[str(people["nora"])]
+    assert (nora["stage"], nora["grade"], nora["score"], nora["utm_source"]) == ("", "", "", "")
+    jurgen = by_id[str(people["jurgen"])]
+    assert (jurgen["stage"], jurgen["grade"]) == ("mql", "B")
+    assert jurgen["utm_source"] == "'=cmd|' /C calc'!A0"
+    assert float(jurgen["score"]) >= 0 and jurgen["company"] == "Bäckerei Größe"
+
+
+@pytest.mark.parametrize("decimal_comma", [False, True])
+def test_generated_csv_rows_match_the_cell_formatters(decimal_comma):
+    """The row function written per column list (writers._row_maker) gives each cell the
+    text its column's own formatter gives, for every kind of column and value."""
+    from export import columns, rows, writers
+
+    fields = writers.fields_of(
+        [
+            *columns.FIXED.values(),
+            *columns.consent_columns("newsletter"),
+            *columns.consent_columns("sales_contact"),
+        ]
+    )
+    fields.append(writers.Field("Custom", columns.Kind.NUMBER, lambda r: 2.5))
+    when = dt.datetime(2026, 3, 2, 9, 0, 1, tzinfo=dt.UTC)
+    records = [
+        {"id": "a", "consents": {}, "scores": {}},
+        {
+            "id": "b",
+            "email": "=x@y.example",
+            "first_name": "Jürgen",
+            "company": "+1",
+            "language": "de",
+            "created_at": "2026-03-02 09:00:00.123456",
+            "last_activity_at": when,
+            "scores": {
+                "score": 12.5,
+                "stage": "mql",
+                "stage_changed_at": when,
+                "fit_grade": "A",
+                "fit_points": 3.0,
+                "suspect": True,
+                "first_form": "f1",
+                "utm_source": "-s",
+                "utm_campaign": None,
+            },
+            "consents": {
+                "newsletter": rows.ConsentState("granted", "2026-03-02 09:00:00.5", 2),
+                "sales_contact": rows.ConsentState("withdrawn", None, None),
+            },
+            "source": {"utm_medium": "@m", "referrer": "https://x.example/"},
+        },
+        {
+            "id": "c",
+            "consents": {"sales_contact": rows.ConsentState("pending", when, 1)},
+            "scores": {"score": 0.0, "suspect": False},
+        },
+    ]
+    row = writers._row_maker(fields, decimal_comma)
+    formatters = [writers._csv_formatter(f, decimal_comma) for f in fields]
+    for record in records:
+        assert row(record) == [cell(record) for cell in formatters]
