@@ -26,8 +26,10 @@ import collections
 import gc
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection
@@ -76,16 +78,23 @@ def _serve(conn: Connection, work: Callable[[Any], Any], parents: list[Connectio
     def receive() -> None:
         # Items are taken off the pipe as they come, so the parent's send never waits
         # for this worker to finish its current item (while the parent waits for that
-        # item's answer: a deadlock with both pipes full).
+        # item's answer: a deadlock with both pipes full). Only the bytes: the main
+        # thread unpickles them, so this one needs the GIL just to read.
         try:
-            while (item := conn.recv()) is not _STOP:
-                inbox.put(item)
+            while True:
+                inbox.put(conn.recv_bytes())
         except (EOFError, OSError):
             pass
         inbox.put(_STOP)
 
+    # The receiving thread takes the GIL for every piece of an item it reads off the
+    # pipe (the pipe holds a fraction of an item), and the main thread, working, gives it
+    # up only every switch interval (5 ms by default): meanwhile the parent's send
+    # waited, and reader and worker were both idle a quarter of the export.
+    sys.setswitchinterval(0.0005)
     threading.Thread(target=receive, daemon=True).start()
-    while (item := inbox.get()) is not _STOP:
+    # What Connection.recv would unpickle: items from the parent that forked this worker.
+    while (data := inbox.get()) is not _STOP and (item := pickle.loads(data)) is not _STOP:  # noqa: S301
         try:
             answer: tuple[str, Any] = ("ok", work(item))
         except Exception as exc:  # handed to the parent, which raises it
