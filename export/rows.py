@@ -29,7 +29,6 @@ from sqlalchemy.orm import Session
 from export.columns import Column, Source
 from leadvault import clock
 from leadvault.crypto import Vault
-from leadvault.db import vault_of
 from leadvault.models import Lead, LeadAttribute
 
 # Leads per chunk. With a worker process, up to 2 x AHEAD chunks are in flight (being
@@ -508,24 +507,6 @@ def _chunks(
             consents=consents.take(keys) if consents else [],
             submissions=submissions.take(keys) if submissions else [],
         )
-
-
-def stream(
-    session: Session,
-    selection: sa.Select[Any],
-    columns: Sequence[Column],
-    *,
-    require: str | None = None,
-    chunk_size: int = CHUNK,
-    text_dates: bool = False,
-) -> Iterator[list[Record]]:
-    """Chunks of records for the selected leads (see :func:`read`), in this process."""
-    context, chunks = read(
-        session, selection, columns, require=require, chunk_size=chunk_size, text_dates=text_dates
-    )
-    vault = vault_of(session)
-    for chunk in chunks:
-        yield records(chunk, context, vault)
 
 
 def getter(column: Column) -> Callable[[Record], Any]:

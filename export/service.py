@@ -169,6 +169,19 @@ def count(session: Session, selection: sa.Select[Any]) -> int:
     return rows.count(session, selection)
 
 
+def _read(
+    session: Session, selection: sa.Select[Any], export: Export, chunk_size: int
+) -> tuple[rows.Context, Iterator[rows.Chunk]]:
+    return rows.read(
+        session,
+        selection,
+        export.columns,
+        require=export.require,
+        chunk_size=chunk_size,
+        text_dates=export.prints_dates_only,
+    )
+
+
 def _chunks(
     session: Session,
     selection: sa.Select[Any],
@@ -178,14 +191,10 @@ def _chunks(
     on_chunk: Callable[[int], None] | None,
     chunk_size: int,
 ) -> Iterator[list[rows.Record]]:
-    for records in rows.stream(
-        session,
-        selection,
-        export.columns,
-        require=export.require,
-        chunk_size=chunk_size,
-        text_dates=export.prints_dates_only,
-    ):
+    context, chunks = _read(session, selection, export, chunk_size)
+    vault = vault_of(session)
+    for chunk in chunks:
+        records = rows.records(chunk, context, vault)
         tally[0] += len(records)
         yield records
         if on_chunk is not None:
@@ -205,14 +214,7 @@ def _pieces(
     """The CSV or NDJSON file in pieces, each chunk's rows decrypted and formatted in
     this process or, with ``workers``, in worker processes (``export.parallel``)
     while this one reads on."""
-    context, chunks = rows.read(
-        session,
-        selection,
-        export.columns,
-        require=export.require,
-        chunk_size=chunk_size,
-        text_dates=export.prints_dates_only,
-    )
+    context, chunks = _read(session, selection, export, chunk_size)
     vault = vault_of(session)
     if export.format == "csv":
         encode = writers.csv_encoder(export.fields, dialect=export.dialect)
