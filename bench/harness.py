@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import itertools
 import os
 import signal
 import socket
@@ -9,7 +11,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 BIN_DIR = Path(sys.executable).parent
 
@@ -140,3 +145,35 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
         self._log.close()
+
+
+class Counted:
+    """SQL statements run through an engine, in all and by kind ("INSERT leads")."""
+
+    def __init__(self, engine: Any) -> None:
+        import sqlalchemy as sa  # here, not at the top: the scripts set sys.path first
+
+        self.statements = 0
+        self.kinds: collections.Counter[str] = collections.Counter()
+        sa.event.listen(engine, "before_cursor_execute", self._count)
+
+    def _count(self, _connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self.statements += 1
+        # "INSERT INTO leads", "SELECT … FROM rule_sets": what kind of statement on what.
+        words = statement.split()
+        table = next((w for p, w in itertools.pairwise(words) if p in _TABLE_AFTER), "")
+        self.kinds[f"{words[0] if words else ''} {table}"] += 1
+
+
+_TABLE_AFTER = frozenset({"INTO", "FROM", "UPDATE", "into", "from", "update"})
+
+
+@contextmanager
+def measured(counter: Counted | None, into: dict[str, float]) -> Iterator[None]:
+    """CPU and wall seconds of the block, and the statements ``counter`` saw in it."""
+    statements = counter.statements if counter else 0
+    cpu, wall = time.process_time(), time.perf_counter()
+    yield
+    into["cpu"] = time.process_time() - cpu
+    into["wall"] = time.perf_counter() - wall
+    into["statements"] = (counter.statements - statements) if counter else 0

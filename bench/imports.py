@@ -24,28 +24,22 @@ ledger does not verify. ``--profile`` writes a cProfile of the real run.
 from __future__ import annotations
 
 import argparse
-import collections
 import cProfile
 import csv
 import datetime as dt
 import io
-import itertools
 import shutil
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from harness import BenchError, bench_env, run_cli
+from harness import BenchError, Counted, bench_env, measured, run_cli
 from load import bench_database
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
 
-import sqlalchemy as sa  # noqa: E402
 
 HEADER = [
     "email",
@@ -90,34 +84,6 @@ def make_file(count: int) -> tuple[bytes, int, int, int]:
             )
             plain += 1
     return buffer.getvalue().encode(), proof, plain, bad
-
-
-class Counted:
-    """SQL statements run through an engine, by kind ("INSERT leads")."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self.statements = 0
-        self.kinds: collections.Counter[str] = collections.Counter()
-        sa.event.listen(engine, "before_cursor_execute", self._count)
-
-    def _count(self, _connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        self.statements += 1
-        words = statement.split()
-        table = next((w for p, w in itertools.pairwise(words) if p in _TABLE_AFTER), "")
-        self.kinds[f"{words[0] if words else ''} {table}"] += 1
-
-
-_TABLE_AFTER = frozenset({"INTO", "FROM", "UPDATE", "into", "from", "update"})
-
-
-@contextmanager
-def measured(counter: Counted | None, into: dict[str, float]) -> Iterator[None]:
-    statements = counter.statements if counter else 0
-    cpu, wall = time.process_time(), time.perf_counter()
-    yield
-    into["cpu"] = time.process_time() - cpu
-    into["wall"] = time.perf_counter() - wall
-    into["statements"] = (counter.statements - statements) if counter else 0
 
 
 def parse_only(data: bytes) -> int:

@@ -25,21 +25,18 @@ writes a cProfile of the inbox stage, ``--profile-mail`` one of the mail stage.
 from __future__ import annotations
 
 import argparse
-import collections
 import cProfile
-import itertools
 import multiprocessing
 import shutil
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import BenchError, bench_env, free_port, run_cli
+from harness import BenchError, Counted, bench_env, free_port, measured, run_cli
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
@@ -85,35 +82,6 @@ def _serve(port: int, count: Any, ready: Any, stop: Any) -> None:
     ready.set()
     stop.wait()
     controller.stop()
-
-
-class Counted:
-    """SQL statements run through an engine while ``counting``."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self.statements = 0
-        self.kinds: collections.Counter[str] = collections.Counter()
-        sa.event.listen(engine, "before_cursor_execute", self._count)
-
-    def _count(self, _connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        self.statements += 1
-        # "INSERT INTO leads", "SELECT … FROM rule_sets": what kind of statement on what.
-        words = statement.split()
-        table = next((w for p, w in itertools.pairwise(words) if p in _TABLE_AFTER), "")
-        self.kinds[f"{words[0] if words else ''} {table}"] += 1
-
-
-_TABLE_AFTER = frozenset({"INTO", "FROM", "UPDATE", "into", "from", "update"})
-
-
-@contextmanager
-def measured(counter: Counted, into: dict[str, float]) -> Iterator[None]:
-    statements = counter.statements
-    cpu, wall = time.process_time(), time.perf_counter()
-    yield
-    into["cpu"] = time.process_time() - cpu
-    into["wall"] = time.perf_counter() - wall
-    into["statements"] = counter.statements - statements
 
 
 def queue_submissions(app: Any, form_id: str, count: int) -> None:
