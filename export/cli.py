@@ -321,27 +321,36 @@ def export_command(
         except service.ExportError as exc:
             raise click.UsageError(str(exc)) from None
         total = service.count(session, selection)
-        with click.progressbar(
-            length=total, label="Exporting", file=sys.stderr if to_stdout else None
-        ) as bar:
-            if to_stdout and format_ == "xlsx":
-                with tempfile.TemporaryDirectory() as folder:
-                    path = Path(folder) / "leads.xlsx"
+        try:
+            with click.progressbar(
+                length=total, label="Exporting", file=sys.stderr if to_stdout else None
+            ) as bar:
+                if to_stdout and format_ == "xlsx":
+                    with tempfile.TemporaryDirectory() as folder:
+                        path = Path(folder) / "leads.xlsx"
+                        written = service.write(
+                            session, selection, plan, path, filters=filters, on_chunk=bar.update
+                        )
+                        sys.stdout.buffer.write(path.read_bytes())
+                else:
+                    target = sys.stdout.buffer if to_stdout else output
                     written = service.write(
-                        session, selection, plan, path, filters=filters, on_chunk=bar.update
+                        session,
+                        selection,
+                        plan,
+                        target,
+                        filters=filters,
+                        on_chunk=bar.update,
+                        workers=parallel.default_workers() if workers is None else workers,
                     )
-                    sys.stdout.buffer.write(path.read_bytes())
-            else:
-                target = sys.stdout.buffer if to_stdout else output
-                written = service.write(
-                    session,
-                    selection,
-                    plan,
-                    target,
-                    filters=filters,
-                    on_chunk=bar.update,
-                    workers=parallel.default_workers() if workers is None else workers,
-                )
+        except parallel.WorkerFailed as exc:  # killed, out of memory
+            raise click.ClickException(f"the export stopped: {exc}; nothing was recorded") from None
+        except OSError as exc:  # disk full, a closed pipe, no permission
+            where = "standard output" if to_stdout else output
+            raise click.ClickException(
+                f"could not write to {where}: {exc.strerror or exc}; the export stopped"
+                " and nothing was recorded"
+            ) from None
     with app_session(app) as session:
         service.audited(
             session, plan, actor=audit.cli_actor(), filters=filters, rows_written=written

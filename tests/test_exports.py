@@ -247,6 +247,17 @@ def test_export_command(app, people, tmp_path):
     bad = runner.invoke(cli, ["export", "--columns", "email,shoe_size"], env=env, obj=app)
     assert bad.exit_code == 2 and "unknown column 'shoe_size'" in bad.output
 
+    # A full disk (Linux's /dev/full) or a path that cannot be written: a message
+    # naming the target and the reason, no traceback, nothing recorded as exported.
+    for target, reason in [
+        ("/dev/full", "No space left"),
+        (str(tmp_path / "no" / "x.csv"), "No such"),
+    ]:
+        failed = runner.invoke(cli, ["export", "-o", target], env=env, obj=app)
+        assert failed.exit_code == 1, failed.output
+        assert f"could not write to {target}: {reason}" in failed.output
+        assert "Traceback" not in failed.output and failed.exc_info[0] is SystemExit
+
     # Each export is one entry in the audit trail with its filter and row count.
     from leadvault import audit
 
