@@ -7,7 +7,7 @@ from flask import Blueprint, Response, current_app, request, url_for
 
 from consent import correction, rights
 from consent.link_pages import link_problem
-from leadvault import db, i18n, leads, profile
+from leadvault import db, i18n, leads, looks, profile
 from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
 from leadvault.i18n import N_
@@ -26,8 +26,15 @@ _CORRECTION_USED = N_(
 )
 
 
-def _form(token: str, lead: Lead, values: dict[str, str], errors: dict[str, str]) -> Response:
+def _form(
+    token: str, lead: Lead, values: dict[str, str], errors: dict[str, str], *, stored: bool
+) -> Response:
+    """The form; ``stored``: ``values`` are the lead's data (decrypted), not what was typed."""
     session = db.session()
+    pending = correction.pending_email(session, lead)
+    shown = [*(values if stored else []), *(["pending_email"] if pending else [])]
+    if shown:
+        looks.record(lead.id, actor="subject", fields=shown, via="correction_form")
     return private_page(
         "consent/correct.html",
         422 if errors else 200,
@@ -36,7 +43,7 @@ def _form(token: str, lead: Lead, values: dict[str, str], errors: dict[str, str]
         errors=errors,
         fields=correction.FIELDS,
         company_sizes=profile.COMPANY_SIZES,
-        pending=correction.pending_email(session, lead),
+        pending=pending,
         back=url_for("consent.preferences", token=token),
     )
 
@@ -50,7 +57,7 @@ def correct_form(token: str) -> Response:
         return link_problem(exc, used_text=_CORRECTION_USED)
     i18n.set_language(lead.language)
     values = {"email": leads.email_of(session, lead), **leads.attributes_of(session, lead)}
-    return _form(token, lead, values, {})
+    return _form(token, lead, values, {}, stored=True)
 
 
 @bp.post("/p/<token>/correct")
@@ -64,7 +71,7 @@ def correct(token: str) -> Response:
     values = correction.cleaned(request.form)
     errors = correction.problems(values, language())
     if errors:
-        return _form(token, lead, values, errors)
+        return _form(token, lead, values, errors, stored=False)
     limit = runtime(current_app).settings.rate_limit_manage
     if correction.changes_address(session, lead, values["email"]) and not within_limits(
         "email-change", limit, email_index=lead.email_index

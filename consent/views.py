@@ -23,7 +23,7 @@ from jinja2 import pass_context
 
 from consent import correction, rights, service
 from consent.link_pages import link_problem
-from leadvault import audit, db, i18n, leads, signals
+from leadvault import audit, db, i18n, leads, looks, signals
 from leadvault.api import require_token
 from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
@@ -238,6 +238,13 @@ def preferences(token: str) -> Response:
         (dt.datetime.fromisoformat(m["sent_at"] or m["created_at"]), m["subject"])
         for m in export["mails"]
     ]
+    pending_email = correction.pending_email(session, lead)
+    looks.record(
+        lead.id,
+        actor="subject",
+        fields=["email", *export["lead"]["profile"], *(["pending_email"] if pending_email else [])],
+        via="preference_center",
+    )
     return private_page(
         "consent/preferences.html",
         time_zone=leads.zone_of(session, lead, runtime(current_app).settings.zone),
@@ -246,7 +253,7 @@ def preferences(token: str) -> Response:
         export=export,
         sources=sorted(sources, key=lambda item: item[0], reverse=True),
         mails=sorted(mails, key=lambda item: item[0], reverse=True),
-        pending_email=correction.pending_email(session, lead),
+        pending_email=pending_email,
         correct_url=url_for("consent_correction.correct_form", token=token),
         access_url=url_for(
             "consent.access", token=rights.single_use_token(session, rights.ACCESS, lead.id)

@@ -447,6 +447,24 @@ def short_write(
             raise CommitFailed(exc) from exc
 
 
+@contextlib.contextmanager
+def write_beside(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A short write transaction of its own beside a read-only request's, committed
+    when the block ends: for the one record a GET must leave (the audit entry of a
+    page that shows decrypted personal data). Where ``factory`` shares the test
+    suite's connection, that connection gets its read-only mark back afterwards, so
+    the rest of the GET stays guarded (see :func:`_mark_connection`)."""
+    bind = factory.kw["bind"]
+    shared = isinstance(bind, sa.Connection)
+    mark = bind.info.get(_READ_ONLY_SESSION) if shared else None
+    try:
+        with unit_of_work(factory) as session:
+            yield session
+    finally:
+        if shared:
+            bind.info[_READ_ONLY_SESSION] = mark
+
+
 class CommitFailed(Exception):
     """The commit of a :func:`short_write` failed (``error``): answer with
     :func:`commit_failed`, as a request's failed commit is answered."""

@@ -206,6 +206,15 @@ def summary(session: Session, handoff: Handoff, rules: Rules) -> dict[str, Any]:
     }
 
 
+# The handoffs whose page shows the lead's contact data (to the person it is offered to).
+OPEN_TO_PERSON = (HandoffStatus.OFFERED, HandoffStatus.ACCEPTED)
+
+
+def fields_shown(lead: Mapping[str, Any]) -> list[str]:
+    """The decrypted fields a :func:`summary` holds (for the audit entry of a look)."""
+    return ["email", *lead["attributes"], *(["journey"] if lead["events"] else [])]
+
+
 # A journey step as a salesperson reads it (event types without a line show their name).
 JOURNEY = {
     "page_view": N_("Viewed a page"),
@@ -293,7 +302,7 @@ def _feedback(session: Session, lead_id: uuid.UUID, properties: dict[str, Any]) 
     events.record_event(session, lead_id, "sales_feedback", properties, clock.now())
 
 
-def _person_label(session: Session, handoff: Handoff) -> str:
+def person_label(handoff: Handoff) -> str:
     # An id, not the address: the stage history is part of the lead's access export.
     return f"salesperson:{handoff.person_id}" if handoff.person_id else "sales"
 
@@ -304,9 +313,7 @@ def accept(session: Session, handoff: Handoff) -> None:
     state = stages.state_of(session, handoff.lead_id, for_update=True)
     handoff.status = HandoffStatus.ACCEPTED
     handoff.decided_at = clock.now()
-    stages.transition(
-        session, state, Stage.SAL, cause_kind="person", cause=_person_label(session, handoff)
-    )
+    stages.transition(session, state, Stage.SAL, cause_kind="person", cause=person_label(handoff))
     handoff_changed.send(session, lead_id=handoff.lead_id, status=HandoffStatus.ACCEPTED.value)
     _feedback(session, handoff.lead_id, {"action": "accepted"})
     signals.handoff_accepted.send(
@@ -329,7 +336,7 @@ def reject(session: Session, handoff: Handoff, reason: str) -> str:
         state,
         to,
         cause_kind="person",
-        cause=f"{_person_label(session, handoff)}: {reason}",
+        cause=f"{person_label(handoff)}: {reason}",
     )
     _feedback(session, handoff.lead_id, {"action": "rejected", "reason": reason})
     return to
@@ -387,9 +394,7 @@ def mark(session: Session, handoff: Handoff, outcome: str) -> None:
         )
     state = stages.state_of(session, handoff.lead_id, for_update=True)
     try:
-        stages.transition(
-            session, state, outcome, cause_kind="person", cause=_person_label(session, handoff)
-        )
+        stages.transition(session, state, outcome, cause_kind="person", cause=person_label(handoff))
     except stages.StageError:
         raise HandoffError(N_("The lead cannot move to that stage from where it is.")) from None
     _feedback(session, handoff.lead_id, {"action": outcome})

@@ -15,7 +15,7 @@ from flask import (
 )
 from marshmallow import ValidationError
 
-from leadvault import clock, db, i18n
+from leadvault import clock, db, i18n, looks
 from leadvault.api import require_token
 from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
@@ -164,6 +164,13 @@ def _page(
     session = db.session()
     rules = rules_module.active(session)
     lead = handoff.summary(session, found, rules)
+    if lead and found.status in handoff.OPEN_TO_PERSON:  # the page shows the contact
+        looks.record(
+            found.lead_id,
+            actor=handoff.person_label(found),
+            fields=handoff.fields_shown(lead),
+            via="handoff_page",
+        )
     return private_page(
         "scoring/handoff.html",
         status,
@@ -214,20 +221,25 @@ def act(token: str, action: str) -> Response:
         return _invalid()
     session = db.session()
     try:
-        if action == "accept":
-            handoff.accept(session, found)
-        elif action == "reject":
-            handoff.reject(session, found, request.form.get("reason", ""))
-        elif action == "bant":
-            answers, problems = handoff.read_bant(request.form)
-            if problems:
-                return _page(token, found, status=422, bant_errors=problems, bant_values=answers)
-            handoff.record_bant(session, found, answers)
-            return _page(token, found, notice=N_("Your answers are saved."))
-        elif action in {"sql", "won", "lost"}:
-            handoff.mark(session, found, action)
-        else:
-            return _invalid()
+        # A refused action leaves nothing behind; the page that answers it shows the
+        # lead again, and that look stays in the audit trail (leadvault.looks).
+        with session.begin_nested():
+            if action == "accept":
+                handoff.accept(session, found)
+            elif action == "reject":
+                handoff.reject(session, found, request.form.get("reason", ""))
+            elif action == "bant":
+                answers, problems = handoff.read_bant(request.form)
+                if problems:
+                    return _page(
+                        token, found, status=422, bant_errors=problems, bant_values=answers
+                    )
+                handoff.record_bant(session, found, answers)
+                return _page(token, found, notice=N_("Your answers are saved."))
+            elif action in {"sql", "won", "lost"}:
+                handoff.mark(session, found, action)
+            else:
+                return _invalid()
     except handoff.BantIncomplete as exc:
         missing = handoff.bant_missing(found)
         return _page(

@@ -2,8 +2,9 @@
 
 Mail scanners, link checkers and browsers' prefetchers follow links; only a
 person presses a button. Every GET route is requested, as GET and as HEAD,
-with a valid link of its kind, and no row of any table may change. A new GET
-route without an entry here fails the test, so it gets walked too.
+with a valid link of its kind, and no row of any table may change, but for the
+audit trail's record that a page showed a lead's decrypted data (``LOOKS``). A new
+GET route without an entry here fails the test, so it gets walked too.
 """
 
 from __future__ import annotations
@@ -337,6 +338,21 @@ def _asset(app: Any) -> str:
 
 # GET routes whose answer is a redirect (the console's home sends each role to its first page).
 REDIRECTS = {"console.home"}
+# GET pages behind signed links that show a lead's decrypted data: the one thing their
+# GET leaves is the audit trail's entry of that look (leadvault.looks); HEAD leaves none.
+LOOKS = {"scoring.page", "consent.preferences", "consent_correction.correct_form"}
+AUDIT_TABLES = {"audit_trail", "audit_head"}
+
+
+def _only_a_look(before: dict[str, list[str]], after: dict[str, list[str]]) -> bool:
+    """Whether the audit trail grew by exactly one ``lead.revealed`` entry, and nothing
+    else changed."""
+    if set(_changed(before, after)) != AUDIT_TABLES:
+        return False
+    added = [row for row in after["audit_trail"] if row not in before["audit_trail"]]
+    return len(after["audit_trail"]) == len(before["audit_trail"]) + 1 and (
+        len(added) == 1 and "'lead.revealed'" in added[0]
+    )
 
 
 def test_every_get_and_head_leaves_every_table_as_it_was(app, client, tmp_path):
@@ -364,7 +380,11 @@ def test_every_get_and_head_leaves_every_table_as_it_was(app, client, tmp_path):
                 if endpoint in REDIRECTS:
                     expected = 302
                 assert response.status_code == expected, (method, path, response.status_code)
-                changed = _changed(before, snapshot(app))
+                after = snapshot(app)
+                if method == "GET" and endpoint in LOOKS:
+                    assert _only_a_look(before, after), f"GET {endpoint}: not one audited look"
+                    continue
+                changed = _changed(before, after)
                 assert not changed, f"{method} {endpoint} changed {changed}"
     assert requests >= 2 * len(endpoints)
 
