@@ -78,16 +78,19 @@ class _RejectingData(_Keeping):
         return f"554 5.7.1 message for <{envelope.rcpt_tos[0]}> rejected as spam"
 
 
-class _SlowTransientFailure(_Keeping):
-    """Holds DATA for ``delay`` seconds, then answers with a temporary failure."""
+class _HeldTransientFailure(_Keeping):
+    """Holds DATA until the test sets ``release``, then answers with a temporary failure:
+    the test, not a duration, decides when the failure arrives."""
 
-    def __init__(self, delay: float) -> None:
-        super().__init__(delay)
+    def __init__(self) -> None:
+        super().__init__()
         self.in_data = threading.Event()
+        self.release = threading.Event()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         self.in_data.set()
-        await asyncio.sleep(self.delay)
+        # Waited for in a thread: the server's event loop goes on serving meanwhile.
+        await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
         return "451 4.3.0 try again later"
 
 
@@ -345,10 +348,16 @@ def test_permanent_refusal_fails_after_one_attempt_with_address_redacted(make_ap
 
 @pytest.mark.committing
 def test_late_failure_after_the_lease_ran_out_does_not_undo_a_send(make_app):
-    """Worker A's lease lapses mid-send; B re-claims and sends; A's late failure is moot."""
+    """Worker A's lease lapses mid-send; B re-claims and sends; A's late failure is moot.
+
+    A's failure arrives once B has recorded its send, because the test says so: with a
+    fixed hold (it was 2 s against a 1 s lease) a stall of B near a second (its first
+    connections, a slow commit on a busy PostgreSQL) let A's failure land first, and
+    the order of the attempts, not the outcome, differed."""
     from leadvault.worker import Worker
 
-    slow = sink_with(_SlowTransientFailure(delay=2.0))
+    held = _HeldTransientFailure()
+    slow = sink_with(held)
     fast = sink_with(_Keeping())
     app_a = make_app(
         smtp_url=parse_smtp_url(f"smtp://127.0.0.1:{slow.port}"), outbox_lease_seconds=1.0
@@ -362,7 +371,7 @@ def test_late_failure_after_the_lease_ran_out_does_not_undo_a_send(make_app):
         thread = threading.Thread(target=worker_a.deliver_once)
         thread.start()
         try:
-            assert slow.collector.in_data.wait(10)  # type: ignore[attr-defined]
+            assert held.in_data.wait(10)
             [row] = outbox_rows(app_a)
             assert row.locked_by == "worker-a"
             time.sleep(max(0.0, (row.locked_until - clock.now()).total_seconds()) + 0.05)
@@ -374,6 +383,7 @@ def test_late_failure_after_the_lease_ran_out_does_not_undo_a_send(make_app):
             assert message_ids([mail]) == [message_id]
             assert outbox_rows(app_b)[0].status == OutboxStatus.SENT
         finally:
+            held.release.set()  # now A's failure arrives, after B's send
             thread.join(timeout=15)
             worker_a.sender.close()
         assert not thread.is_alive()
