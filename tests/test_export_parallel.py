@@ -85,6 +85,20 @@ def test_the_reader_takes_its_share_in_its_place():
     assert len({pid for pid, _square in answers} - {os.getpid()}) == 1
 
 
+def _echo(item: bytes) -> bytes:
+    return item[::-1]
+
+
+def test_items_and_answers_larger_than_the_pipes_buffer_go_through():
+    """Chunks of large rows are bigger than the pipes' buffer (PIPE_BYTES) both ways:
+    neither side may wait for the other forever (the worker keeps taking items while it
+    sends an answer the parent has not read yet)."""
+    size = 3 * parallel.PIPE_BYTES
+    items = [bytes([n]) * size + b"end" for n in range(6)]
+    answers = list(parallel.ordered_map(_echo, items, workers=1))
+    assert answers == [item[::-1] for item in items]
+
+
 def test_workers_stop_when_the_consumer_stops():
     pieces = parallel.ordered_map(_pid_and, range(1000), workers=2)
     pids = {next(pieces)[0], next(pieces)[0]}
