@@ -401,6 +401,17 @@ def test_generated_csv_rows_match_the_cell_formatters(decimal_comma):
             "consents": {"sales_contact": rows.ConsentState("pending", when, 1)},
             "scores": {"score": 0.0, "suspect": False},
         },
+        {
+            "id": "d",
+            "email": "\tx@y.example",
+            "first_name": "\rA",
+            "last_name": "",
+            "company": "a=b",
+            "created_at": "2026-03-02",
+            "last_activity_at": "2026-03-02T09:00:00.5",
+            "scores": {"score": 3, "fit_points": 1e-07, "stage": "sql", "utm_source": "@x"},
+            "consents": {"newsletter": rows.ConsentState("granted", "2026-03-02 09:00:00", 12)},
+        },
     ]
     row = writers._row_maker(fields, decimal_comma)
     formatters = [writers._csv_formatter(f, decimal_comma) for f in fields]
