@@ -416,7 +416,7 @@ def confirm(session: Session, request: OptInRequest, *, meta: RequestMeta) -> bo
     session.flush()
     for purpose in request.purposes:
         signals.purpose_confirmed.send(
-            session, lead_id=lead.id, purpose=purpose, form_ref=request.form_ref
+            session, lead_id=lead.id, purpose=purpose, form_ref=request.form_ref, at=now
         )
     return True
 

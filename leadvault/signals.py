@@ -14,7 +14,8 @@ _signals = Namespace()
 lead_created = _signals.signal("lead-created")
 # lead_id=UUID — before the lead's rows are deleted; receivers delete theirs.
 lead_erasing = _signals.signal("lead-erasing")
-# lead_id=UUID, purpose=str — a purpose was confirmed by double opt-in.
+# lead_id=UUID, purpose=str, form_ref=str | None, at=datetime — a purpose was confirmed
+# by double opt-in (``at``: the confirmation's time, one for all its purposes).
 purpose_confirmed = _signals.signal("purpose-confirmed")
 # lead_id=UUID, purpose=str — a purpose was withdrawn (unsubscribe, preference center).
 purpose_withdrawn = _signals.signal("purpose-withdrawn")

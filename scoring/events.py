@@ -276,14 +276,22 @@ def _form_submissions(session: Session, items: list[_Submitted]) -> None:
 
 
 def on_purpose_confirmed(
-    session: Session, *, lead_id: uuid.UUID, purpose: str, form_ref: str | None = None, **_: Any
+    session: Session,
+    *,
+    lead_id: uuid.UUID,
+    purpose: str,
+    form_ref: str | None = None,
+    at: dt.datetime | None = None,
+    **_: Any,
 ) -> None:
+    # One event per purpose (rules score each), stamped with the confirmation's time:
+    # the journey shows the events of one confirmation as one step (scoring.journey).
     record_event(
         session,
         lead_id,
         "optin_confirmed",
         {"purpose": purpose, **({"form": form_ref} if form_ref else {})},
-        clock.now(),
+        at or clock.now(),
     )
     if purpose == handoff.SALES_PURPOSE:
         handoff.offer_if_consented(session, lead_id, rules_module.active(session))

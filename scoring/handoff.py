@@ -24,7 +24,7 @@ from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.i18n import N_
 from leadvault.mail import MailContent
 from leadvault.models import Lead
-from scoring import enrichment, routing, scores, signals, stages
+from scoring import enrichment, journey, routing, scores, signals, stages
 from scoring import rules as rules_module
 from scoring.models import Event, Handoff, HandoffStatus, LeadScore, Salesperson, Stage
 from scoring.rule_model import Rules
@@ -194,10 +194,14 @@ def summary(session: Session, handoff: Handoff, rules: Rules) -> dict[str, Any]:
         "utm_source": state.utm_source,
         "utm_campaign": state.utm_campaign,
         "events": [
-            _journey_step(row, key.decrypt_json(f"event/{row.id}", row.properties))
-            if row.properties
-            else _journey_step(row, {})
-            for row in key_events
+            _journey_step(
+                step[0],
+                key.decrypt_json(f"event/{step[0].id}", step[0].properties)
+                if step[0].properties
+                else {},
+                journey.points(step),
+            )
+            for step in journey.steps(key_events)
         ],
         "consent_granted_at": consent_state.granted_at if consent_state else None,
         "consent_text": text.text if text else None,
@@ -228,7 +232,7 @@ JOURNEY = {
 }
 
 
-def _journey_step(row: Any, properties: dict[str, Any]) -> dict[str, Any]:
+def _journey_step(row: Any, properties: dict[str, Any], points: float) -> dict[str, Any]:
     category = str(properties.get("category") or "")
     kind = f"{row.type}:category" if row.type == "page_view" and category else row.type
     return {
@@ -238,7 +242,7 @@ def _journey_step(row: Any, properties: dict[str, Any]) -> dict[str, Any]:
         "title": str(properties.get("title") or ""),
         "at": row.occurred_at,
         "date": row.occurred_at.date().isoformat(),
-        "points": round(sum((row.awards or {}).values()), 1),
+        "points": round(points, 1),
     }
 
 

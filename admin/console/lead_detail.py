@@ -22,8 +22,8 @@ from consent import ledger
 from consent.models import Consent, ConsentText
 from leadvault.i18n import N_
 from leadvault.models import Lead, OutboxMessage
+from scoring import journey, scores, stages
 from scoring import rules as rules_module
-from scoring import scores, stages
 from scoring.models import Event, Handoff, LeadScore, Stage, StageChange
 
 NO_VALUE = "\u2013"  # an en dash where there is nothing to say
@@ -116,19 +116,19 @@ def timeline(session: Session, lead_id: uuid.UUID) -> list[Item]:
                 {"form": forms.get(sub.form_id, "?"), "source": sub.utm_source or NO_VALUE},
             )
         )
-    for event in session.scalars(
+    events = session.scalars(
         sa.select(Event)
         .where(Event.lead_id == lead_id)
         .order_by(Event.occurred_at.desc())
         .limit(TIMELINE_LIMIT)
-    ):
-        points = sum(event.awards.values()) if event.awards else 0
+    )
+    for step in journey.steps(events):  # one confirmation of two purposes: one line
         items.append(
             Item(
-                event.occurred_at,
+                step[0].occurred_at,
                 "event",
                 N_("Event %(type)s (%(points)s points)"),
-                {"type": event.type, "points": round(points, 1)},
+                {"type": step[0].type, "points": round(journey.points(step), 1)},
             )
         )
     for change in session.scalars(
