@@ -9,6 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from email_validator import EmailNotValidError, ValidatedEmail, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES as _MAILBOX_NAMES
+from email_validator.rfc_constants import DOT_ATOM_TEXT as _DOT_ATOM
+from email_validator.rfc_constants import EMAIL_MAX_LENGTH as _EMAIL_MAX_BYTES
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from capture.definitions import (
@@ -76,6 +79,43 @@ def _checked_email(value: str, *, check_deliverability: bool) -> ValidatedEmail 
         return validate_email(value, check_deliverability=check_deliverability)
     except EmailNotValidError:
         return None
+
+
+def _normal_form(value: str, *, check_deliverability: bool) -> str | None:
+    """``_checked_email(value).normalized``, or None when it is no address.
+
+    A plain address (an ASCII dot-atom, as email-validator's own pattern has it, one
+    "@", no mailbox name it lower-cases) is checked in two parts: its local part is
+    then valid as it is, and its domain is what email-validator makes of it behind a
+    stand-in local part, kept per domain (most submissions share a few domains, and
+    the domain is most of the check's cost); the lengths are checked as it checks
+    them. Anything else, and any check of deliverability (DNS), takes the whole check."""
+    local, at, domain = value.partition("@")
+    if (
+        check_deliverability
+        or not at
+        or "@" in domain
+        or _DOT_ATOM.match(local) is None
+        or local.lower() in _MAILBOX_NAMES
+    ):
+        checked = _checked_email(value, check_deliverability=check_deliverability)
+        return checked.normalized if checked is not None else None
+    domains = _domain(domain)
+    if domains is None:
+        return None
+    normal, ascii_domain = domains
+    for whole in (value, f"{local}@{normal}", f"{local}@{ascii_domain}"):
+        if len(whole.encode()) > _EMAIL_MAX_BYTES:
+            return None
+    return f"{local}@{normal}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _domain(domain: str) -> tuple[str, str] | None:
+    """The domain's normal and ASCII forms as email-validator gives them, or None when
+    it refuses the domain (checked behind the local part "a", which it accepts)."""
+    checked = _checked_email(f"a@{domain}", check_deliverability=False)
+    return (checked.domain, checked.ascii_domain) if checked is not None else None
 
 
 def build_schema(form: Form, lang: str, *, check_deliverability: bool) -> Schema:
@@ -187,7 +227,7 @@ def validate_submission(
     email = payload.get("email")
     checked = None
     if "email" not in errors and isinstance(email, str) and len(email) <= EMAIL_MAX:
-        checked = _checked_email(email, check_deliverability=check_deliverability)
+        checked = _normal_form(email, check_deliverability=check_deliverability)
         if checked is None:
             errors["email"] = i18n.translate(
                 lang, "Please enter a valid email address, like name@example.com."
@@ -215,7 +255,7 @@ def validate_submission(
         ValidSubmission(
             email=loaded["email"],
             # What addresses.index_form gives for it: the same normal form, lower-cased.
-            email_index_form=checked.normalized.lower() if checked is not None else None,
+            email_index_form=checked.lower() if checked is not None else None,
             profile={k: loaded[k] for k in declared_fields if k != "message" and loaded.get(k)},
             message=loaded.get("message"),
             purposes=list(dict.fromkeys(chosen)),
