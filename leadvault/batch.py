@@ -33,6 +33,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import util as sql_util
 
 _KEY = "leadvault.batch"
 
@@ -57,6 +58,9 @@ class Batch:
     inserts: dict[sa.Table, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
     # insert_first's rows: (statement, rows); written before any other statement.
     first: dict[sa.Executable, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    # Begun as a read snapshot (SQLite, db.SNAPSHOT_FIRST): its first write takes the
+    # write lock, so rows wait to be written until a statement could read them.
+    snapshot: bool = False
 
     def mark(self) -> dict[str, int]:
         """Where each queue stands (before an item), to :meth:`rewind` to on its failure."""
@@ -77,13 +81,22 @@ class Conflict(Exception):
 
 
 def begin(
-    session: Session, subjects: frozenset[bytes] = frozenset(), *, isolated: bool = False
+    session: Session,
+    subjects: frozenset[bytes] = frozenset(),
+    *,
+    isolated: bool = False,
+    snapshot: bool = False,
 ) -> Batch:
-    batch = Batch(subjects, isolated=isolated)
+    """``snapshot``: the session's transaction is a read snapshot until its first write
+    (``db.begin_snapshot``); autoflush is then off, and a statement flushes (and writes
+    the queued first rows) only when it reads a table they go to."""
+    batch = Batch(subjects, isolated=isolated, snapshot=snapshot and not isolated)
     session.info[_KEY] = batch
     if not isolated:
         sa.event.listen(session, "before_flush", _before_flush)
         sa.event.listen(session, "do_orm_execute", _before_execute)
+    if batch.snapshot:
+        session.autoflush = False
     return batch
 
 
@@ -92,6 +105,8 @@ def end(session: Session) -> None:
     if batch is not None and not batch.isolated:
         sa.event.remove(session, "before_flush", _before_flush)
         sa.event.remove(session, "do_orm_execute", _before_execute)
+    if batch is not None and batch.snapshot:
+        session.autoflush = True
 
 
 def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
@@ -102,8 +117,42 @@ def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
 
 def _before_execute(state: Any) -> None:
     batch = active(state.session)
-    if batch is not None and batch.first:
+    if batch is None:
+        return
+    if batch.snapshot:
+        _flush_for(state, batch)
+    elif batch.first:
         _write_first(state.session, batch)
+
+
+def _flush_for(state: Any, batch: Batch) -> None:
+    """In a snapshot batch, what autoflush would do, only where it changes what the
+    statement reads: a SELECT of tables that no queued or pending row goes to runs in
+    the snapshot, without the write lock (the first write takes it)."""
+    session = state.session
+    if state.is_select:
+        read = _tables(state.statement)
+        if read is not None:
+            queued = {statement.table for statement in batch.first}  # type: ignore[attr-defined]
+            pending = {
+                table
+                for instance in (*session.new, *session.dirty, *session.deleted)
+                for table in sa.inspect(instance).mapper.tables
+            }
+            if read.isdisjoint(queued | pending):
+                return
+    if batch.first:
+        _write_first(session, batch)
+    session.flush()
+
+
+def _tables(statement: Any) -> set[sa.Table] | None:
+    """The tables a statement reads (subqueries included); None if it reads anything
+    else (a text clause, a table-valued function): then it may read any rows."""
+    found = sql_util.find_tables(statement, check_columns=True)
+    if not all(isinstance(table, sa.Table) for table in found):
+        return None
+    return set(found)
 
 
 def insert_first(session: Session, statement: sa.Executable, values: dict[str, Any]) -> bool:

@@ -8,6 +8,7 @@ and the vault in ``session.info`` so services need no Flask globals.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import fcntl
 import logging
@@ -157,10 +158,20 @@ def _configure_sqlite(engine: Engine) -> None:
 
     writers = _WriterQueue(engine.url.database)
     _WRITER_QUEUES[engine] = writers
+    _configure_snapshots(engine, writers)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         driver = connection.connection.driver_connection
+        if connection.get_execution_options().get(SNAPSHOT_FIRST):
+            # A worker's batch: reads (and the work on them) in a snapshot, no write
+            # lock until its first write (_upgrade).
+            try:
+                driver.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise sa.exc.DBAPIError.instance("BEGIN", None, exc, sqlite3.Error) from exc
+            connection.info[_SNAPSHOT] = _Snapshot()
+            return
         if connection.get_execution_options().get(READ_ONLY):
             # A reader (GET, HEAD, an export): no write lock to wait for (WAL lets it read
             # beside the writer), and SQLite itself refuses any write.
@@ -192,7 +203,107 @@ def _configure_sqlite(engine: Engine) -> None:
             writers.release()
 
 
+def _configure_snapshots(engine: Engine, writers: _WriterQueue) -> None:
+    """A transaction begun with ``SNAPSHOT_FIRST`` takes the write lock at its first
+    write, once what it read is found unchanged (else StaleSnapshot)."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _upgrade(
+        connection: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any
+    ) -> None:
+        snapshot = connection.info.get(_SNAPSHOT)
+        if snapshot is None:
+            return
+        head = statement.lstrip()[:9].upper()
+        if head.startswith("SELECT"):
+            snapshot.reads.append((statement, parameters))
+            return
+        if head.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK")):
+            return
+        # Anything else may write (a WITH … INSERT too): the write lock first.
+        del connection.info[_SNAPSHOT]
+        driver = connection.connection.driver_connection
+        try:
+            seen = [_rows(driver, read) for read in snapshot.reads]
+            driver.execute("COMMIT")  # the snapshot's transaction wrote nothing
+            writers.acquire()
+            connection.info[_QUEUED] = True
+            driver.execute("BEGIN IMMEDIATE")
+            now = [_rows(driver, read) for read in snapshot.reads]
+        except sqlite3.Error as exc:
+            raise sa.exc.DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+        if seen != now:
+            raise StaleSnapshot("what the batch read changed before it took the write lock")
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _on_end(connection: Any) -> None:
+        connection.info.pop(_SNAPSHOT, None)
+
+    @event.listens_for(engine, "checkin")
+    def _forget(_dbapi_connection: Any, record: Any) -> None:
+        record.info.pop(_SNAPSHOT, None)
+
+
 _WRITER_QUEUES: weakref.WeakKeyDictionary[Engine, _WriterQueue] = weakref.WeakKeyDictionary()
+
+# Execution option (SQLite): the transaction begins as a read snapshot and takes the
+# write lock at its first write, after checking that what it read is still so
+# (_upgrade). A worker's batch reads, decrypts, renders and decides without holding
+# the one write lock that requests queue for; the lock is held for its writes.
+SNAPSHOT_FIRST = "leadvault_snapshot_first"
+_SNAPSHOT = "leadvault.snapshot"
+
+
+class StaleSnapshot(Exception):
+    """Rows a snapshot transaction read changed before it could write: its decisions
+    may rest on them, so the work is done again under the write lock."""
+
+
+@dataclasses.dataclass
+class _Snapshot:
+    # The SELECTs run in the snapshot (statement, parameters): run again, before and
+    # after the write lock is taken, they must give the same rows.
+    reads: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def _rows(driver: sqlite3.Connection, read: tuple[str, Any]) -> list[Any]:
+    return driver.execute(*read).fetchall()
+
+
+def begin_snapshot(session: Session) -> bool:
+    """Begin the session's transaction as a snapshot (see ``SNAPSHOT_FIRST``): SQLite
+    only, and only on an engine (a test's shared connection is begun already). Returns
+    whether it did."""
+    bind = session.get_bind()
+    if not isinstance(bind, Engine) or bind.dialect.name != "sqlite":
+        return False
+    session.connection(execution_options={SNAPSHOT_FIRST: True})
+    return True
+
+
+def forget_reads(session: Session) -> None:
+    """Reads so far need not be checked again at the first write (the inbox's own
+    claim, which new submissions change all the time: its rows are checked by id)."""
+    snapshot = session.connection().info.get(_SNAPSHOT)
+    if snapshot is not None:
+        snapshot.reads.clear()
+
+
+def write_lock_since(session: Session) -> float | None:
+    """When the session's SQLite transaction took the write lock; None while it is a
+    snapshot (or on PostgreSQL)."""
+    connection = session.connection()
+    if connection.info.get(_SNAPSHOT) is not None:
+        return None
+    return write_locked_at(connection.engine)
+
+
+def write_locked_at(engine: Engine) -> float | None:
+    """When (``time.monotonic``) this thread last took SQLite's write lock; None on
+    PostgreSQL."""
+    queue = _WRITER_QUEUES.get(engine)
+    return getattr(queue.local, "acquired_at", None) if queue is not None else None
 
 
 def writer_waited(engine: Engine) -> float:
@@ -254,7 +365,8 @@ class _WriterQueue:
         started = time.monotonic()
         if descriptor is not None:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
-        self.local.waited = time.monotonic() - started
+        self.local.acquired_at = time.monotonic()
+        self.local.waited = self.local.acquired_at - started
 
     def release(self) -> None:
         descriptor = self._descriptor()

@@ -23,7 +23,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from leadvault import batch, clock, leases
 from leadvault.crypto import Vault
-from leadvault.db import dialect_of, settings_of, unit_of_work, vault_of
+from leadvault.db import (
+    StaleSnapshot,
+    begin_snapshot,
+    dialect_of,
+    forget_reads,
+    settings_of,
+    unit_of_work,
+    vault_of,
+    write_lock_since,
+)
 from leadvault.models import InboxItem, InboxStatus
 from leadvault.sealed import SealedPayload, seal, unseal
 
@@ -147,6 +156,7 @@ def _store_batch(
     *,
     isolated: bool,
     failed: tuple[int, str] | None = None,
+    snapshot: bool = False,
 ) -> int:
     """Store the items; deferred work (ledger, scoring) runs once at the end.
 
@@ -156,11 +166,12 @@ def _store_batch(
     ``failed``: an item (id, error type) whose handler already failed in this round,
     recorded without running it again."""
     vault = vault_of(session)
-    deadline = time.monotonic() + SQLITE_BATCH_SECONDS if dialect_of(session) == "sqlite" else None
+    sqlite = dialect_of(session) == "sqlite"
     work = batch.begin(
         session,
         frozenset(item.subject_index for item in items if item.subject_index),
         isolated=isolated,
+        snapshot=snapshot,
     )
     done: list[int] = []
     handled = 0
@@ -172,7 +183,7 @@ def _store_batch(
         items = [item for item in items if item.id != failed[0]]
     try:
         for item in items:
-            if deadline is not None and done and time.monotonic() > deadline:
+            if sqlite and done and _over_budget(session):
                 break
             mark = work.mark()
             handled += 1
@@ -193,7 +204,7 @@ def _store_batch(
                         session.flush()  # its rows now, so that an error is its own
                 else:
                     handler(session, payload)
-            except batch.Conflict:
+            except (batch.Conflict, StaleSnapshot):
                 raise  # not this item's fault: the batch is done again, isolated
             except Exception as exc:  # this item's savepoint is rolled back; the others stay
                 if not isolated:
@@ -206,12 +217,23 @@ def _store_batch(
     finally:
         batch.end(session)
     if done:
-        session.execute(
+        deleted = session.execute(
             sa.delete(InboxItem)
             .where(InboxItem.id.in_(done))
             .execution_options(synchronize_session=False)
-        )
+        ).rowcount
+        if sqlite and not isolated and deleted != len(done):
+            # Read in a snapshot, some were taken by another worker (or erased) before
+            # this batch took the write lock: do it again.
+            raise batch.Conflict("an item of the batch was handled elsewhere meanwhile")
     return handled
+
+
+def _over_budget(session: Session) -> bool:
+    """Whether the batch has held SQLite's write lock for its budget (a batch begun as
+    a snapshot holds none until its first write)."""
+    since = write_lock_since(session)
+    return since is not None and time.monotonic() - since > SQLITE_BATCH_SECONDS
 
 
 def _fail(session: Session, item: InboxItem, error: str) -> None:
@@ -265,14 +287,26 @@ def process_batch(
     try:
         try:
             with unit_of_work(factory) as session:
+                # On SQLite the items are read and handled in a snapshot, and the write
+                # lock is taken at the batch's first write (often its end), checking
+                # that what it read still holds (db.SNAPSHOT_FIRST).
+                snapshot = begin_snapshot(session)
                 items = _take(session, limit)
                 ids = [item.id for item in items]
-                handled = _store_batch(session, handlers, items, isolated=False) if items else 0
+                if snapshot:
+                    forget_reads(session)  # the items are checked by the DELETE's count
+                handled = (
+                    _store_batch(session, handlers, items, isolated=False, snapshot=snapshot)
+                    if items
+                    else 0
+                )
             return BatchResult(handled, len(ids))
         except _HandlerFailed as failure:
             failed: tuple[int, str] | None = (failure.item_id, failure.error)
-        except batch.Conflict:
-            failed = None  # another worker created one of its leads meanwhile
+        except (batch.Conflict, StaleSnapshot):
+            # Another worker created one of its leads meanwhile, or (SQLite) what the
+            # snapshot read changed before the batch could write.
+            failed = None
         # Again without the failed item's handler, the others each in a savepoint.
         with unit_of_work(factory) as session:
             items = _take(session, limit, ids)

@@ -16,7 +16,7 @@ from flask import Flask
 
 from leadvault import inbox, outbox
 from leadvault.app import runtime
-from leadvault.db import unit_of_work, writer_waited
+from leadvault.db import unit_of_work, write_locked_at, writer_waited
 from leadvault.mail import Sender, sender_for
 
 log = logging.getLogger("leadvault.worker")
@@ -115,8 +115,9 @@ class Worker:
                 if handled and waited > CONTENDED_SECONDS:
                     # SQLite, and requests are writing: leave them the write lock for
                     # a while (capture first; the inbox catches up when they pause).
-                    held = time.monotonic() - started - waited
-                    stop.wait(YIELD_FACTOR * max(held, 0.0))
+                    # Held since the batch's first write, not while it read and worked.
+                    locked_at = write_locked_at(self.runtime.engine) or started
+                    stop.wait(YIELD_FACTOR * max(time.monotonic() - locked_at, 0.0))
                 self.run_due_jobs()
                 if handled == 0:
                     # Sleep until the poll interval ends or a request wakes us.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from typing import Any
 
@@ -16,10 +17,11 @@ from capture import service as capture_service
 from capture.models import Submission
 from consent import ledger
 from consent.ledger import RequestMeta
+from consent.models import Suppression
 from leadvault import inbox
 from leadvault.app import runtime
 from leadvault.cli import cli
-from leadvault.db import unit_of_work
+from leadvault.db import unit_of_work, vault_of
 from leadvault.models import InboxItem, InboxStatus, Lead, OutboxMessage
 from leadvault.settings import parse_smtp_url
 from leadvault.worker import Worker
@@ -165,6 +167,56 @@ def test_a_batch_that_cannot_be_committed_is_stored_item_by_item(app, monkeypatc
     assert count(app, Lead) == 3
     assert count(app, InboxItem) == 0
     assert ledger_ok(app).ok
+
+
+@pytest.mark.committing
+def test_a_sqlite_batch_works_without_the_write_lock_and_checks_what_it_read(
+    make_app, backend, monkeypatch, whole_batches, caplog
+):
+    """On SQLite a batch reads and handles its items in a snapshot: a request writes
+    meanwhile without waiting for it. What the batch read (here: whether an address
+    is suppressed) is checked when it takes the write lock; changed, the batch is done
+    again under the lock, as if the other write had come first."""
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL's batch locks its rows instead (SKIP LOCKED)")
+    app = make_app()
+    other = make_app()  # another process's engine on the same database (a request)
+    form_id = make_form(app)
+    emails = [unique_email(f"snap{n}") for n in range(3)]
+    submit(app, form_id, emails)
+    handlers = runtime(app).inbox_handlers
+    real = handlers[capture_service.SUBMISSION]
+    wrote: list[bool] = []
+    writers: list[threading.Thread] = []
+
+    def suppress() -> None:
+        with other.app_context(), unit_of_work(runtime(other).session_factory) as s:
+            s.add(Suppression(email_index=vault_of(s).blind_index(emails[0]), reason="erased"))
+
+    def handler(session: Any, payload: dict[str, Any]) -> None:
+        real(session, payload)
+        if payload["email"] == emails[-1] and not wrote:
+            writer = threading.Thread(target=suppress)
+            writer.start()
+            writer.join(10)  # would wait for the batch's commit if it held the lock
+            wrote.append(not writer.is_alive())
+            writers.append(writer)
+
+    monkeypatch.setitem(handlers, capture_service.SUBMISSION, handler)
+    worker = Worker(app, batch_size=10)
+    assert worker.process_inbox() == 3
+    worker.close()
+    for writer in writers:
+        writer.join()
+    assert wrote == [True], "the batch held the write lock while it handled its items"
+    # The new submission lifts the suppression, as it would had it come after it.
+    assert count(app, Suppression) == 0
+    assert count(app, Lead) == 3
+    assert count(app, Submission) == 3
+    assert count(app, InboxItem) == 0
+    assert "one by one" not in caplog.text
+    assert ledger_ok(app).ok
+    assert ledger_ok(app).checked == 3
 
 
 @pytest.mark.committing
