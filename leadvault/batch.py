@@ -35,6 +35,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import util as sql_util
 
+from leadvault.db import in_snapshot
+
 _KEY = "leadvault.batch"
 
 Flush = Callable[[Session, list[Any]], None]
@@ -105,8 +107,7 @@ def end(session: Session) -> None:
     if batch is not None and not batch.isolated:
         sa.event.remove(session, "before_flush", _before_flush)
         sa.event.remove(session, "do_orm_execute", _before_execute)
-    if batch is not None and batch.snapshot:
-        session.autoflush = True
+    session.autoflush = True
 
 
 def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
@@ -119,6 +120,12 @@ def _before_execute(state: Any) -> None:
     batch = active(state.session)
     if batch is None:
         return
+    if batch.snapshot and not in_snapshot(state.session):
+        # The write lock is taken: from now on as any batch (autoflush included).
+        batch.snapshot = False
+        state.session.autoflush = True
+        if state.session.new or state.session.dirty or state.session.deleted:
+            state.session.flush()
     if batch.snapshot:
         _flush_for(state, batch)
     elif batch.first:

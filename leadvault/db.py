@@ -290,6 +290,11 @@ def forget_reads(session: Session) -> None:
         snapshot.reads.clear()
 
 
+def in_snapshot(session: Session) -> bool:
+    """Whether the session's transaction is a snapshot that has not written yet."""
+    return session.connection().info.get(_SNAPSHOT) is not None
+
+
 def write_lock_since(session: Session) -> float | None:
     """When the session's SQLite transaction took the write lock; None while it is a
     snapshot (or on PostgreSQL)."""

@@ -303,9 +303,10 @@ def process_batch(
             return BatchResult(handled, len(ids))
         except _HandlerFailed as failure:
             failed: tuple[int, str] | None = (failure.item_id, failure.error)
-        except (batch.Conflict, StaleSnapshot):
+        except (batch.Conflict, StaleSnapshot) as exc:
             # Another worker created one of its leads meanwhile, or (SQLite) what the
             # snapshot read changed before the batch could write.
+            log.info("inbox batch of %s goes again item by item (%s)", len(ids), type(exc).__name__)
             failed = None
         # Again without the failed item's handler, the others each in a savepoint.
         with unit_of_work(factory) as session:
