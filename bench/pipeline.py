@@ -126,6 +126,7 @@ class Pipeline:
     load: WrkResult
     mailed_during_load: int
     backlog_at_end: int
+    mail_backlog_at_end: int
     drain_seconds: float
     backlog_after: int
     leads: int
@@ -180,6 +181,8 @@ def run_pipeline(
             result = run_wrk(server, path, script, args)
             mailed_during = sink.count - mailed_before
             backlog = pending(url)
+            # Mails queued by the inbox stage and not yet sent: which stage is behind.
+            mail_backlog = count_rows(url, "outbox", "status IN ('pending', 'sending')")
             workers.check()
 
             def drained() -> bool:
@@ -191,6 +194,7 @@ def run_pipeline(
                 load=result,
                 mailed_during_load=mailed_during,
                 backlog_at_end=backlog,
+                mail_backlog_at_end=mail_backlog,
                 drain_seconds=drain,
                 backlog_after=pending(url),
                 leads=count_rows(url, "leads"),
@@ -244,6 +248,7 @@ def report(
     print(f"end-to-end            {e2e:10.1f} /s  (leads with their opt-in mail at the sink)")
     print(f"inbox backlog         {pipe.backlog_at_end} at the end of the load, ", end="")
     print(f"{pipe.backlog_after} after draining ({pipe.drain_seconds:.1f} s)")
+    print(f"mail backlog          {pipe.mail_backlog_at_end} at the end of the load")
     print(f"stored                {pipe.leads} leads, {pipe.submissions} submissions, ", end="")
     print(f"{pipe.mails} mails received")
     ratios = {
