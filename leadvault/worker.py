@@ -29,6 +29,12 @@ COALESCE_SECONDS = 0.1
 # holds the one write lock at most a quarter of the time while capture is busy.
 YIELD_FACTOR = 3.0
 CONTENDED_SECONDS = 0.002
+# On PostgreSQL mail goes out on this many SMTP connections, each in a thread of its
+# own that claims its own batches (SKIP LOCKED keeps them apart): a thread spends most
+# of a mail waiting for the relay's four replies and the database's, and under load
+# each wait is a turn for a process on the busy cores; the threads wait at once.
+# SQLite keeps one: its claims and records queue for the one write lock with capture.
+MAIL_THREADS_POSTGRESQL = 4
 
 
 class Worker:
@@ -39,6 +45,15 @@ class Worker:
         self.runtime = runtime(app)
         self.batch_size = batch_size or self.runtime.settings.worker_batch_size
         self.sender = sender or sender_for(self.runtime.settings)
+        # More connections only when this worker makes its senders (a given one is one).
+        self.mail_threads = (
+            MAIL_THREADS_POSTGRESQL
+            if sender is None
+            and self.runtime.settings.smtp is not None
+            and self.runtime.engine.dialect.name == "postgresql"
+            else 1
+        )
+        self._senders: list[Sender] = []
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
         self._last_run: dict[str, float] = {}
         self._mail_wake = threading.Event()
@@ -55,12 +70,12 @@ class Worker:
         self._inbox_drained = result.taken < self.batch_size
         return result.handled
 
-    def deliver_mail(self) -> int:
+    def deliver_mail(self, sender: Sender | None = None, *, limit: int | None = None) -> int:
         return outbox.deliver_due(
             self.runtime.session_factory,
-            self.sender,
+            sender or self.sender,
             worker_id=self.worker_id,
-            limit=self.batch_size,
+            limit=limit or self.batch_size,
         )
 
     def deliver_other(self) -> int:
@@ -76,6 +91,8 @@ class Worker:
 
     def close(self) -> None:
         self.sender.close()
+        for sender in self._senders:
+            sender.close()
         for deliverer in self.deliverers:
             deliverer.close()
 
@@ -93,13 +110,30 @@ class Worker:
                 log.error("job %s failed: %s", job.name, type(exc).__name__)
 
     def run(self, stop: threading.Event) -> None:
-        """Inbox (and jobs) in this thread, mail and other deliveries in a second one,
-        so neither waits for the other; the inbox wakes the mail thread when it queued."""
+        """Inbox (and jobs) in this thread, mail and other deliveries in others (see
+        ``MAIL_THREADS_POSTGRESQL``), so neither waits for the other; the inbox wakes the
+        mail threads when it queued."""
         log.info("worker %s started", self.worker_id)
-        mail = threading.Thread(
-            target=self._deliver_loop, args=(stop,), name="leadvault-mail", daemon=True
-        )
-        mail.start()
+        # The first thread uses the worker's sender and also delivers the other kinds;
+        # each further one has an SMTP connection of its own and mails only.
+        senders = [self.sender]
+        for _ in range(self.mail_threads - 1):
+            senders.append(sender_for(self.runtime.settings))
+            self._senders.append(senders[-1])
+        # A batch is shared out: a thread that took all of a burst would leave the
+        # others idle while it sends.
+        limit = max(1, -(-self.batch_size // len(senders)))
+        threads = [
+            threading.Thread(
+                target=self._deliver_loop,
+                args=(stop, sender, limit, n == 0),
+                name=f"leadvault-mail-{n}",
+                daemon=True,
+            )
+            for n, sender in enumerate(senders)
+        ]
+        for thread in threads:
+            thread.start()
         poll = self.runtime.settings.worker_poll_seconds
         try:
             while not stop.is_set():
@@ -127,20 +161,25 @@ class Worker:
                     stop.wait(COALESCE_SECONDS)
         finally:
             self._mail_wake.set()
-            mail.join(timeout=30)
+            for thread in threads:
+                thread.join(timeout=30)
             self.close()
             log.info("worker %s stopped", self.worker_id)
 
-    def _deliver_loop(self, stop: threading.Event) -> None:
+    def _deliver_loop(
+        self, stop: threading.Event, sender: Sender, limit: int, others: bool
+    ) -> None:
         poll = self.runtime.settings.worker_poll_seconds
         while not stop.is_set():
             try:
-                handled = self.deliver_mail() + self.deliver_other()
+                handled = self.deliver_mail(sender, limit=limit)
+                if others:
+                    handled += self.deliver_other()
             except Exception as exc:  # database or relay gone: wait and try again
                 log.error("delivery loop error: %s", type(exc).__name__)
                 handled = 0
             if handled == 0:
                 self._mail_wake.wait(poll)
                 self._mail_wake.clear()
-            elif handled < self.batch_size:
+            elif handled < limit:
                 stop.wait(COALESCE_SECONDS)
