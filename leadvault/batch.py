@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import util as sql_util
 
-from leadvault.db import in_snapshot
+from leadvault.sqlite_writer import in_snapshot
 
 _KEY = "leadvault.batch"
 
@@ -60,7 +60,7 @@ class Batch:
     inserts: dict[sa.Table, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
     # insert_first's rows: (statement, rows); written before any other statement.
     first: dict[sa.Executable, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
-    # Begun as a read snapshot (SQLite, db.SNAPSHOT_FIRST): its first write takes the
+    # Begun as a read snapshot (SQLite, sqlite_writer.SNAPSHOT_FIRST): its first write takes the
     # write lock, so rows wait to be written until a statement could read them.
     snapshot: bool = False
 
@@ -90,7 +90,7 @@ def begin(
     snapshot: bool = False,
 ) -> Batch:
     """``snapshot``: the session's transaction is a read snapshot until its first write
-    (``db.begin_snapshot``); autoflush is then off, and a statement flushes (and writes
+    (``sqlite_writer.begin_snapshot``); autoflush is then off, and a statement flushes (and writes
     the queued first rows) only when it reads a table they go to."""
     batch = Batch(subjects, isolated=isolated, snapshot=snapshot and not isolated)
     session.info[_KEY] = batch

@@ -23,18 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from leadvault import batch, clock, leases
 from leadvault.crypto import Vault
-from leadvault.db import (
-    StaleSnapshot,
-    begin_snapshot,
-    dialect_of,
-    forget_reads,
-    settings_of,
-    unit_of_work,
-    vault_of,
-    write_lock_since,
-)
+from leadvault.db import dialect_of, settings_of, unit_of_work, vault_of
 from leadvault.models import InboxItem, InboxStatus
 from leadvault.sealed import SealedPayload, seal, unseal
+from leadvault.sqlite_writer import StaleSnapshot, begin_snapshot, forget_reads, write_lock_since
 
 log = logging.getLogger("leadvault.inbox")
 
@@ -291,7 +283,7 @@ def process_batch(
             with unit_of_work(factory) as session:
                 # On SQLite the items are read and handled in a snapshot, and the write
                 # lock is taken at the batch's first write (often its end), checking
-                # that what it read still holds (db.SNAPSHOT_FIRST).
+                # that what it read still holds (sqlite_writer.SNAPSHOT_FIRST).
                 snapshot = begin_snapshot(session)
                 items = _take(session, limit)
                 ids = [item.id for item in items]

@@ -16,8 +16,9 @@ from flask import Flask
 
 from leadvault import inbox, outbox
 from leadvault.app import runtime
-from leadvault.db import unit_of_work, write_locked_at, writer_waited
+from leadvault.db import unit_of_work
 from leadvault.mail import Sender, sender_for
+from leadvault.sqlite_writer import write_locked_at, writer_waited
 
 log = logging.getLogger("leadvault.worker")
 # After a batch that was not full, wait this long before the next: work arriving
