@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from capture import service as capture_service
 from consent import service as consent_service
-from leadvault import clock, i18n, leads, outbox, untrusted
+from leadvault import audit, clock, i18n, leads, outbox, untrusted
 from leadvault.branding import mail_parts
 from leadvault.crypto import payload_id
 from leadvault.db import mail_context, settings_of, vault_of
@@ -295,6 +295,15 @@ def _mail(
         language=lang,
     )
     outbox.enqueue_mail(session, content, template=template, lead=lead, purpose=SALES_PURPOSE)
+    # The mail carries the lead's decrypted data to the salesperson: a look like the
+    # handoff page's (leadvault.looks), recorded in the transaction that queues the mail.
+    audit.record_lead(
+        session,
+        lead.id,
+        audit.Action.LEAD_REVEALED,
+        actor=person_label(handoff),
+        detail={"fields": sorted(set(fields_shown(found))), "via": f"{template}_mail"},
+    )
 
 
 # --- the verdict -----------------------------------------------------------------------

@@ -31,15 +31,15 @@ def _path(url: str) -> str:
     return "/" + url.split("/", 3)[3]
 
 
-def _looks(app: Any) -> list[AuditEntry]:
+def _looks(app: Any, *, mails: bool = False) -> list[AuditEntry]:
+    """The lead.revealed entries: of pages, or (``mails``) of the handoff mails."""
     with uow(app) as s:
-        return list(
-            s.scalars(
-                sa.select(AuditEntry)
-                .where(AuditEntry.action == audit.Action.LEAD_REVEALED)
-                .order_by(AuditEntry.id)
-            )
+        entries = s.scalars(
+            sa.select(AuditEntry)
+            .where(AuditEntry.action == audit.Action.LEAD_REVEALED)
+            .order_by(AuditEntry.id)
         )
+        return [e for e in entries if audit.detail_of(e).get("via", "").endswith("_mail") == mails]
 
 
 def _offered(app: Any) -> tuple[Any, Handoff, str]:
@@ -73,6 +73,17 @@ def test_the_handoff_page_records_the_salespersons_look(app, client):
     assert {"email", "first_name", "company", "job_title"} <= set(detail["fields"])
     assert look.ip_prefix is not None
     _assert_pseudonymous(look, lead.email, "Ottoline", "Engines", "Head of Engineering")
+
+
+def test_the_handoff_mail_records_what_it_carries_to_the_salesperson(app):
+    lead, offered, _page_url = _offered(app)
+    [sent] = _looks(app, mails=True)  # queued with the offer, in its transaction
+    assert sent.actor == f"salesperson:{offered.person_id}"
+    assert (sent.object_type, sent.object_id) == ("lead", str(lead.lead_id))
+    detail = audit.detail_of(sent)
+    assert detail["via"] == "handoff_mail"
+    assert {"email", "first_name", "company", "job_title"} <= set(detail["fields"])
+    _assert_pseudonymous(sent, lead.email, "Ottoline", "Engines", "Head of Engineering")
 
 
 def test_a_refused_handoff_action_keeps_its_look_but_not_its_change(app, client):
