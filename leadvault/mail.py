@@ -7,7 +7,6 @@ to a :class:`Sender`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import email.charset
 import email.quoprimime
@@ -16,9 +15,6 @@ import functools
 import os
 import re
 import secrets
-import smtplib
-import ssl
-from collections.abc import Callable
 from email.header import Header, decode_header, make_header
 from email.message import EmailMessage, Message
 from email.mime.multipart import MIMEMultipart
@@ -31,7 +27,8 @@ from typing import Any, Protocol
 import click
 
 from leadvault import addresses
-from leadvault.settings import Settings, SmtpConfig
+from leadvault.settings import Settings
+from leadvault.smtp import DeliveryError, SmtpSender, envelope_sender  # noqa: F401 (callers' import)
 from leadvault.untrusted import for_terminal
 
 
@@ -50,14 +47,6 @@ class MailContent:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MailContent:
         return cls(**data)
-
-
-class DeliveryError(Exception):
-    """Delivery failed; ``permanent`` is True when retrying cannot help."""
-
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
 
 
 class Sender(Protocol):
@@ -310,17 +299,6 @@ def _wire_part(text: str, subtype: str) -> bytes:
     return head + payload.encode("ascii")
 
 
-def envelope_sender(message: Message) -> str | None:
-    """A ``Return-Path`` header in the content (a VERP address) becomes the envelope
-    sender and leaves the message: the receiving server writes its own."""
-    value = message["Return-Path"]
-    if value is None:
-        return None
-    del message["Return-Path"]
-    _name, address = parseaddr(str(value))
-    return addresses.for_transport(address) if address else None
-
-
 def needs_smtputf8(message: Message) -> bool:
     """Whether an address of the message cannot be written in ASCII (RFC 6531)."""
     return any(not str(message.get(name, "")).isascii() for name in ("From", "To", "Return-Path"))
@@ -352,96 +330,6 @@ def marketing_headers(
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         "List-Id": list_id(mail_from, list_key, list_name),
     }
-
-
-_ADDRESS = re.compile(r"[^\s<>\"'@]+@[^\s<>\"'@]+")
-
-
-def redact(text: str) -> str:
-    """Remove addresses from server replies before they reach a log or a table."""
-    return _ADDRESS.sub("<address>", text)
-
-
-class SmtpSender:
-    """Delivers over one SMTP connection, reopened when the server drops it."""
-
-    def __init__(self, config: SmtpConfig, *, timeout: float = 20.0) -> None:
-        self.config = config
-        self.timeout = timeout
-        self._connection: smtplib.SMTP | None = None
-
-    def _connect(self) -> smtplib.SMTP:
-        cfg = self.config
-        try:
-            if cfg.security == "tls":
-                connection: smtplib.SMTP = smtplib.SMTP_SSL(
-                    cfg.host, cfg.port, timeout=self.timeout, context=ssl.create_default_context()
-                )
-            else:
-                connection = smtplib.SMTP(cfg.host, cfg.port, timeout=self.timeout)
-                if cfg.security == "starttls":
-                    connection.starttls(context=ssl.create_default_context())
-            if cfg.username:
-                connection.login(cfg.username, cfg.password or "")
-        except smtplib.SMTPAuthenticationError as exc:
-            raise DeliveryError(f"SMTP login refused ({exc.smtp_code})") from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"SMTP server unreachable: {type(exc).__name__}") from None
-        return connection
-
-    def send(self, message: Message) -> None:
-        envelope_from = envelope_sender(message)
-        self._deliver(lambda connection: connection.send_message(message, from_addr=envelope_from))
-
-    def send_wire(self, wire: Wire) -> None:
-        """A message already written (:func:`wire_message`): the bytes go out as they are."""
-        self._deliver(
-            lambda connection: connection.sendmail(wire.envelope_from, wire.recipients, wire.data)
-        )
-
-    def _deliver(self, send: Callable[[smtplib.SMTP], object]) -> None:
-        for attempt in (1, 2):
-            if self._connection is None:
-                self._connection = self._connect()
-            try:
-                send(self._connection)
-            except smtplib.SMTPServerDisconnected:
-                self._connection = None
-                if attempt == 2:
-                    raise DeliveryError("SMTP server closed the connection") from None
-                continue
-            except smtplib.SMTPNotSupportedError:
-                # The address needs SMTPUTF8 and the relay does not offer it: it never
-                # will for this mail, so retrying cannot help.
-                raise DeliveryError(
-                    "the relay does not offer SMTPUTF8, which this address needs", permanent=True
-                ) from None
-            except smtplib.SMTPRecipientsRefused as exc:
-                codes = sorted({code for code, _msg in exc.recipients.values()})
-                raise DeliveryError(
-                    f"recipient refused ({', '.join(map(str, codes))})",
-                    permanent=all(500 <= c < 600 for c in codes),
-                ) from None
-            except smtplib.SMTPResponseException as exc:
-                detail = redact(exc.smtp_error.decode("utf-8", "replace"))[:200]
-                raise DeliveryError(
-                    f"SMTP {exc.smtp_code}: {detail}", permanent=500 <= exc.smtp_code < 600
-                ) from None
-            except (OSError, smtplib.SMTPException) as exc:
-                self._connection = None
-                raise DeliveryError(f"SMTP error: {type(exc).__name__}") from None
-            return
-
-    def check(self) -> None:
-        """Open and close a connection; raises DeliveryError when the server does not answer."""
-        connection = self._connect()
-        connection.quit()
-
-    def close(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(OSError, smtplib.SMTPException):
-                self._connection.quit()
-            self._connection = None
 
 
 def plain_text(message: Message) -> str:

@@ -28,8 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from leadvault import addresses, batch, branding, clock, leads, leases
 from leadvault.crypto import DataKey, DecryptionError, WrappedKey
 from leadvault.db import read_only, settings_of, unit_of_work, vault_of
-from leadvault.mail import DeliveryError, MailContent, Sender, Wire, build_message, wire_message
+from leadvault.mail import MailContent, Sender, Wire, build_message, wire_message
 from leadvault.models import Lead, OutboxAttempt, OutboxKind, OutboxMessage, OutboxStatus
+from leadvault.smtp import DeliveryError
 
 log = logging.getLogger("leadvault.outbox")
 
