@@ -92,9 +92,12 @@ def get(session: Session, lead_id: uuid.UUID, *, for_update: bool = False) -> Le
 
 
 def get_many(session: Session, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Lead]:
-    """Leads with their attributes, one read per 500."""
+    """Leads with their attributes, one read per 500; in a worker's batch the leads it
+    holds with their attributes in memory (those it created) are not read again."""
     ids = list(set(lead_ids))
-    found: dict[uuid.UUID, Lead] = {}
+    found = _held(session, ids)
+    if found:
+        ids = [lead_id for lead_id in ids if lead_id not in found]
     for start in range(0, len(ids), 500):
         query = (
             sa.select(Lead)
@@ -193,6 +196,20 @@ def _batch_leads(session: Session, index: bytes) -> dict[bytes, Lead] | None:
         return {lead.email_index: lead for lead in session.scalars(query)}
 
     return batch.cached(session, "leads.by_index", load)
+
+
+def _held(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, Lead]:
+    """Of these leads, those the worker's batch holds with their attributes loaded."""
+    work = batch.active(session)
+    known: dict[bytes, Lead] | None = work.cache.get("leads.by_index") if work else None
+    if not known:
+        return {}
+    wanted = set(ids)
+    return {
+        lead.id: lead
+        for lead in known.values()
+        if lead.id in wanted and "attributes" not in sa.inspect(lead).unloaded
+    }
 
 
 def created_here(session: Session, lead_id: uuid.UUID) -> bool:

@@ -246,8 +246,10 @@ def _form_submissions(session: Session, items: list[_Submitted]) -> None:
     items = [item for item in items if item.lead_id in found_leads]
     if not items:
         return
-    states = stages.states_of(session, list(found_leads))
-    # New states are inserted with their fit, together, when the events are stored.
+    # New states stay out of the session: inserted with their fit and the events' points,
+    # together, when the events are stored (not flushed and read back).
+    states = stages.states_of(session, list(found_leads), add=False)
+    fresh = {lead_id: state for lead_id, state in states.items() if state not in session}
     with session.no_autoflush:
         for item in items:
             state = states[item.lead_id]
@@ -257,6 +259,7 @@ def _form_submissions(session: Session, items: list[_Submitted]) -> None:
                 state.utm_campaign = item.utm_campaign
             enrichment.run(session, found_leads[item.lead_id], state, rules, paid=False)
     if "form_submitted" not in rules.event_types:
+        session.add_all(fresh.values())
         counters.increment(session, UNKNOWN_TYPE, len(items))
         return
     events = [
@@ -269,7 +272,7 @@ def _form_submissions(session: Session, items: list[_Submitted]) -> None:
         )
         for item in items
     ]
-    scored = scores.apply_events(session, rules, events, _keys(session, found_leads))
+    scored = scores.apply_events(session, rules, events, _keys(session, found_leads), fresh=fresh)
     _after(session, rules, scored, dict.fromkeys(found_leads, "form_submitted"))
     if events_recorded.receivers:
         events_recorded.send(session, events=[(e.lead_id, e.type, e.properties) for e in events])

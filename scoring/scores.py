@@ -27,6 +27,7 @@ from scoring.rule_model import EngagementRule, Rules, matches_all
 _SCORES = LeadScore.__table__
 _RULES = RuleScore.__table__
 _EVENTS = Event.__table__
+_COLUMNS = tuple(column.key for column in _SCORES.columns)
 
 
 def decay(value: float, seconds: float, half_life_seconds: float) -> float:
@@ -61,6 +62,8 @@ class ScoreState:
     score_before: float = 0.0
     new: bool = False
     dirty: bool = False
+    # A new state's other columns (fit, flags, first form …), inserted with it.
+    row: dict[str, Any] | None = None
 
 
 def _add(
@@ -141,6 +144,23 @@ def new_state(lead_id: uuid.UUID, at: dt.datetime) -> ScoreState:
     return ScoreState(lead_id, 0.0, at, Stage.NEW, "D", False, {}, new=True, dirty=True)
 
 
+def fresh_state(state: LeadScore) -> ScoreState:
+    """A scoring state not stored yet (``stages.states_of(add=False)``) as a ScoreState
+    that ``save_states`` inserts with every column the object holds."""
+    row = {name: getattr(state, name) for name in _COLUMNS}
+    return ScoreState(
+        state.lead_id,
+        state.score,
+        state.as_of,
+        state.stage,
+        state.fit_grade,
+        state.suspect,
+        {},
+        new=True,
+        row=row,
+    )
+
+
 def new_state_row(lead_id: uuid.UUID, now: dt.datetime, **values: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
         "lead_id": lead_id,
@@ -169,13 +189,20 @@ def save_states(session: Session, states: Mapping[uuid.UUID, ScoreState], versio
     now = clock.now()
     inserts, updates, rule_inserts, rule_updates = [], [], [], []
     for state in states.values():
-        if not state.dirty:
+        if not state.dirty and state.row is None:
             continue
         if state.new:
+            # A fresh state (``row``) takes the rules' version only where they gave points,
+            # as one stored first and updated by its events would.
+            changed = {"rules_version": version, "updated_at": now} if state.dirty else {}
             inserts.append(
-                new_state_row(
-                    state.lead_id, now, score=state.score, as_of=state.as_of, rules_version=version
-                )
+                {
+                    **new_state_row(state.lead_id, now),
+                    **(state.row or {}),
+                    "score": state.score,
+                    "as_of": state.as_of,
+                    **changed,
+                }
             )
         else:
             updates.append(
@@ -198,6 +225,7 @@ def save_states(session: Session, states: Mapping[uuid.UUID, ScoreState], versio
                 )
             share.new = share.dirty = False
         state.new = state.dirty = False
+        state.row = None
     if inserts:
         session.execute(sa.insert(_SCORES), inserts)
     if updates:
@@ -272,11 +300,22 @@ def apply_events(
     rules: Rules,
     events: list[Incoming],
     keys: Mapping[uuid.UUID, DataKey],
+    *,
+    fresh: Mapping[uuid.UUID, LeadScore] | None = None,
 ) -> dict[uuid.UUID, ScoreState]:
-    """Store events (properties sealed) and fold their points into the scores."""
-    session.flush()
+    """Store events (properties sealed) and fold their points into the scores.
+
+    ``fresh``: states not stored yet (a worker's batch's new leads, in memory): not
+    read, inserted with the events' points."""
     now = clock.now()
-    states = load_states(session, {e.lead_id for e in events})
+    fresh = fresh or {}
+    stored = {e.lead_id for e in events if e.lead_id not in fresh}
+    states: dict[uuid.UUID, ScoreState] = {}
+    if stored:
+        session.flush()
+        states = load_states(session, stored)
+    for lead_id, new in fresh.items():
+        states[lead_id] = fresh_state(new)
     for state in states.values():
         state.score_before = score_at(state.score, state.as_of, now, rules.half_life_seconds)
     pending: dict[tuple[uuid.UUID, str, dt.date], float] = {}

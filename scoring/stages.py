@@ -100,9 +100,12 @@ def state_of(session: Session, lead_id: uuid.UUID, *, for_update: bool = False) 
     return state
 
 
-def states_of(session: Session, lead_ids: list[uuid.UUID]) -> dict[uuid.UUID, LeadScore]:
+def states_of(
+    session: Session, lead_ids: list[uuid.UUID], *, add: bool = True
+) -> dict[uuid.UUID, LeadScore]:
     """Scoring states of many leads in one read; new ones are added (inserted at the next
-    flush, together)."""
+    flush, together), or with ``add=False`` left out of the session (transient) for the
+    caller to insert (``scores.apply_events``'s ``fresh``)."""
     states: dict[uuid.UUID, LeadScore] = {}
     stored = [lead_id for lead_id in lead_ids if not leads.created_here(session, lead_id)]
     for start in range(0, len(stored), 500):
@@ -113,7 +116,8 @@ def states_of(session: Session, lead_ids: list[uuid.UUID]) -> dict[uuid.UUID, Le
     for lead_id in lead_ids:
         if lead_id not in states:
             states[lead_id] = LeadScore(**scores.new_state_row(lead_id, now))
-            session.add(states[lead_id])
+            if add:
+                session.add(states[lead_id])
     return states
 
 
