@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from export.columns import Column, Source
 from leadvault import clock
@@ -256,10 +258,18 @@ class ConsentState(NamedTuple):
     version: int | None
 
 
-def _consents_query(chosen: sa.Subquery, purposes: Sequence[str]) -> sa.Select[Any]:
+def _consents_query(
+    chosen: sa.Subquery, purposes: Sequence[str], *, sqlite: bool = False
+) -> sa.Select[Any]:
     from consent.models import Consent, ConsentStatus
 
     table = Consent.__table__
+    purpose = table.c.purpose
+    if sqlite:
+        # ``+purpose``: SQLite then seeks the (lead, purpose) index once per lead and
+        # reads the lead's few consents, filtering them here, instead of one seek per
+        # purpose of the list (4.3 -> 2.8 us a lead, 200 000 leads, four purposes).
+        purpose = UnaryExpression(purpose, operator=operators.custom_op("+"), type_=sa.String())
     # The date that goes with the state: only that one is read and converted.
     date = sa.case(
         (table.c.status == ConsentStatus.GRANTED, table.c.granted_at),
@@ -275,7 +285,7 @@ def _consents_query(chosen: sa.Subquery, purposes: Sequence[str]) -> sa.Select[A
             _raw(date, "date"),
         )
         .join_from(chosen, table, table.c.lead_id == chosen.c.lead_id)
-        .where(table.c.purpose.in_(list(purposes)))
+        .where(purpose.in_(list(purposes)))
     )
 
 
@@ -495,7 +505,9 @@ def _chunks(
         ),
         chunk_size,
     )
-    consents = side(_consents_query(chosen, plan.purposes)) if plan.purposes else None
+    consents = (
+        side(_consents_query(chosen, plan.purposes, sqlite=sqlite)) if plan.purposes else None
+    )
     submissions = None
     if plan.submission:
         query, after = _submissions_query(chosen)

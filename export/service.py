@@ -222,13 +222,16 @@ def _pieces(
     else:
         encode = writers.ndjson_encoder(export.fields)
 
-    def work(chunk: rows.Chunk) -> tuple[int, bytes]:
-        records = rows.records(chunk, context, vault)
+    def work(item: tuple[list[Any], list[Any], list[Any]]) -> tuple[int, bytes]:
+        records = rows.records(rows.Chunk(*item), context, vault)
         return len(records), encode(records)
 
+    # A chunk goes to a worker as a tuple of lists of the driver's rows: on SQLite
+    # plain tuples, which ``export.parallel`` sends with marshal.
+    items = ((chunk.leads, chunk.consents, chunk.submissions) for chunk in chunks)
     share = parallel.SHARE if workers == 1 else 0
     with contextlib.closing(
-        parallel.ordered_map(work, chunks, workers=workers, share=share)
+        parallel.ordered_map(work, items, workers=workers, share=share)
     ) as pieces:
         for written, piece in pieces:
             tally[0] += written

@@ -3,12 +3,15 @@ as in one process, in order, and no worker left behind however the export ends."
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import io
 import multiprocessing
 import os
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -97,6 +100,29 @@ def test_items_and_answers_larger_than_the_pipes_buffer_go_through():
     items = [bytes([n]) * size + b"end" for n in range(6)]
     answers = list(parallel.ordered_map(_echo, items, workers=1))
     assert answers == [item[::-1] for item in items]
+
+
+def _describe(item: object) -> str:
+    return repr(item)
+
+
+@dataclasses.dataclass
+class _Box:
+    value: int
+
+
+def test_items_reach_the_worker_as_they_were_sent():
+    """Plain rows go by marshal, anything else (UUIDs, datetimes, a dataclass) by
+    pickle: both arrive the same, types included."""
+    items = [
+        ([("3f2b", b"\x00sealed", 1, None, 2.5, "Jürgen")], [], []),
+        ([(uuid.UUID(int=7), dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC))], [], []),
+        ["text", b"bytes", 3, -1.0, None, (1, (2, [3]))],
+        _Box(4),
+    ]
+    answers = list(parallel.ordered_map(_describe, items, workers=1))
+    assert answers == [repr(item) for item in items]
+    assert parallel._pack(items[0])[:1] == b"m" and parallel._pack(items[1])[:1] == b"p"
 
 
 def test_workers_stop_when_the_consumer_stops():
