@@ -24,7 +24,7 @@ from leadvault.db import mail_context, settings_of, vault_of
 from leadvault.i18n import N_
 from leadvault.mail import MailContent
 from leadvault.models import Lead
-from scoring import enrichment, journey, routing, scores, signals, stages
+from scoring import enrichment, journey, routing, rule_lines, scores, signals, stages
 from scoring import rules as rules_module
 from scoring.models import Event, Handoff, HandoffStatus, LeadScore, Salesperson, Stage
 from scoring.rule_model import Rules
@@ -182,12 +182,16 @@ def summary(session: Session, handoff: Handoff, rules: Rules) -> dict[str, Any]:
         ),
         "attributes": attributes,
         "score": round(explanation.score, 1),
-        "breakdown": sorted(
-            ((rule, round(value, 1)) for rule, value in explanation.breakdown.items()),
-            key=lambda item: -abs(item[1]),
+        # Each rule by its title in the reader's language, with its points.
+        "breakdown": rule_lines.lines(
+            rules,
+            sorted(
+                ((rule, round(value, 1)) for rule, value in explanation.breakdown.items()),
+                key=lambda item: -abs(item[1]),
+            ),
         ),
         "fit_grade": state.fit_grade,
-        "fit_rules": fit_rules,
+        "fit_rules": rule_lines.lines(rules, fit_rules),
         "flags": state.flags,
         "stage": state.stage,
         "form": form.name if form else state.first_form,

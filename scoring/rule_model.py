@@ -50,6 +50,20 @@ def matches_all(conditions: tuple[Condition, ...], values: Mapping[str, Any]) ->
     return all(condition.test(values.get(condition.key)) for condition in conditions)
 
 
+# A rule's titles for people (handoff mail and page, console): (language, title) pairs,
+# from the rules file's [titles.<language>] tables.
+Titles = tuple[tuple[str, str], ...]
+
+
+def title_in(titles: Titles, lang: str) -> str | None:
+    """The title in ``lang``; else the English one; else the first the file gives."""
+    by_language = dict(titles)
+    for key in (lang, "en"):
+        if by_language.get(key):
+            return by_language[key]
+    return titles[0][1] if titles else None
+
+
 @dataclasses.dataclass(frozen=True)
 class EngagementRule:
     name: str
@@ -91,10 +105,19 @@ class Rules:
     fallback_salesperson: str | None
     event_types: frozenset[str]
     by_event: dict[str, tuple[EngagementRule, ...]]
+    titles: dict[str, Titles] = dataclasses.field(default_factory=dict)  # by rule name
 
     @property
     def half_life_seconds(self) -> float:
         return self.half_life_days * 86400.0
+
+    def titles_of(self, name: str) -> Titles | None:
+        """An engagement or fit rule's titles (``()``: none given); None: no such rule."""
+        if name in self.titles:
+            return self.titles[name]
+        if any(rule.name == name for rule in (*self.engagement, *self.fit)):
+            return ()
+        return None
 
     def grade_for(self, points: float) -> str:
         for grade in GRADES[:-1]:

@@ -26,6 +26,7 @@ from scoring.rule_model import (
     FitRule,
     RoutingRule,
     Rules,
+    Titles,
 )
 
 # Events the core and the domain packages send; always known.
@@ -47,6 +48,8 @@ INTERNAL_ONLY = frozenset(
 ROUTING_KEYS = frozenset({"country", "region", "company_size", "industry", "email_domain"})
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,79}$")
 _EVENT = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+TITLE_MAX = 120
 
 
 class RulesError(tomlfile.SourceError):
@@ -122,6 +125,32 @@ def _name(
     return name
 
 
+def _titles(check: _Checker, data: dict[str, Any], names: set[str]) -> dict[str, Titles]:
+    """``[titles.<language>]`` tables: rule name = its title in that language."""
+    raw = data.get("titles", {})
+    if not isinstance(raw, dict):
+        raise check.fail("titles must be written as [titles.en], [titles.de] … tables", "titles")
+    found: dict[str, list[tuple[str, str]]] = {}
+    for lang, table in raw.items():
+        where = f"titles.{lang}"
+        if not _LANGUAGE.match(lang) or not isinstance(table, dict):
+            raise check.fail(
+                f"{where}: write one [titles.<language>] table per language, such as [titles.de]",
+                "titles",
+            )
+        for name, title in table.items():
+            if name not in names:
+                raise check.fail(
+                    f"{where}: there is no engagement or fit rule {name!r}", where, None, name
+                )
+            if not isinstance(title, str) or not title.strip() or len(title) > TITLE_MAX:
+                raise check.fail(
+                    f"{where}: a title is a text of 1 to {TITLE_MAX} characters", where, None, name
+                )
+            found.setdefault(name, []).append((lang, " ".join(title.split())))
+    return {name: tuple(pairs) for name, pairs in found.items()}
+
+
 def parse(text: str, *, source: str = "rules.toml", version: int = 0) -> Rules:
     """Parse and validate; raises RulesError naming ``source`` and the line."""
     data = tomlfile.loads(text, source=source, error=RulesError)
@@ -135,6 +164,7 @@ def parse(text: str, *, source: str = "rules.toml", version: int = 0) -> Rules:
         "fit",
         "routing",
         "routing_fallback",
+        "titles",
     }
     for key in data:
         if key not in known_top:
@@ -194,6 +224,7 @@ def parse(text: str, *, source: str = "rules.toml", version: int = 0) -> Rules:
         fallback_salesperson=fallback.get("salesperson"),
         event_types=BUILTIN_EVENT_TYPES | frozenset(extra_types) | frozenset(by_event),
         by_event={event: tuple(rules) for event, rules in by_event.items()},
+        titles=_titles(check, data, {rule.name for rule in (*engagement, *fit)}),
     )
 
 

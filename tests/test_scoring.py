@@ -451,7 +451,9 @@ def test_handoff_end_to_end_routing_accept_round_robin_and_sla(app, client, smtp
     assert mail["Content-Language"] == "de"
     body = text_of(mail)
     assert "lead1@engines.example" in body and "Head of Engineering" in body
-    assert re.search(r"pricing_page: 20\s", body) and "Fit-Note: A" in body  # a German number
+    # Each rule by the rules file's title in the salesperson's language, not its name.
+    assert re.search(r"\n  Preisseite angesehen: 20\s", body) and "Fit-Note: A" in body
+    assert "Entscheider laut Position: 15" in body and "pricing_page" not in body
     assert "utm_source=linkedin" in body
     assert "Version 1" in body  # the consent line names the text version
     accept, reject = re.findall(r"http://\S+/h/\S+", body)[:2]

@@ -22,9 +22,10 @@ from consent import ledger
 from consent.models import Consent, ConsentText
 from leadvault.i18n import N_
 from leadvault.models import Lead, OutboxMessage
-from scoring import journey, scores, stages
+from scoring import journey, rule_lines, scores, stages
 from scoring import rules as rules_module
 from scoring.models import Event, Handoff, LeadScore, Stage, StageChange
+from scoring.rule_lines import RuleLine
 
 NO_VALUE = "\u2013"  # an en dash where there is nothing to say
 TIMELINE_LIMIT = 200  # newest entries of each kind
@@ -59,7 +60,7 @@ class Summary:
     grade: str
     fit_points: float
     score: float
-    breakdown: list[tuple[str, float]]
+    breakdown: list[RuleLine]  # engagement points by rule, largest first
     suspect: bool
     flags: list[str]
     first_form: str | None
@@ -73,7 +74,13 @@ def summary(session: Session, lead: Lead) -> Summary:
     state = session.get(LeadScore, lead.id)
     rules = rules_module.active(session)
     explained = scores.explain(session, lead.id, rules)
-    breakdown = sorted(explained.breakdown.items(), key=lambda kv: -abs(kv[1]))
+    breakdown = rule_lines.lines(
+        rules,
+        sorted(
+            ((rule, round(value, 2)) for rule, value in explained.breakdown.items()),
+            key=lambda kv: -abs(kv[1]),
+        ),
+    )
     stage = state.stage if state else Stage.NEW.value
     form_name = None
     if state is not None and state.first_form:
@@ -215,7 +222,7 @@ class PersonalData:
     email: str
     attributes: dict[str, str]
     submissions: list[tuple[dt.datetime, dict[str, str]]]
-    fit_rules: list[tuple[str, float]]  # the fit rules that matched, with their points
+    fit_rules: list[RuleLine]  # the fit rules that matched, with their points
 
 
 def personal_data(session: Session, lead: Lead, revealed: lead_service.Revealed) -> PersonalData:
@@ -234,7 +241,7 @@ def personal_data(session: Session, lead: Lead, revealed: lead_service.Revealed)
     _points, _grade, matched = enrichment.fit_of(
         rules, attributes, list(state.flags or []) if state else [], bool(state and state.suspect)
     )
-    return PersonalData(revealed["email"], attributes, subs, list(matched))
+    return PersonalData(revealed["email"], attributes, subs, rule_lines.lines(rules, matched))
 
 
 def reveal(session: Session, lead: Lead, *, actor: str, ip: str | None) -> PersonalData:
