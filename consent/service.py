@@ -243,7 +243,11 @@ def request_consent(
     """
     now = clock.now()
     resend_after = dt.timedelta(minutes=settings_of(session).optin_resend_minutes)
-    current = {} if leads.created_here(session, lead.id) else states(session, lead.id)
+    fresh = leads.created_here(session, lead.id)
+    current = {} if fresh else states(session, lead.id)
+    # A new lead's states in a worker's batch: rows written with the batch's others (a
+    # later item of the batch reading them writes them first, leadvault.batch).
+    queue = fresh and batch.insertable(session)
     needed: list[str] = []
     for purpose in purposes_asked:
         state = current.get(purpose)
@@ -281,6 +285,9 @@ def request_consent(
             meta=meta,
         )
         state = current.get(purpose)
+        if queue:
+            batch.insert(session, _CONSENTS, _pending_row(lead.id, purpose, text.id, now))
+            continue
         if state is None:
             state = Consent(lead_id=lead.id, purpose=purpose)
             session.add(state)
@@ -304,6 +311,24 @@ def request_consent(
             session.flush()  # an isolated batch flushes each item's rows in its savepoint
     _queue_optin_mail(session, lead, request, texts, mail, whitepaper=form.whitepaper)
     return request
+
+
+_CONSENTS = Consent.__table__
+
+
+def _pending_row(
+    lead_id: uuid.UUID, purpose: str, text_id: int, now: dt.datetime
+) -> dict[str, object]:
+    """A new consent state waiting for the opt-in (as ``request_consent`` sets one)."""
+    return {
+        "lead_id": lead_id,
+        "purpose": purpose,
+        "status": ConsentStatus.PENDING,
+        "text_id": text_id,
+        "requested_at": now,
+        "granted_at": None,
+        "withdrawn_at": None,
+    }
 
 
 def optin_url(session: Session, request: OptInRequest) -> str:

@@ -112,8 +112,9 @@ def end(session: Session) -> None:
 
 def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
     batch = active(session)
-    if batch is not None and batch.first:
-        _write_first(session, batch)
+    if batch is not None and (batch.first or batch.inserts):
+        # Queued rows first: the flush may update one (an attribute a later item changes).
+        _write_inserts(session, batch)
 
 
 def _before_execute(state: Any) -> None:
@@ -128,8 +129,20 @@ def _before_execute(state: Any) -> None:
             state.session.flush()
     if batch.snapshot:
         _flush_for(state, batch)
+        return
+    if batch.inserts and _reads_queued(state, batch):
+        _write_inserts(state.session, batch)
     elif batch.first:
         _write_first(state.session, batch)
+
+
+def _reads_queued(state: Any, batch: Batch) -> bool:
+    """Whether the statement may read a table that queued rows go to (a later item of
+    the batch reading its lead's consents or attributes)."""
+    if not state.is_select:
+        return True  # an UPDATE or DELETE may touch a queued row
+    read = _tables(state.statement)
+    return read is None or not read.isdisjoint(batch.inserts)
 
 
 def _flush_for(state: Any, batch: Batch) -> None:
@@ -141,6 +154,7 @@ def _flush_for(state: Any, batch: Batch) -> None:
         read = _tables(state.statement)
         if read is not None:
             queued = {statement.table for statement in batch.first}  # type: ignore[attr-defined]
+            queued.update(batch.inserts)
             pending = {
                 table
                 for instance in (*session.new, *session.dirty, *session.deleted)
@@ -148,8 +162,7 @@ def _flush_for(state: Any, batch: Batch) -> None:
             }
             if read.isdisjoint(queued | pending):
                 return
-    if batch.first:
-        _write_first(session, batch)
+    _write_inserts(session, batch)
     session.flush()
 
 
@@ -195,6 +208,12 @@ def defer(session: Session, key: str, item: Any, flush: Flush, *, order: int = 0
         entry = batch.deferred[key] = _Deferred(order, flush)
     entry.items.append(item)
     return True
+
+
+def insertable(session: Session) -> bool:
+    """Whether :func:`insert` queues rows (an optimistic batch) rather than returning False."""
+    batch = active(session)
+    return batch is not None and not batch.isolated
 
 
 def insert(session: Session, table: sa.Table, values: dict[str, Any]) -> bool:

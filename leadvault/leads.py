@@ -230,6 +230,8 @@ def set_attributes(session: Session, lead: Lead, values: Mapping[str, str | None
     key = data_key(session, lead)
     existing = {attr.name: attr for attr in lead.attributes}
     now = clock.now()
+    if not existing and batch.insertable(session):
+        return _insert_attributes(session, lead, key, values, now)
     changed: list[str] = []
     for name, value in values.items():
         if value is None or value == "":
@@ -246,6 +248,31 @@ def set_attributes(session: Session, lead: Lead, values: Mapping[str, str | None
         changed.append(name)
     if batch.active(session) is None:
         session.flush()  # in a worker's batch its end flushes every item's rows at once
+    if changed:
+        signals.lead_updated.send(session, lead_id=lead.id, fields=changed)
+    return changed
+
+
+def _insert_attributes(
+    session: Session, lead: Lead, key: DataKey, values: Mapping[str, str | None], now: dt.datetime
+) -> list[str]:
+    """:func:`set_attributes` of a lead without any (new) in a worker's batch: the rows
+    are written with the batch's others (one executemany); the objects join the session
+    as stored (a later change of one is an UPDATE) without going through its flush."""
+    table = LeadAttribute.__table__
+    stored: list[LeadAttribute] = []
+    for name, value in values.items():
+        if value is None or value == "":
+            continue
+        row = {"lead_id": lead.id, "name": name, "value": key.encrypt(f"attr/{name}", value)}
+        row["updated_at"] = now
+        batch.insert(session, table, row)
+        attribute = LeadAttribute(**row)
+        make_transient_to_detached(attribute)
+        session.add(attribute)
+        stored.append(attribute)
+    set_committed_value(lead, "attributes", stored)
+    changed = [attribute.name for attribute in stored]
     if changed:
         signals.lead_updated.send(session, lead_id=lead.id, fields=changed)
     return changed

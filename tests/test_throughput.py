@@ -16,9 +16,10 @@ from click.testing import CliRunner
 from capture import service as capture_service
 from capture.models import Submission
 from consent import ledger
+from consent import service as consent_service
 from consent.ledger import RequestMeta
 from consent.models import Suppression
-from leadvault import inbox
+from leadvault import inbox, leads
 from leadvault.app import runtime
 from leadvault.cli import cli
 from leadvault.db import unit_of_work, vault_of
@@ -48,7 +49,7 @@ def submit(app: Any, form_id: str, emails: list[str], **overrides: Any) -> None:
         for email in emails:
             data = capture_service.ValidSubmission(
                 email=email,
-                profile={"first_name": "Ada"},
+                profile=overrides.get("profile", {"first_name": "Ada"}),
                 message=None,
                 purposes=overrides.get("purposes", ["newsletter"]),
                 source={},
@@ -102,6 +103,54 @@ def test_a_poisoned_item_is_recorded_and_the_rest_of_the_batch_is_stored(app, wh
     assert sum(s.startswith("SELECT") and "scoring_rule_sets" in s for s in seen) <= 1
     assert not any(s.startswith("DELETE FROM suppressions") for s in seen)
     assert sum(s.startswith("DELETE FROM inbox") for s in seen) == 1
+
+
+def test_a_new_address_twice_in_one_batch_is_one_lead_with_the_later_values(app, whole_batches):
+    """A new lead's attributes and consent states are queued as rows of the batch; a later
+    item of the same address reads and changes them as stored ones."""
+    form_id = make_form(
+        app,
+        fields=[
+            capture_service.FieldSpec("first_name", False),
+            capture_service.FieldSpec("company", False),
+        ],
+        purposes=[
+            capture_service.PurposeSpec("newsletter", True),
+            capture_service.PurposeSpec("sales_contact", False),
+        ],
+    )
+    email, other = unique_email("twice"), unique_email("other")
+    submit(app, form_id, [email], profile={"first_name": "Ada"})
+    submit(app, form_id, [other])
+    submit(
+        app,
+        form_id,
+        [email],
+        profile={"first_name": "Grace", "company": "Acme"},
+        purposes=["newsletter", "sales_contact"],
+    )
+
+    worker = Worker(app, batch_size=10)
+    with Statements() as statements:
+        assert worker.process_inbox() == 3
+    worker.close()
+
+    assert sum(s.startswith("DELETE FROM inbox") for s in statements.seen) == 1  # one batch
+    assert (count(app, Lead), count(app, InboxItem)) == (2, 0)
+    with app.app_context(), runtime(app).session_factory() as s:
+        lead = leads.find_by_email(s, email)
+        assert lead is not None
+        assert leads.attributes_of(s, lead) == {"first_name": "Grace", "company": "Acme"}
+        states = consent_service.states(s, lead.id)
+        assert {p: c.status for p, c in states.items()} == {
+            "newsletter": "pending",
+            "sales_contact": "pending",
+        }
+        mails = s.scalar(sa.select(sa.func.count()).where(OutboxMessage.lead_id == lead.id))
+    # Newsletter asked twice within the resend window: mailed once; sales contact once.
+    assert mails == 2
+    assert ledger_ok(app).ok
+    assert ledger_ok(app).checked == 3
 
 
 def test_a_lead_created_meanwhile_makes_the_batch_go_again_item_by_item(
