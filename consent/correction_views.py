@@ -111,7 +111,9 @@ def confirm_address(token: str) -> Response:
         return link_problem(exc, used_text=_CORRECTION_USED)
     i18n.set_language(lead.language)
     if request.method != "POST":
-        return private_page("consent/confirm_address.html", token=token)
+        # A link in the notice to the old address changes it back: the page says so.
+        undo = correction.is_undo(session, lead, change)
+        return private_page("consent/confirm_address.html", token=token, undo=undo)
     try:
         correction.confirm_email_change(session, lead, change, ip=request_meta().ip)
     except leads.AddressTaken:

@@ -93,6 +93,7 @@ MAIL_KINDS = (
     "welcome",
     "manage",
     "email_change",
+    "email_changed",
     "asset",
     "repermission",
     "nurture",
@@ -190,6 +191,26 @@ def mails(app: Any, smtp: SmtpSink, lang: str, tmp_path: Path) -> dict[str, Emai
         assert lead is not None
         correction.request_email_change(s, lead, unique_email("julia-neu"), lang, ip=None)
     found["email_change"] = _one(smtp, app)
+    # Once a change is confirmed, the old address is told (another lead: the link above
+    # stays open for the pages' walk).
+    import sqlalchemy as sa
+
+    from consent.models import EmailChange
+
+    moved = unique_email("julia-alt")
+    factories.lead(app, moved, profile=profile, language=lang, purposes=("newsletter",))
+    deliver(app)
+    with factories.uow(app) as s:
+        lead = leads.find_by_email(s, moved)
+        assert lead is not None
+        correction.request_email_change(s, lead, unique_email("julia-umzug"), lang, ip=None)
+    deliver(app)
+    with factories.uow(app) as s:
+        lead = leads.find_by_email(s, moved)
+        assert lead is not None
+        [change] = s.scalars(sa.select(EmailChange).where(EmailChange.lead_id == lead.id))
+        correction.confirm_email_change(s, lead, change, ip=None)
+    found["email_changed"] = _one(smtp, app, moved)
 
     form_id = whitepaper_form(app, tmp_path)
     paper = unique_email("paper")

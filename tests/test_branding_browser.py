@@ -235,6 +235,13 @@ def _walk(
     pages.check("confirm-address")
     page.click("button[type=submit]")
     pages.check("address-changed")
+    # Another lead's notice to its old address: its link changes the address back.
+    pages.open(_link(found["email_changed"], "address"))
+    assert page.locator("h1").inner_text() in {
+        "Change your address back",
+        "Ihre Adresse zurücksetzen",
+    }
+    pages.check("address-back")
     page.goto(prefs)
     page.click("a[href$='/correct']")
     pages.check("correct")

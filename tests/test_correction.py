@@ -157,12 +157,16 @@ def test_new_address_counts_only_once_confirmed_from_it(app, client, smtp_server
     with app.app_context(), runtime(app).session_factory() as s:
         lead = leads.get(s, lead_id)
         assert leads.email_of(s, lead) == new
-        assert s.scalars(sa.select(EmailChange)).all() == []
+        # What is left is the link that changes it back, in the notice to the old address.
+        [undo] = s.scalars(sa.select(EmailChange)).all()
+        assert correction.is_undo(s, lead, undo)
         assert audit.verify(s).ok and ledger.verify(s).ok
     actions = [(a, actor) for a, actor, _d in _audit(app, lead_id)]
     assert (correction.EMAIL_CHANGE_REQUESTED, "subject") in actions
     assert (correction.EMAIL_CHANGED, "subject") in actions
     assert all(old not in d and new not in d for _a, _actor, d in _audit(app, lead_id))
+    [notice] = deliver_new(app, smtp_server, 1)  # the old address is told (the new masked)
+    assert notice["To"] == old and new not in notice.as_string()
 
     # Used once; mails now go to the new address.
     again = client.post(link, data={"csrf_token": csrf_of(page)})
