@@ -2,8 +2,8 @@
 
 :class:`SmtpSender` sends either a :class:`~email.message.Message` (``send``) or a
 message already written for the wire (``send_wire``, ``mail.wire_message``).
-Its connection skips smtplib's ``quoteaddr`` for a bare address (what stored
-addresses mostly are, see ``addresses.is_plain``): ``quoteaddr`` parses every
+Its connection skips smtplib's ``quoteaddr`` for a bare address (:func:`is_bare`:
+what stored addresses mostly are): ``quoteaddr`` parses every
 envelope address again (``email.utils.parseaddr``, about a sixth of a mail's
 CPU) only to give back ``<address>``. Every other address takes smtplib's own
 path, so the commands on the wire are the same either way.
@@ -54,20 +54,31 @@ def redact(text: str) -> str:
     return _ADDRESS.sub("<address>", text)
 
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_BARE = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*\Z")
+
+
+def is_bare(address: str) -> bool:
+    """An ASCII dot-atom at a domain of letters, digits and hyphens (``localhost`` too):
+    smtplib's ``quoteaddr`` gives it back as ``<address>``."""
+    return _BARE.match(address) is not None
+
+
 class _Connection(smtplib.SMTP):
     """smtplib's SMTP, but MAIL FROM and RCPT TO write a bare address as ``<address>``
     at once: what ``quoteaddr`` gives for it (tests/test_smtp_envelope.py), without
     parsing it. Anything else (a display name, SMTPUTF8) goes to smtplib as before."""
 
     def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
-        if not addresses.is_plain(sender) or any(o.lower() == "smtputf8" for o in options):
+        if not is_bare(sender) or any(o.lower() == "smtputf8" for o in options):
             return super().mail(sender, options)
         optionlist = " " + " ".join(options) if options and self.does_esmtp else ""
         self.putcmd("mail", f"FROM:<{sender}>{optionlist}")
         return self.getreply()
 
     def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
-        if not addresses.is_plain(recip):
+        if not is_bare(recip):
             return super().rcpt(recip, options)
         optionlist = " " + " ".join(options) if options and self.does_esmtp else ""
         self.putcmd("rcpt", f"TO:<{recip}>{optionlist}")
