@@ -38,6 +38,32 @@ CONTENDED_SECONDS = 0.002
 MAIL_THREADS_POSTGRESQL = 4
 
 
+class _Bell:
+    """Wakes every mail thread for each ring. A ring is a number that goes up; a thread
+    notes it before it claims and sleeps only while it has not changed. (A shared
+    Event lost rings: the thread that cleared it took the ring from those that were
+    claiming at that moment, and wakes from requests and jobs never reached it.)"""
+
+    def __init__(self) -> None:
+        self._rung = 0
+        self._condition = threading.Condition()
+
+    @property
+    def rung(self) -> int:
+        with self._condition:
+            return self._rung
+
+    def ring(self) -> None:
+        with self._condition:
+            self._rung += 1
+            self._condition.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> None:
+        """Until a ring after ``seen`` (returns at once if one came meanwhile) or ``timeout``."""
+        with self._condition:
+            self._condition.wait_for(lambda: self._rung != seen, timeout)
+
+
 class Worker:
     def __init__(
         self, app: Flask, *, batch_size: int | None = None, sender: Sender | None = None
@@ -57,7 +83,7 @@ class Worker:
         self._senders: list[Sender] = []
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
         self._last_run: dict[str, float] = {}
-        self._mail_wake = threading.Event()
+        self._mail_bell = _Bell()
         self._inbox_drained = False
         # Deliverers of the other outbox kinds (webhooks …), registered by packages.
         self.deliverers = [make(app) for make in self.runtime.deliverers.values()]
@@ -97,23 +123,28 @@ class Worker:
         for deliverer in self.deliverers:
             deliverer.close()
 
-    def run_due_jobs(self) -> None:
+    def run_due_jobs(self) -> int:
+        """Run the jobs that are due; returns how many ran."""
         now = time.monotonic()
+        ran = 0
         for job in self.runtime.jobs:
             last = self._last_run.get(job.name)
             if last is not None and now - last < job.interval_seconds:
                 continue
             self._last_run[job.name] = now
+            ran += 1
             try:
                 with self.app.app_context(), unit_of_work(self.runtime.session_factory) as session:
                     job.run(session)
             except Exception as exc:  # a failing job must not stop mail delivery
                 log.error("job %s failed: %s", job.name, type(exc).__name__)
+        return ran
 
     def run(self, stop: threading.Event) -> None:
         """Inbox (and jobs) in this thread, mail and other deliveries in others (see
         ``MAIL_THREADS_POSTGRESQL``), so neither waits for the other; the inbox wakes the
-        mail threads when it queued."""
+        mail threads when mail may have been queued: it stored items, a request woke it,
+        a job ran."""
         log.info("worker %s started", self.worker_id)
         # The first thread uses the worker's sender and also delivers the other kinds;
         # each further one has an SMTP connection of its own and mails only.
@@ -145,7 +176,7 @@ class Worker:
                     log.error("inbox loop error: %s", type(exc).__name__)
                     handled = 0
                 if handled:
-                    self._mail_wake.set()
+                    self._mail_bell.ring()
                 waited = writer_waited(self.runtime.engine)
                 if handled and waited > CONTENDED_SECONDS:
                     # SQLite, and requests are writing: leave them the write lock for
@@ -153,15 +184,19 @@ class Worker:
                     # Held since the batch's first write, not while it read and worked.
                     locked_at = write_locked_at(self.runtime.engine) or started
                     stop.wait(YIELD_FACTOR * max(time.monotonic() - locked_at, 0.0))
-                self.run_due_jobs()
+                if self.run_due_jobs():
+                    self._mail_bell.ring()  # a job may have queued mails (reminders …)
                 if handled == 0:
-                    # Sleep until the poll interval ends or a request wakes us.
-                    self.runtime.wake.wait(poll)
-                    self.runtime.wake.clear()
+                    # Sleep until the poll interval ends or a request wakes us: it queued
+                    # inbox work, or mail itself. (Cleared only when set: a wake just
+                    # after a timeout is kept for the next round, not lost.)
+                    if self.runtime.wake.wait(poll):
+                        self.runtime.wake.clear()
+                        self._mail_bell.ring()
                 elif self._inbox_drained:
                     stop.wait(COALESCE_SECONDS)
         finally:
-            self._mail_wake.set()
+            self._mail_bell.ring()
             for thread in threads:
                 thread.join(timeout=30)
             self.close()
@@ -172,6 +207,9 @@ class Worker:
     ) -> None:
         poll = self.runtime.settings.worker_poll_seconds
         while not stop.is_set():
+            # Noted before the claim: a ring from here on (mail committed after the
+            # claim looked) means claim again.
+            seen = self._mail_bell.rung
             try:
                 handled = self.deliver_mail(sender, limit=limit)
                 if others:
@@ -180,7 +218,6 @@ class Worker:
                 log.error("delivery loop error: %s", type(exc).__name__)
                 handled = 0
             if handled == 0:
-                self._mail_wake.wait(poll)
-                self._mail_wake.clear()
+                self._mail_bell.wait(seen, poll)
             elif handled < limit:
                 stop.wait(COALESCE_SECONDS)
