@@ -340,6 +340,20 @@ def store_submission(session: Session, payload: dict[str, Any]) -> None:
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueuedSubmission:
+    """A submission a worker's batch writes with its other rows: the row's values."""
+
+    id: uuid.UUID
+    lead_id: uuid.UUID
+    form_id: int
+    language: str
+    data: bytes
+    utm_source: str | None
+    utm_campaign: str | None
+    created_at: dt.datetime
+
+
 def submit(
     session: Session,
     form: Form,
@@ -347,11 +361,12 @@ def submit(
     *,
     language: str,
     meta: RequestMeta,
-) -> Submission:
+) -> Submission | QueuedSubmission:
     """Store the lead and submission encrypted, request consent, queue the opt-in mail.
 
     Lead, submission, ledger entries and the opt-in mail's outbox row are
-    written in the caller's one transaction.
+    written in the caller's one transaction (in a worker's batch the submission is a
+    queued row, returned as its values).
     """
     # A visitor asking again after erasure starts from nothing, with fresh consent.
     consent_service.lift_suppression(session, data.email)
@@ -374,9 +389,13 @@ def submit(
         "utm_campaign": _label(data.source.get("utm_campaign")),
         "created_at": clock.now(),
     }
-    # The signal's receivers read it; a worker's batch writes the row with the others.
-    submission = Submission(**values)
-    if not batch.insert(session, Submission.__table__, values):
+    # The signal's receivers read it; a worker's batch writes the row with the others
+    # (no ORM object: its values are what the receivers read).
+    submission: Submission | QueuedSubmission
+    if batch.insert(session, Submission.__table__, values):
+        submission = QueuedSubmission(**values)
+    else:
+        submission = Submission(**values)
         session.add(submission)
         if batch.active(session) is None:
             session.flush()  # an isolated batch flushes each item's rows in its savepoint

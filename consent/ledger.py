@@ -7,6 +7,8 @@ Appends lock one head row, so concurrent transactions never fork the chain.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
@@ -61,6 +63,27 @@ def entry_hash(entry: LedgerEntry) -> str:
     return CHAIN.hash_of(entry)
 
 
+@dataclasses.dataclass(slots=True)
+class Queued:
+    """An entry of a worker's batch: its columns, linked and written at the batch's end
+    (one executemany, ``Chain.insert_all``); no ORM object, nothing reads it back."""
+
+    created_at: dt.datetime
+    event: str
+    subject: str
+    purpose: str | None
+    form_ref: str | None
+    text_id: int | None
+    text_version: int | None
+    text_sha256: str | None
+    ip_prefix: str | None
+    user_agent_hash: str | None
+    detail: str | None
+    prev_hash: str = ""
+    entry_hash: str = ""
+    pruned_at: dt.datetime | None = None
+
+
 def append(
     session: Session,
     *,
@@ -71,9 +94,12 @@ def append(
     text: ConsentText | None = None,
     meta: RequestMeta | None = None,
     detail: str | None = None,
-) -> LedgerEntry:
+) -> LedgerEntry | None:
+    """Append an entry (flushed); in a worker's batch queue it for the batch's end and
+    return None."""
     meta = meta or RequestMeta()
-    entry = LedgerEntry(
+    work = batch.active(session)
+    entry = (Queued if work is not None else LedgerEntry)(
         created_at=clock.now(),
         event=event,
         subject=subject,
@@ -92,12 +118,14 @@ def append(
     )
     # In a worker's batch the entries are linked together at its end, last of its
     # deferred work, so the head is locked once and briefly (leadvault.batch).
-    if not batch.defer(session, "consent.ledger", entry, _chain, order=1000):
-        CHAIN.append(session, entry)
+    if isinstance(entry, Queued):
+        batch.defer(session, "consent.ledger", entry, _chain, order=1000)
+        return None
+    CHAIN.append(session, entry)
     return entry
 
 
-def _chain(session: Session, entries: list[LedgerEntry]) -> None:
+def _chain(session: Session, entries: list[Queued]) -> None:
     CHAIN.insert_all(session, entries)
 
 
