@@ -14,7 +14,7 @@ import time
 
 from flask import Flask
 
-from leadvault import inbox, outbox
+from leadvault import inbox, mail_delivery
 from leadvault.app import runtime
 from leadvault.db import unit_of_work
 from leadvault.mail import Sender, sender_for
@@ -98,7 +98,7 @@ class Worker:
         return result.handled
 
     def deliver_mail(self, sender: Sender | None = None, *, limit: int | None = None) -> int:
-        return outbox.deliver_due(
+        return mail_delivery.deliver_due(
             self.runtime.session_factory,
             sender or self.sender,
             worker_id=self.worker_id,
