@@ -27,7 +27,7 @@ from leadvault.models import Lead
 from scoring import enrichment, journey, routing, rule_lines, scores, signals, stages
 from scoring import rules as rules_module
 from scoring.models import Event, Handoff, HandoffStatus, LeadScore, Salesperson, Stage
-from scoring.rule_model import Rules
+from scoring.rule_model import Rules, Titles
 from scoring.signals import handoff_changed
 
 HANDOFF_TOKEN = "handoff"
@@ -193,6 +193,7 @@ def summary(session: Session, handoff: Handoff, rules: Rules) -> dict[str, Any]:
         "fit_grade": state.fit_grade,
         "fit_rules": rule_lines.lines(rules, fit_rules),
         "flags": state.flags,
+        "checks": rule_lines.checks(state.flags or ()),
         "stage": state.stage,
         "form": form.name if form else state.first_form,
         "utm_source": state.utm_source,
@@ -204,6 +205,7 @@ def summary(session: Session, handoff: Handoff, rules: Rules) -> dict[str, Any]:
                 if step[0].properties
                 else {},
                 journey.points(step),
+                rule_lines.event_titles(rules, step[0].type),
             )
             for step in journey.steps(key_events)
         ],
@@ -236,12 +238,16 @@ JOURNEY = {
 }
 
 
-def _journey_step(row: Any, properties: dict[str, Any], points: float) -> dict[str, Any]:
+def _journey_step(
+    row: Any, properties: dict[str, Any], points: float, titles: Titles
+) -> dict[str, Any]:
     category = str(properties.get("category") or "")
     kind = f"{row.type}:category" if row.type == "page_view" and category else row.type
     return {
         "type": row.type,
         "label": JOURNEY.get(kind),
+        # Without a line of its own: the title of the rule that scores it, else its type.
+        "named": rule_lines.RuleLine(row.type, points, titles, retired=False, share=0.0),
         "category": category,
         "title": str(properties.get("title") or ""),
         "at": row.occurred_at,

@@ -12,7 +12,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
+from leadvault.i18n import N_
 from scoring.rule_model import Rules, Titles, title_in
+
+# What the plausibility checks (scoring.enrichment) found, as people read it.
+CHECKS = {
+    "disposable": N_("Disposable address"),
+    "free_mail": N_("Free mail address"),
+    "company_mail": N_("Company address"),
+    "role_address": N_("Role address (info@, sales@ …)"),
+    "phone_valid": N_("Phone number valid"),
+    "phone_invalid": N_("Phone number not valid"),
+    "phone_country_mismatch": N_("Phone number of another country"),
+}
+ENRICHED = N_("Completed by %(provider)s")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,3 +61,26 @@ def lines(rules: Rules, points: Iterable[tuple[str, float]]) -> list[RuleLine]:
             )
         )
     return found
+
+
+def checks(flags: Iterable[str]) -> list[tuple[str | None, dict[str, str]]]:
+    """(message id, values) per flag, for ``_(message, **values)``; a flag without a
+    message is (None, {"flag": flag}) and shows as it is."""
+    found: list[tuple[str | None, dict[str, str]]] = []
+    for flag in flags:
+        if flag in CHECKS:
+            found.append((CHECKS[flag], {}))
+        elif flag.startswith("enriched:"):
+            found.append((ENRICHED, {"provider": flag.partition(":")[2]}))
+        else:
+            found.append((None, {"flag": flag}))
+    return found
+
+
+def event_titles(rules: Rules, event_type: str) -> Titles:
+    """The titles of the one engagement rule that scores every ``event_type`` event (no
+    conditions), for a journey step without a line of its own; else none."""
+    scoring = rules.by_event.get(event_type, ())
+    if len(scoring) == 1 and not scoring[0].conditions:
+        return rules.titles.get(scoring[0].name, ())
+    return ()

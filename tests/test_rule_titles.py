@@ -124,6 +124,11 @@ def test_handoff_mail_and_page_show_titles_and_bars(app, client, smtp_server):
     assert '<rect x="0" y="1" width="160.0"' in page
     assert page.count('aria-hidden="true" focusable="false"') == len(rows)
     assert "pricing_page" not in page
+    # The checks and the journey's own event types read as words too.
+    text = text_of(mail)
+    assert "Prüfungen: Firmenadresse" in text and "company_mail" not in text
+    assert "QR-Code gescannt (5 Punkte)" in text and "qr_scan" not in text
+    assert "Produktbild angeklickt (3 Punkte)" in page and "product_image_click" not in page
     assert lead_id
 
 
@@ -142,6 +147,8 @@ def test_console_lead_page_marks_a_rule_no_longer_in_the_rules(app):
     rows = re.findall(r'<tr><th scope="row">([^<]+)</th><td class="num">([^<]+)</td>', page)
     assert ("pricing_page (no longer in the rules)", "20") in rows
     assert ("Viewed product pages", "5") in rows
+    assert "(Company address)" in page and "company_mail" not in page
+    assert "Event page_view (20 points)" in page  # a number as the page's language writes it
     token = factories.csrf_token(client, f"/console/leads/{lead_id}")
     revealed = client.post(f"/console/leads/{lead_id}/reveal", data={"csrf_token": token})
     shown = revealed.get_data(as_text=True)

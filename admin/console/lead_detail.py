@@ -63,6 +63,7 @@ class Summary:
     breakdown: list[RuleLine]  # engagement points by rule, largest first
     suspect: bool
     flags: list[str]
+    checks: list[tuple[str | None, dict[str, str]]]  # the flags as people read them
     first_form: str | None
     form_name: str | None
     utm_source: str | None
@@ -97,6 +98,7 @@ def summary(session: Session, lead: Lead) -> Summary:
         breakdown=breakdown,
         suspect=bool(state and state.suspect),
         flags=list(state.flags or []) if state else [],
+        checks=rule_lines.checks(state.flags or []) if state else [],
         first_form=state.first_form if state else None,
         form_name=form_name,
         utm_source=state.utm_source if state else None,
