@@ -18,7 +18,9 @@ from tests import factories
 from tests.factories import uow
 
 ROLES = [role.value for role in Role]
-FIRST, LAST, COMPANY = "Ada", "Lovelace", "Analytical Engines"
+# Long enough that no random token, id or signature in a response contains one by
+# chance ("Ada" did, once in a few hundred runs: a flaky leak alarm).
+FIRST, LAST, COMPANY = "Augusta", "Lovelace", "Analytical Engines"
 
 
 def _lead(app: Any) -> tuple[uuid.UUID, str]:
