@@ -75,7 +75,7 @@ def stamp_text(raw: Any) -> str:
     return moment.isoformat(" ", "seconds")[:19]
 
 
-def _owner(raw: Any) -> str:
+def owner_text(raw: Any) -> str:
     """A lead's id in its canonical text form (the associated data its fields are
     sealed with) from the driver's value: SQLite's 32 hex digits or a ``uuid.UUID``."""
     if isinstance(raw, str) and len(raw) == 32:
@@ -217,11 +217,9 @@ def _leads_query(
 SCORE_COLUMNS = 10
 
 
-def _score_maker(
-    half_life: float, now: dt.datetime, text_dates: bool
-) -> Callable[[Sequence[Any]], Record]:
-    """A function turning a lead row's scoring columns (``_leads_query``) into the
-    record's ``scores``: the score decayed to ``now``, as the console shows it."""
+def decayer(half_life: float, now: dt.datetime) -> Callable[[float, Any], float]:
+    """A function giving a stored score (and its ``as_of`` as the driver returns it)
+    decayed to ``now`` and rounded, as the console shows it."""
     from scoring.scores import decay, score_at
 
     # SQLite's stored text is UTC: its age is taken from naive datetimes (the same
@@ -229,16 +227,29 @@ def _score_maker(
     naive_now = now.astimezone(dt.UTC).replace(tzinfo=None)
     fromisoformat = _fromisoformat
 
+    def decayed(score: float, as_of: Any) -> float:
+        if type(as_of) is str:
+            return round(
+                decay(score, (naive_now - fromisoformat(as_of)).total_seconds(), half_life), 1
+            )
+        return round(score_at(score, _utc(as_of), now, half_life), 1)
+
+    return decayed
+
+
+def _score_maker(
+    half_life: float, now: dt.datetime, text_dates: bool
+) -> Callable[[Sequence[Any]], Record]:
+    """A function turning a lead row's scoring columns (``_leads_query``) into the
+    record's ``scores``: the score decayed to ``now``, as the console shows it."""
+    decayed = decayer(half_life, now)
+
     def scores(values: Sequence[Any]) -> Record:
         score, as_of, stage, changed, grade, points, suspect, form, source, campaign = values
         if score is None:  # no scoring state (the score column is NOT NULL)
             return _NO_SCORES
-        if type(as_of) is str:
-            decayed = decay(score, (naive_now - fromisoformat(as_of)).total_seconds(), half_life)
-        else:
-            decayed = score_at(score, _utc(as_of), now, half_life)
         return {
-            "score": round(decayed, 1),
+            "score": decayed(score, as_of),
             "stage": stage,
             "stage_changed_at": changed if text_dates else _utc(changed),
             "fit_grade": grade,
@@ -250,6 +261,26 @@ def _score_maker(
         }
 
     return scores
+
+
+# Where each of the scoring state's columns is in a lead's row (``_leads_query``).
+SCORE_AT = {
+    name: 6 + number
+    for number, name in enumerate(
+        (
+            "score",
+            "as_of",
+            "stage",
+            "stage_changed_at",
+            "fit_grade",
+            "fit_points",
+            "suspect",
+            "first_form",
+            "utm_source",
+            "utm_campaign",
+        )
+    )
+}
 
 
 class ConsentState(NamedTuple):
@@ -289,7 +320,7 @@ def _consents_query(
     )
 
 
-def _consents(
+def consent_states(
     rows: Sequence[Any], versions: dict[int, int], text_dates: bool
 ) -> dict[Any, dict[str, ConsentState]]:
     out: dict[Any, dict[str, ConsentState]] = {}
@@ -392,7 +423,7 @@ def records(chunk: Chunk, context: Context, vault: Vault) -> list[Record]:
     opened_names = ("email", *names) if email else names
     decrypts = plan.decrypts
     scores = _score_maker(context.half_life, context.now, text_dates) if plan.scores else None
-    consents = _consents(chunk.consents, context.versions, text_dates)
+    consents = consent_states(chunk.consents, context.versions, text_dates)
     submissions = _first(chunk.submissions)
     get_consents = consents.get
     open_fields = vault.open_fields
@@ -405,7 +436,7 @@ def records(chunk: Chunk, context: Context, vault: Vault) -> list[Record]:
     append = records.append
     for lead in chunk.leads:
         key, wrapped, version, language, created_at, last_activity_at = lead[:6]
-        owner = _owner(key)
+        owner = owner_text(key)
         record: Record = {
             "id": owner,
             "language": language,

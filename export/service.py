@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from export import columns as columns_module
-from export import parallel, rows, writers
+from export import direct, parallel, rows, writers
 from export import presets as presets_module
 from export.columns import Column, ColumnError
 from leadvault import audit
@@ -222,9 +222,17 @@ def _pieces(
     else:
         encode = writers.ndjson_encoder(export.fields)
 
-    def work(item: tuple[list[Any], list[Any], list[Any]]) -> tuple[int, bytes]:
-        records = rows.records(rows.Chunk(*item), context, vault)
+    def encode_records(chunk: rows.Chunk) -> tuple[int, bytes]:
+        records = rows.records(chunk, context, vault)
         return len(records), encode(records)
+
+    encode_chunk = encode_records
+    if export.format == "csv" and direct.applies(export.fields, context):
+        # Plain columns: the rows straight from the driver's (the same bytes, no records).
+        encode_chunk = direct.csv_encoder(export.fields, context, vault, dialect=export.dialect)
+
+    def work(item: tuple[list[Any], list[Any], list[Any]]) -> tuple[int, bytes]:
+        return encode_chunk(rows.Chunk(*item))
 
     # A chunk goes to a worker as a tuple of lists of the driver's rows: on SQLite
     # plain tuples, which ``export.parallel`` sends with marshal.

@@ -134,7 +134,42 @@ def _csv_formatter(field: Field, decimal_comma: bool) -> Callable[[Record], str]
     return lambda record: _csv_cell(get(record), kind, decimal_comma)
 
 
-def _row_maker(fields: Sequence[Field], decimal_comma: bool) -> Callable[[Record], list[str]]:
+class Reading:
+    """Where a generated row function (:func:`_row_maker`) finds a column's value: the
+    source text of an expression per column, over the function's argument.
+
+    The default reads a record (``export.rows.records``); ``export.direct`` reads the
+    driver's row of a lead instead. ``prelude`` lines run first for each row (they may
+    set names the expressions use), ``value`` gives a column's expression (None: the
+    column's own formatter is called with ``arg``), ``consents`` the expression of the
+    lead's consent states by purpose.
+    """
+
+    arg = "record"
+
+    def __init__(self) -> None:
+        self.prelude: list[str] = ["get = record.get"]
+        self.names: dict[str, Any] = {}
+
+    def value(self, column: Column) -> str | None:
+        source = column.source
+        if source in {Source.LEAD, Source.EMAIL}:
+            return f"get({column.key!r})"
+        if source == Source.ATTRIBUTE:
+            return f"get({column.field!r})"
+        if source == Source.SCORE:
+            if 'scores = record["scores"]' not in self.prelude:
+                self.prelude.append('scores = record["scores"]')
+            return f"scores.get({column.field!r})"
+        return None
+
+    def consents(self) -> str:
+        return 'record["consents"]'
+
+
+def _row_maker(
+    fields: Sequence[Field], decimal_comma: bool, reading: Reading | None = None
+) -> Callable[[Any], list[str]]:
     """One function turning a record into its row of cell texts, written for this column
     list: every cell is an expression in it (the same cell functions as
     :func:`_csv_formatter`'s, so the same text), each consent state is looked up once
@@ -144,23 +179,26 @@ def _row_maker(fields: Sequence[Field], decimal_comma: bool) -> Callable[[Record
 
     The common case of a cell is written out too (a text that needs no neutralising, a
     stored timestamp, an integer), the cell function called only for the rest: another
-    call per cell was a tenth of the export's worker."""
+    call per cell was a tenth of the export's worker. ``reading``: what the function
+    reads (a record by default, see :class:`Reading`)."""
+    reading = reading if reading is not None else Reading()
     names: dict[str, Any] = {
         "T": _text_cell,
         "W": _when_cell,
         "K": _csv_cell,
         "DC": decimal_comma,
         "FS": _FORMULA_START,
+        **reading.names,
     }
-    prelude = ["    get = record.get"]
+    prelude = reading.prelude
     states: dict[str, str] = {}
 
     def state(purpose: str) -> str:
         if not states:
-            prelude.append('    consents = record["consents"]')
+            prelude.append(f"consents = {reading.consents()}")
         if purpose not in states:
             states[purpose] = f"s{len(states)}"
-            prelude.append(f"    {states[purpose]} = consents.get({purpose!r})")
+            prelude.append(f"{states[purpose]} = consents.get({purpose!r})")
         return states[purpose]
 
     def text(value: str) -> str:  # what _text_cell gives
@@ -183,17 +221,7 @@ def _row_maker(fields: Sequence[Field], decimal_comma: bool) -> Callable[[Record
         cell = when if kind == Kind.DATETIME else text
         source = column.source if column is not None else None
         simple = column is not None and kind in {Kind.TEXT, Kind.LABEL, Kind.DATETIME}
-        # Where the record holds the column's value (see ``export.rows.getter``).
-        if column is not None and source in {Source.LEAD, Source.EMAIL}:
-            value = f"get({column.key!r})"
-        elif column is not None and source == Source.ATTRIBUTE:
-            value = f"get({column.field!r})"
-        elif column is not None and source == Source.SCORE:
-            if '    scores = record["scores"]' not in prelude:
-                prelude.append('    scores = record["scores"]')
-            value = f"scores.get({column.field!r})"
-        else:
-            value = ""
+        value = (reading.value(column) if column is not None else None) or ""
         if simple and value:
             cells.append(cell(value))
         elif column is not None and value and kind == Kind.NUMBER:
@@ -210,11 +238,20 @@ def _row_maker(fields: Sequence[Field], decimal_comma: bool) -> Callable[[Record
             var = state(column.field)  # type: ignore[union-attr]
             names[f"kind{number_}"] = kind
             cells.append(f'("" if {var} is None else {number(f"{var}.version", f"kind{number_}")})')
+        elif column is not None and value:  # a value of another kind (BOOL)
+            names[f"f{number_}"] = lambda raw, kind=kind: _csv_cell(raw, kind, decimal_comma)
+            cells.append(f"f{number_}({value})")
         else:
             names[f"f{number_}"] = _csv_formatter(field, decimal_comma)
-            cells.append(f"f{number_}(record)")
+            cells.append(f"f{number_}({reading.arg})")
     source_text = "\n".join(
-        ["def row(record):", *prelude, "    return [", *(f"        {c}," for c in cells), "    ]"]
+        [
+            f"def row({reading.arg}):",
+            *(f"    {line}" for line in prelude),
+            "    return [",
+            *(f"        {c}," for c in cells),
+            "    ]",
+        ]
     )
     exec(compile(source_text, "<export.writers row>", "exec"), names)  # noqa: S102
     return names["row"]  # type: ignore[no-any-return]
@@ -231,22 +268,32 @@ def csv_header(fields: Sequence[Field], *, dialect: str = "excel") -> bytes:
     return ((BOM if german else "") + buffer.getvalue()).encode("utf-8")
 
 
+def csv_lines(dialect: str) -> Callable[[Iterable[list[str]]], bytes]:
+    """A function writing rows of cell texts as CSV lines of ``dialect`` (encoded)."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"dialect must be one of {', '.join(DIALECTS)}")
+    buffer = io.StringIO()
+    delimiter = ";" if dialect == "excel-de" else ","
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n")
+
+    def lines(cells: Iterable[list[str]]) -> bytes:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows(cells)
+        return buffer.getvalue().encode("utf-8")
+
+    return lines
+
+
 def csv_encoder(
     fields: Sequence[Field], *, dialect: str = "excel"
 ) -> Callable[[list[Record]], bytes]:
     """A function writing one chunk of records as CSV lines (encoded)."""
-    if dialect not in DIALECTS:
-        raise ValueError(f"dialect must be one of {', '.join(DIALECTS)}")
-    german = dialect == "excel-de"
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";" if german else ",", lineterminator="\r\n")
-    row = _row_maker(fields, german)
+    lines = csv_lines(dialect)
+    row = _row_maker(fields, dialect == "excel-de")
 
     def encode(records: list[Record]) -> bytes:
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerows(map(row, records))
-        return buffer.getvalue().encode("utf-8")
+        return lines(map(row, records))
 
     return encode
 
