@@ -98,7 +98,7 @@ def csv_encoder(
     """A function writing one chunk as CSV lines (encoded), with its row count: what
     ``writers.csv_encoder(fields)(rows.records(chunk, ...))`` writes."""
     row = writers._row_maker(fields, dialect == "excel-de", TupleReading(context, vault))
-    write_rows = writers.csv_lines(dialect)
+    write_rows = writers.csv_lines(dialect, len(fields))
     versions, text_dates = context.versions, context.text_dates
 
     def encode(chunk: rows.Chunk) -> tuple[int, bytes]:

@@ -41,11 +41,13 @@ from typing import Any
 # Chunks handed to each worker before the oldest piece is waited for: enough that a
 # worker always has the next chunk when it finishes one, few enough to keep memory flat.
 AHEAD = 2
-# With one worker, the reader decrypts and formats one chunk in SHARE itself: reading
-# took ~13.5 us a lead and the worker's part ~16.8 us (200 000 leads with scoring
-# states, SQLite), so the worker set the pace while the reader waited; one in 12
-# about evens them out.
-SHARE = 12
+# With one worker, the reader may decrypt and format one chunk in SHARE itself (0: none),
+# when the worker's part of a lead costs more than reading it. It did (one in 12: reading
+# ~13.5 us a lead, the worker ~16.8 us); since the CSV rows come straight from the
+# driver's rows (export.direct) the worker's part is the cheaper one (200 000 leads,
+# SQLite, CPU: reader 2.5 s, worker 2.4 s with no share; one in 12 or 24 made the
+# reader the slower side: 71 900-75 500 rows/s against 77 000-77 900 with none).
+SHARE = 0
 _STOP = None
 # The pipes' buffer (bytes): more than a chunk's items or answers (see _widen); 1 MB is
 # what Linux lets any user ask for (/proc/sys/fs/pipe-max-size).

@@ -268,19 +268,43 @@ def csv_header(fields: Sequence[Field], *, dialect: str = "excel") -> bytes:
     return ((BOM if german else "") + buffer.getvalue()).encode("utf-8")
 
 
-def csv_lines(dialect: str) -> Callable[[Iterable[list[str]]], bytes]:
-    """A function writing rows of cell texts as CSV lines of ``dialect`` (encoded)."""
+def csv_lines(dialect: str, width: int = 0) -> Callable[[Iterable[list[str]]], bytes]:
+    """A function writing rows of cell texts as CSV lines of ``dialect`` (encoded).
+
+    With ``width`` (cells per row, 2 or more) the lines are the cells joined by the
+    delimiter, when no cell holds the delimiter, a quote or a line break (the text
+    then has exactly ``width - 1`` delimiters a row): what the csv module writes for
+    them (it quotes only such cells), at a third of its cost; otherwise the csv module
+    writes the rows."""
     if dialect not in DIALECTS:
         raise ValueError(f"dialect must be one of {', '.join(DIALECTS)}")
     buffer = io.StringIO()
     delimiter = ";" if dialect == "excel-de" else ","
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n")
 
-    def lines(cells: Iterable[list[str]]) -> bytes:
+    def with_module(cells: Iterable[list[str]]) -> bytes:
         buffer.seek(0)
         buffer.truncate()
         writer.writerows(cells)
         return buffer.getvalue().encode("utf-8")
+
+    if width < 2:  # a row of one empty cell is written as ""
+        return with_module
+    join = delimiter.join
+    separators = width - 1
+
+    def lines(cells: Iterable[list[str]]) -> bytes:
+        rows = list(cells)
+        text = "\r\n".join(map(join, rows)) + "\r\n"
+        count = len(rows)
+        if (
+            text.count(delimiter) == separators * count
+            and text.count("\n") == count
+            and text.count("\r") == count
+            and '"' not in text
+        ):
+            return text.encode("utf-8") if count else b""
+        return with_module(rows)
 
     return lines
 
@@ -289,7 +313,7 @@ def csv_encoder(
     fields: Sequence[Field], *, dialect: str = "excel"
 ) -> Callable[[list[Record]], bytes]:
     """A function writing one chunk of records as CSV lines (encoded)."""
-    lines = csv_lines(dialect)
+    lines = csv_lines(dialect, len(fields))
     row = _row_maker(fields, dialect == "excel-de")
 
     def encode(records: list[Record]) -> bytes:

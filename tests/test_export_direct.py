@@ -105,3 +105,25 @@ def test_an_export_writes_the_same_file_either_way(app, varied, monkeypatch):
     monkeypatch.setattr(direct, "applies", lambda fields, context: False)
     assert export() == straight
     assert straight.count(b"\r\n") == 5  # the header and four leads
+
+
+@pytest.mark.parametrize("dialect", ["excel", "excel-de"])
+def test_joined_lines_are_what_the_csv_module_writes(dialect):
+    """writers.csv_lines with a width joins the cells itself when none needs quoting,
+    and leaves the rest to the csv module: the same bytes over rows of every kind of
+    cell (delimiters, quotes, line breaks, umlauts, empty cells)."""
+    import random
+
+    pieces = ["a", "Jürgen", "", " ", ",", ";", '"', "\r", "\n", "\r\n", "'=1", "3,5", "x y"]
+    rng = random.Random(14)
+    with_module = writers.csv_lines(dialect)
+    for width in (2, 3, 24):
+        joined = writers.csv_lines(dialect, width)
+        plain = [["".join(rng.choices(["a", "Jürgen", "'=1", "x y"], k=3)) for _ in range(width)]]
+        assert joined(plain) == with_module(plain) and b'"' not in joined(plain)
+        for _ in range(300):
+            rows_ = [
+                ["".join(rng.choices(pieces, k=rng.randrange(3))) for _ in range(width)]
+                for _ in range(rng.randrange(4))
+            ]
+            assert joined(rows_) == with_module(rows_), rows_
