@@ -234,8 +234,9 @@ def request_consent(
     language: str,
     meta: RequestMeta,
     mail: OptInMail | None = None,
-) -> OptInRequest | None:
-    """Record the request and queue one opt-in mail, unless none is needed.
+) -> OptInRequest | QueuedRequest | None:
+    """Record the request and queue one opt-in mail, unless none is needed (in a worker's
+    batch the request is a queued row, returned as its values).
 
     Purposes already granted are skipped; a purpose whose opt-in mail went out
     within the resend window is not mailed again (many rapid submissions of
@@ -303,14 +304,31 @@ def request_consent(
         "language": language,
         "created_at": now,
     }
-    request = OptInRequest(**values)
-    # In a worker's batch written with the batch's other requests at its end.
-    if not batch.insert(session, OptInRequest.__table__, values):
+    # In a worker's batch written with the batch's other requests at its end (no ORM
+    # object: the mail needs only its values).
+    request: OptInRequest | QueuedRequest
+    if batch.insert(session, OptInRequest.__table__, values):
+        request = QueuedRequest(**values)
+    else:
+        request = OptInRequest(**values)
         session.add(request)
         if batch.active(session) is None:
             session.flush()  # an isolated batch flushes each item's rows in its savepoint
     _queue_optin_mail(session, lead, request, texts, mail, whitepaper=form.whitepaper)
     return request
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueuedRequest:
+    """An opt-in request a worker's batch writes with its other rows: the row's values."""
+
+    id: uuid.UUID
+    lead_id: uuid.UUID
+    purposes: list[str]
+    text_ids: list[int]
+    form_ref: str
+    language: str
+    created_at: dt.datetime
 
 
 _CONSENTS = Consent.__table__
@@ -331,7 +349,7 @@ def _pending_row(
     }
 
 
-def optin_url(session: Session, request: OptInRequest) -> str:
+def optin_url(session: Session, request: OptInRequest | QueuedRequest) -> str:
     token = vault_of(session).sign(OPTIN_TOKEN, {"r": request.id.hex})
     return f"{settings_of(session).base_url}/c/{token}"
 
@@ -339,7 +357,7 @@ def optin_url(session: Session, request: OptInRequest) -> str:
 def _queue_optin_mail(
     session: Session,
     lead: Lead,
-    request: OptInRequest,
+    request: OptInRequest | QueuedRequest,
     texts: list[ConsentText],
     mail: OptInMail | None = None,
     *,

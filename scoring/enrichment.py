@@ -21,6 +21,7 @@ from leadvault import batch, leads
 from leadvault.models import Lead
 from scoring.models import LeadScore, Stage
 from scoring.rule_model import Rules, matches_all
+from scoring.scores import NewState
 
 log = logging.getLogger("leadvault.scoring.enrichment")
 
@@ -207,7 +208,9 @@ def fit_of(
 # --- the pipeline ---------------------------------------------------------------
 
 
-def run(session: Session, lead: Lead, state: LeadScore, rules: Rules, *, paid: bool) -> Profile:
+def run(
+    session: Session, lead: Lead, state: LeadScore | NewState, rules: Rules, *, paid: bool
+) -> Profile:
     """Run the steps cheapest first; store flags, suspect and fit on ``state``."""
     profile = Profile(
         email=leads.email_of(session, lead),

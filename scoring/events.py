@@ -249,7 +249,9 @@ def _form_submissions(session: Session, items: list[_Submitted]) -> None:
     # New states stay out of the session: inserted with their fit and the events' points,
     # together, when the events are stored (not flushed and read back).
     states = stages.states_of(session, list(found_leads), add=False)
-    fresh = {lead_id: state for lead_id, state in states.items() if state not in session}
+    fresh = {
+        lead_id: state for lead_id, state in states.items() if isinstance(state, scores.NewState)
+    }
     with session.no_autoflush:
         for item in items:
             state = states[item.lead_id]
@@ -259,7 +261,8 @@ def _form_submissions(session: Session, items: list[_Submitted]) -> None:
                 state.utm_campaign = item.utm_campaign
             enrichment.run(session, found_leads[item.lead_id], state, rules, paid=False)
     if "form_submitted" not in rules.event_types:
-        session.add_all(fresh.values())
+        new = {lead_id: scores.fresh_state(state) for lead_id, state in fresh.items()}
+        scores.save_states(session, new, rules.version)
         counters.increment(session, UNKNOWN_TYPE, len(items))
         return
     events = [

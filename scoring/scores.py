@@ -144,9 +144,32 @@ def new_state(lead_id: uuid.UUID, at: dt.datetime) -> ScoreState:
     return ScoreState(lead_id, 0.0, at, Stage.NEW, "D", False, {}, new=True, dirty=True)
 
 
-def fresh_state(state: LeadScore) -> ScoreState:
-    """A scoring state not stored yet (``stages.states_of(add=False)``) as a ScoreState
-    that ``save_states`` inserts with every column the object holds."""
+@dataclasses.dataclass(slots=True)
+class NewState:
+    """A lead's first scoring state built in memory (``stages.states_of(add=False)``):
+    the columns of its row, which ``save_states`` inserts (no ORM object)."""
+
+    lead_id: uuid.UUID
+    score: float
+    as_of: dt.datetime
+    fit_points: float
+    fit_grade: str
+    suspect: bool
+    flags: list[str]
+    stage: str
+    stage_changed_at: dt.datetime
+    first_form: str | None
+    utm_source: str | None
+    utm_campaign: str | None
+    enrichment_pending: bool
+    enrichment_cost: float
+    rules_version: int
+    updated_at: dt.datetime
+
+
+def fresh_state(state: NewState) -> ScoreState:
+    """A scoring state not stored yet as a ScoreState that ``save_states`` inserts with
+    every column it holds."""
     row = {name: getattr(state, name) for name in _COLUMNS}
     return ScoreState(
         state.lead_id,
@@ -301,7 +324,7 @@ def apply_events(
     events: list[Incoming],
     keys: Mapping[uuid.UUID, DataKey],
     *,
-    fresh: Mapping[uuid.UUID, LeadScore] | None = None,
+    fresh: Mapping[uuid.UUID, NewState] | None = None,
 ) -> dict[uuid.UUID, ScoreState]:
     """Store events (properties sealed) and fold their points into the scores.
 

@@ -102,11 +102,11 @@ def state_of(session: Session, lead_id: uuid.UUID, *, for_update: bool = False) 
 
 def states_of(
     session: Session, lead_ids: list[uuid.UUID], *, add: bool = True
-) -> dict[uuid.UUID, LeadScore]:
+) -> dict[uuid.UUID, LeadScore | scores.NewState]:
     """Scoring states of many leads in one read; new ones are added (inserted at the next
-    flush, together), or with ``add=False`` left out of the session (transient) for the
-    caller to insert (``scores.apply_events``'s ``fresh``)."""
-    states: dict[uuid.UUID, LeadScore] = {}
+    flush, together), or with ``add=False`` built in memory (``scores.NewState``) for
+    the caller to insert (``scores.apply_events``'s ``fresh``)."""
+    states: dict[uuid.UUID, LeadScore | scores.NewState] = {}
     stored = [lead_id for lead_id in lead_ids if not leads.created_here(session, lead_id)]
     for start in range(0, len(stored), 500):
         chunk = stored[start : start + 500]
@@ -115,9 +115,12 @@ def states_of(
     now = clock.now()
     for lead_id in lead_ids:
         if lead_id not in states:
-            states[lead_id] = LeadScore(**scores.new_state_row(lead_id, now))
+            row = scores.new_state_row(lead_id, now)
             if add:
-                session.add(states[lead_id])
+                session.add(state := LeadScore(**row))
+                states[lead_id] = state
+            else:
+                states[lead_id] = scores.NewState(**row)
     return states
 
 
