@@ -148,7 +148,10 @@ def test_console_lead_page_marks_a_rule_no_longer_in_the_rules(app):
     assert ("pricing_page (no longer in the rules)", "20") in rows
     assert ("Viewed product pages", "5") in rows
     assert "(Company address)" in page and "company_mail" not in page
-    assert "Event page_view (20 points)" in page  # a number as the page's language writes it
+    # The activity list in words: event types, mails and their states.
+    assert "Viewed a page (20 points)" in page and "Scanned a QR code (5 points)" in page
+    assert "Mail opt-in confirmation: waiting to be sent" in page and "optin" not in page
+    assert "Handed to sales (queue): waiting for a salesperson" in page
     token = factories.csrf_token(client, f"/console/leads/{lead_id}")
     revealed = client.post(f"/console/leads/{lead_id}/reveal", data={"csrf_token": token})
     shown = revealed.get_data(as_text=True)
@@ -156,3 +159,7 @@ def test_console_lead_page_marks_a_rule_no_longer_in_the_rules(app):
         shown = client.get(revealed.headers["Location"]).get_data(as_text=True)
     fit = re.findall(r'<tr><th scope="row">([^<]+)</th><td class="num">([^<]+)</td>', shown)
     assert ("Decision maker by job title", "15") in fit
+    client.post("/console/language", data={"lang": "de", "csrf_token": token})
+    german = client.get(f"/console/leads/{lead_id}").get_data(as_text=True)
+    assert "Hat eine Seite angesehen (20 Punkte)" in german
+    assert "Mail Opt-in-Bestätigung: wartet auf den Versand" in german

@@ -20,12 +20,14 @@ from capture import service as capture_service
 from capture.models import Form, Submission
 from consent import ledger
 from consent.models import Consent, ConsentText
+from leadvault import i18n
 from leadvault.i18n import N_
 from leadvault.models import Lead, OutboxMessage
 from scoring import journey, rule_lines, scores, stages
 from scoring import rules as rules_module
 from scoring.models import Event, Handoff, LeadScore, Stage, StageChange
 from scoring.rule_lines import RuleLine
+from scoring.rule_model import Titles, title_in
 
 NO_VALUE = "\u2013"  # an en dash where there is nothing to say
 TIMELINE_LIMIT = 200  # newest entries of each kind
@@ -37,6 +39,63 @@ class Item:
     kind: str  # submission, event, stage, handoff, mail
     text: str  # message id with %(…)s values
     values: dict[str, Any]
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)  # value: message id
+    titles: dict[str, Titles] = dataclasses.field(default_factory=dict)  # value: rule titles
+
+    def shown(self) -> dict[str, Any]:
+        """The values in the page's language: labels translated, titles chosen, the
+        points written as the language writes numbers."""
+        lang = i18n.current_language()
+        found = dict(self.values)
+        for name, message in self.labels.items():
+            found[name] = i18n.translate(lang, message)
+        for name, titles in self.titles.items():
+            found[name] = title_in(titles, lang) or found[name]
+        if isinstance(found.get("points"), int | float):
+            found["points"] = i18n.format_number(found["points"], lang)
+        return found
+
+
+# The activity list's words for event types, mails and states (ids stay for the rest).
+EVENT_LABELS = {
+    "page_view": N_("Viewed a page"),
+    "asset_downloaded": N_("Downloaded a file"),
+    "mail_clicked": N_("Clicked a link in a mail"),
+    "optin_confirmed": N_("Confirmed the email address"),
+    "form_submitted": N_("Sent a form"),
+    "unsubscribed": N_("Unsubscribed"),
+    "sales_feedback": N_("Feedback from sales"),
+}
+MAIL_LABELS = {
+    "optin": N_("opt-in confirmation"),
+    "welcome": N_("welcome"),
+    "manage": N_("link to manage the data"),
+    "email_change": N_("confirmation of a new address"),
+    "email_changed": N_("notice of an address change"),
+    "asset": N_("download link"),
+    "repermission": N_("request for consent"),
+    "handoff": N_("handoff to sales"),
+    "reminder": N_("reminder to sales"),
+}
+MAIL_STATES = {
+    "pending": N_("waiting to be sent"),
+    "sending": N_("being sent"),
+    "sent": N_("sent"),
+    "failed": N_("could not be sent"),
+    "cancelled": N_("cancelled"),
+}
+HANDOFF_STATES = {
+    "queued": N_("waiting for a salesperson"),
+    "offered": N_("offered"),
+    "accepted": N_("accepted"),
+    "rejected": N_("rejected"),
+    "expired": N_("not accepted in time"),
+    "withdrawn": N_("consent withdrawn"),
+}
+
+
+def _labels(**pairs: tuple[dict[str, str], str]) -> dict[str, str]:
+    return {name: table[key] for name, (table, key) in pairs.items() if key in table}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,13 +190,17 @@ def timeline(session: Session, lead_id: uuid.UUID) -> list[Item]:
         .order_by(Event.occurred_at.desc())
         .limit(TIMELINE_LIMIT)
     )
+    rules = rules_module.active(session)
     for step in journey.steps(events):  # one confirmation of two purposes: one line
+        kind = step[0].type
         items.append(
             Item(
                 step[0].occurred_at,
                 "event",
-                N_("Event %(type)s (%(points)s points)"),
-                {"type": step[0].type, "points": round(journey.points(step), 1)},
+                N_("%(what)s (%(points)s points)"),
+                {"what": kind, "points": round(journey.points(step), 1)},
+                labels=_labels(what=(EVENT_LABELS, kind)),
+                titles={"what": rule_lines.event_titles(rules, kind)},
             )
         )
     for change in session.scalars(
@@ -174,6 +237,9 @@ def timeline(session: Session, lead_id: uuid.UUID) -> list[Item]:
                     "status": handoff.status
                     + (f", {handoff.reject_reason}" if handoff.reject_reason else ""),
                 },
+                labels={}
+                if handoff.reject_reason
+                else _labels(status=(HANDOFF_STATES, handoff.status)),
             )
         )
     for mail in session.scalars(
@@ -188,6 +254,9 @@ def timeline(session: Session, lead_id: uuid.UUID) -> list[Item]:
                 "mail",
                 N_("Mail %(template)s: %(status)s"),
                 {"template": mail.template, "status": mail.status},
+                labels=_labels(
+                    template=(MAIL_LABELS, mail.template), status=(MAIL_STATES, mail.status)
+                ),
             )
         )
     return sorted(items, key=lambda item: item.at, reverse=True)
