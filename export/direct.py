@@ -5,7 +5,7 @@ that a CSV row then reads cell by cell: a fifth of the export worker's time
 per lead. For a CSV of plain columns (no preset, no submission data) the row
 function generated for the column list (``export.writers._row_maker``) reads
 the lead's row itself instead (:class:`TupleReading`): its fields opened in
-one call, the scoring state's columns where ``export.rows._leads_query`` put
+one call, the scoring state's columns where ``export.queries.leads_query`` put
 them, the consent states of the chunk by lead. The cells are the same
 expressions as for a record, so the file is the same byte for byte
 (tests/test_exports.py compares both ways).
@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 
-from export import rows, writers
+from export import queries, rows, writers
 from export.columns import Column, Source
 from leadvault.crypto import Vault
 
@@ -34,7 +34,7 @@ def applies(fields: Sequence[writers.Field], context: rows.Context) -> bool:
 
 
 class TupleReading(writers.Reading):
-    """A lead's row of ``export.rows._leads_query`` as the row function's argument
+    """A lead's row of ``export.queries.leads_query`` as the row function's argument
     (``lead``), with the chunk's consent states by lead key (``states``)."""
 
     arg = "lead, states"
@@ -49,7 +49,7 @@ class TupleReading(writers.Reading):
         if plan.decrypts:
             # As in ``export.rows.records``: the sealed values after the lead's six
             # columns and the scoring state's; the address only if it is exported.
-            first_sealed = 6 + (rows.SCORE_COLUMNS if scores else 0)
+            first_sealed = 6 + (queries.SCORE_COLUMNS if scores else 0)
             names = (("email",) if plan.email else ()) + tuple(f"attr/{n}" for n in plan.attributes)
             self.names.update(
                 OPEN=vault.open_fields,
@@ -61,7 +61,7 @@ class TupleReading(writers.Reading):
             self._opened = {name: f"opened[{n}]" for n, name in enumerate(opened_names)}
         if scores:
             self.names["DECAYED"] = rows.decayer(context.half_life, context.now)
-        self._score = rows.SCORE_AT["score"]
+        self._score = queries.SCORE_AT["score"]
 
     def value(self, column: Column) -> str | None:
         source, field = column.source, column.field
@@ -74,7 +74,7 @@ class TupleReading(writers.Reading):
         if source in {Source.EMAIL, Source.ATTRIBUTE}:
             return self._opened["email" if source == Source.EMAIL else field]
         if source == Source.SCORE:
-            at, score = rows.SCORE_AT[field], self._score
+            at, score = queries.SCORE_AT[field], self._score
             # No scoring state: every score column empty, as ``records`` leaves them
             # (the score column is NOT NULL, so a state has one).
             if field == "score":

@@ -2,17 +2,18 @@
 
 The selection is any SQLAlchemy ``Select`` of lead ids (the admin API's
 filters build one), ordered by creation time and id. The leads are read by one
-query joined to the selection in that order, each row carrying the lead's
-sealed profile fields (scalar subqueries); every other table the columns need
-(consents, scores, submissions) by one query in the same order, the queries
-advancing together chunk by chunk (``_Side``), so a chunk's rows of every
+query (``export.queries``) joined to the selection in that order, each row
+carrying the lead's sealed profile fields; every other table the columns need
+(consents, submissions) by one query in the same order, the queries advancing
+together chunk by chunk (``export.queries.Side``), so a chunk's rows of every
 table arrive without a lookup per lead. Rows are streamed (SQLite: the
-driver's own tuples, see ``_stream``), and each chunk (``Chunk``) is turned
-into plain records (``records``: data keys unwrapped for that chunk only)
-before the next is read, so memory stays flat however many leads are
-exported; ``export.parallel`` does that part in a worker process. Core rows,
-not ORM objects: nothing piles up in the session's identity map. All queries
-run in the caller's one transaction: one snapshot.
+driver's own tuples), and each chunk (``Chunk``) is turned into plain records
+(``records``: data keys unwrapped for that chunk only) before the next is read,
+so memory stays flat however many leads are exported; ``export.parallel`` does
+that part in a worker process (``export.direct`` writes a CSV of plain columns
+straight from the rows). Core rows, not ORM objects: nothing piles up in the
+session's identity map. All queries run in the caller's one transaction: one
+snapshot.
 """
 
 from __future__ import annotations
@@ -25,13 +26,11 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import operators
-from sqlalchemy.sql.elements import UnaryExpression
 
+from export import queries
 from export.columns import Column, Source
 from leadvault import clock
 from leadvault.crypto import Vault
-from leadvault.models import Lead, LeadAttribute
 
 # Leads per chunk. With a worker process, up to 2 x AHEAD chunks are in flight (being
 # read, pickled, waiting, worked on), and the objects a chunk needs at once decide how
@@ -42,15 +41,8 @@ CHUNK = 500
 Record = dict[str, Any]
 
 
-def _raw(column: Any, label: str = "key") -> Any:
-    """A column as the driver returns it (SQLite: ids as hex text, enums as text),
-    labelled: turning every id of every table into a ``uuid.UUID`` and every status
-    into an enum costs more than decrypting."""
-    return sa.type_coerce(column, sa.String()).label(label)
-
-
 def _utc(raw: Any) -> dt.datetime | None:
-    """A timestamp read raw (see ``_raw``) as an aware UTC datetime: SQLite returns
+    """A timestamp read raw (see ``export.queries.raw``) as an aware UTC datetime: SQLite returns
     the stored text, PostgreSQL an aware datetime. What ``UTCDateTime`` does, without
     its three Python calls per value (an export reads several per lead)."""
     if raw is None:
@@ -115,108 +107,6 @@ class Plan:
         return self.email or bool(self.attributes) or self.submission
 
 
-def _half_life(session: Session) -> float:
-    from scoring import rules
-
-    return rules.active(session).half_life_seconds
-
-
-def _chosen(selection: sa.Select[Any], *, rowid: bool = False) -> sa.Subquery:
-    """The selection as a subquery of ids (``key``) with their creation times: the
-    export's order, shared by every query of an export (see ``_Side``)."""
-    [column] = selection.selected_columns
-    # ``rowid``: SQLite's row number of the lead too (in the creation-time index with
-    # the id): the leads query finds each row by it, not by a search of the id index
-    # (a random page of it per lead, one read each, as the ids are random).
-    return selection.with_only_columns(
-        column.label("lead_id"),
-        Lead.__table__.c.created_at.label("lead_created"),
-        *([sa.literal_column("leads.rowid").label("lead_rowid")] if rowid else []),
-    ).subquery("chosen")
-
-
-def _in_order(
-    chosen: sa.Subquery, query: sa.Select[Any], *after: Any, require: str | None
-) -> sa.Select[Any]:
-    """``query`` (its first column the lead's key) for the chosen leads only, in the
-    export's order (creation time, id; then ``after`` within a lead)."""
-    if require is not None:
-        from consent.models import Consent, ConsentStatus
-
-        query = query.where(
-            chosen.c.lead_id.in_(
-                sa.select(Consent.lead_id).where(
-                    Consent.purpose == require, Consent.status == ConsentStatus.GRANTED
-                )
-            )
-        )
-    return query.order_by(chosen.c.lead_created, chosen.c.lead_id, *after)
-
-
-def _leads_query(
-    chosen: sa.Subquery, names: Sequence[str], scores: bool, *, rowid: bool = False
-) -> sa.Select[Any]:
-    """The leads' rows, each with its sealed profile fields ``names`` (None where
-    missing) as columns of its own: one row per lead (an index lookup each) instead of
-    a row per field to gather in Python (see ``_Side``). With ``scores``, the lead's
-    scoring state too (``SCORE_COLUMNS``, all None without one), joined here: at most
-    one per lead, so a query of its own walked the selection once more and sent every
-    lead's key along again, for nothing (a fifth of the reader's time per lead)."""
-    from scoring.models import LeadScore
-
-    table = Lead.__table__
-    attr = LeadAttribute.__table__
-    state = LeadScore.__table__
-    fields = [
-        sa.select(attr.c.value)
-        .where(attr.c.lead_id == table.c.id, attr.c.name == name)
-        .scalar_subquery()
-        .label(f"attr_{number}")
-        for number, name in enumerate(names)
-    ]
-    # The sealed values last (the address, then the profile fields): one slice of the
-    # row is what ``Vault.open_fields`` opens.
-    query = sa.select(
-        _raw(chosen.c.lead_id),
-        table.c.wrapped_key,
-        table.c.key_version,
-        table.c.language,
-        _raw(table.c.created_at, "created_at"),
-        _raw(table.c.last_activity_at, "last_activity_at"),
-        *(
-            [
-                state.c.score,
-                _raw(state.c.as_of, "as_of"),
-                state.c.stage,
-                _raw(state.c.stage_changed_at, "stage_changed_at"),
-                state.c.fit_grade,
-                state.c.fit_points,
-                state.c.suspect,
-                state.c.first_form,
-                state.c.utm_source,
-                state.c.utm_campaign,
-            ]
-            if scores
-            else []
-        ),
-        table.c.email,
-        *fields,
-    ).join_from(
-        chosen,
-        table,
-        sa.literal_column("leads.rowid") == chosen.c.lead_rowid
-        if rowid
-        else table.c.id == chosen.c.lead_id,
-    )
-    if scores:
-        query = query.outerjoin(state, state.c.lead_id == chosen.c.lead_id)
-    return query
-
-
-# The scoring state's columns in a lead's row (``_leads_query``), after the lead's six.
-SCORE_COLUMNS = 10
-
-
 def decayer(half_life: float, now: dt.datetime) -> Callable[[float, Any], float]:
     """A function giving a stored score (and its ``as_of`` as the driver returns it)
     decayed to ``now`` and rounded, as the console shows it."""
@@ -240,7 +130,7 @@ def decayer(half_life: float, now: dt.datetime) -> Callable[[float, Any], float]
 def _score_maker(
     half_life: float, now: dt.datetime, text_dates: bool
 ) -> Callable[[Sequence[Any]], Record]:
-    """A function turning a lead row's scoring columns (``_leads_query``) into the
+    """A function turning a lead row's scoring columns (``export.queries.leads_query``) into the
     record's ``scores``: the score decayed to ``now``, as the console shows it."""
     decayed = decayer(half_life, now)
 
@@ -263,61 +153,10 @@ def _score_maker(
     return scores
 
 
-# Where each of the scoring state's columns is in a lead's row (``_leads_query``).
-SCORE_AT = {
-    name: 6 + number
-    for number, name in enumerate(
-        (
-            "score",
-            "as_of",
-            "stage",
-            "stage_changed_at",
-            "fit_grade",
-            "fit_points",
-            "suspect",
-            "first_form",
-            "utm_source",
-            "utm_campaign",
-        )
-    )
-}
-
-
 class ConsentState(NamedTuple):
     status: str  # a ConsentStatus value
     date: dt.datetime | str | None  # str: the driver's text (see ``Context.text_dates``)
     version: int | None
-
-
-def _consents_query(
-    chosen: sa.Subquery, purposes: Sequence[str], *, sqlite: bool = False
-) -> sa.Select[Any]:
-    from consent.models import Consent, ConsentStatus
-
-    table = Consent.__table__
-    purpose = table.c.purpose
-    if sqlite:
-        # ``+purpose``: SQLite then seeks the (lead, purpose) index once per lead and
-        # reads the lead's few consents, filtering them here, instead of one seek per
-        # purpose of the list (4.3 -> 2.8 us a lead, 200 000 leads, four purposes).
-        purpose = UnaryExpression(purpose, operator=operators.custom_op("+"), type_=sa.String())
-    # The date that goes with the state: only that one is read and converted.
-    date = sa.case(
-        (table.c.status == ConsentStatus.GRANTED, table.c.granted_at),
-        (table.c.status == ConsentStatus.WITHDRAWN, table.c.withdrawn_at),
-        (table.c.status == ConsentStatus.PENDING, table.c.requested_at),
-    )
-    return (
-        sa.select(
-            _raw(chosen.c.lead_id),
-            table.c.purpose,
-            _raw(table.c.status, "status"),
-            table.c.text_id,
-            _raw(date, "date"),
-        )
-        .join_from(chosen, table, table.c.lead_id == chosen.c.lead_id)
-        .where(purpose.in_(list(purposes)))
-    )
 
 
 def consent_states(
@@ -337,49 +176,8 @@ def consent_states(
     return out
 
 
-def _text_versions(session: Session) -> dict[int, int]:
-    from consent.models import ConsentText
-
-    return dict(session.execute(sa.select(ConsentText.id, ConsentText.version)).all())
-
-
-def _submissions_query(chosen: sa.Subquery) -> tuple[sa.Select[Any], tuple[Any, ...]]:
-    from capture.models import Submission
-
-    table = Submission.__table__
-    query = sa.select(_raw(chosen.c.lead_id), table.c.id, table.c.data).join_from(
-        chosen, table, table.c.lead_id == chosen.c.lead_id
-    )
-    # Latest first within a lead: the earliest is read last and wins (``_first``).
-    return query, (table.c.created_at.desc(), table.c.id.desc())
-
-
 def _first(rows: Sequence[Any]) -> dict[Any, tuple[Any, bytes]]:
     return {key: (submission_id, data) for key, submission_id, data in rows}
-
-
-class _Side:
-    """One table's rows for the chosen leads, in the export's order, taken chunk by chunk.
-
-    Every query of an export reads the same leads in the same order (see
-    ``_in_order``), so a chunk's rows of this table are the next ones whose lead is
-    in the chunk: one streaming query per table for the whole export instead of one
-    lookup per lead and chunk.
-    """
-
-    def __init__(self, rows: Iterator[Any]) -> None:
-        self._rows = rows
-        self._next = next(rows, None)
-
-    def take(self, keys: set[Any] | dict[Any, Any]) -> list[Any]:
-        taken: list[Any] = []
-        row = self._next
-        rows = self._rows
-        while row is not None and row[0] in keys:
-            taken.append(row)
-            row = next(rows, None)
-        self._next = row
-        return taken
 
 
 _NO_SCORES: Record = {}
@@ -391,7 +189,7 @@ class Chunk:
     """A chunk's rows of every table the columns need, as the driver returned them
     (plain tuples on SQLite: cheap to hand to another process, see ``export.parallel``)."""
 
-    leads: list[Any]  # with the scoring state's columns (``_leads_query``)
+    leads: list[Any]  # with the scoring state's columns (``export.queries.leads_query``)
     consents: list[Any]
     submissions: list[Any]
 
@@ -427,10 +225,10 @@ def records(chunk: Chunk, context: Context, vault: Vault) -> list[Record]:
     submissions = _first(chunk.submissions)
     get_consents = consents.get
     open_fields = vault.open_fields
-    # The sealed values of a lead's row (see ``_leads_query``): after the lead's six
+    # The sealed values of a lead's row (see ``export.queries.leads_query``): after the lead's six
     # columns and the scoring state's, the address if it is exported, and the profile
     # fields.
-    first_sealed = 6 + (SCORE_COLUMNS if scores is not None else 0)
+    first_sealed = 6 + (queries.SCORE_COLUMNS if scores is not None else 0)
     sealed_from = first_sealed if email else first_sealed + 1
     records: list[Record] = []
     append = records.append
@@ -467,28 +265,6 @@ def records(chunk: Chunk, context: Context, vault: Vault) -> list[Record]:
     return records
 
 
-def count(session: Session, selection: sa.Select[Any]) -> int:
-    return session.scalar(sa.select(sa.func.count()).select_from(selection.subquery())) or 0
-
-
-def _stream(session: Session, query: sa.Select[Any], chunk_size: int) -> Iterator[Any]:
-    """The query's rows, streamed, in the session's transaction. On SQLite the driver's
-    own tuples straight from its cursor: SQLAlchemy's result rows cost more per row
-    than SQLite reading them, and every column is read raw anyway (``_raw``)."""
-    connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        result = connection.execute(query)
-        cursor = result.cursor
-        try:
-            while batch := cursor.fetchmany(chunk_size):
-                yield from batch
-        finally:
-            result.close()
-    else:
-        with connection.execute(query.execution_options(yield_per=chunk_size)) as result:
-            yield from result
-
-
 def read(
     session: Session,
     selection: sa.Select[Any],
@@ -508,9 +284,9 @@ def read(
     plan = Plan.of(columns, require=require)
     context = Context(
         plan=plan,
-        half_life=_half_life(session) if plan.scores else 0.0,
+        half_life=queries.half_life(session) if plan.scores else 0.0,
         now=clock.now(),
-        versions=_text_versions(session) if plan.purposes else {},
+        versions=queries.text_versions(session) if plan.purposes else {},
         text_dates=text_dates,
     )
     return context, _chunks(session, selection, plan, require, chunk_size)
@@ -520,28 +296,32 @@ def _chunks(
     session: Session, selection: sa.Select[Any], plan: Plan, require: str | None, chunk_size: int
 ) -> Iterator[Chunk]:
     sqlite = session.connection().dialect.name == "sqlite"
-    chosen = _chosen(selection, rowid=sqlite)
+    chosen = queries.chosen_ids(selection, rowid=sqlite)
 
-    def side(query: sa.Select[Any], *after: Any) -> _Side:
-        return _Side(
-            _stream(session, _in_order(chosen, query, *after, require=require), chunk_size)
+    def side(query: sa.Select[Any], *after: Any) -> queries.Side:
+        return queries.Side(
+            queries.stream(
+                session, queries.in_order(chosen, query, *after, require=require), chunk_size
+            )
         )
 
-    leads = _stream(
+    leads = queries.stream(
         session,
-        _in_order(
+        queries.in_order(
             chosen,
-            _leads_query(chosen, plan.attributes, plan.scores, rowid=sqlite),
+            queries.leads_query(chosen, plan.attributes, plan.scores, rowid=sqlite),
             require=require,
         ),
         chunk_size,
     )
     consents = (
-        side(_consents_query(chosen, plan.purposes, sqlite=sqlite)) if plan.purposes else None
+        side(queries.consents_query(chosen, plan.purposes, sqlite=sqlite))
+        if plan.purposes
+        else None
     )
     submissions = None
     if plan.submission:
-        query, after = _submissions_query(chosen)
+        query, after = queries.submissions_query(chosen)
         submissions = side(query, *after)
     while lead_rows := list(itertools.islice(leads, chunk_size)):
         keys = {row[0] for row in lead_rows}

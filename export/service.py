@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from export import columns as columns_module
-from export import direct, parallel, rows, writers
+from export import direct, parallel, queries, rows, writers
 from export import presets as presets_module
 from export.columns import Column, ColumnError
 from leadvault import audit
@@ -166,7 +166,7 @@ def _utc(moment: dt.datetime) -> dt.datetime:
 
 def count(session: Session, selection: sa.Select[Any]) -> int:
     """How many leads the selection holds (before a preset's consent filter)."""
-    return rows.count(session, selection)
+    return queries.count(session, selection)
 
 
 def _read(
