@@ -294,8 +294,11 @@ def _wire_part(text: str, subtype: str) -> bytes:
     else:
         head = _PART_HEAD[(subtype, "utf-8", "quoted-printable")]
         payload = qp.body_encode(text)  # what the email package writes, faster
-    payload = _ANY_BREAK.sub("\r\n", _FROM_LINE.sub(">From ", payload))
-    return head + payload.encode("ascii")
+    if "From " in payload:
+        payload = _FROM_LINE.sub(">From ", payload)
+    # Quoted-printable has only LF breaks (qp.body_encode), as many texts do: a replace.
+    crlf = _ANY_BREAK.sub("\r\n", payload) if "\r" in payload else payload.replace("\n", "\r\n")
+    return head + crlf.encode("ascii")
 
 
 def needs_smtputf8(message: Message) -> bool:
