@@ -163,3 +163,32 @@ def test_console_lead_page_marks_a_rule_no_longer_in_the_rules(app):
     german = client.get(f"/console/leads/{lead_id}").get_data(as_text=True)
     assert "Hat eine Seite angesehen (20 Punkte)" in german
     assert "Mail Opt-in-Bestätigung: wartet auf den Versand" in german
+
+
+def test_console_lead_page_shows_causes_purposes_language_and_reasons_in_words(app):
+    from scoring import handoff
+
+    setup_sales(app)
+    lead_id = qualify(app, contact_form(app), "lead.words@engines.example")
+    with uow(app) as s:
+        assert handoff.reject(s, handoff.open_handoff(s, lead_id), "no_budget")
+    client, _user = factories.signed_in_client(app, "owner")
+    page = client.get(f"/console/leads/{lead_id}").get_data(as_text=True)
+    # Old output: "(page_view)", "salesperson:1: no_budget", "rejected, no_budget",
+    # "newsletter", "sales_contact" and "Language en".
+    activity = page[page.index('id="h-timeline"') :]  # the stage form's options hold ids
+    assert "Stage New → MQL (Viewed a page)" in activity and "page_view" not in activity
+    assert "Stage MQL → Recycled (salesperson:1: No budget)" in page
+    assert "Handed to sales (dach): rejected, No budget" in activity and "no_budget" not in activity
+    purposes = re.findall(r'<tr><th scope="row">([^<]+)</th><td>', page)
+    assert purposes == ["Newsletter by email", "Contact by our sales team"]
+    assert "<dt>Language</dt><dd>English</dd>" in page
+    token = factories.csrf_token(client, f"/console/leads/{lead_id}")
+    client.post("/console/language", data={"lang": "de", "csrf_token": token})
+    german = client.get(f"/console/leads/{lead_id}").get_data(as_text=True)
+    activity = german[german.index('id="h-timeline"') :]
+    assert "(Hat eine Seite angesehen)" in activity and "page_view" not in activity
+    assert "(salesperson:1: Kein Budget)" in activity
+    assert ": abgelehnt, Kein Budget" in activity and "no_budget" not in activity
+    assert "Newsletter per E-Mail" in german and "sales_contact" not in german
+    assert "<dd>Englisch</dd>" in german

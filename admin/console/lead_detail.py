@@ -19,6 +19,7 @@ from admin import leads as lead_service
 from capture import service as capture_service
 from capture.models import Form, Submission
 from consent import ledger
+from consent import service as consent_service
 from consent.models import Consent, ConsentText
 from leadvault import i18n
 from leadvault.i18n import N_
@@ -92,6 +93,9 @@ HANDOFF_STATES = {
     "expired": N_("not accepted in time"),
     "withdrawn": N_("consent withdrawn"),
 }
+# Why sales rejected a lead or a person moved it (the keys stored after "person: ").
+REASONS = {**stages.REASON_LABELS, **lead_service.CHANGE_REASONS}
+RULE_CAUSES = {"enrichment": N_("profile completed")}
 
 
 def _labels(**pairs: tuple[dict[str, str], str]) -> dict[str, str]:
@@ -107,6 +111,10 @@ class ConsentRow:
     requested_at: dt.datetime | None
     granted_at: dt.datetime | None
     withdrawn_at: dt.datetime | None
+
+    def title(self) -> str:
+        """The purpose's name in the page's language (its key if it has none)."""
+        return consent_service.purpose_label(self.purpose, i18n.current_language())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,39 +217,14 @@ def timeline(session: Session, lead_id: uuid.UUID) -> list[Item]:
         .order_by(StageChange.at.desc())
         .limit(TIMELINE_LIMIT)
     ):
-        items.append(
-            Item(
-                change.at,
-                "stage",
-                N_("Stage %(from)s → %(to)s (%(cause)s)"),
-                {
-                    "from": change.from_stage or NO_VALUE,
-                    "to": change.to_stage,
-                    "cause": change.cause,
-                },
-            )
-        )
+        items.append(_stage_item(change, rules))
     for handoff in session.scalars(
         sa.select(Handoff)
         .where(Handoff.lead_id == lead_id)
         .order_by(Handoff.offered_at.desc())
         .limit(TIMELINE_LIMIT)
     ):
-        items.append(
-            Item(
-                handoff.offered_at,
-                "handoff",
-                N_("Handed to sales (%(rule)s): %(status)s"),
-                {
-                    "rule": handoff.routing_rule,
-                    "status": handoff.status
-                    + (f", {handoff.reject_reason}" if handoff.reject_reason else ""),
-                },
-                labels={}
-                if handoff.reject_reason
-                else _labels(status=(HANDOFF_STATES, handoff.status)),
-            )
-        )
+        items.append(_handoff_item(handoff))
     for mail in session.scalars(
         sa.select(OutboxMessage)
         .where(OutboxMessage.lead_id == lead_id)
@@ -260,6 +243,43 @@ def timeline(session: Session, lead_id: uuid.UUID) -> list[Item]:
             )
         )
     return sorted(items, key=lambda item: item.at, reverse=True)
+
+
+def _stage_item(change: StageChange, rules: rules_module.Rules) -> Item:
+    """A stage change with its cause in words: an event as the activity list names it, a
+    person's reason by its label; a person's id and a rules version stay as they are."""
+    text = N_("Stage %(from)s → %(to)s (%(cause)s)")
+    values: dict[str, Any] = {
+        "from": change.from_stage or NO_VALUE,
+        "to": change.to_stage,
+        "cause": change.cause,
+    }
+    labels: dict[str, str] = {}
+    titles: dict[str, Titles] = {}
+    if change.cause_kind == "event":
+        labels = _labels(cause=(EVENT_LABELS, change.cause))
+        titles = {"cause": rule_lines.event_titles(rules, change.cause)}
+    elif change.cause_kind == "rule":
+        labels = _labels(cause=(RULE_CAUSES, change.cause))
+    elif change.cause_kind == "person":
+        who, _sep, reason = change.cause.rpartition(": ")
+        if who and reason in REASONS:
+            text = N_("Stage %(from)s → %(to)s (%(cause)s: %(reason)s)")
+            values.update(cause=who, reason=reason)
+            labels = {"reason": REASONS[reason]}
+    return Item(change.at, "stage", text, values, labels=labels, titles=titles)
+
+
+def _handoff_item(handoff: Handoff) -> Item:
+    values: dict[str, Any] = {"rule": handoff.routing_rule, "status": handoff.status}
+    labels = _labels(status=(HANDOFF_STATES, handoff.status))
+    if not handoff.reject_reason:
+        text = N_("Handed to sales (%(rule)s): %(status)s")
+    else:
+        text = N_("Handed to sales (%(rule)s): %(status)s, %(reason)s")
+        values["reason"] = handoff.reject_reason
+        labels |= _labels(reason=(REASONS, handoff.reject_reason))
+    return Item(handoff.offered_at, "handoff", text, values, labels=labels)
 
 
 def consent_rows(session: Session, lead_id: uuid.UUID) -> list[ConsentRow]:
