@@ -20,6 +20,9 @@ import re
 from email.utils import formataddr, parseaddr
 
 from email_validator import EmailNotValidError, ValidatedEmail, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES as _MAILBOX_NAMES
+from email_validator.rfc_constants import DOT_ATOM_TEXT as _DOT_ATOM
+from email_validator.rfc_constants import EMAIL_MAX_LENGTH as _EMAIL_MAX_BYTES
 
 
 class InvalidAddress(ValueError):
@@ -34,8 +37,39 @@ def _validated(email: str) -> ValidatedEmail:
 
 
 def canonical(email: str) -> str:
-    """The form an address is stored and compared in; InvalidAddress when it is none."""
-    return _validated(email).normalized
+    """The form an address is stored and compared in; InvalidAddress when it is none.
+
+    A plain address (an ASCII dot-atom local part, as email-validator's own pattern
+    has it, one "@", no mailbox name it lower-cases) is checked in two parts, as
+    ``capture.schemas`` checks a submission's: its local part is then valid as it is,
+    and its domain is what email-validator makes of it behind a stand-in local part,
+    kept per domain (a worker's batch normalises every lead's address; the domain is
+    most of the check's cost); the lengths are checked as email-validator checks them.
+    Anything else, and every address refused, takes the whole check (and its message)."""
+    value = email.strip()
+    local, at, domain = value.partition("@")
+    if at and "@" not in domain and _DOT_ATOM.match(local) and local.lower() not in _MAILBOX_NAMES:
+        domains = _domain(domain)
+        if domains is not None:
+            normal, ascii_domain = domains
+            whole = f"{local}@{normal}"
+            if all(
+                len(form.encode()) <= _EMAIL_MAX_BYTES
+                for form in (value, whole, f"{local}@{ascii_domain}")
+            ):
+                return whole
+    return _validated(value).normalized
+
+
+@functools.lru_cache(maxsize=4096)
+def _domain(domain: str) -> tuple[str, str] | None:
+    """The domain's normal and ASCII forms as email-validator gives them, or None when
+    it refuses the domain (checked behind the local part "a", which it accepts)."""
+    try:
+        checked = _validated(f"a@{domain}")
+    except InvalidAddress:
+        return None
+    return checked.domain, checked.ascii_domain
 
 
 def index_form(email: str) -> str:
