@@ -227,14 +227,9 @@ def fields_shown(lead: Mapping[str, Any]) -> list[str]:
 
 # A journey step as a salesperson reads it (event types without a line show their name).
 JOURNEY = {
-    "page_view": N_("Viewed a page"),
+    **journey.EVENT_WORDS,
     "page_view:category": N_("Viewed a page: %(category)s"),
     "asset_downloaded": N_("Downloaded “%(title)s”"),
-    "mail_clicked": N_("Clicked a link in a mail"),
-    "optin_confirmed": N_("Confirmed the email address"),
-    "form_submitted": N_("Sent a form"),
-    "unsubscribed": N_("Unsubscribed"),
-    "sales_feedback": N_("Feedback from sales"),
 }
 
 

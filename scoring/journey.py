@@ -11,7 +11,20 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any, Protocol, TypeVar
 
+from leadvault.i18n import N_
+
 CONFIRMED = "optin_confirmed"
+# An event type as a reader says it (handoff page and mail, the console's activity list);
+# a type without words shows its name.
+EVENT_WORDS = {
+    "page_view": N_("Viewed a page"),
+    "asset_downloaded": N_("Downloaded a file"),
+    "mail_clicked": N_("Clicked a link in a mail"),
+    CONFIRMED: N_("Confirmed the email address"),
+    "form_submitted": N_("Sent a form"),
+    "unsubscribed": N_("Unsubscribed"),
+    "sales_feedback": N_("Feedback from sales"),
+}
 # Events of one confirmation share its time (``at`` of the signal); older ones were
 # stamped one by one, microseconds apart. Two confirmations take two clicks on two links.
 SAME_CONFIRMATION = dt.timedelta(seconds=2)

@@ -71,4 +71,4 @@ def test_one_confirmation_of_three_purposes_is_one_step(app, client, smtp_server
 
     staff, _user = factories.signed_in_client(app, "owner")
     console = staff.get(f"/console/leads/{lead.lead_id}").get_data(as_text=True)
-    assert len(re.findall(r"Event optin_confirmed \(", console)) == 1
+    assert len(re.findall(rf"{CONFIRMED} \(", console)) == 1  # one step, in words

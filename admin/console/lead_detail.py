@@ -58,15 +58,7 @@ class Item:
 
 
 # The activity list's words for event types, mails and states (ids stay for the rest).
-EVENT_LABELS = {
-    "page_view": N_("Viewed a page"),
-    "asset_downloaded": N_("Downloaded a file"),
-    "mail_clicked": N_("Clicked a link in a mail"),
-    "optin_confirmed": N_("Confirmed the email address"),
-    "form_submitted": N_("Sent a form"),
-    "unsubscribed": N_("Unsubscribed"),
-    "sales_feedback": N_("Feedback from sales"),
-}
+EVENT_LABELS = journey.EVENT_WORDS
 MAIL_LABELS = {
     "optin": N_("opt-in confirmation"),
     "welcome": N_("welcome"),
