@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from export import signing, transport, webhooks
 from export.models import EndpointStatus, WebhookAttempt, WebhookEndpoint, WebhookMessage
-from leadvault import clock, leads, leases
+from leadvault import clock, leads, leases, outbox
 from leadvault.app import runtime
 from leadvault.db import settings_of, unit_of_work
 from leadvault.models import Lead, OutboxKind, OutboxMessage, OutboxStatus
@@ -67,26 +67,8 @@ class Result:
 
 
 def claim(session: Session, *, worker_id: str, limit: int) -> list[int]:
-    return leases.claim(
-        session,
-        OutboxMessage,
-        lambda now: sa.and_(
-            OutboxMessage.kind == OutboxKind.WEBHOOK,
-            sa.or_(
-                sa.and_(
-                    OutboxMessage.status == OutboxStatus.PENDING,
-                    OutboxMessage.next_attempt_at <= now,
-                ),
-                sa.and_(
-                    OutboxMessage.status == OutboxStatus.SENDING,
-                    OutboxMessage.locked_until < now,
-                ),
-            ),
-        ),
-        worker_id=worker_id,
-        limit=limit,
-        status=OutboxStatus.SENDING,
-    )
+    """Lease up to ``limit`` due webhook messages to ``worker_id``; their ids."""
+    return outbox.claim(session, OutboxKind.WEBHOOK, worker_id=worker_id, limit=limit)
 
 
 def claim_ids(session: Session, ids: Sequence[int], *, worker_id: str) -> list[int]:

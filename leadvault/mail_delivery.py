@@ -21,7 +21,7 @@ from email.message import Message
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadvault import branding, clock, leases
+from leadvault import branding, clock, leases, outbox
 from leadvault.crypto import DecryptionError, WrappedKey
 from leadvault.db import read_only, settings_of, unit_of_work, vault_of
 from leadvault.mail import MailContent, Sender, Wire, build_message, wire_message
@@ -33,28 +33,8 @@ log = logging.getLogger("leadvault.outbox")
 
 
 def claim(session: Session, *, worker_id: str, limit: int) -> list[int]:
-    """Mark up to ``limit`` due mails as ours under a lease; return their ids.
-
-    Other kinds (webhooks) have deliverers of their own (``Runtime.deliverers``)."""
-    return leases.claim(
-        session,
-        OutboxMessage,
-        lambda now: sa.and_(
-            OutboxMessage.kind == OutboxKind.MAIL,
-            sa.or_(
-                sa.and_(
-                    OutboxMessage.status == OutboxStatus.PENDING,
-                    OutboxMessage.next_attempt_at <= now,
-                ),
-                sa.and_(
-                    OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.locked_until < now
-                ),
-            ),
-        ),
-        worker_id=worker_id,
-        limit=limit,
-        status=OutboxStatus.SENDING,
-    )
+    """Lease up to ``limit`` due mails to ``worker_id``; their ids."""
+    return outbox.claim(session, OutboxKind.MAIL, worker_id=worker_id, limit=limit)
 
 
 @dataclasses.dataclass(frozen=True)

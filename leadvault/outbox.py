@@ -15,11 +15,36 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from leadvault import addresses, batch, clock, leads
+from leadvault import addresses, batch, clock, leads, leases
 from leadvault.crypto import DataKey, Vault
 from leadvault.db import settings_of, vault_of
 from leadvault.mail import MailContent
 from leadvault.models import Lead, OutboxKind, OutboxMessage, OutboxStatus
+
+
+def claim(session: Session, kind: OutboxKind, *, worker_id: str, limit: int) -> list[int]:
+    """Lease up to ``limit`` due messages of ``kind`` (pending and due, or sending under an
+    expired lease: a worker that died mid-delivery) to ``worker_id``; their ids. Mail and
+    webhooks each have their deliverer (``Runtime.deliverers``)."""
+    return leases.claim(
+        session,
+        OutboxMessage,
+        lambda now: sa.and_(
+            OutboxMessage.kind == kind,
+            sa.or_(
+                sa.and_(
+                    OutboxMessage.status == OutboxStatus.PENDING,
+                    OutboxMessage.next_attempt_at <= now,
+                ),
+                sa.and_(
+                    OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.locked_until < now
+                ),
+            ),
+        ),
+        worker_id=worker_id,
+        limit=limit,
+        status=OutboxStatus.SENDING,
+    )
 
 
 def _payload_key(session: Session, row: OutboxMessage, lead: Lead | None) -> DataKey:
