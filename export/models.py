@@ -96,7 +96,7 @@ class ImportPermission(Base):
     """An imported contact without proof of consent, waiting for its re-permission mail.
 
     The worker sends these at most LEADVAULT_IMPORT_REPERMISSION_PER_HOUR an hour
-    (``export.imports.send_repermissions``); ``requested_at`` is set when the
+    (``export.repermissions.send_repermissions``); ``requested_at`` is set when the
     opt-in request and its mail were queued, and the row is forgotten a while later.
     """
 

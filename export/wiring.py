@@ -14,7 +14,7 @@ WEBHOOK_LOG_INTERVAL_SECONDS = 3600.0
 
 
 def init_app(app: Flask) -> None:
-    from export import delivery, events, imports, views, webhooks
+    from export import delivery, events, repermissions, views, webhooks
     from export.models import WebhookEndpoint
     from leadvault import i18n, keys
     from leadvault.app import Job, runtime
@@ -27,6 +27,10 @@ def init_app(app: Flask) -> None:
     rt.deliverers[OutboxKind.WEBHOOK] = delivery.WebhookDeliverer
     rt.jobs.append(Job("webhook-log", WEBHOOK_LOG_INTERVAL_SECONDS, webhooks.purge_log))
     rt.jobs.append(
-        Job("import-repermission", imports.REPERMISSION_JOB_SECONDS, imports.send_repermissions)
+        Job(
+            "import-repermission",
+            repermissions.REPERMISSION_JOB_SECONDS,
+            repermissions.send_repermissions,
+        )
     )
     app.register_blueprint(views.bp)
