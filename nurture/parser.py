@@ -7,94 +7,36 @@ are written inline (``markdown = \"\"\"…\"\"\"``) or in files next to the sequ
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from leadvault import i18n, tomlfile
 from leadvault.tomlfile import Where
-from nurture.definition import (
-    STAGE_RANK,
-    TRIGGERS,
-    WEEKDAYS,
-    Audience,
-    Condition,
-    Exit,
-    Sequence,
-    Step,
-    Trigger,
-    Wait,
-)
+from nurture.definition import STAGE_RANK, TRIGGERS, Audience, Exit, Sequence, Step, Trigger
 from nurture.render import CompiledMail, TemplateProblem, compile_mail
+from nurture.sequence_checks import (
+    EVENT,
+    SequenceChecker,
+    SequenceError,
+    number_range,
+    stage_name,
+    string_set,
+)
+from nurture.step_parser import parse_steps
 
 KEY = re.compile(r"^[a-z][a-z0-9_\-]{0,31}$")
-STEP_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,79}$")
-EVENT = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 FILE_NAME = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-/]{0,200}$")
-_UNTIL = re.compile(r"^\s*(?:([a-z]+)\s+)?([01]?\d|2[0-3]):([0-5]\d)\s*$")
 GRADES = ("A", "B", "C", "D")
-END = "end"
 
-
-class SequenceError(tomlfile.SourceError):
-    """A sequence file the service refuses; the message names file and line."""
-
-
-class _Checker(tomlfile.Checker):
-    def __init__(self, text: str, source: str) -> None:
-        super().__init__(text, source, SequenceError)
-
-
-def _string_set(
-    check: _Checker, table: dict[str, Any], key: str, where: Where, allowed: tuple[str, ...] = ()
-) -> frozenset[str] | None:
-    value = table.get(key)
-    if value is None:
-        return None
-    values = [value] if isinstance(value, str) else value
-    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
-        raise check.fail(f"{key} must be a string or a list of strings", *where, key)
-    if allowed:
-        unknown = [v for v in values if v not in allowed]
-        if unknown:
-            raise check.fail(
-                f"{key}: unknown value {unknown[0]!r}; use {', '.join(allowed)}", *where, key
-            )
-    return frozenset(values)
-
-
-def _range(
-    check: _Checker, table: dict[str, Any], key: str, where: Where
-) -> tuple[float | None, float | None]:
-    value = table.get(key)
-    if value is None:
-        return None, None
-    if not isinstance(value, dict) or not value or set(value) - {"min", "max"}:
-        raise check.fail(f"{key} must be a table such as {{ min = 10, max = 50 }}", *where, key)
-    bounds = []
-    for op in ("min", "max"):
-        bound = value.get(op)
-        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float)):
-            raise check.fail(f"{key}: {op} must be a number", *where, key)
-        bounds.append(float(bound) if bound is not None else None)
-    low, high = bounds
-    if low is not None and high is not None and low > high:
-        raise check.fail(f"{key}: min is larger than max", *where, key)
-    return low, high
-
-
-def _stage(check: _Checker, value: Any, where: Where, key: str) -> str:
-    if not isinstance(value, str) or value not in STAGE_RANK:
-        raise check.fail(f"{key} must be one of {', '.join(STAGE_RANK)}", *where, key)
-    return value
+__all__ = ["SequenceError", "file_names", "parse"]
 
 
 # --- sections -------------------------------------------------------------------------
 
 
 def _header(
-    check: _Checker, data: dict[str, Any], known_purposes: Mapping[str, bool] | None
+    check: SequenceChecker, data: dict[str, Any], known_purposes: Mapping[str, bool] | None
 ) -> dict[str, Any]:
     table = data.get("sequence")
     where: Where = ("sequence", None)
@@ -121,7 +63,7 @@ def _header(
             )
         if not known_purposes[purpose]:
             raise check.fail(f"purpose {purpose!r} is not a marketing purpose", *where, "purpose")
-    languages = _string_set(check, table, "languages", where, i18n.LANGUAGES)
+    languages = string_set(check, table, "languages", where, i18n.LANGUAGES)
     reentry = table.get("reentry", False)
     if not isinstance(reentry, bool):
         raise check.fail("reentry must be true or false", *where, "reentry")
@@ -135,7 +77,7 @@ def _header(
     }
 
 
-def _trigger(check: _Checker, data: dict[str, Any], purpose: str) -> Trigger:
+def _trigger(check: SequenceChecker, data: dict[str, Any], purpose: str) -> Trigger:
     table = data.get("trigger")
     where: Where = ("trigger", None)
     if not isinstance(table, dict):
@@ -163,29 +105,29 @@ def _trigger(check: _Checker, data: dict[str, Any], purpose: str) -> Trigger:
     if on == "purpose_confirmed":
         fields["purpose"] = fields["purpose"] or purpose
     if on == "stage_entered":
-        fields["stage"] = _stage(check, fields["stage"], where, "stage")
+        fields["stage"] = stage_name(check, fields["stage"], where, "stage")
     if on == "event" and not (fields["event"] and EVENT.match(fields["event"])):
         raise check.fail("event must name an event type (lower-case, digits, _)", *where, "event")
     return Trigger(on=on, **fields)
 
 
-def _audience(check: _Checker, data: dict[str, Any]) -> Audience:
+def _audience(check: SequenceChecker, data: dict[str, Any]) -> Audience:
     table = data.get("audience", {})
     where: Where = ("audience", None)
     if not isinstance(table, dict):
         raise check.fail("audience must be a table", "audience")
     check.only_keys(table, {"grade", "score", "form", "language"}, where)
-    low, high = _range(check, table, "score", where)
+    low, high = number_range(check, table, "score", where)
     return Audience(
-        grades=_string_set(check, table, "grade", where, GRADES),
+        grades=string_set(check, table, "grade", where, GRADES),
         score_min=low,
         score_max=high,
-        forms=_string_set(check, table, "form", where),
-        languages=_string_set(check, table, "language", where, i18n.LANGUAGES),
+        forms=string_set(check, table, "form", where),
+        languages=string_set(check, table, "language", where, i18n.LANGUAGES),
     )
 
 
-def _exit(check: _Checker, data: dict[str, Any]) -> Exit:
+def _exit(check: SequenceChecker, data: dict[str, Any]) -> Exit:
     table = data.get("exit", {})
     where: Where = ("exit", None)
     if not isinstance(table, dict):
@@ -193,7 +135,7 @@ def _exit(check: _Checker, data: dict[str, Any]) -> Exit:
     check.only_keys(table, {"stage", "handoff", "goal_events"}, where)
     stage = table.get("stage", "sal")
     if stage is not False:
-        stage = _stage(check, stage, where, "stage")
+        stage = stage_name(check, stage, where, "stage")
         if STAGE_RANK[stage] == 0:
             raise check.fail("stage must be mql or later (or false)", *where, "stage")
     handoff = table.get("handoff", "accepted")
@@ -205,159 +147,7 @@ def _exit(check: _Checker, data: dict[str, Any]) -> Exit:
     return Exit(stage=stage or None, handoff=handoff or None, goal_events=tuple(goals))
 
 
-def _wait(check: _Checker, raw: Any, where: Where) -> Wait:
-    if not isinstance(raw, dict) or not raw:
-        raise check.fail(
-            'wait must be a table such as { days = 2 } or { until = "tuesday 10:00" }',
-            *where,
-            "wait",
-        )
-    unknown = sorted(set(raw) - {"days", "hours", "minutes", "until", "zone"})
-    if unknown:
-        raise check.fail(f"wait: unknown key {unknown[0]!r}", *where, "wait")
-    if "until" in raw:
-        if set(raw) & {"days", "hours", "minutes"}:
-            raise check.fail("wait: use either a duration or until, not both", *where, "wait")
-        found = _UNTIL.match(str(raw["until"]).lower()) if isinstance(raw["until"], str) else None
-        day = found.group(1) if found else None
-        if not found or (day is not None and day not in (*WEEKDAYS, "weekday")):
-            raise check.fail(
-                'wait: until must be "HH:MM", "weekday HH:MM" or a day such as "tuesday 10:00"',
-                *where,
-                "wait",
-            )
-        zone = raw.get("zone", "instance")
-        if zone not in {"lead", "instance"}:
-            raise check.fail('wait: zone must be "lead" or "instance"', *where, "wait")
-        return Wait(
-            weekday=WEEKDAYS.index(day) if day in WEEKDAYS else None,
-            weekdays_only=day == "weekday",
-            at=dt.time(int(found.group(2)), int(found.group(3))),
-            zone=zone,
-        )
-    if "zone" in raw:
-        raise check.fail("wait: zone applies to until only", *where, "wait")
-    amounts = {}
-    for unit in ("days", "hours", "minutes"):
-        value = raw.get(unit, 0)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise check.fail(f"wait: {unit} must be a number of at least 0", *where, "wait")
-        amounts[unit] = float(value)
-    delay = dt.timedelta(**amounts)
-    if delay <= dt.timedelta(0) or delay > dt.timedelta(days=366):
-        raise check.fail("wait: the delay must be more than 0 and at most a year", *where, "wait")
-    return Wait(delay=delay)
-
-
-def _condition(check: _Checker, raw: Any, where: Where) -> Condition:
-    if not isinstance(raw, dict) or not raw:
-        raise check.fail('if must be a table such as { clicked = "welcome" }', *where, "if")
-    if "opened" in raw:
-        raise check.fail(
-            "opened is never a condition: Leadvault does not track whether mails are opened",
-            *where,
-            "if",
-        )
-    unknown = sorted(set(raw) - {"clicked", "downloaded", "score", "stage", "event"})
-    if unknown:
-        raise check.fail(
-            f"unknown condition {unknown[0]!r}; use clicked, downloaded, score, stage or event",
-            *where,
-            "if",
-        )
-    for key in ("clicked", "downloaded"):
-        value = raw.get(key)
-        if value is not None and value is not True and not isinstance(value, str):
-            raise check.fail(f"{key} must be true or a name", *where, "if")
-    low, high = _range(check, raw, "score", where)
-    stages = _string_set(check, raw, "stage", where, tuple(STAGE_RANK))
-    events = _string_set(check, raw, "event", where)
-    if events is not None and not all(EVENT.match(e) for e in events):
-        raise check.fail("event must name event types", *where, "if")
-    return Condition(
-        clicked=raw.get("clicked"),
-        downloaded=raw.get("downloaded"),
-        score_min=low,
-        score_max=high,
-        stages=stages,
-        events=tuple(sorted(events or ())),
-    )
-
-
-def _steps(check: _Checker, data: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Step]]:
-    raw_steps = check.list_of_tables(data, "steps")
-    if not raw_steps:
-        raise check.fail("a sequence needs at least one [[steps]] entry", "sequence")
-    names: list[str] = []
-    for i, entry in enumerate(raw_steps):
-        name = entry.get("name")
-        if not isinstance(name, str) or not STEP_NAME.match(name) or name == END:
-            raise check.fail(
-                "every step needs a name: lower-case letters, digits, _ or - (not 'end')",
-                "steps",
-                i,
-                "name",
-            )
-        if name in names:
-            raise check.fail(f"step name {name!r} is used twice", "steps", i, "name")
-        names.append(name)
-    steps: list[Step] = []
-    for i, entry in enumerate(raw_steps):
-        where: Where = ("steps", i)
-        name = names[i]
-        kinds = [k for k in ("wait", "mail", "if") if k in entry]
-        if len(kinds) != 1:
-            raise check.fail(f"step {name!r} needs exactly one of wait, mail or if", *where)
-        kind = kinds[0]
-        allowed = {"name", kind} | ({"then", "else"} if kind == "if" else set())
-        check.only_keys(entry, allowed, where)
-        if kind == "wait":
-            steps.append(Step(name, "wait", wait=_wait(check, entry["wait"], where)))
-        elif kind == "mail":
-            mail = entry["mail"]
-            if not isinstance(mail, str) or not STEP_NAME.match(mail):
-                raise check.fail("mail must name a template in [mails]", *where, "mail")
-            steps.append(Step(name, "mail", mail=mail))
-        else:
-            targets = []
-            for key in ("then", "else"):
-                target = entry.get(key)
-                if target is None:
-                    targets.append(i + 1)
-                    continue
-                if target == END:
-                    targets.append(len(raw_steps))
-                    continue
-                if target not in names:
-                    raise check.fail(f"{key}: no step named {target!r}", *where, key)
-                if names.index(target) <= i:
-                    raise check.fail(
-                        f"{key}: a branch may only go forward (to a later step or 'end')",
-                        *where,
-                        key,
-                    )
-                targets.append(names.index(target))
-            steps.append(
-                Step(
-                    name,
-                    "branch",
-                    condition=_condition(check, entry["if"], where),
-                    then=targets[0],
-                    otherwise=targets[1],
-                )
-            )
-    for i, step in enumerate(steps):
-        condition = step.condition
-        if condition is not None and isinstance(condition.clicked, str):
-            target = next((s for s in steps if s.name == condition.clicked), None)
-            if target is None or target.kind != "mail" or steps.index(target) >= i:
-                raise check.fail(
-                    "clicked must name an earlier mail step (or be true)", "steps", i, "if"
-                )
-    return raw_steps, steps
-
-
-def _body_line(check: _Checker, table: str, key: str) -> int:
+def _body_line(check: SequenceChecker, table: str, key: str) -> int:
     """The file line of a multi-line string's first line of content."""
     line = check.locator.line(table, None, key)
     text = check.locator.lines[line - 1] if line - 1 < len(check.locator.lines) else ""
@@ -366,7 +156,7 @@ def _body_line(check: _Checker, table: str, key: str) -> int:
 
 
 def _mails(
-    check: _Checker,
+    check: SequenceChecker,
     data: dict[str, Any],
     steps: list[Step],
     languages: tuple[str, ...],
@@ -456,7 +246,7 @@ def parse(
     """Parse and validate; raises SequenceError naming ``source`` (or a template file) and
     the line. ``known_purposes`` (purpose -> is marketing) checks the purpose when given."""
     data = tomlfile.loads(text, source=source, error=SequenceError)
-    check = _Checker(text, source)
+    check = SequenceChecker(text, source)
     for key in data:
         if key not in {"sequence", "trigger", "audience", "exit", "steps", "mails"}:
             raise check.fail(f"unknown section {key!r}", key)
@@ -464,7 +254,7 @@ def parse(
     trigger = _trigger(check, data, header["purpose"])
     audience = _audience(check, data)
     exit_ = _exit(check, data)
-    _raw, steps = _steps(check, data)
+    _raw, steps = parse_steps(check, data)
     if not any(step.kind == "mail" for step in steps):
         raise check.fail("a sequence needs at least one mail step", "steps", 0)
     languages = header["languages"]
