@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from admin import reports
+from admin import operations, reports
 from leadvault import clock
 from leadvault.models import InboxItem, InboxStatus, OutboxMessage, OutboxStatus
 from tests import factories
@@ -205,7 +205,7 @@ def test_bot_days_sum_verdicts_per_day(app):
         counters.increment(s, f"{bots.COUNTER_PREFIX}too_fast.{form_id}")
     clock.freeze(NOW)
     with uow(app) as s:
-        days = reports.bot_days(s, days=7)
+        days = operations.bot_days(s, days=7)
     assert [d.day for d in days][-1] == NOW.date()
     assert len(days) == 7
     yesterday = days[-2]
@@ -238,7 +238,7 @@ def test_queue_health_counts_queued_retrying_failed_and_the_oldest(app):
             ]
         )
     with uow(app) as s:
-        outbox, inbox = reports.queue_health(s)
+        outbox, inbox = operations.queue_health(s)
     assert (outbox.name, outbox.queued, outbox.retrying, outbox.failed) == ("outbox", 2, 1, 1)
     assert outbox.oldest == NOW - 2 * HOUR
     assert outbox.age(NOW) == 2 * HOUR

@@ -302,7 +302,7 @@ def reference() -> str:
     )
 
 
-# --- reports (aggregates only: admin/reports.py) -------------------------------------------
+# --- reports (aggregates only: admin/reports.py, admin/operations.py) ----------------------
 
 
 def _window(args: dict[str, Any]) -> Any:
@@ -365,7 +365,8 @@ def report_sources() -> Response:
     tag="reports",
 )
 def report_bots() -> Response:
-    from admin import reports
+    from admin import operations
 
     args = _query(schemas.BotsQuerySchema)
-    return _dump(schemas.BotDaySchema, reports.bot_days(db.session(), days=args["days"]), many=True)
+    days = operations.bot_days(db.session(), days=args["days"])
+    return _dump(schemas.BotDaySchema, days, many=True)

@@ -1,4 +1,5 @@
-"""What the dashboard shows: the reports (admin.reports) drawn as charts (admin.charts).
+"""What the dashboard shows: the reports (admin.reports, admin.operations) drawn as charts
+(admin.charts).
 
 Pure presentation: numbers in, translated labels and SVG out. Links into the
 lead list are made by the caller's ``link`` function (None where the role may
@@ -19,7 +20,7 @@ from babel.dates import format_skeleton
 from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 
-from admin import charts, reports, rollup
+from admin import charts, operations, reports, rollup
 from leadvault import clock
 from leadvault.i18n import N_, current_language, format_date, format_number, gettext, ngettext
 from scoring import stages
@@ -92,7 +93,7 @@ class Dashboard:
     sources_table: Markup
     bots_chart: Markup
     bots_table: Markup
-    queues: list[reports.QueueHealth]
+    queues: list[operations.QueueHealth]
     now: dt.datetime
 
 
@@ -153,7 +154,7 @@ def build(session: Session, *, days: int, zone: ZoneInfo, link: Link) -> Dashboa
     series, funnel, sources = _lead_reports(session, days, zone, now)
     since_day = series.days[0]
     since = dt.datetime.combine(since_day, dt.time(), zone).astimezone(dt.UTC)
-    bots = reports.bot_days(session, days=days, now=now)
+    bots = operations.bot_days(session, days=days, now=now)
     since_arg = since.astimezone(dt.UTC).date().isoformat()
 
     def stage_link(stage: str) -> str | None:
@@ -175,7 +176,7 @@ def build(session: Session, *, days: int, zone: ZoneInfo, link: Link) -> Dashboa
         **_funnel(funnel, stage_link),
         sources_table=_sources(sources, link, since_arg),
         **_bots(bots),
-        queues=reports.queue_health(session),
+        queues=operations.queue_health(session),
         now=now,
     )
 
@@ -306,7 +307,7 @@ def _sources(rows: list[reports.SourceQuality], link: Link, since_arg: str) -> M
     )
 
 
-def _bots(days: list[reports.BotDay]) -> dict[str, Markup]:
+def _bots(days: list[operations.BotDay]) -> dict[str, Markup]:
     labels = [_day_label(d.day) for d in days]
     dropped = sum(d.dropped for d in days)
     accepted = sum(d.accepted for d in days)
