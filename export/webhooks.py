@@ -3,7 +3,9 @@
 Plain functions taking a session; they flush, never commit. An event is
 queued as one outbox row (kind ``webhook``) per subscribed endpoint in the
 transaction of the change that caused it; the worker delivers it
-(``export.delivery``).
+(``export.delivery``). Here the endpoints; queueing events is
+``export.webhook_events``', the delivery log ``export.webhook_log``'s (their
+names are here too).
 """
 
 from __future__ import annotations
@@ -11,35 +13,56 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from export import signing, transport
-from export.models import EndpointStatus, WebhookAttempt, WebhookEndpoint, WebhookMessage
+from export.models import EndpointStatus, WebhookEndpoint, WebhookMessage
+from export.webhook_events import (
+    EVENT_TYPES,
+    NO_CONTACT,
+    TEST_EVENT,
+    emit,
+    forget_cache,
+    subscribed,
+)
+from export.webhook_log import LogEntry, attempts, counts, messages, purge_log
 from leadvault import clock
 from leadvault.crypto import DataKey, WrappedKey
 from leadvault.db import settings_of, vault_of
-from leadvault.i18n import N_
-from leadvault.models import OutboxKind, OutboxMessage, OutboxStatus
+from leadvault.models import OutboxMessage, OutboxStatus
 
-# Event types an endpoint may subscribe to, with what they mean.
-EVENT_TYPES: dict[str, str] = {
-    "lead.confirmed": N_("A lead confirmed a purpose by double opt-in"),
-    "lead.stage_changed": N_(
-        "A lead moved to another lifecycle stage (MQL, SAL, SQL, won, lost …)"
-    ),
-    "lead.handoff_accepted": N_("A salesperson accepted a lead"),
-    "lead.updated": N_("A confirmed lead's profile fields changed"),
-    "consent.withdrawn": N_("A lead withdrew a purpose"),
-    "lead.erased": N_("A lead was erased: erase your copy (carries no personal data)"),
-}
-TEST_EVENT = "webhook.test"
-# Events whose body never carries contact data.
-NO_CONTACT = frozenset({"lead.erased", TEST_EVENT})
-_ENDPOINT_CACHE = "export.webhook_endpoints"
+# Events (export.webhook_events) and the log (export.webhook_log) are named here too.
+__all__ = [
+    "EVENT_TYPES",
+    "NO_CONTACT",
+    "TEST_EVENT",
+    "EndpointConfig",
+    "LogEntry",
+    "WebhookError",
+    "attempts",
+    "config_of",
+    "counts",
+    "create_endpoint",
+    "delete_endpoint",
+    "disable",
+    "emit",
+    "enable",
+    "enqueue_test",
+    "get_endpoint",
+    "guard",
+    "host_of",
+    "list_endpoints",
+    "messages",
+    "purge_log",
+    "redeliver",
+    "rotate_secret",
+    "signing_secrets",
+    "subscribed",
+    "update_endpoint",
+]
 
 
 class WebhookError(Exception):
@@ -156,7 +179,7 @@ def create_endpoint(
     )
     session.add(endpoint)
     session.flush()
-    _forget_cache(session)
+    forget_cache(session)
     return endpoint, secret
 
 
@@ -195,7 +218,7 @@ def update_endpoint(
         endpoint.description = description.strip()[:200]
     endpoint.updated_at = clock.now()
     session.flush()
-    _forget_cache(session)
+    forget_cache(session)
     return endpoint
 
 
@@ -234,7 +257,7 @@ def disable(session: Session, endpoint: WebhookEndpoint, *, reason: str) -> int:
         .execution_options(synchronize_session=False)
     ).rowcount
     session.flush()
-    _forget_cache(session)
+    forget_cache(session)
     return count
 
 
@@ -245,7 +268,7 @@ def enable(session: Session, endpoint: WebhookEndpoint) -> None:
     endpoint.disabled_reason = None
     endpoint.updated_at = clock.now()
     session.flush()
-    _forget_cache(session)
+    forget_cache(session)
 
 
 def delete_endpoint(session: Session, endpoint: WebhookEndpoint) -> None:
@@ -258,87 +281,10 @@ def delete_endpoint(session: Session, endpoint: WebhookEndpoint) -> None:
     )
     session.delete(endpoint)
     session.flush()
-    _forget_cache(session)
+    forget_cache(session)
 
 
-# --- events ---------------------------------------------------------------------
-
-
-def _forget_cache(session: Session) -> None:
-    session.info.pop(_ENDPOINT_CACHE, None)
-
-
-def _subscribers(session: Session, event_type: str) -> list[tuple[int, list[str]]]:
-    """Active endpoints as (id, event types), read once per transaction."""
-    transaction = session.get_transaction()
-    cached = session.info.get(_ENDPOINT_CACHE)
-    if cached is None or cached[0] is not transaction:
-        rows = session.execute(
-            sa.select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
-                WebhookEndpoint.status == EndpointStatus.ACTIVE
-            )
-        ).all()
-        cached = (transaction, [(row.id, list(row.event_types or [])) for row in rows])
-        session.info[_ENDPOINT_CACHE] = cached
-    return [entry for entry in cached[1] if event_type in entry[1]]
-
-
-def subscribed(session: Session, event_type: str) -> bool:
-    return bool(_subscribers(session, event_type))
-
-
-def emit(
-    session: Session,
-    event_type: str,
-    *,
-    lead_id: uuid.UUID | None,
-    data: Mapping[str, Any],
-    occurred_at: dt.datetime | None = None,
-    endpoint_ids: Sequence[int] | None = None,
-) -> list[int]:
-    """Queue one event for every subscribed endpoint; returns the outbox ids."""
-    targets = (
-        list(endpoint_ids)
-        if endpoint_ids is not None
-        else [endpoint_id for endpoint_id, _types in _subscribers(session, event_type)]
-    )
-    if not targets:
-        return []
-    now = clock.now()
-    event_id = f"msg_{uuid.uuid4().hex}"
-    body = {**({"lead_id": str(lead_id)} if lead_id is not None else {}), **data}
-    rows = [
-        OutboxMessage(
-            kind=OutboxKind.WEBHOOK,
-            template=event_type,
-            purpose=None,
-            lead_id=None,
-            payload=b"",
-            payload_owner=event_id,
-            status=OutboxStatus.PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        for _ in targets
-    ]
-    session.add_all(rows)
-    session.flush()
-    session.add_all(
-        WebhookMessage(
-            outbox_id=row.id,
-            endpoint_id=endpoint_id,
-            event_id=event_id,
-            event_type=event_type,
-            occurred_at=occurred_at or now,
-            lead_id=lead_id,
-            data=body,
-            contact_sent=False,
-        )
-        for row, endpoint_id in zip(rows, targets, strict=True)
-    )
-    session.flush()
-    return [row.id for row in rows]
+# --- a test event, redelivery ---------------------------------------------------
 
 
 def enqueue_test(session: Session, endpoint: WebhookEndpoint) -> int:
@@ -387,80 +333,6 @@ def redeliver(
             last_error=None,
             locked_by=None,
             locked_until=None,
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
-
-
-# --- the log ----------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class LogEntry:
-    outbox_id: int
-    event_id: str
-    event_type: str
-    status: str
-    attempts: int
-    last_error: str | None
-    occurred_at: dt.datetime
-
-
-def messages(session: Session, endpoint: WebhookEndpoint, *, limit: int = 50) -> list[LogEntry]:
-    rows = session.execute(
-        sa.select(WebhookMessage, OutboxMessage)
-        .join(OutboxMessage, OutboxMessage.id == WebhookMessage.outbox_id)
-        .where(WebhookMessage.endpoint_id == endpoint.id)
-        .order_by(WebhookMessage.outbox_id.desc())
-        .limit(limit)
-    ).all()
-    return [
-        LogEntry(
-            m.outbox_id, m.event_id, m.event_type, o.status, o.attempts, o.last_error, m.occurred_at
-        )
-        for m, o in rows
-    ]
-
-
-def attempts(
-    session: Session, endpoint: WebhookEndpoint, *, limit: int = 50
-) -> list[WebhookAttempt]:
-    return list(
-        session.scalars(
-            sa.select(WebhookAttempt)
-            .where(WebhookAttempt.endpoint_id == endpoint.id)
-            .order_by(WebhookAttempt.id.desc())
-            .limit(limit)
-        )
-    )
-
-
-def counts(session: Session) -> dict[int, dict[str, int]]:
-    """Per endpoint: deliveries by outbox status."""
-    rows = session.execute(
-        sa.select(WebhookMessage.endpoint_id, OutboxMessage.status, sa.func.count())
-        .join(OutboxMessage, OutboxMessage.id == WebhookMessage.outbox_id)
-        .group_by(WebhookMessage.endpoint_id, OutboxMessage.status)
-    ).all()
-    result: dict[int, dict[str, int]] = {}
-    for endpoint_id, status, number in rows:
-        result.setdefault(endpoint_id, {})[status] = number
-    return result
-
-
-def purge_log(session: Session) -> int:
-    """Forget deliveries (and their attempts) older than LEADVAULT_WEBHOOK_LOG_DAYS."""
-    days = settings_of(session).webhook_log_days
-    before = clock.now() - dt.timedelta(days=days)
-    done = sa.select(WebhookMessage.outbox_id).where(WebhookMessage.occurred_at < before)
-    return session.execute(
-        sa.delete(OutboxMessage)
-        .where(
-            OutboxMessage.kind == OutboxKind.WEBHOOK,
-            OutboxMessage.id.in_(done),
-            OutboxMessage.status.in_(
-                [OutboxStatus.SENT.value, OutboxStatus.FAILED.value, OutboxStatus.CANCELLED.value]
-            ),
         )
         .execution_options(synchronize_session=False)
     ).rowcount
