@@ -38,6 +38,8 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
     from admin.api import exports as api_exports  # the export engineer's (issue 14)
+    from admin.api import imports as _api_imports  # noqa: F401  (on api_exports.bp)
+    from admin.api import webhooks as _api_webhooks  # noqa: F401  (on api_exports.bp)
 
     app.register_blueprint(api_exports.bp)
     # The staff console's pages (issue 12); it sets ADMIN_HOME_ENDPOINT to its home.

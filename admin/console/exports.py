@@ -25,6 +25,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from admin import auth
 from admin import leads as lead_service
 from admin.api import exports as api_exports
+from admin.api import imports as api_imports
 from admin.console import queries
 from admin.console.views import _error, bp, page
 from admin.permissions import Permission
@@ -189,12 +190,12 @@ def import_upload() -> Response:
     form = request.form
     try:
         upload = request.files.get("file")
-        data = upload.read(api_exports.IMPORT_MAX_BYTES + 1) if upload is not None else b""
+        data = upload.read(api_imports.IMPORT_MAX_BYTES + 1) if upload is not None else b""
     except RequestEntityTooLarge:
-        data = b"x" * (api_exports.IMPORT_MAX_BYTES + 1)
+        data = b"x" * (api_imports.IMPORT_MAX_BYTES + 1)
     if not data:
         return _import_form(422, form=form, error=N_("Choose a CSV file."))
-    if len(data) > api_exports.IMPORT_MAX_BYTES:
+    if len(data) > api_imports.IMPORT_MAX_BYTES:
         return _import_form(
             413, form=form, error=N_("The file is too large: import it with `leadvault import`.")
         )
