@@ -138,12 +138,12 @@ def users_reset_password(email: str) -> None:
 @click.argument("email")
 def users_reset_totp(email: str) -> None:
     """Remove an account's authenticator app (a lost phone); its sign-ins end."""
-    from admin import accounts
+    from admin import two_factor
     from leadvault import audit
 
     app = load_app()
     with app_session(app) as session:
-        accounts.remove_totp(session, _find(session, email), actor=audit.cli_actor())
+        two_factor.remove_totp(session, _find(session, email), actor=audit.cli_actor())
     click.echo("Authenticator app removed; the account signs in with its password again.")
 
 
@@ -151,12 +151,12 @@ def users_reset_totp(email: str) -> None:
 @click.argument("state", type=click.Choice(["on", "off"]))
 def users_require_totp(state: str) -> None:
     """Make a code from an authenticator app mandatory for every sign-in (or not)."""
-    from admin import accounts
+    from admin import two_factor
     from leadvault import audit
 
     app = load_app()
     with app_session(app) as session:
-        accounts.require_totp(session, state == "on", actor=audit.cli_actor())
+        two_factor.require_totp(session, state == "on", actor=audit.cli_actor())
     click.echo(
         "Every sign-in now needs an authenticator code; accounts without one set it up at"
         " their next sign-in."

@@ -20,7 +20,7 @@ from flask import (
     url_for,
 )
 
-from admin import accounts, auth, permissions
+from admin import accounts, auth, permissions, two_factor
 from admin.models import SessionStage, User
 from leadvault import audit, db, i18n
 from leadvault.crypto import TokenExpired, TokenInvalid
@@ -130,7 +130,7 @@ def sign_in() -> Response:
     if user.totp_secret is not None:
         auth.start_session(session, user, SessionStage.TOTP)
         return redirect(url_for("admin_auth.totp_form"))
-    if accounts.totp_required(session):
+    if two_factor.totp_required(session):
         auth.start_session(session, user, SessionStage.ENROL)
         return redirect(url_for("admin_auth.totp_setup_form"))
     _signed_in(user, totp=False)
@@ -171,7 +171,7 @@ def totp() -> Response:
     email = accounts.email_of(session, user)
     if auth.account_throttled(email):
         return _page("admin/totp.html", 429, error=THROTTLED)
-    if not accounts.check_totp(session, user, _field("code", 20)):
+    if not two_factor.check_totp(session, user, _field("code", 20)):
         auth.count_failure(email)
         audit.record(
             session,
@@ -200,14 +200,14 @@ def totp_setup_form() -> Response:
     user = _enrolling_user()
     if user is None:
         return redirect(url_for("admin_auth.sign_in_form"))
-    return _setup_page(user, accounts.new_totp_secret())
+    return _setup_page(user, two_factor.new_totp_secret())
 
 
 def _setup_page(user: User, secret: str, status: int = 200, error: str | None = None) -> Response:
     import segno
 
     session = db.session()
-    uri = accounts.totp_uri(session, user, secret)
+    uri = two_factor.totp_uri(session, user, secret)
     # The QR code as one SVG path of its dark modules (drawn by the template: no markup
     # is made here, so nothing needs to be marked safe).
     matrix = segno.make(uri, error="m").matrix
@@ -228,7 +228,7 @@ def _setup_page(user: User, secret: str, status: int = 200, error: str | None = 
         secret=secret,
         signed=signed,
         error=error,
-        required=accounts.totp_required(session),
+        required=two_factor.totp_required(session),
         has_totp=user.totp_secret is not None,
     )
 
@@ -244,14 +244,14 @@ def totp_setup() -> Response:
     except (TokenInvalid, TokenExpired):
         return _setup_page(
             user,
-            accounts.new_totp_secret(),
+            two_factor.new_totp_secret(),
             400,
             N_("The page expired. Please scan the new code and try again."),
         )
     if not isinstance(payload, dict) or payload.get("u") != user.id:
         return error_response(400)
     secret = str(payload.get("s", ""))
-    if not accounts.enable_totp(
+    if not two_factor.enable_totp(
         session,
         user,
         secret,

@@ -125,7 +125,7 @@ def staff_user(
 ) -> tuple[int, str]:
     """A staff account of ``role`` with ``password`` set (None: invited only); returns
     (id, e-mail). A sales account without ``salesperson_id`` gets a salesperson."""
-    from admin import accounts
+    from admin import accounts, two_factor
 
     email = email or unique_email("staff")
     if role == "sales" and salesperson_id is None:
@@ -137,7 +137,7 @@ def staff_user(
         if totp_secret is not None:
             import pyotp
 
-            assert accounts.enable_totp(
+            assert two_factor.enable_totp(
                 s, user, totp_secret, pyotp.TOTP(totp_secret).now(), actor="system"
             )
             user.totp_last_step = None  # the test may use the current code once more

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from admin import accounts
+from admin import accounts, two_factor
 from leadvault.audit import Action
 from tests import factories
 from tests.factories import uow
@@ -36,7 +36,7 @@ def test_general_settings_show_branding_totp_policy_and_the_check(app):
     response = client.post("/console/settings/totp", data={"required": "1", "csrf_token": token})
     assert response.status_code == 302
     with uow(app) as s:
-        assert accounts.totp_required(s)
+        assert two_factor.totp_required(s)
     assert audit_count(app, "settings.totp_required") == before + 1
     assert "Make the code optional" in text(client.get("/console/settings"))
 

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Response, current_app, redirect, request, url_for
 
-from admin import accounts, auth, permissions, tokens
+from admin import accounts, auth, permissions, tokens, two_factor
 from admin.console.views import bp, page
 from admin.models import PersonalToken, Role, User
 from admin.permissions import Permission
@@ -63,7 +63,7 @@ def settings() -> Response:
     return page(
         "console/settings.html",
         section="settings",
-        totp_required=accounts.totp_required(db.session()),
+        totp_required=two_factor.totp_required(db.session()),
         brand=rt.settings,
         brand_lines=checks.branding_lines(rt.settings),
         check_lines=(
@@ -77,7 +77,7 @@ def settings() -> Response:
 @bp.post("/settings/totp")
 @auth.require(Permission.USERS_MANAGE)
 def require_totp() -> Response:
-    accounts.require_totp(
+    two_factor.require_totp(
         db.session(),
         request.form.get("required") == "1",
         actor=auth.current_actor(),
