@@ -36,6 +36,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cpu_use import Burner, Groups, pids_of
+from drain import (
+    DRAIN_TIMEOUT,
+    Drain,
+    cpu_groups,
+    drain_alone,
+    pending,
+    print_capacity,
+    run_drain,
+    wait_for,
+)
 from harness import BIN_DIR, BenchError, Server, free_port
 from load import (
     BENCH_DIR,
@@ -58,7 +69,6 @@ from load import (
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
 
 MAX_FAILED_FRACTION = 0.01
-DRAIN_TIMEOUT = 900.0
 # Targets of issue 13, as % (of bare req/s; of capture alone).
 TARGET_E2E = {"sqlite": 10.0, "postgresql": 8.0}
 TARGET_CAPTURE_WITH_WORKER = 80.0
@@ -107,6 +117,10 @@ class Workers:
             if proc.poll() is not None:
                 raise BenchError(f"a worker exited ({proc.returncode}); see worker-*.log")
 
+    def signal(self, signum: int) -> None:
+        for proc in self.procs:
+            proc.send_signal(signum)
+
     def close(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -132,6 +146,8 @@ class Pipeline:
     leads: int
     submissions: int
     mails: int
+    load_cpu: Groups
+    drain: Drain | None = None
 
     @property
     def end_to_end(self) -> float:
@@ -144,21 +160,6 @@ def serve(args: argparse.Namespace, tmp: Path, name: str, app: str, env: dict[st
     return Server(name, app, env, workers=args.web_workers, log_dir=tmp, extra=extra)
 
 
-def wait_for(condition: Any, timeout: float, what: str, check: Any = None) -> float:
-    started = time.perf_counter()
-    while not condition():
-        if check is not None:
-            check()
-        if time.perf_counter() - started > timeout:
-            raise BenchError(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(0.1)
-    return time.perf_counter() - started
-
-
-def pending(url: str) -> int:
-    return count_rows(url, "inbox", "status = 'pending'")
-
-
 def run_pipeline(
     args: argparse.Namespace,
     tmp: Path,
@@ -167,6 +168,7 @@ def run_pipeline(
     url: str,
     form_id: str,
     tokens: list[str],
+    drain_tokens: list[str],
     sink: Sink,
 ) -> Pipeline:
     path = f"/f/{form_id}"
@@ -178,7 +180,9 @@ def run_pipeline(
             # Workers up and mailing before the clock starts.
             wait_for(lambda: sink.count >= args.warmup, 120, "the warm-up mails", workers.check)
             mailed_before = sink.count
+            load_cpu = cpu_groups(url, server, workers).start()
             result = run_wrk(server, path, script, args)
+            load_cpu.stop()
             mailed_during = sink.count - mailed_before
             backlog = pending(url)
             # Mails queued by the inbox stage and not yet sent: which stage is behind.
@@ -190,29 +194,66 @@ def run_pipeline(
 
             drain = wait_for(drained, DRAIN_TIMEOUT, "draining the inbox", workers.check)
             time.sleep(1.0)  # a duplicate would show now
+            backlog_after = pending(url)
+            capacity = None
+            if args.drain:
+                capacity = run_drain(
+                    args,
+                    tmp,
+                    url=url,
+                    server=server,
+                    path=path,
+                    workers=workers,
+                    sink=sink,
+                    tokens=drain_tokens,
+                )
+                time.sleep(1.0)
             return Pipeline(
                 load=result,
                 mailed_during_load=mailed_during,
                 backlog_at_end=backlog,
                 mail_backlog_at_end=mail_backlog,
                 drain_seconds=drain,
-                backlog_after=pending(url),
+                backlog_after=backlog_after + (pending(url) if capacity else 0),
                 leads=count_rows(url, "leads"),
                 submissions=count_rows(url, "submissions"),
                 mails=sink.count,
+                load_cpu=load_cpu,
+                drain=capacity,
             )
     finally:
         workers.close()
 
 
 def run_capture_alone(
-    args: argparse.Namespace, tmp: Path, env: dict[str, str], form_id: str, tokens: list[str]
-) -> WrkResult:
+    args: argparse.Namespace,
+    tmp: Path,
+    env: dict[str, str],
+    form_id: str,
+    tokens: list[str],
+    *,
+    url: str,
+    burn: float = 0.0,
+) -> tuple[WrkResult, Groups]:
+    """Capture without a worker; with ``burn`` > 0 beside a burner that takes that many
+    cores (what the workers took during the load): capture's loss to their CPU alone,
+    without their transactions."""
     path = f"/f/{form_id}"
     script = write_script(tmp, tokens, args.wrk_threads)
     server = serve(args, tmp, "leadvault", "leadvault.wsgi:app", env)
     with warmed(server, path, tokens, args.warmup):
-        return run_wrk(server, path, script, args)
+        burner = Burner(burn) if burn else None
+        try:
+            cpu = cpu_groups(url, server)
+            if burner is not None:
+                cpu.groups = {"burner": lambda: pids_of(burner.procs), **cpu.groups}
+            time.sleep(0.5 if burner else 0.0)  # the burner at its pace
+            cpu.start()
+            result = run_wrk(server, path, script, args)
+            return result, cpu.stop()
+        finally:
+            if burner is not None:
+                burner.close()
 
 
 def run_bare_app(args: argparse.Namespace, tmp: Path) -> WrkResult:
@@ -230,6 +271,9 @@ def report(
     pipe: Pipeline,
     alone: WrkResult,
     bare: WrkResult,
+    *,
+    alone_cpu: Groups,
+    burned: tuple[WrkResult, Groups] | None = None,
 ) -> list[str]:
     print(
         f"\n{dialect}, POST /f/<id> JSON, gunicorn -w {args.web_workers} -k sync, "
@@ -270,9 +314,13 @@ def report(
     for name, value, target in targets:
         verdict = "PASS" if value >= target else "MISS"
         print(f"  {name:24} >= {target:4.0f} %: {value:6.1f} %  {verdict}")
+    report_capacity(pipe, alone, bare, alone_cpu, burned)
 
     problems = []
-    for name, r in (("capture + worker", pipe.load), ("capture alone", alone), ("bare", bare)):
+    checked = [("capture + worker", pipe.load), ("capture alone", alone), ("bare", bare)]
+    if burned is not None:
+        checked.append(("capture + burner", burned[0]))
+    for name, r in checked:
         if r.failed_fraction > MAX_FAILED_FRACTION:
             problems.append(f"{name}: {r.non_2xx + r.socket_errors} of {r.requests} failed")
     if pipe.backlog_after or pipe.leads != pipe.submissions:
@@ -282,12 +330,44 @@ def report(
     return problems
 
 
+def report_capacity(
+    pipe: Pipeline,
+    alone: WrkResult,
+    bare: WrkResult,
+    alone_cpu: Groups,
+    burned: tuple[WrkResult, Groups] | None,
+) -> None:
+    """The workers' rate without capture beside them (--drain), capture beside a burner
+    (--burn), and who used the CPU in each phase."""
+    phases = {"capture + worker": (pipe.load, pipe.load_cpu), "capture alone": (alone, alone_cpu)}
+    if burned is not None:
+        phases["capture + burner"] = burned
+    print_capacity(pipe.drain, phases, bare_rps=bare.rps)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_load_arguments(parser)
     parser.add_argument("--workers", type=int, default=1, help="leadvault worker processes")
     parser.add_argument("--batch-size", type=int, default=100, help="the workers' batch size")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument(
+        "--drain",
+        type=int,
+        default=5000,
+        help="submissions queued with the workers stopped, then timed to drain (0: skip)",
+    )
+    parser.add_argument(
+        "--drain-only",
+        action="store_true",
+        help="only the drain phase (no load beside the workers, no capture alone, no bare app)",
+    )
+    parser.add_argument(
+        "--burn",
+        action="store_true",
+        help="also capture beside a CPU burner taking what the workers and the sink took "
+        "during the load",
+    )
     args = parser.parse_args(argv)
     args.concurrency = max(args.concurrency, args.wrk_threads)
     args.load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -303,14 +383,46 @@ def main(argv: list[str] | None = None) -> int:
             smtp_url = f"smtp://127.0.0.1:{sink.port}"
             env, form_id = bench_instance(instance, url, smtp_url=smtp_url)
             per_run = args.warmup + TOKENS_PER_SECOND * args.duration
-            tokens = render_tokens(env, form_id, 2 * per_run)
+            # The fill's threads stop at their share; connections in flight add a few.
+            fill = args.drain + 4 * args.concurrency if args.drain else 0
+            if args.drain_only:
+                tokens = render_tokens(env, form_id, args.warmup + fill)
+                problems = drain_alone(
+                    args,
+                    url=url,
+                    path=f"/f/{form_id}",
+                    workers=Workers(args.workers, env, args.batch_size, tmp),
+                    serve=lambda: serve(args, tmp, "leadvault", "leadvault.wsgi:app", env),
+                    sink=sink,
+                    tokens=tokens,
+                    tmp=tmp,
+                )
+                return invalid(problems)
+            runs = 3 if args.burn else 2
+            tokens = render_tokens(env, form_id, runs * per_run + fill)
             pipe = run_pipeline(
-                args, tmp, env=env, url=url, form_id=form_id, tokens=tokens[:per_run], sink=sink
+                args,
+                tmp,
+                env=env,
+                url=url,
+                form_id=form_id,
+                tokens=tokens[:per_run],
+                drain_tokens=tokens[runs * per_run :],
+                sink=sink,
             )
-            alone = run_capture_alone(args, tmp, env, form_id, tokens[per_run:])
+            alone, alone_cpu = run_capture_alone(
+                args, tmp, env, form_id, tokens[per_run : 2 * per_run], url=url
+            )
+            burned = None
+            if args.burn:
+                # The sink (a relay elsewhere in production) draws on the same two cores.
+                burn = pipe.load_cpu.cores("worker") + pipe.load_cpu.cores("sink")
+                burned = run_capture_alone(
+                    args, tmp, env, form_id, tokens[2 * per_run : 3 * per_run], url=url, burn=burn
+                )
         bare = run_bare_app(args, tmp)
         dialect = "postgresql" if args.database_url else "sqlite"
-        problems = report(args, dialect, pipe, alone, bare)
+        problems = report(args, dialect, pipe, alone, bare, alone_cpu=alone_cpu, burned=burned)
     except BenchError as exc:
         print(f"\nBENCH FAILED: {exc}", file=sys.stderr)
         return 1
@@ -320,6 +432,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    return invalid(problems)
+
+
+def invalid(problems: list[str]) -> int:
     if problems:
         print("\nBENCH INVALID:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1

@@ -52,11 +52,22 @@ def test_capture_cpu_bench_runs() -> None:
 @needs_gunicorn
 def test_pipeline_bench_runs() -> None:
     done = run_bench(
-        "pipeline.py", "--duration", "1", "--concurrency", "4", "--warmup", "5", timeout=240
+        "pipeline.py",
+        "--duration",
+        "1",
+        "--concurrency",
+        "4",
+        "--warmup",
+        "5",
+        "--drain",
+        "200",
+        "--burn",
+        timeout=240,
     )
     # Exit 1 would mean failed requests, or a submission lost, unmailed or mailed twice.
     assert done.returncode == 0, done.stdout + done.stderr
     assert "end-to-end" in done.stdout and "0 after draining" in done.stdout
+    assert "drain " in done.stdout and "capture + burner" in done.stdout
 
 
 @needs_gunicorn
