@@ -13,6 +13,13 @@ bench/capture.py (every request a new address with a render token of its own):
 2. the same Leadvault without a worker (capture alone);
 3. a bare Flask app (bench/bare_app.py).
 
+Between 1 and 2, the drain phase (``--drain`` K, 0 skips it; ``--drain-only`` runs
+nothing else, bench/drain.py): the idle workers stopped, the same load queues K
+submissions, then the workers go on and are timed until each has its mail at the
+sink: drain leads/s, the workers' own rate. ``--burn`` adds capture alone beside a
+burner taking the cores the workers and the sink took in 1 (their CPU, without
+their transactions). Every phase prints its CPU by process group.
+
 Prints the ratios the targets are stated in (issue 13): end-to-end/s and capture
 as % of bare, capture with the worker as % of capture alone. Exits 1 when a run
 has more than 1 % failed requests, or when after draining a submission is
