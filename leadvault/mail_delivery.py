@@ -12,10 +12,13 @@ but not yet recorded is sent again (at least once).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
+import itertools
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from email.message import Message
 
 import sqlalchemy as sa
@@ -265,26 +268,61 @@ def deliver_due(
         claimed = _prepare(session, ids, wire=send_wire is not None)
     results: list[tuple[_Claimed, DeliveryError | None]] = []
     recorded_at = time.monotonic()
-    for done, item in enumerate(claimed):
-        if time.monotonic() > deadline:
-            left = len(claimed) - done
-            log.warning("lease nearly over: %s mails left for the next claim", left)
-            break
-        if item.held is not None:
-            results.append((item, None))
-            continue
-        try:
-            if item.wire is not None and send_wire is not None:
-                send_wire(item.wire)
-            elif item.message is None:
-                raise _UNREADABLE
-            else:
-                sender.send(item.message)
-            results.append((item, None))
-        except DeliveryError as exc:
-            results.append((item, exc))
+    for item, error in _outcomes(sender, _due(claimed, deadline)):
+        results.append((item, error))
         if time.monotonic() - recorded_at >= RECORD_EVERY_SECONDS:
             _record(factory, results, worker_id=worker_id)
             results, recorded_at = [], time.monotonic()
     _record(factory, results, worker_id=worker_id)
     return len(ids)
+
+
+def _due(claimed: list[_Claimed], deadline: float) -> Iterator[_Claimed]:
+    """The claimed mails until the lease is nearly over: the rest return to the queue
+    when it has run out."""
+    for done, item in enumerate(claimed):
+        if time.monotonic() > deadline:
+            left = len(claimed) - done
+            log.warning("lease nearly over: %s mails left for the next claim", left)
+            return
+        yield item
+
+
+def _outcomes(
+    sender: Sender, claimed: Iterable[_Claimed]
+) -> Iterator[tuple[_Claimed, DeliveryError | None]]:
+    """Each mail and its outcome (None: sent or held), in order. A run of mails written
+    for the wire goes by the sender's ``send_wires`` when it has one (pipelined: a
+    mail's outcome comes once the next one is taken)."""
+    send_wires = getattr(sender, "send_wires", None)
+    for wired, run in itertools.groupby(claimed, key=lambda item: item.wire is not None):
+        if wired and send_wires is not None:
+            taken: collections.deque[_Claimed] = collections.deque()
+            for error in send_wires(_wires(run, taken)):
+                yield taken.popleft(), error
+            continue
+        for item in run:
+            yield item, _send(sender, item)
+
+
+def _wires(run: Iterable[_Claimed], taken: collections.deque[_Claimed]) -> Iterator[Wire]:
+    """The run's wires, each mail noted as it is taken (its outcome comes later)."""
+    for item in run:
+        assert item.wire is not None
+        taken.append(item)
+        yield item.wire
+
+
+def _send(sender: Sender, item: _Claimed) -> DeliveryError | None:
+    if item.held is not None:
+        return None
+    try:
+        if item.wire is not None:
+            sender.send_wire(item.wire)  # type: ignore[attr-defined]
+        elif item.message is None:
+            raise _UNREADABLE
+        else:
+            sender.send(item.message)
+    except DeliveryError as exc:
+        return exc
+    return None

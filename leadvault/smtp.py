@@ -7,6 +7,11 @@ what stored addresses mostly are): ``quoteaddr`` parses every
 envelope address again (``email.utils.parseaddr``, about a sixth of a mail's
 CPU) only to give back ``<address>``. Every other address takes smtplib's own
 path, so the commands on the wire are the same either way.
+
+``send_wires`` sends many: when the relay offers PIPELINING (RFC 2920), one
+write carries a message's content and the next message's MAIL, RCPT and DATA,
+and one wait takes their replies (a round trip per mail instead of four; under
+load each wait is a turn for the relay's process and for this thread's GIL).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import contextlib
 import re
 import smtplib
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from email.message import Message
 from email.utils import parseaddr
 from typing import TYPE_CHECKING
@@ -85,6 +90,17 @@ class _Connection(smtplib.SMTP):
         return self.getreply()
 
 
+def _data_lines(data: bytes) -> bytes:
+    """What smtplib's ``data`` writes after the 354: leading dots doubled, CRLF . CRLF."""
+    quoted = _LEADING_DOT.sub(b"..", data)
+    if quoted[-2:] != b"\r\n":
+        quoted += b"\r\n"
+    return quoted + b".\r\n"
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
 class _TlsConnection(_Connection, smtplib.SMTP_SSL):
     """The same over implicit TLS (``smtps://``)."""
 
@@ -137,27 +153,184 @@ class SmtpSender:
                 if attempt == 2:
                     raise DeliveryError("SMTP server closed the connection") from None
                 continue
-            except smtplib.SMTPNotSupportedError:
-                # The address needs SMTPUTF8 and the relay does not offer it: it never
-                # will for this mail, so retrying cannot help.
-                raise DeliveryError(
-                    "the relay does not offer SMTPUTF8, which this address needs", permanent=True
-                ) from None
-            except smtplib.SMTPRecipientsRefused as exc:
-                codes = sorted({code for code, _msg in exc.recipients.values()})
-                raise DeliveryError(
-                    f"recipient refused ({', '.join(map(str, codes))})",
-                    permanent=all(500 <= c < 600 for c in codes),
-                ) from None
-            except smtplib.SMTPResponseException as exc:
-                detail = redact(exc.smtp_error.decode("utf-8", "replace"))[:200]
-                raise DeliveryError(
-                    f"SMTP {exc.smtp_code}: {detail}", permanent=500 <= exc.smtp_code < 600
-                ) from None
             except (OSError, smtplib.SMTPException) as exc:
-                self._connection = None
-                raise DeliveryError(f"SMTP error: {type(exc).__name__}") from None
+                raise self._error(exc) from None
             return
+
+    def _error(self, exc: OSError | smtplib.SMTPException) -> DeliveryError:
+        """What a failed send means for the mail (not a dropped connection: that is sent again)."""
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            # The address needs SMTPUTF8 and the relay does not offer it: it never
+            # will for this mail, so retrying cannot help.
+            return DeliveryError(
+                "the relay does not offer SMTPUTF8, which this address needs", permanent=True
+            )
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            codes = sorted({code for code, _msg in exc.recipients.values()})
+            return DeliveryError(
+                f"recipient refused ({', '.join(map(str, codes))})",
+                permanent=all(500 <= c < 600 for c in codes),
+            )
+        if isinstance(exc, smtplib.SMTPResponseException):
+            detail = redact(exc.smtp_error.decode("utf-8", "replace"))[:200]
+            return DeliveryError(
+                f"SMTP {exc.smtp_code}: {detail}", permanent=500 <= exc.smtp_code < 600
+            )
+        self._connection = None
+        return DeliveryError(f"SMTP error: {type(exc).__name__}")
+
+    def send_wires(self, wires: Iterable[Wire]) -> Iterator[DeliveryError | None]:
+        """Each wire's outcome, in order: what ``send_wire`` gives for it (None: sent).
+        Pipelined when the relay offers it and the addresses are bare; a mail is then
+        sent as its replies are read, with the next one's commands (so a wire is taken
+        from ``wires`` before the previous outcome is given)."""
+        waiting: Wire | None = None  # its DATA was accepted; its content goes next
+        try:
+            for wire in wires:
+                connection = self._pipelining(wire)
+                if isinstance(connection, DeliveryError):
+                    outcomes: list[DeliveryError | None] = [connection]
+                elif connection is None:
+                    outcomes = [] if waiting is None else [self._finish(waiting)]
+                    waiting = None
+                    outcomes.append(self._send_one(wire))
+                else:
+                    outcomes, waiting = self._pipelined(connection, waiting, wire)
+                yield from outcomes
+            if waiting is not None:
+                last, waiting = waiting, None
+                yield self._finish(last)
+        finally:
+            if waiting is not None and self._connection is not None:
+                # Given up with a DATA open: the relay must not take what comes next
+                # as its content. Closing the socket abandons that transaction.
+                self._connection.close()
+                self._connection = None
+
+    def _send_one(self, wire: Wire) -> DeliveryError | None:
+        try:
+            self.send_wire(wire)
+        except DeliveryError as exc:
+            return exc
+        return None
+
+    def _pipelining(self, wire: Wire) -> smtplib.SMTP | DeliveryError | None:
+        """The connection if the wire can be pipelined on it: the relay offers
+        PIPELINING, and the addresses are bare (written as ``_Connection`` writes them)."""
+        if not (is_bare(wire.envelope_from) and all(map(is_bare, wire.recipients))):
+            return None
+        try:
+            if self._connection is None:
+                self._connection = self._connect()
+            self._connection.ehlo_or_helo_if_needed()
+        except DeliveryError as exc:
+            return exc
+        except smtplib.SMTPServerDisconnected:
+            self._connection = None
+            return None  # send_wire connects again
+        except (OSError, smtplib.SMTPException) as exc:
+            return self._error(exc)
+        return self._connection if self._connection.has_extn("pipelining") else None
+
+    def _pipelined(
+        self, connection: smtplib.SMTP, waiting: Wire | None, wire: Wire
+    ) -> tuple[list[DeliveryError | None], Wire | None]:
+        """Send the waiting wire's content with this wire's MAIL, RCPT and DATA, read the
+        replies; the waiting wire's outcome, and this wire if its content may follow."""
+        size = (
+            f" size={len(wire.data)}"
+            if connection.does_esmtp and connection.has_extn("size")
+            else ""
+        )
+        commands = [f"mail FROM:<{wire.envelope_from}>{size}"]
+        commands += [f"rcpt TO:<{recipient}>" for recipient in wire.recipients]
+        commands.append("data")
+        group = "".join(f"{command}\r\n" for command in commands).encode("ascii")
+        outcomes: list[DeliveryError | None] = []
+        try:
+            connection.send(group if waiting is None else _data_lines(waiting.data) + group)
+            if waiting is not None:
+                outcomes.append(self._data_outcome(connection, *connection.getreply()))
+                waiting = None
+                if self._connection is None:  # a 421: the relay closed it before this wire
+                    return [*outcomes, self._send_one(wire)], None
+            error = self._replies(connection, wire)
+            if error is None:
+                return outcomes, wire
+            outcomes.append(error)
+        except smtplib.SMTPServerDisconnected:
+            # What was in flight goes again, one by one, on a new connection: at least once.
+            self._connection = None
+            outcomes += [self._send_one(sent) for sent in (waiting, wire) if sent is not None]
+        except (OSError, smtplib.SMTPException) as exc:
+            outcomes += [self._error(exc) for sent in (waiting, wire) if sent is not None]
+        return outcomes, None
+
+    def _replies(self, connection: smtplib.SMTP, wire: Wire) -> DeliveryError | None:
+        """Read the replies to the wire's MAIL, RCPT and DATA: None when its content may
+        follow (354), else the error sendmail raises first for them. A 421 ends the
+        reading: the relay closes the connection (and so does smtplib)."""
+        replies = []
+        for _command in range(len(wire.recipients) + 2):
+            replies.append(connection.getreply())
+            if replies[-1][0] == 421:
+                break
+        mail, *rcpts = replies
+        data = rcpts.pop() if len(rcpts) > len(wire.recipients) else None
+        refused = {
+            recipient: reply
+            for recipient, reply in zip(wire.recipients, rcpts, strict=False)
+            if reply[0] not in (250, 251)
+        }
+        accepted = mail[0] == 250 and len(refused) < len(wire.recipients)
+        if accepted and data is not None and data[0] == 354:
+            return None
+        if mail[0] != 250:
+            error: smtplib.SMTPException = smtplib.SMTPSenderRefused(*mail, wire.envelope_from)
+        elif data is None or len(refused) == len(wire.recipients):
+            error = smtplib.SMTPRecipientsRefused(refused)
+        else:
+            error = smtplib.SMTPDataError(*data)
+        if replies[-1][0] == 421:
+            connection.close()
+            self._connection = None
+            return self._error(error)
+        if data is not None and data[0] == 354:
+            # DATA taken without a valid MAIL or RCPT: an empty content ends it.
+            connection.send(b".\r\n")
+            connection.getreply()
+        self._reset(connection)
+        return self._error(error)
+
+    def _finish(self, waiting: Wire) -> DeliveryError | None:
+        """Send the waiting wire's content and read its outcome."""
+        connection = self._connection
+        if connection is None:
+            return self._send_one(waiting)
+        try:
+            connection.send(_data_lines(waiting.data))
+            return self._data_outcome(connection, *connection.getreply())
+        except smtplib.SMTPServerDisconnected:
+            self._connection = None
+            return self._send_one(waiting)
+        except (OSError, smtplib.SMTPException) as exc:
+            return self._error(exc)
+
+    def _data_outcome(
+        self, connection: smtplib.SMTP, code: int, message: bytes
+    ) -> DeliveryError | None:
+        """The reply to a content's end: its transaction is over either way."""
+        if code == 250:
+            return None
+        if code == 421:
+            connection.close()
+            self._connection = None
+        return self._error(smtplib.SMTPDataError(code, message))
+
+    @staticmethod
+    def _reset(connection: smtplib.SMTP) -> None:
+        with contextlib.suppress(smtplib.SMTPServerDisconnected):
+            connection.rset()
 
     def check(self) -> None:
         """Open and close a connection; raises DeliveryError when the server does not answer."""
