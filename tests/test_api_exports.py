@@ -172,9 +172,44 @@ def test_webhook_endpoints_through_the_api(make_app):
     }
     assert client.post("/api/v1/webhooks/999/disable", headers=owner).status_code == 404
     assert client.post(f"{base}/explode", headers=owner).status_code == 404
+    disabled = client.post(f"{base}/disable", headers=owner).get_json()
+    assert disabled == {"id": endpoint_id, "status": "disabled", "held": 0}
+    assert client.post(f"{base}/redeliver", headers=owner).status_code == 409
 
 
-def test_exports_and_imports_are_in_the_openapi_document(app):
+def test_webhook_errors_are_the_apis_problems(make_app):
+    """Answered as every operation is: problem+json, never a 500, CSRF for a console."""
+    app = make_app()
+    client = app.test_client()
+    owner = bearer(factories.personal_token(app, "owner"))
+    problems = {
+        "not JSON": (client.post("/api/v1/webhooks", data="url=x", headers=owner), 415),
+        "not an object": (client.post("/api/v1/webhooks", json=["x"], headers=owner), 400),
+        "unknown event": (
+            client.post(
+                "/api/v1/webhooks",
+                json={"url": "https://192.0.2.1/x", "events": ["lead.nonsense"]},
+                headers=owner,
+            ),
+            422,
+        ),
+        "id too large": (client.post(f"/api/v1/webhooks/{2**70}/enable", headers=owner), 404),
+        "no credentials": (client.get("/api/v1/webhooks"), 401),
+    }
+    for what, (response, status) in problems.items():
+        assert response.status_code == status, (what, response.get_data(as_text=True))
+        assert response.mimetype == "application/problem+json", what
+        assert response.get_json()["detail"], what
+    assert "events" in problems["unknown event"][0].get_json()["errors"]
+    console, _user_id = factories.signed_in_client(app, "owner")
+    without = console.post("/api/v1/webhooks", json={"url": "https://192.0.2.1/x"})
+    assert without.status_code == 400 and without.mimetype == "application/problem+json"
+
+
+ACTIONS = ("disable", "enable", "rotate-secret", "redeliver")
+
+
+def test_exports_imports_and_webhooks_are_in_the_openapi_document(app):
     document = app.test_client().get("/api/v1/openapi.json").get_json()
     export = document["paths"]["/exports"]["post"]
     assert export["x-permission"] == "leads:export"
@@ -194,3 +229,17 @@ def test_exports_and_imports_are_in_the_openapi_document(app):
     report = imported["responses"]["200"]["content"]["application/json"]["schema"]
     assert report == {"$ref": "#/components/schemas/ImportReport"}
     assert "outcomes" in document["components"]["schemas"]["ImportReport"]["properties"]
+    assert {"413", "422"} <= set(imported["responses"])
+    webhook_paths = {path for path in document["paths"] if path.startswith("/webhooks")}
+    assert webhook_paths == {
+        "/webhooks",
+        *(f"/webhooks/{{endpoint_id}}/{action}" for action in ACTIONS),
+    }
+    added = document["paths"]["/webhooks"]["post"]
+    assert added["x-permission"] == "settings:manage"
+    assert set(added["responses"]) >= {"201", "401", "403", "415", "422"}
+    secret = added["responses"]["201"]["content"]["application/json"]["schema"]
+    assert secret == {"$ref": "#/components/schemas/WebhookAdded"}
+    assert "lead.erased" in str(document["components"]["schemas"]["WebhookRequest"])
+    redeliver = document["paths"]["/webhooks/{endpoint_id}/redeliver"]["post"]
+    assert {"404", "409"} <= set(redeliver["responses"])

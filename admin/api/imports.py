@@ -14,10 +14,10 @@ from flask import Response, current_app, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from admin import auth
-from admin.api import problems
-from admin.api.exports import CORRECT, bp, check_csrf
+from admin.api.exports import bp
 from admin.api.registry import operation
 from admin.api.schemas import PRINTABLE
+from admin.api.views import Refusal, _dump, _errors, _query
 from admin.permissions import Permission
 from export import imports
 from leadvault import db, i18n
@@ -97,7 +97,7 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
     query=ImportRequest,
     response=ImportReportSchema,
     body_types=("text/csv",),
-    errors=(413,),
+    max_bytes=IMPORT_MAX_BYTES,
     tag="exports",
 )
 def import_contacts() -> Response:
@@ -107,19 +107,15 @@ def import_contacts() -> Response:
     (repeat), ``language``, ``encoding``, ``dry_run``. Each line's outcome names the
     line, never the address; a dry run lists every line, a real run the refused ones.
     """
-    request.max_content_length = IMPORT_MAX_BYTES
-    check_csrf()
+    args = _query(ImportRequest)
     try:
-        raw: dict[str, Any] = {k: v for k, v in request.args.items() if k not in {"purpose", "map"}}
-        raw.update(purpose=request.args.getlist("purpose"), map=request.args.getlist("map"))
-        args = ImportRequest().load(raw)
         overrides = _overrides(args["map"])
     except ValidationError as exc:
-        return problems.problem(422, CORRECT, errors=exc.messages)
+        raise Refusal(422, errors=_errors(exc)) from None
     upload = request.files.get("file")
     data = upload.read() if upload is not None else request.get_data(cache=False)
     if not data:
-        return problems.problem(400, _NO_FILE)
+        raise Refusal(400, _NO_FILE)
     actor, ip = auth.current_actor(), auth.client_ip()
     # The import is a job of its own (a transaction per 200 lines): end this request's
     # transaction first, so that on SQLite it does not hold the write lock meanwhile.
@@ -153,24 +149,22 @@ def import_contacts() -> Response:
             on_line=on_line,
         )
     except (imports.MappingError, imports.ImportRefused) as exc:
-        return problems.problem(422, str(exc))
-    body = {
-        "batch": report.batch,
-        "dry_run": report.dry_run,
-        "preset": report.preset,
-        "mapping": report.mapping,
-        "ignored_columns": report.ignored,
-        "lines": report.lines,
-        "created": report.created,
-        "merged": report.merged,
-        "refused": report.refused,
-        "consent_imported": report.consent_imported,
-        "repermission": report.repermission,
-        "summary": report.summary(),
-        "outcomes": lines,
-    }
-    from flask import json
-
-    response = Response(json.dumps(body), status=200, mimetype="application/json")
-    response.headers["Cache-Control"] = "no-store"
-    return response
+        raise Refusal(422, str(exc)) from None
+    return _dump(
+        ImportReportSchema,
+        {
+            "batch": report.batch,
+            "dry_run": report.dry_run,
+            "preset": report.preset,
+            "mapping": report.mapping,
+            "ignored_columns": report.ignored,
+            "lines": report.lines,
+            "created": report.created,
+            "merged": report.merged,
+            "refused": report.refused,
+            "consent_imported": report.consent_imported,
+            "repermission": report.repermission,
+            "summary": report.summary(),
+            "outcomes": lines,
+        },
+    )

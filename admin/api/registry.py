@@ -18,9 +18,12 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint
 from marshmallow import Schema
 
+from admin.api import problems
 from admin.permissions import Permission
 
 PREFIX = "/api/v1"
+# Flask's int converter takes any size; the database's integer does not.
+ID_MAX = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +48,17 @@ class Operation:
     # Media types of the answer: JSON follows ``response``; others (a streamed CSV
     # file …) are documented as a file of that type.
     response_types: tuple[str, ...] = ("application/json",)
+    # The largest body (an upload); None: the app's limit (LEADVAULT_MAX_BODY_BYTES).
+    max_bytes: int | None = None
 
 
 OPERATIONS: list[Operation] = []
+_BODY_LIMITS: dict[str, int] = {}
+
+
+def body_limit(endpoint: str | None) -> int | None:
+    """The body limit an operation declares (set before anything reads the body)."""
+    return _BODY_LIMITS.get(endpoint or "")
 
 
 def _flask_path(path: str, params: tuple[tuple[str, str], ...]) -> str:
@@ -72,10 +83,11 @@ def operation(
         from admin import auth
 
         params = tuple(options.pop("path_params", ()))
+        checked = _ids_checked(view, [name for name, kind in params if kind == "int"])
         guarded = (
-            auth.require(permission)(view)
+            auth.require(permission)(checked)
             if permission is not None
-            else auth.require_signed_in(view)
+            else auth.require_signed_in(checked)
         )
         op = Operation(
             method=method.lower(),
@@ -87,6 +99,8 @@ def operation(
             **options,
         )
         OPERATIONS.append(op)
+        if op.max_bytes is not None:
+            _BODY_LIMITS[op.endpoint] = op.max_bytes
         bp.add_url_rule(
             _flask_path(path, params),
             view.__name__,
@@ -97,6 +111,20 @@ def operation(
         return view
 
     return decorate
+
+
+def _ids_checked(view: Callable[..., Any], names: list[str]) -> Callable[..., Any]:
+    """The view, answering 404 for an integer id no row can have (0, negative, too big)."""
+    if not names:
+        return view
+
+    @functools.wraps(view)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        if any(not 0 < kwargs[name] <= ID_MAX for name in names):
+            return problems.problem(404)
+        return view(*args, **kwargs)
+
+    return checked
 
 
 def _schema_name(schema: type[Schema]) -> str:
@@ -204,6 +232,8 @@ def _operation(op: Operation) -> dict[str, Any]:
             },
         }
     errors = {401, 403, *op.errors}
+    if op.max_bytes is not None:
+        errors.add(413)
     if op.query is not None or op.body is not None:
         errors |= {400, 422}
     if op.body is not None:

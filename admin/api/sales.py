@@ -18,14 +18,6 @@ from scoring import routing, sales_team
 from scoring import schemas as scoring_schemas
 
 P = Permission
-_ID_MAX = 2**31 - 1
-
-
-def _checked_id(value: int) -> int:
-    """Flask's int converter takes any size; the database's integer does not."""
-    if not 0 < value <= _ID_MAX:
-        raise Refusal(404)
-    return value
 
 
 def _refused(exc: routing.SalesError, field: str = "_schema") -> Refusal:
@@ -98,7 +90,7 @@ def salespeople_create() -> Response:
 )
 def salesperson_detail(person_id: int) -> Response:
     try:
-        row = sales_team.row_of(db.session(), _checked_id(person_id))
+        row = sales_team.row_of(db.session(), person_id)
     except routing.SalesError as exc:
         raise _refused(exc) from None
     return _dump(scoring_schemas.SalespersonSchema, row)
@@ -120,7 +112,7 @@ def salesperson_update(person_id: int) -> Response:
     args = _body(scoring_schemas.SalespersonPatchSchema)
     session = db.session()
     try:
-        sales_team.update_person(session, _checked_id(person_id), **args)
+        sales_team.update_person(session, person_id, **args)
         row = sales_team.row_of(session, person_id)
     except routing.SalesError as exc:
         raise _refused(exc) from None
@@ -139,7 +131,7 @@ def salesperson_update(person_id: int) -> Response:
 )
 def salesperson_deactivate(person_id: int) -> Response:
     try:
-        sales_team.update_person(db.session(), _checked_id(person_id), active=False)
+        sales_team.update_person(db.session(), person_id, active=False)
     except routing.SalesError as exc:
         raise _refused(exc) from None
     return Response(status=204)
@@ -201,7 +193,7 @@ def team_update(team_id: int) -> Response:
     args = _body(scoring_schemas.TeamPatchSchema)
     session = db.session()
     try:
-        sales_team.update_team(session, _checked_id(team_id), strategy=args["strategy"])
+        sales_team.update_team(session, team_id, strategy=args["strategy"])
         row = sales_team.team_row(session, team_id)
     except routing.SalesError as exc:
         raise _refused(exc, "strategy") from None
@@ -221,7 +213,7 @@ def team_update(team_id: int) -> Response:
 )
 def team_delete(team_id: int) -> Response:
     try:
-        sales_team.delete_team(db.session(), _checked_id(team_id))
+        sales_team.delete_team(db.session(), team_id)
     except routing.SalesError as exc:
         raise _refused(exc) from None
     return Response(status=204)
@@ -243,7 +235,7 @@ def team_member_add(team_id: int) -> Response:
     args = _body(scoring_schemas.MemberInSchema)
     session = db.session()
     try:
-        sales_team.add_member(session, _checked_id(team_id), args["person_id"])
+        sales_team.add_member(session, team_id, args["person_id"])
         row = sales_team.team_row(session, team_id)
     except routing.SalesError as exc:
         raise _refused(exc, "person_id") from None
@@ -262,7 +254,7 @@ def team_member_add(team_id: int) -> Response:
 )
 def team_member_remove(team_id: int, person_id: int) -> Response:
     try:
-        sales_team.remove_member(db.session(), _checked_id(team_id), _checked_id(person_id))
+        sales_team.remove_member(db.session(), team_id, person_id)
     except routing.SalesError as exc:
         raise _refused(exc) from None
     return Response(status=204)
@@ -324,7 +316,7 @@ def absences_create() -> Response:
 )
 def absence_delete(absence_id: int) -> Response:
     try:
-        sales_team.delete_absence(db.session(), _checked_id(absence_id))
+        sales_team.delete_absence(db.session(), absence_id)
     except routing.SalesError as exc:
         raise _refused(exc) from None
     return Response(status=204)

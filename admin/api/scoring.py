@@ -23,7 +23,6 @@ from scoring import handoff_board, rules, rulesets
 from scoring import schemas as scoring_schemas
 
 P = Permission
-_ID_MAX = 2**31 - 1
 
 
 def rules_refusal(problem: rulesets.Problem) -> Refusal:
@@ -152,8 +151,6 @@ def rules_versions() -> Response:
 )
 def rules_version(version: int) -> Response:
     args = _query(scoring_schemas.DiffQuerySchema)
-    if not 0 < version <= _ID_MAX:
-        raise Refusal(404)
     session = db.session()
     try:
         row = rulesets.by_version(session, version)

@@ -17,15 +17,12 @@ from marshmallow import Schema, ValidationError, fields
 
 from admin import auth, permissions, tokens
 from admin.api import problems, schemas
-from admin.api.registry import OPERATIONS, build_spec, operation
+from admin.api.registry import OPERATIONS, PREFIX, body_limit, build_spec, operation
 from admin.models import PersonalToken
 from admin.permissions import Permission
 from leadvault import audit, db
 from leadvault.i18n import N_
 from leadvault.web import csrf
-
-bp = Blueprint("admin_api", __name__, url_prefix="/api/v1", template_folder="../templates")
-csrf.exempt(bp)
 
 P = Permission
 
@@ -40,14 +37,16 @@ class Refusal(Exception):
         self.status, self.detail, self.errors = status, detail, errors
 
 
-@bp.errorhandler(Refusal)
 def _refusal(exc: Refusal) -> Response:
     return problems.problem(exc.status, exc.detail, errors=exc.errors)
 
 
-@bp.before_request
 def _guard() -> Response | None:
-    """Writes by the console's sign-in need its CSRF token; tokens need none."""
+    """Writes by the console's sign-in need its CSRF token; tokens need none. An
+    operation's own body limit applies first (the CSRF check may read a form)."""
+    limit = body_limit(request.endpoint)
+    if limit is not None:
+        request.max_content_length = limit
     if request.method in db.SAFE_METHODS or auth.authenticated_by_token():
         return None
     if auth.current_user() is None:
@@ -57,6 +56,19 @@ def _guard() -> Response | None:
     except CSRFError:
         return problems.problem(400, N_("The page expired. Please reload it and try again."))
     return None
+
+
+def api_blueprint(name: str, **options: Any) -> Blueprint:
+    """A blueprint of the API under /api/v1/: the guard above, refusals as problems
+    (every module's operations answer alike, whichever blueprint they join)."""
+    blueprint = Blueprint(name, __name__, url_prefix=PREFIX, **options)
+    csrf.exempt(blueprint)
+    blueprint.before_request(_guard)
+    blueprint.register_error_handler(Refusal, _refusal)
+    return blueprint
+
+
+bp = api_blueprint("admin_api", template_folder="../templates")
 
 
 def _query(schema: type[Schema]) -> dict[str, Any]:
@@ -187,7 +199,7 @@ def tokens_revoke(token_id: int) -> Response:
     session = db.session()
     user = auth.current_user()
     assert user is not None
-    token = session.get(PersonalToken, token_id) if 0 < token_id < 2**31 else None
+    token = session.get(PersonalToken, token_id)
     if token is None or (token.user_id != user.id and not auth.can(P.USERS_MANAGE)):
         raise Refusal(404)
     tokens.revoke(session, token, actor=auth.current_actor(), ip=auth.client_ip())

@@ -1,20 +1,24 @@
 """The admin API's webhook endpoints: list, add (the secret shown once), disable, enable,
 rotate the secret, redeliver. The service is the command line's (``export.webhooks``).
-The routes join the blueprint of ``admin.api.exports``.
+The operations join the blueprint of ``admin.api.exports``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from flask import Response
+from marshmallow import EXCLUDE, Schema, fields, validate
 
-from admin import auth
-from admin.api import problems
-from admin.api.exports import CORRECT, bp, check_csrf
+from admin.api.exports import bp
+from admin.api.registry import operation
+from admin.api.views import Refusal, _body, _dump
 from admin.permissions import Permission
+from export import webhooks
+from export.models import WebhookEndpoint
 from leadvault import db
+
+_ENDPOINT_ID = (("endpoint_id", "int"),)
 
 
 class WebhookRequest(Schema):
@@ -25,12 +29,56 @@ class WebhookRequest(Schema):
         unknown = EXCLUDE
 
     url = fields.String(required=True, validate=validate.Length(min=8, max=2000))
-    events = fields.List(fields.String(validate=validate.Length(max=40)), load_default=list)
+    events = fields.List(
+        fields.String(validate=validate.OneOf(sorted(webhooks.EVENT_TYPES))),
+        load_default=list,
+        metadata={"description": "the event types to send (none: all)"},
+    )
     purpose = fields.String(load_default=None, validate=validate.Length(max=40))
     description = fields.String(load_default="", validate=validate.Length(max=200))
 
 
-def _endpoint_json(endpoint: Any, host: str, counts: dict[str, int]) -> dict[str, Any]:
+class WebhookEndpointSchema(Schema):
+    """An endpoint: its host only (a URL's path may carry a capability token)."""
+
+    id = fields.Integer(required=True)
+    host = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": ["active", "disabled"]})
+    events = fields.List(fields.String(), required=True)
+    purpose = fields.String(allow_none=True)
+    description = fields.String(required=True)
+    failing_since = fields.DateTime(allow_none=True)
+    disabled_reason = fields.String(allow_none=True)
+    deliveries = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={"description": "deliveries by state (pending, sent, failed …)"},
+    )
+
+
+class WebhookAddedSchema(WebhookEndpointSchema):
+    secret = fields.String(required=True, metadata={"description": "shown this once"})
+
+
+class WebhookStateSchema(Schema):
+    id = fields.Integer(required=True)
+    status = fields.String(required=True)
+    held = fields.Integer(metadata={"description": "(disable) queued deliveries now failed"})
+
+
+class WebhookSecretSchema(Schema):
+    id = fields.Integer(required=True)
+    secret = fields.String(required=True, metadata={"description": "shown this once"})
+    previous_signs_until = fields.DateTime(allow_none=True)
+
+
+class WebhookRedeliverySchema(Schema):
+    id = fields.Integer(required=True)
+    queued = fields.Integer(required=True)
+
+
+def _row(endpoint: WebhookEndpoint, counts: dict[str, int]) -> dict[str, Any]:
+    host = webhooks.host_of(webhooks.config_of(db.session(), endpoint))
     return {
         "id": endpoint.id,
         "host": host,
@@ -38,102 +86,129 @@ def _endpoint_json(endpoint: Any, host: str, counts: dict[str, int]) -> dict[str
         "events": list(endpoint.event_types),
         "purpose": endpoint.purpose,
         "description": endpoint.description,
-        "failing_since": endpoint.failing_since.isoformat() if endpoint.failing_since else None,
+        "failing_since": endpoint.failing_since,
         "disabled_reason": endpoint.disabled_reason,
         "deliveries": counts,
     }
 
 
-def _json(body: Any, status: int = 200) -> Response:
-    from flask import json
+def _endpoint(endpoint_id: int) -> WebhookEndpoint:
+    try:
+        return webhooks.get_endpoint(db.session(), endpoint_id)
+    except webhooks.WebhookError:
+        raise Refusal(404) from None
 
-    response = Response(json.dumps(body), status=status, mimetype="application/json")
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
-
-@bp.get("/webhooks")
-@auth.require(Permission.SETTINGS_MANAGE)
+@operation(
+    bp,
+    "GET",
+    "/webhooks",
+    summary="Webhook endpoints (host only) with their deliveries by state",
+    permission=Permission.SETTINGS_MANAGE,
+    response=WebhookEndpointSchema,
+    many=True,
+    tag="webhooks",
+)
 def webhooks_list() -> Response:
-    """Endpoints (host only: a URL may carry a capability token) and delivery counts."""
-    from export import webhooks
-
     session = db.session()
     counts = webhooks.counts(session)
-    return _json(
-        [
-            _endpoint_json(
-                endpoint,
-                webhooks.host_of(webhooks.config_of(session, endpoint)),
-                counts.get(endpoint.id, {}),
-            )
-            for endpoint in webhooks.list_endpoints(session)
-        ]
-    )
+    rows = [_row(e, counts.get(e.id, {})) for e in webhooks.list_endpoints(session)]
+    return _dump(WebhookEndpointSchema, rows, many=True)
 
 
-@bp.post("/webhooks")
-@auth.require(Permission.SETTINGS_MANAGE)
+@operation(
+    bp,
+    "POST",
+    "/webhooks",
+    summary="Add a webhook endpoint (SSRF-guarded); the answer holds its signing secret, "
+    "shown this once",
+    permission=Permission.SETTINGS_MANAGE,
+    body=WebhookRequest,
+    response=WebhookAddedSchema,
+    status=201,
+    tag="webhooks",
+)
 def webhooks_add() -> Response:
-    """Add an endpoint; the answer holds its signing secret, shown this once."""
-    from export import webhooks
-
-    check_csrf()
-    raw = request.get_json(silent=True)
-    try:
-        if not isinstance(raw, dict):
-            raise ValidationError({"_schema": ["Send a JSON object."]})
-        args = WebhookRequest().load(raw)
-    except ValidationError as exc:
-        return problems.problem(422, CORRECT, errors=exc.messages)
-    session = db.session()
+    args = _body(WebhookRequest)
     try:
         endpoint, secret = webhooks.create_endpoint(
-            session,
+            db.session(),
             url=args["url"],
             event_types=args["events"],
             purpose=args["purpose"],
             description=args["description"],
         )
     except webhooks.WebhookError as exc:
-        return problems.problem(422, str(exc))
-    host = webhooks.host_of(webhooks.config_of(session, endpoint))
-    return _json({**_endpoint_json(endpoint, host, {}), "secret": secret}, 201)
+        raise Refusal(422, str(exc)) from None
+    return _dump(WebhookAddedSchema, {**_row(endpoint, {}), "secret": secret}, 201)
 
 
-@bp.post("/webhooks/<int:endpoint_id>/<any(disable, enable, 'rotate-secret', redeliver):action>")
-@auth.require(Permission.SETTINGS_MANAGE)
-def webhooks_action(endpoint_id: int, action: str) -> Response:
-    """Disable, enable, rotate the secret (both sign during the overlap) or queue the
-    failed events again (same webhook-id, so receivers de-duplicate)."""
-    from export import webhooks
+@operation(
+    bp,
+    "POST",
+    "/webhooks/{endpoint_id}/disable",
+    summary="Disable an endpoint; its queued deliveries fail (redeliver brings them back)",
+    permission=Permission.SETTINGS_MANAGE,
+    response=WebhookStateSchema,
+    path_params=_ENDPOINT_ID,
+    tag="webhooks",
+)
+def webhooks_disable(endpoint_id: int) -> Response:
+    endpoint = _endpoint(endpoint_id)
+    held = webhooks.disable(db.session(), endpoint, reason="disabled through the API")
+    return _dump(WebhookStateSchema, {"id": endpoint_id, "status": endpoint.status, "held": held})
 
-    check_csrf()
-    session = db.session()
+
+@operation(
+    bp,
+    "POST",
+    "/webhooks/{endpoint_id}/enable",
+    summary="Enable an endpoint again",
+    permission=Permission.SETTINGS_MANAGE,
+    response=WebhookStateSchema,
+    path_params=_ENDPOINT_ID,
+    tag="webhooks",
+)
+def webhooks_enable(endpoint_id: int) -> Response:
+    endpoint = _endpoint(endpoint_id)
+    webhooks.enable(db.session(), endpoint)
+    return _dump(WebhookStateSchema, {"id": endpoint_id, "status": endpoint.status})
+
+
+@operation(
+    bp,
+    "POST",
+    "/webhooks/{endpoint_id}/rotate-secret",
+    summary="A new signing secret (shown this once); the old one signs too for the overlap",
+    permission=Permission.SETTINGS_MANAGE,
+    response=WebhookSecretSchema,
+    path_params=_ENDPOINT_ID,
+    tag="webhooks",
+)
+def webhooks_rotate_secret(endpoint_id: int) -> Response:
+    endpoint = _endpoint(endpoint_id)
+    secret = webhooks.rotate_secret(db.session(), endpoint, overlap_hours=None)
+    until = endpoint.previous_secret_until
+    return _dump(
+        WebhookSecretSchema, {"id": endpoint_id, "secret": secret, "previous_signs_until": until}
+    )
+
+
+@operation(
+    bp,
+    "POST",
+    "/webhooks/{endpoint_id}/redeliver",
+    summary="Queue an endpoint's failed events again (same webhook-id: receivers de-duplicate)",
+    permission=Permission.SETTINGS_MANAGE,
+    response=WebhookRedeliverySchema,
+    path_params=_ENDPOINT_ID,
+    errors=(409,),
+    tag="webhooks",
+)
+def webhooks_redeliver(endpoint_id: int) -> Response:
+    endpoint = _endpoint(endpoint_id)
     try:
-        endpoint = webhooks.get_endpoint(session, endpoint_id)
-    except webhooks.WebhookError:
-        return problems.problem(404)
-    try:
-        if action == "disable":
-            held = webhooks.disable(session, endpoint, reason="disabled through the API")
-            return _json({"id": endpoint_id, "status": endpoint.status, "held": held})
-        if action == "enable":
-            webhooks.enable(session, endpoint)
-            return _json({"id": endpoint_id, "status": endpoint.status})
-        if action == "rotate-secret":
-            secret = webhooks.rotate_secret(session, endpoint, overlap_hours=None)
-            until = endpoint.previous_secret_until
-            return _json(
-                {
-                    "id": endpoint_id,
-                    "secret": secret,
-                    "previous_signs_until": until.isoformat() if until else None,
-                }
-            )
-        queued = webhooks.redeliver(
-            session, endpoint=endpoint, event_id=None, failed_only=True, since=None
-        )
-        return _json({"id": endpoint_id, "queued": queued})
-    except webhooks.WebhookError as exc:
-        return problems.problem(409, str(exc))
+        queued = webhooks.redeliver(db.session(), endpoint=endpoint, failed_only=True)
+    except webhooks.WebhookError as exc:  # a disabled endpoint
+        raise Refusal(409, str(exc)) from None
+    return _dump(WebhookRedeliverySchema, {"id": endpoint_id, "queued": queued})
