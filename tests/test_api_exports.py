@@ -134,6 +134,21 @@ def test_import_upload_dry_run_then_real(app):
     assert client.post("/api/v1/imports", data=data, headers=bearer(privacy)).status_code == 403
 
 
+def test_a_console_session_uploads_past_the_apps_body_limit(app):
+    """The import's own limit (20 MiB) applies before the CSRF check reads the form."""
+    console, _user_id = factories.signed_in_client(app, "marketing")
+    csrf = factories.csrf_token(console, "/admin/account")
+    notes = "n" * 70_000  # more than LEADVAULT_MAX_BODY_BYTES (64 KiB)
+    data = csv_bytes([[*HEADER, "notes"], ["ina@example.org", *[""] * (len(HEADER) - 1), notes]])
+    upload = {"file": (io.BytesIO(data), "contacts.csv")}
+    without = console.post("/api/v1/imports?dry_run=true", data=upload)
+    assert without.status_code == 400  # no CSRF token
+    upload = {"file": (io.BytesIO(data), "contacts.csv")}
+    dry = console.post("/api/v1/imports?dry_run=true", data=upload, headers={"X-CSRFToken": csrf})
+    assert dry.status_code == 200, dry.get_data(as_text=True)
+    assert dry.get_json()["lines"] == 1
+
+
 def test_webhook_endpoints_through_the_api(make_app):
     from tests.test_webhooks import LOOPBACK
 
@@ -175,6 +190,17 @@ def test_webhook_endpoints_through_the_api(make_app):
     disabled = client.post(f"{base}/disable", headers=owner).get_json()
     assert disabled == {"id": endpoint_id, "status": "disabled", "held": 0}
     assert client.post(f"{base}/redeliver", headers=owner).status_code == 409
+    with uow(app) as s:
+        entries = audit.entries(s, audit.Filters(object_type="webhook_endpoint"))
+    assert [e.action for e in reversed(entries)] == [
+        "webhook.added",
+        "webhook.disabled",
+        "webhook.enabled",
+        "webhook.secret_rotated",
+        "webhook.redelivered",
+        "webhook.disabled",
+    ]
+    assert all(e.object_id == str(endpoint_id) for e in entries)
 
 
 def test_webhook_errors_are_the_apis_problems(make_app):

@@ -230,3 +230,12 @@ def test_webhook_pages(make_app):
     assert "count=1" in queued.headers["Location"]
     assert client.get("/console/webhooks/999").status_code == 404
     assert client.post(f"{base}/test").status_code == 400  # no CSRF token
+    with uow(app) as s:
+        entries = audit.entries(s, audit.Filters(object_type="webhook_endpoint"))
+    assert [(e.action, audit.detail_of(e)) for e in reversed(entries)] == [
+        ("webhook.added", {"events": ["lead.confirmed", "lead.erased"], "purpose": None}),
+        ("webhook.secret_rotated", {}),
+        ("webhook.disabled", {"held": 1}),
+        ("webhook.enabled", {}),
+        ("webhook.redelivered", {"queued": 1}),
+    ]

@@ -1,5 +1,6 @@
 """The admin API's webhook endpoints: list, add (the secret shown once), disable, enable,
-rotate the secret, redeliver. The service is the command line's (``export.webhooks``).
+rotate the secret, redeliver. The service is the command line's (``export.webhooks``);
+each change is an entry in the audit trail (the console's forms write the same).
 The operations join the blueprint of ``admin.api.exports``.
 """
 
@@ -9,14 +10,16 @@ from typing import Any
 
 from flask import Response
 from marshmallow import EXCLUDE, Schema, fields, validate
+from sqlalchemy.orm import Session
 
+from admin import auth
 from admin.api.exports import bp
 from admin.api.registry import operation
 from admin.api.views import Refusal, _body, _dump
 from admin.permissions import Permission
 from export import webhooks
 from export.models import WebhookEndpoint
-from leadvault import db
+from leadvault import audit, db
 
 _ENDPOINT_ID = (("endpoint_id", "int"),)
 
@@ -92,6 +95,20 @@ def _row(endpoint: WebhookEndpoint, counts: dict[str, int]) -> dict[str, Any]:
     }
 
 
+def record(session: Session, endpoint: WebhookEndpoint, action: str, **detail: Any) -> None:
+    """One audit entry per change of an endpoint: a purpose lets it carry contact data
+    out, a secret lets a receiver trust what it gets."""
+    audit.record(
+        session,
+        actor=auth.current_actor(),
+        action=f"webhook.{action}",
+        object_type="webhook_endpoint",
+        object_id=endpoint.id,
+        detail=detail,
+        ip=auth.client_ip(),
+    )
+
+
 def _endpoint(endpoint_id: int) -> WebhookEndpoint:
     try:
         return webhooks.get_endpoint(db.session(), endpoint_id)
@@ -130,9 +147,10 @@ def webhooks_list() -> Response:
 )
 def webhooks_add() -> Response:
     args = _body(WebhookRequest)
+    session = db.session()
     try:
         endpoint, secret = webhooks.create_endpoint(
-            db.session(),
+            session,
             url=args["url"],
             event_types=args["events"],
             purpose=args["purpose"],
@@ -140,6 +158,7 @@ def webhooks_add() -> Response:
         )
     except webhooks.WebhookError as exc:
         raise Refusal(422, str(exc)) from None
+    record(session, endpoint, "added", events=endpoint.event_types, purpose=endpoint.purpose)
     return _dump(WebhookAddedSchema, {**_row(endpoint, {}), "secret": secret}, 201)
 
 
@@ -155,7 +174,9 @@ def webhooks_add() -> Response:
 )
 def webhooks_disable(endpoint_id: int) -> Response:
     endpoint = _endpoint(endpoint_id)
-    held = webhooks.disable(db.session(), endpoint, reason="disabled through the API")
+    session = db.session()
+    held = webhooks.disable(session, endpoint, reason="disabled through the API")
+    record(session, endpoint, "disabled", held=held)
     return _dump(WebhookStateSchema, {"id": endpoint_id, "status": endpoint.status, "held": held})
 
 
@@ -171,7 +192,9 @@ def webhooks_disable(endpoint_id: int) -> Response:
 )
 def webhooks_enable(endpoint_id: int) -> Response:
     endpoint = _endpoint(endpoint_id)
-    webhooks.enable(db.session(), endpoint)
+    session = db.session()
+    webhooks.enable(session, endpoint)
+    record(session, endpoint, "enabled")
     return _dump(WebhookStateSchema, {"id": endpoint_id, "status": endpoint.status})
 
 
@@ -187,7 +210,9 @@ def webhooks_enable(endpoint_id: int) -> Response:
 )
 def webhooks_rotate_secret(endpoint_id: int) -> Response:
     endpoint = _endpoint(endpoint_id)
-    secret = webhooks.rotate_secret(db.session(), endpoint, overlap_hours=None)
+    session = db.session()
+    secret = webhooks.rotate_secret(session, endpoint, overlap_hours=None)
+    record(session, endpoint, "secret_rotated")
     until = endpoint.previous_secret_until
     return _dump(
         WebhookSecretSchema, {"id": endpoint_id, "secret": secret, "previous_signs_until": until}
@@ -207,8 +232,10 @@ def webhooks_rotate_secret(endpoint_id: int) -> Response:
 )
 def webhooks_redeliver(endpoint_id: int) -> Response:
     endpoint = _endpoint(endpoint_id)
+    session = db.session()
     try:
-        queued = webhooks.redeliver(db.session(), endpoint=endpoint, failed_only=True)
+        queued = webhooks.redeliver(session, endpoint=endpoint, failed_only=True)
     except webhooks.WebhookError as exc:  # a disabled endpoint
         raise Refusal(409, str(exc)) from None
+    record(session, endpoint, "redelivered", queued=queued)
     return _dump(WebhookRedeliverySchema, {"id": endpoint_id, "queued": queued})

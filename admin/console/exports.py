@@ -26,6 +26,7 @@ from admin import auth
 from admin import leads as lead_service
 from admin.api import exports as api_exports
 from admin.api import imports as api_imports
+from admin.api import webhooks as api_webhooks
 from admin.console import queries
 from admin.console.views import _error, bp, page
 from admin.permissions import Permission
@@ -271,9 +272,10 @@ def webhooks_page() -> Response:
 def webhook_add() -> Response:
     """Add an endpoint (SSRF-guarded); its signing secret is shown this once."""
     form = request.form
+    session = db.session()
     try:
         endpoint, secret = webhooks.create_endpoint(
-            db.session(),
+            session,
             url=(form.get("url") or "").strip()[:2000],
             event_types=form.getlist("event"),
             purpose=form.get("purpose") or None,
@@ -281,6 +283,9 @@ def webhook_add() -> Response:
         )
     except webhooks.WebhookError as exc:
         return _webhooks_page(422, error=N_("The endpoint was not added:"), why=str(exc), form=form)
+    api_webhooks.record(
+        session, endpoint, "added", events=endpoint.event_types, purpose=endpoint.purpose
+    )
     return page(
         "console/webhook_secret.html",
         section="webhooks",
@@ -332,6 +337,7 @@ def webhook_action(endpoint_id: int, action: str) -> Response:
             webhooks.enqueue_test(session, endpoint)
         elif action == "rotate-secret":
             secret = webhooks.rotate_secret(session, endpoint, overlap_hours=None)
+            api_webhooks.record(session, endpoint, "secret_rotated")
             return page(
                 "console/webhook_secret.html",
                 section="webhooks",
@@ -341,10 +347,13 @@ def webhook_action(endpoint_id: int, action: str) -> Response:
             )
         elif action == "disable":
             count = webhooks.disable(session, endpoint, reason="disabled in the console")
+            api_webhooks.record(session, endpoint, "disabled", held=count)
         elif action == "enable":
             webhooks.enable(session, endpoint)
+            api_webhooks.record(session, endpoint, "enabled")
         else:
             count = webhooks.redeliver(session, endpoint=endpoint, failed_only=True)
+            api_webhooks.record(session, endpoint, "redelivered", queued=count)
     except webhooks.WebhookError as exc:
         return _error(409, str(exc))
     args: dict[str, Any] = {"endpoint_id": endpoint.id, "done": action}
