@@ -35,6 +35,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from leadvault import addresses, clock
 
@@ -299,7 +300,7 @@ class Vault:
         self._file_stamp = self._stamp()
         # Master key ciphers by version, rebuilt when the key ring holds another key.
         self._masters: dict[int, tuple[bytes, AESGCM]] = {}
-        self._serializers: dict[tuple[str, tuple[bytes, ...]], URLSafeTimedSerializer] = {}
+        self._signers: dict[tuple[str, tuple[bytes, ...]], _TokenSigner] = {}
 
     def _master(self, version: int, key: bytes) -> AESGCM:
         cached = self._masters.get(version)
@@ -397,22 +398,30 @@ class Vault:
         ).hexdigest()
 
     # signed tokens
-    def _serializer(self, purpose: str) -> URLSafeTimedSerializer:
+    def _signer(self, purpose: str) -> _TokenSigner:
         # itsdangerous signs with the last key and verifies with every key. Built once
-        # per purpose and set of signing keys (building one costs more than signing).
+        # per purpose and set of signing keys (building one costs more than signing),
+        # so a rotated key ring gets its own.
         keys = tuple(self.keyring.signing_keys)
-        serializer = self._serializers.get((purpose, keys))
-        if serializer is None:
-            serializer = self._serializers[(purpose, keys)] = URLSafeTimedSerializer(
-                secret_key=list(keys), salt=f"leadvault.{purpose}", signer=ClockSigner
+        signer = self._signers.get((purpose, keys))
+        if signer is None:
+            signer = self._signers[(purpose, keys)] = _TokenSigner(
+                URLSafeTimedSerializer(
+                    secret_key=list(keys),
+                    salt=f"leadvault.{purpose}",
+                    signer=ClockSigner,
+                    # The default digest (SHA-1) as OpenSSL's: the same MACs, and an HMAC
+                    # that _TokenSigner can copy.
+                    signer_kwargs={"digest_method": hashlib.sha1},
+                )
             )
-        return serializer
+        return signer
 
     def sign(self, purpose: str, payload: Any) -> str:
-        return self._serializer(purpose).dumps(payload)
+        return self._signer(purpose).sign(payload)
 
     def unsign(self, purpose: str, token: str, max_age_seconds: float | None) -> Any:
-        serializer = self._serializer(purpose)
+        serializer = self._signer(purpose).serializer
         try:
             return serializer.loads(token, max_age=max_age_seconds)
         except SignatureExpired as exc:
@@ -454,6 +463,33 @@ class ClockSigner(TimestampSigner):
 
     def get_timestamp(self) -> int:
         return int(clock.now().timestamp())
+
+
+class _TokenSigner:
+    """One purpose's tokens under one set of signing keys: verified by its itsdangerous
+    serializer (with every key), signed as its ``dumps`` signs them with the HMAC of the
+    newest key derived once (itsdangerous derives it again for every token, and builds a
+    signer for it: more than half of signing an opt-in link)."""
+
+    __slots__ = ("_clock", "_mac", "serializer")
+
+    def __init__(self, serializer: URLSafeTimedSerializer) -> None:
+        self.serializer = serializer
+        signer = serializer.make_signer()
+        self._clock = signer
+        self._mac = hmac.new(signer.derive_key(), digestmod=signer.digest_method)
+
+    def sign(self, payload: Any) -> str:
+        """``serializer.dumps(payload)``: the payload (compact JSON, compressed when that is
+        shorter, base64), its time stamp and the MAC of both, joined by dots
+        (``TimestampSigner.sign``; tests/test_crypto.py compares the two)."""
+        value = b"%s.%s" % (
+            self.serializer.dump_payload(payload),
+            base64_encode(int_to_bytes(self._clock.get_timestamp())),
+        )
+        mac = self._mac.copy()
+        mac.update(value)
+        return (b"%s.%s" % (value, base64_encode(mac.digest()))).decode("ascii")
 
 
 def payload_id(payload: Any, key: str) -> uuid.UUID:

@@ -41,7 +41,16 @@ class MailContent:
     language: str = "en"
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # dataclasses.asdict's value, built directly (it deep-copies every field: a tenth
+        # of queueing an opt-in mail).
+        return {
+            "to": self.to,
+            "subject": self.subject,
+            "text": self.text,
+            "html": self.html,
+            "headers": dict(self.headers),
+            "language": self.language,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MailContent:

@@ -120,3 +120,23 @@ def test_the_opt_in_mail_is_css_inlined_once_per_batch(app: Any, monkeypatch: An
             batch.end(session)
     # Per set of values present (with a name, without): once, and once for the probe.
     assert len(inlined) == 4
+
+
+def test_a_mails_json_is_its_fields():
+    """The outbox seals ``MailContent.to_json()`` (built directly): every field, as
+    ``dataclasses.asdict`` gives them, and back again."""
+    import dataclasses
+
+    from leadvault.mail import MailContent
+
+    content = MailContent(
+        to="ada@example.com",
+        subject="Hallo",
+        text="Text",
+        html="<p>Text</p>",
+        headers={"List-Unsubscribe": "<https://example.com/u>"},
+        language="de",
+    )
+    assert content.to_json() == dataclasses.asdict(content)
+    assert content.to_json()["headers"] is not content.headers
+    assert MailContent.from_json(content.to_json()) == content

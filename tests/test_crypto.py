@@ -236,6 +236,40 @@ def test_new_signing_key_keeps_old_tokens_valid():
         old_only.unsign("prefs", new_token, max_age_seconds=60)
 
 
+def test_a_token_is_what_itsdangerous_signs():
+    """Vault.sign derives its key once per purpose and key set; the token is the one
+    itsdangerous' own serializer (its default digest, a key derived per token) makes,
+    compressed payloads and a rotated key ring included."""
+    from itsdangerous import URLSafeTimedSerializer
+
+    from leadvault.crypto import ClockSigner
+
+    keyring = Keyring.generate()
+    vault = Vault(keyring)
+    payloads = [
+        {"r": uuid.uuid4().hex},
+        {"l": uuid.uuid4().hex, "p": "newsletter"},
+        {"s": 7, "k": 2, "u": "https://www.example.com/" + "a/" * 40},  # compressed
+        "p",
+        {"u": 1, "n": "ß€\u2028"},
+    ]
+    clock.freeze(dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC))
+    try:
+        for rotated in (False, True):
+            if rotated:
+                keyring.signing_keys.append(os.urandom(32))
+            reference = URLSafeTimedSerializer(
+                secret_key=list(keyring.signing_keys), salt="leadvault.optin", signer=ClockSigner
+            )
+            for payload in payloads:
+                token = vault.sign("optin", payload)
+                assert token == reference.dumps(payload)
+                assert vault.unsign("optin", token, max_age_seconds=60) == payload
+            assert any(vault.sign("optin", p).startswith(".") for p in payloads)
+    finally:
+        clock.freeze(None)
+
+
 # --- the key ring file ------------------------------------------------------------
 
 
