@@ -26,6 +26,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import uuid
+import weakref
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -43,6 +44,9 @@ from leadvault.models import Lead
 from scoring.models import Handoff, HandoffStatus, LeadScore, Stage, StageChange
 
 _DIRTY = "rollup.dirty"  # session.info: ids of leads whose aggregates are to be settled
+# session.info: (its transaction, the leads it created and did not settle yet): such a
+# lead has added nothing yet, so settling it reads and deletes nothing.
+_CREATED = "rollup.created"
 CHUNK = 500
 STEPS = tuple(str(s) for s in reports.FUNNEL[1:])  # mql, sal, sql, won
 NONE = reports.NONE_LABEL
@@ -73,6 +77,18 @@ class LeadFacts:
 def mark(session: Session, lead_ids: Iterable[uuid.UUID]) -> None:
     """The aggregates of these leads are settled before the transaction commits."""
     session.info.setdefault(_DIRTY, set()).update(lead_ids)
+
+
+def _created(session: Session) -> set[uuid.UUID]:
+    """The leads this transaction created (``lead_created``) and has not settled."""
+    transaction = session.get_transaction()
+    held = session.info.get(_CREATED)
+    if held is None or transaction is None or held[0]() is not transaction:
+        if transaction is None:
+            return set()
+        held = session.info[_CREATED] = (weakref.ref(transaction), set())
+    created: set[uuid.UUID] = held[1]
+    return created
 
 
 def settle(session: Session) -> None:
@@ -111,16 +127,26 @@ def _zone(session: Session) -> ZoneInfo | None:
 
 
 def _refresh(session: Session, ids: list[uuid.UUID], zone: ZoneInfo) -> None:
-    if dialect_of(session) == "postgresql":
+    created = _created(session)
+    # A lead this transaction created has added nothing yet, and no other transaction
+    # sees it (a worker's batch: every lead, mostly).
+    known = [i for i in ids if i not in created]
+    if known and dialect_of(session) == "postgresql":
         # One settling per lead at a time: what it added is read and changed under the lock.
         session.execute(
-            sa.select(Lead.id).where(Lead.id.in_(ids)).order_by(Lead.id).with_for_update()
+            sa.select(Lead.id).where(Lead.id.in_(known)).order_by(Lead.id).with_for_update()
         )
     now = _facts(session, ids, zone)
-    before = _stored(session, ids)
+    before = _stored(session, known) if known else {}
     changed = [i for i in ids if before.get(i) != now.get(i)]
     if changed:
-        _apply(session, {i: before.get(i) for i in changed}, {i: now.get(i) for i in changed})
+        _apply(
+            session,
+            {i: before.get(i) for i in changed},
+            {i: now.get(i) for i in changed},
+            added=[i for i in changed if i not in created],
+        )
+    created.difference_update(ids)  # settled: from now on they have added their part
 
 
 def _facts(session: Session, ids: list[uuid.UUID], zone: ZoneInfo) -> dict[uuid.UUID, LeadFacts]:
@@ -202,8 +228,11 @@ def _apply(
     session: Session,
     before: dict[uuid.UUID, LeadFacts | None],
     after: dict[uuid.UUID, LeadFacts | None],
+    *,
+    added: list[uuid.UUID] | None = None,
 ) -> None:
-    """Replace each lead's ``before`` by its ``after`` (None: nothing) in every table."""
+    """Replace each lead's ``before`` by its ``after`` (None: nothing) in every table.
+    ``added``: the leads that may have rows to replace (default: all)."""
     days: dict[tuple[dt.date, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     rejections: Counter[tuple[dt.date, str, str]] = Counter()
     for facts, sign in [(f, -1) for f in before.values()] + [(f, 1) for f in after.values()]:
@@ -214,9 +243,10 @@ def _apply(
             totals[i] += sign * value
         for reason in facts.rejected:
             rejections[(facts.day, facts.source, reason)] += sign
-    ids = list(after)
-    session.execute(sa.delete(ReportStep).where(ReportStep.lead_id.in_(ids)))
-    session.execute(sa.delete(ReportLead).where(ReportLead.lead_id.in_(ids)))
+    ids = list(after) if added is None else added
+    if ids:
+        session.execute(sa.delete(ReportStep).where(ReportStep.lead_id.in_(ids)))
+        session.execute(sa.delete(ReportLead).where(ReportLead.lead_id.in_(ids)))
     rows = [(i, f) for i, f in after.items() if f is not None]
     if rows:
         session.execute(
@@ -296,6 +326,7 @@ def rebuild(
         session.execute(sa.delete(model))
     session.execute(sa.insert(ReportState).values(id=1, time_zone=zone.key, built_at=clock.now()))
     session.info.pop(_DIRTY, None)
+    session.info.pop(_CREATED, None)  # every lead's rows are written below
     count = 0
     last: uuid.UUID | None = None
     while True:
@@ -428,6 +459,11 @@ def _on_lead(session: Session, *, lead_id: uuid.UUID, **_: Any) -> None:
     mark(session, [lead_id])
 
 
+def _on_created(session: Session, *, lead_id: uuid.UUID, **_: Any) -> None:
+    mark(session, [lead_id])
+    _created(session).add(lead_id)
+
+
 def _on_erasing(session: Session, *, lead_id: uuid.UUID, **_: Any) -> None:
     forget(session, lead_id)
 
@@ -438,8 +474,9 @@ def init_app(app: Any) -> None:
     from leadvault.signals import lead_created, lead_erasing
     from scoring.signals import stage_changed
 
-    for signal in (lead_created, form_submitted, stage_changed):
+    for signal in (form_submitted, stage_changed):
         signal.connect(_on_lead)
+    lead_created.connect(_on_created)
     lead_erasing.connect(_on_erasing)
     for name, handler in (("before_flush", _before_flush), ("before_commit", settle)):
         if not sa.event.contains(Session, name, handler):
