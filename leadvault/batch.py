@@ -243,6 +243,13 @@ def finish(session: Session) -> None:
         entry.flush(session, items)
 
 
+def write_queued(session: Session) -> None:
+    """Write the batch's queued rows now (before reading some of them back as objects)."""
+    batch = active(session)
+    if batch is not None:
+        _write_inserts(session, batch)
+
+
 def _write_inserts(session: Session, batch: Batch) -> None:
     if batch.first:
         _write_first(session, batch)

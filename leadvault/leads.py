@@ -12,7 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from leadvault import addresses, batch, clock, i18n, inbox, signals
+from leadvault import addresses, batch, batch_leads, clock, i18n, inbox, signals
+from leadvault.batch_leads import AnyLead, NewAttribute, NewLead
 from leadvault.crypto import DataKey, WrappedKey
 from leadvault.db import dialect_of, vault_of
 from leadvault.models import Lead, LeadAttribute
@@ -47,7 +48,7 @@ def attribute_label(name: str, lang: str, *, shown: bool = False) -> str:
     return i18n.translate(lang, label) if label else name
 
 
-def data_key(session: Session, lead: Lead) -> DataKey:
+def data_key(session: Session, lead: AnyLead) -> DataKey:
     """The lead's unwrapped data key, cached for the session's lifetime."""
     cache: dict[uuid.UUID, DataKey] = session.info.setdefault(_KEY_CACHE, {})
     key = cache.get(lead.id)
@@ -91,11 +92,11 @@ def get(session: Session, lead_id: uuid.UUID, *, for_update: bool = False) -> Le
     return session.scalars(query).one_or_none()
 
 
-def get_many(session: Session, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Lead]:
+def get_many(session: Session, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, AnyLead]:
     """Leads with their attributes, one read per 500; in a worker's batch the leads it
     holds with their attributes in memory (those it created) are not read again."""
     ids = list(set(lead_ids))
-    found = _held(session, ids)
+    found = batch_leads.held(session, ids)
     if found:
         ids = [lead_id for lead_id in ids if lead_id not in found]
     for start in range(0, len(ids), 500):
@@ -108,19 +109,24 @@ def get_many(session: Session, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID,
     return found
 
 
-def get_or_create(session: Session, email: str, *, language: str) -> tuple[Lead, bool]:
+def get_or_create(session: Session, email: str, *, language: str) -> tuple[AnyLead, bool]:
     """Return the lead for ``email``, creating it; safe against concurrent requests.
 
     The insert skips on conflict with the blind index, so of many concurrent
     submissions of one new address exactly one creates the lead; the row is
-    then locked so the caller's decisions about it are serialised.
+    then locked so the caller's decisions about it are serialised. In a worker's
+    batch a new lead is a ``batch_leads.NewLead`` (its row queued); an existing one, or
+    one an earlier item created, a Lead.
     """
     vault = vault_of(session)
     stored, index = _address(session, email)
     known = _batch_leads(session, index)
     if known is not None and index in known:
         # Read at the batch's start (locked on PostgreSQL), or made by an earlier item.
-        lead = known[index]
+        found = known[index]
+        lead = known[index] = (
+            batch_leads.stored_lead(session, found) if isinstance(found, NewLead) else found
+        )
         session.info.get(_CREATED, set()).discard(lead.id)
         return lead, False
     lead_id = uuid.uuid4()
@@ -141,14 +147,15 @@ def get_or_create(session: Session, email: str, *, language: str) -> tuple[Lead,
         # In a worker's batch, with the batch's other new leads in one statement before
         # anything refers to them; should another transaction have created this address
         # meanwhile, the batch is done again item by item (batch.Conflict).
-        created = True
-    else:
-        # Inserted at once, by a prepared Core statement (no ORM flush): the rows that
-        # refer to it may be flushed in any order.
-        result = session.connection().execute(statement, values)
-        # Without preserve_rowcount, SQLAlchemy 2.1 reports -1 for an INSERT on psycopg.
-        created = result.rowcount == 1
-    if not created:
+        new = known[index] = NewLead(**values)
+        _created_here(session, new, key)
+        signals.lead_created.send(session, lead_id=lead_id)
+        return new, True
+    # Inserted at once, by a prepared Core statement (no ORM flush): the rows that
+    # refer to it may be flushed in any order.
+    result = session.connection().execute(statement, values)
+    # Without preserve_rowcount, SQLAlchemy 2.1 reports -1 for an INSERT on psycopg.
+    if result.rowcount != 1:
         query = sa.select(Lead).where(Lead.email_index == index).with_for_update()
         lead = session.scalars(query).one()
         # Created earlier in this session (a batch) it may have rows by now.
@@ -159,8 +166,6 @@ def get_or_create(session: Session, email: str, *, language: str) -> tuple[Lead,
     make_transient_to_detached(lead)
     set_committed_value(lead, "attributes", [])
     session.add(lead)
-    if known is not None:
-        known[index] = lead
     _created_here(session, lead, key)
     signals.lead_created.send(session, lead_id=lead_id)
     return lead, True
@@ -175,12 +180,12 @@ _INSERT_UNLESS_KNOWN = {
 }
 
 
-def _created_here(session: Session, lead: Lead, key: DataKey) -> None:
+def _created_here(session: Session, lead: AnyLead, key: DataKey) -> None:
     session.info.setdefault(_KEY_CACHE, {})[lead.id] = key
     session.info.setdefault(_CREATED, set()).add(lead.id)
 
 
-def _batch_leads(session: Session, index: bytes) -> dict[bytes, Lead] | None:
+def _batch_leads(session: Session, index: bytes) -> dict[bytes, AnyLead] | None:
     """In a worker's batch, the leads of its addresses by blind index: read in one
     statement (locked on PostgreSQL, as ``get_or_create`` locks one), then kept with
     the leads its items create. None outside a batch or for an address it does not
@@ -189,27 +194,14 @@ def _batch_leads(session: Session, index: bytes) -> dict[bytes, Lead] | None:
     if work is None or index not in work.subjects:
         return None
 
-    def load() -> dict[bytes, Lead]:
+    def load() -> dict[bytes, AnyLead]:
         query = sa.select(Lead).where(Lead.email_index.in_(list(work.subjects)))
         if dialect_of(session) == "postgresql":
             query = query.with_for_update()
         return {lead.email_index: lead for lead in session.scalars(query)}
 
-    return batch.cached(session, "leads.by_index", load)
-
-
-def _held(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, Lead]:
-    """Of these leads, those the worker's batch holds with their attributes loaded."""
-    work = batch.active(session)
-    known: dict[bytes, Lead] | None = work.cache.get("leads.by_index") if work else None
-    if not known:
-        return {}
-    wanted = set(ids)
-    return {
-        lead.id: lead
-        for lead in known.values()
-        if lead.id in wanted and "attributes" not in sa.inspect(lead).unloaded
-    }
+    found: dict[bytes, AnyLead] = batch.cached(session, batch_leads.KNOWN, load)
+    return found
 
 
 def created_here(session: Session, lead_id: uuid.UUID) -> bool:
@@ -218,18 +210,20 @@ def created_here(session: Session, lead_id: uuid.UUID) -> bool:
     return lead_id in session.info.get(_CREATED, ())
 
 
-def email_of(session: Session, lead: Lead) -> str:
+def email_of(session: Session, lead: AnyLead) -> str:
     return data_key(session, lead).decrypt("email", lead.email)
 
 
-def set_attributes(session: Session, lead: Lead, values: Mapping[str, str | None]) -> list[str]:
+def set_attributes(session: Session, lead: AnyLead, values: Mapping[str, str | None]) -> list[str]:
     """Store profile fields encrypted; empty values leave what is known untouched.
     Returns the names whose value changed."""
     if not any(values.values()):
         return []  # nothing to store: no statement
     key = data_key(session, lead)
-    existing = {attr.name: attr for attr in lead.attributes}
     now = clock.now()
+    if isinstance(lead, NewLead):
+        return _set_new_attributes(session, lead, key, values, now)
+    existing = {attr.name: attr for attr in lead.attributes}
     if not existing and batch.insertable(session):
         return _insert_attributes(session, lead, key, values, now)
     changed: list[str] = []
@@ -256,23 +250,42 @@ def set_attributes(session: Session, lead: Lead, values: Mapping[str, str | None
 def _insert_attributes(
     session: Session, lead: Lead, key: DataKey, values: Mapping[str, str | None], now: dt.datetime
 ) -> list[str]:
-    """:func:`set_attributes` of a lead without any (new) in a worker's batch: the rows
+    """:func:`set_attributes` of a stored lead without any in a worker's batch: the rows
     are written with the batch's others (one executemany); the objects join the session
     as stored (a later change of one is an UPDATE) without going through its flush."""
-    table = LeadAttribute.__table__
     stored: list[LeadAttribute] = []
-    for name, value in values.items():
-        if value is None or value == "":
-            continue
-        row = {"lead_id": lead.id, "name": name, "value": key.encrypt(f"attr/{name}", value)}
-        row["updated_at"] = now
-        batch.insert(session, table, row)
+    for row in batch_leads.queue_attributes(session, lead.id, key, values, now):
         attribute = LeadAttribute(**row)
         make_transient_to_detached(attribute)
         session.add(attribute)
         stored.append(attribute)
     set_committed_value(lead, "attributes", stored)
     changed = [attribute.name for attribute in stored]
+    if changed:
+        signals.lead_updated.send(session, lead_id=lead.id, fields=changed)
+    return changed
+
+
+def _set_new_attributes(
+    session: Session,
+    lead: NewLead,
+    key: DataKey,
+    values: Mapping[str, str | None],
+    now: dt.datetime,
+) -> list[str]:
+    """:func:`set_attributes` of a lead the batch created: new names are rows queued with
+    the batch's others. A changed one (nothing in a batch changes a new lead's attribute
+    but a later item of its address, which gets the stored Lead) goes through the stored
+    Lead, and the NewLead takes what it then holds."""
+    held = {attribute.name for attribute in lead.attributes}
+    if any(value and name in held for name, value in values.items()):
+        stored = batch_leads.stored_lead(session, lead)
+        changed = set_attributes(session, stored, values)
+        lead.attributes = [NewAttribute(a.name, a.value, a.updated_at) for a in stored.attributes]
+        return changed
+    rows = batch_leads.queue_attributes(session, lead.id, key, values, now)
+    lead.attributes.extend(NewAttribute(row["name"], row["value"], now) for row in rows)
+    changed = [row["name"] for row in rows]
     if changed:
         signals.lead_updated.send(session, lead_id=lead.id, fields=changed)
     return changed
@@ -340,7 +353,7 @@ def zone_in(attributes: Mapping[str, str], default: dt.tzinfo) -> dt.tzinfo:
     return zoneinfo.ZoneInfo(name) if name and known_zone(name) else default
 
 
-def attributes_of(session: Session, lead: Lead) -> dict[str, str]:
+def attributes_of(session: Session, lead: AnyLead) -> dict[str, str]:
     key = data_key(session, lead)
     return {attr.name: key.decrypt(f"attr/{attr.name}", attr.value) for attr in lead.attributes}
 
