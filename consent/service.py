@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -366,13 +367,6 @@ def _queue_optin_mail(
     settings = settings_of(session)
     lang = request.language
     first_name = leads.attributes_of(session, lead).get("first_name")
-    context = mail_context(
-        session,
-        lang,
-        purposes=[purpose_label(p, lang) for p in request.purposes],
-        texts=texts,
-        max_age_days=settings.optin_max_age_days,
-    )
     if mail is not None:
         title = i18n.translate(lang, mail.subject)
     elif whitepaper:
@@ -381,8 +375,20 @@ def _queue_optin_mail(
         )
     else:
         title = i18n.translate(lang, "Please confirm your email address")
-    context["title"] = title
-    context["no_advertising"] = True  # not even the website behind the logo
+
+    def context() -> dict[str, Any]:
+        # In a worker's batch made only when the template is rendered (once per batch).
+        made = mail_context(
+            session,
+            lang,
+            purposes=[purpose_label(p, lang) for p in request.purposes],
+            texts=texts,
+            max_age_days=settings.optin_max_age_days,
+        )
+        made["title"] = title
+        made["no_advertising"] = True  # not even the website behind the logo
+        return made
+
     template = mail.template if mail is not None else "consent/mail/optin"
     content = MailContent(
         to=leads.email_of(session, lead),
@@ -393,6 +399,7 @@ def _queue_optin_mail(
             context,
             shared=(tuple(request.purposes), tuple(text.id for text in texts), title),
             lead_values={"first_name": first_name, "confirm_url": optin_url(session, request)},
+            lang=lang,
         ),
         language=lang,
     )

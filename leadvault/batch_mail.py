@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import secrets
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -42,21 +42,25 @@ class _Rendered:
 def mail_parts(
     session: Session,
     name: str,
-    context: dict[str, Any],
+    context: dict[str, Any] | Callable[[], dict[str, Any]],
     *,
     shared: Hashable,
     lead_values: Mapping[str, str | None],
+    lang: str | None = None,
 ) -> dict[str, str]:
     """``branding.mail_parts(name, {**context, **lead_values})``, rendered once per batch.
 
     ``shared`` names everything in ``context`` that may differ between the batch's
-    mails of one template and language (the purposes asked, the texts shown)."""
+    mails of one template and language (the purposes asked, the texts shown).
+    ``context`` may be a function that makes it, in a batch called only when the
+    template is rendered (once per batch and ``shared``); then ``lang`` is its language."""
+    make = context if callable(context) else lambda: context
     if batch.active(session) is None:
-        return branding.mail_parts(name, {**context, **lead_values})
+        return branding.mail_parts(name, {**make(), **lead_values})
     present = tuple(sorted(key for key, value in lead_values.items() if value))
-    key = f"leadvault.mail:{name}:{context['lang']}:{shared!r}:{present}"
+    key = f"leadvault.mail:{name}:{lang or make()['lang']}:{shared!r}:{present}"
     rendered: _Rendered = batch.cached(
-        session, key, lambda: _render(name, context, present, lead_values)
+        session, key, lambda: _render(name, make(), present, lead_values)
     )
     text_values, html_values = {}, {}
     for value_name, slot in rendered.slots.items():
