@@ -38,14 +38,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from cpu_use import Burner, Groups, pids_of
 from drain import (
     DRAIN_TIMEOUT,
+    Counter,
     Drain,
     cpu_groups,
     drain_alone,
@@ -54,7 +53,7 @@ from drain import (
     run_drain,
     wait_for,
 )
-from harness import BIN_DIR, BenchError, Server, free_port
+from harness import BIN_DIR, BenchError, Server
 from load import (
     BENCH_DIR,
     TOKENS_PER_SECOND,
@@ -71,6 +70,7 @@ from load import (
     warmed,
     write_script,
 )
+from smtp_sink import SINKS
 
 # The `capture` package, not a file of this folder, must be found by imports below.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
@@ -80,35 +80,6 @@ MAX_FAILED_FRACTION = 0.01
 TARGET_E2E = {"sqlite": 10.0, "postgresql": 8.0}
 TARGET_CAPTURE_WITH_WORKER = 80.0
 TARGET_PG_CAPTURE = 20.0
-
-
-class Sink:
-    """An SMTP server on loopback that counts the messages it receives (aiosmtpd)."""
-
-    def __init__(self) -> None:
-        from aiosmtpd.controller import Controller
-
-        self.count = 0
-        self._lock = threading.Lock()
-        self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    async def handle_EHLO(  # noqa: N802
-        self, _server: Any, session: Any, _envelope: Any, hostname: str, responses: list[str]
-    ) -> list[str]:
-        # aiosmtpd reads the commands in order from its stream, so it takes pipelined
-        # input as a relay does (RFC 2920); it only does not say so.
-        session.host_name = hostname
-        return [*responses[:-1], "250-PIPELINING", responses[-1]]
-
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
-        with self._lock:
-            self.count += len(envelope.rcpt_tos)
-        return "250 OK"
-
-    def close(self) -> None:
-        self.controller.stop()
 
 
 class Workers:
@@ -184,7 +155,7 @@ def run_pipeline(
     form_id: str,
     tokens: list[str],
     drain_tokens: list[str],
-    sink: Sink,
+    sink: Counter,
 ) -> Pipeline:
     path = f"/f/{form_id}"
     script = write_script(tmp, tokens, args.wrk_threads)
@@ -378,6 +349,13 @@ def main(argv: list[str] | None = None) -> int:
         help="only the drain phase (no load beside the workers, no capture alone, no bare app)",
     )
     parser.add_argument(
+        "--sink",
+        choices=sorted(SINKS),
+        default="lean",
+        help="the SMTP sink on loopback (bench/smtp_sink.py): lean (default), or aiosmtpd, "
+        "which takes 4-5x the worker's CPU per mail from the same cores",
+    )
+    parser.add_argument(
         "--burn",
         action="store_true",
         help="also capture beside a CPU burner taking what the workers and the sink took "
@@ -392,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="leadvault-pipeline-"))
     instance = tmp / "instance"
-    sink = Sink()
+    sink = SINKS[args.sink]()
     try:
         with bench_database(args.database_url, instance) as url:
             smtp_url = f"smtp://127.0.0.1:{sink.port}"
