@@ -14,7 +14,6 @@ from typing import Any, Protocol
 from flask import Flask
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.routing import IntegerConverter, Map
 
 from leadvault import db
 from leadvault import settings as settings_module
@@ -72,16 +71,6 @@ def runtime(app: Flask) -> Runtime:
     return app.extensions["leadvault"]
 
 
-class DatabaseInt(IntegerConverter):
-    """``<int:…>`` up to the largest integer a database column holds (64 bits): a larger
-    number in a URL matches no route (404) instead of overflowing the driver (a 500 on
-    SQLite). Every route's ids, once, rather than a check in each view."""
-
-    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("max", 2**63 - 1)
-        super().__init__(map, *args, **kwargs)
-
-
 def create_app(
     overrides: dict[str, Any] | None = None, *, environ: dict[str, str] | None = None
 ) -> Flask:
@@ -91,7 +80,6 @@ def create_app(
     engine = db.create_engine(settings.database_url)
 
     app = Flask("leadvault", instance_path=str(settings.instance))
-    app.url_map.converters["int"] = DatabaseInt
     app.config.update(
         SECRET_KEY=vault.session_secret,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
