@@ -34,7 +34,8 @@ from limits import parse_many
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy.exc import IntegrityError, OperationalError
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import IntegerConverter
 
 from leadvault import branding, db, i18n, ratelimit_storage, untrusted
 from leadvault.i18n import N_
@@ -100,6 +101,24 @@ class _WriteProbe:
             thread = self.thread
         thread.join(HEALTH_DEADLINE)
         return outcome[0] if outcome else "locked"
+
+
+# The largest row id: id columns are 32-bit integers on PostgreSQL.
+ROW_ID_MAX = 2**31 - 1
+
+
+class RowIdConverter(IntegerConverter):
+    """``<int:…>`` in every route: a number no row id can reach is a 404 at routing,
+    once for all views. Flask's converter takes any size, and a number beyond 64 bits
+    overflowed SQLite's driver (a 500). Raising NotFound rather than refusing the match
+    keeps the answer a 404 for every method the path has (a refused match made the
+    API's DELETE of such an id a 405)."""
+
+    def to_python(self, value: str) -> int:
+        number: int = super().to_python(value)
+        if number > ROW_ID_MAX:
+            raise NotFound()
+        return number
 
 
 @bp.get("/healthz")
@@ -408,6 +427,8 @@ def init_app(app: Flask) -> None:
     from leadvault.app import runtime
 
     settings = runtime(app).settings
+    # Before any blueprint: a rule takes its converter when it is added.
+    app.url_map.converters["int"] = RowIdConverter
     app.session_interface = _CookieSessionOnDemand()
     app.json = _ClientJSONProvider(app)
     csrf.init_app(app)

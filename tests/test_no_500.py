@@ -68,3 +68,23 @@ def test_every_route_answers_without_500(app, client, kind):
                 failures.append(f"{method} {path[:60]} {sorted(body)} -> {response.status_code}")
     assert requests > 200  # every route, several junk parameters and bodies
     assert not failures, failures[:20]
+
+
+def test_an_id_no_row_can_have_is_not_found_for_every_method(app):
+    """A route's <int:…> beyond a row id overflowed SQLite's driver (a 500); it is a
+    404 at routing, for every method the path has (the API's DELETE included)."""
+    from tests import factories
+
+    client, _ = factories.signed_in_client(app, "owner")
+    for too_big in (2**31, 2**63, 10**30):
+        for path in (
+            f"/console/webhooks/{too_big}",
+            f"/console/sales/people/{too_big}",
+            f"/console/scoring/versions/{too_big}",
+        ):
+            assert client.get(path).status_code == 404, path
+        deleted = client.delete(f"/api/v1/salespeople/{too_big}")
+        assert deleted.status_code == 404
+        assert deleted.mimetype == "application/problem+json"
+    # The largest id a row can have still reaches the view (which finds no row).
+    assert client.get(f"/console/webhooks/{2**31 - 1}").status_code == 404

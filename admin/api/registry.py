@@ -20,10 +20,9 @@ from marshmallow import Schema
 
 from admin.api import problems
 from admin.permissions import Permission
+from leadvault.web import ROW_ID_MAX
 
 PREFIX = "/api/v1"
-# Flask's int converter takes any size; the database's integer does not.
-ID_MAX = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +119,7 @@ def _ids_checked(view: Callable[..., Any], names: list[str]) -> Callable[..., An
 
     @functools.wraps(view)
     def checked(*args: Any, **kwargs: Any) -> Any:
-        if any(not 0 < kwargs[name] <= ID_MAX for name in names):
+        if any(not 0 < kwargs[name] <= ROW_ID_MAX for name in names):
             return problems.problem(404)
         return view(*args, **kwargs)
 

@@ -18,11 +18,11 @@ from admin.console.views import _error, bp, page
 from admin.permissions import Permission
 from leadvault import db
 from leadvault.i18n import N_
+from leadvault.web import ROW_ID_MAX
 from scoring import routing, sales_team
 from scoring import schemas as scoring_schemas
 
 P = Permission
-_ID_MAX = 2**31 - 1
 
 
 def _load(schema: type[Schema], names: tuple[str, ...]) -> dict[str, Any]:
@@ -94,7 +94,7 @@ def sales_person_add() -> Response:
 
 
 def _person_or_none(person_id: int) -> sales_team.PersonRow | None:
-    if not 0 < person_id <= _ID_MAX:
+    if person_id == 0:
         return None
     try:
         return sales_team.row_of(db.session(), person_id)
@@ -160,7 +160,7 @@ def sales_absence_add() -> Response:
 @auth.require(P.SALES_TEAM_WRITE)
 def sales_absence_delete(absence_id: int) -> Response:
     try:
-        sales_team.delete_absence(db.session(), min(absence_id, _ID_MAX))
+        sales_team.delete_absence(db.session(), absence_id)
     except sales_team.NotFound:
         return _error(404, N_("There is no such absence."))
     return _back("absence-deleted")
@@ -184,7 +184,6 @@ def sales_team_add() -> Response:
 def sales_team_update(team_id: int) -> Response:
     """One form per team: change the strategy, add a member, remove one, or delete it."""
     session = db.session()
-    team_id = min(team_id, _ID_MAX)
     action = request.form.get("action", "")
     try:
         if action == "strategy":
@@ -194,7 +193,7 @@ def sales_team_update(team_id: int) -> Response:
             args = _load(scoring_schemas.MemberInSchema, ("person_id",))
             sales_team.add_member(session, team_id, args["person_id"])
         elif action.startswith("remove:") and action[7:].isdigit():
-            sales_team.remove_member(session, team_id, min(int(action[7:]), _ID_MAX))
+            sales_team.remove_member(session, team_id, min(int(action[7:]), ROW_ID_MAX))
         elif action == "delete":
             sales_team.delete_team(session, team_id)
         else:
