@@ -137,6 +137,28 @@ def client_ip() -> str | None:
     return request.remote_addr
 
 
+def record_audit(
+    session: Session,
+    action: audit.Action,
+    object_type: audit.ObjectType,
+    object_id: str | int | None = None,
+    *,
+    detail: dict[str, Any] | None = None,
+    actor: str | None = None,
+) -> None:
+    """One audit entry about this request: by whoever is asking (``actor`` overrides it,
+    e.g. the account that is signing in) from the client's address."""
+    audit.record(
+        session,
+        actor=actor or current_actor(),
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        detail=detail,
+        ip=client_ip(),
+    )
+
+
 def require(permission: Permission) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """View decorator: 401 unless signed in (or a valid token), 403 unless allowed."""
 

@@ -43,7 +43,7 @@ def create(
     form = definitions.create_form(session, definition)
     if asset:
         _attach(session, form, asset)
-    _record(session, "form.created", form, actor, ip)
+    _record(session, audit.Action.FORM_CREATED, form, actor, ip)
     return form
 
 
@@ -69,7 +69,7 @@ def update(
     elif "kind" in changed or "purposes" in changed:
         _check_kept_asset(session, form)
     if changed:
-        _record(session, "form.changed", form, actor, ip, changed=changed)
+        _record(session, audit.Action.FORM_CHANGED, form, actor, ip, changed=changed)
     return changed
 
 
@@ -77,7 +77,13 @@ def set_active(session: Session, form: Form, active: bool, *, actor: str, ip: st
     """Archive a form or take submissions again (audited when it changed)."""
     done = definitions.set_active(session, form, active)
     if done:
-        _record(session, "form.restored" if active else "form.archived", form, actor, ip)
+        _record(
+            session,
+            audit.Action.FORM_RESTORED if active else audit.Action.FORM_ARCHIVED,
+            form,
+            actor,
+            ip,
+        )
     return done
 
 
@@ -89,7 +95,7 @@ def delete(session: Session, form: Form, *, actor: str, ip: str | None) -> None:
     audit.record(
         session,
         actor=actor,
-        action="form.deleted",
+        action=audit.Action.FORM_DELETED,
         object_type="form",
         object_id=public_id,
         ip=ip,
@@ -143,7 +149,7 @@ def _check_kept_asset(session: Session, form: Form) -> None:
 
 
 def _record(
-    session: Session, action: str, form: Form, actor: str, ip: str | None, **detail: Any
+    session: Session, action: audit.Action, form: Form, actor: str, ip: str | None, **detail: Any
 ) -> None:
     audit.record(
         session,

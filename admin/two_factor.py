@@ -34,7 +34,7 @@ def require_totp(session: Session, required: bool, *, actor: str, ip: str | None
     audit.record(
         session,
         actor=actor,
-        action="settings.totp_required",
+        action=audit.Action.TOTP_REQUIRED,
         object_type="setting",
         object_id=TOTP_REQUIRED,
         detail={"required": required},
@@ -113,7 +113,7 @@ def remove_totp(session: Session, user: User, *, actor: str, ip: str | None = No
     audit.record(
         session,
         actor=actor,
-        action="auth.totp_removed",
+        action=audit.Action.TOTP_REMOVED,
         object_type="user",
         object_id=user.id,
         ip=ip,

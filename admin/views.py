@@ -116,14 +116,13 @@ def sign_in() -> Response:
     if user is None:
         auth.count_failure(email)
         known = accounts.find(session, email)
-        audit.record(
+        auth.record_audit(
             session,
-            actor=audit.user_actor(known.id) if known is not None else "unknown",
-            action=audit.Action.LOGIN_FAILED,
-            object_type="user",
-            object_id=known.id if known is not None else None,
+            audit.Action.LOGIN_FAILED,
+            audit.ObjectType.USER,
+            known.id if known is not None else None,
             detail={"step": "password"},
-            ip=auth.client_ip(),
+            actor=audit.user_actor(known.id) if known is not None else "unknown",
         )
         auth.keep_audit_of_refusal()
         return _sign_in_page(401, WRONG, email)
@@ -140,14 +139,13 @@ def sign_in() -> Response:
 def _signed_in(user: User, *, totp: bool) -> None:
     session = db.session()
     auth.start_session(session, user, SessionStage.FULL)
-    audit.record(
+    auth.record_audit(
         session,
-        actor=audit.user_actor(user.id),
-        action=audit.Action.LOGIN,
-        object_type="user",
-        object_id=user.id,
+        audit.Action.LOGIN,
+        audit.ObjectType.USER,
+        user.id,
         detail={"totp": totp},
-        ip=auth.client_ip(),
+        actor=audit.user_actor(user.id),
     )
 
 
@@ -173,14 +171,13 @@ def totp() -> Response:
         return _page("admin/totp.html", 429, error=THROTTLED)
     if not two_factor.check_totp(session, user, _field("code", 20)):
         auth.count_failure(email)
-        audit.record(
+        auth.record_audit(
             session,
-            actor=audit.user_actor(user.id),
-            action=audit.Action.LOGIN_FAILED,
-            object_type="user",
-            object_id=user.id,
+            audit.Action.LOGIN_FAILED,
+            audit.ObjectType.USER,
+            user.id,
             detail={"step": "totp"},
-            ip=auth.client_ip(),
+            actor=audit.user_actor(user.id),
         )
         auth.keep_audit_of_refusal()
         return _page("admin/totp.html", 401, error=N_("This code is not right. Please try again."))
@@ -368,13 +365,6 @@ def sign_out() -> Response:
     session = db.session()
     user = auth.current_user()
     if user is not None and not auth.authenticated_by_token():
-        audit.record(
-            session,
-            actor=audit.user_actor(user.id),
-            action=audit.Action.LOGOUT,
-            object_type="user",
-            object_id=user.id,
-            ip=auth.client_ip(),
-        )
+        auth.record_audit(session, audit.Action.LOGOUT, audit.ObjectType.USER, user.id)
     auth.end_current_session(session)
     return redirect(url_for("admin_auth.sign_in_form"))

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from capture.models import Form
+    from leadvault.audit import Action
 
 
 def _parse_specs(values: tuple[str, ...], what: str) -> list[tuple[str, bool]]:
@@ -123,13 +124,14 @@ def _first_problem(messages: object, where: str = "") -> str:
 def archive(form_id: str) -> None:
     """Archive a form: it takes no more submissions (its history stays)."""
     from capture import definitions
+    from leadvault import audit
 
     app = load_app()
     with app_session(app) as session:
         form = _form(session, form_id)
         changed = definitions.archive_form(session, form)
         if changed:
-            _audit(session, "form.archived", form.public_id)
+            _audit(session, audit.Action.FORM_ARCHIVED, form.public_id)
     click.echo(f"{form_id} archived" if changed else f"{form_id} was already archived")
 
 
@@ -138,6 +140,7 @@ def archive(form_id: str) -> None:
 def delete(form_id: str) -> None:
     """Delete a form that never took a submission (else archive it)."""
     from capture import definitions
+    from leadvault import audit
 
     app = load_app()
     try:
@@ -145,18 +148,22 @@ def delete(form_id: str) -> None:
             form = _form(session, form_id)
             public_id = form.public_id
             definitions.delete_form(session, form)
-            _audit(session, "form.deleted", public_id)
+            _audit(session, audit.Action.FORM_DELETED, public_id)
     except definitions.FormInUse as exc:
         raise Refused(f"{exc} (leadvault forms archive {form_id})") from None
     click.echo(f"{form_id} deleted")
 
 
-def _audit(session: Session, action: str, public_id: str) -> None:
+def _audit(session: Session, action: Action, public_id: str) -> None:
     """The same audit entries as the console's and the API's, by the person at the shell."""
     from leadvault import audit
 
     audit.record(
-        session, actor=audit.cli_actor(), action=action, object_type="form", object_id=public_id
+        session,
+        actor=audit.cli_actor(),
+        action=action,
+        object_type=audit.ObjectType.FORM,
+        object_id=public_id,
     )
 
 

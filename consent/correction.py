@@ -36,9 +36,9 @@ from leadvault.models import Lead
 EMAIL_CHANGE = "email-change"
 # What the lead may correct (the message stays as it was sent).
 FIELDS = ("first_name", "last_name", "company", "job_title", "phone", "country", "company_size")
-CORRECTED = "lead.corrected"
-EMAIL_CHANGE_REQUESTED = "lead.email_change_requested"
-EMAIL_CHANGED = "lead.email_changed"
+CORRECTED = audit.Action.LEAD_CORRECTED
+EMAIL_CHANGE_REQUESTED = audit.Action.LEAD_EMAIL_CHANGE_REQUESTED
+EMAIL_CHANGED = audit.Action.LEAD_EMAIL_CHANGED
 NOTICE_TEMPLATE = "email_changed"  # the notice to the old address
 
 INVALID_EMAIL = N_("Please enter a valid email address, like name@example.com.")

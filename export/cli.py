@@ -5,11 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from export.import_cli import import_command
 from leadvault.commands import Refused, app_session, load_app, refusing
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from export.models import WebhookEndpoint
+    from leadvault.audit import Action
 
 __all__ = ["export_command", "import_command", "webhooks"]
 
@@ -17,6 +24,21 @@ __all__ = ["export_command", "import_command", "webhooks"]
 @click.group()
 def webhooks() -> None:
     """Signed outbound webhooks (Standard Webhooks)."""
+
+
+def _audit(session: Session, endpoint: WebhookEndpoint, action: Action, **detail: Any) -> None:
+    """The entry the console and the API write for the same change, by the person at the
+    shell (a purpose lets an endpoint carry contact data out; a secret makes it trusted)."""
+    from leadvault import audit
+
+    audit.record(
+        session,
+        actor=audit.cli_actor(),
+        action=action,
+        object_type=audit.ObjectType.WEBHOOK_ENDPOINT,
+        object_id=endpoint.id,
+        detail=detail,
+    )
 
 
 def _event_help() -> str:
@@ -37,6 +59,7 @@ def _event_help() -> str:
 def add(url: str, events: tuple[str, ...], purpose: str | None, description: str) -> None:
     """Add an endpoint; prints its id and its signing secret (shown once)."""
     from export import webhooks as service
+    from leadvault.audit import Action
 
     app = load_app()
     with refusing(service.WebhookError), app_session(app) as session:
@@ -44,6 +67,7 @@ def add(url: str, events: tuple[str, ...], purpose: str | None, description: str
             session, url=url, event_types=events, purpose=purpose, description=description
         )
         endpoint_id, types = endpoint.id, endpoint.event_types
+        _audit(session, endpoint, Action.WEBHOOK_ADDED, events=types, purpose=purpose)
     click.echo(f"Endpoint {endpoint_id} added for {', '.join(types)}.")
     if purpose is None:
         click.echo("Payloads carry ids only (no --purpose given, so no contact data).")
@@ -127,11 +151,13 @@ def test(endpoint_id: int) -> None:
 def rotate_secret(endpoint_id: int, overlap_hours: float | None) -> None:
     """Make a new signing secret; the old one keeps signing during the overlap."""
     from export import webhooks as service
+    from leadvault.audit import Action
 
     app = load_app()
     with refusing(service.WebhookError), app_session(app) as session:
         endpoint = service.get_endpoint(session, endpoint_id)
         secret = service.rotate_secret(session, endpoint, overlap_hours=overlap_hours)
+        _audit(session, endpoint, Action.WEBHOOK_SECRET_ROTATED)
         until = endpoint.previous_secret_until
     if until is not None:
         click.echo(f"Both secrets sign until {until:%Y-%m-%d %H:%M} UTC. New secret:")
@@ -145,11 +171,13 @@ def rotate_secret(endpoint_id: int, overlap_hours: float | None) -> None:
 def disable(endpoint_id: int) -> None:
     """Stop sending to an endpoint (queued events are kept as failed)."""
     from export import webhooks as service
+    from leadvault.audit import Action
 
     app = load_app()
     with refusing(service.WebhookError), app_session(app) as session:
         endpoint = service.get_endpoint(session, endpoint_id)
         held = service.disable(session, endpoint, reason="disabled by hand")
+        _audit(session, endpoint, Action.WEBHOOK_DISABLED, held=held)
     click.echo(f"Endpoint {endpoint_id} disabled; {held} queued events held.")
 
 
@@ -158,10 +186,13 @@ def disable(endpoint_id: int) -> None:
 def enable(endpoint_id: int) -> None:
     """Send to a disabled endpoint again (then `redeliver` what it missed)."""
     from export import webhooks as service
+    from leadvault.audit import Action
 
     app = load_app()
     with refusing(service.WebhookError), app_session(app) as session:
-        service.enable(session, service.get_endpoint(session, endpoint_id))
+        endpoint = service.get_endpoint(session, endpoint_id)
+        service.enable(session, endpoint)
+        _audit(session, endpoint, Action.WEBHOOK_ENABLED)
     click.echo(f"Endpoint {endpoint_id} enabled.")
 
 
@@ -170,10 +201,13 @@ def enable(endpoint_id: int) -> None:
 def remove(endpoint_id: int) -> None:
     """Delete an endpoint with its queue and log."""
     from export import webhooks as service
+    from leadvault.audit import Action
 
     app = load_app()
     with refusing(service.WebhookError), app_session(app) as session:
-        service.delete_endpoint(session, service.get_endpoint(session, endpoint_id))
+        endpoint = service.get_endpoint(session, endpoint_id)
+        _audit(session, endpoint, Action.WEBHOOK_REMOVED)  # while the id is still its own
+        service.delete_endpoint(session, endpoint)
     click.echo(f"Endpoint {endpoint_id} removed.")
 
 
@@ -187,16 +221,19 @@ def redeliver(
 ) -> None:
     """Queue an endpoint's failed events again (same webhook-id, so receivers de-duplicate)."""
     from export import webhooks as service
+    from leadvault.audit import Action
 
     app = load_app()
     with refusing(service.WebhookError), app_session(app) as session:
+        endpoint = service.get_endpoint(session, endpoint_id)
         count = service.redeliver(
             session,
-            endpoint=service.get_endpoint(session, endpoint_id),
+            endpoint=endpoint,
             event_id=event_id,
             failed_only=not everything,
             since=since.replace(tzinfo=dt.UTC) if since else None,
         )
+        _audit(session, endpoint, Action.WEBHOOK_REDELIVERED, queued=count)
     click.echo(f"{count} events queued again for endpoint {endpoint_id}.")
 
 

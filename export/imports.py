@@ -46,7 +46,7 @@ from leadvault.db import settings_of, unit_of_work
 
 log = logging.getLogger("leadvault.export.imports")
 
-AUDIT_ACTION = "leads.imported"
+AUDIT_ACTION = audit.Action.LEADS_IMPORTED
 CHUNK = 200
 
 __all__ = ["ImportRefused", "LineResult", "MappingError", "Report", "run", "send_repermissions"]

@@ -21,7 +21,7 @@ import enum
 import getpass
 import json
 import re
-from typing import Any
+from typing import Any, Self
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -29,38 +29,90 @@ from sqlalchemy.orm import Session
 from leadvault import clock
 from leadvault.chain import Chain, Verdict
 from leadvault.crypto import truncate_ip
+from leadvault.i18n import N_
 from leadvault.models import AuditEntry, AuditHead
 
 
-class Action(enum.StrEnum):
-    """The actions Leadvault records; packages may add their own (``[a-z0-9_.-]``)."""
+class _Catalogued(enum.StrEnum):
+    """A value with its human label (marked for translation; the console shows it)."""
 
-    LEAD_REVEALED = "lead.revealed"  # decrypted personal data shown
-    LEAD_EXPORTED = "lead.exported"  # one lead's data exported
-    LEAD_ACCESS_EXPORTED = "lead.access_exported"  # the lead downloaded its own data
-    LEAD_ERASED = "lead.erased"
-    LEAD_STAGE_CHANGED = "lead.stage_changed"
-    LEADS_EXPORTED = "leads.exported"  # a bulk export
-    LOGIN = "auth.login"
-    LOGIN_FAILED = "auth.login_failed"
-    LOGOUT = "auth.logout"
-    PASSWORD_CHANGED = "auth.password_changed"
-    TOTP_ENABLED = "auth.totp_enabled"
-    USER_CREATED = "user.created"
-    USER_ROLE_CHANGED = "user.role_changed"
-    USER_DISABLED = "user.disabled"
-    USER_PASSWORD_RESET = "user.password_reset"
-    TOKEN_CREATED = "token.created"
-    TOKEN_REVOKED = "token.revoked"
+    label: str
+
+    def __new__(cls, value: str, label: str) -> Self:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.label = label
+        return member
+
+
+class Action(_Catalogued):
+    """Every action Leadvault records, in one catalogue: :func:`record` refuses any other,
+    so the console's trail can offer each by name (tests/test_audit_catalogue.py checks
+    that every call site names one of these)."""
+
+    LEAD_REVEALED = "lead.revealed", N_("Personal data shown")
+    LEAD_EXPORTED = "lead.exported", N_("A lead's data exported")
+    LEAD_ACCESS_EXPORTED = "lead.access_exported", N_("The lead downloaded its data")
+    LEAD_ERASED = "lead.erased", N_("Lead erased")
+    LEAD_STAGE_CHANGED = "lead.stage_changed", N_("Stage changed by hand")
+    LEAD_CORRECTED = "lead.corrected", N_("The lead corrected its data")
+    LEAD_EMAIL_CHANGE_REQUESTED = "lead.email_change_requested", N_("New address asked for")
+    LEAD_EMAIL_CHANGED = "lead.email_changed", N_("Address changed (confirmed)")
+    LEADS_EXPORTED = "leads.exported", N_("Leads exported")
+    LEADS_IMPORTED = "leads.imported", N_("Leads imported")
+    LOGIN = "auth.login", N_("Signed in")
+    LOGIN_FAILED = "auth.login_failed", N_("Sign-in failed")
+    LOGOUT = "auth.logout", N_("Signed out")
+    PASSWORD_CHANGED = "auth.password_changed", N_("Password changed")
+    TOTP_ENABLED = "auth.totp_enabled", N_("Two-factor sign-in set up")
+    TOTP_REMOVED = "auth.totp_removed", N_("Two-factor sign-in removed")
+    TOTP_REQUIRED = "settings.totp_required", N_("Two-factor sign-in required or not")
+    USER_CREATED = "user.created", N_("Account created")
+    USER_ROLE_CHANGED = "user.role_changed", N_("Role changed")
+    USER_DISABLED = "user.disabled", N_("Account disabled")
+    USER_PASSWORD_RESET = "user.password_reset", N_("Password reset")
+    TOKEN_CREATED = "token.created", N_("API token created")
+    TOKEN_REVOKED = "token.revoked", N_("API token revoked")
+    FORM_CREATED = "form.created", N_("Form created")
+    FORM_CHANGED = "form.changed", N_("Form changed")
+    FORM_ORIGINS_CHANGED = "form.origins_changed", N_("Form's allowed websites changed")
+    FORM_ARCHIVED = "form.archived", N_("Form archived")
+    FORM_RESTORED = "form.restored", N_("Form taken into use again")
+    FORM_DELETED = "form.deleted", N_("Form deleted")
+    ASSET_UPLOADED = "asset.uploaded", N_("Asset uploaded")
+    ASSET_TEXTS_CHANGED = "asset.texts_changed", N_("Asset's texts changed")
+    ASSET_ARCHIVED = "asset.archived", N_("Asset archived")
+    WEBHOOK_ADDED = "webhook.added", N_("Webhook endpoint added")
+    WEBHOOK_DISABLED = "webhook.disabled", N_("Webhook endpoint disabled")
+    WEBHOOK_ENABLED = "webhook.enabled", N_("Webhook endpoint enabled")
+    WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated", N_("Webhook signing secret renewed")
+    WEBHOOK_REDELIVERED = "webhook.redelivered", N_("Webhook events queued again")
+    WEBHOOK_REMOVED = "webhook.removed", N_("Webhook endpoint removed")
+    CONSENT_TEXT_PUBLISHED = "consent_text.published", N_("Consent text published")
+    RULES_ACTIVATED = "scoring.rules_activated", N_("Scoring rules activated")
+
+
+class ObjectType(_Catalogued):
+    """What an entry is about; ``object_id`` is its id (a lead's UUID, a form's public id)."""
+
+    LEAD = "lead", N_("Lead")
+    LEADS = "leads", N_("Leads (bulk)")
+    USER = "user", N_("Account")
+    TOKEN = "token", N_("API token")
+    SETTING = "setting", N_("Setting")
+    FORM = "form", N_("Form")
+    ASSET = "asset", N_("Asset")
+    WEBHOOK_ENDPOINT = "webhook_endpoint", N_("Webhook endpoint")
+    CONSENT_TEXT = "consent_text", N_("Consent text")
+    RULE_SET = "rule_set", N_("Scoring rules")
 
 
 class AuditError(ValueError):
     """A call that would put something unfit into the trail (a programming error)."""
 
 
-_ACTION = re.compile(r"^[a-z][a-z0-9_.-]{1,39}$")
 _LABEL = re.compile(r"^[A-Za-z0-9_.:@+-]{1,80}$")
-_OBJECT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 # Values that look like an e-mail address are refused: the trail is pseudonymous.
 _ADDRESS = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
 _DETAIL_MAX = 2000
@@ -86,7 +138,7 @@ def _detail_json(detail: dict[str, Any]) -> str:
     if not isinstance(detail, dict):
         raise AuditError("detail must be a dict")
     for key, value in detail.items():
-        if not isinstance(key, str) or not _OBJECT_TYPE.match(key):
+        if not isinstance(key, str) or not _NAME.match(key):
             raise AuditError(f"detail key {key!r} is not a plain name")
         values = value if isinstance(value, list) else [value]
         for item in values:
@@ -116,10 +168,10 @@ def record(
     """
     if not _LABEL.match(actor) or _ADDRESS.fullmatch(actor):
         raise AuditError(f"actor {actor!r} is not a label like user:7 or cli:root")
-    if not _ACTION.match(action):
-        raise AuditError(f"action {action!r} is not a dotted name")
-    if not _OBJECT_TYPE.match(object_type):
-        raise AuditError(f"object type {object_type!r} is not a plain name")
+    if action not in Action._value2member_map_:
+        raise AuditError(f"action {action!r} is not in audit.Action (add it there, labelled)")
+    if object_type not in ObjectType._value2member_map_:
+        raise AuditError(f"object type {object_type!r} is not in audit.ObjectType")
     object_ref = None if object_id is None else str(object_id)
     if object_ref is not None and (len(object_ref) > 64 or _ADDRESS.search(object_ref)):
         raise AuditError("object_id must be an id, at most 64 characters")
@@ -127,7 +179,7 @@ def record(
         created_at=clock.now(),
         actor=actor,
         action=str(action),
-        object_type=object_type,
+        object_type=str(object_type),
         object_id=object_ref,
         detail=_detail_json(detail or {}),
         ip_prefix=truncate_ip(ip),
@@ -148,7 +200,7 @@ def cli_actor() -> str:
 def record_lead(
     session: Session,
     lead_id: object,
-    action: str,
+    action: Action,
     *,
     actor: str,
     detail: dict[str, Any] | None = None,
@@ -159,7 +211,7 @@ def record_lead(
         session,
         actor=actor,
         action=action,
-        object_type="lead",
+        object_type=ObjectType.LEAD,
         object_id=str(lead_id),
         detail=detail,
         ip=ip,

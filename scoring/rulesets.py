@@ -29,7 +29,7 @@ MAX_TEXT = 200_000  # characters; a rules file is a few kilobytes
 DRY_RUN_DEFAULT = 20_000
 DRY_RUN_MAX = 100_000
 _CHUNK = 1000
-ACTIVATED = "scoring.rules_activated"
+ACTIVATED = audit.Action.RULES_ACTIVATED
 _LOCATED = re.compile(r"^(?P<source>.*?):(?P<line>\d+): (?P<message>.*)$", re.DOTALL)
 
 

@@ -56,16 +56,9 @@ def texts_of(args: dict[str, Any]) -> assets.AssetTexts:
     )
 
 
-def record(session: Session, asset: Asset, action: str) -> None:
+def record(session: Session, asset: Asset, action: audit.Action) -> None:
     """One audit entry per change of an asset (the console's forms write the same)."""
-    audit.record(
-        session,
-        actor=auth.current_actor(),
-        action=f"asset.{action}",
-        object_type="asset",
-        object_id=asset.public_id,
-        ip=auth.client_ip(),
-    )
+    auth.record_audit(session, action, audit.ObjectType.ASSET, asset.public_id)
 
 
 def _refused(exc: assets.AssetError) -> Refusal:
@@ -132,7 +125,7 @@ def asset_upload() -> Response:
         asset = assets.store(session, upload.stream, filename=upload.filename, texts=texts_of(args))
     except assets.AssetError as exc:
         raise _refused(exc) from None
-    record(session, asset, "uploaded")
+    record(session, asset, audit.Action.ASSET_UPLOADED)
     return _dump(schemas.AssetSchema, asset_rows(session, [asset])[0], status=201)
 
 
@@ -169,7 +162,7 @@ def asset_texts(asset_id: str) -> Response:
         assets.update_texts(session, asset, texts_of(args))
     except assets.AssetError as exc:
         raise _refused(exc) from None
-    record(session, asset, "texts_changed")
+    record(session, asset, audit.Action.ASSET_TEXTS_CHANGED)
     return _dump(schemas.AssetSchema, asset_rows(session, [asset])[0])
 
 
@@ -193,5 +186,5 @@ def asset_archive(asset_id: str) -> Response:
     except assets.AssetError as exc:
         raise _refused(exc) from None
     if was_live:
-        record(session, asset, "archived")
+        record(session, asset, audit.Action.ASSET_ARCHIVED)
     return _dump(schemas.AssetSchema, asset_rows(session, [asset])[0])

@@ -149,17 +149,15 @@ def text_publish(purpose: str) -> Response:
 def record_published(session: Session, published: consent_texts.Published) -> None:
     """One audit entry per new version (the console's form writes the same)."""
     text = published.text
-    audit.record(
+    auth.record_audit(
         session,
-        actor=auth.current_actor(),
-        action="consent_text.published",
-        object_type="consent_text",
-        object_id=text.id,
+        audit.Action.CONSENT_TEXT_PUBLISHED,
+        audit.ObjectType.CONSENT_TEXT,
+        text.id,
         detail={
             "purpose": text.purpose,
             "language": text.language,
             "version": text.version,
             "forms_moved": len(published.forms_moved),
         },
-        ip=auth.client_ip(),
     )

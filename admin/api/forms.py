@@ -231,13 +231,11 @@ def form_origins(form_id: str) -> Response:
         )
     except definitions.FormError as exc:
         raise _refused(exc) from None
-    audit.record(
+    auth.record_audit(
         session,
-        actor=auth.current_actor(),
-        action="form.origins_changed",
-        object_type="form",
-        object_id=form.public_id,
+        audit.Action.FORM_ORIGINS_CHANGED,
+        audit.ObjectType.FORM,
+        form.public_id,
         detail={"before": before, "after": len(form.allowed_origins)},
-        ip=auth.client_ip(),
     )
     return _show(form)

@@ -95,17 +95,13 @@ def _row(endpoint: WebhookEndpoint, counts: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def record(session: Session, endpoint: WebhookEndpoint, action: str, **detail: Any) -> None:
+def record(
+    session: Session, endpoint: WebhookEndpoint, action: audit.Action, **detail: Any
+) -> None:
     """One audit entry per change of an endpoint: a purpose lets it carry contact data
     out, a secret lets a receiver trust what it gets."""
-    audit.record(
-        session,
-        actor=auth.current_actor(),
-        action=f"webhook.{action}",
-        object_type="webhook_endpoint",
-        object_id=endpoint.id,
-        detail=detail,
-        ip=auth.client_ip(),
+    auth.record_audit(
+        session, action, audit.ObjectType.WEBHOOK_ENDPOINT, endpoint.id, detail=detail
     )
 
 
@@ -158,7 +154,13 @@ def webhooks_add() -> Response:
         )
     except webhooks.WebhookError as exc:
         raise Refusal(422, str(exc)) from None
-    record(session, endpoint, "added", events=endpoint.event_types, purpose=endpoint.purpose)
+    record(
+        session,
+        endpoint,
+        audit.Action.WEBHOOK_ADDED,
+        events=endpoint.event_types,
+        purpose=endpoint.purpose,
+    )
     return _dump(WebhookAddedSchema, {**_row(endpoint, {}), "secret": secret}, 201)
 
 
@@ -176,7 +178,7 @@ def webhooks_disable(endpoint_id: int) -> Response:
     endpoint = _endpoint(endpoint_id)
     session = db.session()
     held = webhooks.disable(session, endpoint, reason="disabled through the API")
-    record(session, endpoint, "disabled", held=held)
+    record(session, endpoint, audit.Action.WEBHOOK_DISABLED, held=held)
     return _dump(WebhookStateSchema, {"id": endpoint_id, "status": endpoint.status, "held": held})
 
 
@@ -194,7 +196,7 @@ def webhooks_enable(endpoint_id: int) -> Response:
     endpoint = _endpoint(endpoint_id)
     session = db.session()
     webhooks.enable(session, endpoint)
-    record(session, endpoint, "enabled")
+    record(session, endpoint, audit.Action.WEBHOOK_ENABLED)
     return _dump(WebhookStateSchema, {"id": endpoint_id, "status": endpoint.status})
 
 
@@ -212,7 +214,7 @@ def webhooks_rotate_secret(endpoint_id: int) -> Response:
     endpoint = _endpoint(endpoint_id)
     session = db.session()
     secret = webhooks.rotate_secret(session, endpoint, overlap_hours=None)
-    record(session, endpoint, "secret_rotated")
+    record(session, endpoint, audit.Action.WEBHOOK_SECRET_ROTATED)
     until = endpoint.previous_secret_until
     return _dump(
         WebhookSecretSchema, {"id": endpoint_id, "secret": secret, "previous_signs_until": until}
@@ -237,5 +239,5 @@ def webhooks_redeliver(endpoint_id: int) -> Response:
         queued = webhooks.redeliver(session, endpoint=endpoint, failed_only=True)
     except webhooks.WebhookError as exc:  # a disabled endpoint
         raise Refusal(409, str(exc)) from None
-    record(session, endpoint, "redelivered", queued=queued)
+    record(session, endpoint, audit.Action.WEBHOOK_REDELIVERED, queued=queued)
     return _dump(WebhookRedeliverySchema, {"id": endpoint_id, "queued": queued})

@@ -17,7 +17,7 @@ from admin import auth
 from admin.api.assets import asset_rows, record, texts_of
 from admin.console.views import bp, page
 from admin.permissions import Permission
-from leadvault import db
+from leadvault import audit, db
 from leadvault.i18n import lazy_gettext
 from leadvault.web import csrf
 from widgets import assets, service
@@ -120,7 +120,7 @@ def asset_upload() -> Response:
     except assets.AssetError as exc:
         _apply_error(form, exc)
         return _list_page(form, 422)
-    record(session, asset, "uploaded")
+    record(session, asset, audit.Action.ASSET_UPLOADED)
     return redirect(url_for("console.asset_page", asset_id=asset.public_id, done="uploaded"), 303)
 
 
@@ -169,7 +169,7 @@ def asset_update(asset_id: str) -> Response:
     except assets.AssetError as exc:
         _apply_error(form, exc)
         return _asset_page(asset, form, 422)
-    record(session, asset, "texts_changed")
+    record(session, asset, audit.Action.ASSET_TEXTS_CHANGED)
     return redirect(url_for("console.asset_page", asset_id=asset.public_id, done="saved"), 303)
 
 
@@ -186,5 +186,5 @@ def asset_archive(asset_id: str) -> Response:
     except assets.AssetError as exc:
         return _asset_page(asset, _texts_form(asset), 409, archive_error=exc.translated())
     if was_live:
-        record(session, asset, "archived")
+        record(session, asset, audit.Action.ASSET_ARCHIVED)
     return redirect(url_for("console.asset_page", asset_id=asset.public_id, done="archived"), 303)

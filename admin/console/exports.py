@@ -33,7 +33,7 @@ from admin.permissions import Permission
 from export import columns as export_columns
 from export import import_mapping, imports, service, webhooks, writers
 from export import presets as export_presets
-from leadvault import db, i18n
+from leadvault import audit, db, i18n
 from leadvault.app import runtime
 from leadvault.i18n import N_
 
@@ -284,7 +284,11 @@ def webhook_add() -> Response:
     except webhooks.WebhookError as exc:
         return _webhooks_page(422, error=N_("The endpoint was not added:"), why=str(exc), form=form)
     api_webhooks.record(
-        session, endpoint, "added", events=endpoint.event_types, purpose=endpoint.purpose
+        session,
+        endpoint,
+        audit.Action.WEBHOOK_ADDED,
+        events=endpoint.event_types,
+        purpose=endpoint.purpose,
     )
     return page(
         "console/webhook_secret.html",
@@ -337,7 +341,7 @@ def webhook_action(endpoint_id: int, action: str) -> Response:
             webhooks.enqueue_test(session, endpoint)
         elif action == "rotate-secret":
             secret = webhooks.rotate_secret(session, endpoint, overlap_hours=None)
-            api_webhooks.record(session, endpoint, "secret_rotated")
+            api_webhooks.record(session, endpoint, audit.Action.WEBHOOK_SECRET_ROTATED)
             return page(
                 "console/webhook_secret.html",
                 section="webhooks",
@@ -347,13 +351,13 @@ def webhook_action(endpoint_id: int, action: str) -> Response:
             )
         elif action == "disable":
             count = webhooks.disable(session, endpoint, reason="disabled in the console")
-            api_webhooks.record(session, endpoint, "disabled", held=count)
+            api_webhooks.record(session, endpoint, audit.Action.WEBHOOK_DISABLED, held=count)
         elif action == "enable":
             webhooks.enable(session, endpoint)
-            api_webhooks.record(session, endpoint, "enabled")
+            api_webhooks.record(session, endpoint, audit.Action.WEBHOOK_ENABLED)
         else:
             count = webhooks.redeliver(session, endpoint=endpoint, failed_only=True)
-            api_webhooks.record(session, endpoint, "redelivered", queued=count)
+            api_webhooks.record(session, endpoint, audit.Action.WEBHOOK_REDELIVERED, queued=count)
     except webhooks.WebhookError as exc:
         return _error(409, str(exc))
     args: dict[str, Any] = {"endpoint_id": endpoint.id, "done": action}

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Response, current_app, request
 
 from admin import auth
-from admin.console import lead_detail
+from admin.console import lead_detail, trail
 from admin.console.views import _error, _lead_or_404, bp, page
 from admin.permissions import Permission
 from leadvault import audit, clock, db
@@ -101,12 +101,14 @@ def privacy() -> Response:
     return page(
         "console/privacy.html",
         section="privacy",
-        entries=[(entry, audit.detail_of(entry)) for entry in entries],
+        rows=trail.rows(session, entries),
         filters=filters,
         filter_args=args,
         verdicts=verdicts,
         older=entries[-1].id if len(entries) == PAGE else None,
-        actions=sorted(a.value for a in audit.Action),
+        actions=trail.action_choices(),
+        kinds=trail.kind_choices(),
+        actor_label=trail.actor_label,
         requests_log=[(entry, audit.detail_of(entry)) for entry in requests_log],
         retention=[(label, getattr(settings, name)) for name, label in RETENTION],
     )
