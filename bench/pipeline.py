@@ -85,7 +85,11 @@ TARGET_PG_CAPTURE = 20.0
 class Workers:
     """``n`` `leadvault worker` processes, each in its own process group."""
 
-    def __init__(self, n: int, env: dict[str, str], batch_size: int, log_dir: Path) -> None:
+    def __init__(
+        self, n: int, env: dict[str, str], batch_size: int, log_dir: Path, nice: int | None = None
+    ) -> None:
+        if nice is not None:
+            env = {**env, "LEADVAULT_WORKER_NICE": str(nice)}
         self._logs = [(log_dir / f"worker-{i}.log").open("wb") for i in range(n)]
         self.procs = [
             subprocess.Popen(
@@ -159,7 +163,7 @@ def run_pipeline(
 ) -> Pipeline:
     path = f"/f/{form_id}"
     script = write_script(tmp, tokens, args.wrk_threads)
-    workers = Workers(args.workers, env, args.batch_size, tmp)
+    workers = Workers(args.workers, env, args.batch_size, tmp, args.worker_nice)
     try:
         server = serve(args, tmp, "leadvault", "leadvault.wsgi:app", env)
         with warmed(server, path, tokens, args.warmup):
@@ -264,7 +268,8 @@ def report(
     print(
         f"\n{dialect}, POST /f/<id> JSON, gunicorn -w {args.web_workers} -k sync, "
         f"wrk -t{args.wrk_threads} -c{args.concurrency} -d{args.duration}s, "
-        f"{args.workers} leadvault worker(s) --batch-size {args.batch_size}, "
+        f"{args.workers} leadvault worker(s) --batch-size {args.batch_size}"
+        f"{'' if args.worker_nice is None else f' nice {args.worker_nice}'}, "
         f"{os.cpu_count()} CPUs, load average before {args.load_before}"
     )
     print(f"{'':22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'failed':>8}")
@@ -338,6 +343,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=100, help="the workers' batch size")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=None,
+        choices=range(20),
+        metavar="0-19",
+        help="LEADVAULT_WORKER_NICE for the workers (default: the setting's default)",
+    )
+    parser.add_argument(
         "--drain",
         type=int,
         default=5000,
@@ -384,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                     args,
                     url=url,
                     path=f"/f/{form_id}",
-                    workers=Workers(args.workers, env, args.batch_size, tmp),
+                    workers=Workers(args.workers, env, args.batch_size, tmp, args.worker_nice),
                     serve=lambda: serve(args, tmp, "leadvault", "leadvault.wsgi:app", env),
                     sink=sink,
                     tokens=tokens,

@@ -138,11 +138,12 @@ def run(host: str, port: int, no_worker: bool) -> None:
 def worker(once: bool, batch_size: int | None) -> None:
     """Deliver queued mails with retries and run the scheduled jobs."""
     from leadvault import instance
-    from leadvault.worker import Worker
+    from leadvault.worker import Worker, lower_priority
 
     settings = load_settings()
     configure_logging(settings.log_level)
     instance.secure(settings)
+    lower_priority(settings.worker_nice)
     app = load_app()
     runner = Worker(app, batch_size=batch_size)
     if once:

@@ -95,6 +95,7 @@ class Settings:
     privacy_url: str
     worker_poll_seconds: float
     worker_batch_size: int
+    worker_nice: int
     sent_mail_retention_days: int
     outbox_max_attempts: int
     key_rotation_days: int
@@ -555,6 +556,12 @@ KEYS: tuple[_Key, ...] = (
     _Key("WORKER_POLL_SECONDS", _float(0.05), "2", doc="Worker's idle poll interval"),
     _Key(
         "WORKER_BATCH_SIZE", _int(1, 1000), "100", doc="Inbox items or mails a worker takes at once"
+    ),
+    _Key(
+        "WORKER_NICE",
+        _int(0, 19),
+        "0",
+        doc="CPU niceness a `leadvault worker` lowers itself by (0-19): the web tier first",
     ),
     _Key(
         "SENT_MAIL_RETENTION_DAYS",

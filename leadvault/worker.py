@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
+from pathlib import Path
 
 from flask import Flask
 
@@ -25,6 +27,13 @@ log = logging.getLogger("leadvault.worker")
 # meanwhile goes in one batch (fewer transactions, and on SQLite fewer turns at the
 # write lock that requests wait for) instead of many small ones.
 COALESCE_SECONDS = 0.1
+# After the inbox ran dry, the first idle wait is this short and each further one twice
+# as long, up to the poll interval. A worker beside a web tier in other processes
+# (gunicorn) hears of new work only by polling: with the full interval at once, a
+# burst that starts just after a lull waited up to LEADVAULT_WORKER_POLL_SECONDS (2 s)
+# before the worker noticed it (bench/pipeline.py: the first 2 s of a 10 s load lost,
+# ~800 items behind on both databases). A few more polls after work, none when idle.
+RECHECK_SECONDS = 0.05
 # On SQLite, after a batch that had to wait for the write lock (requests were
 # writing), the inbox waits YIELD_FACTOR times the batch's duration: the worker then
 # holds the one write lock at most a quarter of the time while capture is busy.
@@ -36,6 +45,26 @@ CONTENDED_SECONDS = 0.002
 # each wait is a turn for a process on the busy cores; the threads wait at once.
 # SQLite keeps one: its claims and records queue for the one write lock with capture.
 MAIL_THREADS_POSTGRESQL = 4
+
+
+def lower_priority(niceness: int) -> None:
+    """Let the web tier on the same cores go first (``LEADVAULT_WORKER_NICE``): the
+    worker then takes the cycles requests leave, and catches up when they pause.
+
+    Linux with autogroups (``/proc/sys/kernel/sched_autogroup_enabled``) shares the CPU
+    between sessions first, and a process's nice value counts only inside its session:
+    a worker that leads a session of its own (started by a supervisor, or with setsid)
+    also lowers its session's group, else its niceness would change nothing against a
+    web tier in another session. Not done when the session is shared (a shell, a
+    container's entrypoint running the web tier too): the others would be lowered too.
+    Under systemd, give the unit a lower ``CPUWeight=`` instead (cgroups, not nice)."""
+    if niceness <= 0:
+        return
+    os.nice(niceness)
+    if os.getsid(0) == os.getpid():
+        # OSError: no autogroups (another OS, the kernel option off).
+        with contextlib.suppress(OSError):
+            Path("/proc/self/autogroup").write_text(str(niceness))
 
 
 class _Bell:
@@ -167,6 +196,7 @@ class Worker:
         for thread in threads:
             thread.start()
         poll = self.runtime.settings.worker_poll_seconds
+        idle_wait = poll  # see RECHECK_SECONDS; the full interval until work came
         try:
             while not stop.is_set():
                 started = time.monotonic()
@@ -174,7 +204,7 @@ class Worker:
                     handled = self.process_inbox()
                 except Exception as exc:  # database gone: wait and try again
                     log.error("inbox loop error: %s", type(exc).__name__)
-                    handled = 0
+                    handled, idle_wait = 0, poll
                 if handled:
                     self._mail_bell.ring()
                 waited = writer_waited(self.runtime.engine)
@@ -190,10 +220,13 @@ class Worker:
                     # Sleep until the poll interval ends or a request wakes us: it queued
                     # inbox work, or mail itself. (Cleared only when set: a wake just
                     # after a timeout is kept for the next round, not lost.)
-                    if self.runtime.wake.wait(poll):
+                    if self.runtime.wake.wait(idle_wait):
                         self.runtime.wake.clear()
                         self._mail_bell.ring()
-                elif self._inbox_drained:
+                    idle_wait = min(2 * idle_wait, poll)
+                    continue
+                idle_wait = min(RECHECK_SECONDS, poll)
+                if self._inbox_drained:
                     stop.wait(COALESCE_SECONDS)
         finally:
             self._mail_bell.ring()

@@ -88,6 +88,8 @@ BAD_VALUES = [
     pytest.param("LEADVAULT_OPTIN_MAX_AGE_DAYS", "0", id="optin-0-days"),
     pytest.param("LEADVAULT_BASE_URL", "ftp://example.com", id="base-url"),
     pytest.param("LEADVAULT_RATE_LIMIT_IP", "lots", id="rate"),
+    pytest.param("LEADVAULT_WORKER_NICE", "20", id="worker-nice-20"),
+    pytest.param("LEADVAULT_WORKER_NICE", "-5", id="worker-nice-negative"),
 ]
 
 
