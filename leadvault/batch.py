@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import util as sql_util
 
+from leadvault.bulk import insert_many
 from leadvault.sqlite_writer import in_snapshot
 
 _KEY = "leadvault.batch"
@@ -190,7 +191,7 @@ def _write_first(session: Session, batch: Batch) -> None:
     first, batch.first = batch.first, {}
     connection = session.connection()
     for statement, rows in first.items():
-        if connection.execute(statement, rows).rowcount != len(rows):
+        if insert_many(connection, statement, rows) != len(rows):
             raise Conflict("a queued row's key was written meanwhile")
 
 
@@ -257,7 +258,7 @@ def _write_inserts(session: Session, batch: Batch) -> None:
     if inserts:
         connection = session.connection()
         for table, rows in inserts.items():
-            connection.execute(table.insert(), rows)
+            insert_many(connection, table, rows)
 
 
 def cached(session: Session, key: str, load: Callable[[], Any]) -> Any:

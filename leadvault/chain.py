@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from leadvault import bulk
 from leadvault.crypto import sha256_hex
 
 GENESIS = "0" * 64
@@ -103,7 +104,7 @@ class Chain:
             entry.entry_hash = previous = self.hash_of(entry)
             rows.append({name: getattr(entry, name) for name in columns})
         connection = session.connection()
-        connection.execute(table.insert(), rows)
+        bulk.insert_many(connection, table, rows)
         # Every append locks the head first, so the newest entry is ours.
         head.last_id = connection.scalar(sa.select(sa.func.max(table.c.id)))
         head.last_hash = previous
