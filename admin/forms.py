@@ -96,7 +96,7 @@ def delete(session: Session, form: Form, *, actor: str, ip: str | None) -> None:
         session,
         actor=actor,
         action=audit.Action.FORM_DELETED,
-        object_type="form",
+        object_type=audit.ObjectType.FORM,
         object_id=public_id,
         ip=ip,
     )
@@ -155,7 +155,7 @@ def _record(
         session,
         actor=actor,
         action=action,
-        object_type="form",
+        object_type=audit.ObjectType.FORM,
         object_id=form.public_id,
         detail=detail or None,
         ip=ip,

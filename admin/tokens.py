@@ -67,7 +67,7 @@ def create(
         session,
         actor=actor,
         action=audit.Action.TOKEN_CREATED,
-        object_type="token",
+        object_type=audit.ObjectType.TOKEN,
         object_id=token.id,
         detail={"user": user.id, "scopes": token.scopes, "days": days},
         ip=ip,
@@ -82,7 +82,7 @@ def revoke(session: Session, token: PersonalToken, *, actor: str, ip: str | None
             session,
             actor=actor,
             action=audit.Action.TOKEN_REVOKED,
-            object_type="token",
+            object_type=audit.ObjectType.TOKEN,
             object_id=token.id,
             ip=ip,
         )

@@ -35,7 +35,7 @@ def require_totp(session: Session, required: bool, *, actor: str, ip: str | None
         session,
         actor=actor,
         action=audit.Action.TOTP_REQUIRED,
-        object_type="setting",
+        object_type=audit.ObjectType.SETTING,
         object_id=TOTP_REQUIRED,
         detail={"required": required},
         ip=ip,
@@ -87,7 +87,7 @@ def enable_totp(
         session,
         actor=actor,
         action=audit.Action.TOTP_ENABLED,
-        object_type="user",
+        object_type=audit.ObjectType.USER,
         object_id=user.id,
         ip=ip,
     )
@@ -114,7 +114,7 @@ def remove_totp(session: Session, user: User, *, actor: str, ip: str | None = No
         session,
         actor=actor,
         action=audit.Action.TOTP_REMOVED,
-        object_type="user",
+        object_type=audit.ObjectType.USER,
         object_id=user.id,
         ip=ip,
     )

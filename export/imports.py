@@ -142,7 +142,7 @@ def run(
                     session,
                     actor=actor,
                     action=AUDIT_ACTION,
-                    object_type="leads",
+                    object_type=audit.ObjectType.LEADS,
                     object_id=state.batch,
                     detail={
                         **report.audit_detail(),

@@ -337,7 +337,7 @@ def audited(
         session,
         actor=actor,
         action=audit.Action.LEADS_EXPORTED,
-        object_type="leads",
+        object_type=audit.ObjectType.LEADS,
         detail={
             "format": export.format,
             "dialect": export.dialect if export.format == "csv" else None,

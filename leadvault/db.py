@@ -57,11 +57,7 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; use leadvault.clock.now()")
-        return value.astimezone(dt.UTC)
+        return _bind_utc(value)
 
     def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
         if value is None:
@@ -102,14 +98,8 @@ def _bind_utc_sqlite_text(value: dt.datetime | None) -> str | None:
     """SQLite's DATETIME text ("YYYY-MM-DD HH:MM:SS.ffffff", the UTC wall time): the
     first 26 characters of the UTC value's ISO form with that separator and always
     six digits of microseconds (its year always has four digits)."""
-    if value is None:
-        return None
-    zone = value.tzinfo
-    if zone is not dt.UTC:
-        if zone is None:
-            raise ValueError("naive datetimes are not stored; use leadvault.clock.now()")
-        value = value.astimezone(dt.UTC)
-    return value.isoformat(" ", "microseconds")[:26]
+    utc = _bind_utc(value)
+    return None if utc is None else utc.isoformat(" ", "microseconds")[:26]
 
 
 def _plain_sqlite_datetime(impl: Any) -> bool:

@@ -145,7 +145,7 @@ def activate(
         session,
         actor=actor,
         action=ACTIVATED,
-        object_type="rule_set",
+        object_type=audit.ObjectType.RULE_SET,
         object_id=row.version,
         detail={"sha256": row.sha256[:16]},
         ip=ip,
