@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -106,7 +105,9 @@ from pathlib import Path
 from leadvault.worker import lower_priority
 lower_priority(int(sys.argv[1]))
 group = Path("/proc/self/autogroup")
-print(os.nice(0), group.read_text().split()[-1] if group.exists() else "-")
+# Empty for a process of the session the machine booted with (no autogroup of its own).
+words = group.read_text().split() if group.exists() else []
+print(os.nice(0), words[-1] if words else "-")
 """
 
 
@@ -123,18 +124,17 @@ def _priority(niceness: int, *, own_session: bool) -> tuple[int, str]:
     return int(nice), group
 
 
-def _own_group_nice() -> str:
-    group = Path("/proc/self/autogroup")
-    return group.read_text().split()[-1] if group.exists() else "-"
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux scheduling")
 def test_lower_priority_lowers_the_process_and_a_session_it_leads():
     base = os.nice(0)
-    assert _priority(0, own_session=True) == (base, "0" if _own_group_nice() != "-" else "-")
-    nice, group = _priority(7, own_session=True)
+    nice, group = _priority(0, own_session=True)
+    assert (nice, group) in ((base, "0"), (base, "-"))  # "-": no autogroups here
+    nice, lowered = _priority(7, own_session=True)
     assert nice == min(base + 7, 19)
-    if _own_group_nice() != "-":
-        assert group == "7"  # the worker's own session: its autogroup is lowered
-        # In a session it shares (a shell, an entrypoint with the web tier), only itself.
-        assert _priority(7, own_session=False) == (nice, _own_group_nice())
+    if group != "-":
+        assert lowered == "7"  # the worker's own session: its autogroup is lowered
+    # In a session it shares (a shell, an entrypoint with the web tier), only itself:
+    # the session's group keeps its niceness, whatever it shows (on the CI machine the
+    # suite's own file was empty: a process of the boot session has no autogroup).
+    _, shared = _priority(0, own_session=False)
+    assert _priority(7, own_session=False) == (nice, shared)
