@@ -42,6 +42,7 @@ from capture.queueing import (  # noqa: F401 (re-exported)
     spend_and_accept,
 )
 from capture.signals import form_snippets, form_submitted
+from consent import optin
 from consent import service as consent_service
 from consent.ledger import RequestMeta
 from leadvault import batch, clock, i18n, leads, profile
@@ -238,11 +239,11 @@ def submit(
         session.add(submission)
         if batch.active(session) is None:
             session.flush()  # an isolated batch flushes each item's rows in its savepoint
-    consent_service.request_consent(
+    optin.request_consent(
         session,
         lead=lead,
         purposes_asked=data.purposes,
-        form=consent_service.FormRef(
+        form=optin.FormRef(
             form.public_id,
             form.consent_texts[language],
             whitepaper=form.heading(language) if form.kind == FormKind.WHITEPAPER else None,

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from consent import ledger, service
+from consent import ledger, optin, service
 from consent.ledger import RequestMeta
 from consent.models import ConsentText, Purpose
 from leadvault import branding, clock, i18n, inbox, leads, links, mail, outbox, signals
@@ -234,11 +234,11 @@ def grant(session: Session, lead: Lead, purpose: str, lang: str, meta: RequestMe
     text = service.latest_text(session, purpose, lang)
     if text is None:
         raise service.ConsentError(f"no consent text for {purpose!r}")
-    service.request_consent(
+    optin.request_consent(
         session,
         lead=lead,
         purposes_asked=[purpose],
-        form=service.FormRef("preference-center", {purpose: text.id}),
+        form=optin.FormRef("preference-center", {purpose: text.id}),
         language=lang,
         meta=meta,
     )

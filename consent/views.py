@@ -21,7 +21,7 @@ from flask import (
 )
 from jinja2 import pass_context
 
-from consent import correction, rights, service
+from consent import correction, optin, rights, service
 from consent.link_pages import link_problem
 from leadvault import audit, db, i18n, leads, looks, signals
 from leadvault.api import require_token
@@ -56,7 +56,7 @@ def _labels() -> dict[str, Any]:
 def confirm(token: str) -> Response:
     session = db.session()
     try:
-        check = service.read_optin_token(session, token)
+        check = optin.read_optin_token(session, token)
     except TokenInvalid:
         return invalid_link_page()
     if check.request is not None and i18n.supported(check.request.language):
@@ -74,7 +74,7 @@ def confirm(token: str) -> Response:
         lang = language()
         names = [service.purpose_label(p, lang) for p in check.request.purposes]
         return private_page("consent/confirm.html", purposes=names, token=token)
-    service.confirm(session, check.request, meta=request_meta())
+    optin.confirm(session, check.request, meta=request_meta())
     return private_page(
         "consent/message.html",
         title=N_("Thank you, you have confirmed"),
@@ -101,7 +101,7 @@ def _confirmation_links(optin: Any) -> list[tuple[str, str]]:
 def resend(token: str) -> Response:
     session = db.session()
     try:
-        check = service.read_optin_token(session, token)
+        check = optin.read_optin_token(session, token)
     except TokenInvalid:
         return invalid_link_page()
     if not within_limits("resend", runtime(current_app).settings.rate_limit_resend):
@@ -120,7 +120,7 @@ def resend(token: str) -> Response:
                 email_index=lead.email_index,
             )
         ):
-            service.resend_optin(session, check.request)
+            optin.resend_optin(session, check.request)
     # The same reply whatever happened: a token does not reveal whether its request lives.
     return private_page(
         "consent/message.html",

@@ -13,6 +13,7 @@ import math
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from consent import optin
 from consent import service as consent_service
 from consent.models import ConsentStatus, ConsentText
 from export.models import ImportPermission
@@ -21,7 +22,7 @@ from leadvault.db import dialect_of, settings_of
 from leadvault.web import RequestMeta
 
 REPERMISSION_JOB_SECONDS = 60.0
-REPERMISSION_MAIL = consent_service.OptInMail(
+REPERMISSION_MAIL = optin.OptInMail(
     template="export/mail/repermission", subject=i18n.N_("Do you still want to hear from us?")
 )
 # Requested rows are kept this long (the hourly count needs the last hour only).
@@ -83,11 +84,11 @@ def _ask(session: Session, row: ImportPermission) -> bool:
     text_ids = {p: t.id for p, t in texts.items() if t is not None}
     if not text_ids:
         return False
-    request = consent_service.request_consent(
+    request = optin.request_consent(
         session,
         lead=lead,
         purposes_asked=list(text_ids),
-        form=consent_service.FormRef(public_id=f"import:{row.batch}", text_ids=text_ids),
+        form=optin.FormRef(public_id=f"import:{row.batch}", text_ids=text_ids),
         language=row.language,
         meta=RequestMeta(),
         mail=REPERMISSION_MAIL,

@@ -295,7 +295,7 @@ def mails(app: Any, smtp: SmtpSink, lang: str, tmp_path: Path) -> dict[str, Emai
 def confirm(app: Any, lead_id: Any) -> None:
     import sqlalchemy as sa
 
-    from consent import service as consent_service
+    from consent import optin
     from consent.ledger import RequestMeta
     from consent.models import OptInRequest
 
@@ -306,7 +306,7 @@ def confirm(app: Any, lead_id: Any) -> None:
             )
         ).first()
         assert request is not None
-        consent_service.confirm(s, request, meta=RequestMeta(ip="203.0.113.7", user_agent="t"))
+        optin.confirm(s, request, meta=RequestMeta(ip="203.0.113.7", user_agent="t"))
 
 
 def _text(mail: EmailMessage) -> str:

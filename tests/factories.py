@@ -58,7 +58,7 @@ def lead(
 ) -> uuid.UUID:
     """A lead with sealed attributes who asked for ``purposes`` (and confirmed them)."""
     from capture import service as capture_service
-    from consent import service as consent_service
+    from consent import optin
     from consent.ledger import RequestMeta
     from consent.models import OptInRequest
 
@@ -91,7 +91,7 @@ def lead(
                 )
             ).first()
             assert request is not None
-            consent_service.confirm(s, request, meta=meta)
+            optin.confirm(s, request, meta=meta)
     return lead_id
 
 

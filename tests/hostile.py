@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from capture import service as capture_service
-from consent import service as consent_service
+from consent import optin
 from consent.ledger import RequestMeta
 from consent.models import OptInRequest
 from leadvault import clock
@@ -103,7 +103,7 @@ def stored_lead(app: Any, form_id: str, profile: dict[str, str], source: dict[st
         lead_id = capture_service.submit(s, form, valid, language="en", meta=META).lead_id
     with uow(app) as s:
         request = s.scalars(sa.select(OptInRequest).where(OptInRequest.lead_id == lead_id)).first()
-        consent_service.confirm(s, request, meta=META)
+        optin.confirm(s, request, meta=META)
     qualify(app, lead_id)
     return HostileLead(lead_id, email, form_id, profile)
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 
 from capture import service as capture_service
-from consent import service as consent_service
+from consent import optin
 from consent.ledger import RequestMeta
 from consent.models import OptInRequest
 from leadvault.app import runtime
@@ -168,7 +168,7 @@ def lead(app, form_id, email, *, purposes=("newsletter",), profile=None, languag
                 OptInRequest.lead_id == lead_id, OptInRequest.confirmed_at.is_(None)
             )
         ).first()
-        consent_service.confirm(s, request, meta=META)
+        optin.confirm(s, request, meta=META)
     return lead_id
 
 

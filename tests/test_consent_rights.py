@@ -968,7 +968,7 @@ def test_withdrawn_proof_is_purged_after_retention_and_chain_verifies(app, clien
     import datetime as dt
 
     from capture.service import PurposeSpec
-    from consent import ledger, retention, service
+    from consent import ledger, optin, retention, service
     from consent.ledger import RequestMeta
     from consent.models import LedgerEntry, OptInRequest
     from leadvault import clock, leads
@@ -988,7 +988,7 @@ def test_withdrawn_proof_is_purged_after_retention_and_chain_verifies(app, clien
         stays_id = leads.find_by_email(s, stays).id
         leaves_id = leads.find_by_email(s, leaves).id
         for request in s.scalars(sa.select(OptInRequest)):
-            service.confirm(s, request, meta=RequestMeta())
+            optin.confirm(s, request, meta=RequestMeta())
         service.withdraw(s, stays_id, ["tracking"], meta=RequestMeta())
         service.withdraw(s, leaves_id, ["newsletter"], meta=RequestMeta())
     start = clock.now()

@@ -17,8 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from capture import service as capture_service
-from consent import correction, rights
-from consent import service as consent_service
+from consent import correction, optin, rights
 from consent.models import OptInRequest
 from leadvault import api, counters, leads
 from leadvault.app import import_models, runtime
@@ -100,7 +99,7 @@ def _links(app: Any, tmp_path: Path) -> tuple[dict[str, list[str]], dict[str, st
                 sa.select(OptInRequest).where(OptInRequest.lead_id.in_([reader, pending]))
             )
         }
-        consent_service.confirm(s, requests[reader], meta=META)
+        optin.confirm(s, requests[reader], meta=META)
         whitepaper = capture_service.get_form(s, form_id)
         asset = widgets_service.get_asset(s, asset_id)
         offered = handoff.open_handoff(s, sales_lead.lead_id)
@@ -124,8 +123,8 @@ def _links(app: Any, tmp_path: Path) -> tuple[dict[str, list[str]], dict[str, st
             "capture.config": [f"/f/{form_id}/config"],
             "capture.static": ["/capture/static/pow.js"],
             "consent.confirm": [
-                _path(consent_service.optin_url(s, requests[pending])),
-                _path(consent_service.optin_url(s, requests[reader])),
+                _path(optin.optin_url(s, requests[pending])),
+                _path(optin.optin_url(s, requests[reader])),
             ],
             "consent.unsubscribe": [
                 _path(rights.unsubscribe_url(s, sales_lead.lead_id, "newsletter"))
