@@ -3,7 +3,7 @@
 ``export.rows.records`` builds a dict per lead (and one for its scoring state)
 that a CSV row then reads cell by cell: a fifth of the export worker's time
 per lead. For a CSV of plain columns (no preset, no submission data) the row
-function generated for the column list (``export.writers._row_maker``) reads
+function generated for the column list (``export.csv_rows._row_maker``) reads
 the lead's row itself instead (:class:`TupleReading`): its fields opened in
 one call, the scoring state's columns where ``export.queries.leads_query`` put
 them, the consent states of the chunk by lead. The cells are the same
@@ -16,12 +16,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 
-from export import queries, rows, writers
+from export import csv_rows, queries, rows, writers
 from export.columns import Column, Source
+from export.fields import Field
 from leadvault.crypto import Vault
 
 
-def applies(fields: Sequence[writers.Field], context: rows.Context) -> bool:
+def applies(fields: Sequence[Field], context: rows.Context) -> bool:
     """Whether a chunk of this export can go straight to CSV rows: every field one of
     ``export.columns``' (no preset's own), no submission data, timestamps printed as
     stored (``Context.text_dates``)."""
@@ -33,7 +34,7 @@ def applies(fields: Sequence[writers.Field], context: rows.Context) -> bool:
     )
 
 
-class TupleReading(writers.Reading):
+class TupleReading(csv_rows.Reading):
     """A lead's row of ``export.queries.leads_query`` as the row function's argument
     (``lead``), with the chunk's consent states by lead key (``states``)."""
 
@@ -93,11 +94,11 @@ class TupleReading(writers.Reading):
 
 
 def csv_encoder(
-    fields: Sequence[writers.Field], context: rows.Context, vault: Vault, *, dialect: str
+    fields: Sequence[Field], context: rows.Context, vault: Vault, *, dialect: str
 ) -> Callable[[rows.Chunk], tuple[int, bytes]]:
     """A function writing one chunk as CSV lines (encoded), with its row count: what
     ``writers.csv_encoder(fields)(rows.records(chunk, ...))`` writes."""
-    row = writers._row_maker(fields, dialect == "excel-de", TupleReading(context, vault))
+    row = csv_rows._row_maker(fields, dialect == "excel-de", TupleReading(context, vault))
     write_rows = writers.csv_lines(dialect, len(fields))
     versions, text_dates = context.versions, context.text_dates
 

@@ -24,8 +24,8 @@ import datetime as dt
 from collections.abc import Callable
 
 from export.columns import FIXED, Column, Kind, consent_columns
+from export.fields import Field
 from export.rows import Record
-from export.writers import Field
 
 SALES_PURPOSE = "sales_contact"
 _NOT_PROVIDED = "[not provided]"

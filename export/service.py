@@ -26,6 +26,7 @@ from export import columns as columns_module
 from export import direct, parallel, queries, rows, writers
 from export import presets as presets_module
 from export.columns import Column, ColumnError
+from export.fields import Field, fields_of
 from leadvault import audit
 from leadvault.db import vault_of
 
@@ -47,7 +48,7 @@ class Export:
     """What to write: the format, the fields, and which consent a lead needs to be in it."""
 
     format: str
-    fields: tuple[writers.Field, ...]
+    fields: tuple[Field, ...]
     columns: tuple[Column, ...]
     dialect: str = "excel"
     preset: presets_module.Preset | None = None
@@ -112,7 +113,7 @@ def prepare(
         parsed = columns_module.parse(session, columns)
     except ColumnError as exc:
         raise ExportError(str(exc)) from None
-    return Export(format, tuple(writers.fields_of(parsed)), tuple(parsed), dialect)
+    return Export(format, tuple(fields_of(parsed)), tuple(parsed), dialect)
 
 
 def selection(

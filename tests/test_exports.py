@@ -356,18 +356,19 @@ def test_a_lead_without_scoring_state_has_empty_score_columns(app, people):
 
 @pytest.mark.parametrize("decimal_comma", [False, True])
 def test_generated_csv_rows_match_the_cell_formatters(decimal_comma):
-    """The row function written per column list (writers._row_maker) gives each cell the
+    """The row function written per column list (csv_rows._row_maker) gives each cell the
     text its column's own formatter gives, for every kind of column and value."""
-    from export import columns, rows, writers
+    from export import columns, csv_rows, rows
+    from export.fields import Field, fields_of
 
-    fields = writers.fields_of(
+    fields = fields_of(
         [
             *columns.FIXED.values(),
             *columns.consent_columns("newsletter"),
             *columns.consent_columns("sales_contact"),
         ]
     )
-    fields.append(writers.Field("Custom", columns.Kind.NUMBER, lambda r: 2.5))
+    fields.append(Field("Custom", columns.Kind.NUMBER, lambda r: 2.5))
     when = dt.datetime(2026, 3, 2, 9, 0, 1, tzinfo=dt.UTC)
     records = [
         {"id": "a", "consents": {}, "scores": {}},
@@ -413,7 +414,7 @@ def test_generated_csv_rows_match_the_cell_formatters(decimal_comma):
             "consents": {"newsletter": rows.ConsentState("granted", "2026-03-02 09:00:00", 12)},
         },
     ]
-    row = writers._row_maker(fields, decimal_comma)
-    formatters = [writers._csv_formatter(f, decimal_comma) for f in fields]
+    row = csv_rows._row_maker(fields, decimal_comma)
+    formatters = [csv_rows._csv_formatter(f, decimal_comma) for f in fields]
     for record in records:
         assert row(record) == [cell(record) for cell in formatters]
