@@ -1,7 +1,7 @@
 """The worker's job for imported contacts without proof of consent: re-permission mails.
 
 An import queues each such contact in ``import_repermissions``
-(``export.import_lines``); this job asks them by a double opt-in mail, at most
+(``export.import_consent``); this job asks them by a double opt-in mail, at most
 LEADVAULT_IMPORT_REPERMISSION_PER_HOUR in any hour and spread over it.
 """
 

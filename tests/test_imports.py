@@ -17,7 +17,7 @@ from consent import ledger
 from consent import service as consent_service
 from consent.models import Consent, ConsentStatus, ConsentText, OptInRequest
 from consent.rights import erase_by_email
-from export import import_lines, imports
+from export import import_consent, imports
 from export.models import ImportPermission
 from leadvault import clock, leads
 from leadvault.app import runtime
@@ -549,7 +549,7 @@ def test_known_addresses_are_read_once_per_chunk_not_per_line(app, dry_run):
 def test_a_line_failing_in_the_database_leaves_the_others_of_its_chunk(app, monkeypatch):
     """A line whose storing fails in the database is refused with its savepoint; the lines
     after it in the same chunk see what the lines before it stored, and the ledger holds."""
-    real = import_lines._grant
+    real = import_consent.grant
 
     def failing(session, *args, proof, **kwargs):
         row = real(session, *args, proof=proof, **kwargs)  # its ledger entry waits too
@@ -558,7 +558,7 @@ def test_a_line_failing_in_the_database_leaves_the_others_of_its_chunk(app, monk
             raise sa.exc.IntegrityError("INSERT", {}, Exception("boom"))
         return row
 
-    monkeypatch.setattr(import_lines, "_grant", failing)
+    monkeypatch.setattr(import_consent, "grant", failing)
     data = csv_bytes(
         [
             HEADER,
