@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from admin import reports, rollup
+from admin import reports, rollup, rollup_reports
 from admin.models import ReportDay, ReportLead, ReportState
 from leadvault import clock
 from tests import factories
@@ -52,8 +52,8 @@ def assert_same(app: Any, zone: ZoneInfo = UTC) -> None:
     clock.freeze(NOW)
     for days in reports.PERIODS:
         with uow(app) as s:
-            assert rollup.usable(s, zone)
-            fast = rollup.lead_reports(s, days=days, zone=zone, now=NOW, limit=20)
+            assert rollup_reports.usable(s, zone)
+            fast = rollup_reports.lead_reports(s, days=days, zone=zone, now=NOW, limit=20)
             slow = from_sources(s, days, zone)
         assert fast[0] == slow[0], days  # leads per day by form, names
         fast_steps = [dataclasses.astuple(step) for step in fast[1].steps]
@@ -69,7 +69,9 @@ def assert_same(app: Any, zone: ZoneInfo = UTC) -> None:
 def test_aggregates_match_the_source_tables(app, world):
     assert_same(app)
     with uow(app) as s:
-        series, funnel, sources = rollup.lead_reports(s, days=30, zone=UTC, now=NOW, limit=20)
+        series, funnel, sources = rollup_reports.lead_reports(
+            s, days=30, zone=UTC, now=NOW, limit=20
+        )
     # The world as tests/test_reports.py worked it out by hand.
     assert [st.reached for st in funnel.steps] == [4, 3, 2, 1, 1]
     assert funnel.steps[1].median_seconds == pytest.approx(3 * 3600, abs=1)
@@ -92,7 +94,7 @@ def test_later_changes_move_the_aggregates(app, world):
         leads.erase(s, leads.get(s, one), actor="test", reason="request")
     assert_same(app)
     with uow(app) as s:
-        _, funnel, sources = rollup.lead_reports(s, days=30, zone=UTC, now=NOW, limit=20)
+        _, funnel, sources = rollup_reports.lead_reports(s, days=30, zone=UTC, now=NOW, limit=20)
     assert [st.reached for st in funnel.steps] == [4, 2, 2, 0, 0]
     assert {row.key: row.leads for row in sources} == {
         "google": 1,
@@ -112,7 +114,7 @@ def test_a_lead_without_a_form_is_counted(app):
         assert created
     assert_same(app)
     with uow(app) as s:
-        series, _, sources = rollup.lead_reports(s, days=30, zone=UTC, now=NOW, limit=20)
+        series, _, sources = rollup_reports.lead_reports(s, days=30, zone=UTC, now=NOW, limit=20)
         assert s.get(ReportLead, lead.id) is not None
     assert series.by_form == {"-": [0] * 27 + [1, 0, 0]}
     assert [row.key for row in sources] == ["-"]
@@ -124,7 +126,7 @@ def test_rebuild_counts_days_in_the_instance_zone(app, world):
     with uow(app) as s:
         assert rollup.rebuild(s, BERLIN) == 6
     with uow(app) as s:
-        assert not rollup.usable(s, UTC)
+        assert not rollup_reports.usable(s, UTC)
     assert_same(app, BERLIN)
     move(app, world["leads"][2], "sal", NOW - HOUR)  # kept in Berlin days from now on
     assert_same(app, BERLIN)
@@ -148,7 +150,7 @@ def test_cli_rebuild_writes_the_aggregates_afresh(make_app, world, app):
 def test_the_dashboard_reads_only_aggregates(app, world):
     """No statement of the dashboard's lead reports touches leads or their history."""
     statements = statements_of(
-        app, lambda s: rollup.lead_reports(s, days=90, zone=UTC, now=NOW, limit=20)
+        app, lambda s: rollup_reports.lead_reports(s, days=90, zone=UTC, now=NOW, limit=20)
     )
     assert statements
     for statement in statements:
@@ -168,6 +170,6 @@ def test_leads_stored_by_the_workers_batch_are_counted(app, whole_batches):
     assert process(app) == 3
     assert_same(app)
     with uow(app) as s:
-        series, funnel, _ = rollup.lead_reports(s, days=30, zone=UTC, now=NOW, limit=20)
+        series, funnel, _ = rollup_reports.lead_reports(s, days=30, zone=UTC, now=NOW, limit=20)
     assert series.by_form[form_id][-2] == 3
     assert funnel.steps[0].reached == 3

@@ -20,7 +20,7 @@ from babel.dates import format_skeleton
 from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 
-from admin import charts, operations, reports, rollup
+from admin import charts, operations, reports, rollup_reports
 from leadvault import clock
 from leadvault.i18n import N_, current_language, format_date, format_number, gettext, ngettext
 from scoring import stages
@@ -134,8 +134,8 @@ def _lead_reports(
         hit = cache.entries.get(key)
         if hit is not None and moment - hit[0] < CACHE_SECONDS:
             return hit[1]
-    if rollup.usable(session, zone):
-        series, funnel, sources = rollup.lead_reports(
+    if rollup_reports.usable(session, zone):
+        series, funnel, sources = rollup_reports.lead_reports(
             session, days=days, zone=zone, now=now, limit=MAX_SOURCES
         )
     else:  # aggregates built in another zone: from the source tables (slower)
