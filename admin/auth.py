@@ -28,7 +28,7 @@ from admin.models import SessionStage, StaffSession, User
 from admin.permissions import Permission
 from leadvault import audit, clock, db
 from leadvault.crypto import TokenExpired, TokenInvalid, random_token, sha256_hex
-from leadvault.web import limiter
+from leadvault.rate_limits import limiter
 
 COOKIE = "lv_staff"
 _COOKIE_PURPOSE = "staff-session"

@@ -25,7 +25,8 @@ from admin.models import SessionStage, User
 from leadvault import audit, db, i18n
 from leadvault.crypto import TokenExpired, TokenInvalid
 from leadvault.i18n import N_
-from leadvault.web import error_response, invalid_link_page, message_page, within_limits
+from leadvault.rate_limits import within_limits
+from leadvault.web import error_response, invalid_link_page, message_page
 
 bp = Blueprint(
     "admin_auth",

@@ -26,7 +26,8 @@ from capture.models import Form
 from leadvault import db, i18n, leads
 from leadvault.app import runtime
 from leadvault.i18n import N_
-from leadvault.web import csrf, error_response, refund_limits, request_meta, within_limits
+from leadvault.rate_limits import refund_limits, within_limits
+from leadvault.web import csrf, error_response, request_meta
 
 log = logging.getLogger("leadvault.capture")
 

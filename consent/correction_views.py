@@ -12,7 +12,8 @@ from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
 from leadvault.i18n import N_
 from leadvault.models import Lead
-from leadvault.web import language, private_page, request_meta, within_limits
+from leadvault.rate_limits import within_limits
+from leadvault.web import language, private_page, request_meta
 
 bp = Blueprint("consent_correction", __name__, template_folder="templates")
 

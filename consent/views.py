@@ -28,6 +28,7 @@ from leadvault.api import require_token
 from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
 from leadvault.i18n import N_
+from leadvault.rate_limits import within_limits
 from leadvault.web import (
     csrf,
     invalid_link_page,
@@ -35,7 +36,6 @@ from leadvault.web import (
     mark_private,
     private_page,
     request_meta,
-    within_limits,
 )
 
 SCHEMA_FOLDER = Path(__file__).parent / "static"

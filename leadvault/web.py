@@ -1,14 +1,12 @@
-"""Core HTTP concerns: health check, security headers, human error pages, CSRF, limits."""
+"""Core HTTP concerns: health check, security headers, human error pages, CSRF, signed-link
+pages (rate limits: ``leadvault.rate_limits``)."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
-import math
 import threading
-import time
 from typing import Any
 
 from flask import (
@@ -18,7 +16,6 @@ from flask import (
     Response,
     abort,
     current_app,
-    g,
     has_request_context,
     jsonify,
     make_response,
@@ -30,14 +27,11 @@ from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import pass_context
-from limits import parse_many
-from limits.storage import storage_from_string
-from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import IntegerConverter
 
-from leadvault import branding, db, i18n, ratelimit_storage, untrusted
+from leadvault import branding, db, i18n, rate_limits, ratelimit_storage, untrusted
 from leadvault.i18n import N_
 
 log = logging.getLogger("leadvault.web")
@@ -45,24 +39,6 @@ log = logging.getLogger("leadvault.web")
 bp = Blueprint("core", __name__, template_folder="templates", static_folder="static")
 csrf = CSRFProtect()
 
-
-class _RateCounters:
-    """The rate-limit counters (``limits``, the engine of Flask-Limiter): in this
-    process, or in Redis with LEADVAULT_REDIS_URL; fixed windows, one counter per hit.
-
-    Only views count, explicitly (``within_limits``, the sign-in's limits):
-    Flask-Limiter's hooks ran on every request and counted nothing, at a tenth
-    of a form submission's CPU."""
-
-    limiter: FixedWindowRateLimiter
-
-    def init_app(self, app: Flask) -> None:
-        self.limiter = FixedWindowRateLimiter(
-            storage_from_string(app.config["RATELIMIT_STORAGE_URI"])
-        )
-
-
-limiter = _RateCounters()
 
 DEFAULT_CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -182,73 +158,6 @@ def brand_logo() -> Response:
         "default-src 'none'; style-src 'unsafe-inline'; sandbox"
     )
     response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
-    return response
-
-
-@functools.cache
-def _parse_limits(limits: str) -> list[Any]:
-    return parse_many(limits)
-
-
-def within_limits(
-    scope: str,
-    limits: str,
-    *,
-    ip: bool = True,
-    email: str | None = None,
-    email_index: bytes | None = None,
-) -> bool:
-    """Count this request against ``limits`` per client IP and, when given, per address
-    (``email``, or a lead's stored blind index ``email_index``).
-
-    Limits are checked explicitly by the views that have them, on the counters'
-    storage (memory, or Redis with LEADVAULT_REDIS_URL); the address is keyed by
-    its blind index and the IP by a keyed hash. Every window is counted, even after
-    one is full.
-    """
-    from leadvault.app import runtime
-
-    vault = runtime(current_app).vault
-    strategy = limiter.limiter
-    # Counters may live in Redis: keyed by pseudonyms, never by an IP or an address.
-    ip_key = vault.keyed_hash("rate-limit-ip", request.remote_addr or "-")[:32] if ip else None
-    if email_index is None and email and email.strip():
-        email_index = vault.blind_index(email)
-    email_key = email_index.hex() if email_index else None
-    counted = [(f"{scope}-ip", ip_key), (f"{scope}-email", email_key)]
-    allowed = True
-    for item in _parse_limits(limits):
-        for namespace, key in counted:
-            if key and not strategy.hit(item, namespace, key):
-                allowed = False
-                reset_at, _remaining = strategy.get_window_stats(item, namespace, key)
-                _note_retry_after(reset_at - time.time())
-    return allowed
-
-
-def refund_limits(scope: str, limits: str, *, email_index: bytes) -> None:
-    """Give back the hit :func:`within_limits` counted for ``email_index`` (a request
-    counted before the database showed it was not to count: a replayed token)."""
-    strategy = limiter.limiter
-    for item in _parse_limits(limits):
-        strategy.hit(item, f"{scope}-email", email_index.hex(), cost=-1)
-
-
-# A 429 without a known window (an abort(429) anywhere) asks for a minute.
-DEFAULT_RETRY_AFTER = 60
-
-
-def _note_retry_after(seconds: float) -> None:
-    """Remember the longest wait a full window asks of this request (for Retry-After)."""
-    wait = max(1, math.ceil(seconds))
-    g.leadvault_retry_after = max(wait, g.get("leadvault_retry_after", 0))
-
-
-def _retry_after(response: Response) -> Response:
-    """Every 429, whichever view or limiter gave it, says when to try again (RFC 9110)."""
-    if response.status_code == 429 and "Retry-After" not in response.headers:
-        wait = g.get("leadvault_retry_after", DEFAULT_RETRY_AFTER)
-        response.headers["Retry-After"] = str(wait)
     return response
 
 
@@ -434,7 +343,7 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     # In-process counters by default (see ratelimit_storage: no sweeping thread).
     app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or f"{ratelimit_storage.SCHEME}://"
-    limiter.init_app(app)
+    rate_limits.limiter.init_app(app)
     app.register_blueprint(bp)
     # Text a lead typed, shown in a mail: links broken visibly (see leadvault.untrusted).
     app.jinja_env.filters["defuse"] = untrusted.defuse_in_mail
@@ -442,7 +351,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(CSRFError, _handle_csrf)
     app.register_error_handler(Exception, _handle_unexpected)
     app.after_request(_security_headers)
-    app.after_request(_retry_after)
+    app.after_request(rate_limits.add_retry_after)
     i18n.init_app(app)
     app.jinja_env.globals["field_label"] = _field_label
 

@@ -20,7 +20,8 @@ from leadvault.api import require_token
 from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
 from leadvault.i18n import N_
-from leadvault.web import client_json, csrf, private_page, within_limits
+from leadvault.rate_limits import within_limits
+from leadvault.web import client_json, csrf, private_page
 from scoring import events, handoff, schemas, stages
 from scoring import rules as rules_module
 from scoring.models import Handoff, Salesperson

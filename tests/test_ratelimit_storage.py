@@ -26,7 +26,7 @@ def make_storage() -> tuple[LazyExpiryMemoryStorage, FakeTime]:
 
 
 def test_the_app_counts_on_it_by_default(app):
-    from leadvault.web import limiter
+    from leadvault.rate_limits import limiter
 
     assert isinstance(limiter.limiter.storage, LazyExpiryMemoryStorage)
 

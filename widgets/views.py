@@ -21,7 +21,8 @@ from leadvault import db, i18n
 from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
 from leadvault.i18n import N_
-from leadvault.web import invalid_link_page, language, message_page, private_page, within_limits
+from leadvault.rate_limits import within_limits
+from leadvault.web import invalid_link_page, language, message_page, private_page
 from widgets import service
 
 bp = Blueprint("widgets", __name__, template_folder="templates")
