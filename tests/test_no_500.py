@@ -88,3 +88,19 @@ def test_an_id_no_row_can_have_is_not_found_for_every_method(app):
         assert deleted.mimetype == "application/problem+json"
     # The largest id a row can have still reaches the view (which finds no row).
     assert client.get(f"/console/webhooks/{2**31 - 1}").status_code == 404
+
+
+def test_a_last_day_of_the_calendar_filters_without_an_upper_bound(app):
+    """``until=9999-12-31`` (the last day a date can have) overflowed when the filter
+    turned it into the next midnight (a 500); every day is on or before it, so it filters
+    nothing out, on the lead list, the export page and the privacy page's trail."""
+    from tests import factories
+
+    factories.lead(app, profile={"first_name": "Ada"})
+    client, _ = factories.signed_in_client(app, "owner")
+    for path in ("/console/leads", "/console/exports", "/console/privacy"):
+        last = client.get(f"{path}?until=9999-12-31")
+        assert last.status_code == 200, path
+        unfiltered = client.get(path).get_data(as_text=True)
+        assert last.get_data(as_text=True).count("<tr") == unfiltered.count("<tr"), path
+    assert client.get("/console/leads?until=9999-12-31").get_data(as_text=True).count("<tr") > 1

@@ -65,8 +65,9 @@ def _audit_filters() -> tuple[audit.Filters, dict[str, str]]:
         object_type=_text("object_type", 40),
         object_id=_text("object_id", 64),
         since=dt.datetime.combine(since, dt.time(), dt.UTC) if since else None,
+        # The calendar's last day has no next one: nothing lies after it.
         until=dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), dt.UTC)
-        if until
+        if until and until < dt.date.max
         else None,
     )
     names = ("actor", "action", "object_type", "object_id", "since", "until")

@@ -63,9 +63,9 @@ class Filters:
     def service_filters(self, *, assigned_to: int | None) -> lead_service.Filters:
         """The lead service's filters; ``assigned_to`` limits the list to a salesperson's."""
         since = dt.datetime.combine(self.since, dt.time(), dt.UTC) if self.since else None
-        until = (
+        until = (  # the calendar's last day has no next one: nothing lies after it
             dt.datetime.combine(self.until + dt.timedelta(days=1), dt.time(), dt.UTC)
-            if self.until
+            if self.until and self.until < dt.date.max
             else None
         )
         return lead_service.Filters(
