@@ -104,3 +104,53 @@ def test_a_last_day_of_the_calendar_filters_without_an_upper_bound(app):
         unfiltered = client.get(path).get_data(as_text=True)
         assert last.get_data(as_text=True).count("<tr") == unfiltered.count("<tr"), path
     assert client.get("/console/leads?until=9999-12-31").get_data(as_text=True).count("<tr") > 1
+
+
+def test_digits_that_python_cannot_read_as_a_number_are_refused_not_a_500(app):
+    """str.isdigit() holds for superscripts ("²") that int() cannot read: the console's
+    numeric query and form values checked with it answered 500. Each is now a 4xx or,
+    where the value is only a choice, read as no choice."""
+    from tests import factories
+
+    client, _ = factories.signed_in_client(app, "owner")
+    for path in (
+        "/console/privacy?before=²",
+        "/console/scoring/versions?before=²",
+        "/console/consent?published=²",
+    ):
+        assert client.get(path).status_code < 500, path
+    csrf = factories.csrf_token(client, "/console/settings/tokens")
+    posts = {
+        "/console/settings/tokens": {"name": "ci", "scopes": "consent:read", "days": "²"},
+        "/console/settings/users": {
+            "email": "sam@example.org",
+            "role": "sales",
+            "salesperson": "²",
+        },
+        "/console/sales/teams": {"name": "dach"},
+    }
+    for path, data in posts.items():
+        answer = client.post(path, data={**data, "csrf_token": csrf})
+        assert answer.status_code < 500, path
+    with factories.uow(app) as s:
+        from scoring import sales_team
+
+        team = sales_team.team_rows(s)[0]
+    removed = client.post(
+        f"/console/sales/teams/{team.id}", data={"action": "remove:²", "csrf_token": csrf}
+    )
+    assert removed.status_code == 400
+    form = client.post(
+        "/console/forms/new",
+        data={
+            "csrf_token": csrf,
+            "name": "Spring",
+            "kind": "newsletter",
+            "title_en": "Spring",
+            "purpose_newsletter": "required",
+            "version_newsletter_en": "²",
+            "version_newsletter_de": "1",
+            "after": "thanks",
+        },
+    )
+    assert form.status_code == 422

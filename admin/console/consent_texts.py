@@ -67,7 +67,7 @@ def consent_texts_page() -> Response:
     entries = consent_texts.overview(db.session(), per_language=OVERVIEW_VERSIONS)
     published = None
     published_raw = request.args.get("published", "")
-    if published_raw.isdigit() and len(published_raw) < 10:
+    if published_raw.isdecimal() and len(published_raw) < 10:
         published = db.session().get(ConsentText, int(published_raw))
     return page(
         "console/consent_texts.html",

@@ -209,7 +209,7 @@ def definition(editor: FlaskForm, purposes: list[PurposeChoice]) -> Definition:
 
 
 def _version(value: str | None) -> int:
-    if not value or not value.isdigit() or len(value) > 9:
+    if not value or not value.isdecimal() or len(value) > 9:
         raise FormError(N_("Please choose a text version."), "consent_versions")
     return int(value)
 

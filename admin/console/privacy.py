@@ -86,7 +86,7 @@ def privacy() -> Response:
     except _BadFilter as exc:
         return _error(400, str(exc))
     before_raw = request.args.get("before") or ""
-    if before_raw and not (before_raw.isdigit() and len(before_raw) < 10):
+    if before_raw and not (before_raw.isdecimal() and len(before_raw) < 10):
         return _error(400, N_("This page of the list no longer exists; start again."))
     session = db.session()
     entries = audit.entries(

@@ -192,7 +192,7 @@ def sales_team_update(team_id: int) -> Response:
         elif action == "add_member":
             args = _load(scoring_schemas.MemberInSchema, ("person_id",))
             sales_team.add_member(session, team_id, args["person_id"])
-        elif action.startswith("remove:") and action[7:].isdigit():
+        elif action.startswith("remove:") and action[7:].isdecimal():
             sales_team.remove_member(session, team_id, min(int(action[7:]), ROW_ID_MAX))
         elif action == "delete":
             sales_team.delete_team(session, team_id)

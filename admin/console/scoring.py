@@ -150,7 +150,7 @@ def scoring_activate() -> Response:
 @auth.require(P.SCORING_READ)
 def scoring_versions() -> Response:
     raw = request.args.get("before") or ""
-    if raw and not raw.isdigit():
+    if raw and not raw.isdecimal():
         return _error(400, N_("This page of the list no longer exists; start again."))
     before = int(raw) if raw and int(raw) < 2**31 else None
     rows = rulesets.history(db.session(), limit=50, before=before)

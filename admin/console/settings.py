@@ -114,7 +114,7 @@ def _user(user_id: int) -> User:
 
 def _salesperson_choice() -> int | None:
     raw = (request.form.get("salesperson") or "").strip()
-    return int(raw) if raw.isdigit() and len(raw) < 10 else None
+    return int(raw) if raw.isdecimal() and len(raw) < 10 else None
 
 
 @bp.get("/settings/users")
@@ -225,7 +225,7 @@ def create_token() -> Response:
     user = auth.current_user()
     assert user is not None
     raw_days = request.form.get("days") or ""
-    days = int(raw_days) if raw_days.isdigit() and len(raw_days) < 5 else 0
+    days = int(raw_days) if raw_days.isdecimal() and len(raw_days) < 5 else 0
     try:
         token, secret = tokens.create(
             db.session(),
