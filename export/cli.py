@@ -111,10 +111,12 @@ def _worker_id() -> str:
 @webhooks.command("test")
 @click.argument("endpoint_id", type=int)
 def test(endpoint_id: int) -> None:
-    """Send a signed test event now and show the receiver's answer."""
+    """Send a signed test event now and show the receiver's answer (audited: who pinged
+    which endpoint)."""
     from export import delivery
     from export import webhooks as service
     from leadvault.app import runtime
+    from leadvault.audit import Action
     from leadvault.db import unit_of_work
 
     app = load_app()
@@ -123,6 +125,7 @@ def test(endpoint_id: int) -> None:
         if endpoint.status != "active":
             raise service.WebhookError(f"endpoint {endpoint_id} is disabled; enable it first")
         outbox_id = service.enqueue_test(session, endpoint)
+        _audit(session, endpoint, Action.WEBHOOK_TESTED)
     worker_id = _worker_id()
     with unit_of_work(runtime(app).session_factory) as session:
         ids = delivery.claim_ids(session, [outbox_id], worker_id=worker_id)

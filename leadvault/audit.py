@@ -26,15 +26,15 @@ from typing import Any, Self
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from leadvault import clock
+from leadvault import clock, i18n
 from leadvault.chain import Chain, Verdict
 from leadvault.crypto import truncate_ip
 from leadvault.i18n import N_
 from leadvault.models import AuditEntry, AuditHead
 
 
-class _Catalogued(enum.StrEnum):
-    """A value with its human label (marked for translation; the console shows it)."""
+class Catalogued(enum.StrEnum):
+    """A value with its human label (marked for translation; the console and the API show it)."""
 
     label: str
 
@@ -44,8 +44,21 @@ class _Catalogued(enum.StrEnum):
         member.label = label
         return member
 
+    @classmethod
+    def codes(cls) -> list[str]:
+        """Every code, in catalogue order (what a filter accepts)."""
+        return [member.value for member in cls]
 
-class Action(_Catalogued):
+    @classmethod
+    def shown(cls, code: str) -> str:
+        """``code`` as people read it: its label in the current language, or the code
+        itself for an entry older than its catalogue (the code renamed or dropped since;
+        a code is no message id, so it is never looked up)."""
+        member = cls._value2member_map_.get(code)
+        return i18n.gettext(member.label) if isinstance(member, Catalogued) else code
+
+
+class Action(Catalogued):
     """Every action Leadvault records, in one catalogue: :func:`record` refuses any other,
     so the console's trail can offer each by name (tests/test_audit_catalogue.py checks
     that every call site names one of these)."""
@@ -87,12 +100,13 @@ class Action(_Catalogued):
     WEBHOOK_ENABLED = "webhook.enabled", N_("Webhook endpoint enabled")
     WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated", N_("Webhook signing secret renewed")
     WEBHOOK_REDELIVERED = "webhook.redelivered", N_("Webhook events queued again")
+    WEBHOOK_TESTED = "webhook.tested", N_("Webhook test event sent")
     WEBHOOK_REMOVED = "webhook.removed", N_("Webhook endpoint removed")
     CONSENT_TEXT_PUBLISHED = "consent_text.published", N_("Consent text published")
     RULES_ACTIVATED = "scoring.rules_activated", N_("Scoring rules activated")
 
 
-class ObjectType(_Catalogued):
+class ObjectType(Catalogued):
     """What an entry is about; ``object_id`` is its id (a lead's UUID, a form's public id)."""
 
     LEAD = "lead", N_("Lead")

@@ -234,6 +234,7 @@ def test_webhook_pages(make_app):
         entries = audit.entries(s, audit.Filters(object_type="webhook_endpoint"))
     assert [(e.action, audit.detail_of(e)) for e in reversed(entries)] == [
         ("webhook.added", {"events": ["lead.confirmed", "lead.erased"], "purpose": None}),
+        ("webhook.tested", {}),  # the refused ping (disabled endpoint) is not
         ("webhook.secret_rotated", {}),
         ("webhook.disabled", {"held": 1}),
         ("webhook.enabled", {}),

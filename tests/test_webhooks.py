@@ -20,7 +20,7 @@ from consent import rights
 from consent import service as consent_service
 from export import delivery, transport, webhooks
 from export.models import EndpointStatus, WebhookAttempt, WebhookEndpoint, WebhookMessage
-from leadvault import clock, leads
+from leadvault import audit, clock, leads
 from leadvault.app import runtime
 from leadvault.cli import cli
 from leadvault.models import OutboxKind, OutboxMessage, OutboxStatus
@@ -637,3 +637,7 @@ def test_webhooks_commands(webhook_app):
         assert again.exit_code == 0 and "1 events queued again" in again.output
         missing = runner.invoke(cli, ["webhooks", "test", "999"], env=env, obj=app)
         assert missing.exit_code == 1 and "no webhook endpoint 999" in missing.output
+    # Each ping is in the audit trail, who sent it to which endpoint (delivered or not).
+    with uow(app) as s:
+        pings = audit.entries(s, audit.Filters(action=audit.Action.WEBHOOK_TESTED))
+    assert [(e.actor, e.object_id) for e in pings] == [(audit.cli_actor(), str(endpoint_id))] * 3

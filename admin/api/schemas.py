@@ -14,6 +14,7 @@ from marshmallow import Schema, fields, validate
 from admin.leads import GRADES, MAX_PAGE, PURPOSE_STATES, REASON_MAX, SORTS
 from admin.permissions import Permission
 from capture.schemas import FormDefinitionSchema
+from leadvault import audit
 from scoring.models import Stage
 
 STAGES = [s.value for s in Stage]
@@ -219,11 +220,15 @@ class TokenCreatedSchema(TokenSchema):
 
 class AuditQuerySchema(Schema):
     actor = _text(1, 80)
-    action = _text(1, 40)
-    object_type = _text(1, 40)
+    # Only catalogued codes: a typo would match nothing and look like an empty trail.
+    action = fields.String(validate=validate.OneOf(audit.Action.codes()))
+    object_type = fields.String(validate=validate.OneOf(audit.ObjectType.codes()))
     object_id = _text(1, 64)
     before = fields.Integer(validate=validate.Range(1, 2**31 - 1))
     limit = fields.Integer(validate=validate.Range(1, 200), load_default=50)
+
+
+_AS_SHOWN = "as the console names it, in the request's language (Accept-Language)"
 
 
 class AuditEntrySchema(Schema):
@@ -231,7 +236,15 @@ class AuditEntrySchema(Schema):
     created_at = fields.DateTime(required=True)
     actor = fields.String(required=True)
     action = fields.String(required=True)
+    action_label = fields.String(
+        required=True,
+        metadata={"description": f"the action {_AS_SHOWN}"},
+    )
     object_type = fields.String(required=True)
+    object_type_label = fields.String(
+        required=True,
+        metadata={"description": f"the kind of object {_AS_SHOWN}"},
+    )
     object_id = fields.String(allow_none=True)
     detail = fields.Dict(required=True)
     ip_prefix = fields.String(allow_none=True)

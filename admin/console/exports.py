@@ -339,6 +339,7 @@ def webhook_action(endpoint_id: int, action: str) -> Response:
             if endpoint.status != "active":
                 return _error(409, N_("The endpoint is disabled; enable it first."))
             webhooks.enqueue_test(session, endpoint)
+            api_webhooks.record(session, endpoint, audit.Action.WEBHOOK_TESTED)
         elif action == "rotate-secret":
             secret = webhooks.rotate_secret(session, endpoint, overlap_hours=None)
             api_webhooks.record(session, endpoint, audit.Action.WEBHOOK_SECRET_ROTATED)

@@ -39,7 +39,7 @@ ACTOR_LABELS = {
 class Row:
     entry: AuditEntry
     detail: list[tuple[str, str]]  # (key, value as text), by key
-    action: str  # the action's label (a message id), or its code if it is not catalogued
+    action: str  # the action's label in the reader's language, or its code if not catalogued
     kind: str  # the kind of object's label, or its code
     name: str  # the object, as its page calls it; "" when the entry names none
     url: str | None  # the object's page, when the reader may open it
@@ -55,19 +55,10 @@ class _Named:
     earlier: _Named | None = None
 
 
-def action_choices() -> list[tuple[str, str]]:
-    """(code, translated label) of every action, by label: the filter's choices."""
-    return sorted(((a.value, i18n.gettext(a.label)) for a in audit.Action), key=lambda c: c[1])
-
-
-def kind_choices() -> list[tuple[str, str]]:
-    return sorted(((t.value, i18n.gettext(t.label)) for t in audit.ObjectType), key=lambda c: c[1])
-
-
-def _label(catalogue: type[audit.Action] | type[audit.ObjectType], code: str) -> str:
-    """The label of ``code``, or the code itself (an entry older than its catalogue)."""
-    member = catalogue._value2member_map_.get(code)
-    return member.label if isinstance(member, audit.Action | audit.ObjectType) else code
+def choices(catalogue: type[audit.Catalogued]) -> list[tuple[str, str]]:
+    """(code, translated label) of every action or kind of object, by label: a filter's
+    choices."""
+    return sorted(((m.value, i18n.gettext(m.label)) for m in catalogue), key=lambda c: c[1])
 
 
 def rows(session: Session, entries: Sequence[AuditEntry]) -> list[Row]:
@@ -93,8 +84,8 @@ def rows(session: Session, entries: Sequence[AuditEntry]) -> list[Row]:
                 detail=[
                     (key, _text(value)) for key, value in sorted(audit.detail_of(entry).items())
                 ],
-                action=_label(audit.Action, entry.action),
-                kind=_label(audit.ObjectType, entry.object_type),
+                action=audit.Action.shown(entry.action),
+                kind=audit.ObjectType.shown(entry.object_type),
                 name=shown.name,
                 url=shown.url,
             )
