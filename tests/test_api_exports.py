@@ -70,7 +70,7 @@ def test_export_errors_are_problems(app):
     assert denied.headers["Content-Type"] == "application/problem+json"
     token = factories.personal_token(app, "privacy")
     bad = client.post("/api/v1/exports", json={"columns": "email,shoe_size"}, headers=bearer(token))
-    assert bad.status_code == 400
+    assert bad.status_code == 422
     assert "unknown column 'shoe_size'" in bad.get_json()["detail"]
     wrong = client.post(
         "/api/v1/exports",
@@ -79,6 +79,14 @@ def test_export_errors_are_problems(app):
     )
     assert wrong.status_code == 422
     assert set(wrong.get_json()["errors"]) == {"format", "created_from"}
+    # Refused in the words and shape of every other operation (views.Refusal).
+    other = client.post("/api/v1/tokens", json={"name": ""}, headers=bearer(token))
+    assert other.status_code == 422
+    assert wrong.get_json()["detail"] == other.get_json()["detail"]
+    not_an_object = client.post("/api/v1/exports", json=["csv"], headers=bearer(token))
+    assert not_an_object.status_code == 400
+    assert not_an_object.mimetype == "application/problem+json"
+    assert "errors" not in not_an_object.get_json()
     # A console session (cookie) needs the CSRF token: a foreign page cannot post for it.
     console, _user = factories.signed_in_client(app, "marketing")
     assert console.post("/api/v1/exports", data={"format": "csv"}).status_code == 400

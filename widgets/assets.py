@@ -61,15 +61,32 @@ class AssetError(Exception):
     """An asset request refused; the message names the problem (safe to show)."""
 
     def __init__(
-        self, message: str, *, field: str | None = None, conflict: bool = False, **values: object
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        conflict: bool = False,
+        too_large: bool = False,
+        **values: object,
     ) -> None:
         super().__init__(message % values if values else message)
         self.message, self.values = message, values
-        self.field, self.conflict = field, conflict
+        self.field, self.conflict, self.too_large = field, conflict, too_large
 
     def translated(self) -> str:
         """The message in the request's language."""
         return i18n.gettext(self.message, **self.values)
+
+
+def too_large() -> AssetError:
+    """The refusal of a file over :data:`MAX_BYTES` (answered 413), whether the stored
+    copy or the request's size found it."""
+    return AssetError(
+        N_("The file is larger than %(size)s MB."),
+        field="file",
+        too_large=True,
+        size=MAX_BYTES // (1024 * 1024),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,11 +171,7 @@ def store(session: Session, stream: BinaryIO, *, filename: str, texts: AssetText
                     head += chunk[:16]
                 size += len(chunk)
                 if size > MAX_BYTES:
-                    raise AssetError(
-                        N_("The file is larger than %(size)s MB."),
-                        field="file",
-                        size=MAX_BYTES // (1024 * 1024),
-                    )
+                    raise too_large()
                 digest.update(chunk)
                 out.write(chunk)
         if size == 0:

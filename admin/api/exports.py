@@ -20,10 +20,9 @@ from flask import Response, current_app, request, stream_with_context
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from admin import auth
-from admin.api import problems
 from admin.api.registry import operation
 from admin.api.schemas import PRINTABLE, STAGES
-from admin.api.views import api_blueprint
+from admin.api.views import Refusal, _errors, api_blueprint
 from admin.leads import GRADES
 from admin.permissions import Permission
 from export import presets as export_presets
@@ -36,7 +35,6 @@ from leadvault.i18n import N_
 # The API's guard and refusals (views.api_blueprint): a console session's writes carry
 # the CSRF token, tokens need none.
 bp = api_blueprint("api_exports")
-CORRECT = N_("Please correct the marked fields.")
 
 
 _PIECE = 64 * 1024
@@ -72,16 +70,22 @@ def _day(value: dt.date | None) -> dt.datetime | None:
 
 
 def _export_args() -> dict[str, Any]:
+    """The request's JSON object or form post, checked; refused as every operation
+    refuses (views._body: 400 for what is not an object, 422 naming the fields)."""
     if request.is_json:
         raw = request.get_json(silent=True)
         if not isinstance(raw, dict):
-            raise ValidationError({"_schema": ["Send a JSON object."]})
+            raise Refusal(400, N_("The request could not be understood."))
+    else:
+        form = request.form
+        many = {"stage", "grade", "lead"}
+        raw = {key: form.get(key) for key in form if key not in many}
+        raw.update({key: form.getlist(key) for key in many})
+        raw = {k: v for k, v in raw.items() if v not in ("", None)}
+    try:
         return ExportRequest().load(raw)
-    form = request.form
-    many = {"stage", "grade", "lead"}
-    raw = {key: form.get(key) for key in form if key not in many}
-    raw.update({key: form.getlist(key) for key in many})
-    return ExportRequest().load({k: v for k, v in raw.items() if v not in ("", None)})
+    except ValidationError as exc:
+        raise Refusal(422, errors=_errors(exc)) from None
 
 
 @operation(
@@ -97,10 +101,7 @@ def _export_args() -> dict[str, Any]:
 )
 def export_leads() -> Response:
     """Stream the selected leads; the audit entry is written when the stream ends."""
-    try:
-        args = _export_args()
-    except ValidationError as exc:
-        return problems.problem(422, CORRECT, errors=exc.messages)
+    args = _export_args()
     rt = runtime(current_app)
     selection, filters = service.selection(
         stages=args["stage"],
@@ -120,7 +121,9 @@ def export_leads() -> Response:
                 dialect=args["dialect"],
             )
         except service.ExportError as exc:
-            return problems.problem(400, str(exc))
+            # Valid fields that do not go together (an unknown column, a preset with
+            # columns): 422 with the message, as the imports and webhooks answer.
+            raise Refusal(422, str(exc)) from None
     return download(plan, selection, filters, actor=auth.current_actor(), ip=auth.client_ip())
 
 

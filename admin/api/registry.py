@@ -47,17 +47,19 @@ class Operation:
     # Media types of the answer: JSON follows ``response``; others (a streamed CSV
     # file …) are documented as a file of that type.
     response_types: tuple[str, ...] = ("application/json",)
-    # The largest body (an upload); None: the app's limit (LEADVAULT_MAX_BODY_BYTES).
-    max_bytes: int | None = None
+    # The largest body (an upload), or what tells it when asked (a limit read at request
+    # time); None: the app's limit (LEADVAULT_MAX_BODY_BYTES).
+    max_bytes: int | Callable[[], int] | None = None
 
 
 OPERATIONS: list[Operation] = []
-_BODY_LIMITS: dict[str, int] = {}
+_BODY_LIMITS: dict[str, int | Callable[[], int]] = {}
 
 
 def body_limit(endpoint: str | None) -> int | None:
     """The body limit an operation declares (set before anything reads the body)."""
-    return _BODY_LIMITS.get(endpoint or "")
+    limit = _BODY_LIMITS.get(endpoint or "")
+    return limit() if callable(limit) else limit
 
 
 def _flask_path(path: str, params: tuple[tuple[str, str], ...]) -> str:

@@ -14,13 +14,14 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from marshmallow import Schema, ValidationError, fields
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from admin import auth, permissions, tokens
 from admin.api import problems, schemas
 from admin.api.registry import OPERATIONS, PREFIX, body_limit, build_spec, operation
 from admin.models import PersonalToken
 from admin.permissions import Permission
-from leadvault import audit, db
+from leadvault import audit, db, i18n
 from leadvault.i18n import N_
 from leadvault.web import csrf
 
@@ -39,6 +40,17 @@ class Refusal(Exception):
 
 def _refusal(exc: Refusal) -> Response:
     return problems.problem(exc.status, exc.detail, errors=exc.errors)
+
+
+_TOO_LARGE = N_("The request is larger than %(size)s, the most taken here.")
+
+
+def _too_large(_exc: RequestEntityTooLarge) -> Response:
+    """A body over the operation's limit (or the app's), read by the CSRF check or the
+    view: the limit is named."""
+    limit = request.max_content_length or 0
+    size = f"{limit // 2**20} MB" if limit >= 2**20 else f"{limit // 1024} KB"
+    return problems.problem(413, i18n.gettext(_TOO_LARGE, size=size))
 
 
 def _guard() -> Response | None:
@@ -65,6 +77,7 @@ def api_blueprint(name: str, **options: Any) -> Blueprint:
     csrf.exempt(blueprint)
     blueprint.before_request(_guard)
     blueprint.register_error_handler(Refusal, _refusal)
+    blueprint.register_error_handler(RequestEntityTooLarge, _too_large)
     return blueprint
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from flask import Response, abort, redirect, request, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
+from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional
 
@@ -105,7 +106,12 @@ def assets_page() -> Response:
 def asset_upload() -> Response:
     request.max_content_length = assets.MAX_BYTES + _FORM_MEMORY
     request.max_form_memory_size = _FORM_MEMORY
-    form = AssetUploadForm()  # validates the CSRF token itself
+    try:
+        form = AssetUploadForm()  # validates the CSRF token itself
+    except RequestEntityTooLarge:  # the body is over the limit: nothing of it is read
+        empty = AssetUploadForm(formdata=None)
+        _apply_error(empty, assets.too_large())
+        return _list_page(empty, 413)
     if not form.validate_on_submit():
         return _list_page(form, 422)
     upload = form.file.data
@@ -119,7 +125,7 @@ def asset_upload() -> Response:
         )
     except assets.AssetError as exc:
         _apply_error(form, exc)
-        return _list_page(form, 422)
+        return _list_page(form, 413 if exc.too_large else 422)
     record(session, asset, audit.Action.ASSET_UPLOADED)
     return redirect(url_for("console.asset_page", asset_id=asset.public_id, done="uploaded"), 303)
 
