@@ -48,6 +48,8 @@ class _Deferred:
     order: int
     flush: Flush
     items: list[Any] = dataclasses.field(default_factory=list)
+    # See defer(): may run before the queued rows are written (a snapshot batch).
+    before_writes: bool = False
 
 
 @dataclasses.dataclass
@@ -199,14 +201,29 @@ def active(session: Session) -> Batch | None:
     return session.info.get(_KEY)
 
 
-def defer(session: Session, key: str, item: Any, flush: Flush, *, order: int = 0) -> bool:
-    """Queue ``item`` for ``flush`` at the batch's end; False outside a batch (do it now)."""
+def defer(
+    session: Session,
+    key: str,
+    item: Any,
+    flush: Flush,
+    *,
+    order: int = 0,
+    before_writes: bool = False,
+) -> bool:
+    """Queue ``item`` for ``flush`` at the batch's end; False outside a batch (do it now).
+
+    ``before_writes``: every statement ``flush`` runs goes through the session (none on
+    its Core connection), so one that reads or writes a table the batch's queued rows
+    go to writes them first (``_flush_for``). In a SQLite snapshot batch such a flush
+    then runs before the queued rows are written: its work (scoring the batch: rules,
+    enrichment, sealing the events) is done before its first write takes the write
+    lock, not while requests wait for it."""
     batch = active(session)
     if batch is None:
         return False
     entry = batch.deferred.get(key)
     if entry is None:
-        entry = batch.deferred[key] = _Deferred(order, flush)
+        entry = batch.deferred[key] = _Deferred(order, flush, before_writes=before_writes)
     entry.items.append(item)
     return True
 
@@ -229,13 +246,20 @@ def insert(session: Session, table: sa.Table, values: dict[str, Any]) -> bool:
 
 def finish(session: Session) -> None:
     """Write the queued rows, then run the deferred work, lowest ``order`` first; a flush
-    may defer more work or queue more rows."""
+    may defer more work or queue more rows. In a snapshot batch that has not written yet
+    the queued rows wait while the next flush may run before them (``defer``)."""
     batch = active(session)
     if batch is None:
         return
     while True:
-        _write_inserts(session, batch)
         waiting = [(e.order, key) for key, e in batch.deferred.items() if e.items]
+        if not (
+            waiting
+            and batch.snapshot
+            and in_snapshot(session)
+            and batch.deferred[min(waiting)[1]].before_writes
+        ):
+            _write_inserts(session, batch)
         if not waiting:
             return
         _order, key = min(waiting)

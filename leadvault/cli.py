@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -146,6 +147,11 @@ def worker(once: bool, batch_size: int | None) -> None:
     lower_priority(settings.worker_nice)
     app = load_app()
     runner = Worker(app, batch_size=batch_size)
+    # What start-up loaded (the app, SQLAlchemy, Jinja, Babel: ~145 000 objects) lives as
+    # long as the process: out of the collector's full passes, which walked all of it
+    # about three times per 1 000 leads (as leadvault.wsgi does for the web workers).
+    gc.collect()
+    gc.freeze()
     if once:
         while runner.deliver_once():
             pass

@@ -236,7 +236,10 @@ def on_form_submitted(
         submission.utm_campaign,
         submission.created_at or clock.now(),
     )
-    if not batch.defer(session, "scoring.form_submitted", item, _form_submissions):
+    # before_writes: in a SQLite snapshot batch, scored before the write lock is taken.
+    if not batch.defer(
+        session, "scoring.form_submitted", item, _form_submissions, before_writes=True
+    ):
         _form_submissions(session, [item])
 
 
