@@ -422,7 +422,7 @@ def _unconfirmed_days(raw: str) -> int:
 def _time_zone(raw: str) -> str:
     try:
         ZoneInfo(raw)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe", a folder
         raise ValueError(
             f"expected a time zone such as Europe/Berlin or UTC, got {raw!r}"
         ) from None

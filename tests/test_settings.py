@@ -90,6 +90,8 @@ BAD_VALUES = [
     pytest.param("LEADVAULT_RATE_LIMIT_IP", "lots", id="rate"),
     pytest.param("LEADVAULT_WORKER_NICE", "20", id="worker-nice-20"),
     pytest.param("LEADVAULT_WORKER_NICE", "-5", id="worker-nice-negative"),
+    # A folder of the zone database, not a zone (was an IsADirectoryError traceback).
+    pytest.param("LEADVAULT_TIME_ZONE", "Europe", id="time-zone-folder"),
 ]
 
 
