@@ -48,3 +48,25 @@ def test_audit_trail_filters_by_kind_and_dates_and_pages_keep_them(app):
     # Viewers of the trail without the requests permission do not get the requests log.
     owner, _ = factories.signed_in_client(app, "owner")
     assert 'id="h-requests"' in text(owner.get("/console/privacy"))
+
+
+def test_an_action_or_kind_not_in_the_catalogue_is_named_not_an_empty_trail(app):
+    """The selects offer catalogue codes only; a hand-made URL with another code showed
+    "No entries match." as if the trail had none. It is a 400 page with the filter marked."""
+    client, _ = factories.signed_in_client(app, "privacy")
+    for query, field, lang, message in (
+        ("action=lead.vanished", "a-action", "en", "There is no such action"),
+        ("object_type=spaceship", "a-type", "en", "There is no such kind of object"),
+        ("action=lead.vanished", "a-action", "de", "Diese Aktion gibt es nicht"),
+        ("object_type=spaceship", "a-type", "de", "Diese Art von Objekt gibt es nicht"),
+    ):
+        page = client.get(f"/console/privacy?{query}&lang={lang}")
+        assert page.status_code == 400, (query, page.status_code)
+        html = text(page)
+        one_h1(html)
+        select = html.split(f'id="{field}"')[1].split(">")[0]
+        assert 'aria-invalid="true"' in select and f'aria-describedby="{field}-error"' in select
+        error = html.split(f'id="{field}-error"')[1].split("</p>")[0]
+        assert message in error, error
+        assert "No entries match." not in html and "Keine Einträge" not in html
+    assert client.get("/console/privacy?action=lead.revealed").status_code == 200

@@ -39,6 +39,22 @@ class _BadFilter(ValueError):
     pass
 
 
+class _NotCatalogued(ValueError):
+    """A code the filter's select does not offer (a hand-made URL): the page marks the
+    select instead of showing an empty trail as if no entry matched."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _code(name: str, catalogue: type[audit.Catalogued], message: str) -> str | None:
+    value = _text(name, 40)
+    if value is not None and value not in catalogue.codes():
+        raise _NotCatalogued(name, message)
+    return value
+
+
 def _text(name: str, limit: int) -> str | None:
     value = (request.args.get(name) or "").strip()
     if len(value) > limit or not value.isprintable():
@@ -61,8 +77,14 @@ def _audit_filters() -> tuple[audit.Filters, dict[str, str]]:
     since, until = _day("since"), _day("until")
     filters = audit.Filters(
         actor=_text("actor", 80),
-        action=_text("action", 40),
-        object_type=_text("object_type", 40),
+        action=_code(
+            "action", audit.Action, N_("There is no such action: choose one from the list.")
+        ),
+        object_type=_code(
+            "object_type",
+            audit.ObjectType,
+            N_("There is no such kind of object: choose one from the list."),
+        ),
         object_id=_text("object_id", 64),
         since=dt.datetime.combine(since, dt.time(), dt.UTC) if since else None,
         # The calendar's last day has no next one: nothing lies after it.
@@ -81,16 +103,24 @@ def privacy() -> Response:
     from consent import ledger
     from leadvault.app import runtime
 
+    errors: dict[str, str] = {}
     try:
         filters, args = _audit_filters()
     except _BadFilter as exc:
         return _error(400, str(exc))
+    except _NotCatalogued as exc:
+        errors[exc.field] = str(exc)
+        filters, args = audit.Filters(), {}
     before_raw = request.args.get("before") or ""
     if before_raw and not (before_raw.isdecimal() and len(before_raw) < 10):
         return _error(400, N_("This page of the list no longer exists; start again."))
     session = db.session()
-    entries = audit.entries(
-        session, filters, before=int(before_raw) if before_raw else None, limit=PAGE
+    entries = (
+        []
+        if errors
+        else audit.entries(
+            session, filters, before=int(before_raw) if before_raw else None, limit=PAGE
+        )
     )
     verdicts = None
     if request.args.get("verify") == "1":
@@ -101,7 +131,9 @@ def privacy() -> Response:
     settings = runtime(current_app).settings
     return page(
         "console/privacy.html",
+        400 if errors else 200,
         section="privacy",
+        filter_errors=errors,
         rows=trail.rows(session, entries),
         filters=filters,
         filter_args=args,
