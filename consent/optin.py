@@ -26,6 +26,7 @@ from consent.service import ConsentError, purpose_label, states
 from leadvault import batch, batch_mail, branding, clock, i18n, leads, outbox, signals
 from leadvault.crypto import TokenExpired, payload_id
 from leadvault.db import mail_context, settings_of, vault_of
+from leadvault.i18n import N_
 from leadvault.mail import MailContent
 from leadvault.models import Lead
 
@@ -101,7 +102,9 @@ def request_consent(
             lambda text_id=text_id: session.get(ConsentText, text_id),
         )
         if text is None:
-            raise ConsentError(f"the form has no consent text for {purpose!r}")
+            raise ConsentError(
+                N_("The form has no consent text for “%(purpose)s”."), purpose=purpose
+            )
         texts.append(text)
         ledger.append(
             session,

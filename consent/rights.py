@@ -22,6 +22,7 @@ from leadvault import branding, clock, i18n, inbox, leads, links, mail, outbox, 
 from leadvault.branding import mail_parts
 from leadvault.crypto import TokenExpired, TokenInvalid, payload_id, random_token
 from leadvault.db import mail_context, settings_of, vault_of
+from leadvault.i18n import N_
 from leadvault.mail import MailContent
 from leadvault.models import Lead, OutboxMessage, OutboxStatus
 
@@ -88,7 +89,7 @@ def queue_marketing_mail(
 ) -> OutboxMessage:
     """A mail under a marketing purpose: only with consent, always with one-click unsubscribe."""
     if not service.has_consent(session, lead.id, purpose):
-        raise service.ConsentError(f"no consent for {purpose!r}")
+        raise service.ConsentError(N_("There is no consent for “%(purpose)s”."), purpose=purpose)
     content = MailContent(
         to=leads.email_of(session, lead),
         subject=subject,
@@ -233,7 +234,10 @@ def grant(session: Session, lead: Lead, purpose: str, lang: str, meta: RequestMe
     """Asking for a purpose from the preference center goes through double opt-in again."""
     text = service.latest_text(session, purpose, lang)
     if text is None:
-        raise service.ConsentError(f"no consent text for {purpose!r}")
+        raise service.ConsentError(
+            N_("There is no consent text for “%(purpose)s” yet."),
+            purpose=service.purpose_label(purpose, lang),
+        )
     optin.request_consent(
         session,
         lead=lead,

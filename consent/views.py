@@ -291,7 +291,17 @@ def change_purpose(token: str, action: str) -> Response:
             text=N_("Your consent is withdrawn. Queued mails for it are cancelled."),
             back=url_for("consent.preferences", token=token),
         )
-    rights.grant(session, lead, purpose, language(), request_meta())
+    try:
+        rights.grant(session, lead, purpose, language(), request_meta())
+    except service.ConsentError as exc:  # no text to ask with in this language yet
+        return private_page(
+            "consent/message.html",
+            409,
+            title=N_("Something is not right"),
+            text=exc.message,
+            text_values=exc.values,
+            back=url_for("consent.preferences", token=token),
+        )
     return private_page(
         "consent/message.html",
         title=N_("Please check your inbox"),
