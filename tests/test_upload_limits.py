@@ -74,3 +74,25 @@ def test_api_takes_a_file_above_the_app_limit_and_names_the_asset_limit(
         assert refused.status_code == 413, text(refused)
         assert refused.mimetype == "application/problem+json"
         assert "größer als 1 MB" in refused.get_json()["detail"]
+
+
+def test_a_limit_under_a_megabyte_is_named_in_kilobytes(app, monkeypatch):
+    """With assets.MAX_BYTES under 1 MB the refusal and the field's hint read "0 MB"."""
+    monkeypatch.setattr(assets, "MAX_BYTES", 100 * 1024)
+    client, _ = factories.signed_in_client(app, "marketing")
+    token = csrf(client, "/console/assets")
+    assert "at most 100 KB." in text(client.get("/console/assets"))
+    data = PDF + b"0" * (150 * 1024)
+    refused = client.post(
+        "/console/assets", data=_fields(data, csrf_token=token), content_type=MULTIPART
+    )
+    assert refused.status_code == 413
+    assert "The file is larger than 100 KB." in text(refused)
+    api = client.post(
+        "/api/v1/assets",
+        data=_fields(data),
+        headers={"X-CSRFToken": token, "Accept-Language": "de"},
+        content_type=MULTIPART,
+    )
+    assert api.status_code == 413, text(api)
+    assert "Die Datei ist größer als 100 KB." in api.get_json()["detail"]

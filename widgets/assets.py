@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from capture.models import Form
-from leadvault import clock, i18n, untrusted
+from leadvault import clock, i18n, sizes, untrusted
 from leadvault.crypto import random_token
 from leadvault.db import settings_of
 from leadvault.i18n import N_
@@ -82,10 +82,10 @@ def too_large() -> AssetError:
     """The refusal of a file over :data:`MAX_BYTES` (answered 413), whether the stored
     copy or the request's size found it."""
     return AssetError(
-        N_("The file is larger than %(size)s MB."),
+        N_("The file is larger than %(size)s."),
         field="file",
         too_large=True,
-        size=MAX_BYTES // (1024 * 1024),
+        size=sizes.readable(MAX_BYTES),
     )
 
 

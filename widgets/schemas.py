@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from leadvault import sizes
 from leadvault.untrusted import STAFF_TEXT_REFUSED
-from widgets.assets import MAX_DESCRIPTION, MAX_LISTED, MAX_TITLE
+from widgets.assets import MAX_BYTES, MAX_DESCRIPTION, MAX_LISTED, MAX_TITLE
 
 _ALLOWED = f"[^{STAFF_TEXT_REFUSED}]"
 # A title: at least one visible character, no control characters.
@@ -44,7 +45,8 @@ class AssetUploadSchema(AssetTextsSchema):
         metadata={
             "type": "string",
             "format": "binary",
-            "description": "PDF, EPUB, ZIP, DOCX, XLSX, PPTX, PNG or JPEG; at most 50 MB",
+            "description": "PDF, EPUB, ZIP, DOCX, XLSX, PPTX, PNG or JPEG; at most "
+            + sizes.readable(MAX_BYTES),
         },
     )
 

@@ -21,7 +21,7 @@ from admin.api import problems, schemas
 from admin.api.registry import OPERATIONS, PREFIX, body_limit, build_spec, operation
 from admin.models import PersonalToken
 from admin.permissions import Permission
-from leadvault import audit, db, i18n
+from leadvault import audit, db, i18n, sizes
 from leadvault.i18n import N_
 from leadvault.web import csrf
 
@@ -49,8 +49,7 @@ def _too_large(_exc: RequestEntityTooLarge) -> Response:
     """A body over the operation's limit (or the app's), read by the CSRF check or the
     view: the limit is named."""
     limit = request.max_content_length or 0
-    size = f"{limit // 2**20} MB" if limit >= 2**20 else f"{limit // 1024} KB"
-    return problems.problem(413, i18n.gettext(_TOO_LARGE, size=size))
+    return problems.problem(413, i18n.gettext(_TOO_LARGE, size=sizes.readable(limit)))
 
 
 def _guard() -> Response | None:

@@ -18,7 +18,7 @@ from admin import auth
 from admin.api.assets import asset_rows, record, texts_of
 from admin.console.views import bp, page
 from admin.permissions import Permission
-from leadvault import audit, db
+from leadvault import audit, db, sizes
 from leadvault.i18n import lazy_gettext
 from leadvault.web import csrf
 from widgets import assets, service
@@ -86,7 +86,7 @@ def _list_page(upload: AssetUploadForm, status: int = 200) -> Response:
         rows=asset_rows(session, found),
         archived=archived,
         upload=upload,
-        max_mb=assets.MAX_BYTES // (1024 * 1024),
+        max_size=sizes.readable(assets.MAX_BYTES),
         kinds=", ".join(sorted(k.lstrip(".").upper() for k in assets.KINDS)),
         done=request.args.get("done", "")[:20],
     )
