@@ -231,14 +231,7 @@ def submit(
     }
     # The signal's receivers read it; a worker's batch writes the row with the others
     # (no ORM object: its values are what the receivers read).
-    submission: Submission | QueuedSubmission
-    if batch.insert(session, Submission.__table__, values):
-        submission = QueuedSubmission(**values)
-    else:
-        submission = Submission(**values)
-        session.add(submission)
-        if batch.active(session) is None:
-            session.flush()  # an isolated batch flushes each item's rows in its savepoint
+    submission = batch.add(session, Submission, values) or QueuedSubmission(**values)
     optin.request_consent(
         session,
         lead=lead,

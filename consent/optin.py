@@ -136,14 +136,7 @@ def request_consent(
     }
     # In a worker's batch written with the batch's other requests at its end (no ORM
     # object: the mail needs only its values).
-    request: OptInRequest | QueuedRequest
-    if batch.insert(session, OptInRequest.__table__, values):
-        request = QueuedRequest(**values)
-    else:
-        request = OptInRequest(**values)
-        session.add(request)
-        if batch.active(session) is None:
-            session.flush()  # an isolated batch flushes each item's rows in its savepoint
+    request = batch.add(session, OptInRequest, values) or QueuedRequest(**values)
     _queue_optin_mail(session, lead, request, texts, mail, whitepaper=form.whitepaper)
     return request
 

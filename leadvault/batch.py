@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.sql import util as sql_util
 
 from leadvault.bulk import insert_many
@@ -41,6 +41,7 @@ from leadvault.sqlite_writer import in_snapshot
 _KEY = "leadvault.batch"
 
 Flush = Callable[[Session, list[Any]], None]
+Row = TypeVar("Row", bound=DeclarativeBase)
 
 
 @dataclasses.dataclass
@@ -242,6 +243,19 @@ def insert(session: Session, table: sa.Table, values: dict[str, Any]) -> bool:
         return False
     batch.inserts.setdefault(table, []).append(values)
     return True
+
+
+def add(session: Session, model: type[Row], values: dict[str, Any]) -> Row | None:
+    """A row of ``model``: queued for the batch's executemany (None: no ORM object, the
+    caller keeps its values), else added to the session and returned — flushed at once
+    outside any batch (an isolated batch flushes each item's rows in its savepoint)."""
+    if insert(session, model.__table__, values):
+        return None
+    row = model(**values)
+    session.add(row)
+    if active(session) is None:
+        session.flush()
+    return row
 
 
 def finish(session: Session) -> None:

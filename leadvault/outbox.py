@@ -92,10 +92,7 @@ def queue_mail(
     """:func:`enqueue_mail` for a caller that needs no row back: in a worker's batch the
     row is written with the batch's other mails in one statement at its end."""
     values = _mail_row(session, content, template=template, lead=lead, purpose=purpose)
-    if not batch.insert(session, OutboxMessage.__table__, values):
-        session.add(OutboxMessage(**values))
-        if batch.active(session) is None:
-            session.flush()  # an isolated batch flushes each item's rows in its savepoint
+    batch.add(session, OutboxMessage, values)
 
 
 def _mail_row(
