@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from capture import definitions
+from capture import definition_service
 from capture.definitions import Definition, FormError
 from capture.models import Form, Submission
 from consent.models import OptInRequest
@@ -40,7 +40,7 @@ def create(
     actor: str,
     ip: str | None,
 ) -> Form:
-    form = definitions.create_form(session, definition)
+    form = definition_service.create_form(session, definition)
     if asset:
         _attach(session, form, asset)
     _record(session, audit.Action.FORM_CREATED, form, actor, ip)
@@ -57,7 +57,7 @@ def update(
     ip: str | None,
 ) -> list[str]:
     """Replace the definition (and the asset unless ``KEEP``); returns what changed."""
-    changed = definitions.update_form(session, form, definition)
+    changed = definition_service.update_form(session, form, definition)
     if asset is not KEEP:
         before = widgets.asset_for_form(session, form)
         if asset:
@@ -75,7 +75,7 @@ def update(
 
 def set_active(session: Session, form: Form, active: bool, *, actor: str, ip: str | None) -> bool:
     """Archive a form or take submissions again (audited when it changed)."""
-    done = definitions.set_active(session, form, active)
+    done = definition_service.set_active(session, form, active)
     if done:
         _record(
             session,
@@ -91,7 +91,7 @@ def delete(session: Session, form: Form, *, actor: str, ip: str | None) -> None:
     """Delete a never-used form (else :class:`capture.definitions.FormInUse`)."""
     public_id = form.public_id
     widgets.detach(session, form)
-    definitions.delete_form(session, form)
+    definition_service.delete_form(session, form)
     audit.record(
         session,
         actor=actor,
@@ -117,7 +117,7 @@ def describe(session: Session, form: Form) -> dict[str, Any]:
         "intro": form.intro or {},
         "fields": form.fields,
         "purposes": form.purposes,
-        "consent_versions": definitions.consent_versions_of(session, form),
+        "consent_versions": definition_service.consent_versions_of(session, form),
         "allowed_origins": form.allowed_origins,
         "thank_you": form.thank_you or {},
         "redirect_url": form.redirect_url,

@@ -74,7 +74,7 @@ def add(
     """Create a form and print its id and embed snippets."""
     from marshmallow import ValidationError
 
-    from capture import definitions, schemas
+    from capture import definition_service, definitions, schemas
 
     def per_language(part: str) -> dict[str, str]:
         return {lang: v for lang in ("en", "de") if (v := texts.get(f"{part}_{lang}"))}
@@ -102,7 +102,7 @@ def add(
     app = load_app()
     try:
         with app_session(app) as session:
-            form = definitions.create_form(session, schemas.definition_from(loaded))
+            form = definition_service.create_form(session, schemas.definition_from(loaded))
             public_id = form.public_id
     except definitions.FormError as exc:
         raise Refused(str(exc)) from None
@@ -123,13 +123,13 @@ def _first_problem(messages: object, where: str = "") -> str:
 @click.argument("form_id")
 def archive(form_id: str) -> None:
     """Archive a form: it takes no more submissions (its history stays)."""
-    from capture import definitions
+    from capture import definition_service
     from leadvault import audit
 
     app = load_app()
     with app_session(app) as session:
         form = _form(session, form_id)
-        changed = definitions.archive_form(session, form)
+        changed = definition_service.archive_form(session, form)
         if changed:
             _audit(session, audit.Action.FORM_ARCHIVED, form.public_id)
     click.echo(f"{form_id} archived" if changed else f"{form_id} was already archived")
@@ -139,7 +139,7 @@ def archive(form_id: str) -> None:
 @click.argument("form_id")
 def delete(form_id: str) -> None:
     """Delete a form that never took a submission (else archive it)."""
-    from capture import definitions
+    from capture import definition_service, definitions
     from leadvault import audit
 
     app = load_app()
@@ -147,7 +147,7 @@ def delete(form_id: str) -> None:
         with app_session(app) as session:
             form = _form(session, form_id)
             public_id = form.public_id
-            definitions.delete_form(session, form)
+            definition_service.delete_form(session, form)
             _audit(session, audit.Action.FORM_DELETED, public_id)
     except definitions.FormInUse as exc:
         raise Refused(f"{exc} (leadvault forms archive {form_id})") from None

@@ -16,9 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from capture import bots, definitions
+from capture import bots, definition_service
 
-# The form definitions moved to capture.definitions; callers keep importing them from here.
+# The form definitions moved to capture.definitions (what they are) and
+# capture.definition_service (creating them); callers keep importing them from here.
+from capture.definition_service import create_form  # noqa: F401 (re-exported)
 from capture.definitions import (  # noqa: F401 (re-exported)
     DEFAULT_PURPOSE,
     FIELD_NAMES,
@@ -27,11 +29,9 @@ from capture.definitions import (  # noqa: F401 (re-exported)
     FieldSpec,
     FormError,
     PurposeSpec,
-    create_form,
-    normalise_origin,
-    page_on_owner_site,
 )
 from capture.models import Form, FormKind, Submission
+from capture.origins import normalise_origin, page_on_owner_site
 
 # The endpoint's write moved to capture.queueing; callers keep importing it from here.
 from capture.queueing import (  # noqa: F401 (re-exported)
@@ -79,7 +79,7 @@ class FormCache:
         self._items: dict[str, tuple[float, Form | None]] = {}
         self._lock = threading.Lock()
         # An edit in this process shows at once (other processes: within ttl_seconds).
-        definitions.on_change(self.forget)
+        definition_service.on_change(self.forget)
 
     def forget(self, public_id: str) -> None:
         with self._lock:

@@ -2,7 +2,7 @@
 keys), archive and restore, delete while never used, and the allowed origins.
 
 Registered on the API's blueprint (``admin_api``) with its request helpers; the
-logic is ``admin.forms`` over ``capture.definitions``, the console's too.
+logic is ``admin.forms`` over ``capture.definition_service``, the console's too.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from admin.api import schemas
 from admin.api.registry import operation
 from admin.api.views import Refusal, _body, _dump, bp
 from admin.permissions import Permission
-from capture import definitions
+from capture import definition_service, definitions
 from capture.models import Form
 from capture.schemas import definition_from
 from leadvault import audit, db
@@ -102,7 +102,7 @@ def _edit(form_id: str, *, partial: bool) -> Response:
     form = _form(form_id)
     session = db.session()
     asset = args.pop("asset", form_service.KEEP if partial else None)
-    base = definitions.definition_of(session, form) if partial else None
+    base = definition_service.definition_of(session, form) if partial else None
     try:
         form_service.update(
             session,
@@ -222,9 +222,9 @@ def form_origins(form_id: str) -> Response:
     form = _form(form_id)
     session = db.session()
     before = len(form.allowed_origins)
-    definition = definitions.definition_of(session, form)
+    definition = definition_service.definition_of(session, form)
     try:
-        definitions.update_form(
+        definition_service.update_form(
             session,
             form,
             definition_from({"allowed_origins": args["allowed_origins"]}, definition),

@@ -28,7 +28,7 @@ from wtforms import (
 from wtforms.validators import InputRequired, Length, Optional
 from wtforms.validators import ValidationError as WtfError
 
-from capture import definitions, schemas
+from capture import definition_service, definitions, schemas
 from capture.definitions import Definition, FormError
 from capture.models import Form, FormKind
 from consent import service as consent_service
@@ -138,7 +138,7 @@ def defaults(purposes: list[PurposeChoice]) -> dict[str, Any]:
 
 def data_of(session: Session, form: Form, purposes: list[PurposeChoice]) -> dict[str, Any]:
     """The editor's fields filled from a stored form."""
-    current = definitions.definition_of(session, form)
+    current = definition_service.definition_of(session, form)
     data = defaults(purposes)
     data.update(
         name=current.name,

@@ -4,7 +4,7 @@ languages, the embed snippets with copy buttons), create and edit, archive, rest
 and delete while never used.
 
 Pages on the console's blueprint (``console.forms`` …); the logic is ``admin.forms``
-over ``capture.definitions`` (the admin API's too); the editor is ``form_editor``.
+over ``capture.definition_service`` (the admin API's too); the editor is ``form_editor``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from admin import forms as form_service
 from admin.console import form_editor
 from admin.console.views import bp, page
 from admin.permissions import Permission
-from capture import definitions
+from capture import definition_service, definitions
 from capture import service as capture_service
 from capture.models import Form
 from consent import service as consent_service
@@ -72,9 +72,9 @@ def form(form_id: str) -> Response:
         figures=form_service.figures(session, found),
         snippets=snippets,
         kinds=form_editor.KINDS,
-        versions=definitions.consent_versions_of(session, found),
+        versions=definition_service.consent_versions_of(session, found),
         asset=widgets.asset_for_form(session, found),
-        in_use=definitions.in_use(session, found),
+        in_use=definition_service.in_use(session, found),
         may_write=auth.can(Permission.FORMS_WRITE),
         done=request.args.get("done"),
         purpose_label=lambda key: consent_service.purpose_label(key, i18n.current_language()),
@@ -185,7 +185,7 @@ def form_delete_confirm(form_id: str) -> Response:
         "console/form_delete.html",
         section="forms",
         form=found,
-        in_use=definitions.in_use(db.session(), found),
+        in_use=definition_service.in_use(db.session(), found),
     )
 
 
