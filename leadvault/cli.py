@@ -1,4 +1,10 @@
-"""The ``leadvault`` command line."""
+"""The ``leadvault`` command line: the root group, serving (``run``, ``worker``), the schema
+(``db``) and the entry point.
+
+The core's other groups are in modules of their own, ``leadvault/<group>_cli.py``
+(``keys``, ``check``, ``api-tokens``, ``audit``, ``i18n``), the domain packages'
+in their ``cli.py``; both are registered here.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +20,10 @@ import click
 from flask import Flask
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from leadvault import api_tokens_cli, audit_cli, check_cli, i18n_cli, keys_cli
 from leadvault.commands import (
     ConfigProblem,
     Refused,
-    app_session,
     configure_logging,
     load_app,
     load_settings,
@@ -187,236 +193,19 @@ def db_upgrade() -> None:
     click.echo(f"Database at revision {migrate.current(runtime(app).engine)}.")
 
 
-@cli.group()
-def keys() -> None:
-    """Master key rotation."""
-
-
-@keys.command("status")
-def keys_status() -> None:
-    """Show master key versions and how many data keys each wraps."""
-    from leadvault import keys as key_service
-    from leadvault.app import runtime
-
-    app = load_app()
-    keyring = runtime(app).vault.keyring
-    with app_session(app) as session:
-        for version in sorted(keyring.master_keys):
-            active = " (active)" if version == keyring.active_version else ""
-            used = key_service.count_using(session, version)
-            click.echo(f"version {version}{active}: {used} data keys")
-
-
-@keys.command("rotate")
-def keys_rotate() -> None:
-    """Add a master key version and re-wrap every data key under it."""
-    from leadvault import keys as key_service
-    from leadvault.app import runtime
-    from leadvault.db import unit_of_work
-
-    app = load_app()
-    rt = runtime(app)
-    keyring = rt.vault.keyring
-    version = keyring.add_master_version()
-    # Save first: a crash mid-way leaves keys wrapped by either version, both held.
-    keyring.save()
-    with unit_of_work(rt.session_factory) as session:
-        total = key_service.count_stale(session, version)
-    with click.progressbar(length=total, label=f"Re-wrapping under version {version}") as bar:
-        while True:
-            with unit_of_work(rt.session_factory) as session:
-                done = key_service.rewrap_batch(session)
-            if not done:
-                break
-            bar.update(done)
-    click.echo(f"Master key version {version} is active; {total} data keys re-wrapped.")
-    older = sorted(v for v in keyring.master_keys if v != version)
-    if older:
-        click.echo(f"Retire older versions with: leadvault keys retire {older[0]}")
-
-
-@keys.command("retire")
-@click.argument("version", type=int)
-def keys_retire(version: int) -> None:
-    """Remove an old master key version once no data key uses it."""
-    from leadvault import keys as key_service
-    from leadvault.app import runtime
-    from leadvault.crypto import KeyringError
-
-    app = load_app()
-    keyring = runtime(app).vault.keyring
-    with app_session(app) as session:
-        used = key_service.count_using(session, version)
-    if used:
-        raise Refused(
-            f"master key version {version} still wraps {used} data keys; "
-            "run `leadvault keys rotate` first"
-        )
-    try:
-        keyring.retire_master_version(version)
-    except KeyringError as exc:
-        raise Refused(str(exc)) from None
-    keyring.save()
-    click.echo(f"Master key version {version} retired.")
-
-
-@cli.command()
-def check() -> None:
-    """Print what is configured and whether the database and SMTP answer."""
-    from leadvault import checks
-
-    settings = load_settings()
-    lines = checks.run(load_app(), settings)
-    for line in lines:
-        click.echo(line.printed())
-    if any(line.level == "error" for line in lines):
-        raise SystemExit(1)
-
-
 def _first_line(exc: BaseException) -> str:
     from leadvault.checks import first_line
 
     return first_line(exc)
 
 
-@cli.group("api-tokens")
-def api_tokens() -> None:
-    """Tokens for the JSON API."""
-
-
-@api_tokens.command("create")
-@click.argument("name")
-@click.option("--scope", "scopes", multiple=True, required=True, help="consent:read, events:write")
-def api_tokens_create(name: str, scopes: tuple[str, ...]) -> None:
-    """Create a token; it is printed once and stored only as a hash."""
-    from leadvault import api
-
-    app = load_app()
-    try:
-        with app_session(app) as session:
-            secret = api.create_token(session, name, list(scopes))
-    except api.ApiTokenError as exc:
-        raise Refused(str(exc)) from None
-    click.echo(secret)
-
-
-@api_tokens.command("revoke")
-@click.argument("name")
-def api_tokens_revoke(name: str) -> None:
-    """Revoke a token by name."""
-    from leadvault import api
-
-    app = load_app()
-    with app_session(app) as session:
-        if not api.revoke_token(session, name):
-            raise Refused(f"no active token named {name!r}")
-    click.echo(f"Token {name!r} revoked.")
-
-
-@cli.group()
-def audit() -> None:
-    """The audit trail of looks at personal data, exports, erasures and account changes."""
-
-
-@audit.command("verify")
-def audit_verify() -> None:
-    """Check the audit trail's hash chain; exit 1 naming the first broken entry."""
-    from leadvault import audit as trail
-
-    app = load_app()
-    with app_session(app) as session:
-        verdict = trail.verify(session)
-    if verdict.ok:
-        click.echo(verdict.describe("Audit trail"))
-        return
-    click.echo(verdict.describe("Audit trail"), err=True)
-    raise SystemExit(1)
-
-
-def _catalogued(name: str) -> Any:
-    """A click callback that takes only a code of ``audit.<name>`` (a typo would match
-    no entry and look like an empty trail), naming the valid ones when refusing."""
-
-    def check(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-        from leadvault import audit as trail
-
-        catalogue: type[trail.Catalogued] = getattr(trail, name)
-        if value is None or value in catalogue.codes():
-            return value
-        raise click.BadParameter(f"{value!r} is not one of: {', '.join(sorted(catalogue.codes()))}")
-
-    return check
-
-
-@audit.command("list")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 200))
-@click.option("--actor", help="user:7, cli:root …")
-@click.option(
-    "--action",
-    callback=_catalogued("Action"),
-    help="lead.revealed, auth.login_failed … (a wrong one lists them all)",
-)
-@click.option(
-    "--object-type",
-    callback=_catalogued("ObjectType"),
-    help="lead, form, webhook_endpoint … (a wrong one lists them all)",
-)
-@click.option("--object", "object_id", help="a lead's id, a form's id …")
-def audit_list(
-    limit: int,
-    actor: str | None,
-    action: str | None,
-    object_type: str | None,
-    object_id: str | None,
-) -> None:
-    """The newest entries, newest first."""
-    from leadvault import audit as trail
-
-    app = load_app()
-    filters = trail.Filters(
-        actor=actor, action=action, object_type=object_type, object_id=object_id
-    )
-    with app_session(app) as session:
-        for entry in trail.entries(session, filters, limit=limit):
-            click.echo(
-                f"#{entry.id} {entry.created_at:%Y-%m-%d %H:%M:%S}Z {entry.actor} {entry.action} "
-                f"{entry.object_type}:{entry.object_id or '-'} ip={entry.ip_prefix or '-'} "
-                f"{entry.detail}"
-            )
-
-
-@cli.group()
-def i18n() -> None:
-    """Translation catalogues (developers; needs the source checkout)."""
-
-
-@i18n.command("update")
-def i18n_update() -> None:
-    """Extract message ids from the source and merge them into every catalogue."""
-    from leadvault import catalogues
-
-    try:
-        changes = catalogues.update()
-    except catalogues.SourceTreeMissing as exc:
-        raise ConfigProblem(str(exc)) from None
-    for line in changes or ["all catalogues up to date"]:
-        click.echo(line)
-
-
-@i18n.command("check")
-def i18n_check() -> None:
-    """Exit 1 naming every message id that is missing, empty or fuzzy in a catalogue."""
-    from leadvault import catalogues
-
-    try:
-        problems = catalogues.check()
-    except catalogues.SourceTreeMissing as exc:
-        raise ConfigProblem(str(exc)) from None
-    for problem in problems:
-        click.echo(str(problem), err=True)
-    if problems:
-        raise SystemExit(1)
-    click.echo("every message id is translated")
+def register_core_commands(group: click.Group) -> None:
+    """The core's command groups, each in a module of its own (``leadvault/<group>_cli.py``)."""
+    group.add_command(keys_cli.keys)
+    group.add_command(check_cli.check)
+    group.add_command(api_tokens_cli.api_tokens)
+    group.add_command(audit_cli.audit)
+    group.add_command(i18n_cli.i18n)
 
 
 def register_domain_commands(group: click.Group) -> None:
@@ -448,6 +237,7 @@ def register_domain_commands(group: click.Group) -> None:
         consent.cli.leads.add_command(command)
 
 
+register_core_commands(cli)
 register_domain_commands(cli)
 
 

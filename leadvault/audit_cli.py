@@ -1,0 +1,81 @@
+"""``leadvault audit``: the staff audit trail (``leadvault.audit``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from leadvault.commands import app_session, load_app
+
+
+@click.group()
+def audit() -> None:
+    """The audit trail of looks at personal data, exports, erasures and account changes."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check the audit trail's hash chain; exit 1 naming the first broken entry."""
+    from leadvault import audit as trail
+
+    app = load_app()
+    with app_session(app) as session:
+        verdict = trail.verify(session)
+    if verdict.ok:
+        click.echo(verdict.describe("Audit trail"))
+        return
+    click.echo(verdict.describe("Audit trail"), err=True)
+    raise SystemExit(1)
+
+
+def _catalogued(name: str) -> Any:
+    """A click callback that takes only a code of ``audit.<name>`` (a typo would match
+    no entry and look like an empty trail), naming the valid ones when refusing."""
+
+    def check(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+        from leadvault import audit as trail
+
+        catalogue: type[trail.Catalogued] = getattr(trail, name)
+        if value is None or value in catalogue.codes():
+            return value
+        raise click.BadParameter(f"{value!r} is not one of: {', '.join(sorted(catalogue.codes()))}")
+
+    return check
+
+
+@audit.command("list")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 200))
+@click.option("--actor", help="user:7, cli:root …")
+@click.option(
+    "--action",
+    callback=_catalogued("Action"),
+    help="lead.revealed, auth.login_failed … (a wrong one lists them all)",
+)
+@click.option(
+    "--object-type",
+    callback=_catalogued("ObjectType"),
+    help="lead, form, webhook_endpoint … (a wrong one lists them all)",
+)
+@click.option("--object", "object_id", help="a lead's id, a form's id …")
+def audit_list(
+    limit: int,
+    actor: str | None,
+    action: str | None,
+    object_type: str | None,
+    object_id: str | None,
+) -> None:
+    """The newest entries, newest first."""
+    from leadvault import audit as trail
+
+    app = load_app()
+    filters = trail.Filters(
+        actor=actor, action=action, object_type=object_type, object_id=object_id
+    )
+    with app_session(app) as session:
+        for entry in trail.entries(session, filters, limit=limit):
+            click.echo(
+                f"#{entry.id} {entry.created_at:%Y-%m-%d %H:%M:%S}Z {entry.actor} {entry.action} "
+                f"{entry.object_type}:{entry.object_id or '-'} ip={entry.ip_prefix or '-'} "
+                f"{entry.detail}"
+            )
