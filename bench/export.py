@@ -33,6 +33,8 @@
 Targets (2 cores, SQLite): CSV ≥ 50 000 rows/s; RSS growth ≤ 30 MB at
 ``--leads`` rows and about the same at ``--small``; ≥ 300 webhook deliveries/s.
 They are reported (PASS/MISS), never asserted. Take figures on a quiet machine.
+
+Step 1 is ``bench/export_seed.py``, step 3 ``bench/export_webhooks.py``.
 """
 
 from __future__ import annotations
@@ -42,17 +44,17 @@ import csv
 import datetime as dt
 import json
 import os
-import random
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from harness import BenchError, bench_env, free_port, run_cli
+from export_seed import START, seed
+from export_webhooks import report_webhooks
+from harness import BenchError, bench_env, run_cli, verdict
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
@@ -61,140 +63,6 @@ import sqlalchemy as sa  # noqa: E402
 
 TARGET_CSV_ROWS_S = 50_000
 TARGET_RSS_MB = 30.0
-TARGET_DELIVERIES_S = 300
-START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
-FORMS = ("k3J9xQ2mVb", "p8Lw4Zr1Tc", "f0Hs7Ny5Ue", "a6Dq2Mx8Wg")
-UTM_SOURCES = ("google", "newsletter", "linkedin", "partner", None)
-UTM_CAMPAIGNS = ("spring-webinar", "whitepaper-2026", "retargeting", None, None)
-# Where leads are in the lifecycle (the share that got at least that far), as in
-# bench/console.py.
-STAGES = (("mql", 0.40), ("sal", 0.15), ("sql", 0.05), ("won", 0.02))
-
-RECEIVER = r"""
-import sys, threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-seen = {}
-lock = threading.Lock()
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        with lock:
-            key = self.headers.get("webhook-id", "")
-            seen[key] = seen.get(key, 0) + 1
-        self.send_response(204)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-    def do_GET(self):
-        with lock:
-            body = ("%d %d" % (len(seen), sum(seen.values()))).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-"""
-
-
-def score_state(rng: random.Random, lead_id: uuid.UUID, created: dt.datetime) -> dict:
-    """A lead's scoring state as the product leaves it after some activity."""
-    stage = "new"
-    roll = rng.random()
-    for name, share in STAGES:
-        if roll < share:
-            stage = name
-    return {
-        "lead_id": lead_id,
-        "score": rng.uniform(0, 120),
-        "as_of": created + dt.timedelta(hours=rng.uniform(0, 240)),
-        "fit_points": rng.uniform(0, 40),
-        "fit_grade": rng.choice("ABCD"),
-        "suspect": rng.random() < 0.03,
-        "flags": [],
-        "stage": stage,
-        "stage_changed_at": created + dt.timedelta(hours=rng.uniform(0, 96)),
-        "first_form": rng.choice(FORMS),
-        "utm_source": rng.choice(UTM_SOURCES),
-        "utm_campaign": rng.choice(UTM_CAMPAIGNS),
-        "enrichment_pending": False,
-        "enrichment_cost": 0.0,
-        "rules_version": 0,
-        "updated_at": created,
-    }
-
-
-def seed(app, count: int) -> None:
-    """Leads with sealed fields, consents and (nine in ten) scoring states, inserted in
-    bulk (real keys)."""
-    from consent.models import Consent
-    from leadvault.app import runtime
-    from leadvault.models import Lead, LeadAttribute
-    from scoring.models import LeadScore
-
-    rt = runtime(app)
-    vault = rt.vault
-    with rt.session_factory() as session:
-        text_ids = {
-            p: session.scalar(
-                sa.text("SELECT id FROM consent_texts WHERE purpose = :p LIMIT 1"), {"p": p}
-            )
-            for p in ("newsletter", "sales_contact")
-        }
-    rng = random.Random(14)
-    chunk = 5000
-    with rt.engine.begin() as conn:
-        for start in range(0, count, chunk):
-            leads, attributes, consents, states = [], [], [], []
-            for n in range(start, min(start + chunk, count)):
-                lead_id = uuid.uuid4()
-                email = f"lead{n}@bench.example"
-                key, wrapped = vault.new_data_key(lead_id)
-                created = START + dt.timedelta(seconds=n)
-                leads.append(
-                    {
-                        "id": lead_id,
-                        "email_index": vault.blind_index(email),
-                        "email": key.encrypt("email", email),
-                        "wrapped_key": wrapped.wrapped,
-                        "key_version": wrapped.version,
-                        "language": "de" if n % 2 else "en",
-                        "created_at": created,
-                        "last_activity_at": created,
-                    }
-                )
-                for name, value in (
-                    ("first_name", f"Jürgen{n}"),
-                    ("last_name", "Müller"),
-                    ("company", f"Bäckerei {n % 500}"),
-                ):
-                    attributes.append(
-                        {
-                            "lead_id": lead_id,
-                            "name": name,
-                            "value": key.encrypt(f"attr/{name}", value),
-                            "updated_at": created,
-                        }
-                    )
-                if n % 10:
-                    states.append(score_state(rng, lead_id, created))
-                for purpose in ("newsletter", "sales_contact") if n % 2 else ("newsletter",):
-                    consents.append(
-                        {
-                            "lead_id": lead_id,
-                            "purpose": purpose,
-                            "status": "granted",
-                            "text_id": text_ids[purpose],
-                            "requested_at": created,
-                            "granted_at": created,
-                        }
-                    )
-            conn.execute(sa.insert(Lead.__table__), leads)
-            conn.execute(sa.insert(LeadAttribute.__table__), attributes)
-            conn.execute(sa.insert(Consent.__table__), consents)
-            if states:
-                conn.execute(sa.insert(LeadScore.__table__), states)
 
 
 def _peak_rss_kb() -> int:
@@ -336,72 +204,6 @@ def timed_bare_csv(rows: int, folder: Path) -> float:
     return time.perf_counter() - started
 
 
-def webhooks(app, count: int, port: int) -> tuple[float, float, int, int]:
-    """Deliveries/s with one worker, and with the HTTP client alone; what arrived."""
-    from export import signing, transport
-    from export import webhooks as service
-    from leadvault.app import runtime
-    from leadvault.db import unit_of_work
-    from leadvault.models import Lead
-    from leadvault.worker import Worker
-
-    rt = runtime(app)
-    url = f"http://127.0.0.1:{port}/hook"
-    with app.app_context(), unit_of_work(rt.session_factory) as session:
-        endpoint, secret = service.create_endpoint(
-            session, url=url, event_types=["lead.updated"], purpose=None, description="bench"
-        )
-        ids = list(session.scalars(sa.select(Lead.id).limit(count)))
-        for n in range(count):
-            service.emit(
-                session,
-                "lead.updated",
-                lead_id=ids[n % len(ids)],
-                data={"fields": ["company"]},
-                endpoint_ids=[endpoint.id],
-            )
-    worker = Worker(app)
-    started = time.perf_counter()
-    try:
-        while worker.deliver_other():
-            pass
-    finally:
-        worker.close()
-    took = time.perf_counter() - started
-
-    body = json.dumps({"type": "lead.updated", "data": {"fields": ["company"]}}).encode()
-    client = transport.Client(
-        transport.Guard(rt.settings.webhook_allow_networks),
-        timeout=rt.settings.webhook_timeout_seconds,
-    )
-    started = time.perf_counter()
-    try:
-        for n in range(count):
-            msg_id = f"msg_bare{n}"
-            headers = signing.headers([secret], msg_id, int(time.time()), body)
-            response = client.post(url, body, headers)
-            if response.status != 204:
-                raise BenchError(f"receiver answered {response.status}")
-    finally:
-        client.close()
-    bare = time.perf_counter() - started
-    distinct, total = received(port)
-    return took, bare, distinct, total
-
-
-def received(port: int) -> tuple[int, int]:
-    """What the receiver counted: distinct webhook-ids, requests."""
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/count", timeout=10) as response:
-        distinct, total = (int(x) for x in response.read().decode().split())
-    return distinct, total
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
 def report_exports(env: dict[str, str], args: argparse.Namespace, tmp: Path) -> None:
     figures: dict[tuple[str, int], dict[str, float]] = {}
     for format_ in ("csv", "xlsx"):
@@ -439,35 +241,13 @@ def report_exports(env: dict[str, str], args: argparse.Namespace, tmp: Path) -> 
         )
 
     big, small = growth(args.leads), growth(args.small)
-    verdict = _verdict(csv_rate >= TARGET_CSV_ROWS_S)
-    print(f"target CSV >= {TARGET_CSV_ROWS_S} rows/s: {verdict} ({csv_rate:.0f})")
+    csv_verdict = verdict(csv_rate >= TARGET_CSV_ROWS_S)
+    print(f"target CSV >= {TARGET_CSV_ROWS_S} rows/s: {csv_verdict} ({csv_rate:.0f})")
     flat = big <= TARGET_RSS_MB and big <= small + 5
     print(
-        f"target RSS growth <= {TARGET_RSS_MB:.0f} MB at {args.leads} and flat: {_verdict(flat)} "
+        f"target RSS growth <= {TARGET_RSS_MB:.0f} MB at {args.leads} and flat: {verdict(flat)} "
         f"({small:.1f} MB at {args.small}, {big:.1f} MB at {args.leads})"
     )
-
-
-def report_webhooks(app, count: int) -> None:
-    port = free_port()
-    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)])
-    try:
-        _wait_for(port)
-        took, bare, distinct, total = webhooks(app, count, port)
-    finally:
-        receiver.terminate()
-        receiver.wait(timeout=10)
-    rate = count / took
-    print(
-        f"webhooks: {count} deliveries with one worker in {took:.2f} s = {rate:.0f}/s; "
-        f"HTTP client alone {count / bare:.0f}/s (worker / client alone = {bare / took:.2f})"
-    )
-    print(f"target >= {TARGET_DELIVERIES_S} deliveries/s: {_verdict(rate >= TARGET_DELIVERIES_S)}")
-    if distinct != 2 * count or total != 2 * count:
-        raise BenchError(
-            f"the receiver got {total} requests for {distinct} ids, "
-            f"expected {2 * count} of each (one per event)"
-        )
 
 
 def main() -> int:
@@ -509,18 +289,6 @@ def main() -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     return 0
-
-
-def _wait_for(port: int) -> None:
-    import socket
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise BenchError("the webhook receiver did not start")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,11 @@ class BenchError(Exception):
     """The benchmark could not run as intended (the message says why)."""
 
 
+def verdict(ok: bool) -> str:
+    """A target's verdict as the benchmarks print it."""
+    return "PASS" if ok else "MISS"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
