@@ -12,6 +12,7 @@ import click
 from sqlalchemy.orm import Session
 
 from admin.models import Role, User
+from export.days import DAY
 from leadvault.commands import Refused, app_session, load_app
 
 ROLE_NAMES = [role.value for role in Role]
@@ -204,8 +205,8 @@ def _lead_of(session: Session, ident: str | None, email: str | None) -> Any:
 @click.option("--suspect/--not-suspect", default=None)
 @click.option("--score-min", type=float)
 @click.option("--score-max", type=float)
-@click.option("--created-from", type=click.DateTime(["%Y-%m-%d"]), help="UTC day, inclusive")
-@click.option("--created-to", type=click.DateTime(["%Y-%m-%d"]), help="UTC day, exclusive")
+@click.option("--created-from", type=DAY, help="UTC day, inclusive")
+@click.option("--created-to", type=DAY, help="UTC day, exclusive")
 @click.option("--sort", type=click.Choice(["created", "score"]), default="created")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100))
 @click.option("--cursor", help="The cursor printed after the previous page")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from export.days import DAY
 from export.import_cli import import_command
 from leadvault.commands import Refused, app_session, load_app, refusing
 
@@ -217,7 +218,7 @@ def remove(endpoint_id: int) -> None:
 @webhooks.command("redeliver")
 @click.argument("endpoint_id", type=int)
 @click.option("--event-id", default=None, help="Only this event (its webhook-id, msg_…).")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="YYYY-MM-DD")
+@click.option("--since", type=DAY, default=None, help="UTC day, inclusive")
 @click.option("--all", "everything", is_flag=True, help="Also events that were delivered.")
 def redeliver(
     endpoint_id: int, event_id: str | None, since: dt.datetime | None, everything: bool
@@ -295,8 +296,8 @@ def log(endpoint_id: int, limit: int) -> None:
 @click.option("--stage", "stages", multiple=True, help="Only these stages (repeat).")
 @click.option("--grade", "grades", multiple=True, help="Only these grades (repeat).")
 @click.option("--purpose", default=None, help="Only leads that granted this purpose.")
-@click.option("--created-from", type=click.DateTime(["%Y-%m-%d"]), default=None)
-@click.option("--created-to", type=click.DateTime(["%Y-%m-%d"]), default=None)
+@click.option("--created-from", type=DAY, default=None, help="UTC day, inclusive")
+@click.option("--created-to", type=DAY, default=None, help="UTC day, exclusive")
 @click.option(
     "-o",
     "--output",

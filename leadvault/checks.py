@@ -9,11 +9,15 @@ and the SMTP server is part of the check, so it runs on request, not on every pa
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import re
 from typing import Any, Literal
 
 from leadvault.settings import Settings
 
 Level = Literal["info", "ok", "warning", "error"]
+LISTED_FAILURES = 10  # failed inbox items named one by one; the count covers the rest
+_ERROR_CLASS = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,79}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,13 +52,16 @@ def run(app: Any, settings: Settings, *, connection: Any = None) -> list[Line]:
         if connection is None:
             with rt.engine.connect() as own:
                 revision = _revision(own)
+                inbox = inbox_line(own) if revision in migrate.heads() else None
         else:
             revision = _revision(connection)
+            inbox = inbox_line(connection) if revision in migrate.heads() else None
         current = revision in migrate.heads()
         state = "up to date" if current else f"at {revision}, run db upgrade"
         lines.append(
             Line("database", f"{db_label}: answers, schema {state}", "ok" if current else "warning")
         )
+        lines += [inbox] if inbox is not None else []
     except OperationalError as exc:
         lines.append(Line("database", f"{db_label}: DOES NOT ANSWER ({first_line(exc)})", "error"))
     if settings.smtp is None:
@@ -74,6 +81,60 @@ def _revision(connection: Any) -> str | None:
 
     connection.execute(sa.text("SELECT 1"))
     return MigrationContext.configure(connection).get_current_revision()
+
+
+def inbox_line(connection: Any, now: dt.datetime | None = None) -> Line:
+    """Accepted submissions the worker gave up on (the dashboard's queue health counts
+    them): an error. How many, how long the oldest has waited, and each one's id and
+    error class (never its payload or message: they may hold personal data)."""
+    import sqlalchemy as sa
+
+    from leadvault import clock
+    from leadvault.models import InboxItem, InboxStatus
+
+    failed = InboxItem.status == InboxStatus.FAILED.value
+    count, oldest = connection.execute(
+        sa.select(sa.func.count(), sa.func.min(InboxItem.received_at)).where(failed)
+    ).one()
+    if not count:
+        return Line("inbox", "no failed items", "ok")
+    rows = connection.execute(
+        sa.select(InboxItem.id, InboxItem.last_error)
+        .where(failed)
+        .order_by(InboxItem.received_at, InboxItem.id)
+        .limit(LISTED_FAILURES)
+    ).all()
+    named = ", ".join(f"#{row.id} {_error_class(row.last_error)}" for row in rows)
+    more = f", and {count - len(rows)} more" if count > len(rows) else ""
+    age = _age((now or clock.now()) - _utc(oldest))
+    return Line(
+        "inbox",
+        f"{count} FAILED (given up on; the oldest received {age} ago): {named}{more}"
+        " - the worker's log names each item's kind",
+        "error",
+    )
+
+
+def _error_class(value: str | None) -> str:
+    """The exception class the worker recorded; anything else is not shown."""
+    found = _ERROR_CLASS.match(value or "")
+    return found.group() if found else "(no error recorded)"
+
+
+def _utc(value: Any) -> dt.datetime:
+    """``min()`` bypasses the column type on SQLite: parse and mark UTC."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _age(delta: dt.timedelta) -> str:
+    seconds = max(int(delta.total_seconds()), 0)
+    if seconds >= 86400:
+        return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 60} min"
 
 
 def branding_lines(settings: Settings) -> list[Line]:

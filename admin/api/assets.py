@@ -109,6 +109,8 @@ def assets_list() -> Response:
     # Raised by the API's guard before the CSRF check of a console sign-in reads the body
     # (read at request time: tests lower assets.MAX_BYTES).
     max_bytes=lambda: assets.MAX_BYTES + _FORM_MEMORY,
+    # Whether the guard, the CSRF check or the view hits the limit: the file and its limit.
+    too_large=lambda: _refused(assets.too_large()),
     tag="assets",
 )
 def asset_upload() -> Response:

@@ -21,7 +21,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from admin import auth
 from admin.api.registry import operation
-from admin.api.schemas import PRINTABLE, STAGES
+from admin.api.schemas import PRINTABLE, STAGES, day_field
 from admin.api.views import Refusal, _errors, api_blueprint
 from admin.leads import GRADES
 from admin.permissions import Permission
@@ -59,8 +59,8 @@ class ExportRequest(Schema):
     stage = fields.List(fields.String(validate=validate.OneOf(STAGES)), load_default=list)
     grade = fields.List(fields.String(validate=validate.OneOf(GRADES)), load_default=list)
     purpose = fields.String(load_default=None, validate=[validate.Length(max=40), PRINTABLE])
-    created_from = fields.Date(load_default=None)
-    created_to = fields.Date(load_default=None, metadata={"description": "exclusive"})
+    created_from = day_field(load_default=None)
+    created_to = day_field(load_default=None, metadata={"description": "exclusive"})
     # The leads chosen one by one (the console list's selection); with the filters above.
     lead = fields.List(fields.UUID(), load_default=list, validate=validate.Length(max=500))
 

@@ -50,16 +50,26 @@ class Operation:
     # The largest body (an upload), or what tells it when asked (a limit read at request
     # time); None: the app's limit (LEADVAULT_MAX_BODY_BYTES).
     max_bytes: int | Callable[[], int] | None = None
+    # The refusal of a body over ``max_bytes`` that names what is too large (an upload's
+    # file and its limit), wherever the limit is hit; None: the request and its limit.
+    too_large: Callable[[], Exception] | None = None
 
 
 OPERATIONS: list[Operation] = []
 _BODY_LIMITS: dict[str, int | Callable[[], int]] = {}
+_TOO_LARGE: dict[str, Callable[[], Exception]] = {}
 
 
 def body_limit(endpoint: str | None) -> int | None:
     """The body limit an operation declares (set before anything reads the body)."""
     limit = _BODY_LIMITS.get(endpoint or "")
     return limit() if callable(limit) else limit
+
+
+def too_large_refusal(endpoint: str | None) -> Exception | None:
+    """The refusal an operation declares for a body over its limit (``too_large``)."""
+    refusal = _TOO_LARGE.get(endpoint or "")
+    return refusal() if refusal is not None else None
 
 
 def _flask_path(path: str, params: tuple[tuple[str, str], ...]) -> str:
@@ -102,6 +112,8 @@ def operation(
         OPERATIONS.append(op)
         if op.max_bytes is not None:
             _BODY_LIMITS[op.endpoint] = op.max_bytes
+        if op.too_large is not None:
+            _TOO_LARGE[op.endpoint] = op.too_large
         bp.add_url_rule(
             _flask_path(path, params),
             view.__name__,

@@ -28,6 +28,31 @@ def _text(low: int, high: int, **options: Any) -> fields.String:
 
 
 _SCORE = validate.Range(min=-1e9, max=1e9)
+DATE_INVALID = "Not a valid date: write it as 2025-03-31 (a day of the years 1 to 9999)."
+
+
+def day_field(**options: Any) -> fields.Date:
+    """A day as 2025-03-31; a wrong one is refused saying how to write it."""
+    return fields.Date(error_messages={"invalid": DATE_INVALID}, **options)
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An ISO 8601 moment (UTC without an offset), as UTC. Near the calendar's ends an
+    offset can point past them (0001-01-01T00:00+01:00 is in year 0 in UTC), which
+    Python's datetime cannot hold: a 422 naming the field, not an overflow (a 500)."""
+
+    default_error_messages = {  # marshmallow merges it with the parent's
+        "invalid": "Not a valid date and time: write it as 2025-03-31 or "
+        "2025-03-31T08:00:00+02:00 (years 1 to 9999).",
+        "range": "Lies outside the years 1 to 9999 in UTC.",
+    }
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> dt.datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(dt.UTC)
+        except OverflowError:
+            raise self.make_error("range") from None
 
 
 class LeadQuerySchema(Schema):
@@ -53,8 +78,8 @@ class LeadQuerySchema(Schema):
     suspect = fields.Boolean()
     score_min = fields.Float(validate=_SCORE, allow_nan=False)
     score_max = fields.Float(validate=_SCORE, allow_nan=False)
-    created_from = fields.AwareDateTime(default_timezone=dt.UTC)
-    created_to = fields.AwareDateTime(default_timezone=dt.UTC)
+    created_from = UtcDateTime(default_timezone=dt.UTC)
+    created_to = UtcDateTime(default_timezone=dt.UTC)
     cursor = fields.String(
         validate=[validate.Length(1, 200), validate.Regexp(r"^[A-Za-z0-9_-]+$")],
         metadata={"description": "next_cursor of the previous page (opaque)"},

@@ -18,7 +18,14 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from admin import auth, permissions, tokens
 from admin.api import problems, schemas
-from admin.api.registry import OPERATIONS, PREFIX, body_limit, build_spec, operation
+from admin.api.registry import (
+    OPERATIONS,
+    PREFIX,
+    body_limit,
+    build_spec,
+    operation,
+    too_large_refusal,
+)
 from admin.models import PersonalToken
 from admin.permissions import Permission
 from leadvault import audit, db, i18n, sizes
@@ -47,7 +54,11 @@ _TOO_LARGE = N_("The request is larger than %(size)s, the most taken here.")
 
 def _too_large(_exc: RequestEntityTooLarge) -> Response:
     """A body over the operation's limit (or the app's), read by the CSRF check or the
-    view: the limit is named."""
+    view: the limit is named, and what is too large where the operation says (an
+    upload's file), so that both paths answer alike."""
+    refusal = too_large_refusal(request.endpoint)
+    if isinstance(refusal, Refusal):
+        return _refusal(refusal)
     limit = request.max_content_length or 0
     return problems.problem(413, i18n.gettext(_TOO_LARGE, size=sizes.readable(limit)))
 

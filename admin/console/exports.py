@@ -90,6 +90,8 @@ def _export_form(status: int = 200, *, error: str | None = None, chosen: Any = N
     source = chosen if chosen is not None else request.args
     try:
         _, words, matching = _selection(source)
+    except queries.FilterErrors as exc:
+        return _unusable_filter(source, exc)
     except queries.FilterError as exc:
         return _error(400, str(exc))
     purposes = export_columns.purpose_keys(session)
@@ -117,6 +119,20 @@ def _export_form(status: int = 200, *, error: str | None = None, chosen: Any = N
     )
 
 
+def _unusable_filter(source: Any, exc: queries.FilterErrors) -> Response:
+    """The export page without its form: each filter that cannot be used, named, and a
+    link back to the lead list, which marks them (an export of other leads than meant
+    is worse than none)."""
+    return page(
+        "console/exports.html",
+        400,
+        section="exports",
+        problems=list(exc.texts().values()),
+        filter_args=_filter_args(source),
+        chosen=[],
+    )
+
+
 @bp.get("/exports")
 @auth.require(Permission.LEADS_EXPORT)
 def exports() -> Response:
@@ -131,6 +147,8 @@ def export_download() -> Response:
     form = request.form
     try:
         selection, words, _matching = _selection(form)
+    except queries.FilterErrors as exc:
+        return _unusable_filter(form, exc)
     except queries.FilterError as exc:
         return _error(400, str(exc))
     chosen_columns = form.getlist("column")

@@ -13,10 +13,10 @@ from typing import Any
 from flask import Response, current_app, request
 
 from admin import auth
-from admin.console import lead_detail, trail
-from admin.console.views import _error, _lead_or_404, bp, page
+from admin.console import lead_detail, queries, trail
+from admin.console.views import _lead_or_404, bp, page
 from admin.permissions import Permission
-from leadvault import audit, clock, db
+from leadvault import audit, clock, db, i18n
 from leadvault.i18n import N_
 
 PAGE = 50
@@ -35,66 +35,74 @@ RETENTION = (
 )
 
 
-class _BadFilter(ValueError):
-    pass
-
-
-class _NotCatalogued(ValueError):
-    """A code the filter's select does not offer (a hand-made URL): the page marks the
-    select instead of showing an empty trail as if no entry matched."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def _code(name: str, catalogue: type[audit.Catalogued], message: str) -> str | None:
-    value = _text(name, 40)
-    if value is not None and value not in catalogue.codes():
-        raise _NotCatalogued(name, message)
-    return value
+# What each filter is called where a message names it (the form's labels).
+LABELS = {"since": N_("From"), "until": N_("To"), "actor": N_("Who"), "object_id": N_("Object")}
+FILTER_NAMES = ("actor", "action", "object_type", "object_id", "since", "until")
 
 
 def _text(name: str, limit: int) -> str | None:
     value = (request.args.get(name) or "").strip()
     if len(value) > limit or not value.isprintable():
-        raise _BadFilter(N_("A filter value is too long."))
+        raise queries.FilterError(N_("%(field)s: the value is too long."), LABELS.get(name))
     return value or None
 
 
-def _day(name: str) -> dt.date | None:
-    value = _text(name, 10)
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise _BadFilter(N_("A date must look like 2025-03-31.")) from None
+def _code(name: str, catalogue: type[audit.Catalogued], message: str) -> str | None:
+    """Only a code the select offers: another (a hand-made URL) would match no entry
+    and look like an empty trail."""
+    value = _text(name, 40)
+    if value is not None and value not in catalogue.codes():
+        raise queries.FilterError(message)
+    return value
 
 
 def _audit_filters() -> tuple[audit.Filters, dict[str, str]]:
-    """The trail's filters and the query arguments that repeat them (for paging links)."""
-    since, until = _day("since"), _day("until")
+    """The trail's filters, and the message of each that cannot be used (by query
+    argument; the others are kept, so the page can mark the one to correct)."""
+    errors: dict[str, str] = {}
+
+    def read(name: str, reader: Any, *more: Any) -> Any:
+        try:
+            return reader(*more)
+        except queries.FilterError as exc:
+            errors[name] = exc.text()
+            return None
+
+    since = read("since", queries.read_day, request.args.get("since"), LABELS["since"])
+    until = read("until", queries.read_day, request.args.get("until"), LABELS["until"])
     filters = audit.Filters(
-        actor=_text("actor", 80),
-        action=_code(
-            "action", audit.Action, N_("There is no such action: choose one from the list.")
+        actor=read("actor", _text, "actor", 80),
+        action=read(
+            "action",
+            _code,
+            "action",
+            audit.Action,
+            N_("There is no such action: choose one from the list."),
         ),
-        object_type=_code(
+        object_type=read(
+            "object_type",
+            _code,
             "object_type",
             audit.ObjectType,
             N_("There is no such kind of object: choose one from the list."),
         ),
-        object_id=_text("object_id", 64),
+        object_id=read("object_id", _text, "object_id", 64),
         since=dt.datetime.combine(since, dt.time(), dt.UTC) if since else None,
         # The calendar's last day has no next one: nothing lies after it.
         until=dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), dt.UTC)
         if until and until < dt.date.max
         else None,
     )
-    names = ("actor", "action", "object_type", "object_id", "since", "until")
-    args = {name: request.args[name] for name in names if request.args.get(name)}
-    return filters, args
+    return filters, errors
+
+
+def _before(errors: dict[str, str]) -> int | None:
+    """The page cursor (the last id of the page before); a bad one is an error too."""
+    raw = request.args.get("before") or ""
+    if raw and not (raw.isdecimal() and raw.isascii() and len(raw) < 10):
+        errors["before"] = i18n.gettext(N_("This page of the list no longer exists; start again."))
+        return None
+    return int(raw) if raw else None
 
 
 @bp.get("/privacy")
@@ -103,25 +111,13 @@ def privacy() -> Response:
     from consent import ledger
     from leadvault.app import runtime
 
-    errors: dict[str, str] = {}
-    try:
-        filters, args = _audit_filters()
-    except _BadFilter as exc:
-        return _error(400, str(exc))
-    except _NotCatalogued as exc:
-        errors[exc.field] = str(exc)
-        filters, args = audit.Filters(), {}
-    before_raw = request.args.get("before") or ""
-    if before_raw and not (before_raw.isdecimal() and len(before_raw) < 10):
-        return _error(400, N_("This page of the list no longer exists; start again."))
+    filters, errors = _audit_filters()
+    before = _before(errors)
+    # What was typed, as typed: repeated in the form (a marked field keeps its value to
+    # correct) and in the paging link.
+    typed = {name: request.args[name][:100] for name in FILTER_NAMES if request.args.get(name)}
     session = db.session()
-    entries = (
-        []
-        if errors
-        else audit.entries(
-            session, filters, before=int(before_raw) if before_raw else None, limit=PAGE
-        )
-    )
+    entries = [] if errors else audit.entries(session, filters, before=before, limit=PAGE)
     verdicts = None
     if request.args.get("verify") == "1":
         verdicts = {"ledger": ledger.verify(session), "audit": audit.verify(session)}
@@ -135,8 +131,7 @@ def privacy() -> Response:
         section="privacy",
         filter_errors=errors,
         rows=trail.rows(session, entries),
-        filters=filters,
-        filter_args=args,
+        filter_args=typed,
         verdicts=verdicts,
         older=entries[-1].id if len(entries) == PAGE else None,
         actions=trail.choices(audit.Action),

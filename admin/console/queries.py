@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from admin import leads as lead_service
+from leadvault import i18n
 from leadvault.i18n import N_
 
 PAGE_SIZE = 50
@@ -23,8 +25,58 @@ STAGES = lead_service.STAGES
 TOUCHES = ("any", "first")
 
 
+# What each date filter is called where the message names it (the form's labels).
+DATE_LABELS = {"since": N_("Created from"), "until": N_("Created to")}
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_LATE_DAY = re.compile(r"[0-9]{5,}-[0-9]{2}-[0-9]{2}")
+
+
 class FilterError(ValueError):
-    """A filter value that cannot be used; the message id says which (shown as a 400)."""
+    """A filter value that cannot be used; the message id says which (shown as a 400).
+    ``label`` names the field it is about (a message id), filled in as ``%(field)s``."""
+
+    def __init__(self, message: str, label: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.label = label
+
+    def text(self) -> str:
+        """The message in the request's language, naming the field."""
+        if self.label is None:
+            return i18n.gettext(self.message)
+        return i18n.gettext(self.message, field=i18n.gettext(self.label))
+
+
+class FilterErrors(ValueError):
+    """The filters that cannot be used, by query argument; ``kept`` holds the others."""
+
+    def __init__(self, errors: dict[str, FilterError], kept: Filters) -> None:
+        super().__init__(next(iter(errors.values())).message)
+        self.errors = errors
+        self.kept = kept
+
+    def texts(self) -> dict[str, str]:
+        return {name: error.text() for name, error in self.errors.items()}
+
+
+def read_day(raw: str | None, label: str) -> dt.date | None:
+    """A day typed as 2025-03-31 (what an ``<input type=date>`` sends); blank is none.
+    Refusals name the field (``label``) and say what is wrong: the form, a day the
+    calendar lacks (2026-02-30), or a year outside 1 to 9999 (Python's and the form's)."""
+    value = (raw or "").strip()
+    if not value:
+        return None
+    if value.isascii() and (_LATE_DAY.fullmatch(value) or value.startswith("0000-")):
+        raise FilterError(N_("%(field)s: a date lies between the years 1 and 9999."), label)
+    if not value.isascii() or len(value) > 10:  # full-width digits too
+        raise FilterError(N_("%(field)s: write the date as 2025-03-31."), label)
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        if _DAY.fullmatch(value):
+            no_such_day = N_("%(field)s: there is no such day in the calendar.")
+            raise FilterError(no_such_day, label) from None
+        raise FilterError(N_("%(field)s: write the date as 2025-03-31."), label) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,54 +158,73 @@ def _number(args: Mapping[str, str], name: str) -> float | None:
     return number
 
 
-def _date(args: Mapping[str, str], name: str) -> dt.date | None:
-    value = _text(args, name, 10)
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise FilterError(N_("A date must look like 2025-03-31.")) from None
+def _choice(args: Mapping[str, str], name: str, choices: Any, message: str) -> str | None:
+    value = _text(args, name, 16)
+    if value is not None and value not in choices:
+        raise FilterError(message)
+    return value
 
 
-def parse_filters(args: Mapping[str, str]) -> Filters:
-    """Filters from a query string; unknown values raise :class:`FilterError`."""
-    stage = _text(args, "stage", 16)
-    if stage is not None and stage not in STAGES:
-        raise FilterError(N_("There is no such stage."))
-    reached = _text(args, "reached", 16)
-    if reached is not None and reached not in STAGES:
-        raise FilterError(N_("There is no such stage."))
+def _grade(args: Mapping[str, str]) -> str | None:
     grade = _text(args, "grade", 1)
     if grade is not None and grade.upper() not in GRADES:
         raise FilterError(N_("The grade must be A, B, C or D."))
-    suspect_raw = _text(args, "suspect", 1)
-    if suspect_raw not in (None, "0", "1"):
-        raise FilterError(N_("The request could not be understood."))
-    touch = _text(args, "touch", 5)
-    if touch not in (None, *TOUCHES):
-        raise FilterError(N_("The request could not be understood."))
+    return grade.upper() if grade else None
+
+
+def _suspect(args: Mapping[str, str]) -> bool | None:
+    raw = _choice(args, "suspect", ("0", "1"), N_("The request could not be understood."))
+    return None if raw is None else raw == "1"
+
+
+def _sort(args: Mapping[str, str]) -> str:
     sort = _text(args, "sort", 10) or "created"
     if sort not in SORTS:
         raise FilterError(N_("The list can be sorted by date or by score."))
+    return sort
+
+
+def _cursor(args: Mapping[str, str], sort: str) -> str | None:
     cursor = _text(args, "cursor", 200)
     if cursor is not None:
         try:
             lead_service.check_cursor(cursor, sort)
         except lead_service.BadCursor:
             raise FilterError(N_("This page of the list no longer exists; start again.")) from None
-    return Filters(
-        stage=stage,
-        reached=reached,
-        grade=grade.upper() if grade else None,
-        form=_text(args, "form", 32),
-        utm_source=_text(args, "utm_source"),
+    return cursor
+
+
+def parse_filters(args: Mapping[str, str]) -> Filters:
+    """Filters from a query string. Values that cannot be used raise
+    :class:`FilterErrors`, which names each (by query argument) and keeps the others."""
+    errors: dict[str, FilterError] = {}
+
+    def read(name: str, reader: Any, *more: Any) -> Any:
+        try:
+            return reader(*more)
+        except FilterError as exc:
+            errors[name] = exc
+            return None
+
+    stage_message = N_("There is no such stage.")
+    not_understood = N_("The request could not be understood.")
+    touch = read("touch", _choice, args, "touch", TOUCHES, not_understood)
+    sort = read("sort", _sort, args) or "created"
+    filters = Filters(
+        stage=read("stage", _choice, args, "stage", STAGES, stage_message),
+        reached=read("reached", _choice, args, "reached", STAGES, stage_message),
+        grade=read("grade", _grade, args),
+        form=read("form", _text, args, "form", 32),
+        utm_source=read("utm_source", _text, args, "utm_source"),
         touch=None if touch == "any" else touch,
-        suspect=None if suspect_raw is None else suspect_raw == "1",
-        score_min=_number(args, "score_min"),
-        score_max=_number(args, "score_max"),
-        since=_date(args, "since"),
-        until=_date(args, "until"),
+        suspect=read("suspect", _suspect, args),
+        score_min=read("score_min", _number, args, "score_min"),
+        score_max=read("score_max", _number, args, "score_max"),
+        since=read("since", read_day, args.get("since"), DATE_LABELS["since"]),
+        until=read("until", read_day, args.get("until"), DATE_LABELS["until"]),
         sort=sort,
-        cursor=cursor,
+        cursor=None if "sort" in errors else read("cursor", _cursor, args, sort),
     )
+    if errors:
+        raise FilterErrors(errors, filters)
+    return filters

@@ -171,24 +171,34 @@ def _assigned_to() -> int | None:
 @bp.get("/leads")
 @auth.require(Permission.LEADS_READ_ASSIGNED)
 def leads() -> Response:
+    errors: dict[str, str] = {}
     try:
         filters = queries.parse_filters(request.args)
-    except queries.FilterError as exc:
-        return _error(400, str(exc))
+    except queries.FilterErrors as exc:
+        # The list again with each unusable filter marked and the others kept.
+        filters, errors = exc.kept, exc.texts()
     assigned_to = _assigned_to()
     session = db.session()
-    rows, next_cursor = lead_service.list_leads(
-        session,
-        filters.service_filters(assigned_to=assigned_to),
-        sort=filters.sort,
-        cursor=filters.cursor,
-        limit=queries.PAGE_SIZE,
+    rows, next_cursor = (
+        ([], None)
+        if errors
+        else lead_service.list_leads(
+            session,
+            filters.service_filters(assigned_to=assigned_to),
+            sort=filters.sort,
+            cursor=filters.cursor,
+            limit=queries.PAGE_SIZE,
+        )
     )
     form_choices = lead_service.forms(session)
     return page(
         "console/leads.html",
+        400 if errors else 200,
         section="leads",
         filters=filters,
+        filter_errors=errors,
+        # What was typed into a marked field, shown again for correcting.
+        typed={name: request.args.get(name, "")[:100] for name in errors},
         rows=rows,
         next_cursor=next_cursor,
         forms=form_choices,
