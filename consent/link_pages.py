@@ -44,3 +44,18 @@ def link_problem(exc: Exception, *, used_text: str = USED_ONCE) -> Response:
             manage=True,
         )
     return invalid_link_page()
+
+
+def optin_link_gone() -> Response:
+    """410 for a confirmation link whose request no longer exists: its lead's data was
+    erased, or a newer mail replaced it. Nothing is left to confirm or to resend."""
+    return private_page(
+        "consent/message.html",
+        410,
+        title=N_("This link is no longer valid"),
+        text=N_(
+            "There is nothing left to confirm with this link: a newer mail replaced it, "
+            "or the data it was about has been erased. If you asked for a newer mail, "
+            "please use the link in that one."
+        ),
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -251,15 +252,28 @@ def _request_from_payload(session: Session, payload: object) -> OptInRequest | N
     return session.get(OptInRequest, payload_id(payload, "r"))
 
 
-def confirm(session: Session, request: OptInRequest, *, meta: RequestMeta) -> bool:
-    """Confirm every purpose of the request; returns False when it was already confirmed."""
+class Confirmation(enum.Enum):
+    """What :func:`confirm` did."""
+
+    CONFIRMED = "confirmed"
+    ALREADY = "already"  # confirmed before (a second click)
+    # The request or its lead is gone (erased meanwhile): nothing was confirmed or written.
+    GONE = "gone"
+
+
+def confirm(session: Session, request: OptInRequest, *, meta: RequestMeta) -> Confirmation:
+    """Confirm every purpose of the request (once: a second call is ``ALREADY``)."""
     lead = leads.get(session, request.lead_id, for_update=True)
     if lead is None:
-        return False
-    # Re-read under the lead's lock so two clicks at once confirm once.
-    session.refresh(request)
+        return Confirmation.GONE
+    # Re-read under the lead's lock so two clicks at once confirm once (and a request
+    # deleted meanwhile, by erasure or a resend, confirms nothing).
+    found = session.get(OptInRequest, request.id, populate_existing=True)
+    if found is None:
+        return Confirmation.GONE
+    request = found
     if request.confirmed_at is not None:
-        return False
+        return Confirmation.ALREADY
     now = clock.now()
     request.confirmed_at = now
     current = states(session, lead.id)
@@ -290,7 +304,7 @@ def confirm(session: Session, request: OptInRequest, *, meta: RequestMeta) -> bo
         signals.purpose_confirmed.send(
             session, lead_id=lead.id, purpose=purpose, form_ref=request.form_ref, at=now
         )
-    return True
+    return Confirmation.CONFIRMED
 
 
 def resend_optin(session: Session, request: OptInRequest) -> bool:

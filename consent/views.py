@@ -22,7 +22,7 @@ from flask import (
 from jinja2 import pass_context
 
 from consent import correction, optin, rights, service
-from consent.link_pages import link_problem
+from consent.link_pages import link_problem, optin_link_gone
 from leadvault import audit, db, i18n, leads, looks, signals
 from leadvault.api import require_token
 from leadvault.app import runtime
@@ -61,25 +61,27 @@ def confirm(token: str) -> Response:
         return invalid_link_page()
     if check.request is not None and i18n.supported(check.request.language):
         i18n.set_language(check.request.language)
-    if check.request is not None and check.request.confirmed_at is not None:
-        return private_page(
-            "consent/message.html",
-            title=N_("Thank you, you have confirmed"),
-            text=N_("Your confirmation is recorded. You can withdraw it at any time."),
-            extra_links=_confirmation_links(check.request),
-        )
-    if check.expired or check.request is None:
+    if check.request is None:  # erased with its lead, or replaced by a newer mail
+        return optin_link_gone()
+    if check.request.confirmed_at is not None:
+        return _confirmed(check.request)
+    if check.expired:
         return private_page("consent/expired.html", 410, token=token)
     if request.method != "POST":  # GET and HEAD (link scanners) never confirm
         lang = language()
         names = [service.purpose_label(p, lang) for p in check.request.purposes]
         return private_page("consent/confirm.html", purposes=names, token=token)
-    optin.confirm(session, check.request, meta=request_meta())
+    if optin.confirm(session, check.request, meta=request_meta()) is optin.Confirmation.GONE:
+        return optin_link_gone()  # erased between the page and the button
+    return _confirmed(check.request)
+
+
+def _confirmed(request: Any) -> Response:
     return private_page(
         "consent/message.html",
         title=N_("Thank you, you have confirmed"),
         text=N_("Your confirmation is recorded. You can withdraw it at any time."),
-        extra_links=_confirmation_links(check.request),
+        extra_links=_confirmation_links(request),
     )
 
 
@@ -106,22 +108,23 @@ def resend(token: str) -> Response:
         return invalid_link_page()
     if not within_limits("resend", runtime(current_app).settings.rate_limit_resend):
         return _too_many()  # per IP
-    if check.request is not None:
-        i18n.set_language(check.request.language)
-        lead = leads.get(session, check.request.lead_id)
-        # Per address: past the limit quietly no further mail (the last one still works).
-        if (
-            check.expired
-            and lead is not None
-            and within_limits(
-                "resend",
-                runtime(current_app).settings.rate_limit_resend,
-                ip=False,
-                email_index=lead.email_index,
-            )
-        ):
-            optin.resend_optin(session, check.request)
-    # The same reply whatever happened: a token does not reveal whether its request lives.
+    if check.request is None:  # nothing left to resend (the link's page said so too)
+        return optin_link_gone()
+    i18n.set_language(check.request.language)
+    lead = leads.get(session, check.request.lead_id)
+    # Per address: past the limit quietly no further mail (the last one still works).
+    if (
+        check.expired
+        and lead is not None
+        and within_limits(
+            "resend",
+            runtime(current_app).settings.rate_limit_resend,
+            ip=False,
+            email_index=lead.email_index,
+        )
+    ):
+        optin.resend_optin(session, check.request)
+    # The same reply whether or not a mail went out (the per-address limit stays quiet).
     return private_page(
         "consent/message.html",
         title=N_("Please check your inbox"),
