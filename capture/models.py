@@ -45,10 +45,15 @@ class Form(Base):
     active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
 
-    def heading(self, lang: str) -> str:
-        """The title visitors see in ``lang``: else the other language's, else the name."""
+    def public_title(self, lang: str) -> str | None:
+        """The title visitors see in ``lang``, else the other language's; None without one
+        (the name is for staff only: mails and the preference center never show it)."""
         titles = self.title or {}
-        return titles.get(lang) or next(iter(titles.values()), None) or self.name
+        return titles.get(lang) or next((title for title in titles.values() if title), None)
+
+    def heading(self, lang: str) -> str:
+        """The form page's heading: its public title, else the name."""
+        return self.public_title(lang) or self.name
 
 
 class Submission(Base):

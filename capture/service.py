@@ -239,7 +239,7 @@ def submit(
         form=optin.FormRef(
             form.public_id,
             form.consent_texts[language],
-            whitepaper=form.heading(language) if form.kind == FormKind.WHITEPAPER else None,
+            whitepaper=form.public_title(language) if form.kind == FormKind.WHITEPAPER else None,
         ),
         language=language,
         meta=meta,
@@ -289,21 +289,39 @@ def describe_sources(
             if parts is not None:
                 site = parts.hostname
                 break
-        name = form.heading(lang)  # the title visitors saw, not the staff's name
-        if form.kind == FormKind.WHITEPAPER:
-            text = (
-                i18n.translate(lang, "Whitepaper “%(name)s” on %(site)s", name=name, site=site)
-                if site
-                else i18n.translate(lang, "Whitepaper “%(name)s”", name=name)
-            )
-        else:
-            text = (
-                i18n.translate(lang, "Form “%(name)s” on %(site)s", name=name, site=site)
-                if site
-                else i18n.translate(lang, "Form “%(name)s”", name=name)
-            )
+        text = _source_text(form, lang, site)
         found.append((submission.created_at, text))
     return found
+
+
+def _source_text(form: Form, lang: str, site: str | None) -> str:
+    """How the preference center names a submission's form: by the title visitors saw,
+    never by the name (staff only)."""
+    name = form.public_title(lang)
+    whitepaper = form.kind == FormKind.WHITEPAPER
+    if name is None:
+        if whitepaper:
+            return (
+                i18n.translate(lang, "A whitepaper on %(site)s", site=site)
+                if site
+                else i18n.translate(lang, "A whitepaper")
+            )
+        return (
+            i18n.translate(lang, "A form on %(site)s", site=site)
+            if site
+            else i18n.translate(lang, "A form")
+        )
+    if whitepaper:
+        return (
+            i18n.translate(lang, "Whitepaper “%(name)s” on %(site)s", name=name, site=site)
+            if site
+            else i18n.translate(lang, "Whitepaper “%(name)s”", name=name)
+        )
+    return (
+        i18n.translate(lang, "Form “%(name)s” on %(site)s", name=name, site=site)
+        if site
+        else i18n.translate(lang, "Form “%(name)s”", name=name)
+    )
 
 
 def access_section(session: Session, *, lead_id: uuid.UUID, **_: Any) -> tuple[str, list[Any]]:

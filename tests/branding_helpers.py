@@ -148,6 +148,8 @@ def whitepaper_form(app: Any, tmp_path: Path, origins: tuple[str, ...] = (WEBSIT
     form_id = factories.form(
         app,
         name="Praxisleitfaden Predictive Maintenance",
+        # What visitors see (the name is for staff only).
+        title={"de": "Praxisleitfaden Predictive Maintenance"},
         kind="whitepaper",
         fields=[FieldSpec("first_name", False)],
         purposes=[PurposeSpec("whitepaper", True)],

@@ -226,7 +226,9 @@ def test_sources_read_in_the_leads_language_and_time_zone(make_app, smtp_server)
 
     app = make_app(smtp_url=_smtp_config(smtp_server.port), time_zone="Europe/Berlin")
     client = app.test_client()
-    form_id = make_form(app, name="Praxisleitfaden", kind="whitepaper")
+    form_id = make_form(
+        app, name="Leitfaden (intern)", title={"de": "Praxisleitfaden"}, kind="whitepaper"
+    )
     clock.freeze(dt.datetime(2026, 12, 3, 3, 30, tzinfo=dt.UTC))  # 2 Dec, 22:30 in New York
     try:
         far = unique_email("ny")

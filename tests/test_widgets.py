@@ -67,11 +67,14 @@ def whitepaper_form(app: Any, tmp_path: Path, **kwargs: Any) -> tuple[str, str]:
 
     form_id = make_form(
         app,
-        name="Field guide",
-        kind="whitepaper",
-        purposes=[PurposeSpec("whitepaper", True)],
-        allowed_origins=[HOST],
-        **kwargs,
+        **{
+            "name": "Field guide",
+            "title": {"en": "Field guide"},  # what visitors see; the name is for staff
+            "kind": "whitepaper",
+            "purposes": [PurposeSpec("whitepaper", True)],
+            "allowed_origins": [HOST],
+            **kwargs,
+        },
     )
     source = tmp_path / "field-guide.pdf"
     source.write_bytes(PDF)

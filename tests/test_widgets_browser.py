@@ -137,11 +137,14 @@ class Setup:
 
         form_id = make_form(
             self.app,
-            name="Field guide",
-            kind="whitepaper",
-            purposes=[PurposeSpec("whitepaper", True)],
-            allowed_origins=[self.host.url] if origins is None else origins,
-            **kwargs,
+            **{
+                "name": "Field guide",
+                "title": {"en": "Field guide"},  # what visitors see; the name is for staff
+                "kind": "whitepaper",
+                "purposes": [PurposeSpec("whitepaper", True)],
+                "allowed_origins": [self.host.url] if origins is None else origins,
+                **kwargs,
+            },
         )
         source = self.tmp_path / "field-guide.pdf"
         source.write_bytes(PDF)
