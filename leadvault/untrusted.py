@@ -81,6 +81,14 @@ def defuse(value: Any) -> str:
     return _HOST_DOT.sub("[.]", text)
 
 
+def one_line(value: str, *, limit: int) -> str:
+    """Text typed elsewhere as one line of a header (a mail's Subject): control
+    characters (line breaks an old import kept) become spaces, runs of spaces one,
+    and text longer than ``limit`` characters is cut with an ellipsis."""
+    line = " ".join("".join(" " if control_character(char) else char for char in value).split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
 @pass_context
 def defuse_in_mail(context: Context, value: Any) -> Any:
     """Jinja filter: :func:`defuse` in mails; pages (no autolinking) show the value as is."""

@@ -319,8 +319,11 @@ def _mail(
     )
     found = context["lead"]
     # The lead agreed to be contacted by sales: name and company say who it is.
-    named = ", ".join(
-        part for part in (found.get("name"), found.get("attributes", {}).get("company")) if part
+    named = untrusted.one_line(
+        ", ".join(
+            part for part in (found.get("name"), found.get("attributes", {}).get("company")) if part
+        ),
+        limit=80,
     )
     content = MailContent(
         to=who.email,

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from leadvault import clock
+from leadvault import addresses, clock, untrusted
 from leadvault.db import vault_of
 from leadvault.sealed import SealedPayload, seal, unseal
 from scoring.models import Absence, Handoff, Salesperson, SalesTeam, TeamMember
@@ -31,6 +31,25 @@ class SalesError(Exception):
 
 # --- managing people and teams -----------------------------------------------------
 
+NAME_MAX = 120
+
+
+def contact_name(name: str) -> str:
+    """A salesperson's name as the mails to them greet them: one line of at most
+    NAME_MAX characters (trimmed); SalesError names what is wrong (CLI, console, API)."""
+    name = name.strip()
+    if not name:
+        raise SalesError("the name is empty")
+    if len(name) > NAME_MAX:
+        raise SalesError(f"the name is longer than {NAME_MAX} characters")
+    char = untrusted.control_character(name)
+    if char is not None:
+        raise SalesError(
+            f"the name holds the control character U+{ord(char):04X} "
+            "(a line break, tab or the like); please give it on one line"
+        )
+    return name
+
 
 def add_person(
     session: Session,
@@ -41,17 +60,18 @@ def add_person(
     weight: int = 1,
     weekly_capacity: int = 50,
 ) -> Salesperson:
-    if "@" not in email:
-        raise SalesError(f"{email!r} is not an email address")
+    name = contact_name(name)
+    try:
+        addresses.canonical(email)
+    except addresses.InvalidAddress as exc:
+        raise SalesError(f"{email!r} is not an email address: {exc}") from None
     if language not in {"en", "de"}:
         raise SalesError("language must be en or de")
     if weight < 1 or weekly_capacity < 0:
         raise SalesError("weight must be at least 1 and capacity at least 0")
     if person_by_email(session, email) is not None:
         raise SalesError(f"a salesperson {email!r} exists already")
-    sealed = seal(
-        vault_of(session), _CONTACT, {"email": email.strip().lower(), "name": name.strip()}
-    )
+    sealed = seal(vault_of(session), _CONTACT, {"email": email.strip().lower(), "name": name})
     person = Salesperson(
         email_index=vault_of(session).blind_index(email),
         payload=sealed.payload,

@@ -9,6 +9,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from leadvault import clock
+from scoring import routing
 
 MAX_BATCH = 1000
 MAX_PROPERTIES = 30
@@ -158,9 +159,19 @@ _WEIGHT = validate.Range(1, 100)
 _CAPACITY = validate.Range(0, 10_000)
 
 
+def _contact_name(value: str) -> None:
+    """The service's own check (one line, not blank), so the refusal names the field."""
+    try:
+        routing.contact_name(value)
+    except routing.SalesError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 class SalespersonInSchema(Schema):
     email = fields.Email(required=True, validate=validate.Length(3, 254))
-    name = fields.String(required=True, validate=validate.Length(1, 120))
+    name = fields.String(
+        required=True, validate=[validate.Length(1, routing.NAME_MAX), _contact_name]
+    )
     language = fields.String(load_default="en", validate=_LANGUAGE)
     weight = fields.Integer(load_default=1, validate=_WEIGHT)
     weekly_capacity = fields.Integer(load_default=50, validate=_CAPACITY)
