@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from capture import service as capture_service
 from consent import optin, rights
 from consent.ledger import RequestMeta
 from consent.models import Consent, LedgerEntry, OptInRequest
@@ -33,6 +34,7 @@ from tests.test_consent_rights import (
     submit,
     text_of,
 )
+from widgets import service as widgets_service
 
 GONE = {
     "en": ("This link is no longer valid", "a newer mail replaced it"),
@@ -147,8 +149,12 @@ def test_confirm_after_the_request_is_gone_confirms_nothing(app, client, smtp_se
 
 def test_rights_links_of_an_erased_lead_say_so(app, client, smtp_server):
     email = "quokka.rights@example.org"
-    confirmed_lead(app, client, smtp_server, email, first_name=NAME)
+    form_id = make_form(app)
+    confirmed_lead(app, client, smtp_server, email, form_id=form_id, first_name=NAME)
     prefs = manage_link(app, client, smtp_server, email)
+    with app.app_context(), runtime(app).session_factory() as s:
+        form = capture_service.get_form(s, form_id)
+        more = path_of(widgets_service.profile_url(s, lead_of(app, email).id, form))
     page = client.get(prefs)
     token = csrf_of(page)
     access, erase = page_link(page, "a"), page_link(page, "e")
@@ -175,6 +181,9 @@ def test_rights_links_of_an_erased_lead_say_so(app, client, smtp_server):
             client.get(erase, headers=headers),
             client.post(erase, data={"csrf_token": token}, headers=headers),
             client.get(correct, headers=headers),
+            # The whitepaper mail's "tell us more" page (progressive profiling).
+            client.get(more, headers=headers),
+            client.post(more, data={"csrf_token": token, "company": "Acme"}, headers=headers),
         ]
         for answer in answers:
             assert answer.status_code == 410, answer.request.path

@@ -16,7 +16,9 @@ from flask import (
 
 from capture import schemas as capture_schemas
 from capture import service as capture_service
+from consent import rights
 from consent import service as consent_service
+from consent.link_pages import link_problem
 from leadvault import db, i18n
 from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
@@ -143,7 +145,7 @@ def _profile_context(form_id: str, token: str) -> tuple[Any, Any]:
         abort(404)
     lead = service.read_profile_token(session, form, token)
     if lead is None:
-        raise TokenInvalid("lead erased")
+        raise rights.LeadErased("lead erased")
     i18n.set_language(lead.language)
     return form, lead
 
@@ -160,6 +162,8 @@ def more(form_id: str, token: str) -> Response:
             title=N_("This link has expired"),
             text=N_("For your protection, these links are valid for a limited time."),
         )
+    except rights.LeadErased as exc:
+        return link_problem(exc)
     except TokenInvalid:
         return invalid_link_page()
     missing = service.follow_up_missing(session, form, lead)
