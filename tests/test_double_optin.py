@@ -88,7 +88,13 @@ def test_submit_confirm_and_verify_ledger(app, client, smtp_server):
 
     with app.app_context(), runtime(app).session_factory() as s:
         lead = leads.find_by_email(s, email)
-        entries = list(s.scalars(sa.select(LedgerEntry).where(LedgerEntry.subject == str(lead.id))))
+        entries = list(
+            s.scalars(
+                sa.select(LedgerEntry)
+                .where(LedgerEntry.subject == str(lead.id))
+                .order_by(LedgerEntry.id)  # no ORDER BY: PostgreSQL's heap order
+            )
+        )
     assert [e.event for e in entries] == ["requested", "confirmed"]
     from consent.models import ConsentText
 
