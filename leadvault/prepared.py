@@ -50,7 +50,9 @@ class Prepared:
             for before in connection.dispatch.before_cursor_execute:
                 sql, values = before(connection, cursor, sql, values, None, False)
             cursor.execute(sql, values)
-            row = cursor.fetchone() if cursor.description is not None else None
+            # psycopg's rownumber is None when the statement returned no rows to fetch
+            # (a look at the result's status; description would build its columns).
+            row = cursor.fetchone() if cursor.rownumber is not None else None
             for after in connection.dispatch.after_cursor_execute:
                 after(connection, cursor, sql, values, None, False)
             return row

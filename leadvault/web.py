@@ -168,12 +168,21 @@ def client_json(data: str | bytes) -> Any:
     through this (Flask's ``get_json`` too), so a handler sees only text it can keep."""
     try:
         value = json.loads(data)
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        if not _surrogate_free(data):
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
     except UnicodeEncodeError:
         raise ValueError("JSON text holds a lone surrogate") from None
     return value
+
+
+def _surrogate_free(data: str | bytes) -> bool:
+    """Whether ``data`` plainly cannot hold a lone surrogate (then ``client_json`` skips
+    encoding its value once more to find one): ASCII bytes without a ``\\u`` escape.
+    In every encoding json.loads detects (UTF-8, -16, -32) a surrogate's code unit
+    needs a byte of 0xD8 or more, and an escape is the only other way to write one."""
+    return isinstance(data, bytes) and data.isascii() and b"\\u" not in data
 
 
 class _ClientJSONProvider(DefaultJSONProvider):
@@ -299,12 +308,26 @@ def _handle_unexpected(exc: Exception) -> Any:
     return error_response(500)
 
 
+# Every response's defaults, each unless the view set its own (lower-cased name first).
+_DEFAULT_HEADERS = tuple(
+    (name.lower(), name, value)
+    for name, value in (
+        ("Content-Security-Policy", DEFAULT_CSP),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "strict-origin-when-cross-origin"),
+        ("Permissions-Policy", "interest-cohort=(), browsing-topics=()"),
+    )
+)
+
+
 def _security_headers(response: Response) -> Response:
+    # One look at the names already set, then appended in this order: what
+    # Headers.setdefault would do, without a scan of every header per default.
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", DEFAULT_CSP)
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-    headers.setdefault("Permissions-Policy", "interest-cohort=(), browsing-topics=()")
+    present = {name.lower() for name, _value in headers}
+    for lower, name, value in _DEFAULT_HEADERS:
+        if lower not in present:
+            headers.add(name, value)
     if request.is_secure:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response
