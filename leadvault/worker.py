@@ -40,11 +40,16 @@ RECHECK_SECONDS = 0.05
 YIELD_FACTOR = 3.0
 CONTENDED_SECONDS = 0.002
 # On PostgreSQL mail goes out on this many SMTP connections, each in a thread of its
-# own that claims its own batches (SKIP LOCKED keeps them apart): a thread spends most
-# of a mail waiting for the relay's four replies and the database's, and under load
-# each wait is a turn for a process on the busy cores; the threads wait at once.
+# own that claims its own batches (SKIP LOCKED keeps them apart): a thread spends part
+# of a mail waiting for the relay's replies and the database's, and under load each
+# wait is a turn for a process on the busy cores; the threads wait at once. Two, not
+# more: a batch is shared out between them, and each batch has a fixed cost (its claim,
+# a claim that comes back empty after it, reading the batch, recording it) and each
+# thread a share of the one interpreter lock. With four, batches of 25 cost a drain
+# ~20 % more of the worker's CPU per lead than two with batches of 50 and drained ~27 %
+# fewer leads/s, with no gain under capture load (bench/README.md, lv/workerprof).
 # SQLite keeps one: its claims and records queue for the one write lock with capture.
-MAIL_THREADS_POSTGRESQL = 4
+MAIL_THREADS_POSTGRESQL = 2
 
 
 def lower_priority(niceness: int) -> None:
