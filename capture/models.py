@@ -51,10 +51,6 @@ class Form(Base):
         titles = self.title or {}
         return titles.get(lang) or next((title for title in titles.values() if title), None)
 
-    def heading(self, lang: str) -> str:
-        """The form page's heading: its public title, else the name."""
-        return self.public_title(lang) or self.name
-
 
 class Submission(Base):
     __tablename__ = "submissions"

@@ -22,7 +22,7 @@ from flask import (
 from werkzeug.exceptions import BadRequest
 
 from capture import bots, schemas, service
-from capture.models import Form
+from capture.models import Form, FormKind
 from leadvault import db, i18n, leads
 from leadvault.app import runtime
 from leadvault.i18n import N_
@@ -133,6 +133,20 @@ def _cors(response: Response, form: Form) -> Response:
     return response
 
 
+# The hosted page's heading for a form without a title in any language: what the form is
+# for, never its name (the name is for staff only).
+HEADINGS = {
+    FormKind.NEWSLETTER: N_("Subscribe to our newsletter"),
+    FormKind.WHITEPAPER: N_("Download the whitepaper"),
+    FormKind.CONTACT: N_("Contact us"),
+}
+
+
+def heading(form: Form, lang: str) -> str:
+    """The hosted page's h1 and title: the form's public title, else what the form is for."""
+    return form.public_title(lang) or i18n.translate(lang, HEADINGS[FormKind(form.kind)])
+
+
 def render_form_page(
     form: Form,
     lang: str,
@@ -146,6 +160,7 @@ def render_form_page(
     body = render_template(
         "capture/form.html",
         form=form,
+        heading=heading(form, lang),
         fields=form.fields,
         consents=service.consent_texts_for(session, form, lang),
         render_token=bots.issue_render_token(session, form),
