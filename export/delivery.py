@@ -19,6 +19,7 @@ The requests are built in ``export.webhook_requests``, the outcomes recorded in
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,6 +28,7 @@ from flask import Flask
 from sqlalchemy.orm import Session, sessionmaker
 
 from export import transport
+from export.models import EndpointStatus, WebhookEndpoint
 from export.webhook_outcomes import record
 from export.webhook_requests import Prepared, Result, prepare
 from leadvault import leases, outbox
@@ -51,6 +53,17 @@ def claim_ids(session: Session, ids: Sequence[int], *, worker_id: str) -> list[i
         worker_id=worker_id,
         limit=len(ids),
         status=OutboxStatus.SENDING,
+    )
+
+
+def _any_active_endpoint(session: Session) -> bool:
+    return (
+        session.scalar(
+            sa.select(WebhookEndpoint.id)
+            .where(WebhookEndpoint.status == EndpointStatus.ACTIVE)
+            .limit(1)
+        )
+        is not None
     )
 
 
@@ -92,10 +105,25 @@ class WebhookDeliverer:
             pool_size=self.concurrency,
         )
         self._executor: ThreadPoolExecutor | None = None
+        # No claim before this (``time.monotonic``) while no endpoint is active.
+        self.idle_seconds = settings.worker_poll_seconds
+        self._clock = time.monotonic
+        self._idle_until = 0.0
 
     def deliver_due(self, *, worker_id: str, limit: int) -> int:
+        """Claim and deliver a batch; returns how many rows were handled.
+
+        While no endpoint is active the claim is made at most once per poll interval
+        (the worker's mail thread would otherwise make one, and find nothing, after
+        every mail batch): an endpoint added meanwhile is served within that interval,
+        as work queued by another process is, and the rows of endpoints disabled since
+        they were queued are still taken (and recorded as such)."""
+        if self._clock() < self._idle_until:
+            return 0
         with unit_of_work(self.factory) as session:
             ids = claim(session, worker_id=worker_id, limit=limit)
+            if not ids and not _any_active_endpoint(session):
+                self._idle_until = self._clock() + self.idle_seconds
         if ids:
             self.deliver(ids, worker_id=worker_id)
         return len(ids)

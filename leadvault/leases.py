@@ -8,6 +8,7 @@ to be claimed again once the lease has run out.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,14 @@ _MAX_BACKOFF = dt.timedelta(hours=6)
 _MAX_DOUBLINGS = 64
 
 
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """The rows a claim leased, and whether more were due than it took."""
+
+    ids: list[int]
+    more: bool
+
+
 def claim(
     session: Session,
     model: Any,
@@ -32,12 +41,29 @@ def claim(
     **mark: Any,
 ) -> list[int]:
     """Lease up to ``limit`` rows matching ``due(now)``; ``mark`` sets more columns."""
+    return claim_batch(session, model, due, worker_id=worker_id, limit=limit, **mark).ids
+
+
+def claim_batch(
+    session: Session,
+    model: Any,
+    due: Callable[[dt.datetime], sa.ColumnElement[bool]],
+    *,
+    worker_id: str,
+    limit: int,
+    **mark: Any,
+) -> Claim:
+    """As ``claim``, and tells whether more rows were due: it selects one row beyond
+    ``limit`` and leaves it as it was (on PostgreSQL locked only until the claim
+    commits, so another worker skips it meanwhile and takes it after). A claimer told
+    ``more=False`` need not claim again at once only to find nothing."""
     now = clock.now()
     lease = dt.timedelta(seconds=settings_of(session).outbox_lease_seconds)
-    query = sa.select(model.id).where(due(now)).order_by(model.id).limit(limit)
+    query = sa.select(model.id).where(due(now)).order_by(model.id).limit(limit + 1)
     if dialect_of(session) == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    ids = list(session.scalars(query))
+    found = list(session.scalars(query))
+    ids = found[:limit]
     if ids:
         session.execute(
             sa.update(model)
@@ -45,7 +71,7 @@ def claim(
             .values(locked_by=worker_id, locked_until=now + lease, **mark)
             .execution_options(synchronize_session=False)
         )
-    return ids
+    return Claim(ids, more=len(found) > limit)
 
 
 def backoff(retry_seconds: float, attempts: int) -> dt.timedelta:

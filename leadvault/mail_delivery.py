@@ -40,6 +40,43 @@ def claim(session: Session, *, worker_id: str, limit: int) -> list[int]:
     return outbox.claim(session, OutboxKind.MAIL, worker_id=worker_id, limit=limit)
 
 
+def _mail_due(now: dt.datetime) -> sa.ColumnElement[bool]:
+    """Due mail, as ``outbox.claim`` has it: pending and due, or sending under a lease
+    that ran out (a worker died mid-delivery)."""
+    return sa.and_(
+        OutboxMessage.kind == OutboxKind.MAIL,
+        sa.or_(
+            sa.and_(
+                OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now
+            ),
+            sa.and_(OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.locked_until < now),
+        ),
+    )
+
+
+def claim_batch(session: Session, *, worker_id: str, limit: int) -> leases.Claim:
+    """As ``claim``, and whether more mail was due than it took (``leases.claim_batch``):
+    after a full batch the worker claims again at once only then, not to find nothing
+    (a claim that comes back empty cost ~3 ms CPU, one per batch on PostgreSQL)."""
+    return leases.claim_batch(
+        session,
+        OutboxMessage,
+        _mail_due,
+        worker_id=worker_id,
+        limit=limit,
+        status=OutboxStatus.SENDING,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivered:
+    """What a round of ``deliver_batch`` did: the rows it handled, and whether more
+    were due when it claimed them."""
+
+    handled: int
+    more: bool
+
+
 @dataclasses.dataclass(frozen=True)
 class _Claimed:
     id: int
@@ -251,17 +288,25 @@ def deliver_due(
     factory: sessionmaker[Session], sender: Sender, *, worker_id: str, limit: int = 50
 ) -> int:
     """Claim a batch, send it over the sender's one connection, record the outcomes in
-    a transaction per batch of results; returns how many rows were handled.
+    a transaction per batch of results; returns how many rows were handled."""
+    return deliver_batch(factory, sender, worker_id=worker_id, limit=limit).handled
+
+
+def deliver_batch(
+    factory: sessionmaker[Session], sender: Sender, *, worker_id: str, limit: int = 50
+) -> Delivered:
+    """As ``deliver_due``, and tells whether more mail was due at the claim.
 
     The claim is a short transaction; the messages are built reading only. Sending
     stops when the lease is nearly over: the rest return to the queue when it has run
     out.
     """
     with unit_of_work(factory) as session:
-        ids = claim(session, worker_id=worker_id, limit=limit)
+        claimed_rows = claim_batch(session, worker_id=worker_id, limit=limit)
         lease = settings_of(session).outbox_lease_seconds
+    ids = claimed_rows.ids
     if not ids:
-        return 0
+        return Delivered(0, more=False)
     deadline = time.monotonic() + lease * 0.8
     send_wire = getattr(sender, "send_wire", None)
     with read_only(factory) as session:
@@ -274,7 +319,7 @@ def deliver_due(
             _record(factory, results, worker_id=worker_id)
             results, recorded_at = [], time.monotonic()
     _record(factory, results, worker_id=worker_id)
-    return len(ids)
+    return Delivered(len(ids), more=claimed_rows.more)
 
 
 def _due(claimed: list[_Claimed], deadline: float) -> Iterator[_Claimed]:

@@ -249,13 +249,20 @@ class Worker:
             # claim looked) means claim again.
             seen = self._mail_bell.rung
             try:
-                handled = self.deliver_mail(sender, limit=limit)
-                if others:
-                    handled += self.deliver_other()
+                mail = mail_delivery.deliver_batch(
+                    self.runtime.session_factory, sender, worker_id=self.worker_id, limit=limit
+                )
+                other = self.deliver_other() if others else 0
             except Exception as exc:  # database or relay gone: wait and try again
                 log.error("delivery loop error: %s", type(exc).__name__)
-                handled = 0
-            if handled == 0:
+                mail, other = mail_delivery.Delivered(0, more=False), 0
+            if mail.more or other >= self.batch_size:
+                continue  # more was due: the next batch at once
+            if other == 0 and mail.handled in (0, limit):
+                # Nothing more was due when the claim looked (a full batch claims one
+                # row beyond it to tell): the next claim waits for a ring or the poll
+                # interval, as after a claim that came back empty, and is not made
+                # at once only to find nothing.
                 self._mail_bell.wait(seen, poll)
-            elif handled < limit:
+            else:
                 stop.wait(COALESCE_SECONDS)
