@@ -16,8 +16,9 @@ from collections.abc import Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from leadvault import addresses, clock, untrusted
+from leadvault import addresses, clock, i18n, untrusted
 from leadvault.db import vault_of
+from leadvault.i18n import N_
 from leadvault.sealed import SealedPayload, seal, unseal
 from scoring.models import Absence, Handoff, Salesperson, SalesTeam, TeamMember
 from scoring.rule_model import REGIONS, Rules, matches_all
@@ -26,7 +27,25 @@ STRATEGIES = ("round_robin", "least_loaded")
 
 
 class SalesError(Exception):
-    """A sales set-up request the service refuses; the message names the problem."""
+    """A sales set-up request the service refuses; the message names the problem.
+
+    ``message`` is a message id with ``%(name)s`` values (``translated`` for the
+    console and the API; ``str`` is the English text, for the command line);
+    ``field`` is the input it is about (``name``, ``email``, ``weight`` …) or None."""
+
+    def __init__(self, message: str, *, field: str | None = None, **values: object) -> None:
+        super().__init__(message % values if values else message)
+        self.message, self.values, self.field = message, values, field
+
+    def translated(self) -> str:
+        """The message in the request's language."""
+        return i18n.gettext(self.message, **self.values)
+
+
+LANGUAGE_REFUSED = N_("The language must be en or de.")
+WEIGHT_REFUSED = N_("The weight must be at least 1.")
+CAPACITY_REFUSED = N_("The weekly capacity must be at least 0.")
+STRATEGY_REFUSED = N_("The strategy must be one of %(strategies)s.")
 
 
 # --- managing people and teams -----------------------------------------------------
@@ -39,14 +58,20 @@ def contact_name(name: str) -> str:
     NAME_MAX characters (trimmed); SalesError names what is wrong (CLI, console, API)."""
     name = name.strip()
     if not name:
-        raise SalesError("the name is empty")
+        raise SalesError(N_("Please give a name."), field="name")
     if len(name) > NAME_MAX:
-        raise SalesError(f"the name is longer than {NAME_MAX} characters")
+        raise SalesError(
+            N_("The name is longer than %(max)s characters."), field="name", max=NAME_MAX
+        )
     char = untrusted.control_character(name)
     if char is not None:
         raise SalesError(
-            f"the name holds the control character U+{ord(char):04X} "
-            "(a line break, tab or the like); please give it on one line"
+            N_(
+                "The name holds the control character U+%(code)s (a line break, tab or the "
+                "like); please give it on one line."
+            ),
+            field="name",
+            code=f"{ord(char):04X}",
         )
     return name
 
@@ -63,14 +88,16 @@ def add_person(
     name = contact_name(name)
     try:
         addresses.canonical(email)
-    except addresses.InvalidAddress as exc:
-        raise SalesError(f"{email!r} is not an email address: {exc}") from None
+    except addresses.InvalidAddress:
+        raise SalesError(N_("This is not an email address."), field="email") from None
     if language not in {"en", "de"}:
-        raise SalesError("language must be en or de")
-    if weight < 1 or weekly_capacity < 0:
-        raise SalesError("weight must be at least 1 and capacity at least 0")
+        raise SalesError(LANGUAGE_REFUSED, field="language")
+    if weight < 1:
+        raise SalesError(WEIGHT_REFUSED, field="weight")
+    if weekly_capacity < 0:
+        raise SalesError(CAPACITY_REFUSED, field="weekly_capacity")
     if person_by_email(session, email) is not None:
-        raise SalesError(f"a salesperson {email!r} exists already")
+        raise SalesError(N_("A salesperson with this address exists already."), field="email")
     sealed = seal(vault_of(session), _CONTACT, {"email": email.strip().lower(), "name": name})
     person = Salesperson(
         email_index=vault_of(session).blind_index(email),
@@ -126,10 +153,14 @@ def _by_address(session: Session, rows: Iterable[Salesperson]) -> list[Salespers
     return sorted(rows, key=lambda person: contact(session, person).email)
 
 
+_NO_PERSON = N_("There is no salesperson with this address.")
+TEAM_EXISTS = N_("A team “%(name)s” exists already.")
+
+
 def set_absent(session: Session, email: str, absent: bool) -> Salesperson:
     person = person_by_email(session, email)
     if person is None:
-        raise SalesError(f"no salesperson {email!r}")
+        raise SalesError(_NO_PERSON, field="email")
     person.absent = absent
     session.flush()
     return person
@@ -137,9 +168,9 @@ def set_absent(session: Session, email: str, absent: bool) -> Salesperson:
 
 def add_team(session: Session, name: str, strategy: str = "round_robin") -> SalesTeam:
     if strategy not in STRATEGIES:
-        raise SalesError(f"strategy must be one of {', '.join(STRATEGIES)}")
+        raise SalesError(STRATEGY_REFUSED, field="strategy", strategies=", ".join(STRATEGIES))
     if team_by_name(session, name) is not None:
-        raise SalesError(f"a team {name!r} exists already")
+        raise SalesError(TEAM_EXISTS, field="name", name=name)
     team = SalesTeam(name=name, strategy=strategy, created_at=clock.now())
     session.add(team)
     session.flush()
@@ -154,7 +185,9 @@ def add_member(session: Session, team_name: str, email: str) -> None:
     team = team_by_name(session, team_name)
     person = person_by_email(session, email)
     if team is None or person is None:
-        raise SalesError(f"no team {team_name!r}" if team is None else f"no salesperson {email!r}")
+        if team is None:
+            raise SalesError(N_("There is no team “%(name)s”."), field="team", name=team_name)
+        raise SalesError(_NO_PERSON, field="email")
     if session.get(TeamMember, (team.id, person.id)) is None:
         session.add(TeamMember(team_id=team.id, person_id=person.id, credit=0))
         session.flush()

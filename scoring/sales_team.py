@@ -16,12 +16,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from leadvault import clock
+from leadvault.i18n import N_
 from scoring import routing
 from scoring.models import Absence, Handoff, Salesperson, SalesTeam, TeamMember
 from scoring.routing import SalesError
 
 MAX_ABSENCE_DAYS = 366
 MAX_PEOPLE = 500  # a page of the roster; a sales team is far smaller
+ABSENCE_ORDER = N_("The absence ends before it starts.")
 
 
 class NotFound(SalesError):
@@ -49,14 +51,14 @@ class PersonRow:
 def person(session: Session, person_id: int) -> Salesperson:
     found = session.get(Salesperson, person_id)
     if found is None:
-        raise NotFound(f"there is no salesperson {person_id}")
+        raise NotFound(N_("There is no salesperson %(id)s."), id=person_id)
     return found
 
 
 def team(session: Session, team_id: int) -> SalesTeam:
     found = session.get(SalesTeam, team_id)
     if found is None:
-        raise NotFound(f"there is no team {team_id}")
+        raise NotFound(N_("There is no team %(id)s."), id=team_id)
     return found
 
 
@@ -112,7 +114,7 @@ def row_of(session: Session, person_id: int) -> PersonRow:
     for row in roster(session):
         if row.id == person_id:
             return row
-    raise NotFound(f"there is no salesperson {person_id}")
+    raise NotFound(N_("There is no salesperson %(id)s."), id=person_id)
 
 
 def add_person(
@@ -126,7 +128,7 @@ def add_person(
     team_ids: tuple[int, ...] = (),
 ) -> Salesperson:
     if "@" in email and routing.person_by_email(session, email) is not None:
-        raise Conflict("a salesperson with this address exists already")
+        raise Conflict(N_("A salesperson with this address exists already."), field="email")
     added = routing.add_person(
         session,
         email=email,
@@ -153,15 +155,15 @@ def update_person(
     found = person(session, person_id)
     if language is not None:
         if language not in {"en", "de"}:
-            raise SalesError("language must be en or de")
+            raise SalesError(routing.LANGUAGE_REFUSED, field="language")
         found.language = language
     if weight is not None:
         if weight < 1:
-            raise SalesError("weight must be at least 1")
+            raise SalesError(routing.WEIGHT_REFUSED, field="weight")
         found.weight = weight
     if weekly_capacity is not None:
         if weekly_capacity < 0:
-            raise SalesError("capacity must be at least 0")
+            raise SalesError(routing.CAPACITY_REFUSED, field="weekly_capacity")
         found.weekly_capacity = weekly_capacity
     if active is not None:
         found.active = active
@@ -202,19 +204,21 @@ def team_row(session: Session, team_id: int) -> TeamRow:
     for row in team_rows(session):
         if row.id == team_id:
             return row
-    raise NotFound(f"there is no team {team_id}")
+    raise NotFound(N_("There is no team %(id)s."), id=team_id)
 
 
 def add_team(session: Session, name: str, strategy: str = "round_robin") -> SalesTeam:
     if routing.team_by_name(session, name) is not None:
-        raise Conflict(f"a team {name!r} exists already")
+        raise Conflict(routing.TEAM_EXISTS, field="name", name=name)
     return routing.add_team(session, name, strategy)
 
 
 def update_team(session: Session, team_id: int, *, strategy: str) -> SalesTeam:
     found = team(session, team_id)
     if strategy not in routing.STRATEGIES:
-        raise SalesError(f"strategy must be one of {', '.join(routing.STRATEGIES)}")
+        raise SalesError(
+            routing.STRATEGY_REFUSED, field="strategy", strategies=", ".join(routing.STRATEGIES)
+        )
     found.strategy = strategy
     session.flush()
     return found
@@ -226,7 +230,11 @@ def delete_team(session: Session, team_id: int) -> None:
     used = session.scalar(sa.select(sa.func.count(Handoff.id)).where(Handoff.team_id == team_id))
     if used:
         raise Conflict(
-            f"team {found.name!r} has handed off leads; remove it from the routing rules instead"
+            N_(
+                "The team “%(name)s” has handed off leads; remove it from the routing rules "
+                "instead."
+            ),
+            name=found.name,
         )
     session.delete(found)
     session.flush()
@@ -242,7 +250,9 @@ def add_member(session: Session, team_id: int, person_id: int) -> None:
 def remove_member(session: Session, team_id: int, person_id: int) -> None:
     member = session.get(TeamMember, (team(session, team_id).id, person_id))
     if member is None:
-        raise NotFound(f"salesperson {person_id} is not in this team")
+        raise NotFound(
+            N_("Salesperson %(id)s is not in this team."), field="person_id", id=person_id
+        )
     session.delete(member)
     session.flush()
 
@@ -253,11 +263,13 @@ def remove_member(session: Session, team_id: int, person_id: int) -> None:
 def add_absence(session: Session, person_id: int, starts_on: dt.date, ends_on: dt.date) -> Absence:
     found = person(session, person_id)
     if ends_on < starts_on:
-        raise SalesError("the absence ends before it starts")
+        raise SalesError(ABSENCE_ORDER, field="ends_on")
     if (ends_on - starts_on).days >= MAX_ABSENCE_DAYS:
-        raise SalesError(f"an absence lasts at most {MAX_ABSENCE_DAYS} days")
+        raise SalesError(
+            N_("An absence lasts at most %(days)s days."), field="ends_on", days=MAX_ABSENCE_DAYS
+        )
     if ends_on < today():
-        raise SalesError("the absence is over already")
+        raise SalesError(N_("The absence is over already."), field="ends_on")
     absence = Absence(
         person_id=found.id, starts_on=starts_on, ends_on=ends_on, created_at=clock.now()
     )
@@ -282,6 +294,6 @@ def absences(session: Session, *, person_id: int | None = None, limit: int = 200
 def delete_absence(session: Session, absence_id: int) -> None:
     found = session.get(Absence, absence_id)
     if found is None:
-        raise NotFound(f"there is no absence {absence_id}")
+        raise NotFound(N_("There is no absence %(id)s."), id=absence_id)
     session.delete(found)
     session.flush()

@@ -8,8 +8,8 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from leadvault import clock
-from scoring import routing
+from leadvault import clock, i18n
+from scoring import routing, sales_team
 
 MAX_BATCH = 1000
 MAX_PROPERTIES = 30
@@ -164,7 +164,7 @@ def _contact_name(value: str) -> None:
     try:
         routing.contact_name(value)
     except routing.SalesError as exc:
-        raise ValidationError(str(exc)) from None
+        raise ValidationError(exc.translated()) from None
 
 
 class SalespersonInSchema(Schema):
@@ -244,7 +244,7 @@ class AbsenceInSchema(Schema):
     @validates_schema
     def _order(self, data: dict[str, Any], **_: Any) -> None:
         if data.get("starts_on") and data.get("ends_on") and data["ends_on"] < data["starts_on"]:
-            raise ValidationError("the absence ends before it starts", "ends_on")
+            raise ValidationError(i18n.gettext(sales_team.ABSENCE_ORDER), "ends_on")
 
 
 class AbsenceSchema(Schema):

@@ -21,11 +21,14 @@ P = Permission
 
 
 def _refused(exc: routing.SalesError, field: str = "_schema") -> Refusal:
+    """The refusal in the request's language, under the field the service names
+    (``field`` when it names none, e.g. a team id of the request's path or body)."""
+    errors = {exc.field or field: [exc.translated()]}
     if isinstance(exc, sales_team.NotFound):
-        return Refusal(404, errors={field: [str(exc)]})
+        return Refusal(404, errors=errors)
     if isinstance(exc, sales_team.Conflict):
-        return Refusal(409, errors={field: [str(exc)]})
-    return Refusal(422, errors={field: [str(exc)]})
+        return Refusal(409, errors=errors)
+    return Refusal(422, errors=errors)
 
 
 # --- salespeople ---------------------------------------------------------------------
@@ -73,7 +76,7 @@ def salespeople_create() -> Response:
             team_ids=tuple(args["team_ids"]),
         )
     except routing.SalesError as exc:
-        raise _refused(exc, "email") from None
+        raise _refused(exc, "team_ids") from None
     return _dump(scoring_schemas.SalespersonSchema, sales_team.row_of(session, added.id), 201)
 
 

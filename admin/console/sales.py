@@ -48,6 +48,12 @@ def _first(messages: Any) -> dict[str, str]:
     return first
 
 
+def _refusal(exc: routing.SalesError, shown: tuple[str, ...], other: str) -> dict[str, str]:
+    """{field: the service's message in the page's language}: under the field it names
+    if the form shows that field's errors, else under ``other``."""
+    return {exc.field if exc.field in shown else other: exc.translated()}
+
+
 def _team_page(status: int = 200, **extra: Any) -> Response:
     session = db.session()
     people = sales_team.roster(session)
@@ -89,7 +95,8 @@ def sales_person_add() -> Response:
     except ValidationError as exc:
         return _team_page(422, errors=_first(exc.messages), form="person")
     except routing.SalesError as exc:
-        return _team_page(422, errors={"email": str(exc)}, form="person")
+        errors = _refusal(exc, ("name", "email", "weight", "weekly_capacity"), "email")
+        return _team_page(422, errors=errors, form="person")
     return _back("person")
 
 
@@ -139,7 +146,8 @@ def sales_person_update(person_id: int) -> Response:
     except ValidationError as exc:
         return _person_page(row, 422, errors=_first(exc.messages))
     except routing.SalesError as exc:
-        return _person_page(row, 422, errors={"weight": str(exc)})
+        errors = _refusal(exc, ("weight", "weekly_capacity"), "weight")
+        return _person_page(row, 422, errors=errors)
     return redirect(url_for("console.sales_person", person_id=person_id, saved=1))
 
 
@@ -152,7 +160,7 @@ def sales_absence_add() -> Response:
     except ValidationError as exc:
         return _team_page(422, errors=_first(exc.messages), form="absence")
     except routing.SalesError as exc:
-        return _team_page(422, errors={"ends_on": str(exc)}, form="absence")
+        return _team_page(422, errors=_refusal(exc, ("ends_on",), "ends_on"), form="absence")
     return _back("absence")
 
 
@@ -175,7 +183,7 @@ def sales_team_add() -> Response:
     except ValidationError as exc:
         return _team_page(422, errors=_first(exc.messages), form="team")
     except routing.SalesError as exc:
-        return _team_page(422, errors={"name": str(exc)}, form="team")
+        return _team_page(422, errors=_refusal(exc, ("name",), "name"), form="team")
     return _back("team")
 
 
@@ -204,5 +212,5 @@ def sales_team_update(team_id: int) -> Response:
     except sales_team.NotFound:
         return _error(404, N_("There is no such team or salesperson."))
     except routing.SalesError as exc:
-        return _team_page(422, errors={f"team-{team_id}": str(exc)})
+        return _team_page(422, errors={f"team-{team_id}": exc.translated()})
     return _back("team")
