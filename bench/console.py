@@ -56,7 +56,7 @@ REASONS = ("no_budget", "no_need", "not_reachable", "wrong_person")
 
 def seed(app, count: int) -> list[uuid.UUID]:
     """Leads and everything the reports read, in bulk (no personal data is ever read)."""
-    from capture import service as capture_service
+    from capture import definition_service, definitions
     from leadvault import clock
     from leadvault.app import runtime
     from leadvault.db import unit_of_work
@@ -68,12 +68,12 @@ def seed(app, count: int) -> list[uuid.UUID]:
     now = clock.now()
     with app.app_context(), unit_of_work(rt.session_factory) as session:
         forms = [
-            capture_service.create_form(
+            definition_service.create_form(
                 session,
                 name=f"Form {n}",
                 kind="newsletter",
                 fields=[],
-                purposes=[capture_service.PurposeSpec("newsletter", True)],
+                purposes=[definitions.PurposeSpec("newsletter", True)],
                 allowed_origins=[],
             ).public_id
             for n in range(4)

@@ -111,17 +111,17 @@ def queue_submissions(app: Any, form_id: str, count: int) -> None:
 
 
 def make_form(app: Any) -> str:
-    from capture import service as capture_service
+    from capture import definition_service, definitions
     from leadvault.app import runtime
     from leadvault.db import unit_of_work
 
     with app.app_context(), unit_of_work(runtime(app).session_factory) as session:
-        return capture_service.create_form(
+        return definition_service.create_form(
             session,
             name="Bench",
             kind="newsletter",
-            fields=[capture_service.FieldSpec("first_name", False)],
-            purposes=[capture_service.PurposeSpec("newsletter", True)],
+            fields=[definitions.FieldSpec("first_name", False)],
+            purposes=[definitions.PurposeSpec("newsletter", True)],
             allowed_origins=["https://www.example.com"],
         ).public_id
 

@@ -1,4 +1,8 @@
-"""Forms and submissions: define forms, store a submission (the worker's inbox handler).
+"""Forms and submissions: look forms up, store a submission (the worker's inbox handler).
+
+Form definitions are ``capture.definitions`` (what one is), ``capture.definition_service``
+(creating, updating, archiving) and ``capture.origins`` (allowed origins); import them
+from there.
 
 The endpoint's write (one sealed inbox row) is in ``capture.queueing``; its names are
 imported from here as before."""
@@ -17,19 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from capture import bots, definition_service
-
-# The form definitions moved to capture.definitions (what they are) and
-# capture.definition_service (creating them); callers keep importing them from here.
-from capture.definition_service import create_form  # noqa: F401 (re-exported)
-from capture.definitions import (  # noqa: F401 (re-exported)
-    DEFAULT_PURPOSE,
-    FIELD_NAMES,
-    PROFILE_FIELDS,
-    Definition,
-    FieldSpec,
-    FormError,
-    PurposeSpec,
-)
+from capture.definitions import FormError
 from capture.models import Form, FormKind, Submission
 from capture.origins import normalise_origin, page_on_owner_site
 

@@ -21,7 +21,7 @@ from flask import (
 )
 from werkzeug.exceptions import BadRequest
 
-from capture import bots, schemas, service
+from capture import bots, origins, schemas, service
 from capture.models import Form, FormKind
 from leadvault import db, i18n, leads
 from leadvault.app import runtime
@@ -62,7 +62,7 @@ def _own_origin() -> str:
 
 @functools.cache
 def _origin_of(url: str) -> str:
-    return service.normalise_origin(url)
+    return origins.normalise_origin(url)
 
 
 _form_cache = service.FormCache()
@@ -98,7 +98,7 @@ def _frame_csp(form: Form, *, script: bool) -> str:
     if form.redirect_url:
         # The redirect is a page (with a path) on one of the form's origins.
         parts = urlsplit(form.redirect_url)
-        targets.append(service.normalise_origin(f"{parts.scheme}://{parts.netloc}"))
+        targets.append(origins.normalise_origin(f"{parts.scheme}://{parts.netloc}"))
     script_src = "'self'" if script else "'none'"
     return (
         f"default-src 'none'; style-src 'self'; img-src 'self'; script-src {script_src}; "
@@ -241,7 +241,7 @@ def _back_link(form: Form, raw: dict[str, Any]) -> tuple[str, str] | None:
     """(URL, host) of the page the visitor came from, when it is on an allowed origin."""
     for candidate in (raw.get("page_url"), request.referrer):
         if isinstance(candidate, str) and candidate:
-            parts = service.page_on_owner_site(form, candidate)
+            parts = origins.page_on_owner_site(form, candidate)
             if parts is not None:
                 return parts.geturl(), parts.hostname or ""
     return None

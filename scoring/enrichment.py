@@ -16,7 +16,7 @@ import phonenumbers
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS  # noqa: N812 - a constant
 from sqlalchemy.orm import Session
 
-from capture.service import PROFILE_FIELDS
+from capture.definitions import PROFILE_FIELDS
 from leadvault import batch, leads
 from leadvault.models import Lead
 from scoring.models import LeadScore, Stage

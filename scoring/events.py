@@ -413,6 +413,7 @@ def tracking_return_link(
     """
     from urllib.parse import urlunsplit
 
+    from capture import origins
     from capture import service as capture_service
     from capture.models import Form
     from leadvault import i18n
@@ -422,7 +423,7 @@ def tracking_return_link(
     for submission in reversed(capture_service.submissions_of(session, lead_id)):
         page = capture_service.read_submission(session, submission).get("page_url", "")
         form = session.get(Form, submission.form_id)
-        parts = capture_service.page_on_owner_site(form, page) if form and page else None
+        parts = origins.page_on_owner_site(form, page) if form and page else None
         if parts is not None:
             back = urlunsplit((*parts[:4], f"lv_t={tracking_token(session, lead_id)}"))
             return [(i18n.translate(language, "Back to the website"), back)]

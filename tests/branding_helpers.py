@@ -142,7 +142,7 @@ def _one(smtp: SmtpSink, app: Any, to: str | None = None) -> EmailMessage:
 
 def whitepaper_form(app: Any, tmp_path: Path, origins: tuple[str, ...] = (WEBSITE,)) -> str:
     from capture import service as capture_service
-    from capture.service import FieldSpec, PurposeSpec
+    from capture.definitions import FieldSpec, PurposeSpec
     from widgets import service
 
     form_id = factories.form(

@@ -520,19 +520,22 @@ class LiveServer:
 
 
 def make_form(app: Any, **kwargs: Any) -> str:
-    from capture import service
+    from capture import definition_service, definitions
     from leadvault.db import unit_of_work
 
     spec = {
         "name": "Newsletter",
         "kind": "newsletter",
-        "fields": [service.FieldSpec("first_name", False), service.FieldSpec("last_name", False)],
-        "purposes": [service.PurposeSpec("newsletter", True)],
+        "fields": [
+            definitions.FieldSpec("first_name", False),
+            definitions.FieldSpec("last_name", False),
+        ],
+        "purposes": [definitions.PurposeSpec("newsletter", True)],
         "allowed_origins": ["https://www.example.com"],
     }
     spec.update(kwargs)
     with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
-        return service.create_form(s, **spec).public_id
+        return definition_service.create_form(s, **spec).public_id
 
 
 def render_token(app: Any, public_id: str) -> str:

@@ -57,6 +57,7 @@ def lead(
     source: Mapping[str, str] | None = None,
 ) -> uuid.UUID:
     """A lead with sealed attributes who asked for ``purposes`` (and confirmed them)."""
+    from capture import definitions
     from capture import service as capture_service
     from consent import optin
     from consent.ledger import RequestMeta
@@ -68,8 +69,8 @@ def lead(
             app,
             name="Factory",
             kind="contact",
-            fields=[capture_service.FieldSpec(n, False) for n in (profile or {})],
-            purposes=[capture_service.PurposeSpec(p, False) for p in purposes],
+            fields=[definitions.FieldSpec(n, False) for n in (profile or {})],
+            purposes=[definitions.PurposeSpec(p, False) for p in purposes],
         )
     meta = RequestMeta(ip=META_IP, user_agent="factory")
     with uow(app) as s:

@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from capture import definition_service, definitions
 from capture import service as capture_service
 from consent import optin
 from consent.ledger import RequestMeta
@@ -67,13 +68,13 @@ def uow(app: Any) -> Any:
 
 def contact_form(app: Any) -> str:
     with uow(app) as s:
-        form = capture_service.create_form(
+        form = definition_service.create_form(
             s,
             name="Contact",
             kind="contact",
-            fields=[capture_service.FieldSpec(n, False) for n in capture_service.FIELD_NAMES],
+            fields=[definitions.FieldSpec(n, False) for n in definitions.FIELD_NAMES],
             purposes=[
-                capture_service.PurposeSpec(p, False)
+                definitions.PurposeSpec(p, False)
                 for p in ("newsletter", "sales_contact", "tracking")
             ],
             allowed_origins=["https://www.example.com"],

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
+from capture import definition_service, definitions
 from capture import service as capture_service
 from consent import optin
 from consent.ledger import RequestMeta
@@ -143,9 +144,9 @@ class uow:  # noqa: N801 - reads like the context manager it is
 
 def form(app, purposes=("newsletter", "tracking", "sales_contact")) -> str:
     with uow(app) as s:
-        fields = [capture_service.FieldSpec(n, False) for n in capture_service.PROFILE_FIELDS]
-        spec = [capture_service.PurposeSpec(p, False) for p in purposes]
-        return capture_service.create_form(
+        fields = [definitions.FieldSpec(n, False) for n in definitions.PROFILE_FIELDS]
+        spec = [definitions.PurposeSpec(p, False) for p in purposes]
+        return definition_service.create_form(
             s, name="Newsletter", kind="newsletter", fields=fields, purposes=spec
         ).public_id
 

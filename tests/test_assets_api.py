@@ -9,7 +9,7 @@ import stat
 
 from click.testing import CliRunner
 
-from capture.service import PurposeSpec
+from capture.definitions import PurposeSpec
 from leadvault import audit
 from leadvault.app import runtime
 from leadvault.cli import cli

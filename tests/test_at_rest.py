@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from capture.service import FieldSpec
+from capture.definitions import FieldSpec
 from leadvault.app import runtime
 from leadvault.models import OutboxMessage, OutboxStatus
 from tests.conftest import deliver, make_form, render_token

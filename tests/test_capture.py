@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from capture import service
+from capture import definitions, service
 from capture.models import Submission
 from leadvault import clock, counters
 from leadvault.app import runtime
@@ -71,7 +71,7 @@ def test_html_post_gets_thank_you_page_and_redirect(app, client):
 
 
 def test_field_errors_in_the_visitors_language(app, client):
-    form_id = make_form(app, fields=[service.FieldSpec("first_name", True)])
+    form_id = make_form(app, fields=[definitions.FieldSpec("first_name", True)])
     response = client.post(
         f"/f/{form_id}",
         json={
@@ -381,7 +381,7 @@ def test_proof_of_work_form(app, client):
 
 
 def test_sources_are_stored_encrypted(app, client):
-    form_id = make_form(app, fields=[service.FieldSpec("message", False)])
+    form_id = make_form(app, fields=[definitions.FieldSpec("message", False)])
     client.post(
         f"/f/{form_id}",
         json={

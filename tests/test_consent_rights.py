@@ -970,7 +970,7 @@ def test_withdrawn_proof_is_purged_after_retention_and_chain_verifies(app, clien
     period (three years by default), then purged; the ledger still verifies."""
     import datetime as dt
 
-    from capture.service import PurposeSpec
+    from capture.definitions import PurposeSpec
     from consent import ledger, optin, retention, service
     from consent.ledger import RequestMeta
     from consent.models import LedgerEntry, OptInRequest

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import re
 
+from capture import definitions
 from capture import service as capture_service
 from consent.models import ConsentText
 from leadvault import audit
@@ -161,7 +162,7 @@ def test_assets_upload_edit_archive(app):
         app,
         name="Guide form",
         kind="whitepaper",
-        purposes=[capture_service.PurposeSpec("whitepaper", True)],
+        purposes=[definitions.PurposeSpec("whitepaper", True)],
     )
     with uow(app) as s:
         widgets_service.attach(

@@ -353,7 +353,7 @@ def _post(app, client, form_id, **fields):
 )
 def test_name_fields_refuse_control_characters_and_links(app, client, field, value):
     fields = ["first_name", "last_name", "company", "job_title", "phone", "message"]
-    from capture.service import FieldSpec
+    from capture.definitions import FieldSpec
 
     form_id = make_form(app, fields=[FieldSpec(n, False) for n in fields])
     response = _post(app, client, form_id, **{field: value})
@@ -375,7 +375,7 @@ def test_name_fields_refuse_control_characters_and_links(app, client, field, val
     ],
 )
 def test_real_names_and_messages_are_accepted(app, client, field, value):
-    from capture.service import FieldSpec
+    from capture.definitions import FieldSpec
 
     fields = ["first_name", "last_name", "company", "message"]
     form_id = make_form(app, fields=[FieldSpec(n, False) for n in fields])

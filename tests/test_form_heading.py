@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from capture.service import PurposeSpec
+from capture.definitions import PurposeSpec
 from tests.conftest import make_form
 
 INTERNAL = "Q3 retargeting list (internal)"

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from capture.service import PurposeSpec
+from capture.definitions import PurposeSpec
 from tests.conftest import deliver, make_form, render_token, unique_email
 
 HOST = "https://www.example.com"

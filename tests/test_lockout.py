@@ -17,7 +17,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from capture.service import PurposeSpec
+from capture.definitions import PurposeSpec
 from leadvault import clock
 from leadvault.app import runtime
 from tests.conftest import _smtp_config, deliver, make_form, process, render_token, unique_email

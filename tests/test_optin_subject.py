@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from capture.service import PurposeSpec
+from capture.definitions import PurposeSpec
 from tests.conftest import deliver, make_form, render_token
 from tests.test_consent_rights import link_in, manage_link, text_of
 

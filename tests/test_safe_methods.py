@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from capture import definition_service, definitions
 from capture import service as capture_service
 from consent import correction, optin, rights
 from consent.models import OptInRequest
@@ -62,12 +63,12 @@ def _links(app: Any, tmp_path: Path) -> tuple[dict[str, list[str]], dict[str, st
     source = tmp_path / "guide.pdf"
     source.write_bytes(PDF)
     with uow(app) as s:
-        whitepaper = capture_service.create_form(
+        whitepaper = definition_service.create_form(
             s,
             name="Guide",
             kind="whitepaper",
-            fields=[capture_service.FieldSpec("first_name", False)],
-            purposes=[capture_service.PurposeSpec("whitepaper", True)],
+            fields=[definitions.FieldSpec("first_name", False)],
+            purposes=[definitions.PurposeSpec("whitepaper", True)],
             allowed_origins=["https://www.example.com"],
             follow_up_fields=["company"],
         )

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from capture import service as capture_service
+from capture import definition_service, definitions
 from consent import rights
 from consent.ledger import RequestMeta
 from leadvault import api, clock, counters, leads
@@ -43,12 +43,12 @@ uow = factories.uow
 
 def contact_form(app) -> str:
     with uow(app) as s:
-        fields = [capture_service.FieldSpec(n, False) for n in capture_service.PROFILE_FIELDS]
+        fields = [definitions.FieldSpec(n, False) for n in definitions.PROFILE_FIELDS]
         purposes = [
-            capture_service.PurposeSpec(p, False)
+            definitions.PurposeSpec(p, False)
             for p in ("newsletter", "sales_contact", "tracking", "whitepaper")
         ]
-        form = capture_service.create_form(
+        form = definition_service.create_form(
             s, name="Contact", kind="contact", fields=fields, purposes=purposes
         )
         return form.public_id
@@ -691,7 +691,7 @@ def test_tracking_consent_hands_the_loader_its_token(app, client, smtp_server):
     fragment carries the signed tracking token; that token is accepted by /api/v1/track."""
     import re
 
-    from capture.service import PurposeSpec
+    from capture.definitions import PurposeSpec
     from tests.conftest import deliver, make_form, render_token, unique_email
 
     form_id = make_form(

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from capture import definitions
 from capture import service as capture_service
 from capture.models import Submission
 from consent import ledger
@@ -111,12 +112,12 @@ def test_a_new_address_twice_in_one_batch_is_one_lead_with_the_later_values(app,
     form_id = make_form(
         app,
         fields=[
-            capture_service.FieldSpec("first_name", False),
-            capture_service.FieldSpec("company", False),
+            definitions.FieldSpec("first_name", False),
+            definitions.FieldSpec("company", False),
         ],
         purposes=[
-            capture_service.PurposeSpec("newsletter", True),
-            capture_service.PurposeSpec("sales_contact", False),
+            definitions.PurposeSpec("newsletter", True),
+            definitions.PurposeSpec("sales_contact", False),
         ],
     )
     email, other = unique_email("twice"), unique_email("other")

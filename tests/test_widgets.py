@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from capture.service import FieldSpec, PurposeSpec
+from capture.definitions import FieldSpec, PurposeSpec
 from leadvault import clock, leads
 from leadvault.app import runtime
 from leadvault.cli import cli

@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.serving import make_server
 
-from capture.service import PurposeSpec
+from capture.definitions import PurposeSpec
 from leadvault.app import runtime
 from leadvault.db import unit_of_work
 from tests.conftest import (
