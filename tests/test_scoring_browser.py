@@ -162,5 +162,17 @@ def test_owner_sales_team_and_handoff_pages(served, browser, viewport):  # noqa:
         assert "exists already" in staff.page.locator("#email-error").inner_text()
         _expect_refused(staff)
         staff.check(f"scoring-sales-error{suffix}", "en")
+        # In German the service's refusal is German, next to the field it is about.
+        staff.open("/console/sales")
+        staff.language("de")
+        staff.page.fill("#p-name", "Carla")
+        staff.page.fill("#p-email", "anna@sales.example")
+        staff.page.locator("form[action$='/sales/people'] button").click()
+        staff.page.wait_for_load_state()
+        assert staff.page.locator("#email-error").inner_text() == (
+            "Es gibt schon eine Vertriebsperson mit dieser Adresse."
+        )
+        _expect_refused(staff)
+        staff.check(f"scoring-sales-error{suffix}", "de")
     finally:
         staff.close()
