@@ -40,20 +40,6 @@ def claim(session: Session, *, worker_id: str, limit: int) -> list[int]:
     return outbox.claim(session, OutboxKind.MAIL, worker_id=worker_id, limit=limit)
 
 
-def _mail_due(now: dt.datetime) -> sa.ColumnElement[bool]:
-    """Due mail, as ``outbox.claim`` has it: pending and due, or sending under a lease
-    that ran out (a worker died mid-delivery)."""
-    return sa.and_(
-        OutboxMessage.kind == OutboxKind.MAIL,
-        sa.or_(
-            sa.and_(
-                OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now
-            ),
-            sa.and_(OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.locked_until < now),
-        ),
-    )
-
-
 def claim_batch(session: Session, *, worker_id: str, limit: int) -> leases.Claim:
     """As ``claim``, and whether more mail was due than it took (``leases.claim_batch``):
     after a full batch the worker claims again at once only then, not to find nothing
@@ -61,7 +47,7 @@ def claim_batch(session: Session, *, worker_id: str, limit: int) -> leases.Claim
     return leases.claim_batch(
         session,
         OutboxMessage,
-        _mail_due,
+        outbox.due(OutboxKind.MAIL),
         worker_id=worker_id,
         limit=limit,
         status=OutboxStatus.SENDING,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from email.utils import make_msgid
 from typing import Any
 
@@ -22,14 +23,12 @@ from leadvault.mail import MailContent
 from leadvault.models import Lead, OutboxKind, OutboxMessage, OutboxStatus
 
 
-def claim(session: Session, kind: OutboxKind, *, worker_id: str, limit: int) -> list[int]:
-    """Lease up to ``limit`` due messages of ``kind`` (pending and due, or sending under an
-    expired lease: a worker that died mid-delivery) to ``worker_id``; their ids. Mail and
-    webhooks each have their deliverer (``Runtime.deliverers``)."""
-    return leases.claim(
-        session,
-        OutboxMessage,
-        lambda now: sa.and_(
+def due(kind: OutboxKind) -> Callable[[dt.datetime], sa.ColumnElement[bool]]:
+    """Which messages of ``kind`` are due at a time: pending and due, or sending under an
+    expired lease (a worker that died mid-delivery)."""
+
+    def condition(now: dt.datetime) -> sa.ColumnElement[bool]:
+        return sa.and_(
             OutboxMessage.kind == kind,
             sa.or_(
                 sa.and_(
@@ -40,7 +39,18 @@ def claim(session: Session, kind: OutboxKind, *, worker_id: str, limit: int) -> 
                     OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.locked_until < now
                 ),
             ),
-        ),
+        )
+
+    return condition
+
+
+def claim(session: Session, kind: OutboxKind, *, worker_id: str, limit: int) -> list[int]:
+    """Lease up to ``limit`` due messages of ``kind`` (``due``) to ``worker_id``; their
+    ids. Mail and webhooks each have their deliverer (``Runtime.deliverers``)."""
+    return leases.claim(
+        session,
+        OutboxMessage,
+        due(kind),
         worker_id=worker_id,
         limit=limit,
         status=OutboxStatus.SENDING,

@@ -44,7 +44,7 @@ CONTENDED_SECONDS = 0.002
 # of a mail waiting for the relay's replies and the database's, and under load each
 # wait is a turn for a process on the busy cores; the threads wait at once. Two, not
 # more: a batch is shared out between them, and each batch has a fixed cost (its claim,
-# a claim that comes back empty after it, reading the batch, recording it) and each
+# then a claim that came back empty, since gone: claim_batch; reading it, recording it) and each
 # thread a share of the one interpreter lock. With four, batches of 25 cost a drain
 # ~20 % more of the worker's CPU per lead than two with batches of 50 and drained ~27 %
 # fewer leads/s, with no gain under capture load (bench/README.md, lv/workerprof).
