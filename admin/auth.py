@@ -247,10 +247,17 @@ def end_current_session(session: Session) -> None:
 
 
 def _refresh_cookie(response: Response) -> Response:
-    """Renew the signed cookie (its age is the idle timeout) or clear it."""
+    """Renew the signed cookie (its age is the idle timeout) or clear it.
+
+    Only where this request looked at the sign-in (read the cookie, or started or
+    ended a session): a public page, a form submission or a stylesheet never did,
+    and answers untouched without this hook reading headers or settings.
+    """
+    token = g.get("staff_session_token")
+    if not (token or g.get("staff_cookie_checked") or g.get("staff_cookie_set")):
+        return response
     if request.headers.get("Authorization", "").startswith("Bearer "):
         return response
-    token = g.get("staff_session_token")
     settings = _settings()
     secure = settings.base_url.startswith("https://")
     if token:
@@ -265,8 +272,7 @@ def _refresh_cookie(response: Response) -> Response:
         )
         response.headers["Cache-Control"] = "no-store"
         response.vary.add("Cookie")
-    elif g.get("staff_cookie_checked") or g.get("staff_cookie_set"):
-        # Only where this request looked at the sign-in (not for a stylesheet).
+    else:  # looked at the sign-in and found none live, or ended it
         response.delete_cookie(COOKIE, path="/", httponly=True, secure=secure, samesite="Lax")
     return response
 

@@ -163,13 +163,22 @@ def current_language() -> str:
     return lang
 
 
+# What flask_babel.refresh() resets; without any of them it has nothing to do.
+_BABEL_CACHED = frozenset(
+    ("babel_locale", "babel_tzinfo", "babel_translations", "forced_babel_locale")
+)
+
+
 def set_language(lang: str) -> str:
     """Use ``lang`` for the rest of this request (e.g. the lead's own language)."""
-    import flask_babel
     from flask import g
 
     g.lang = supported(lang) or DEFAULT_LANGUAGE
-    flask_babel.refresh()  # its cached locale, if anything asked for it already
+    babel_ctx = g.get("_flask_babel")
+    if babel_ctx is not None and not _BABEL_CACHED.isdisjoint(vars(babel_ctx)):
+        import flask_babel
+
+        flask_babel.refresh()  # Babel cached a locale (or is forced): drop it
     return g.lang
 
 

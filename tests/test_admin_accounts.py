@@ -18,7 +18,7 @@ from leadvault import audit, clock
 from leadvault.cli import cli
 from leadvault.models import AuditEntry
 from tests import factories
-from tests.conftest import DEPLOYED_HASHER
+from tests.conftest import DEPLOYED_HASHER, make_form, render_token, unique_email
 from tests.factories import STAFF_PASSWORD, csrf_token, sign_in, staff_user, uow
 
 NEW_PASSWORD = "another long passphrase 42"
@@ -237,6 +237,40 @@ def test_idle_and_absolute_timeouts(app, client):
     response = client.get("/admin/account")
     assert response.status_code == 302
     assert response.headers["Location"].endswith("/admin/sign-in")
+
+
+def _staff_cookies(response) -> list[str]:
+    return [h for h in response.headers.getlist("Set-Cookie") if h.startswith("lv_staff=")]
+
+
+def test_the_cookie_is_renewed_or_cleared_only_where_the_request_looked_at_it(app, client):
+    _user_id, email = staff_user(app, "viewer")
+    assert sign_in(client, email).status_code == 302
+    # A staff page renews it (the sliding idle timeout), with its flags, never cached.
+    page = client.get("/admin/account")
+    (renewed,) = _staff_cookies(page)
+    assert {"HttpOnly", "SameSite=Lax", "Path=/"} <= {p.strip() for p in renewed.split(";")}
+    assert page.headers["Cache-Control"] == "no-store" and "Cookie" in page.headers["Vary"]
+    # A public form and its submission never look at it: left alone, even when stale.
+    form_id = make_form(app)
+    assert not _staff_cookies(client.get(f"/f/{form_id}"))
+    stale = app.test_client()
+    stale.set_cookie("lv_staff", "no-longer-valid")
+    submitted = stale.post(
+        f"/f/{form_id}",
+        json={
+            "email": unique_email(),
+            "consent": ["newsletter"],
+            "render_token": render_token(app, form_id),
+        },
+    )
+    assert submitted.status_code == 200 and not _staff_cookies(submitted)
+    # A staff page that finds it stale clears it; so does signing out.
+    (cleared,) = _staff_cookies(stale.get("/admin/account"))
+    assert cleared.startswith("lv_staff=;") and "Max-Age=0" in cleared
+    token = csrf_token(client, "/admin/account")
+    (signed_out,) = _staff_cookies(client.post("/admin/sign-out", data={"csrf_token": token}))
+    assert signed_out.startswith("lv_staff=;")
 
 
 def test_password_change_signs_out_everywhere_else(app):

@@ -219,6 +219,31 @@ def test_force_locale_inside_a_request_wins_and_then_yields(app):
         assert i18n.gettext("Submit") == "Absenden"
 
 
+def test_switching_language_in_a_request_drops_babels_cached_locale(app):
+    """set_language refreshes Flask-Babel only when it cached something: a request that
+    switches language several times (an English page, then the lead's German, a mail
+    forced to English in between) gets the language it switched to each time."""
+    import flask_babel
+    from flask import g
+
+    with app.test_request_context("/?lang=en"):
+        assert i18n.set_language("de") == "de"  # nothing cached yet: no refresh needed
+        assert getattr(g.get("_flask_babel"), "babel_locale", None) is None
+        assert str(flask_babel.get_locale()) == "de" and flask_babel.gettext("Submit") == "Absenden"
+        assert "Etwas stimmt nicht" in render_template("leadvault/error.html", message="x")
+        assert i18n.set_language("en") == "en"  # Babel cached "de": it must be dropped
+        assert str(flask_babel.get_locale()) == "en" and flask_babel.gettext("Submit") == "Submit"
+        with i18n.force_locale("de"):  # a mail in the lead's language, inside the request
+            assert flask_babel.gettext("Submit") == "Absenden"
+            assert render_template_string('{{ _("Submit") }}') == "Absenden"
+            assert i18n.set_language("en") == "en"  # forced stays forced
+            assert str(flask_babel.get_locale()) == "de" and i18n.gettext("Submit") == "Absenden"
+        assert str(flask_babel.get_locale()) == "en" and i18n.gettext("Submit") == "Submit"
+        assert i18n.set_language("de-AT") == "de"
+        assert str(flask_babel.get_locale()) == "de" and flask_babel.gettext("Submit") == "Absenden"
+        assert "Etwas stimmt nicht" in render_template("leadvault/error.html", message="x")
+
+
 def test_template_values_are_escaped_translations_are_not_changed(app):
     with app.test_request_context("/?lang=de"):
         html = render_template("leadvault/error.html", message="<b>x</b>")
