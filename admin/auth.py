@@ -253,11 +253,12 @@ def _refresh_cookie(response: Response) -> Response:
     ended a session): a public page, a form submission or a stylesheet never did,
     and answers untouched without this hook reading headers or settings.
     """
-    token = g.get("staff_session_token")
-    if not (token or g.get("staff_cookie_checked") or g.get("staff_cookie_set")):
+    # Every path that holds a session token set one of these two first.
+    if not (g.get("staff_cookie_checked") or g.get("staff_cookie_set")):
         return response
     if request.headers.get("Authorization", "").startswith("Bearer "):
         return response
+    token = g.get("staff_session_token")
     settings = _settings()
     secure = settings.base_url.startswith("https://")
     if token:
