@@ -38,8 +38,22 @@ _LINE_BREAKS = frozenset("\t\n\r")
 STAFF_TEXT_REFUSED = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
 
 
+# What a one-line text staff type (a salesperson's name, greeted in mails) may not hold
+# besides: tab, line breaks and the line and paragraph separators.
+ONE_LINE_REFUSED = STAFF_TEXT_REFUSED + "\t\n\r\u2028\u2029"
+# The same as an API schema's pattern: no refused character, at least one visible.
+ONE_LINE_PATTERN = rf"^[^{ONE_LINE_REFUSED}]*[^\s{ONE_LINE_REFUSED}][^{ONE_LINE_REFUSED}]*$"
+_ONE_LINE_REFUSED = re.compile(f"[{ONE_LINE_REFUSED}]")
+
+
 def staff_text_refused(value: str) -> bool:
     return re.search(f"[{STAFF_TEXT_REFUSED}]", value) is not None
+
+
+def one_line_refused(value: str) -> str | None:
+    """The first character ``ONE_LINE_PATTERN`` refuses, or None."""
+    found = _ONE_LINE_REFUSED.search(value)
+    return found[0] if found else None
 
 
 def control_character(value: str, *, multiline: bool = False) -> str | None:

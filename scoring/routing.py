@@ -56,14 +56,8 @@ NAME_MAX = 120
 def contact_name(name: str) -> str:
     """A salesperson's name as the mails to them greet them: one line of at most
     NAME_MAX characters (trimmed); SalesError names what is wrong (CLI, console, API)."""
-    name = name.strip()
-    if not name:
-        raise SalesError(N_("Please give a name."), field="name")
-    if len(name) > NAME_MAX:
-        raise SalesError(
-            N_("The name is longer than %(max)s characters."), field="name", max=NAME_MAX
-        )
-    char = untrusted.control_character(name)
+    # Before trimming: the API document's pattern judges the name as sent.
+    char = untrusted.one_line_refused(name)
     if char is not None:
         raise SalesError(
             N_(
@@ -72,6 +66,13 @@ def contact_name(name: str) -> str:
             ),
             field="name",
             code=f"{ord(char):04X}",
+        )
+    name = name.strip()
+    if not name:
+        raise SalesError(N_("Please give a name."), field="name")
+    if len(name) > NAME_MAX:
+        raise SalesError(
+            N_("The name is longer than %(max)s characters."), field="name", max=NAME_MAX
         )
     return name
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from leadvault import clock, i18n
+from leadvault import clock, i18n, untrusted
 from scoring import routing, sales_team
 
 MAX_BATCH = 1000
@@ -170,7 +170,10 @@ def _contact_name(value: str) -> None:
 class SalespersonInSchema(Schema):
     email = fields.Email(required=True, validate=validate.Length(3, 254))
     name = fields.String(
-        required=True, validate=[validate.Length(1, routing.NAME_MAX), _contact_name]
+        required=True,
+        validate=[validate.Length(1, routing.NAME_MAX), _contact_name],
+        # The service's rule as the API document's pattern (its refusal names the character).
+        metadata={"pattern": untrusted.ONE_LINE_PATTERN},
     )
     language = fields.String(load_default="en", validate=_LANGUAGE)
     weight = fields.Integer(load_default=1, validate=_WEIGHT)
