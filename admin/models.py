@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from leadvault import clock
-from leadvault.db import Base, UTCDateTime
+from leadvault.model_base import Base, UTCDateTime
 
 
 class Role(enum.StrEnum):

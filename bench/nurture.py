@@ -166,7 +166,7 @@ def seed(app, leads_count: int, spread_minutes: int) -> None:
 def _due(app, *, scan: bool):
     from leadvault import clock
     from leadvault.app import runtime
-    from leadvault.db import UTCDateTime
+    from leadvault.model_base import UTCDateTime
     from nurture import tick
     from nurture.models import Enrollment
 

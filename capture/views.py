@@ -332,7 +332,7 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
     # out. A 429 writes nothing, so its token stays unspent.
     if not within_limits("capture", settings.rate_limit_email, ip=False, email_index=email_index):
         return error_response(429)
-    # A pooled connection the server dropped is replaced at checkout (db.create_engine);
+    # A pooled connection the server dropped is replaced at checkout (engine.create_engine);
     # one dropped after that fails the write before it was committed (on PostgreSQL
     # the write is one statement: if it did commit, its token makes the second run a
     # replay): the write runs once more on a fresh connection instead of answering 503.

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadvault import clock
-from leadvault.db import Base, UTCDateTime
+from leadvault.model_base import Base, UTCDateTime
 
 
 class EndpointStatus(enum.StrEnum):

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from leadvault import db
 from leadvault import settings as settings_module
 from leadvault.crypto import Keyring, KeyringError, Vault
+from leadvault.engine import create_engine
 from leadvault.settings import Settings, SettingsError
 
 
@@ -77,7 +78,7 @@ def create_app(
     """Build the Flask app from ``LEADVAULT_*`` settings (``overrides`` win)."""
     settings = settings_module.load(environ, **(overrides or {}))
     vault = load_vault(settings)
-    engine = db.create_engine(settings.database_url)
+    engine = create_engine(settings.database_url)
 
     app = Flask("leadvault", instance_path=str(settings.instance))
     app.config.update(

@@ -1,8 +1,10 @@
-"""Engine, sessions and the one-transaction-per-request rule.
+"""Sessions and the one-transaction-per-request rule.
 
 Services receive a :class:`Session` and only ``flush()``; the request (or job)
 boundary commits or rolls back exactly once. The session carries the settings
-and the vault in ``session.info`` so services need no Flask globals.
+and the vault in ``session.info`` so services need no Flask globals. The engine
+under the sessions is :mod:`leadvault.engine`; the models' base is
+:mod:`leadvault.model_base`.
 """
 
 from __future__ import annotations
@@ -10,12 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import os
-import re
-import select
 import shutil
-import threading
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-from leadvault import sqlite_writer
+from leadvault.engine import READ_ONLY_MARK, autocommit_connection, read_only_engine
 from leadvault.sqlite_writer import READ_ONLY
 
 if TYPE_CHECKING:
@@ -36,158 +33,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("leadvault.db")
 
-# Indico-style naming convention so every constraint has a stable, portable name.
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class Base(DeclarativeBase):
-    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class UTCDateTime(sa.TypeDecorator[dt.datetime]):
-    """Timezone-aware UTC timestamps on both SQLite (naive) and PostgreSQL."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
-        return _bind_utc(value)
-
-    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC)
-
-    def bind_processor(self, dialect: Any) -> Any:
-        """:meth:`process_bind_param` and the dialect's own conversion as one function.
-
-        A worker's batch binds ~17 timestamps per lead; SQLAlchemy's composition is
-        three Python calls per value (this type's wrapper, ``process_bind_param``, on
-        SQLite the DATETIME type's formatting through a dict), a few per cent of the
-        inbox stage. Same values: a UTC datetime as it is, any other aware one
-        converted, a naive one refused; on SQLite the same text as SQLite's DATETIME
-        with its default storage format (tests/test_utc_datetime.py)."""
-        impl_processor = self.impl_instance.bind_processor(dialect)
-        if impl_processor is None:
-            return _bind_utc
-        if _plain_sqlite_datetime(self.impl_instance):
-            return _bind_utc_sqlite_text
-        return lambda value: impl_processor(_bind_utc(value))
-
-
-def _bind_utc(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    zone = value.tzinfo
-    if zone is dt.UTC:
-        return value
-    if zone is None:
-        raise ValueError("naive datetimes are not stored; use leadvault.clock.now()")
-    return value.astimezone(dt.UTC)
-
-
-def _bind_utc_sqlite_text(value: dt.datetime | None) -> str | None:
-    """SQLite's DATETIME text ("YYYY-MM-DD HH:MM:SS.ffffff", the UTC wall time): the
-    first 26 characters of the UTC value's ISO form with that separator and always
-    six digits of microseconds (its year always has four digits)."""
-    utc = _bind_utc(value)
-    return None if utc is None else utc.isoformat(" ", "microseconds")[:26]
-
-
-def _plain_sqlite_datetime(impl: Any) -> bool:
-    """SQLite's DATETIME with its default storage format (its text is known)."""
-    from sqlalchemy.dialects.sqlite import DATETIME
-
-    return type(impl) is DATETIME and impl._storage_format == DATETIME._storage_format
-
-
-def create_engine(url: str, *, pool_size: int = 10) -> Engine:
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        sqlite_writer.configure(engine)
-    else:
-        # No pre-ping (a round trip per checkout, a fifth of a submission's time): a
-        # connection the server dropped is noticed locally at checkout and replaced.
-        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=20, pool_recycle=3600)
-        event.listen(engine, "checkout", _drop_if_closed)
-    _guard_read_only(engine)
-    return engine
-
-
-def _drop_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    """On checkout: the pool connects anew (SQLAlchemy retries the checkout on
-    DisconnectionError) instead of failing the request, see :func:`_went_away`."""
-    if _went_away(dbapi_connection):
-        raise sa.exc.DisconnectionError("the server closed the connection")
-
-
-def _went_away(dbapi_connection: Any) -> bool:
-    """An idle PostgreSQL connection: the server has nothing to say to it unless it is
-    going away (a termination notice, a closed socket: server restart,
-    ``pg_terminate_backend``, an idle timeout). Looks without waiting and without a
-    round trip (no pre-ping: that was a fifth of a submission's time)."""
-    pgconn = getattr(dbapi_connection, "pgconn", None)
-    if pgconn is None:
-        return False
-    try:
-        descriptor = pgconn.socket
-    except Exception:  # psycopg raises when the connection is closed already
-        return True
-    poller = select.poll()
-    poller.register(descriptor, select.POLLIN | select.POLLERR | select.POLLHUP)
-    return bool(poller.poll(0))
-
-
-class ReadOnlyViolation(sa.exc.InvalidRequestError):
-    """A read-only session (a GET, HEAD or OPTIONS request) tried to write."""
-
-
-_READ_ONLY_SESSION = "leadvault.read_only_session"
-_WRITES = re.compile(
-    r"\s*(INSERT|UPDATE|DELETE|REPLACE|UPSERT|MERGE|CREATE|DROP|ALTER|TRUNCATE)\b", re.IGNORECASE
-)
-
-
-def _guard_read_only(engine: Engine) -> None:
-    """Refuse writes of a read-only session in SQLAlchemy too, not only in the database.
-
-    The database refuses them already when the session has a connection of its own
-    (PostgreSQL READ ONLY, SQLite query_only); this also holds where a session
-    shares a connection that was begun before (the test suite's savepoints).
-    """
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def _refuse(connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if connection.info.get(_READ_ONLY_SESSION) and _WRITES.match(statement):
-            raise ReadOnlyViolation("a read-only request (GET, HEAD, OPTIONS) tried to write")
-
-    @event.listens_for(engine, "checkin")
-    def _forget(_dbapi_connection: Any, record: Any) -> None:
-        record.info.pop(_READ_ONLY_SESSION, None)
-
 
 def _mark_connection(session: Session, _transaction: Any, connection: sa.Connection) -> None:
     # Every session of ours marks the connection it begins on: read-only or not.
-    connection.info[_READ_ONLY_SESSION] = bool(session.info.get("read_only"))
+    connection.info[READ_ONLY_MARK] = bool(session.info.get("read_only"))
 
 
 # Methods that must never change state: link scanners, prefetchers and link
 # checkers use them. Their requests run in read-only transactions.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def read_only_engine(engine: Engine) -> Engine:
-    """The same pool, but every transaction is read-only, enforced by the database:
-    PostgreSQL's READ ONLY transactions, SQLite's ``query_only``."""
-    return engine.execution_options(**{READ_ONLY: True, "postgresql_readonly": True})
 
 
 def make_session_factory(
@@ -351,12 +205,12 @@ def short_write(
         with bind.begin_nested():
             # A write, as a read-write session's: the shared connection may carry the
             # mark of a read-only session that used it before (_mark_connection).
-            bind.info[_READ_ONLY_SESSION] = False
+            bind.info[READ_ONLY_MARK] = False
             yield bind
         return
     if one_statement:
         try:
-            yield _autocommit_connection(bind)
+            yield autocommit_connection(bind)
         except sa.exc.DBAPIError as exc:
             if exc.connection_invalidated:
                 raise
@@ -364,7 +218,7 @@ def short_write(
         return
     with bind.connect() as connection:
         transaction = connection.begin()
-        connection.info[_READ_ONLY_SESSION] = False
+        connection.info[READ_ONLY_MARK] = False
         try:
             yield connection
         except BaseException:
@@ -386,67 +240,13 @@ def write_beside(factory: sessionmaker[Session]) -> Iterator[Session]:
     the rest of the GET stays guarded (see :func:`_mark_connection`)."""
     bind = factory.kw["bind"]
     shared = isinstance(bind, sa.Connection)
-    mark = bind.info.get(_READ_ONLY_SESSION) if shared else None
+    mark = bind.info.get(READ_ONLY_MARK) if shared else None
     try:
         with unit_of_work(factory) as session:
             yield session
     finally:
         if shared:
-            bind.info[_READ_ONLY_SESSION] = mark
-
-
-class _Held:
-    """The threads' autocommit connections of one engine (:func:`_autocommit_connection`)."""
-
-    def __init__(self) -> None:
-        self.local = threading.local()
-        self.every: list[sa.Connection] = []
-
-
-_held: weakref.WeakKeyDictionary[Engine, _Held] = weakref.WeakKeyDictionary()
-_held_lock = threading.Lock()
-
-
-def _autocommit_connection(engine: Engine) -> sa.Connection:
-    """The calling thread's connection for one-statement writes, kept checked out of
-    the pool in autocommit between requests: a checkout, the switch to autocommit and
-    back, and the check-in's reset cost more CPU than the submission's INSERT. Checked
-    without a round trip before each use, as the pool checks at checkout; replaced
-    when the server went away, the connection was invalidated (a write that found it
-    lost) or the process forked."""
-    held = _held.get(engine)
-    if held is None:
-        with _held_lock:
-            held = _held.get(engine)
-            if held is None:
-                held = _held[engine] = _Held()
-                # dispose() (tests, shutdown) closes the pool's connections: these too.
-                event.listen(engine, "engine_disposed", _close_held)
-    connection: sa.Connection | None = getattr(held.local, "connection", None)
-    if connection is not None and held.local.pid == os.getpid():
-        if not (connection.closed or connection.invalidated):
-            if not _went_away(connection.connection.dbapi_connection):
-                return connection
-            connection.invalidate()
-        with _held_lock:
-            held.every.remove(connection)
-        connection.close()
-    # After a fork the parent's connection is left alone: closing it would end the
-    # parent's session (a child does not serve before it builds its own app anyway).
-    connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-    connection.info[_READ_ONLY_SESSION] = False
-    held.local.connection, held.local.pid = connection, os.getpid()
-    with _held_lock:
-        held.every.append(connection)
-    return connection
-
-
-def _close_held(engine: Engine) -> None:
-    with _held_lock:
-        held = _held.pop(engine, None)
-    if held is not None:
-        for connection in held.every:
-            connection.close()
+            bind.info[READ_ONLY_MARK] = mark
 
 
 class CommitFailed(Exception):

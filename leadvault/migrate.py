@@ -47,7 +47,7 @@ def current(engine: Engine) -> str | None:
 def differences(engine: Engine) -> list[Any]:
     """What autogenerate would change: empty when models and migrations agree."""
     from leadvault.app import import_models
-    from leadvault.db import Base
+    from leadvault.model_base import Base
 
     import_models()
     with engine.connect() as connection:

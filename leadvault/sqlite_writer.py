@@ -1,7 +1,7 @@
 """SQLite's one writer: a fair queue for its write lock, read-only transactions that
 never queue, and snapshot transactions that take the lock only at their first write.
 
-PostgreSQL needs none of this; :func:`leadvault.db.create_engine` wires it for SQLite.
+PostgreSQL needs none of this; :func:`leadvault.engine.create_engine` wires it for SQLite.
 """
 
 from __future__ import annotations

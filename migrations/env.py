@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 
 from leadvault.app import import_models
-from leadvault.db import Base
+from leadvault.model_base import Base
 
 import_models()
 target_metadata = Base.metadata

@@ -182,7 +182,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    from leadvault.db import create_engine
+    from leadvault.engine import create_engine
     from leadvault.settings import parse_database_url
 
     if request.param == "sqlite":
@@ -207,7 +207,7 @@ def database_url(
 @pytest.fixture(scope="session")
 def test_engine(database_url: str) -> Iterator[sa.Engine]:
     """One engine per backend for the tests' outer transactions."""
-    from leadvault.db import create_engine
+    from leadvault.engine import create_engine
     from leadvault.settings import parse_database_url
 
     engine = create_engine(parse_database_url(database_url), pool_size=1)
@@ -325,7 +325,7 @@ def _smtp_config(port: int) -> Any:
 
 
 def _empty_tables(app: Any) -> None:
-    from leadvault.db import Base
+    from leadvault.model_base import Base
 
     engine = runtime(app).engine
     tables = [t for t in reversed(Base.metadata.sorted_tables) if t.name not in SEEDED]

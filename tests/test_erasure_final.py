@@ -191,7 +191,7 @@ def test_rotation_is_off_at_zero_days_and_counts_from_an_old_key_ring(make_app, 
 def test_every_sealed_table_is_rewrapped_by_rotation(app):
     """A table holding data keys of its own (``payload_key_version``) that rotation does
     not know would become unreadable when its master key version is retired."""
-    from leadvault.db import Base
+    from leadvault.model_base import Base
 
     registered = {model.__table__.name for model in keys._STANDALONE}
     sealed = {

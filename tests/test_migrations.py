@@ -7,7 +7,8 @@ import sqlalchemy as sa
 
 from leadvault import migrate
 from leadvault.app import import_models, runtime
-from leadvault.db import Base, create_engine
+from leadvault.engine import create_engine
+from leadvault.model_base import Base
 
 
 def table_names(engine) -> set[str]:

@@ -22,7 +22,8 @@ from consent import correction, optin, rights
 from consent.models import OptInRequest
 from leadvault import api, counters, leads
 from leadvault.app import import_models, runtime
-from leadvault.db import Base, vault_of
+from leadvault.db import vault_of
+from leadvault.model_base import Base
 from nurture.mails import CLICK_TOKEN
 from scoring import events, handoff
 from tests.hostile import META, contact_form, setup_sales, stored_lead, uow

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 import sqlalchemy as sa
 
-from leadvault import db
+from leadvault.engine import create_engine
 
 
 def test_a_locked_database_raises_sqlalchemys_operational_error(tmp_path):
@@ -18,7 +18,7 @@ def test_a_locked_database_raises_sqlalchemys_operational_error(tmp_path):
     blocker.execute("PRAGMA journal_mode=WAL")
     blocker.execute("CREATE TABLE t (x)")
     blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
-    engine = db.create_engine(f"sqlite:///{path}")
+    engine = create_engine(f"sqlite:///{path}")
     try:
         with engine.connect() as conn:
             conn.connection.driver_connection.execute("PRAGMA busy_timeout=50")

@@ -458,7 +458,7 @@ def test_a_connection_the_server_dropped_is_replaced_without_a_ping(backend, dat
     """No round trip per checkout (no pre-ping); a dropped connection is still replaced."""
     if backend != "postgresql":
         pytest.skip("SQLite has no server to drop a connection")
-    from leadvault.db import create_engine
+    from leadvault.engine import create_engine
     from leadvault.settings import parse_database_url
 
     engine = create_engine(parse_database_url(database_url), pool_size=1)

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from leadvault.db import UTCDateTime
+from leadvault.model_base import UTCDateTime
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
