@@ -21,7 +21,7 @@ from flask import (
 )
 from werkzeug.exceptions import BadRequest
 
-from capture import bots, origins, schemas, service
+from capture import bots, origins, service, submission_checks
 from capture.models import Form, FormKind
 from leadvault import db, i18n, leads
 from leadvault.app import runtime
@@ -314,7 +314,7 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
         bots.record_bot(db.session(), form, verdict)
         return _reply(form, lang, as_json, raw)
 
-    valid, errors = schemas.validate_submission(
+    valid, errors = submission_checks.validate_submission(
         form, raw, lang, check_deliverability=settings.email_check_deliverability
     )
     if valid is None:

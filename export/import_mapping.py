@@ -15,7 +15,7 @@ consent text it agreed to). Consent is imported only when all three are there.
 - **listmonk** (subscribers export): ``uuid,email,name,attributes,status,
   created_at,updated_at``; ``blocklisted`` subscribers are refused.
 
-Checks are those of the capture forms (``capture.schemas.text_problem``, the
+Checks are those of the capture forms (``capture.submission_checks.text_problem``, the
 same lengths): what an import stores is what a form would accept.
 """
 
@@ -35,8 +35,8 @@ from zoneinfo import ZoneInfo
 from email_validator import EmailNotValidError, validate_email
 
 from capture.definitions import PROFILE_FIELDS
-from capture.schemas import text_problem
 from capture.service import COMPANY_SIZES
+from capture.submission_checks import text_problem
 from leadvault import i18n
 
 ATTRIBUTES = PROFILE_FIELDS  # what a line may hold besides the address: a form's profile fields

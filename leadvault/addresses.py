@@ -41,7 +41,7 @@ def canonical(email: str) -> str:
 
     A plain address (an ASCII dot-atom local part, as email-validator's own pattern
     has it, one "@", no mailbox name it lower-cases) is checked in two parts, as
-    ``capture.schemas`` checks a submission's: its local part is then valid as it is,
+    ``capture.submission_checks`` checks a submission's: its local part is then valid as it is,
     and its domain is what email-validator makes of it behind a stand-in local part,
     kept per domain (a worker's batch normalises every lead's address; the domain is
     most of the check's cost); the lengths are checked as email-validator checks them.

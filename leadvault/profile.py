@@ -1,6 +1,6 @@
 """What a lead's profile fields accept, wherever a person types them.
 
-One set of rules for the capture forms (``capture.schemas``), contact imports,
+One set of rules for the capture forms (``capture.submission_checks``), contact imports,
 progressive profiling and the preference center's correction (Art. 16):
 lengths, the company-size choices, the two-letter country code, and what text
 a field refuses (``leadvault.untrusted``). Messages are message ids

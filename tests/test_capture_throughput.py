@@ -225,11 +225,11 @@ def test_a_replayed_token_does_not_count_against_the_address(make_app):
 def test_the_address_checked_once_gives_the_same_blind_index(app, email):
     """The endpoint checks an address once and takes its blind index from that check;
     it must be the index every other path (the worker, lookups) computes from the text."""
-    from capture import schemas
+    from capture import submission_checks
     from capture.models import Form
 
     form = Form(public_id="x", fields=[], purposes=[{"purpose": "newsletter", "required": True}])
-    valid, errors = schemas.validate_submission(
+    valid, errors = submission_checks.validate_submission(
         form, {"email": email, "consent": ["newsletter"]}, "en", check_deliverability=False
     )
     assert errors == {} and valid is not None
@@ -247,11 +247,11 @@ def test_the_address_checked_once_gives_the_same_blind_index(app, email):
     ],
 )
 def test_a_bad_address_gets_its_one_message_and_nothing_else(email, message):
-    from capture import schemas
+    from capture import submission_checks
     from capture.models import Form
 
     form = Form(public_id="x", fields=[], purposes=[{"purpose": "newsletter", "required": True}])
-    valid, errors = schemas.validate_submission(
+    valid, errors = submission_checks.validate_submission(
         form, {"email": email, "consent": []}, "en", check_deliverability=False
     )
     assert valid is None

@@ -14,8 +14,8 @@ from flask import (
     send_from_directory,
 )
 
-from capture import schemas as capture_schemas
 from capture import service as capture_service
+from capture import submission_checks
 from consent import rights
 from consent import service as consent_service
 from consent.link_pages import link_problem
@@ -172,7 +172,7 @@ def more(form_id: str, token: str) -> Response:
         errors = {}
         for name in missing:
             value = request.form.get(name, "").strip()
-            problem = capture_schemas.text_problem(name, value)
+            problem = submission_checks.text_problem(name, value)
             if len(value) > 200:
                 errors[name] = i18n.translate(
                     language(), "Please use at most %(max)s characters.", max=200
