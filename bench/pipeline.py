@@ -31,11 +31,7 @@ Uses the gunicorn and leadvault executables next to sys.executable.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,15 +41,13 @@ from cpu_use import Burner, Groups, pids_of
 from drain import (
     DRAIN_TIMEOUT,
     Counter,
-    Drain,
     cpu_groups,
     drain_alone,
     pending,
-    print_capacity,
     run_drain,
     wait_for,
 )
-from harness import BIN_DIR, BenchError, Server
+from harness import BenchError, Server
 from load import (
     BENCH_DIR,
     TOKENS_PER_SECOND,
@@ -70,78 +64,12 @@ from load import (
     warmed,
     write_script,
 )
+from pipeline_report import Pipeline, invalid, report
 from smtp_sink import SINKS
+from workers import Workers
 
 # The `capture` package, not a file of this folder, must be found by imports below.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
-
-MAX_FAILED_FRACTION = 0.01
-# Targets of issue 13, as % (of bare req/s; of capture alone).
-TARGET_E2E = {"sqlite": 10.0, "postgresql": 8.0}
-TARGET_CAPTURE_WITH_WORKER = 80.0
-TARGET_PG_CAPTURE = 20.0
-
-
-class Workers:
-    """``n`` `leadvault worker` processes, each in its own process group."""
-
-    def __init__(
-        self, n: int, env: dict[str, str], batch_size: int, log_dir: Path, nice: int | None = None
-    ) -> None:
-        if nice is not None:
-            env = {**env, "LEADVAULT_WORKER_NICE": str(nice)}
-        self._logs = [(log_dir / f"worker-{i}.log").open("wb") for i in range(n)]
-        self.procs = [
-            subprocess.Popen(
-                [str(BIN_DIR / "leadvault"), "worker", "--batch-size", str(batch_size)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            for log in self._logs
-        ]
-
-    def check(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is not None:
-                raise BenchError(f"a worker exited ({proc.returncode}); see worker-*.log")
-
-    def signal(self, signum: int) -> None:
-        for proc in self.procs:
-            proc.send_signal(signum)
-
-    def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        for log in self._logs:
-            log.close()
-
-
-@dataclasses.dataclass
-class Pipeline:
-    load: WrkResult
-    mailed_during_load: int
-    backlog_at_end: int
-    mail_backlog_at_end: int
-    drain_seconds: float
-    backlog_after: int
-    leads: int
-    submissions: int
-    mails: int
-    load_cpu: Groups
-    drain: Drain | None = None
-
-    @property
-    def end_to_end(self) -> float:
-        return self.mailed_during_load / self.load.seconds if self.load.seconds else 0.0
 
 
 def serve(args: argparse.Namespace, tmp: Path, name: str, app: str, env: dict[str, str]) -> Server:
@@ -251,91 +179,6 @@ def run_bare_app(args: argparse.Namespace, tmp: Path) -> WrkResult:
     return run_bare(server, tmp / "submit.lua", args)
 
 
-def percent(part: float, whole: float) -> float:
-    return 100.0 * part / whole if whole else 0.0
-
-
-def report(
-    args: argparse.Namespace,
-    dialect: str,
-    pipe: Pipeline,
-    alone: WrkResult,
-    bare: WrkResult,
-    *,
-    alone_cpu: Groups,
-    burned: tuple[WrkResult, Groups] | None = None,
-) -> list[str]:
-    print(
-        f"\n{dialect}, POST /f/<id> JSON, gunicorn -w {args.web_workers} -k sync, "
-        f"wrk -t{args.wrk_threads} -c{args.concurrency} -d{args.duration}s, "
-        f"{args.workers} leadvault worker(s) --batch-size {args.batch_size}"
-        f"{'' if args.worker_nice is None else f' nice {args.worker_nice}'}, "
-        f"{os.cpu_count()} CPUs, load average before {args.load_before}"
-    )
-    print(f"{'':22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'failed':>8}")
-    runs = (("capture + worker", pipe.load), ("capture alone", alone), ("bare flask", bare))
-    for name, r in runs:
-        failed = r.non_2xx + r.socket_errors
-        print(
-            f"{name:22}{r.rps:>10.1f}{r.p50_ms:>10.2f}{r.p99_ms:>10.2f}{r.requests:>10}{failed:>8}"
-        )
-    e2e = pipe.end_to_end
-    print(f"end-to-end            {e2e:10.1f} /s  (leads with their opt-in mail at the sink)")
-    print(f"inbox backlog         {pipe.backlog_at_end} at the end of the load, ", end="")
-    print(f"{pipe.backlog_after} after draining ({pipe.drain_seconds:.1f} s)")
-    print(f"mail backlog          {pipe.mail_backlog_at_end} at the end of the load")
-    print(f"stored                {pipe.leads} leads, {pipe.submissions} submissions, ", end="")
-    print(f"{pipe.mails} mails received")
-    ratios = {
-        "end-to-end / bare": percent(e2e, bare.rps),
-        "capture+worker / bare": percent(pipe.load.rps, bare.rps),
-        "capture alone / bare": percent(alone.rps, bare.rps),
-        "capture+worker / alone": percent(pipe.load.rps, alone.rps),
-        "end-to-end / accepted": percent(e2e, pipe.load.rps),
-    }
-    for name, value in ratios.items():
-        print(f"ratio {name:24}{value:7.1f} %")
-    targets = [
-        ("end-to-end / bare", ratios["end-to-end / bare"], TARGET_E2E[dialect]),
-        ("capture+worker / alone", ratios["capture+worker / alone"], TARGET_CAPTURE_WITH_WORKER),
-    ]
-    if dialect == "postgresql":
-        targets.append(("capture alone / bare", ratios["capture alone / bare"], TARGET_PG_CAPTURE))
-    print("targets")
-    for name, value, target in targets:
-        verdict = "PASS" if value >= target else "MISS"
-        print(f"  {name:24} >= {target:4.0f} %: {value:6.1f} %  {verdict}")
-    report_capacity(pipe, alone, bare, alone_cpu, burned)
-
-    problems = []
-    checked = [("capture + worker", pipe.load), ("capture alone", alone), ("bare", bare)]
-    if burned is not None:
-        checked.append(("capture + burner", burned[0]))
-    for name, r in checked:
-        if r.failed_fraction > MAX_FAILED_FRACTION:
-            problems.append(f"{name}: {r.non_2xx + r.socket_errors} of {r.requests} failed")
-    if pipe.backlog_after or pipe.leads != pipe.submissions:
-        problems.append(f"{pipe.backlog_after} left in the inbox, {pipe.leads} leads")
-    if pipe.mails != pipe.leads:
-        problems.append(f"{pipe.mails} mails received for {pipe.leads} leads")
-    return problems
-
-
-def report_capacity(
-    pipe: Pipeline,
-    alone: WrkResult,
-    bare: WrkResult,
-    alone_cpu: Groups,
-    burned: tuple[WrkResult, Groups] | None,
-) -> None:
-    """The workers' rate without capture beside them (--drain), capture beside a burner
-    (--burn), and who used the CPU in each phase."""
-    phases = {"capture + worker": (pipe.load, pipe.load_cpu), "capture alone": (alone, alone_cpu)}
-    if burned is not None:
-        phases["capture + burner"] = burned
-    print_capacity(pipe.drain, phases, bare_rps=bare.rps)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_load_arguments(parser)
@@ -439,13 +282,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     return invalid(problems)
-
-
-def invalid(problems: list[str]) -> int:
-    if problems:
-        print("\nBENCH INVALID:\n  " + "\n  ".join(problems), file=sys.stderr)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":
