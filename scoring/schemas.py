@@ -1,4 +1,9 @@
-"""Event payloads: the server batch and the browser call."""
+"""Event payloads: the server batch and the browser call.
+
+Their refusals are message ids translated into the request's language: a validator's
+error is lazy (marshmallow formats it while it loads, inside the request), a schema
+check's message is translated where it is raised.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,9 @@ TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 class EventSchema(Schema):
     type = fields.String(
         required=True,
-        validate=validate.Regexp(TYPE_PATTERN, error="must be a lower-case name such as page_view"),
+        validate=validate.Regexp(
+            TYPE_PATTERN, error=i18n.lazy_gettext("must be a lower-case name such as page_view")
+        ),
     )
     lead_id = fields.UUID()
     email = fields.Email()
@@ -30,22 +37,30 @@ class EventSchema(Schema):
     @validates_schema
     def _check(self, data: dict[str, Any], **_: Any) -> None:
         if self.context_free_needs_lead and ("lead_id" in data) == ("email" in data):
-            raise ValidationError("give exactly one of lead_id and email", "lead_id")
+            raise ValidationError(i18n.gettext("give exactly one of lead_id and email"), "lead_id")
         props = data.get("properties") or {}
         if len(props) > MAX_PROPERTIES:
-            raise ValidationError(f"at most {MAX_PROPERTIES} properties", "properties")
+            raise ValidationError(
+                i18n.gettext("at most %(max)s properties", max=MAX_PROPERTIES), "properties"
+            )
         for key, value in props.items():
             if not isinstance(value, str | int | float | bool) and value is not None:
-                raise ValidationError(f"{key!r} must be a string, number or boolean", "properties")
+                raise ValidationError(
+                    i18n.gettext("%(key)s must be a string, number or boolean", key=repr(key)),
+                    "properties",
+                )
         if len(json.dumps(props)) > MAX_PROPERTIES_BYTES:
-            raise ValidationError(f"properties exceed {MAX_PROPERTIES_BYTES} bytes", "properties")
+            raise ValidationError(
+                i18n.gettext("properties exceed %(max)s bytes", max=MAX_PROPERTIES_BYTES),
+                "properties",
+            )
         occurred = data.get("occurred_at")
         if occurred is not None:
             now = clock.now()
             if occurred > now + dt.timedelta(minutes=5):
-                raise ValidationError("lies in the future", "occurred_at")
+                raise ValidationError(i18n.gettext("lies in the future"), "occurred_at")
             if occurred < now - dt.timedelta(days=365 * 2):
-                raise ValidationError("is more than two years old", "occurred_at")
+                raise ValidationError(i18n.gettext("is more than two years old"), "occurred_at")
 
     context_free_needs_lead = True
 
@@ -62,7 +77,9 @@ class BatchSchema(Schema):
     events = fields.List(
         fields.Nested(EventSchema),
         required=True,
-        validate=validate.Length(1, MAX_BATCH, error=f"must hold 1 to {MAX_BATCH} events"),
+        validate=validate.Length(
+            1, MAX_BATCH, error=i18n.lazy_gettext("must hold 1 to %(max)s events", max=MAX_BATCH)
+        ),
     )
 
 
@@ -102,7 +119,7 @@ class ActivateSchema(Schema):
     @validates_schema
     def _one(self, data: dict[str, Any], **_: Any) -> None:
         if ("text" in data) == ("version" in data):
-            raise ValidationError("give exactly one of text and version", "text")
+            raise ValidationError(i18n.gettext("give exactly one of text and version"), "text")
 
 
 class RulesProblemSchema(Schema):
@@ -209,7 +226,8 @@ class TeamInSchema(Schema):
     name = fields.String(
         required=True,
         validate=validate.Regexp(
-            r"^[a-z][a-z0-9_\-]{0,79}$", error="lower-case letters, digits, _ or -"
+            r"^[a-z][a-z0-9_\-]{0,79}$",
+            error=i18n.lazy_gettext("lower-case letters, digits, _ or -"),
         ),
     )
     strategy = fields.String(
