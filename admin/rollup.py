@@ -38,11 +38,13 @@ from sqlalchemy.orm import Session
 
 from admin import reports
 from admin.models import ReportDay, ReportLead, ReportRejection, ReportState, ReportStep
-from leadvault import clock
+from leadvault import batch, clock
 from leadvault.db import dialect_of
 from leadvault.models import Lead
 from scoring.models import Handoff, HandoffStatus, LeadScore, Stage, StageChange
 
+_LEADS = ReportLead.__table__
+_STEPS = ReportStep.__table__
 _DIRTY = "rollup.dirty"  # session.info: ids of leads whose aggregates are to be settled
 # session.info: (its transaction, the leads it created and did not settle yet): such a
 # lead has added nothing yet, so settling it reads and deletes nothing.
@@ -249,8 +251,10 @@ def _apply(
         session.execute(sa.delete(ReportLead).where(ReportLead.lead_id.in_(ids)))
     rows = [(i, f) for i, f in after.items() if f is not None]
     if rows:
-        session.execute(
-            sa.insert(ReportLead),
+        # Core rows in one bulk write (no ORM bulk insert: a batch of new leads' hundred).
+        batch.write_rows(
+            session,
+            _LEADS,
             [
                 {
                     "lead_id": i,
@@ -269,8 +273,7 @@ def _apply(
         for i, f in rows
         for stage, seconds in f.steps
     ]
-    if step_rows:
-        session.execute(sa.insert(ReportStep), step_rows)
+    batch.write_rows(session, _STEPS, step_rows)
     _add(
         session,
         ReportDay,

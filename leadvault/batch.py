@@ -123,39 +123,44 @@ def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
 
 def _before_execute(state: Any) -> None:
     batch = active(state.session)
-    if batch is None:
-        return
-    if batch.snapshot and not in_snapshot(state.session):
+    if batch is not None:
+        _before_statement(state.session, batch, state.statement if state.is_select else None)
+
+
+def _before_statement(session: Session, batch: Batch, select: Any) -> None:
+    """What a statement through the session needs first (``select``: the statement if it
+    only reads, else None): the rows it may read or change written, pending objects
+    flushed where autoflush would."""
+    if batch.snapshot and not in_snapshot(session):
         # The write lock is taken: from now on as any batch (autoflush included).
         batch.snapshot = False
-        state.session.autoflush = True
-        if state.session.new or state.session.dirty or state.session.deleted:
-            state.session.flush()
+        session.autoflush = True
+        if session.new or session.dirty or session.deleted:
+            session.flush()
     if batch.snapshot:
-        _flush_for(state, batch)
+        _flush_for(session, batch, select)
         return
-    if batch.inserts and _reads_queued(state, batch):
-        _write_inserts(state.session, batch)
+    if batch.inserts and _reads_queued(select, batch):
+        _write_inserts(session, batch)
     elif batch.first:
-        _write_first(state.session, batch)
+        _write_first(session, batch)
 
 
-def _reads_queued(state: Any, batch: Batch) -> bool:
+def _reads_queued(select: Any, batch: Batch) -> bool:
     """Whether the statement may read a table that queued rows go to (a later item of
     the batch reading its lead's consents or attributes)."""
-    if not state.is_select:
-        return True  # an UPDATE or DELETE may touch a queued row
-    read = _tables(state.statement)
+    if select is None:
+        return True  # an INSERT, UPDATE or DELETE may touch a queued row
+    read = _tables(select)
     return read is None or not read.isdisjoint(batch.inserts)
 
 
-def _flush_for(state: Any, batch: Batch) -> None:
+def _flush_for(session: Session, batch: Batch, select: Any) -> None:
     """In a snapshot batch, what autoflush would do, only where it changes what the
     statement reads: a SELECT of tables that no queued or pending row goes to runs in
     the snapshot, without the write lock (the first write takes it)."""
-    session = state.session
-    if state.is_select:
-        read = _tables(state.statement)
+    if select is not None:
+        read = _tables(select)
         if read is not None:
             queued = {statement.table for statement in batch.first}  # type: ignore[attr-defined]
             queued.update(batch.inserts)
@@ -227,6 +232,20 @@ def defer(
         entry = batch.deferred[key] = _Deferred(order, flush, before_writes=before_writes)
     entry.items.append(item)
     return True
+
+
+def write_rows(session: Session, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """``session.execute(sa.insert(table), rows)`` as one bulk write (``leadvault.bulk``:
+    no per-row parameter work; on PostgreSQL one multi-row INSERT instead of psycopg's
+    pipelined executemany). In a batch what the session's hook does before a write is
+    done first (the queued rows written; in a snapshot batch pending objects flushed).
+    Every row names the same columns."""
+    if not rows:
+        return
+    batch = active(session)
+    if batch is not None and not batch.isolated:
+        _before_statement(session, batch, None)
+    insert_many(session.connection(), table, rows)
 
 
 def insertable(session: Session) -> bool:

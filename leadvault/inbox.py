@@ -115,16 +115,29 @@ def _due(now: dt.datetime) -> sa.ColumnElement[bool]:
     )
 
 
-def _take(session: Session, limit: int, ids: list[int] | None = None) -> list[InboxItem]:
+# What a batch reads of an item: rows, not ORM objects (a hundred a batch); an item that
+# fails is loaded as an object then (``_fail``).
+_TAKEN = (
+    InboxItem.id,
+    InboxItem.kind,
+    InboxItem.payload,
+    InboxItem.payload_owner,
+    InboxItem.payload_key,
+    InboxItem.payload_key_version,
+    InboxItem.subject_index,
+)
+
+
+def _take(session: Session, limit: int, ids: list[int] | None = None) -> list[sa.Row[Any]]:
     """Due items, locked for this transaction (on PostgreSQL other workers skip them;
     SQLite has one writer anyway). Nothing to lease: a worker that dies mid-batch
     rolls its transaction back and the items are due again at once."""
-    query = sa.select(InboxItem).where(_due(clock.now())).order_by(InboxItem.id).limit(limit)
+    query = sa.select(*_TAKEN).where(_due(clock.now())).order_by(InboxItem.id).limit(limit)
     if ids is not None:
         query = query.where(InboxItem.id.in_(ids))
     if dialect_of(session) == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return list(session.scalars(query))
+    return list(session.execute(query))
 
 
 # SQLite has one writer: a batch holds the write lock only this long, so requests
@@ -144,7 +157,7 @@ class _HandlerFailed(Exception):
 def _store_batch(
     session: Session,
     handlers: dict[str, Handler],
-    items: list[InboxItem],
+    items: list[sa.Row[Any]],
     *,
     isolated: bool,
     failed: tuple[int, str] | None = None,
@@ -171,7 +184,7 @@ def _store_batch(
     if failed is not None:
         for item in items:
             if item.id == failed[0]:
-                _fail(session, item, failed[1])
+                _fail(session, item.id, failed[1])
                 handled += 1
         items = [item for item in items if item.id != failed[0]]
     try:
@@ -203,7 +216,7 @@ def _store_batch(
                 if not isolated:
                     raise _HandlerFailed(item.id, type(exc).__name__) from exc
                 work.rewind(mark)
-                _fail(session, item, type(exc).__name__)
+                _fail(session, item.id, type(exc).__name__)
             else:
                 done.append(item.id)
         batch.finish(session)
@@ -230,7 +243,10 @@ def _over_budget(session: Session, started: float) -> bool:
     return since is not None and time.monotonic() - max(since, started) > SQLITE_BATCH_SECONDS
 
 
-def _fail(session: Session, item: InboxItem, error: str) -> None:
+def _fail(session: Session, item_id: int, error: str) -> None:
+    item = session.get(InboxItem, item_id)
+    if item is None:
+        return
     settings = settings_of(session)
     item.attempts += 1
     item.last_error = error
@@ -248,9 +264,7 @@ def _fail(session: Session, item: InboxItem, error: str) -> None:
 
 def _record_failure(factory: sessionmaker[Session], item_id: int, error: str) -> None:
     with unit_of_work(factory) as session:
-        item = session.get(InboxItem, item_id)
-        if item is not None:
-            _fail(session, item, error)
+        _fail(session, item_id, error)
 
 
 @dataclasses.dataclass(frozen=True)

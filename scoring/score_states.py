@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from leadvault import clock
+from leadvault import batch, clock
 from scoring.models import LeadScore, RuleScore, Stage
 
 _SCORES = LeadScore.__table__
@@ -190,7 +190,7 @@ def save_states(session: Session, states: Mapping[uuid.UUID, ScoreState], versio
         state.new = state.dirty = False
         state.row = None
     if inserts:
-        session.execute(sa.insert(_SCORES), inserts)
+        batch.write_rows(session, _SCORES, inserts)
     if updates:
         session.execute(
             sa.update(_SCORES)
@@ -204,7 +204,7 @@ def save_states(session: Session, states: Mapping[uuid.UUID, ScoreState], versio
             updates,
         )
     if rule_inserts:
-        session.execute(sa.insert(_RULES), rule_inserts)
+        batch.write_rows(session, _RULES, rule_inserts)
     if rule_updates:
         session.execute(
             sa.update(_RULES)

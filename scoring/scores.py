@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from leadvault import clock
+from leadvault import batch, clock
 from leadvault.crypto import DataKey
 from scoring.models import Event, LeadScore, RuleScore
 from scoring.rule_model import EngagementRule, Rules, matches_all
@@ -188,8 +188,7 @@ def apply_events(
                 "rules_version": rules.version,
             }
         )
-    if rows:
-        session.execute(sa.insert(_EVENTS), rows)
+    batch.write_rows(session, _EVENTS, rows)
     save_states(session, states, rules.version)
     return states
 
