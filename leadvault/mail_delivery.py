@@ -116,6 +116,9 @@ def _prepare(session: Session, ids: list[int], *, wire: bool = False) -> list[_C
     # instance lacks imprint, privacy policy or a real sender.
     held = "; ".join(branding.gaps(settings)) if branding.marketing_blocked(settings) else None
     claimed = []
+    # The batch's quoted-printable lines, each encoded once (its mails share templates);
+    # held for this batch only (some lines carry a lead's name or link).
+    qp_lines: dict[str, str] = {}
     for row in rows:
         try:
             if row.payload is None:
@@ -142,6 +145,7 @@ def _prepare(session: Session, ids: list[int], *, wire: bool = False) -> list[_C
                 mail_from=mail_from,
                 reply_to=settings.mail_reply_to,
                 message_id=row.message_id,
+                qp_lines=qp_lines,
             )
             if written is not None:
                 claimed.append(_Claimed(row.id, row.template, None, wire=written))

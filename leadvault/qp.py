@@ -24,11 +24,23 @@ def _quoted(run: str) -> str:
     return "".join(f"={byte:02X}" for byte in run.encode("utf-8"))
 
 
-def body_encode(text: str) -> str:
+def body_encode(text: str, memo: dict[str, str] | None = None) -> str:
     """``email.quoprimime.body_encode(text.encode("utf-8").decode("latin-1"))``: the
-    UTF-8 text quoted-printable, lines of at most 76 characters, "\\n" line ends."""
+    UTF-8 text quoted-printable, lines of at most 76 characters, "\\n" line ends.
+
+    ``memo``: lines encoded before, by their text, shared by the caller's bodies (a
+    batch's mails are one template with a few values put in: most of their lines are
+    the same); lines are then encoded one by one, each only once."""
     if not text:
         return text
+    if memo is not None:
+        out = []
+        for line in _BREAK.split(text):
+            encoded = memo.get(line)
+            if encoded is None:
+                encoded = memo[line] = _line(line)
+            out.append(encoded)
+        return "\n".join(out)
     body = _UNSAFE.sub(lambda match: _quoted(match[0]), text)
     # Only CR and LF are left to break lines (every other break character is quoted).
     lines = body.splitlines()
@@ -40,6 +52,17 @@ def body_encode(text: str) -> str:
     if body[-1] in "\r\n":
         lines.append("")
     return "\n".join(lines)
+
+
+# The line breaks quoted-printable keeps (every other break character is quoted); a
+# break at the end leaves an empty last line, so the body ends with a break as before.
+_BREAK = re.compile(r"\r\n|[\r\n]")
+
+
+def _line(line: str) -> str:
+    """One line (no CR or LF) quoted and folded as :func:`body_encode` does it."""
+    body = _UNSAFE.sub(lambda match: _quoted(match[0]), line)
+    return _fold(body) if len(body) > MAX_LINE or body.endswith((" ", "\t")) else body
 
 
 def _fold(line: str) -> str:

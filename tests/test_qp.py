@@ -49,9 +49,9 @@ EDGES = [
 
 @pytest.mark.parametrize("text", EDGES)
 def test_edges(text):
-    assert qp.body_encode(text) == email.quoprimime.body_encode(
-        text.encode("utf-8").decode("latin-1")
-    )
+    stdlib = email.quoprimime.body_encode(text.encode("utf-8").decode("latin-1"))
+    assert qp.body_encode(text) == stdlib
+    assert qp.body_encode(text, {}) == stdlib  # line by line
 
 
 def test_random_texts():
@@ -59,3 +59,9 @@ def test_random_texts():
     stdlib = [email.quoprimime.body_encode(t.encode("utf-8").decode("latin-1")) for t in texts]
     assert [qp.body_encode(text) for text in texts] == stdlib
     assert sum("=\n" in encoded for encoded in stdlib) > 1000  # soft breaks were made
+    # Line by line with lines shared between bodies (a batch's), twice: the second time
+    # every line comes from the memo.
+    memo: dict[str, str] = {}
+    for _ in range(2):
+        assert [qp.body_encode(text, memo) for text in texts] == stdlib
+    assert len(memo) > 1000
