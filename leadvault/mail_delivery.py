@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from leadvault import branding, clock, leases, outbox
+from leadvault.bulk import insert_many
 from leadvault.crypto import DecryptionError, WrappedKey
 from leadvault.db import read_only, settings_of, unit_of_work, vault_of
 from leadvault.mail import MailContent, Sender, Wire, build_message, wire_message
@@ -203,8 +204,9 @@ def _record(
                     attempts=OutboxMessage.attempts + 1,
                 )
             )
-            connection.execute(
-                sa.insert(OutboxAttempt.__table__),
+            insert_many(
+                connection,
+                OutboxAttempt.__table__,
                 [
                     {"outbox_id": row_id, "worker": worker_id, "attempted_at": now, "error": None}
                     for row_id in delivered
