@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE, fields, validate
 
 from capture.definitions import (
     DEFAULT_PURPOSE,
@@ -26,12 +26,15 @@ from capture.definitions import (
 )
 from capture.models import FormKind
 from leadvault import i18n
+from leadvault.schema_messages import Schema
 
 # No control characters (a NUL is refused by PostgreSQL, the others are never meant);
 # texts of several lines may hold line breaks and tabs.
-_ONE_LINE = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="must not contain control characters")
+_ONE_LINE = validate.Regexp(
+    r"^[^\x00-\x1f\x7f]*$", error=i18n.N_("must not contain control characters")
+)
 _LINES = validate.Regexp(
-    r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$", error="must not contain control characters"
+    r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$", error=i18n.N_("must not contain control characters")
 )
 
 

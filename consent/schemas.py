@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, fields, validate
 
 from consent.service import MAX_TEXT_LENGTH
 from leadvault import i18n
+from leadvault.schema_messages import Schema
 from leadvault.untrusted import STAFF_TEXT_REFUSED
 
 _ALLOWED = f"[^{STAFF_TEXT_REFUSED}]"

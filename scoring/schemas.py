@@ -2,7 +2,8 @@
 
 Their refusals are message ids translated into the request's language: a validator's
 error is lazy (marshmallow formats it while it loads, inside the request), a schema
-check's message is translated where it is raised.
+check's message is translated where it is raised; marshmallow's own messages by the
+Schema base (leadvault.schema_messages).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import datetime as dt
 import json
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from leadvault import clock, i18n, untrusted
+from leadvault.schema_messages import Schema
 from scoring import routing, sales_team
 
 MAX_BATCH = 1000

@@ -50,7 +50,9 @@ def _json_body() -> Any:
 def api_events() -> tuple[Response, int]:
     body = _json_body()
     if not isinstance(body, dict):
-        return _problem(400, 'the body must be a JSON object such as {"events": [...]}')
+        return _problem(
+            400, i18n.gettext('the body must be a JSON object such as {"events": [...]}')
+        )
     try:
         loaded = _batch.load(body)
     except ValidationError as exc:
@@ -98,13 +100,14 @@ def track() -> Response:
     # Anyone can post here; a token only matters once parsed. Count first.
     if not within_limits("track", runtime(current_app).settings.rate_limit_track):
         response = jsonify(
-            error="too many tracking events from this address; try later", status=429
+            error=i18n.gettext("too many tracking events from this address; try later"),
+            status=429,
         )
         response.status_code = 429
         return _cors(response)
     body = _json_body()
     if not isinstance(body, dict):
-        response, status = _problem(400, "the body must be a JSON object")
+        response, status = _problem(400, i18n.gettext("the body must be a JSON object"))
         response.status_code = status
         return _cors(response)
     try:
@@ -117,7 +120,7 @@ def track() -> Response:
     try:
         lead_id = events.lead_of_tracking_token(session, loaded["token"])
     except (TokenInvalid, TokenExpired):
-        response = jsonify(error="the tracking token is not valid", status=403)
+        response = jsonify(error=i18n.gettext("the tracking token is not valid"), status=403)
         response.status_code = 403
         return _cors(response)
     raw = events.RawEvent(
@@ -127,7 +130,7 @@ def track() -> Response:
     )
     outcome = events.track(session, lead_id, raw)
     if outcome == "no_consent":
-        response = jsonify(error="no tracking consent", status=403)
+        response = jsonify(error=i18n.gettext("no tracking consent"), status=403)
         response.status_code = 403
         return _cors(response)
     response = jsonify(status=outcome)

@@ -122,3 +122,96 @@ def test_the_german_console_shows_a_team_names_rule_in_german(app):
         r'<p class="error" id="name-error">([^<]*)</p>', refused.get_data(as_text=True)
     )
     assert found and html.unescape(found.group(1)) == "Kleinbuchstaben, Ziffern, _ oder -"
+
+
+# --- marshmallow's own messages and the event endpoints' refusals ------------------------
+
+
+@pytest.mark.parametrize(
+    ("event", "german", "english"),
+    [
+        (
+            {"lead_id": str(uuid.uuid4())},
+            "events[0].type: Pflichtfeld: Bitte geben Sie einen Wert an.",
+            "events[0].type: Missing data for required field.",
+        ),
+        (
+            _event(lead_id="lead-7"),
+            "events[0].lead_id: Keine gültige UUID.",
+            "events[0].lead_id: Not a valid UUID.",
+        ),
+        (
+            _event(colour="red"),
+            "events[0].colour: Unbekanntes Feld.",
+            "events[0].colour: Unknown field.",
+        ),
+    ],
+)
+def test_marshmallows_own_refusals_are_in_the_requests_language(
+    app, client, event, german, english
+):
+    auth = _token(app)
+    for language, expected in ((GERMAN, german), (ENGLISH, english)):
+        reply = client.post("/api/v1/events", json={"events": [event]}, headers=auth | language)
+        assert reply.status_code == 422
+        assert reply.get_json()["error"] == expected
+        assert expected.split(": ", 1)[1] in str(reply.get_json()["errors"])
+
+
+def test_the_api_and_console_show_marshmallows_choices_and_ranges_in_german(app):
+    client, _ = factories.signed_in_client(app, "owner")
+    csrf = factories.csrf_token(client, "/console/sales")
+    headers = {"X-CSRFToken": csrf}
+    team = client.post(
+        "/api/v1/teams", json={"name": "sales", "strategy": "fastest"}, headers=headers | GERMAN
+    )
+    assert team.status_code == 422
+    assert team.get_json()["errors"] == {
+        "strategy": ["Muss einer dieser Werte sein: round_robin, least_loaded."]
+    }
+    version = client.post("/api/v1/scoring/rules/activate", json={"version": 0}, headers=headers)
+    assert version.get_json()["errors"] == {
+        "version": ["Must be greater than or equal to 1 and less than or equal to 2147483647."]
+    }
+    client.post("/console/language", data={"csrf_token": csrf, "lang": "de"})
+    for weight, expected in (
+        ("many", "Keine gültige ganze Zahl."),
+        ("0", "Muss mindestens 1 und höchstens 100 sein."),
+    ):
+        refused = client.post(
+            "/console/sales/people",
+            data={
+                "csrf_token": csrf,
+                "email": "seller@example.com",
+                "name": "Seller",
+                "language": "de",
+                "weight": weight,
+                "weekly_capacity": "10",
+            },
+        )
+        assert refused.status_code == 422
+        found = re.search(
+            r'<p class="error" id="weight-error">([^<]*)</p>', refused.get_data(as_text=True)
+        )
+        assert found and html.unescape(found.group(1)) == expected
+
+
+def test_the_event_endpoints_own_refusals_are_in_the_requests_language(app, client):
+    auth = _token(app)
+    events = client.post("/api/v1/events", json=[1], headers=auth | GERMAN)
+    assert events.status_code == 400
+    assert events.get_json()["error"] == (
+        'der Inhalt muss ein JSON-Objekt wie {"events": [...]} sein'
+    )
+    track = client.post("/api/v1/track", json=[1], headers=GERMAN)
+    assert track.status_code == 400
+    assert track.get_json()["error"] == "der Inhalt muss ein JSON-Objekt sein"
+    forged = client.post(
+        "/api/v1/track", json={"token": "forged", "type": "page_view"}, headers=GERMAN
+    )
+    assert forged.status_code == 403
+    assert forged.get_json()["error"] == "das Tracking-Token ist nicht gültig"
+    english = client.post(
+        "/api/v1/track", json={"token": "forged", "type": "page_view"}, headers=ENGLISH
+    )
+    assert english.get_json()["error"] == "the tracking token is not valid"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, fields, validate
 
 from leadvault import sizes
+from leadvault.schema_messages import Schema
 from leadvault.untrusted import STAFF_TEXT_REFUSED
 from widgets.assets import MAX_BYTES, MAX_DESCRIPTION, MAX_LISTED, MAX_TITLE
 

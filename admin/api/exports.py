@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Response, current_app, request, stream_with_context
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, ValidationError, fields, validate
 
 from admin import auth
 from admin.api.registry import operation
@@ -31,6 +31,7 @@ from export import writers as export_writers
 from leadvault.app import runtime
 from leadvault.db import read_only, unit_of_work
 from leadvault.i18n import N_
+from leadvault.schema_messages import Schema
 
 # The API's guard and refusals (views.api_blueprint): a console session's writes carry
 # the CSRF token, tokens need none.

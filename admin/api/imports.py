@@ -11,7 +11,7 @@ import io
 from typing import Any
 
 from flask import Response, current_app, request
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, ValidationError, fields, validate
 
 from admin import auth
 from admin.api.exports import bp
@@ -23,6 +23,7 @@ from export import imports
 from leadvault import db, i18n
 from leadvault.app import runtime
 from leadvault.i18n import N_
+from leadvault.schema_messages import Schema
 
 _NO_FILE = N_("Send the CSV file as the request body (or as 'file').")
 

@@ -9,17 +9,21 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
 
 from admin.leads import GRADES, MAX_PAGE, PURPOSE_STATES, REASON_MAX, SORTS
 from admin.permissions import Permission
 from capture.schemas import FormDefinitionSchema
 from leadvault import audit
+from leadvault.i18n import N_
+from leadvault.schema_messages import Schema
 from scoring.models import Stage
 
 STAGES = [s.value for s in Stage]
 # No control characters (a NUL is refused by PostgreSQL, the others are never meant).
-_PRINTABLE = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="must not contain control characters")
+_PRINTABLE = validate.Regexp(
+    r"^[^\x00-\x1f\x7f]*$", error=N_("must not contain control characters")
+)
 PRINTABLE = _PRINTABLE  # for the API modules beside this one (exports, imports)
 
 
@@ -28,7 +32,7 @@ def _text(low: int, high: int, **options: Any) -> fields.String:
 
 
 _SCORE = validate.Range(min=-1e9, max=1e9)
-DATE_INVALID = "Not a valid date: write it as 2025-03-31 (a day of the years 1 to 9999)."
+DATE_INVALID = N_("Not a valid date: write it as 2025-03-31 (a day of the years 1 to 9999).")
 
 
 def day_field(**options: Any) -> fields.Date:
@@ -42,9 +46,11 @@ class UtcDateTime(fields.AwareDateTime):
     Python's datetime cannot hold: a 422 naming the field, not an overflow (a 500)."""
 
     default_error_messages = {  # marshmallow merges it with the parent's
-        "invalid": "Not a valid date and time: write it as 2025-03-31 or "
-        "2025-03-31T08:00:00+02:00 (years 1 to 9999).",
-        "range": "Lies outside the years 1 to 9999 in UTC.",
+        "invalid": N_(
+            "Not a valid date and time: write it as 2025-03-31 or "
+            "2025-03-31T08:00:00+02:00 (years 1 to 9999)."
+        ),
+        "range": N_("Lies outside the years 1 to 9999 in UTC."),
     }
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> dt.datetime:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, fields, validate
 from sqlalchemy.orm import Session
 
 from admin import auth
@@ -20,6 +20,7 @@ from admin.permissions import Permission
 from export import webhooks
 from export.models import WebhookEndpoint
 from leadvault import audit, db
+from leadvault.schema_messages import Schema
 
 _ENDPOINT_ID = (("endpoint_id", "int"),)
 
