@@ -27,7 +27,7 @@ from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import pass_context
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import IntegerConverter
 
@@ -299,6 +299,11 @@ def _handle_unexpected(exc: Exception) -> Any:
         request.url_rule,
         exc_info=False,
     )
+    if isinstance(exc, SQLAlchemyError):
+        # A failed flush leaves the request's session unusable until it is rolled back:
+        # the console's error page (which reads the signed-in account) then raised again
+        # and the visitor got Werkzeug's bare 500 instead of the page below.
+        db.session().rollback()
     if isinstance(exc, IntegrityError):
         # A unique row another request wrote a moment before (a race the service's
         # check could not see): the visitor may simply try again.

@@ -154,3 +154,27 @@ def test_digits_that_python_cannot_read_as_a_number_are_refused_not_a_500(app):
         },
     )
     assert form.status_code == 422
+
+
+def test_a_failed_flush_in_the_console_answers_with_the_apps_page(app, monkeypatch):
+    """A flush that failed left the request's session unusable; the console's error page
+    (which looks up the signed-in account) raised again, so the visitor got Werkzeug's
+    bare 500 instead of the 409 page. The handler drops the session first."""
+    from scoring import sales_team
+    from scoring.models import SalesTeam
+    from tests import factories
+
+    def clashing_add_team(session, name, strategy="round_robin"):
+        session.add_all([SalesTeam(name=name), SalesTeam(name=name)])
+        session.flush()
+
+    monkeypatch.setattr(sales_team, "add_team", clashing_add_team)
+    client, _ = factories.signed_in_client(app, "owner")
+    csrf = factories.csrf_token(client, "/console/settings/tokens")
+    answer = client.post("/console/sales/teams", data={"name": "dach", "csrf_token": csrf})
+    assert answer.status_code == 409
+    text = answer.get_data(as_text=True)
+    assert "changed by another request" in text
+    assert 'class="lv-page"' in text or "<main" in text
+    with factories.uow(app) as s:
+        assert not sales_team.team_rows(s)
