@@ -98,6 +98,7 @@ def create(
     chosen = _role(role)
     if chosen == Role.SALES and salesperson_id is None:
         raise AccountError("a sales account needs the salesperson it works as (--salesperson)")
+    _check_salesperson(session, salesperson_id)
     if find(session, address) is not None:
         raise AccountError("an account with this address exists already")
     box = sealed.seal(vault_of(session), _FIELD, {"email": normalise_email(address)})
@@ -123,6 +124,15 @@ def create(
         ip=ip,
     )
     return user
+
+
+def _check_salesperson(session: Session, salesperson_id: int | None) -> None:
+    """An account works as a salesperson who exists: an unknown id failed the foreign key
+    at the flush (a 500 in the console, a traceback on the command line)."""
+    from scoring.models import Salesperson
+
+    if salesperson_id is not None and session.get(Salesperson, salesperson_id) is None:
+        raise AccountError("there is no salesperson with this id")
 
 
 def setup_link(session: Session, user: User) -> str:
@@ -234,6 +244,7 @@ def change_role(
         raise AccountError("this is the last owner; make another account owner first")
     if chosen == Role.SALES and (salesperson_id or user.salesperson_id) is None:
         raise AccountError("a sales account needs the salesperson it works as (--salesperson)")
+    _check_salesperson(session, salesperson_id)
     before = user.role
     user.role = chosen
     if salesperson_id is not None:

@@ -178,3 +178,39 @@ def test_a_failed_flush_in_the_console_answers_with_the_apps_page(app, monkeypat
     assert 'class="lv-page"' in text or "<main" in text
     with factories.uow(app) as s:
         assert not sales_team.team_rows(s)
+
+
+def test_an_unknown_salesperson_for_an_account_is_refused_not_a_500(app):
+    """A sales account for a salesperson id no row has failed the foreign key at the
+    flush: a 500 in the console (and a traceback on the command line). It is refused."""
+    from click.testing import CliRunner
+
+    from leadvault.cli import cli
+    from tests import factories
+
+    client, _ = factories.signed_in_client(app, "owner")
+    csrf = factories.csrf_token(client, "/console/settings/users")
+    made = client.post(
+        "/console/settings/users",
+        data={
+            "email": "sam@example.org",
+            "role": "sales",
+            "salesperson": "999",
+            "csrf_token": csrf,
+        },
+    )
+    assert made.status_code == 422
+    assert "There is no such salesperson." in made.get_data(as_text=True)
+    viewer_id, _ = factories.staff_user(app, "viewer")
+    changed = client.post(
+        f"/console/settings/users/{viewer_id}/role",
+        data={"role": "sales", "salesperson": "999", "csrf_token": csrf},
+    )
+    assert changed.status_code == 422
+    assert "There is no such salesperson." in changed.get_data(as_text=True)
+    added = CliRunner().invoke(
+        cli, ["users", "add", "sam@example.org", "--role", "sales", "--salesperson", "999"], obj=app
+    )
+    assert added.exit_code == 1, added.output
+    assert "there is no salesperson with this id" in added.output
+    assert not isinstance(added.exception, Exception) or isinstance(added.exception, SystemExit)

@@ -32,6 +32,7 @@ ACCOUNT_MESSAGES = {
     "a sales account needs the salesperson it works as (--salesperson)": N_(
         "A sales account needs the salesperson it works as."
     ),
+    "there is no salesperson with this id": N_("There is no such salesperson."),
 }
 TOKEN_DAYS = (7, 30, 90, 365)
 
