@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from admin.models import Role, User
 from export.days import DAY
-from leadvault.commands import Refused, app_session, load_app
+from leadvault.commands import ROW_ID, Refused, app_session, load_app
 
 ROLE_NAMES = [role.value for role in Role]
 
@@ -37,7 +37,7 @@ def _find(session: Session, email: str) -> User:
 @click.option(
     "--role", required=True, type=click.Choice(ROLE_NAMES), help="What the account may do"
 )
-@click.option("--salesperson", type=int, help="For --role sales: the salesperson's id")
+@click.option("--salesperson", type=ROW_ID, help="For --role sales: the salesperson's id")
 def users_add(email: str, role: str, salesperson: int | None) -> None:
     """Create an account and print its one-time set-password link."""
     from admin import accounts
@@ -80,7 +80,7 @@ def users_list() -> None:
 @users.command("role")
 @click.argument("email")
 @click.argument("role", type=click.Choice(ROLE_NAMES))
-@click.option("--salesperson", type=int, help="For sales: the salesperson's id")
+@click.option("--salesperson", type=ROW_ID, help="For sales: the salesperson's id")
 def users_role(email: str, role: str, salesperson: int | None) -> None:
     """Change an account's role (takes effect at its next request)."""
     from admin import accounts

@@ -11,7 +11,7 @@ import click
 
 from export.days import DAY
 from export.import_cli import import_command
-from leadvault.commands import Refused, app_session, load_app, refusing
+from leadvault.commands import ROW_ID, Refused, app_session, load_app, refusing
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -110,7 +110,7 @@ def _worker_id() -> str:
 
 
 @webhooks.command("test")
-@click.argument("endpoint_id", type=int)
+@click.argument("endpoint_id", type=ROW_ID)
 def test(endpoint_id: int) -> None:
     """Send a signed test event now and show the receiver's answer (audited: who pinged
     which endpoint)."""
@@ -145,7 +145,7 @@ def test(endpoint_id: int) -> None:
 
 
 @webhooks.command("rotate-secret")
-@click.argument("endpoint_id", type=int)
+@click.argument("endpoint_id", type=ROW_ID)
 @click.option(
     "--overlap-hours",
     type=click.FloatRange(0, 24 * 30),
@@ -171,7 +171,7 @@ def rotate_secret(endpoint_id: int, overlap_hours: float | None) -> None:
 
 
 @webhooks.command("disable")
-@click.argument("endpoint_id", type=int)
+@click.argument("endpoint_id", type=ROW_ID)
 def disable(endpoint_id: int) -> None:
     """Stop sending to an endpoint (queued events are kept as failed)."""
     from export import webhooks as service
@@ -186,7 +186,7 @@ def disable(endpoint_id: int) -> None:
 
 
 @webhooks.command("enable")
-@click.argument("endpoint_id", type=int)
+@click.argument("endpoint_id", type=ROW_ID)
 def enable(endpoint_id: int) -> None:
     """Send to a disabled endpoint again (then `redeliver` what it missed)."""
     from export import webhooks as service
@@ -201,7 +201,7 @@ def enable(endpoint_id: int) -> None:
 
 
 @webhooks.command("remove")
-@click.argument("endpoint_id", type=int)
+@click.argument("endpoint_id", type=ROW_ID)
 def remove(endpoint_id: int) -> None:
     """Delete an endpoint with its queue and log."""
     from export import webhooks as service
@@ -216,7 +216,7 @@ def remove(endpoint_id: int) -> None:
 
 
 @webhooks.command("redeliver")
-@click.argument("endpoint_id", type=int)
+@click.argument("endpoint_id", type=ROW_ID)
 @click.option("--event-id", default=None, help="Only this event (its webhook-id, msg_…).")
 @click.option("--since", type=DAY, default=None, help="UTC day, inclusive")
 @click.option("--all", "everything", is_flag=True, help="Also events that were delivered.")
@@ -242,7 +242,7 @@ def redeliver(
 
 
 @webhooks.command("log")
-@click.argument("endpoint_id", type=int)
+@click.argument("endpoint_id", type=ROW_ID)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 def log(endpoint_id: int, limit: int) -> None:
     """Recent events of an endpoint and each attempt's status and duration."""

@@ -25,6 +25,12 @@ class ConfigProblem(click.ClickException):
     exit_code = 2
 
 
+# A row id given on the command line. Ids are 32-bit integers on PostgreSQL (as
+# ``leadvault.web.ROW_ID_MAX`` for URLs); a larger number overflowed SQLite's driver
+# with a traceback, it is a usage error naming the argument instead (exit code 2).
+ROW_ID = click.IntRange(1, 2**31 - 1)
+
+
 class Refused(click.ClickException):
     """The command understood the request but will not do it (exit code 1)."""
 

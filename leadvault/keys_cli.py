@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from leadvault.commands import Refused, app_session, load_app
+from leadvault.commands import ROW_ID, Refused, app_session, load_app
 
 
 @click.group()
@@ -56,7 +56,7 @@ def keys_rotate() -> None:
 
 
 @keys.command("retire")
-@click.argument("version", type=int)
+@click.argument("version", type=ROW_ID)
 def keys_retire(version: int) -> None:
     """Remove an old master key version once no data key uses it."""
     from leadvault import keys as key_service

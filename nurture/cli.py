@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import OperationalError
 
-from leadvault.commands import ConfigProblem, Refused, app_session, load_app
+from leadvault.commands import ROW_ID, ConfigProblem, Refused, app_session, load_app
 
 
 def _read(path: Path) -> tuple[str, dict[str, str]]:
@@ -108,7 +108,7 @@ def list_() -> None:
 
 @nurture.command("show")
 @click.argument("key")
-@click.option("--version", type=int, help="A stored version (default: the active one).")
+@click.option("--version", type=ROW_ID, help="A stored version (default: the active one).")
 def show(key: str, version: int | None) -> None:
     """Trigger, audience, exit conditions and steps of a sequence."""
     from nurture import sequences

@@ -214,3 +214,27 @@ def test_an_unknown_salesperson_for_an_account_is_refused_not_a_500(app):
     assert added.exit_code == 1, added.output
     assert "there is no salesperson with this id" in added.output
     assert not isinstance(added.exception, Exception) or isinstance(added.exception, SystemExit)
+
+
+def test_an_id_no_row_can_have_is_a_usage_error_on_the_command_line(app):
+    """An id argument beyond 64 bits overflowed SQLite's driver with a traceback (exit 1);
+    ids are bounded like the URLs' <int:…> (32-bit on PostgreSQL): a usage error, exit 2."""
+    from click.testing import CliRunner
+
+    from leadvault import commands, web
+    from leadvault.cli import cli
+
+    assert commands.ROW_ID.max == web.ROW_ID_MAX
+    too_big = str(2**70)
+    for args in (
+        ["keys", "retire", too_big],
+        ["webhooks", "test", too_big],
+        ["webhooks", "enable", too_big],
+        ["webhooks", "log", too_big],
+        ["nurture", "show", "welcome", "--version", too_big],
+        ["users", "add", "sam@example.org", "--role", "sales", "--salesperson", too_big],
+    ):
+        result = CliRunner().invoke(cli, args, obj=app)
+        assert result.exit_code == 2, (args, result.output)
+        assert "is not in the range 1<=x<=2147483647" in result.output, args
+        assert "Traceback" not in result.output
