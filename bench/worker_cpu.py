@@ -4,7 +4,7 @@
                                [--profile out.pstats] [--profile-mail mail.pstats]
 
 A fresh instance gets a form (first name, newsletter) and ``--items`` submissions
-queued as the endpoint queues them (``capture.service.accept``: one sealed inbox
+queued as the endpoint queues them (``capture.queueing.accept``: one sealed inbox
 row each). Then, each timed by the process's CPU time (``time.process_time``, so
 other processes on a shared machine barely move it) with every SQL statement
 counted:
@@ -86,6 +86,7 @@ def _serve(port: int, count: Any, ready: Any, stop: Any) -> None:
 
 
 def queue_submissions(app: Any, form_id: str, count: int) -> None:
+    from capture import queueing
     from capture import service as capture_service
     from consent.ledger import RequestMeta
     from leadvault.app import runtime
@@ -95,14 +96,14 @@ def queue_submissions(app: Any, form_id: str, count: int) -> None:
         form = capture_service.get_form(session, form_id)
         assert form is not None
         for n in range(count):
-            data = capture_service.ValidSubmission(
+            data = queueing.ValidSubmission(
                 email=f"lead{n}.{uuid.uuid4().hex[:6]}@bench.example",
                 profile={"first_name": f"Ada{n}"},
                 message=None,
                 purposes=["newsletter"],
                 source={"page_url": "https://www.example.com/p", "utm_source": "bench"},
             )
-            capture_service.accept(
+            queueing.accept(
                 session,
                 form,
                 data,

@@ -4,8 +4,7 @@ Form definitions are ``capture.definitions`` (what one is), ``capture.definition
 (creating, updating, archiving) and ``capture.origins`` (allowed origins); import them
 from there.
 
-The endpoint's write (one sealed inbox row) is in ``capture.queueing``; its names are
-imported from here as before."""
+The endpoint's write (one sealed inbox row) is ``capture.queueing``."""
 
 from __future__ import annotations
 
@@ -24,15 +23,7 @@ from capture import bots, definition_service
 from capture.definitions import FormError
 from capture.models import Form, FormKind, Submission
 from capture.origins import normalise_origin, page_on_owner_site
-
-# The endpoint's write moved to capture.queueing; callers keep importing it from here.
-from capture.queueing import (  # noqa: F401 (re-exported)
-    SUBMISSION,
-    ValidSubmission,
-    accept,
-    accept_on,
-    spend_and_accept,
-)
+from capture.queueing import ValidSubmission
 from capture.signals import form_snippets, form_submitted
 from consent import optin
 from consent import service as consent_service

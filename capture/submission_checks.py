@@ -19,7 +19,8 @@ from email_validator.rfc_constants import EMAIL_MAX_LENGTH as _EMAIL_MAX_BYTES
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from capture.models import Form
-from capture.service import COMPANY_SIZES, SOURCE_KEYS, ValidSubmission
+from capture.queueing import ValidSubmission
+from capture.service import COMPANY_SIZES, SOURCE_KEYS
 from leadvault import i18n, profile
 
 # Keys a submission may carry besides the form's declared fields.

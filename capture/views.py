@@ -21,7 +21,7 @@ from flask import (
 )
 from werkzeug.exceptions import BadRequest
 
-from capture import bots, origins, service, submission_checks
+from capture import bots, origins, queueing, service, submission_checks
 from capture.models import Form, FormKind
 from leadvault import db, i18n, leads
 from leadvault.app import runtime
@@ -358,7 +358,7 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
 def _store(
     form: Form,
     judgement: bots.Judgement,
-    valid: service.ValidSubmission,
+    valid: queueing.ValidSubmission,
     lang: str,
     email_index: bytes,
 ) -> bool:
@@ -373,7 +373,7 @@ def _store(
     meta = request_meta()
     if app_runtime.engine.dialect.name == "postgresql":
         with db.short_write(factory, one_statement=True) as connection:
-            stored = service.spend_and_accept(
+            stored = queueing.spend_and_accept(
                 connection,
                 app_runtime.vault,
                 judgement.single_use,
@@ -388,7 +388,7 @@ def _store(
             # The keys a replay did spend stay spent (their first use is this one).
             stored = bots.spend_on(connection, judgement)
             if stored:
-                service.accept_on(
+                queueing.accept_on(
                     connection,
                     app_runtime.vault,
                     form,

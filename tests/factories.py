@@ -57,7 +57,7 @@ def lead(
     source: Mapping[str, str] | None = None,
 ) -> uuid.UUID:
     """A lead with sealed attributes who asked for ``purposes`` (and confirmed them)."""
-    from capture import definitions
+    from capture import definitions, queueing
     from capture import service as capture_service
     from consent import optin
     from consent.ledger import RequestMeta
@@ -76,7 +76,7 @@ def lead(
     with uow(app) as s:
         found = capture_service.get_form(s, form_id)
         assert found is not None, form_id
-        valid = capture_service.ValidSubmission(
+        valid = queueing.ValidSubmission(
             email=email or unique_email(),
             profile=dict(profile or {}),
             message=None,

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from capture import definition_service, definitions
+from capture import definition_service, definitions, queueing
 from capture import service as capture_service
 from consent import optin
 from consent.ledger import RequestMeta
@@ -94,7 +94,7 @@ def stored_lead(app: Any, form_id: str, profile: dict[str, str], source: dict[st
     email = f"hostile.{uuid.uuid4().hex[:8]}@engines.example"
     with uow(app) as s:
         form = capture_service.get_form(s, form_id)
-        valid = capture_service.ValidSubmission(
+        valid = queueing.ValidSubmission(
             email=email,
             profile=profile,
             message=profile.get("message"),

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from capture import definition_service, definitions
+from capture import definition_service, definitions, queueing
 from capture import service as capture_service
 from consent import optin
 from consent.ledger import RequestMeta
@@ -154,7 +154,7 @@ def form(app, purposes=("newsletter", "tracking", "sales_contact")) -> str:
 def lead(app, form_id, email, *, purposes=("newsletter",), profile=None, language="en"):
     """A lead that submitted the form and confirmed ``purposes`` (the real services)."""
     with uow(app) as s:
-        valid = capture_service.ValidSubmission(
+        valid = queueing.ValidSubmission(
             email=email,
             profile=dict(PROFILE if profile is None else profile),
             message=None,

@@ -416,6 +416,7 @@ def test_terminal_text_escapes_every_control_character():
 
 
 def test_follow_up_fields_refuse_control_characters_and_links(app, client):
+    from capture import queueing
     from capture import service as capture_service
     from leadvault import leads
     from tests.hostile import META
@@ -425,7 +426,7 @@ def test_follow_up_fields_refuse_control_characters_and_links(app, client):
     email = unique_email("more")
     with uow(app) as s:
         form = capture_service.get_form(s, form_id)
-        valid = capture_service.ValidSubmission(email, {}, None, ["newsletter"], {})
+        valid = queueing.ValidSubmission(email, {}, None, ["newsletter"], {})
         lead_id = capture_service.submit(s, form, valid, language="en", meta=META).lead_id
         more = path_of(widgets_service.profile_url(s, lead_id, form))
     page = client.get(more)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from capture import definition_service, definitions
+from capture import definition_service, definitions, queueing
 from capture import service as capture_service
 from consent import correction, optin, rights
 from consent.models import OptInRequest
@@ -79,7 +79,7 @@ def _links(app: Any, tmp_path: Path) -> tuple[dict[str, list[str]], dict[str, st
         reader = capture_service.submit(
             s,
             whitepaper,
-            capture_service.ValidSubmission(
+            queueing.ValidSubmission(
                 f"reader.{uuid.uuid4().hex[:6]}@example.org", {}, None, ["whitepaper"], {}
             ),
             language="en",
@@ -88,7 +88,7 @@ def _links(app: Any, tmp_path: Path) -> tuple[dict[str, list[str]], dict[str, st
         pending = capture_service.submit(
             s,
             whitepaper,
-            capture_service.ValidSubmission(
+            queueing.ValidSubmission(
                 f"pending.{uuid.uuid4().hex[:6]}@example.org", {}, None, ["whitepaper"], {}
             ),
             language="en",

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from capture import definitions
+from capture import definitions, queueing
 from capture import service as capture_service
 from capture.models import Submission
 from consent import ledger
@@ -48,16 +48,14 @@ def submit(app: Any, form_id: str, emails: list[str], **overrides: Any) -> None:
         form = capture_service.get_form(s, form_id)
         assert form is not None
         for email in emails:
-            data = capture_service.ValidSubmission(
+            data = queueing.ValidSubmission(
                 email=email,
                 profile=overrides.get("profile", {"first_name": "Ada"}),
                 message=None,
                 purposes=overrides.get("purposes", ["newsletter"]),
                 source={},
             )
-            capture_service.accept(
-                s, form, data, language="en", meta=RequestMeta("192.0.2.1", "pytest")
-            )
+            queueing.accept(s, form, data, language="en", meta=RequestMeta("192.0.2.1", "pytest"))
 
 
 def count(app: Any, model: Any) -> int:
@@ -235,7 +233,7 @@ def test_a_sqlite_batch_works_without_the_write_lock_and_checks_what_it_read(
     emails = [unique_email(f"snap{n}") for n in range(3)]
     submit(app, form_id, emails)
     handlers = runtime(app).inbox_handlers
-    real = handlers[capture_service.SUBMISSION]
+    real = handlers[queueing.SUBMISSION]
     wrote: list[bool] = []
     writers: list[threading.Thread] = []
 
@@ -252,7 +250,7 @@ def test_a_sqlite_batch_works_without_the_write_lock_and_checks_what_it_read(
             wrote.append(not writer.is_alive())
             writers.append(writer)
 
-    monkeypatch.setitem(handlers, capture_service.SUBMISSION, handler)
+    monkeypatch.setitem(handlers, queueing.SUBMISSION, handler)
     worker = Worker(app, batch_size=10)
     assert worker.process_inbox() == 3
     worker.close()
@@ -284,7 +282,7 @@ def test_a_sqlite_batch_whose_item_went_meanwhile_is_done_again(
     emails = [unique_email(f"gone{n}") for n in range(3)]
     submit(app, form_id, emails)
     handlers = runtime(app).inbox_handlers
-    real = handlers[capture_service.SUBMISSION]
+    real = handlers[queueing.SUBMISSION]
     gone: list[int] = []
     writers: list[threading.Thread] = []
 
@@ -301,7 +299,7 @@ def test_a_sqlite_batch_whose_item_went_meanwhile_is_done_again(
             writers[0].start()
             writers[0].join(10)
 
-    monkeypatch.setitem(handlers, capture_service.SUBMISSION, handler)
+    monkeypatch.setitem(handlers, queueing.SUBMISSION, handler)
     worker = Worker(app, batch_size=10)
     assert worker.process_inbox() == 2
     worker.close()
