@@ -30,6 +30,7 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
+from flask.testing import FlaskClient
 from sqlalchemy import event
 from werkzeug.routing import rules as werkzeug_rules
 from werkzeug.serving import make_server
@@ -288,6 +289,19 @@ def settings_overrides(database_url: str, keyring_path: Path, instance: Path) ->
     }
 
 
+class BufferedClient(FlaskClient):
+    """A test client that reads every response to its end and closes it before
+    returning it, as a server would.
+
+    A streamed body (an export) holds a session on the test's connection until it
+    ends: left unread, its savepoint stays open under later requests' and its
+    audit entry is not written. Buffered, no test depends on reading it."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def make_app(settings_overrides: dict[str, Any], db_connection: Any) -> Iterator[Any]:
     """Apps on the test database; in the test's transaction unless ``committing``."""
@@ -296,6 +310,7 @@ def make_app(settings_overrides: dict[str, Any], db_connection: Any) -> Iterator
     def factory(**overrides: Any) -> Any:
         app = create_app({**settings_overrides, **overrides}, environ={})
         app.config["TESTING"] = True
+        app.test_client_class = BufferedClient
         if db_connection is not None:
             for factory in (runtime(app).session_factory, runtime(app).read_only_session_factory):
                 factory.configure(bind=db_connection, join_transaction_mode="create_savepoint")

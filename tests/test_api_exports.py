@@ -61,6 +61,23 @@ def test_export_streams_csv_and_xlsx_for_roles_that_may_export(app):
     assert all(e.actor.startswith("user:") for e in trail)
 
 
+def test_an_export_left_unread_is_closed_before_the_next_request(app):
+    """The test client reads every response to its end (tests/conftest.BufferedClient):
+    an export a test does not read is over, audited, before the test goes on."""
+    factories.lead(app, "cleo@example.org", purposes=("newsletter",))
+    client = app.test_client()
+    token = factories.personal_token(app, "marketing")
+    for _ in range(2):
+        unread = client.post("/api/v1/exports", json={"columns": "id"}, headers=bearer(token))
+        assert unread.status_code == 200
+    factories.lead(app, "dora@example.org", purposes=("newsletter",))
+    with uow(app) as s:
+        trail = audit.entries(s, audit.Filters(action="leads.exported"))
+        assert [audit.detail_of(e)["rows"] for e in trail] == [1, 1]
+        assert all("broken off" not in audit.detail_of(e)["filter"] for e in trail)
+        assert s.scalar(sa.select(sa.func.count()).select_from(Lead)) == 2
+
+
 def test_export_errors_are_problems(app):
     client = app.test_client()
     assert client.post("/api/v1/exports", json={}).status_code == 401

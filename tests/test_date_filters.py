@@ -89,7 +89,6 @@ def test_export_page_names_a_bad_day_and_offers_no_download(app):
             "/console/exports", data={"until": value, "csrf_token": csrf, "column": "id"}
         )
         assert posted.status_code == 200 and posted.mimetype == "text/csv", value
-        posted.get_data()  # the stream read to its end (it holds a session until then)
 
 
 def test_privacy_page_marks_every_bad_filter_and_keeps_the_others(app):
@@ -158,7 +157,6 @@ def test_api_takes_the_calendars_first_and_last_days(app):
                 "/api/v1/exports", json={name: value[:10]}, headers={"X-CSRFToken": csrf}
             )
             assert exported.status_code == 200, (name, value)
-            exported.get_data()  # the stream read to its end (it holds a session until then)
     assert counts["created_from", "0001-01-01"] == counts["created_to", "9999-12-31"] == 1
     assert counts["created_to", "0001-01-01"] == counts["created_from", "9999-12-31"] == 0
 
