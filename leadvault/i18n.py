@@ -149,9 +149,14 @@ def current_language() -> str:
 
     if not has_app_context():
         return DEFAULT_LANGUAGE
+    # flask_babel.force_locale used directly (ours sets _forced). Flask-Babel 4 has no
+    # public way to ask for a forced locale without computing one (get_locale calls
+    # the selector, which is this function): its private per-request namespace is
+    # read, and tests/test_i18n.py::test_flask_babels_own_force_locale_is_honoured
+    # fails loudly if a new Flask-Babel moves it.
     babel_ctx = g.get("_flask_babel")
     forced_locale = getattr(babel_ctx, "forced_babel_locale", None)
-    if forced_locale is not None:  # flask_babel.force_locale used directly
+    if forced_locale is not None:
         return supported(str(forced_locale)) or DEFAULT_LANGUAGE
     if not has_request_context():
         return DEFAULT_LANGUAGE
@@ -163,10 +168,16 @@ def current_language() -> str:
     return lang
 
 
-# What flask_babel.refresh() resets; without any of them it has nothing to do.
-_BABEL_CACHED = frozenset(
-    ("babel_locale", "babel_tzinfo", "babel_translations", "forced_babel_locale")
-)
+# Set in ``g`` while Flask-Babel holds a locale for this request: its locale selector
+# (public API) is called exactly when it computes one to cache.
+_BABEL_CACHED = "lv_babel_cached"
+
+
+def _babel_locale_selector() -> str:
+    from flask import g
+
+    setattr(g, _BABEL_CACHED, True)
+    return current_language()
 
 
 def set_language(lang: str) -> str:
@@ -174,11 +185,12 @@ def set_language(lang: str) -> str:
     from flask import g
 
     g.lang = supported(lang) or DEFAULT_LANGUAGE
-    babel_ctx = g.get("_flask_babel")
-    if babel_ctx is not None and not _BABEL_CACHED.isdisjoint(vars(babel_ctx)):
+    # Babel's refresh() only when it cached a locale: a public request never asks it
+    # for one, and refreshing there cost ~1 % of a submission's CPU (bench/README.md).
+    if g.pop(_BABEL_CACHED, False):
         import flask_babel
 
-        flask_babel.refresh()  # Babel cached a locale (or is forced): drop it
+        flask_babel.refresh()
     return g.lang
 
 
@@ -192,8 +204,16 @@ def force_locale(lang: str) -> Iterator[str]:
         from flask import has_app_context
 
         if has_app_context():
-            with flask_babel.force_locale(chosen):
-                yield chosen
+            from flask import g
+
+            cached = g.get(_BABEL_CACHED, False)
+            try:
+                with flask_babel.force_locale(chosen):
+                    yield chosen
+            finally:
+                # Babel put back the locale it held before: the next switch drops it.
+                if cached:
+                    setattr(g, _BABEL_CACHED, True)
         else:
             yield chosen
     finally:
@@ -387,7 +407,7 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "UTC")
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = ";".join(str(d) for d in _catalogue_dirs)
-    _Babel(configure_jinja=False).init_app(app, locale_selector=current_language)
+    _Babel(configure_jinja=False).init_app(app, locale_selector=_babel_locale_selector)
     app.jinja_env.add_extension("jinja2.ext.i18n")
     callables = _jinja_callables()
     app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]

@@ -244,6 +244,21 @@ def test_switching_language_in_a_request_drops_babels_cached_locale(app):
         assert "Etwas stimmt nicht" in render_template("leadvault/error.html", message="x")
 
 
+def test_flask_babels_own_force_locale_is_honoured(app):
+    """i18n.current_language reads Flask-Babel's private per-request namespace
+    (g._flask_babel.forced_babel_locale; 4.0 offers no public way to ask for a forced
+    locale): this fails when a new Flask-Babel moves it."""
+    import flask_babel
+
+    with app.test_request_context("/?lang=en"):
+        assert i18n.current_language() == "en"
+        with flask_babel.force_locale("de"):
+            assert i18n.current_language() == "de"
+            assert flask_babel.gettext("Submit") == "Absenden"
+            assert render_template_string('{{ _("Submit") }}') == "Absenden"
+        assert i18n.current_language() == "en" and flask_babel.gettext("Submit") == "Submit"
+
+
 def test_template_values_are_escaped_translations_are_not_changed(app):
     with app.test_request_context("/?lang=de"):
         html = render_template("leadvault/error.html", message="<b>x</b>")
