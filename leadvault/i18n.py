@@ -353,14 +353,25 @@ def _template_language(context: Any) -> str:
 
 def _jinja_callables() -> dict[str, Callable[..., Any]]:
     from jinja2 import pass_context
+    from markupsafe import escape
+
+    # Jinja's newstyle gettext marks what these return as safe HTML (Markup) under
+    # autoescaping, and only the %(name)s values are escaped: ``{{ _(value) }}`` with
+    # a value someone typed (a message that is not a literal) would be raw markup.
+    # Escaped here, text is text however the message id came about; catalogues hold
+    # no markup (tests/test_escaping.py).
+    def text_of(context: Any, text: str) -> str:
+        return escape(text) if context.eval_ctx.autoescape else text
 
     @pass_context
     def template_gettext(context: Any, message: str) -> str:
-        return _checked(message, translations(_template_language(context)).gettext(message))
+        translated = translations(_template_language(context)).gettext(message)
+        return text_of(context, _checked(message, translated))
 
     @pass_context
     def template_ngettext(context: Any, singular: str, plural: str, n: int) -> str:
-        return translations(_template_language(context)).ngettext(singular, plural, n)
+        translated = translations(_template_language(context)).ngettext(singular, plural, n)
+        return text_of(context, translated)
 
     return {"gettext": template_gettext, "ngettext": template_ngettext}
 

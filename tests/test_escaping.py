@@ -95,6 +95,9 @@ MARKS_SAFE = {
     # (tests/test_nurture.py::test_lead_values_are_text_never_markup_or_links).
     "nurture/render.py",
     "nurture/mails.py",
+    # Escapes (markupsafe.escape) the text Jinja's newstyle gettext would mark safe
+    # (test_a_message_id_that_is_not_a_literal_is_text_too).
+    "leadvault/i18n.py",
     # Server-rendered SVG: every text it interpolates goes through markupsafe.escape;
     # numbers are formatted floats, colours and dash patterns are the module's own
     # constants (tests/test_charts.py renders hostile labels).
@@ -114,6 +117,27 @@ def test_python_code_never_marks_text_as_safe():
             if re.search(r"\bMarkup\(|markupsafe|\|\s*safe\b|autoescape\s*=\s*False", text):
                 offenders.append(path.relative_to(REPO).as_posix())
     assert set(offenders) - MARKS_SAFE == set(), offenders
+
+
+def test_a_message_id_that_is_not_a_literal_is_text_too(app):
+    """``{{ _(value) }}``: Jinja's i18n extension marks what gettext returns as safe and
+    escapes only the %(name)s values, so a message id that is a variable (an error, a
+    label) holding typed text must come back escaped from our gettext, in a text node
+    and in an attribute; mail text (.txt, no autoescaping) keeps it as typed."""
+    hostile = "\"><b>x</b> <script>alert(1)</script> & 'q'"
+    env = app.jinja_env
+    page = env.from_string(
+        '<p title="{{ _(v) }}">{{ _(v) }} {{ ngettext(v, v, 2) }} {{ _("Hi %(n)s", n=v) }}</p>'
+    )
+    with app.test_request_context("/?lang=de"):
+        html = page.render(v=hostile, lang="de")
+        document = assert_inert(html, "template")
+        assert [t for t, _a in document.tags] == ["p"]
+        assert document.tags[0][1]["title"] == hostile
+        assert document.content == f"{hostile} {hostile} Hi {hostile}"
+        assert env.from_string('{{ _("Submit") }}').render(lang="de") == "Absenden"
+        text = env.overlay(autoescape=False).from_string("{{ _(v) }}").render(v=hostile)
+        assert text == hostile
 
 
 # --- pages and mails, end to end ---------------------------------------------------
