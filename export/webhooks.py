@@ -66,7 +66,12 @@ __all__ = [
 
 
 class WebhookError(Exception):
-    """A request about endpoints that is refused, with a message safe to show."""
+    """A request about endpoints that is refused, with a message safe to show;
+    ``field`` is the input it is about (``url``, ``event``, ``purpose``) or None."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +128,7 @@ def _check_url(session: Session, url: str, *, resolve: bool) -> None:
         if resolve:
             guard(session).check(target)
     except transport.AddressRefused as exc:
-        raise WebhookError(str(exc)) from None
+        raise WebhookError(str(exc), field="url") from None
 
 
 def _check_events(event_types: Iterable[str]) -> list[str]:
@@ -131,7 +136,8 @@ def _check_events(event_types: Iterable[str]) -> list[str]:
     unknown = [t for t in chosen if t not in EVENT_TYPES]
     if unknown:
         raise WebhookError(
-            f"unknown event type {unknown[0]!r}; known: {', '.join(sorted(EVENT_TYPES))}"
+            f"unknown event type {unknown[0]!r}; known: {', '.join(sorted(EVENT_TYPES))}",
+            field="event",
         )
     return chosen
 
@@ -140,7 +146,7 @@ def _check_purpose(session: Session, purpose: str | None) -> None:
     from consent.models import Purpose
 
     if purpose is not None and session.get(Purpose, purpose) is None:
-        raise WebhookError(f"unknown purpose {purpose!r}")
+        raise WebhookError(f"unknown purpose {purpose!r}", field="purpose")
 
 
 # --- endpoints ------------------------------------------------------------------

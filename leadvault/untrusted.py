@@ -46,8 +46,22 @@ ONE_LINE_PATTERN = rf"^[^{ONE_LINE_REFUSED}]*[^\s{ONE_LINE_REFUSED}][^{ONE_LINE_
 _ONE_LINE_REFUSED = re.compile(f"[{ONE_LINE_REFUSED}]")
 
 
+_STAFF_TEXT_REFUSED = re.compile(f"[{STAFF_TEXT_REFUSED}]")
+
+
 def staff_text_refused(value: str) -> bool:
-    return re.search(f"[{STAFF_TEXT_REFUSED}]", value) is not None
+    return _STAFF_TEXT_REFUSED.search(value) is not None
+
+
+def typed_again(value: Any, *, one_line: bool = False) -> str:
+    """Text a refused form shows again in its field: as typed, except each character
+    staff text refuses (:data:`STAFF_TEXT_REFUSED`; :data:`ONE_LINE_REFUSED` for a
+    one-line field such as a salesperson's name) becomes U+FFFD. The page never sends
+    a control character or bidi override back raw (a browser shows them as nothing,
+    or reorders the text around them); the � stands where it was, and the message
+    next to the field names it."""
+    text = "" if value is None else str(value)
+    return (_ONE_LINE_REFUSED if one_line else _STAFF_TEXT_REFUSED).sub("\ufffd", text)
 
 
 def one_line_refused(value: str) -> str | None:

@@ -375,6 +375,8 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     # Text a lead typed, shown in a mail: links broken visibly (see leadvault.untrusted).
     app.jinja_env.filters["defuse"] = untrusted.defuse_in_mail
+    # A refused form's fields filled again with what was typed (see untrusted.typed_again).
+    app.jinja_env.filters["typed"] = untrusted.typed_again
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(CSRFError, _handle_csrf)
     app.register_error_handler(Exception, _handle_unexpected)

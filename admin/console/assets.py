@@ -16,7 +16,7 @@ from wtforms.validators import InputRequired, Length, Optional
 
 from admin import auth
 from admin.api.assets import asset_rows, record, texts_of
-from admin.console.views import bp, page
+from admin.console.views import bp, page, typed_again
 from admin.permissions import Permission
 from leadvault import audit, db, sizes
 from leadvault.i18n import lazy_gettext
@@ -85,7 +85,7 @@ def _list_page(upload: AssetUploadForm, status: int = 200) -> Response:
         section="assets",
         rows=asset_rows(session, found),
         archived=archived,
-        upload=upload,
+        upload=typed_again(upload) if status >= 400 else upload,
         max_size=sizes.readable(assets.MAX_BYTES),
         kinds=", ".join(sorted(k.lstrip(".").upper() for k in assets.KINDS)),
         done=request.args.get("done", "")[:20],
@@ -137,7 +137,7 @@ def _asset_page(asset: Asset, form: AssetTextsForm, status: int = 200, **extra: 
         section="assets",
         asset=asset,
         row=asset_rows(db.session(), [asset])[0],
-        form=form,
+        form=typed_again(form) if status >= 400 else form,
         archive_form=ArchiveForm(formdata=None),
         done=request.args.get("done", "")[:20],
         **extra,

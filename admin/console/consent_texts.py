@@ -16,7 +16,7 @@ from wtforms.validators import InputRequired, Length
 
 from admin import auth
 from admin.api.consent_texts import record_published
-from admin.console.views import bp, page
+from admin.console.views import bp, page, typed_again
 from admin.permissions import Permission
 from capture import consent_texts as form_texts
 from consent import service
@@ -120,7 +120,7 @@ def _new_page(
         language=language,
         current=current,
         showing=forms.get(current.id, []) if current else [],
-        form=form,
+        form=typed_again(form) if status >= 400 else form,
         diff=diff,
         previewed=previewed,
         label=service.purpose_label,

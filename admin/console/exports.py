@@ -300,7 +300,13 @@ def webhook_add() -> Response:
             description=(form.get("description") or "").strip()[:200],
         )
     except webhooks.WebhookError as exc:
-        return _webhooks_page(422, error=N_("The endpoint was not added:"), why=str(exc), form=form)
+        return _webhooks_page(
+            422,
+            error=N_("The endpoint was not added:"),
+            why=str(exc),
+            field=exc.field or "url",
+            form=form,
+        )
     api_webhooks.record(
         session,
         endpoint,

@@ -16,7 +16,7 @@ from flask import Response, abort, current_app, redirect, request, url_for
 from admin import auth
 from admin import forms as form_service
 from admin.console import form_editor
-from admin.console.views import bp, page
+from admin.console.views import bp, page, typed_again
 from admin.permissions import Permission
 from capture import definition_service, definitions
 from capture import service as capture_service
@@ -93,7 +93,7 @@ def _editor_page(
         "console/form_edit.html",
         status,
         section="forms",
-        editor=editor,
+        editor=typed_again(editor) if status >= 400 else editor,
         form=found,
         purposes=purposes,
         assets=widgets.list_assets(db.session()),

@@ -55,7 +55,10 @@ def _refusal(exc: routing.SalesError, shown: tuple[str, ...], other: str) -> dic
 
 
 def _team_page(status: int = 200, **extra: Any) -> Response:
+    """The team page; ``form`` names the form a refusal is about (``person``, ``team``,
+    ``absence``): its fields show what was typed, its messages sit next to them."""
     session = db.session()
+    form = extra.pop("form", None)
     people = sales_team.roster(session)
     return page(
         "console/sales.html",
@@ -68,7 +71,9 @@ def _team_page(status: int = 200, **extra: Any) -> Response:
         strategies=routing.STRATEGIES,
         done=request.args.get("done"),
         errors=extra.pop("errors", {}),
-        form=extra.pop("form", None),
+        form=form,
+        # A refused form is filled again with what was typed (templates: |typed).
+        typed=request.form if form else {},
         **extra,
     )
 
@@ -95,7 +100,7 @@ def sales_person_add() -> Response:
     except ValidationError as exc:
         return _team_page(422, errors=_first(exc.messages), form="person")
     except routing.SalesError as exc:
-        errors = _refusal(exc, ("name", "email", "weight", "weekly_capacity"), "email")
+        errors = _refusal(exc, ("name", "email", "language", "weight", "weekly_capacity"), "email")
         return _team_page(422, errors=errors, form="person")
     return _back("person")
 
@@ -118,6 +123,7 @@ def _person_page(row: sales_team.PersonRow, status: int = 200, **extra: Any) -> 
         absences=sales_team.absences(db.session(), person_id=row.id),
         errors=extra.pop("errors", {}),
         saved=request.args.get("saved") == "1",
+        typed=request.form if status == 422 else {},
         **extra,
     )
 
@@ -146,7 +152,7 @@ def sales_person_update(person_id: int) -> Response:
     except ValidationError as exc:
         return _person_page(row, 422, errors=_first(exc.messages))
     except routing.SalesError as exc:
-        errors = _refusal(exc, ("weight", "weekly_capacity"), "weight")
+        errors = _refusal(exc, ("language", "weight", "weekly_capacity"), "weight")
         return _person_page(row, 422, errors=errors)
     return redirect(url_for("console.sales_person", person_id=person_id, saved=1))
 
@@ -160,7 +166,8 @@ def sales_absence_add() -> Response:
     except ValidationError as exc:
         return _team_page(422, errors=_first(exc.messages), form="absence")
     except routing.SalesError as exc:
-        return _team_page(422, errors=_refusal(exc, ("ends_on",), "ends_on"), form="absence")
+        errors = _refusal(exc, ("person_id", "ends_on"), "ends_on")
+        return _team_page(422, errors=errors, form="absence")
     return _back("absence")
 
 
@@ -183,7 +190,7 @@ def sales_team_add() -> Response:
     except ValidationError as exc:
         return _team_page(422, errors=_first(exc.messages), form="team")
     except routing.SalesError as exc:
-        return _team_page(422, errors=_refusal(exc, ("name",), "name"), form="team")
+        return _team_page(422, errors=_refusal(exc, ("name", "strategy"), "name"), form="team")
     return _back("team")
 
 

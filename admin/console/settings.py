@@ -34,6 +34,13 @@ ACCOUNT_MESSAGES = {
     ),
     "there is no salesperson with this id": N_("There is no such salesperson."),
 }
+# The field of "Add an account" each of those refusals is about.
+ACCOUNT_FIELDS = {
+    "this is not a valid e-mail address": "email",
+    "an account with this address exists already": "email",
+    "a sales account needs the salesperson it works as (--salesperson)": "salesperson",
+    "there is no salesperson with this id": "salesperson",
+}
 TOKEN_DAYS = (7, 30, 90, 365)
 
 
@@ -131,7 +138,7 @@ def add_user() -> Response:
     email = (request.form.get("email") or "").strip()[:320]
     role = (request.form.get("role") or "")[:16]
     if role not in {r.value for r in Role}:
-        return _users_page(422, error=N_("Please choose a role."), email=email)
+        return _users_page(422, error=N_("Please choose a role."), field="role", typed=request.form)
     try:
         user = accounts.create(
             session,
@@ -142,7 +149,8 @@ def add_user() -> Response:
             ip=auth.client_ip(),
         )
     except accounts.AccountError as exc:
-        return _users_page(422, error=_account_message(exc), email=email)
+        field = ACCOUNT_FIELDS.get(str(exc), "email")
+        return _users_page(422, error=_account_message(exc), field=field, typed=request.form)
     link = accounts.setup_link(session, user)
     return _users_page(201, made={"email": email, "link": link})
 
@@ -237,11 +245,21 @@ def create_token() -> Response:
             actor=auth.current_actor(),
             ip=auth.client_ip(),
         )
-    except tokens.TokenError:
+    except tokens.TokenError as exc:
         return _tokens_page(
-            422, error=N_("Give the token a name, at least one scope and a lifetime.")
+            422,
+            error=N_("Give the token a name, at least one scope and a lifetime."),
+            field=_token_field(str(exc)),
+            typed=request.form,
         )
     return _tokens_page(201, made={"name": token.name, "secret": secret})
+
+
+def _token_field(refusal: str) -> str:
+    """The field of the token form a refusal (``tokens.TokenError``) is about."""
+    if refusal.startswith("the name"):
+        return "name"
+    return "days" if refusal.startswith("a token lives") else "scope"
 
 
 @bp.post("/settings/tokens/<int:token_id>/revoke")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from flask import (
@@ -18,13 +18,15 @@ from flask import (
     request,
     url_for,
 )
+from flask_wtf import FlaskForm
+from wtforms import StringField, TextAreaField
 
 from admin import auth, reports
 from admin import leads as lead_service
 from admin.console import bulk, lead_detail, nav, queries
 from admin.console import dashboard as dashboard_module
 from admin.permissions import Permission
-from leadvault import db, i18n
+from leadvault import db, i18n, untrusted
 from leadvault.i18n import N_
 from leadvault.models import Lead
 from leadvault.web import error_response
@@ -38,6 +40,7 @@ bp = Blueprint(
     static_url_path="/static",
 )
 LANGUAGE_COOKIE = "lv_console_lang"
+_Form = TypeVar("_Form", bound=FlaskForm)
 # Scripts and styles from Leadvault only; nothing inline, nothing from elsewhere.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -82,6 +85,16 @@ def page_context() -> dict[str, Any]:
 
 def page(template: str, status: int = 200, /, **context: Any) -> Response:
     return make_response(render_template(template, **context), status)
+
+
+def typed_again(form: _Form) -> _Form:
+    """A refused form's text fields, to be shown again: what was typed, each character
+    staff text refuses as U+FFFD (``untrusted.typed_again``; one-line for inputs)."""
+    for field in form:
+        if isinstance(field, StringField) and isinstance(field.data, str):
+            one_line = not isinstance(field, TextAreaField)
+            field.data = untrusted.typed_again(field.data, one_line=one_line)
+    return form
 
 
 @bp.get("/")
