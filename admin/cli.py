@@ -12,8 +12,7 @@ import click
 from sqlalchemy.orm import Session
 
 from admin.models import Role, User
-from export.days import DAY
-from leadvault.commands import ROW_ID, Refused, app_session, load_app
+from leadvault.commands import DAY, ROW_ID, Refused, app_session, load_app, refuse_empty_span
 
 ROLE_NAMES = [role.value for role in Role]
 
@@ -233,6 +232,9 @@ def leads_list(
     score, consents."""
     from admin import leads as lead_service
 
+    refuse_empty_span(
+        ("--created-from", created_from), ("--created-to", created_to), last_included=False
+    )
     if reached is not None and reached not in lead_service.STAGES:
         raise Refused(f"--reached: no such stage (one of {', '.join(lead_service.STAGES)})")
     filters = lead_service.Filters(

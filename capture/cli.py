@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from leadvault.commands import Refused, app_session, load_app, report
+from leadvault.commands import DAY, Refused, app_session, load_app, refuse_empty_span, report
 from leadvault.untrusted import for_terminal
 
 if TYPE_CHECKING:
@@ -229,14 +229,15 @@ def show(form_id: str) -> None:
 @click.option(
     "--since",
     required=True,
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    help="From this day (YYYY-MM-DD, UTC).",
+    type=DAY,
+    help="From this day (UTC).",
 )
-@click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), help="To this day, inclusive.")
+@click.option("--until", type=DAY, help="To this day, inclusive.")
 def bots_report(since: dt.datetime, until: dt.datetime | None) -> None:
     """Bot verdicts per day, form and reason, and what became of the submissions."""
     from capture import service
 
+    refuse_empty_span(("--since", since), ("--until", until), last_included=True)
     app = load_app()
     with app_session(app) as session:
         rows = service.bot_report(session, since.date(), until.date() if until else None)

@@ -9,9 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from export.days import DAY
 from export.import_cli import import_command
-from leadvault.commands import ROW_ID, Refused, app_session, load_app, refusing
+from leadvault.commands import (
+    DAY,
+    ROW_ID,
+    Refused,
+    app_session,
+    load_app,
+    refuse_empty_span,
+    refusing,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -338,6 +345,9 @@ def export_command(
     from leadvault.app import runtime
     from leadvault.db import read_only
 
+    refuse_empty_span(
+        ("--created-from", created_from), ("--created-to", created_to), last_included=False
+    )
     app = load_app()
     rt = runtime(app)
     if list_columns:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import click
 
-from leadvault.commands import app_session, load_app
+from leadvault.commands import DAY, app_session, load_app, refuse_empty_span
 
 
 @click.group()
@@ -58,19 +59,30 @@ def _catalogued(name: str) -> Any:
     help="lead, form, webhook_endpoint … (a wrong one lists them all)",
 )
 @click.option("--object", "object_id", help="a lead's id, a form's id …")
-def audit_list(
+@click.option("--since", type=DAY, help="UTC day, inclusive")
+@click.option("--until", type=DAY, help="UTC day, inclusive")
+def audit_list(  # noqa: PLR0917 - click passes every option as a parameter
     limit: int,
     actor: str | None,
     action: str | None,
     object_type: str | None,
     object_id: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
 ) -> None:
     """The newest entries, newest first."""
     from leadvault import audit as trail
+    from leadvault import days
 
+    refuse_empty_span(("--since", since), ("--until", until), last_included=True)
     app = load_app()
     filters = trail.Filters(
-        actor=actor, action=action, object_type=object_type, object_id=object_id
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        since=days.start_of(since.date() if since else None),
+        until=days.end_of(until.date() if until else None),
     )
     with app_session(app) as session:
         for entry in trail.entries(session, filters, limit=limit):

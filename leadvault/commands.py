@@ -6,6 +6,7 @@ without importing the command group that registers them.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ import click
 from flask import Flask
 from sqlalchemy.orm import Session
 
+from leadvault import days
 from leadvault import settings as settings_module
 from leadvault.settings import Settings, SettingsError
 
@@ -88,3 +90,46 @@ def app_session(app: Flask) -> Iterator[Session]:
 
     with app.app_context(), unit_of_work(runtime(app).session_factory) as session:
         yield session
+
+
+class Day(click.ParamType):
+    """A UTC day given as an option (``--created-from 2025-03-31``), read by
+    :func:`leadvault.days.read` as the console and the API read one; a refusal names the
+    option and says what is wrong (click exits with status 2). The value is a naive
+    datetime at the day's midnight (what the services take as UTC)."""
+
+    name = "YYYY-MM-DD"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, dt.datetime):
+            return value
+        try:
+            day = days.read(str(value))
+        except days.BadDay as exc:
+            self.fail(f"{str(value).strip()!r}: {exc.words}", param, ctx)
+        return dt.datetime(day.year, day.month, day.day)
+
+
+DAY = Day()
+
+
+def refuse_empty_span(
+    first: tuple[str, dt.datetime | None],
+    last: tuple[str, dt.datetime | None],
+    *,
+    last_included: bool,
+) -> None:
+    """Exit 2 naming both options when the days given as (option, value) hold nothing:
+    an empty result would look like no data rather than a typo."""
+    (first_option, start), (last_option, end) = first, last
+    if start is None or end is None or not days.empty_span(start, end, last_included=last_included):
+        return
+    if last_included:
+        raise click.UsageError(
+            f"{last_option} {end:%Y-%m-%d} lies before {first_option} {start:%Y-%m-%d}: "
+            "no day lies between them"
+        )
+    raise click.UsageError(
+        f"{last_option} {end:%Y-%m-%d} must lie after {first_option} {start:%Y-%m-%d} "
+        f"({last_option} is exclusive: that day itself is left out)"
+    )

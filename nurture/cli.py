@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import OperationalError
 
-from leadvault.commands import ROW_ID, ConfigProblem, Refused, app_session, load_app
+from leadvault.commands import DAY, ROW_ID, ConfigProblem, Refused, app_session, load_app
 
 
 def _read(path: Path) -> tuple[str, dict[str, str]]:
@@ -294,8 +294,8 @@ def poll() -> None:
 @click.option("--sequence", "key", help="Only this sequence.")
 @click.option(
     "--since",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    help="Runs entered and mails queued on or after this day (YYYY-MM-DD).",
+    type=DAY,
+    help="Runs entered and mails queued on or after this day (UTC).",
 )
 def report_nurture(key: str | None, since: dt.datetime | None) -> None:
     """Per sequence and step: entered, sent, clicked, unsubscribed, bounced, MQL, handed off."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from leadvault.commands import Refused, app_session, load_app, report
+from leadvault.commands import DAY, Refused, app_session, load_app, report
 from leadvault.untrusted import for_terminal
 
 
@@ -241,8 +241,8 @@ def team_member(name: str, email: str) -> None:
 @click.option(
     "--since",
     required=True,
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    help="Leads created on or after this day (YYYY-MM-DD).",
+    type=DAY,
+    help="Leads created on or after this day (UTC).",
 )
 def funnel(since: dt.datetime) -> None:
     """Counts and conversion per stage, by form and UTM, with reject reasons."""

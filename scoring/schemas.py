@@ -14,7 +14,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from leadvault import clock, i18n, untrusted
+from leadvault import clock, day_fields, i18n, untrusted
 from leadvault.schema_messages import Schema
 from scoring import routing, sales_team
 
@@ -261,8 +261,8 @@ class MemberInSchema(Schema):
 
 class AbsenceInSchema(Schema):
     person_id = fields.Integer(required=True, validate=validate.Range(1, 2**31 - 1))
-    starts_on = fields.Date(required=True)
-    ends_on = fields.Date(required=True)
+    starts_on = day_fields.Day(required=True)  # days read as every date filter reads them
+    ends_on = day_fields.Day(required=True)
 
     @validates_schema
     def _order(self, data: dict[str, Any], **_: Any) -> None:

@@ -62,3 +62,39 @@ def test_bad_days_are_marked_where_they_were_typed(served, browser):  # noqa: F8
             owner.check("settings-check-failed-inbox", lang)
     finally:
         owner.close()
+
+
+def test_empty_ranges_and_a_bad_period_are_named_in_the_page(served, browser):  # noqa: F811
+    """A "to" day before the "from" day is marked on "to" naming both; the dashboard
+    shows its default period and says why, for a period it does not offer."""
+    require_axe()
+    app, url = served
+    owner = Staff(browser, url, factories.staff_user(app, "owner")[1], DESKTOP)
+    page = owner.page
+    try:
+        for lang, words in (("en", "Created from"), ("de", "Erstellt ab")):
+            owner.open("/console/leads")
+            owner.language(lang)
+            response = owner.open("/console/leads?since=2026-03-02&until=2026-03-01")
+            assert response.status == 400
+            assert page.locator("#f-until[aria-invalid=true]").count() == 1
+            assert page.locator("#f-since[aria-invalid=true]").count() == 0
+            assert words in page.inner_text("#f-until-error")
+            owner.errors[:] = [e for e in owner.errors if "400" not in e]
+            owner.check("leads-filter-empty-range", lang)
+
+            response = owner.open("/console/privacy?since=2026-03-02&until=2026-03-01")
+            assert response.status == 400
+            assert page.locator("#a-until[aria-invalid=true]").count() == 1
+            owner.errors[:] = [e for e in owner.errors if "400" not in e]
+            owner.check("privacy-filter-empty-range", lang)
+
+            response = owner.open("/console/dashboard?days=7")
+            assert response.status == 400
+            assert "30" in page.inner_text("#period-error")
+            assert page.locator("ul.switch[aria-describedby=period-error]").count() == 1
+            assert page.locator("#h-funnel").count() == 1
+            owner.errors[:] = [e for e in owner.errors if "400" not in e]
+            owner.check("dashboard-bad-period", lang)
+    finally:
+        owner.close()

@@ -34,7 +34,7 @@ def test_control_characters_and_dates_are_refused_in_german_by_the_admin_api(app
     assert export.get_json()["errors"] == {
         "purpose": [CONTROL],
         "created_from": [
-            "Kein gültiges Datum: Schreiben Sie es als 2025-03-31 (ein Tag der Jahre 1 bis 9999)."
+            "Kein gültiges Datum: Schreiben Sie das Datum als JJJJ-MM-TT, z. B. 2025-03-31."
         ],
     }
     leads = client.get("/api/v1/leads?created_from=yesterday", headers=headers | GERMAN)

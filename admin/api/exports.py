@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from flask import Response, current_app, request, stream_with_context
-from marshmallow import EXCLUDE, ValidationError, fields, validate
+from marshmallow import EXCLUDE, ValidationError, fields, validate, validates_schema
 
 from admin import auth
+from admin.api.dates import day_field, refuse_empty_span
 from admin.api.registry import operation
-from admin.api.schemas import PRINTABLE, STAGES, day_field
+from admin.api.schemas import PRINTABLE, STAGES
 from admin.api.views import Refusal, _errors, api_blueprint
 from admin.leads import GRADES
 from admin.permissions import Permission
@@ -60,10 +61,17 @@ class ExportRequest(Schema):
     stage = fields.List(fields.String(validate=validate.OneOf(STAGES)), load_default=list)
     grade = fields.List(fields.String(validate=validate.OneOf(GRADES)), load_default=list)
     purpose = fields.String(load_default=None, validate=[validate.Length(max=40), PRINTABLE])
-    created_from = day_field(load_default=None)
-    created_to = day_field(load_default=None, metadata={"description": "exclusive"})
+    created_from = day_field(load_default=None, metadata={"description": "UTC day, inclusive"})
+    created_to = day_field(
+        load_default=None,
+        metadata={"description": "UTC day, exclusive; must lie after created_from (422 otherwise)"},
+    )
     # The leads chosen one by one (the console list's selection); with the filters above.
     lead = fields.List(fields.UUID(), load_default=list, validate=validate.Length(max=500))
+
+    @validates_schema
+    def _span(self, data: dict[str, Any], **_: Any) -> None:
+        refuse_empty_span(data, "created_from", "created_to", last_included=False)
 
 
 def _day(value: dt.date | None) -> dt.datetime | None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from marshmallow import fields, validate
+from marshmallow import fields, validate, validates_schema
 
+from admin.api.dates import UtcDateTime, day_field, refuse_empty_span
 from admin.leads import GRADES, MAX_PAGE, PURPOSE_STATES, REASON_MAX, SORTS
 from admin.permissions import Permission
 from capture.schemas import FormDefinitionSchema
@@ -32,33 +33,6 @@ def _text(low: int, high: int, **options: Any) -> fields.String:
 
 
 _SCORE = validate.Range(min=-1e9, max=1e9)
-DATE_INVALID = N_("Not a valid date: write it as 2025-03-31 (a day of the years 1 to 9999).")
-
-
-def day_field(**options: Any) -> fields.Date:
-    """A day as 2025-03-31; a wrong one is refused saying how to write it."""
-    return fields.Date(error_messages={"invalid": DATE_INVALID}, **options)
-
-
-class UtcDateTime(fields.AwareDateTime):
-    """An ISO 8601 moment (UTC without an offset), as UTC. Near the calendar's ends an
-    offset can point past them (0001-01-01T00:00+01:00 is in year 0 in UTC), which
-    Python's datetime cannot hold: a 422 naming the field, not an overflow (a 500)."""
-
-    default_error_messages = {  # marshmallow merges it with the parent's
-        "invalid": N_(
-            "Not a valid date and time: write it as 2025-03-31 or "
-            "2025-03-31T08:00:00+02:00 (years 1 to 9999)."
-        ),
-        "range": N_("Lies outside the years 1 to 9999 in UTC."),
-    }
-
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> dt.datetime:
-        moment = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            return moment.astimezone(dt.UTC)
-        except OverflowError:
-            raise self.make_error("range") from None
 
 
 class LeadQuerySchema(Schema):
@@ -84,8 +58,14 @@ class LeadQuerySchema(Schema):
     suspect = fields.Boolean()
     score_min = fields.Float(validate=_SCORE, allow_nan=False)
     score_max = fields.Float(validate=_SCORE, allow_nan=False)
-    created_from = UtcDateTime(default_timezone=dt.UTC)
-    created_to = UtcDateTime(default_timezone=dt.UTC)
+    created_from = UtcDateTime(
+        default_timezone=dt.UTC,
+        metadata={"description": "inclusive; a day alone (2025-03-31) is its midnight UTC"},
+    )
+    created_to = UtcDateTime(
+        default_timezone=dt.UTC,
+        metadata={"description": "exclusive; must lie after created_from (422 otherwise)"},
+    )
     cursor = fields.String(
         validate=[validate.Length(1, 200), validate.Regexp(r"^[A-Za-z0-9_-]+$")],
         metadata={"description": "next_cursor of the previous page (opaque)"},
@@ -96,6 +76,10 @@ class LeadQuerySchema(Schema):
         metadata={"description": "newest first, or highest score first (scored leads only)"},
     )
     limit = fields.Integer(validate=validate.Range(1, MAX_PAGE), load_default=50)
+
+    @validates_schema
+    def _span(self, data: dict[str, Any], **_: Any) -> None:
+        refuse_empty_span(data, "created_from", "created_to", last_included=False)
 
 
 class LeadSummarySchema(Schema):
@@ -255,8 +239,18 @@ class AuditQuerySchema(Schema):
     action = fields.String(validate=validate.OneOf(audit.Action.codes()))
     object_type = fields.String(validate=validate.OneOf(audit.ObjectType.codes()))
     object_id = _text(1, 64)
+    # Days as the console's trail filters them: from the first moment of "since" to the
+    # end of "until" (both days included), UTC.
+    since = day_field(metadata={"description": "UTC day, inclusive"})
+    until = day_field(
+        metadata={"description": "UTC day, inclusive; not before since (422 otherwise)"}
+    )
     before = fields.Integer(validate=validate.Range(1, 2**31 - 1))
     limit = fields.Integer(validate=validate.Range(1, 200), load_default=50)
+
+    @validates_schema
+    def _span(self, data: dict[str, Any], **_: Any) -> None:
+        refuse_empty_span(data, "since", "until", last_included=True)
 
 
 _AS_SHOWN = "as the console names it, in the request's language (Accept-Language)"

@@ -28,7 +28,7 @@ from admin.api.registry import (
 )
 from admin.models import PersonalToken
 from admin.permissions import Permission
-from leadvault import audit, db, i18n, sizes
+from leadvault import audit, days, db, i18n, sizes
 from leadvault.i18n import N_
 from leadvault.web import csrf
 
@@ -267,6 +267,8 @@ def audit_list() -> Response:
         action=args.get("action"),
         object_type=args.get("object_type"),
         object_id=args.get("object_id"),
+        since=days.start_of(args.get("since")),
+        until=days.end_of(args.get("until")),  # the "until" day included
     )
     rows = audit.entries(db.session(), filters, before=args.get("before"), limit=args["limit"])
     return _dump(schemas.AuditEntrySchema, [_audit_row(r) for r in rows], many=True)

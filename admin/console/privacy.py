@@ -6,7 +6,6 @@ as a printable page. Nothing here shows personal data.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
@@ -16,7 +15,7 @@ from admin import auth
 from admin.console import lead_detail, queries, trail
 from admin.console.views import _lead_or_404, bp, page
 from admin.permissions import Permission
-from leadvault import audit, clock, db, i18n
+from leadvault import audit, clock, days, db, i18n
 from leadvault.i18n import N_
 
 PAGE = 50
@@ -70,6 +69,8 @@ def _audit_filters() -> tuple[audit.Filters, dict[str, str]]:
 
     since = read("since", queries.read_day, request.args.get("since"), LABELS["since"])
     until = read("until", queries.read_day, request.args.get("until"), LABELS["until"])
+    if "until" not in errors:
+        read("until", queries.check_span, since, until, LABELS)
     filters = audit.Filters(
         actor=read("actor", _text, "actor", 80),
         action=read(
@@ -87,11 +88,8 @@ def _audit_filters() -> tuple[audit.Filters, dict[str, str]]:
             N_("There is no such kind of object: choose one from the list."),
         ),
         object_id=read("object_id", _text, "object_id", 64),
-        since=dt.datetime.combine(since, dt.time(), dt.UTC) if since else None,
-        # The calendar's last day has no next one: nothing lies after it.
-        until=dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), dt.UTC)
-        if until and until < dt.date.max
-        else None,
+        since=days.start_of(since),
+        until=days.end_of(until),  # the "to" day included
     )
     return filters, errors
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from admin import leads as lead_service
-from leadvault import i18n
+from leadvault import days, i18n
 from leadvault.i18n import N_
 
 PAGE_SIZE = 50
@@ -27,24 +26,28 @@ TOUCHES = ("any", "first")
 
 # What each date filter is called where the message names it (the form's labels).
 DATE_LABELS = {"since": N_("Created from"), "until": N_("Created to")}
-_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_LATE_DAY = re.compile(r"[0-9]{5,}-[0-9]{2}-[0-9]{2}")
 
 
 class FilterError(ValueError):
     """A filter value that cannot be used; the message id says which (shown as a 400).
-    ``label`` names the field it is about (a message id), filled in as ``%(field)s``."""
+    ``label`` names the field it is about (a message id), filled in as ``%(field)s``;
+    ``other`` a second field the message names, as ``%(other)s``."""
 
-    def __init__(self, message: str, label: str | None = None) -> None:
+    def __init__(self, message: str, label: str | None = None, *, other: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.label = label
+        self.other = other  # a second field the message names (``%(other)s``)
 
     def text(self) -> str:
         """The message in the request's language, naming the field."""
         if self.label is None:
             return i18n.gettext(self.message)
-        return i18n.gettext(self.message, field=i18n.gettext(self.label))
+        if self.other is None:
+            return i18n.gettext(self.message, field=i18n.gettext(self.label))
+        return i18n.gettext(
+            self.message, field=i18n.gettext(self.label), other=i18n.gettext(self.other)
+        )
 
 
 class FilterErrors(ValueError):
@@ -59,24 +62,32 @@ class FilterErrors(ValueError):
         return {name: error.text() for name, error in self.errors.items()}
 
 
+# The console's words for each of leadvault.days' problems (translated, naming the field).
+_DAY_PROBLEMS = {
+    days.Problem.FORM: N_("%(field)s: write the date as 2025-03-31."),
+    days.Problem.CALENDAR: N_("%(field)s: there is no such day in the calendar."),
+    days.Problem.RANGE: N_("%(field)s: a date lies between the years 1 and 9999."),
+}
+# A "to" day before its "from" day: the range holds no day (both days are included).
+BEFORE_START = N_("%(field)s: this day lies before the one in “%(other)s”, so nothing can match.")
+
+
 def read_day(raw: str | None, label: str) -> dt.date | None:
     """A day typed as 2025-03-31 (what an ``<input type=date>`` sends); blank is none.
-    Refusals name the field (``label``) and say what is wrong: the form, a day the
-    calendar lacks (2026-02-30), or a year outside 1 to 9999 (Python's and the form's)."""
-    value = (raw or "").strip()
-    if not value:
+    Read by :func:`leadvault.days.read`; a refusal names the field (``label``)."""
+    if not (raw or "").strip():
         return None
-    if value.isascii() and (_LATE_DAY.fullmatch(value) or value.startswith("0000-")):
-        raise FilterError(N_("%(field)s: a date lies between the years 1 and 9999."), label)
-    if not value.isascii() or len(value) > 10:  # full-width digits too
-        raise FilterError(N_("%(field)s: write the date as 2025-03-31."), label)
     try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        if _DAY.fullmatch(value):
-            no_such_day = N_("%(field)s: there is no such day in the calendar.")
-            raise FilterError(no_such_day, label) from None
-        raise FilterError(N_("%(field)s: write the date as 2025-03-31."), label) from None
+        return days.read(raw or "")
+    except days.BadDay as exc:
+        raise FilterError(_DAY_PROBLEMS[exc.problem], label) from None
+
+
+def check_span(since: dt.date | None, until: dt.date | None, labels: Mapping[str, str]) -> None:
+    """Refuse an "until" day before the "since" day (both included), naming both fields
+    (the error belongs to "until"): an empty list would look like no data, not a typo."""
+    if days.empty_span(since, until, last_included=True):
+        raise FilterError(BEFORE_START, labels["until"], other=labels["since"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,12 +125,6 @@ class Filters:
 
     def service_filters(self, *, assigned_to: int | None) -> lead_service.Filters:
         """The lead service's filters; ``assigned_to`` limits the list to a salesperson's."""
-        since = dt.datetime.combine(self.since, dt.time(), dt.UTC) if self.since else None
-        until = (  # the calendar's last day has no next one: nothing lies after it
-            dt.datetime.combine(self.until + dt.timedelta(days=1), dt.time(), dt.UTC)
-            if self.until and self.until < dt.date.max
-            else None
-        )
         return lead_service.Filters(
             stages=(self.stage,) if self.stage else (),
             reached=self.reached,
@@ -130,8 +135,8 @@ class Filters:
             suspect=self.suspect,
             score_min=self.score_min,
             score_max=self.score_max,
-            created_from=since,
-            created_to=until,
+            created_from=days.start_of(self.since),
+            created_to=days.end_of(self.until),  # the "to" day included
             assigned_to=assigned_to,
         )
 
@@ -225,6 +230,8 @@ def parse_filters(args: Mapping[str, str]) -> Filters:
         sort=sort,
         cursor=None if "sort" in errors else read("cursor", _cursor, args, sort),
     )
+    if "until" not in errors:
+        read("until", check_span, filters.since, filters.until, DATE_LABELS)
     if errors:
         raise FilterErrors(errors, filters)
     return filters

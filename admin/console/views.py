@@ -150,9 +150,16 @@ def _error(status: int, message: str) -> Response:
 @bp.get("/dashboard")
 @auth.require(Permission.REPORTS_READ)
 def dashboard() -> Response:
-    raw_days = request.args.get("days", "30")
+    raw_days = request.args.get("days", str(reports.PERIODS[0]))
+    # A period the switch does not offer (a hand-made or old link): the default period
+    # with the switch described by the message, as a 400 like a marked filter.
+    period_error = None
     if raw_days not in {str(d) for d in reports.PERIODS}:
-        return _error(400, N_("The dashboard covers the last 30 or 90 days."))
+        period_error = i18n.gettext(
+            N_("The dashboard covers the last 30 or 90 days: the last %(days)d are shown."),
+            days=reports.PERIODS[0],
+        )
+        raw_days = str(reports.PERIODS[0])
     from leadvault.app import runtime
 
     may_list = auth.can(Permission.LEADS_READ)
@@ -166,7 +173,13 @@ def dashboard() -> Response:
         zone=runtime(current_app).settings.zone,
         link=link,
     )
-    return page("console/dashboard.html", section="dashboard", board=board)
+    return page(
+        "console/dashboard.html",
+        400 if period_error else 200,
+        section="dashboard",
+        board=board,
+        period_error=period_error,
+    )
 
 
 # --- leads --------------------------------------------------------------------------------
