@@ -171,7 +171,14 @@ def read(source: IO[bytes], *, encoding: str = "utf-8") -> tuple[list[str], Iter
         errors="surrogateescape",
         newline="",
     )
-    first = text.readline()
+    try:
+        first = text.readline()
+    except UnicodeDecodeError:
+        # surrogateescape keeps a byte-wise codec going, not one with wider units (UTF-16,
+        # UTF-32): its error escaped as a traceback.
+        raise MappingError(
+            f"the first line is not valid {name}: give --encoding (e.g. cp1252)"
+        ) from None
     if not first.strip():
         raise MappingError("the file is empty (the first line must name the columns)")
     delimiter = max(";,\t|", key=first.count)
@@ -190,6 +197,10 @@ def _lines(reader: Any, width: int, encoding: str) -> Iterator[RawLine]:
         try:
             values = next(reader)
         except StopIteration:
+            return
+        except UnicodeDecodeError:
+            # The decoder cannot resume after this (see read): the rest is one problem.
+            yield RawLine(start, None, f"not valid {encoding} from here on: give --encoding")
             return
         except csv.Error as exc:
             consumed = reader.line_num

@@ -408,6 +408,22 @@ def test_other_encodings(app):
         assert leads.attributes_of(s, lead)["last_name"] == "Größe"
 
 
+def test_a_codec_with_wide_units_refuses_instead_of_a_traceback(app):
+    """surrogateescape keeps a byte-wise codec going, not UTF-16 or UTF-32: a file that is
+    not valid in one escaped as UnicodeDecodeError (a traceback from leadvault import)."""
+    good = csv_bytes([HEADER, ["w@example.org", "W", "", "", "", "", "", ""]])
+    with pytest.raises(imports.MappingError, match="first line is not valid utf-32"):
+        run_import(app, good + b"\x00", encoding="utf-32")
+    # Valid UTF-16 for more than the decoder's first chunk (blank lines are skipped), then
+    # a lone surrogate: the lines before are imported, the rest is one refused line.
+    text = good.decode("utf-8") + "\r\n" * 8000
+    data = text.encode("utf-16-le") + b"\x00\xd8a\x00"
+    report = run_import(app, data, encoding="utf-16-le")
+    assert report.created == 1
+    assert report.refused == 1
+    assert "not valid utf-16-le from here on" in report.refused_lines[0].detail
+
+
 def test_re_permission_mails_are_rate_limited_per_hour(make_app, smtp_server):
     from tests.conftest import _smtp_config
 
