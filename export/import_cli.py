@@ -98,7 +98,12 @@ def import_command(  # noqa: PLR0917 - click passes options positionally
     report_file: IO[str] | None = None
     writer = None
     if report_path is not None:
-        report_file = report_path.open("w", newline="", encoding="utf-8")
+        try:
+            report_file = report_path.open("w", newline="", encoding="utf-8")
+        except OSError as exc:  # a missing folder, no permission: before any line is read
+            raise click.ClickException(
+                f"could not write to {report_path}: {exc.strerror or exc}; nothing was imported"
+            ) from None
         writer = csv.writer(report_file)
         writer.writerow(["line", "outcome", "consent", "detail"])
     done = [0]

@@ -521,6 +521,12 @@ def test_cli_dry_run_report_and_real_run(app, tmp_path):
     bad = runner.invoke(cli, ["import", str(path), "--map", "oops"], obj=app)
     assert bad.exit_code == 2
     assert re.search(r"use COLUMN=FIELD", bad.output)
+    # A report file that cannot be written was a FileNotFoundError's traceback.
+    nowhere = tmp_path / "missing" / "report.csv"
+    bad = runner.invoke(cli, ["import", str(path), "--report", str(nowhere)], obj=app)
+    assert bad.exit_code == 1
+    assert f"could not write to {nowhere}: No such file or directory" in bad.output
+    assert "Traceback" not in bad.output and not isinstance(bad.exception, OSError)
 
 
 def select_statements(app, data: bytes, *, kind: str = "SELECT", **kwargs) -> int:
