@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from admin import permissions
 from admin.models import PersonalToken, User
-from leadvault import audit, clock
+from leadvault import api, audit, clock
 from leadvault.crypto import random_token, sha256_hex
 from leadvault.db import settings_of
 
@@ -37,8 +37,8 @@ def create(
 ) -> tuple[PersonalToken, str]:
     """A new token and its secret (shown once)."""
     name = name.strip()
-    if not 1 <= len(name) <= 80:
-        raise TokenError("the name must have 1 to 80 characters")
+    if api.token_name_refused(name):
+        raise TokenError("the name must have 1 to 80 characters on one line")
     maximum = settings_of(session).api_token_max_days
     if not 1 <= days <= maximum:
         raise TokenError(f"a token lives 1 to {maximum} days")

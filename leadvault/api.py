@@ -11,19 +11,31 @@ from flask import jsonify, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from leadvault import clock, db
+from leadvault import clock, db, untrusted
 from leadvault.crypto import random_token, sha256_hex
 from leadvault.models import ApiToken
 
 SCOPES = ("consent:read", "events:write")
+# The name column holds this many characters (api_tokens.name, personal_tokens.name).
+TOKEN_NAME_MAX = 80
 
 
 class ApiTokenError(Exception):
     """A token request the service refuses; the message names the problem."""
 
 
+def token_name_refused(name: str) -> bool:
+    """Whether a token name (trimmed) is refused: it needs 1 to 80 characters on one line.
+    A NUL failed PostgreSQL's insert and a longer name its column (tracebacks, a 500), and
+    a name of nothing cannot be revoked by name. Personal tokens (``admin.tokens``) too."""
+    return not 1 <= len(name) <= TOKEN_NAME_MAX or untrusted.one_line_refused(name) is not None
+
+
 def create_token(session: Session, name: str, scopes: list[str]) -> str:
     """Create a token and return it; it is shown once and stored only as a hash."""
+    name = name.strip()
+    if token_name_refused(name):
+        raise ApiTokenError("a token name has 1 to 80 characters on one line")
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown:
         raise ApiTokenError(f"unknown scope {unknown[0]!r}; scopes are {', '.join(SCOPES)}")

@@ -238,3 +238,32 @@ def test_an_id_no_row_can_have_is_a_usage_error_on_the_command_line(app):
         assert result.exit_code == 2, (args, result.output)
         assert "is not in the range 1<=x<=2147483647" in result.output, args
         assert "Traceback" not in result.output
+
+
+def test_a_token_name_is_one_line_of_1_to_80_characters_everywhere(app):
+    """A NUL in a personal token's name failed PostgreSQL's insert (a 500 in the console);
+    ``api-tokens create`` took an empty name (which cannot be revoked by name), and one
+    beyond the column a traceback on PostgreSQL. Both services refuse the same names."""
+    from click.testing import CliRunner
+
+    from leadvault.cli import cli
+    from tests import factories
+
+    client, _ = factories.signed_in_client(app, "owner")
+    csrf = factories.csrf_token(client, "/console/settings/tokens")
+    for name in ("ci\x00", "two\nlines", "\u202eevil", "x" * 81, "   "):
+        answer = client.post(
+            "/console/settings/tokens",
+            data={"name": name, "scope": "leads:read", "days": "7", "csrf_token": csrf},
+        )
+        assert answer.status_code == 422, repr(name)
+        made = CliRunner().invoke(
+            cli, ["api-tokens", "create", name, "--scope", "consent:read"], obj=app
+        )
+        assert made.exit_code == 1, (repr(name), made.output)
+        assert "a token name has 1 to 80 characters on one line" in made.output
+    fine = CliRunner().invoke(
+        cli, ["api-tokens", "create", " ci ", "--scope", "consent:read"], obj=app
+    )
+    assert fine.exit_code == 0, fine.output
+    assert CliRunner().invoke(cli, ["api-tokens", "revoke", "ci"], obj=app).exit_code == 0
