@@ -219,9 +219,18 @@ def team() -> None:
     show_default=True,
 )
 def team_add(name: str, strategy: str) -> None:
-    """Create a team."""
-    from scoring import routing
+    """Create a team (a name of lower-case letters, digits, _ or -, as rules name it)."""
+    from marshmallow import ValidationError
 
+    from scoring import routing, schemas
+
+    # The console's and the API's schema: the command line made teams named "" or
+    # "DACH Team", which a rules file (a team's name in TOML) cannot refer to.
+    try:
+        schemas.TeamInSchema().load({"name": name, "strategy": strategy})
+    except ValidationError as exc:
+        messages = exc.normalized_messages().get("name", ["not a team name"])
+        raise click.BadParameter(str(messages[0]), param_hint="NAME") from None
     _sales_call(routing.add_team, name, strategy)
     click.echo(f"Team {name} ({strategy}) created.")
 

@@ -267,3 +267,18 @@ def test_a_token_name_is_one_line_of_1_to_80_characters_everywhere(app):
     )
     assert fine.exit_code == 0, fine.output
     assert CliRunner().invoke(cli, ["api-tokens", "revoke", "ci"], obj=app).exit_code == 0
+
+
+def test_sales_team_add_refuses_a_name_the_console_refuses(app):
+    """``sales team add ''`` (or "DACH Team") made a team the console and the API refuse
+    and no rules file can name; the command uses their schema: a usage error, exit 2."""
+    from click.testing import CliRunner
+
+    from leadvault.cli import cli
+
+    for name in ("", "DACH Team", "dach\x00"):
+        made = CliRunner().invoke(cli, ["sales", "team", "add", name], obj=app)
+        assert made.exit_code == 2, (repr(name), made.output)
+        assert "Invalid value for NAME: lower-case letters, digits, _ or -" in made.output
+    fine = CliRunner().invoke(cli, ["sales", "team", "add", "dach"], obj=app)
+    assert fine.exit_code == 0, fine.output
