@@ -19,7 +19,7 @@ def init_app(app: Flask) -> None:
     from admin import auth, rollup, views
     from admin.api import forms as _api_forms  # noqa: F401  (importing it adds the form operations)
     from admin.api import leads as _api_leads  # noqa: F401  (importing it adds the lead operations)
-    from admin.api import sales, scoring  # noqa: F401 - they add operations to api_views.bp
+    from admin.api import reports, sales, scoring  # noqa: F401 - they add operations to api_views.bp
     from admin.api import views as api_views
     from admin.models import User
     from leadvault import i18n, keys

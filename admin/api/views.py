@@ -1,5 +1,6 @@
 """The JSON admin API under /api/v1/: the blueprint, its request helpers, tokens, audit
-trail, ledger verification (the lead operations are in ``admin/api/leads.py``).
+trail, ledger verification (the lead operations are in ``admin/api/leads.py``, the
+reports in ``admin/api/reports.py``).
 
 Thin views over the services (admin.tokens, leadvault.audit); every
 operation is declared once with its permission and schemas (registry.operation).
@@ -340,73 +341,3 @@ def reference() -> str:
             for role, granted in permissions.TABLE.items()
         },
     )
-
-
-# --- reports (aggregates only: admin/reports.py, admin/operations.py) ----------------------
-
-
-def _window(args: dict[str, Any]) -> Any:
-    from admin import reports
-
-    return reports.Window.last_days(
-        args["days"], form=args.get("form"), utm_source=args.get("utm_source")
-    )
-
-
-@operation(
-    bp,
-    "GET",
-    "/reports/funnel",
-    summary="The funnel new → MQL → SAL → SQL → won of the leads of the last days",
-    permission=P.REPORTS_READ,
-    query=schemas.ReportQuerySchema,
-    response=schemas.FunnelSchema,
-    tag="reports",
-)
-def report_funnel() -> Response:
-    from admin import reports
-
-    args = _query(schemas.ReportQuerySchema)
-    result = reports.funnel(db.session(), _window(args))
-    return _dump(
-        schemas.FunnelSchema,
-        {"days": args["days"], "steps": result.steps, "current": dict(result.current)},
-    )
-
-
-@operation(
-    bp,
-    "GET",
-    "/reports/sources",
-    summary="Lead quality per first-touch source, campaign or form (the biggest 50)",
-    permission=P.REPORTS_READ,
-    query=schemas.SourcesQuerySchema,
-    response=schemas.SourceQualitySchema,
-    many=True,
-    tag="reports",
-)
-def report_sources() -> Response:
-    from admin import reports
-
-    args = _query(schemas.SourcesQuerySchema)
-    rows = reports.sources(db.session(), _window(args), by=args["by"])
-    return _dump(schemas.SourceQualitySchema, rows, many=True)
-
-
-@operation(
-    bp,
-    "GET",
-    "/reports/bots",
-    summary="Bot verdicts per UTC day",
-    permission=P.REPORTS_READ,
-    query=schemas.BotsQuerySchema,
-    response=schemas.BotDaySchema,
-    many=True,
-    tag="reports",
-)
-def report_bots() -> Response:
-    from admin import operations
-
-    args = _query(schemas.BotsQuerySchema)
-    days = operations.bot_days(db.session(), days=args["days"])
-    return _dump(schemas.BotDaySchema, days, many=True)
