@@ -235,8 +235,11 @@ def leads_list(
     refuse_empty_span(
         ("--created-from", created_from), ("--created-to", created_to), last_included=False
     )
-    if reached is not None and reached not in lead_service.STAGES:
-        raise Refused(f"--reached: no such stage (one of {', '.join(lead_service.STAGES)})")
+    # A stage that does not exist (a typo, "MQL") matched no lead: the empty list read
+    # as "no such leads".
+    for option, stage in [*(("--stage", stage) for stage in stages), ("--reached", reached)]:
+        if stage is not None and stage not in lead_service.STAGES:
+            raise Refused(f"{option}: no such stage (one of {', '.join(lead_service.STAGES)})")
     filters = lead_service.Filters(
         stages=stages,
         reached=reached,
