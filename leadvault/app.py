@@ -103,12 +103,14 @@ def create_app(
         n = settings.proxy_fix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
-    from leadvault import keys, web
+    from leadvault import access_log, keys, web
 
     web.init_app(app)
     # Scheduled master key rotation: erasure final in old row versions (leadvault/keys.py).
     runtime(app).jobs.append(Job("key-rotation", keys.ROTATION_JOB_SECONDS, keys.rotation_job))
     _register_domains(app)
+    # After the blueprints: the access logs' mask is built from every rule with a token.
+    access_log.init_app(app)
     # Last, so its commit runs first among the after-request hooks: on SQLite the
     # write lock is then held for the INSERT and COMMIT only, not for the headers.
     db.init_app(app)

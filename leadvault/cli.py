@@ -65,14 +65,18 @@ def cli() -> None:
 def _quiet_handler() -> type:
     from werkzeug.serving import WSGIRequestHandler
 
+    from leadvault.access_log import LOGGED_PATH
+
     class QuietHandler(WSGIRequestHandler):
-        """Logs method, path and status: no client IP, no query string (personal data)."""
+        """Logs method, path and status: no client IP, no query string (personal data),
+        no signed link's token (the path as :mod:`leadvault.access_log` masked it)."""
 
         def address_string(self) -> str:
             return "-"
 
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-            path = self.path.split("?", 1)[0]
+            # No environ: the request was refused before it reached the app.
+            path = getattr(self, "environ", {}).get(LOGGED_PATH, "-")
             self.log("info", '"%s %s" %s', self.command, path, code)
 
     return QuietHandler

@@ -25,13 +25,22 @@ from leadvault.sqlite_writer import READ_ONLY
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> Engine:
+    # hide_parameters: a failed statement's error (logged, shown in a traceback) says
+    # the SQL without its parameters, which are blind indexes, sealed blobs, staff
+    # addresses and token keys.
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = sa.create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            hide_parameters=True,
+        )
         sqlite_writer.configure(engine)
     else:
         # No pre-ping (a round trip per checkout, a fifth of a submission's time): a
         # connection the server dropped is noticed locally at checkout and replaced.
-        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=20, pool_recycle=3600)
+        engine = sa.create_engine(
+            url, pool_size=pool_size, max_overflow=20, pool_recycle=3600, hide_parameters=True
+        )
         event.listen(engine, "checkout", _drop_if_closed)
     _guard_read_only(engine)
     return engine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,6 +16,8 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import free_port
+
+SECRET = "SeCrEt-token_0123456789.abc"
 
 
 def leadvault_executable() -> str:
@@ -61,6 +64,9 @@ def test_run_on_a_fresh_folder(tmp_path):
         try:
             health = wait_for_health(f"http://127.0.0.1:{port}/healthz", process)
             assert health["status"] == "ok"
+            # A signed link's token stays out of the access log (leadvault.access_log).
+            with contextlib.suppress(urllib.error.HTTPError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/p/{SECRET}", timeout=10)
             instance = tmp_path / "instance"
             keyring = instance / "keyring.json"
             assert keyring.is_file()
@@ -77,6 +83,10 @@ def test_run_on_a_fresh_folder(tmp_path):
     assert f"http://127.0.0.1:{port}/" in output
     assert "Created key ring" in output
     assert "Traceback" not in stderr_path.read_text()
+    log = stdout_path.read_text() + stderr_path.read_text()
+    assert '"GET /healthz" 200' in log
+    assert '"GET /p/<token>" 400' in log
+    assert SECRET not in log
 
 
 def test_db_upgrade_then_check_on_a_fresh_folder(tmp_path):
