@@ -12,7 +12,17 @@ import click
 from sqlalchemy.orm import Session
 
 from admin.models import Role, User
-from leadvault.commands import DAY, ROW_ID, Refused, app_session, load_app, refuse_empty_span
+from leadvault.commands import (
+    DAY,
+    FINITE,
+    ROW_ID,
+    Refused,
+    app_session,
+    load_app,
+    refuse_empty_span,
+    refuse_unknown,
+)
+from scoring.cli import GRADE_CODES, STAGE_CODES
 
 ROLE_NAMES = [role.value for role in Role]
 
@@ -188,9 +198,11 @@ def _lead_of(session: Session, ident: str | None, email: str | None) -> Any:
 
 
 @click.command("list")
-@click.option("--stage", "stages", multiple=True, help="new, mql, sal, sql, won, lost …")
-@click.option("--reached", help="A stage the lead reached at some time")
-@click.option("--grade", "grades", multiple=True, type=click.Choice(["A", "B", "C", "D"]))
+@click.option(
+    "--stage", "stages", multiple=True, callback=STAGE_CODES, help="new, mql, sal, sql, won, lost …"
+)
+@click.option("--reached", callback=STAGE_CODES, help="A stage the lead reached at some time")
+@click.option("--grade", "grades", multiple=True, callback=GRADE_CODES, help="A, B, C or D")
 @click.option("--form", help="A form's public id")
 @click.option("--utm-source")
 @click.option("--utm-campaign")
@@ -202,8 +214,8 @@ def _lead_of(session: Session, ident: str | None, email: str | None) -> Any:
 @click.option("--purpose", help="With --purpose-state: newsletter, sales_contact …")
 @click.option("--purpose-state", type=click.Choice(["none", "pending", "granted", "withdrawn"]))
 @click.option("--suspect/--not-suspect", default=None)
-@click.option("--score-min", type=float)
-@click.option("--score-max", type=float)
+@click.option("--score-min", type=FINITE)
+@click.option("--score-max", type=FINITE)
 @click.option("--created-from", type=DAY, help="UTC day, inclusive")
 @click.option("--created-to", type=DAY, help="UTC day, exclusive")
 @click.option("--sort", type=click.Choice(["created", "score"]), default="created")
@@ -231,15 +243,11 @@ def leads_list(
     """Leads, newest (or highest score) first; no personal data: ids, stage, grade,
     score, consents."""
     from admin import leads as lead_service
+    from consent import service as consent_service
 
     refuse_empty_span(
         ("--created-from", created_from), ("--created-to", created_to), last_included=False
     )
-    # A stage that does not exist (a typo, "MQL") matched no lead: the empty list read
-    # as "no such leads".
-    for option, stage in [*(("--stage", stage) for stage in stages), ("--reached", reached)]:
-        if stage is not None and stage not in lead_service.STAGES:
-            raise Refused(f"{option}: no such stage (one of {', '.join(lead_service.STAGES)})")
     filters = lead_service.Filters(
         stages=stages,
         reached=reached,
@@ -259,6 +267,8 @@ def leads_list(
     app = load_app()
     try:
         with app_session(app) as session:
+            if purpose is not None:
+                refuse_unknown("--purpose", purpose, sorted(consent_service.purpose_keys(session)))
             rows, following = lead_service.list_leads(
                 session, filters, sort=sort, cursor=cursor, limit=limit
             )

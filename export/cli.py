@@ -17,8 +17,10 @@ from leadvault.commands import (
     app_session,
     load_app,
     refuse_empty_span,
+    refuse_unknown,
     refusing,
 )
+from scoring.cli import GRADE_CODES, STAGE_CODES
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -300,8 +302,12 @@ def log(endpoint_id: int, limit: int) -> None:
     show_default=True,
     help="CSV: excel (',') or excel-de (BOM, ';', decimal comma) for German Excel.",
 )
-@click.option("--stage", "stages", multiple=True, help="Only these stages (repeat).")
-@click.option("--grade", "grades", multiple=True, help="Only these grades (repeat).")
+@click.option(
+    "--stage", "stages", multiple=True, callback=STAGE_CODES, help="Only these stages (repeat)."
+)
+@click.option(
+    "--grade", "grades", multiple=True, callback=GRADE_CODES, help="Only these grades (repeat)."
+)
 @click.option("--purpose", default=None, help="Only leads that granted this purpose.")
 @click.option("--created-from", type=DAY, default=None, help="UTC day, inclusive")
 @click.option("--created-to", type=DAY, default=None, help="UTC day, exclusive")
@@ -365,6 +371,8 @@ def export_command(
         created_to=created_to,
     )
     with app.app_context(), read_only(rt.session_factory) as session:
+        if purpose is not None:
+            refuse_unknown("--purpose", purpose, columns_module.purpose_keys(session))
         try:
             plan = service.prepare(
                 session, format=format_, columns=columns, preset=preset, dialect=dialect

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from leadvault.commands import DAY, app_session, load_app, refuse_empty_span
+from leadvault.commands import DAY, app_session, codes_of, load_app, refuse_empty_span
 
 
 @click.group()
@@ -31,18 +31,16 @@ def audit_verify() -> None:
 
 
 def _catalogued(name: str) -> Any:
-    """A click callback that takes only a code of ``audit.<name>`` (a typo would match
-    no entry and look like an empty trail), naming the valid ones when refusing."""
+    """Only a code of ``audit.<name>`` (a typo would match no entry and look like an
+    empty trail); the catalogue is imported when the option is given."""
 
-    def check(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    def codes() -> list[str]:
         from leadvault import audit as trail
 
         catalogue: type[trail.Catalogued] = getattr(trail, name)
-        if value is None or value in catalogue.codes():
-            return value
-        raise click.BadParameter(f"{value!r} is not one of: {', '.join(sorted(catalogue.codes()))}")
+        return sorted(catalogue.codes())
 
-    return check
+    return codes_of(codes)
 
 
 @audit.command("list")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,6 +32,52 @@ class ConfigProblem(click.ClickException):
 # ``leadvault.web.ROW_ID_MAX`` for URLs); a larger number overflowed SQLite's driver
 # with a traceback, it is a usage error naming the argument instead (exit code 2).
 ROW_ID = click.IntRange(1, 2**31 - 1)
+
+
+def not_one_of(value: str, valid: Iterable[str]) -> str:
+    """The words refusing a code that is none of ``valid``, naming them."""
+    return f"{value!r} is not one of: {', '.join(valid)}"
+
+
+def refuse_unknown(option: str, values: str | Iterable[str] | None, valid: Iterable[str]) -> None:
+    """Exit 2 naming ``option`` and the valid codes when a value is none of them: a
+    filter by a code that does not exist (a typo, another case) would select nothing
+    and read as "no such leads". For codes known only with a session (purposes)."""
+    known = list(valid)
+    for value in (values,) if isinstance(values, str) else values or ():
+        if value not in known:
+            raise click.BadParameter(not_one_of(value, known), param_hint=f"'{option}'")
+
+
+def codes_of(valid: Callable[[], Iterable[str]]) -> Any:
+    """A click callback for an option (single or ``multiple``) that takes only the codes
+    ``valid()`` returns, given exactly; :func:`refuse_unknown` at parse time. ``valid``
+    is called only then, so a command's module need not import the catalogue's."""
+
+    def check(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        refuse_unknown(param.opts[0], value, valid())
+        return value
+
+    return check
+
+
+class Finite(click.ParamType):
+    """A number that is neither NaN nor infinite (``float`` takes "nan" and "inf",
+    which compare false with everything and would select nothing, or everything)."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE = Finite()
 
 
 class Refused(click.ClickException):

@@ -7,8 +7,26 @@ from pathlib import Path
 
 import click
 
-from leadvault.commands import DAY, Refused, app_session, load_app, report
+from leadvault.commands import DAY, Refused, app_session, codes_of, load_app, report
 from leadvault.untrusted import for_terminal
+
+
+def _stages() -> list[str]:
+    from scoring.models import Stage
+
+    return [stage.value for stage in Stage]
+
+
+def _grades() -> list[str]:
+    from scoring.rule_model import GRADES
+
+    return list(GRADES)
+
+
+# Options that filter leads by stage or grade (``leads list``, ``export``): exactly one
+# of the codes, else exit 2 naming them (``--stage MQL`` selected nothing, silently).
+STAGE_CODES = codes_of(_stages)
+GRADE_CODES = codes_of(_grades)
 
 
 @click.group()

@@ -63,9 +63,10 @@ def test_list_show_reveal_export(app, tmp_path):
 
 def test_list_refuses_a_stage_that_does_not_exist(app):
     """``--stage MQL`` (or a typo) matched no lead and listed nothing, exit 0, as if there
-    were no such leads; like ``--reached`` it is refused naming the stages."""
+    were no such leads; like ``--reached`` it is refused naming the stages (a usage error,
+    exit 2, as every unknown code: tests/test_cli_choices.py)."""
     for args in (("--stage", "MQL"), ("--stage", "mql", "--stage", "bogus"), ("--reached", "x")):
         result = _run(app, "leads", "list", *args)
-        assert result.exit_code == 1, (args, result.output)
-        assert "no such stage (one of new, mql, sal, sql, won, lost" in result.output
+        assert result.exit_code == 2, (args, result.output)
+        assert "is not one of: new, mql, sal, sql, won, lost" in result.output
     assert _run(app, "leads", "list", "--stage", "mql").exit_code == 0
