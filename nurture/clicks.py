@@ -28,6 +28,7 @@ from consent import service as consent_service
 from leadvault import clock, leads
 from leadvault.crypto import TokenInvalid
 from leadvault.db import dialect_of, vault_of
+from leadvault.web import ROW_ID_MAX
 from nurture import sequences
 from nurture.mails import CLICK_TOKEN
 from nurture.models import Click, Send
@@ -52,6 +53,10 @@ def resolve(session: Session, token: str) -> Link:
     send_id, index, target = payload.get("s"), payload.get("k"), payload.get("u")
     if not (isinstance(send_id, int) and isinstance(index, int) and isinstance(target, str)):
         raise TokenInvalid("malformed click token")
+    # A send id no row can have (ids are 32-bit on PostgreSQL) is not looked up: beyond
+    # 64 bits it overflowed SQLite's driver, beyond 31 PostgreSQL's column (a 500).
+    if not 0 < send_id <= ROW_ID_MAX:
+        raise TokenInvalid("click token with a send id no send can have")
     if not target.startswith(("https://", "http://")):
         raise TokenInvalid("click token without a web target")
     send = session.get(Send, send_id)

@@ -376,6 +376,23 @@ def test_click_redirect_refuses_foreign_targets_and_counts_only_with_consent(mak
         assert s.scalar(sa.select(sa.func.count()).select_from(Click)) == 0
 
 
+@pytest.mark.parametrize("send_id", [2**64, 2**31, 0, -1])
+def test_click_token_with_an_impossible_send_id_is_a_bad_link(app, send_id):
+    """Signed with our key (so only a key holder can make one), yet no send can have
+    that id: the answer of every bad click link, not a driver's overflow (a 500)."""
+    from leadvault.db import vault_of
+
+    with uow(app) as s:
+        token = vault_of(s).sign(
+            mails.CLICK_TOKEN, {"s": send_id, "k": 0, "u": "https://www.example.com/"}
+        )
+    client = app.test_client()
+    for method in ("GET", "POST"):
+        reply = client.open(f"/n/{token}", method=method)
+        assert reply.status_code == 400, (method, reply.status_code)
+        assert "Location" not in reply.headers
+
+
 def test_new_version_moves_runs_at_their_next_step_by_name(make_app, smtp_server):
     app = make_app(smtp_url=_smtp_config(smtp_server.port), nurture_max_mails=5)
     form_id = _setup(app)
