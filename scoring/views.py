@@ -21,7 +21,7 @@ from leadvault.app import runtime
 from leadvault.crypto import TokenExpired, TokenInvalid
 from leadvault.i18n import N_
 from leadvault.rate_limits import within_limits
-from leadvault.web import client_json, csrf, private_page
+from leadvault.web import client_json, csrf, invalid_link_page, private_page
 from scoring import events, handoff, schemas, stages
 from scoring import rules as rules_module
 from scoring.models import Handoff, Salesperson
@@ -141,13 +141,27 @@ def track() -> Response:
 # --- the salesperson's page ------------------------------------------------------
 
 
-def _resolve(token: str) -> Handoff | None:
+def _resolve(token: str) -> Handoff | Response:
+    """The token's handoff, or the page refusing the link: 400 for a broken, forged or
+    foreign token (as every signed link answers, ``leadvault.web.invalid_link_page``),
+    410 for one that expired or whose lead was erased since."""
     session = db.session()
     try:
         found = handoff.read_token(session, token)
-    except (TokenInvalid, TokenExpired):
-        return None
-    if found is not None and found.person_id is not None:
+    except TokenInvalid:
+        return invalid_link_page()
+    except TokenExpired:
+        found = None
+    if found is None:
+        return private_page(
+            "scoring/message.html",
+            410,
+            title=N_("This link has expired"),
+            text=N_(
+                "Handoff links work for 90 days, and no longer once the lead's data is erased."
+            ),
+        )
+    if found.person_id is not None:
         person = session.get(Salesperson, found.person_id)
         if person is not None:
             i18n.set_language(person.language)
@@ -200,6 +214,7 @@ def _page(
 
 
 def _invalid() -> Response:
+    """A POST to an action this page does not have: no such page (404)."""
     return private_page(
         "scoring/message.html",
         404,
@@ -213,16 +228,16 @@ def _invalid() -> Response:
 def page(token: str, action: str | None = None) -> Response:
     """GET never changes anything (mail scanners follow links): it shows the forms."""
     found = _resolve(token)
-    if found is None:
-        return _invalid()
+    if isinstance(found, Response):
+        return found
     return _page(token, found, view=action if action in {"accept", "reject"} else None)
 
 
 @bp.post("/h/<token>/<action>")
 def act(token: str, action: str) -> Response:
     found = _resolve(token)
-    if found is None:
-        return _invalid()
+    if isinstance(found, Response):
+        return found
     session = db.session()
     try:
         # A refused action leaves nothing behind; the page that answers it shows the
