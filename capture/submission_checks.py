@@ -22,6 +22,7 @@ from capture.models import Form
 from capture.queueing import ValidSubmission
 from capture.service import COMPANY_SIZES, SOURCE_KEYS
 from leadvault import i18n, profile
+from leadvault.i18n import N_
 
 # Keys a submission may carry besides the form's declared fields.
 CONTROL_KEYS = {"email", "consent", "lang", "render_token", "website", "altcha", *SOURCE_KEYS}
@@ -65,6 +66,10 @@ def _string(lang: str, name: str, *, required: bool, max_length: int) -> fields.
 EMAIL_MAX = 254
 SOURCE_MAX = 2000
 CONSENT_MAX = 40  # a purpose's name, as the schema's consent list measures it
+CONSENT_SHAPE = N_(
+    "Please send consent as the names of the purposes agreed to, as text: in a form, one "
+    '"consent" value per purpose; in JSON, a list like ["newsletter"].'
+)
 
 
 def _checked_email(value: str, *, check_deliverability: bool) -> ValidatedEmail | None:
@@ -163,8 +168,18 @@ def build_schema(form: Form, lang: str, *, check_deliverability: bool) -> Schema
             ],
             error_messages={"invalid": i18n.translate(lang, "Please enter text here.")},
         )
+    # consent is always a list here (validate_submission wraps a single value); what can
+    # be wrong is an item that is no purpose name (true, {"a": 1}, null in JSON).
+    consent_shape = i18n.translate(lang, CONSENT_SHAPE)
     declared["consent"] = fields.List(
-        fields.String(validate=validate.Length(max=CONSENT_MAX)), load_default=list
+        fields.String(
+            validate=validate.Length(
+                max=CONSENT_MAX,
+                error=i18n.translate(lang, "This form does not ask for this consent."),
+            ),
+            error_messages={"invalid": consent_shape, "null": consent_shape},
+        ),
+        load_default=list,
     )
     schema_class = Schema.from_dict(declared, name="SubmissionSchema")
     return schema_class(unknown=RAISE)

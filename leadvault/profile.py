@@ -33,6 +33,7 @@ MULTILINE = frozenset({"message"})
 
 CONTROL_CHARACTERS = N_("Please remove line breaks and invisible control characters.")
 NO_LINKS = N_("Please leave web addresses out of this field.")
+NO_VISIBLE = N_("This name has only invisible characters. Please type your name.")
 TOO_LONG = N_("Please use at most %(max)s characters.")
 CHOOSE_ONE = N_("Please choose one of the options.")
 COUNTRY_CODE = N_("Please use the two-letter country code, like DE or GB.")
@@ -44,6 +45,9 @@ def text_problem(name: str, value: str) -> str | None:
         return CONTROL_CHARACTERS
     if name in PERSON_NAMES and untrusted.looks_like_link(value):
         return NO_LINKS
+    # Mails greet the lead by name: a name of joiners or marks alone greets "Hello ,".
+    if name in PERSON_NAMES and not untrusted.has_visible(value):
+        return NO_VISIBLE
     if name in NO_URLS and untrusted.has_url(value):
         return NO_LINKS
     return None

@@ -81,6 +81,20 @@ def control_character(value: str, *, multiline: bool = False) -> str | None:
     return None
 
 
+# Letters that show as nothing (Hangul fillers, the blank Braille pattern): a name of
+# them alone looks empty, like one of format characters or spaces.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def has_visible(value: str) -> bool:
+    """True when ``value`` has a character that shows: a letter, digit, punctuation or
+    symbol. Joiners, marks and spaces only show with such a character beside them, so
+    "\u200d\u200d" (accepted by :func:`control_character` for emoji and scripts) has none."""
+    return any(
+        unicodedata.category(char)[0] in "LNPS" and char not in _BLANK_LETTERS for char in value
+    )
+
+
 _SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*):(?=//)")
 _WWW = re.compile(r"(?i)\bwww\.")
 # A dot inside a host name: between a letter or digit and a label of at least
