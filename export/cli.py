@@ -133,7 +133,7 @@ def test(endpoint_id: int) -> None:
     with refusing(service.WebhookError), app_session(app) as session:
         endpoint = service.get_endpoint(session, endpoint_id)
         if endpoint.status != "active":
-            raise service.WebhookError(f"endpoint {endpoint_id} is disabled; enable it first")
+            raise service.WebhookError(service.DISABLED, id=endpoint_id)
         outbox_id = service.enqueue_test(session, endpoint)
         _audit(session, endpoint, Action.WEBHOOK_TESTED)
     worker_id = _worker_id()

@@ -24,6 +24,8 @@ import urllib3
 from urllib3.exceptions import HTTPError, NewConnectionError, SSLError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+from leadvault.i18n import N_
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
 _MAX_RESPONSE_BYTES = 64 * 1024
@@ -31,7 +33,14 @@ USER_AGENT = "Leadvault-Webhooks/1"
 
 
 class AddressRefused(Exception):
-    """The URL is malformed or leads to an address we do not send to."""
+    """The URL is malformed or leads to an address we do not send to.
+
+    ``message`` is a message id with ``%(name)s`` values (``export.webhooks`` passes
+    them on to be translated); ``str`` is the English text (the delivery log's)."""
+
+    def __init__(self, message: str, **values: object) -> None:
+        super().__init__(message % values if values else message)
+        self.message, self.values = message, values
 
 
 class SendFailed(Exception):
@@ -42,7 +51,7 @@ def system_resolver(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror:
-        raise AddressRefused(f"{host} does not resolve") from None
+        raise AddressRefused(N_("%(host)s does not resolve"), host=host) from None
     return [str(info[4][0]) for info in infos]
 
 
@@ -66,15 +75,17 @@ def parse_url(url: str) -> Target:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError:
-        raise AddressRefused("the URL is malformed") from None
+        raise AddressRefused(N_("the URL is malformed")) from None
     if parts.scheme not in {"http", "https"}:
         raise AddressRefused(
-            "a webhook URL starts with https:// (or http:// on an allowed network)"
+            N_("a webhook URL starts with https:// (or http:// on an allowed network)")
         )
     if not parts.hostname:
-        raise AddressRefused("the URL has no host")
+        raise AddressRefused(N_("the URL has no host"))
     if parts.username or parts.password:
-        raise AddressRefused("put credentials in the path or a header, not in the URL's user part")
+        raise AddressRefused(
+            N_("put credentials in the path or a header, not in the URL's user part")
+        )
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
@@ -120,7 +131,7 @@ class Guard:
         """Resolve and check; return the address to connect to, or raise AddressRefused."""
         addresses = self.resolver(target.host, target.port)
         if not addresses:
-            raise AddressRefused(f"{target.host} does not resolve")
+            raise AddressRefused(N_("%(host)s does not resolve"), host=target.host)
         chosen: str | None = None
         for raw in addresses:
             ip = ipaddress.ip_address(raw.split("%", 1)[0])
@@ -131,11 +142,16 @@ class Guard:
             if kind is not None:
                 # One bad answer refuses the host: a name that also points inward is not trusted.
                 raise AddressRefused(
-                    f"{target.host} resolves to {ip}, a {kind} address "
-                    "(allow it with LEADVAULT_WEBHOOK_ALLOW_NETWORKS)"
+                    N_(
+                        "%(host)s resolves to %(ip)s, a %(kind)s address "
+                        "(allow it with LEADVAULT_WEBHOOK_ALLOW_NETWORKS)"
+                    ),
+                    host=target.host,
+                    ip=str(ip),
+                    kind=kind,
                 )
             if target.scheme != "https":
-                raise AddressRefused(f"{target.host} is public: use https://")
+                raise AddressRefused(N_("%(host)s is public: use https://"), host=target.host)
             chosen = chosen or str(ip)
         assert chosen is not None
         return chosen

@@ -29,13 +29,16 @@ from export.webhook_events import (
     subscribed,
 )
 from export.webhook_log import LogEntry, attempts, counts, messages, purge_log
-from leadvault import clock
+from leadvault import clock, i18n, untrusted
 from leadvault.crypto import DataKey, WrappedKey
 from leadvault.db import settings_of, vault_of
+from leadvault.i18n import N_
 from leadvault.models import OutboxMessage, OutboxStatus
 
 # Events (export.webhook_events) and the log (export.webhook_log) are named here too.
 __all__ = [
+    "DESCRIPTION_MAX",
+    "DISABLED",
     "EVENT_TYPES",
     "NO_CONTACT",
     "TEST_EVENT",
@@ -66,12 +69,24 @@ __all__ = [
 
 
 class WebhookError(Exception):
-    """A request about endpoints that is refused, with a message safe to show;
-    ``field`` is the input it is about (``url``, ``event``, ``purpose``) or None."""
+    """A request about endpoints that is refused, with a message safe to show.
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+    ``message`` is a message id with ``%(name)s`` values (``translated`` for the
+    console and the API; ``str`` is the English text, for the command line);
+    ``field`` is the input it is about (``url``, ``event``, ``purpose``,
+    ``description``) or None."""
+
+    def __init__(self, message: str, *, field: str | None = None, **values: object) -> None:
+        super().__init__(message % values if values else message)
+        self.message, self.values, self.field = message, values, field
+
+    def translated(self) -> str:
+        """The message in the request's language."""
+        return i18n.gettext(self.message, **self.values)
+
+
+DESCRIPTION_MAX = 200
+DISABLED = N_("endpoint %(id)s is disabled; enable it first")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +143,7 @@ def _check_url(session: Session, url: str, *, resolve: bool) -> None:
         if resolve:
             guard(session).check(target)
     except transport.AddressRefused as exc:
-        raise WebhookError(str(exc), field="url") from None
+        raise WebhookError(exc.message, field="url", **exc.values) from None
 
 
 def _check_events(event_types: Iterable[str]) -> list[str]:
@@ -136,8 +151,10 @@ def _check_events(event_types: Iterable[str]) -> list[str]:
     unknown = [t for t in chosen if t not in EVENT_TYPES]
     if unknown:
         raise WebhookError(
-            f"unknown event type {unknown[0]!r}; known: {', '.join(sorted(EVENT_TYPES))}",
+            N_("unknown event type '%(event)s'; known: %(known)s"),
             field="event",
+            event=unknown[0],
+            known=", ".join(sorted(EVENT_TYPES)),
         )
     return chosen
 
@@ -146,7 +163,24 @@ def _check_purpose(session: Session, purpose: str | None) -> None:
     from consent.models import Purpose
 
     if purpose is not None and session.get(Purpose, purpose) is None:
-        raise WebhookError(f"unknown purpose {purpose!r}", field="purpose")
+        raise WebhookError(N_("unknown purpose '%(purpose)s'"), field="purpose", purpose=purpose)
+
+
+def _description(description: str) -> str:
+    """The description as stored: one line (lists show it under the host), trimmed,
+    at most DESCRIPTION_MAX characters; WebhookError names a refused character."""
+    # Before trimming: the API document's pattern judges the text as sent.
+    char = untrusted.one_line_refused(description)
+    if char is not None:
+        raise WebhookError(
+            N_(
+                "The description holds the control character U+%(code)s (a line break, tab "
+                "or the like); please give it on one line."
+            ),
+            field="description",
+            code=f"{ord(char):04X}",
+        )
+    return description.strip()[:DESCRIPTION_MAX]
 
 
 # --- endpoints ------------------------------------------------------------------
@@ -165,12 +199,13 @@ def create_endpoint(
     _check_url(session, url, resolve=resolve)
     chosen = _check_events(event_types)
     _check_purpose(session, purpose)
+    description = _description(description)
     owner = f"webhook-endpoint/{uuid.uuid4()}"
     key, wrapped = vault_of(session).new_data_key(owner)
     secret = signing.new_secret()
     now = clock.now()
     endpoint = WebhookEndpoint(
-        description=description.strip()[:200],
+        description=description,
         event_types=chosen,
         purpose=purpose,
         status=EndpointStatus.ACTIVE,
@@ -192,7 +227,7 @@ def create_endpoint(
 def get_endpoint(session: Session, endpoint_id: int) -> WebhookEndpoint:
     endpoint = session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None:
-        raise WebhookError(f"no webhook endpoint {endpoint_id}")
+        raise WebhookError(N_("no webhook endpoint %(id)s"), id=endpoint_id)
     return endpoint
 
 
@@ -221,7 +256,7 @@ def update_endpoint(
         _check_purpose(session, purpose)
         endpoint.purpose = purpose
     if description is not None:
-        endpoint.description = description.strip()[:200]
+        endpoint.description = _description(description)
     endpoint.updated_at = clock.now()
     session.flush()
     forget_cache(session)
@@ -318,7 +353,7 @@ def redeliver(
     ids = sa.select(WebhookMessage.outbox_id)
     if endpoint is not None:
         if endpoint.status != EndpointStatus.ACTIVE:
-            raise WebhookError(f"endpoint {endpoint.id} is disabled; enable it first")
+            raise WebhookError(DISABLED, id=endpoint.id)
         ids = ids.where(WebhookMessage.endpoint_id == endpoint.id)
     if event_id is not None:
         ids = ids.where(WebhookMessage.event_id == event_id)

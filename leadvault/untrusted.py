@@ -43,6 +43,8 @@ STAFF_TEXT_REFUSED = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2
 ONE_LINE_REFUSED = STAFF_TEXT_REFUSED + "\t\n\r\u2028\u2029"
 # The same as an API schema's pattern: no refused character, at least one visible.
 ONE_LINE_PATTERN = rf"^[^{ONE_LINE_REFUSED}]*[^\s{ONE_LINE_REFUSED}][^{ONE_LINE_REFUSED}]*$"
+# The same for an optional one-line text (a webhook's description): empty is fine.
+ONE_LINE_OR_EMPTY_PATTERN = rf"^[^{ONE_LINE_REFUSED}]*$"
 _ONE_LINE_REFUSED = re.compile(f"[{ONE_LINE_REFUSED}]")
 
 

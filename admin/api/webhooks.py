@@ -19,10 +19,12 @@ from admin.api.views import Refusal, _body, _dump
 from admin.permissions import Permission
 from export import webhooks
 from export.models import WebhookEndpoint
-from leadvault import audit, db
+from leadvault import audit, db, untrusted
 from leadvault.schema_messages import Schema
 
 _ENDPOINT_ID = (("endpoint_id", "int"),)
+# The service's name for an input where the request's differs.
+_FIELDS = {"event": "events"}
 
 
 class WebhookRequest(Schema):
@@ -39,7 +41,12 @@ class WebhookRequest(Schema):
         metadata={"description": "the event types to send (none: all)"},
     )
     purpose = fields.String(load_default=None, validate=validate.Length(max=40))
-    description = fields.String(load_default="", validate=validate.Length(max=200))
+    description = fields.String(
+        load_default="",
+        validate=validate.Length(max=webhooks.DESCRIPTION_MAX),
+        # The service's rule as the API document's pattern (its refusal names the character).
+        metadata={"pattern": untrusted.ONE_LINE_OR_EMPTY_PATTERN},
+    )
 
 
 class WebhookEndpointSchema(Schema):
@@ -154,7 +161,9 @@ def webhooks_add() -> Response:
             description=args["description"],
         )
     except webhooks.WebhookError as exc:
-        raise Refusal(422, str(exc)) from None
+        message = exc.translated()
+        field = _FIELDS.get(exc.field or "", exc.field)
+        raise Refusal(422, message, errors={field: [message]} if field else None) from None
     record(
         session,
         endpoint,
@@ -239,6 +248,6 @@ def webhooks_redeliver(endpoint_id: int) -> Response:
     try:
         queued = webhooks.redeliver(session, endpoint=endpoint, failed_only=True)
     except webhooks.WebhookError as exc:  # a disabled endpoint
-        raise Refusal(409, str(exc)) from None
+        raise Refusal(409, exc.translated()) from None
     record(session, endpoint, audit.Action.WEBHOOK_REDELIVERED, queued=queued)
     return _dump(WebhookRedeliverySchema, {"id": endpoint_id, "queued": queued})

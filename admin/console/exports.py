@@ -297,13 +297,13 @@ def webhook_add() -> Response:
             url=(form.get("url") or "").strip()[:2000],
             event_types=form.getlist("event"),
             purpose=form.get("purpose") or None,
-            description=(form.get("description") or "").strip()[:200],
+            description=form.get("description") or "",
         )
     except webhooks.WebhookError as exc:
         return _webhooks_page(
             422,
             error=N_("The endpoint was not added:"),
-            why=str(exc),
+            why=exc.translated(),
             field=exc.field or "url",
             form=form,
         )
@@ -384,7 +384,7 @@ def webhook_action(endpoint_id: int, action: str) -> Response:
             count = webhooks.redeliver(session, endpoint=endpoint, failed_only=True)
             api_webhooks.record(session, endpoint, audit.Action.WEBHOOK_REDELIVERED, queued=count)
     except webhooks.WebhookError as exc:
-        return _error(409, str(exc))
+        return _error(409, exc.translated())
     args: dict[str, Any] = {"endpoint_id": endpoint.id, "done": action}
     if count is not None:
         args["count"] = count
