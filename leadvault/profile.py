@@ -46,7 +46,8 @@ def text_problem(name: str, value: str) -> str | None:
     if name in PERSON_NAMES and untrusted.looks_like_link(value):
         return NO_LINKS
     # Mails greet the lead by name: a name of joiners or marks alone greets "Hello ,".
-    if name in PERSON_NAMES and not untrusted.has_visible(value):
+    # A blank one is no name at all (an optional field left empty), not this problem.
+    if name in PERSON_NAMES and value.strip() and not untrusted.has_visible(value):
         return NO_VISIBLE
     if name in NO_URLS and untrusted.has_url(value):
         return NO_LINKS

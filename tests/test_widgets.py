@@ -414,6 +414,33 @@ def test_progressive_profiling_asks_two_fields_at_a_time(app, client, smtp_serve
     assert "We have everything we need." in done.get_data(as_text=True)
 
 
+def test_profile_page_leaves_a_name_left_blank_alone(app, client, smtp_server, tmp_path):
+    # A name the lead does not give is no refusal (the invisible-name check is for
+    # names of joiners or marks alone, which it still refuses).
+    form_id, _asset_id = whitepaper_form(app, tmp_path, follow_up_fields=["last_name", "company"])
+    email = unique_email()
+    submit(app, client, form_id, email)
+    deliver(app)
+    confirm(client, link_in(smtp_server.wait_for(1)[0], "c"))
+    deliver(app)
+    [more] = re.findall(rf"http://\S+/f/{form_id}/more/\S+", text_of(smtp_server.wait_for(2)[1]))
+    page = client.get(path_of(more))
+    invisible = client.post(
+        path_of(more),
+        data={"csrf_token": csrf_of(page), "last_name": "\u200d\u200d", "company": "ACME"},
+    )
+    assert invisible.status_code == 422
+    assert "only invisible characters" in invisible.get_data(as_text=True)
+    saved = client.post(
+        path_of(more), data={"csrf_token": csrf_of(page), "last_name": "", "company": "ACME"}
+    )
+    assert saved.status_code == 200, saved.get_data(as_text=True)
+    with app.app_context(), runtime(app).session_factory() as s:
+        known = leads.attributes_of(s, leads.find_by_email(s, email))
+    assert known.get("company") == "ACME"
+    assert "last_name" not in known
+
+
 @pytest.mark.parametrize("tampered", ["xyz", None])
 def test_tampered_download_and_profile_links(app, client, smtp_server, tmp_path, tampered):
     form_id, asset_id = whitepaper_form(app, tmp_path, follow_up_fields=["company"])
