@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from jinja2 import nodes
 
 from consent import rights
@@ -471,8 +472,9 @@ def test_follow_up_fields_refuse_control_characters_and_links(app, client):
         assert leads.attributes_of(s, leads.get(s, lead_id)) == {"company": MARKUP_NAME}
 
 
-def _on_a_terminal(command: list[str], env: dict[str, str] | None = None) -> str:
-    """Run ``command`` with a pseudo-terminal as stdin, stdout and stderr; its output."""
+def _on_a_terminal(command: list[str], env: dict[str, str] | None = None, status: int = 0) -> str:
+    """Run ``command`` with a pseudo-terminal as stdin, stdout and stderr; its output
+    (the command must exit with ``status``)."""
     import os
     import pty
     import subprocess
@@ -500,7 +502,7 @@ def _on_a_terminal(command: list[str], env: dict[str, str] | None = None) -> str
             break
         output += chunk
     os.close(leader)
-    assert done.returncode == 0, output
+    assert done.returncode == status, output
     return output.decode()
 
 
@@ -532,7 +534,8 @@ def test_output_on_a_terminal_shows_escape_sequences_instead_of_sending_them():
 @pytest.mark.committing  # the commands run in processes of their own
 def test_a_command_printing_stored_text_cannot_drive_the_terminal(app):
     """End to end through the ``leadvault`` entry point: a description with escape
-    sequences, stored by one command, printed by another."""
+    sequences, refused by one command (its message names the character, never sends
+    it) and, stored as an older version let it be, printed by another."""
     import os
     import sys
     from pathlib import Path
@@ -547,11 +550,21 @@ def test_a_command_printing_stored_text_cannot_drive_the_terminal(app):
     }
     leadvault = str(Path(sys.executable).parent / "leadvault")
     hostile = "CRM \x1b]0;owned\x07\x1b[2J"
-    added = _on_a_terminal(
+    refused = _on_a_terminal(
         [leadvault, "webhooks", "add", "http://127.0.0.1:9/hook", "--description", hostile],
         env,
+        status=1,
+    )
+    assert "U+001B" in refused and "\x1b" not in refused, repr(refused)
+    added = _on_a_terminal(
+        [leadvault, "webhooks", "add", "http://127.0.0.1:9/hook", "--description", "CRM"], env
     )
     assert "added" in added
+    from export.models import WebhookEndpoint
+
+    with uow(app) as s:  # what the service refuses today, stored before it did
+        endpoint = s.scalars(sa.select(WebhookEndpoint).order_by(WebhookEndpoint.id.desc())).first()
+        endpoint.description = hostile
     listed = _on_a_terminal([leadvault, "webhooks", "list"], env)
     assert "CRM " in listed
     assert "\x1b" not in listed and "\x07" not in listed, repr(listed)
