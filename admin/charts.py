@@ -187,7 +187,11 @@ def stacked_bar_chart(
 
 def funnel_chart(chart_id: str, title: str, desc: str, bars: Sequence[Bar]) -> Markup:
     """Horizontal bars, widest first: a funnel whose bars may link somewhere."""
-    row, label_w, note_w = 34, 70, 190
+    row, note_w = 34, 190
+    # Room for the longest label (bold, ~8 units a character at font-size 12): a fixed
+    # 70 cut German's "Gewonnen" at the picture's left edge. Capped so bars keep room.
+    longest = max((len(bar.label) for bar in bars), default=0)
+    label_w = min(200, max(70, 16 + 8 * longest))
     height = TOP + row * len(bars) + 4
     plot_w = WIDTH - label_w - note_w - RIGHT
     top_value = max((b.value for b in bars), default=0) or 1

@@ -173,3 +173,19 @@ def test_data_table_has_headers_caption_and_keeps_caller_markup():
 )
 def test_nice_scale(value, expected):
     assert charts.nice_scale(value) == expected
+
+
+def test_funnel_labels_start_inside_the_picture():
+    # A fixed label column cut the German "Gewonnen" at the left edge: the labels'
+    # right end moves with the longest one (bold 12-unit text, ~8 units a character).
+    root = parse(
+        charts.funnel_chart(
+            "f", "t", "d", [charts.Bar("Neu", 4, "4"), charts.Bar("Gewonnen", 1, "1")]
+        )
+    )
+    labels = [t for t in root.iter(f"{SVG}text") if t.get("text-anchor") == "end"]
+    assert {t.text for t in labels} == {"Neu", "Gewonnen"}
+    for label in labels:
+        assert float(label.get("x")) >= 8 * len("Gewonnen")
+    bars = list(root.iter(f"{SVG}rect"))
+    assert all(float(r.get("x")) > float(labels[0].get("x")) for r in bars)
