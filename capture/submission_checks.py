@@ -43,9 +43,12 @@ def _text_check(name: str, lang: str) -> Any:
     return check
 
 
-def _string(lang: str, name: str, *, required: bool, max_length: int) -> fields.String:
+def _string(
+    lang: str, name: str, *, required: bool, max_length: int, **options: Any
+) -> fields.String:
     return fields.String(
         required=required,
+        **options,
         validate=[
             validate.Length(
                 max=max_length,
@@ -155,19 +158,7 @@ def build_schema(form: Form, lang: str, *, check_deliverability: bool) -> Schema
         else:
             declared[name] = _string(lang, name, required=spec["required"], max_length=_MAX[name])
     for key in SOURCE_KEYS:
-        declared[key] = fields.String(
-            load_default=None,
-            validate=[
-                validate.Length(
-                    max=SOURCE_MAX,
-                    error=i18n.translate(
-                        lang, "Please use at most %(max)s characters.", max=SOURCE_MAX
-                    ),
-                ),
-                _text_check(key, lang),
-            ],
-            error_messages={"invalid": i18n.translate(lang, "Please enter text here.")},
-        )
+        declared[key] = _string(lang, key, required=False, max_length=SOURCE_MAX, load_default=None)
     # consent is always a list here (validate_submission wraps a single value); what can
     # be wrong is an item that is no purpose name (true, {"a": 1}, null in JSON).
     consent_shape = i18n.translate(lang, CONSENT_SHAPE)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from leadvault import days
 from leadvault import settings as settings_module
+from leadvault.model_base import ROW_ID_MAX
 from leadvault.settings import Settings, SettingsError
 
 
@@ -28,10 +29,9 @@ class ConfigProblem(click.ClickException):
     exit_code = 2
 
 
-# A row id given on the command line. Ids are 32-bit integers on PostgreSQL (as
-# ``leadvault.web.ROW_ID_MAX`` for URLs); a larger number overflowed SQLite's driver
+# A row id given on the command line: a larger number overflowed SQLite's driver
 # with a traceback, it is a usage error naming the argument instead (exit code 2).
-ROW_ID = click.IntRange(1, 2**31 - 1)
+ROW_ID = click.IntRange(1, ROW_ID_MAX)
 
 
 def not_one_of(value: str, valid: Iterable[str]) -> str:

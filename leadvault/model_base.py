@@ -23,6 +23,11 @@ NAMING_CONVENTION = {
 }
 
 
+# The largest row id: id columns are 32-bit integers on PostgreSQL (URLs, the command
+# line, tokens and the API refuse larger ids before a driver overflows on them).
+ROW_ID_MAX = 2**31 - 1
+
+
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 

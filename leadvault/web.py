@@ -33,6 +33,7 @@ from werkzeug.routing import IntegerConverter
 
 from leadvault import branding, db, i18n, rate_limits, ratelimit_storage, untrusted
 from leadvault.i18n import N_
+from leadvault.model_base import ROW_ID_MAX
 
 log = logging.getLogger("leadvault.web")
 
@@ -77,10 +78,6 @@ class _WriteProbe:
             thread = self.thread
         thread.join(HEALTH_DEADLINE)
         return outcome[0] if outcome else "locked"
-
-
-# The largest row id: id columns are 32-bit integers on PostgreSQL.
-ROW_ID_MAX = 2**31 - 1
 
 
 class RowIdConverter(IntegerConverter):

@@ -28,7 +28,7 @@ from consent import service as consent_service
 from leadvault import clock, leads
 from leadvault.crypto import TokenInvalid
 from leadvault.db import dialect_of, vault_of
-from leadvault.web import ROW_ID_MAX
+from leadvault.model_base import ROW_ID_MAX
 from nurture import sequences
 from nurture.mails import CLICK_TOKEN
 from nurture.models import Click, Send

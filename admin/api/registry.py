@@ -20,7 +20,7 @@ from marshmallow import Schema
 
 from admin.api import problems
 from admin.permissions import Permission
-from leadvault.web import ROW_ID_MAX
+from leadvault.model_base import ROW_ID_MAX
 
 PREFIX = "/api/v1"
 

@@ -17,6 +17,7 @@ from admin.permissions import Permission
 from capture.schemas import FormDefinitionSchema
 from leadvault import audit
 from leadvault.i18n import N_
+from leadvault.model_base import ROW_ID_MAX
 from leadvault.schema_messages import Schema
 from scoring.models import Stage
 
@@ -245,7 +246,7 @@ class AuditQuerySchema(Schema):
     until = day_field(
         metadata={"description": "UTC day, inclusive; not before since (422 otherwise)"}
     )
-    before = fields.Integer(validate=validate.Range(1, 2**31 - 1))
+    before = fields.Integer(validate=validate.Range(1, ROW_ID_MAX))
     limit = fields.Integer(validate=validate.Range(1, 200), load_default=50)
 
     @validates_schema

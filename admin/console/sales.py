@@ -18,7 +18,7 @@ from admin.console.views import _error, bp, page
 from admin.permissions import Permission
 from leadvault import db
 from leadvault.i18n import N_
-from leadvault.web import ROW_ID_MAX
+from leadvault.model_base import ROW_ID_MAX
 from scoring import routing, sales_team
 from scoring import schemas as scoring_schemas
 

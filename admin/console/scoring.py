@@ -18,6 +18,7 @@ from admin.console.views import _error, bp, page
 from admin.permissions import Permission
 from leadvault import db
 from leadvault.i18n import N_
+from leadvault.model_base import ROW_ID_MAX
 from scoring import handoff_board, rules, rulesets
 
 P = Permission
@@ -152,7 +153,7 @@ def scoring_versions() -> Response:
     raw = request.args.get("before") or ""
     if raw and not raw.isdecimal():
         return _error(400, N_("This page of the list no longer exists; start again."))
-    before = int(raw) if raw and int(raw) < 2**31 else None
+    before = int(raw) if raw and int(raw) <= ROW_ID_MAX else None
     rows = rulesets.history(db.session(), limit=50, before=before)
     return page(
         "console/scoring_versions.html",
@@ -163,7 +164,7 @@ def scoring_versions() -> Response:
 
 
 def _version_or_404(version: int) -> Any:
-    if not 0 < version < 2**31:
+    if not 0 < version <= ROW_ID_MAX:
         return None
     try:
         return rulesets.by_version(db.session(), version)

@@ -19,6 +19,7 @@ from admin.models import PersonalToken, Role, User
 from admin.permissions import Permission
 from leadvault import db
 from leadvault.i18n import N_
+from leadvault.model_base import ROW_ID_MAX
 
 # The services' refusals (English, for the command line) as the console says them.
 ACCOUNT_MESSAGES = {
@@ -112,7 +113,7 @@ def _users_page(status: int = 200, **extra: Any) -> Response:
 
 
 def _user(user_id: int) -> User:
-    found = db.session().get(User, user_id) if 0 < user_id < 2**31 else None
+    found = db.session().get(User, user_id) if 0 < user_id <= ROW_ID_MAX else None
     if found is None:
         from flask import abort
 
@@ -266,7 +267,7 @@ def _token_field(refusal: str) -> str:
 @auth.require(Permission.SETTINGS_MANAGE)
 def revoke_token(token_id: int) -> Response:
     session = db.session()
-    token = session.get(PersonalToken, token_id) if 0 < token_id < 2**31 else None
+    token = session.get(PersonalToken, token_id) if 0 < token_id <= ROW_ID_MAX else None
     if token is None:
         from flask import abort
 
