@@ -19,7 +19,7 @@ from capture.definitions import Definition, FieldSpec, FormInUse, PurposeSpec
 from capture.models import Form, Submission
 from consent import service as consent_service
 from consent.models import LedgerEntry
-from leadvault.crypto import random_token
+from leadvault.crypto import public_id
 from leadvault.i18n import N_
 
 _change_listeners: list[Callable[[str], None]] = []
@@ -39,7 +39,7 @@ def _changed(form: Form) -> None:
 def create_form(session: Session, definition: Definition | None = None, **values: Any) -> Form:
     """A new form from ``definition`` (or the same values as keywords)."""
     checked = check(session, definition or Definition(**values), current=None)
-    form = Form(public_id=_new_public_id(), **checked)
+    form = Form(public_id=public_id(), **checked)
     session.add(form)
     session.flush()
     return form
@@ -127,11 +127,3 @@ def delete_form(session: Session, form: Form) -> None:
     session.delete(form)
     session.flush()
     _changed(form)
-
-
-def _new_public_id() -> str:
-    """A random form id that does not start with "-" (a command line would take
-    it for an option: `leadvault forms show -abc` fails)."""
-    while (public_id := random_token(12)).startswith("-"):
-        pass
-    return public_id

@@ -535,5 +535,13 @@ def random_token(nbytes: int = 16) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
+def public_id() -> str:
+    """A random id people type on the command line (forms, assets): never starting
+    with "-", which click would take for an option (`leadvault assets archive -abc`)."""
+    while (token := random_token(12)).startswith("-"):
+        pass
+    return token
+
+
 def constant_time_equal(left: str, right: str) -> bool:
     return hmac.compare_digest(left.encode(), right.encode())

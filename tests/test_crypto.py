@@ -453,3 +453,20 @@ def test_key_rotation_end_to_end(make_app, database_url, instance, keyring_path,
         assert stored
         with pytest.raises(DecryptionError):
             leads.email_of(s, stored[0])
+
+
+def test_public_ids_never_start_with_a_dash(monkeypatch, app, tmp_path):
+    """Form and asset ids are typed on the command line, where `-abc` is an option
+    (CI once drew an asset id starting with "-" and `assets archive` refused it)."""
+    from leadvault import crypto
+
+    drawn = iter(["-first", "-second", "third"])
+    monkeypatch.setattr(crypto, "random_token", lambda nbytes=16: next(drawn))
+    assert crypto.public_id() == "third"
+
+    drawn = iter(["-asset", "asset"])
+    source = tmp_path / "guide.pdf"
+    source.write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
+    added = CliRunner().invoke(cli, ["assets", "add", str(source), "--title", "Guide"], obj=app)
+    assert added.exit_code == 0, added.output
+    assert added.output.split()[1] == "asset"

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from capture.models import Form
 from leadvault import clock, i18n, sizes, untrusted
-from leadvault.crypto import random_token
+from leadvault.crypto import public_id
 from leadvault.db import settings_of
 from leadvault.i18n import N_
 from widgets.models import Asset, FormAsset
@@ -189,7 +189,7 @@ def store(session: Session, stream: BinaryIO, *, filename: str, texts: AssetText
         Path(temporary).unlink(missing_ok=True)
         raise
     asset = Asset(
-        public_id=random_token(12),
+        public_id=public_id(),
         title=titles[i18n.DEFAULT_LANGUAGE],
         titles=titles,
         descriptions=descriptions,
