@@ -1,4 +1,4 @@
-"""Translations: gettext catalogues (Babel), language negotiation, locale formatting.
+"""Translations: gettext catalogues (Babel) and language negotiation.
 
 Message ids are the English text; each package keeps its German catalogue in
 ``<package>/translations/de/LC_MESSAGES/messages.po`` and registers the folder
@@ -9,7 +9,8 @@ Mark text with ``_()``/``gettext()`` (current language), ``translate(lang, …)`
 (an explicit language, e.g. a mail to a lead), ``N_()`` (marked now,
 translated later, e.g. table values) or ``lazy_gettext()``. Values are
 ``%(name)s`` placeholders: ``_("Hello %(name)s,", name=first)``. Templates call
-``{{ _("…") }}`` and get the language of their context's ``lang``.
+``{{ _("…") }}`` and get the language of their context's ``lang``. Dates and numbers
+in a language's form: :mod:`leadvault.locale_formats`.
 ``README.md`` (Translations) says how to update the catalogues.
 """
 
@@ -17,16 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import datetime as dt
 import functools
 import io
 import re
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from babel import Locale, dates, numbers
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -297,56 +295,11 @@ def negotiate(explicit: str | None, accept_language: str | None) -> str:
     return DEFAULT_LANGUAGE
 
 
-# --- dates and numbers ---------------------------------------------------------------
-
-
-def format_date(
-    value: dt.date | dt.datetime,
-    lang: str | None = None,
-    fmt: str = "medium",
-    zone: dt.tzinfo | None = None,
-) -> str:
-    """A date in the language's form ("12 Mar 2025" / "12.03.2025"); a moment's date in
-    ``zone`` (the instance's time zone; UTC when not given)."""
-    if isinstance(value, dt.datetime):
-        value = value.astimezone(zone or dt.UTC).date()
-    return dates.format_date(value, fmt, locale=_locale(lang))
-
-
-def format_datetime(
-    value: dt.datetime, lang: str | None = None, fmt: str = "medium", zone: dt.tzinfo | None = None
-) -> str:
-    """A moment in ``zone`` (UTC when not given), in the language's form, with its time
-    zone named ("2 Mar 2026, 10:30 CET" / "02.03.2026, 10:30 CET")."""
-    local = value.astimezone(zone or dt.UTC)
-    pattern = dates.get_datetime_format(fmt, locale=_locale(lang))
-    day = dates.format_date(local.date(), fmt, locale=_locale(lang))
-    # CLDR's narrow no-break space before AM/PM renders as no space at all in many fonts
-    # and as a box in older mail clients: a plain no-break space reads the same everywhere.
-    time = dates.format_time(local.time(), "short", locale=_locale(lang)).replace(
-        "\N{NARROW NO-BREAK SPACE}", "\N{NO-BREAK SPACE}"
-    )
-    return f"{pattern.replace('{1}', day).replace('{0}', time)} {local.tzname() or 'UTC'}"
-
-
-def format_number(value: float | int | Decimal, lang: str | None = None) -> str:
-    """A number with the language's separators ("1,234.5" / "1.234,5")."""
-    return numbers.format_decimal(value, locale=_locale(lang))
-
-
-def _locale(lang: str | None) -> Locale:
-    return _parsed_locale(lang or current_language())
-
-
-@functools.cache
-def _parsed_locale(lang: str) -> Locale:
-    return Locale.parse(lang)
-
-
 # --- Flask and Jinja wiring ----------------------------------------------------------
 
 
-def _template_language(context: Any) -> str:
+def template_language(context: Any) -> str:
+    """The language a template renders in: its context's ``lang``, else the current one."""
     lang = context.get("lang")
     return lang if isinstance(lang, str) and lang in LANGUAGES else current_language()
 
@@ -365,36 +318,15 @@ def _jinja_callables() -> dict[str, Callable[..., Any]]:
 
     @pass_context
     def template_gettext(context: Any, message: str) -> str:
-        translated = translations(_template_language(context)).gettext(message)
+        translated = translations(template_language(context)).gettext(message)
         return text_of(context, _checked(message, translated))
 
     @pass_context
     def template_ngettext(context: Any, singular: str, plural: str, n: int) -> str:
-        translated = translations(_template_language(context)).ngettext(singular, plural, n)
+        translated = translations(template_language(context)).ngettext(singular, plural, n)
         return text_of(context, translated)
 
     return {"gettext": template_gettext, "ngettext": template_ngettext}
-
-
-def _jinja_filters() -> dict[str, Callable[..., Any]]:
-    from jinja2 import pass_context
-
-    # Moments are shown in the instance's time zone (``time_zone`` in the context).
-    @pass_context
-    def date_filter(context: Any, value: Any, fmt: str = "medium") -> str:
-        zone = context.get("time_zone")
-        return format_date(value, _template_language(context), fmt, zone) if value else ""
-
-    @pass_context
-    def datetime_filter(context: Any, value: Any, fmt: str = "medium") -> str:
-        zone = context.get("time_zone")
-        return format_datetime(value, _template_language(context), fmt, zone) if value else ""
-
-    @pass_context
-    def number_filter(context: Any, value: Any) -> str:
-        return format_number(value, _template_language(context)) if value is not None else ""
-
-    return {"date": date_filter, "datetime": datetime_filter, "number": number_filter}
 
 
 def init_app(app: Flask) -> None:
@@ -424,7 +356,6 @@ def init_app(app: Flask) -> None:
     app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
         gettext=callables["gettext"], ngettext=callables["ngettext"], newstyle=True
     )
-    app.jinja_env.filters.update(_jinja_filters())
 
 
 def template_context(lang: str, imprint_url: str, privacy_url: str, **extra: object) -> dict:

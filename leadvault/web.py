@@ -31,7 +31,15 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import IntegerConverter
 
-from leadvault import branding, db, i18n, rate_limits, ratelimit_storage, untrusted
+from leadvault import (
+    branding,
+    db,
+    i18n,
+    locale_formats,
+    rate_limits,
+    ratelimit_storage,
+    untrusted,
+)
 from leadvault.i18n import N_
 from leadvault.model_base import ROW_ID_MAX
 
@@ -380,6 +388,7 @@ def init_app(app: Flask) -> None:
     app.after_request(_security_headers)
     app.after_request(rate_limits.add_retry_after)
     i18n.init_app(app)
+    locale_formats.init_app(app)
     app.jinja_env.globals["field_label"] = _field_label
 
     @app.context_processor

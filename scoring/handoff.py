@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from capture import service as capture_service
 from consent import service as consent_service
-from leadvault import audit, clock, i18n, leads, outbox, untrusted
+from leadvault import audit, clock, i18n, leads, locale_formats, outbox, untrusted
 from leadvault.branding import mail_parts
 from leadvault.crypto import payload_id
 from leadvault.db import mail_context, settings_of, vault_of
@@ -332,7 +332,7 @@ def _mail(
             _SUBJECTS[template],
             who=untrusted.defuse(named) if named else i18n.translate(lang, "a lead"),
             grade=found["fit_grade"],
-            score=i18n.format_number(found["score"], lang),
+            score=locale_formats.format_number(found["score"], lang),
         ),
         **mail_parts(f"scoring/mail/{template}", context),
         language=lang,

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from admin import charts, operations, reports, rollup_reports
 from leadvault import clock
-from leadvault.i18n import N_, current_language, format_date, format_number, gettext, ngettext
+from leadvault.i18n import N_, current_language, gettext, ngettext
+from leadvault.locale_formats import format_date, format_number
 from scoring import stages
 
 STAGE_LABELS = stages.STAGE_LABELS  # the salesperson's handoff page names them too

@@ -21,7 +21,7 @@ from capture.models import Form, Submission
 from consent import ledger
 from consent import service as consent_service
 from consent.models import Consent, ConsentText
-from leadvault import i18n
+from leadvault import i18n, locale_formats
 from leadvault.i18n import N_
 from leadvault.models import Lead, OutboxMessage
 from scoring import journey, rule_lines, scores, stages
@@ -53,7 +53,7 @@ class Item:
         for name, titles in self.titles.items():
             found[name] = title_in(titles, lang) or found[name]
         if isinstance(found.get("points"), int | float):
-            found["points"] = i18n.format_number(found["points"], lang)
+            found["points"] = locale_formats.format_number(found["points"], lang)
         return found
 
 
