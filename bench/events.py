@@ -87,7 +87,7 @@ def seed_http_leads(instance: Path, count: int) -> tuple[list[str], list[str]]:
     from leadvault import clock, leads
     from leadvault.app import create_app, runtime
     from leadvault.db import unit_of_work
-    from scoring import events
+    from scoring import tracking
 
     app = create_app()
     ids, tokens = [], []
@@ -103,7 +103,7 @@ def seed_http_leads(instance: Path, count: int) -> tuple[list[str], list[str]]:
                     granted_at=clock.now(),
                 )
             )
-            tokens.append(events.tracking_token(session, lead.id))
+            tokens.append(tracking.tracking_token(session, lead.id))
     runtime(app).engine.dispose()
     return ids, tokens
 

@@ -14,7 +14,7 @@ def init_app(app: Flask) -> None:
     from capture import signals as capture_signals
     from leadvault import i18n, keys, signals
     from leadvault.app import Job, runtime
-    from scoring import events, handoff, jobs, views
+    from scoring import access_data, events, handoff, jobs, tracking, views
     from scoring.models import Salesperson
 
     i18n.register_catalogue(Path(__file__).parent / "translations")
@@ -23,10 +23,10 @@ def init_app(app: Flask) -> None:
     signals.purpose_confirmed.connect(events.on_purpose_confirmed)
     signals.purpose_withdrawn.connect(events.on_purpose_withdrawn)
     signals.lead_event.connect(events.on_lead_event)
-    signals.confirmation_links.connect(events.tracking_return_link)
-    signals.collect_access_data.connect(events.events_section)
-    signals.collect_access_data.connect(events.scores_section)
-    signals.collect_access_data.connect(events.stages_section)
+    signals.confirmation_links.connect(tracking.tracking_return_link)
+    signals.collect_access_data.connect(access_data.events_section)
+    signals.collect_access_data.connect(access_data.scores_section)
+    signals.collect_access_data.connect(access_data.stages_section)
     app.register_blueprint(views.bp)
     runtime(app).jobs.append(Job("scoring-sla", SLA_INTERVAL_SECONDS, handoff.sla_job))
     runtime(app).jobs.append(Job("scoring-enrich", ENRICH_INTERVAL_SECONDS, jobs.enrich_pending))

@@ -1,8 +1,9 @@
-"""Behaviour events: internal ones from signals, batches from the host's server,
-single ones from the browser; and the lead's events in the access export.
+"""Behaviour events: internal ones from signals, batches from the host's server, and
+(through :mod:`scoring.tracking`) single ones from the browser, each scored at once.
 
-Browser events count only for a lead with the ``tracking`` consent, identified
-by a signed tracking token; before that nothing is stored.
+The browser's events and the token that identifies their lead live in
+``scoring/tracking.py``; the lead's events, scores and stages in the access export in
+``scoring/access_data.py``.
 """
 
 from __future__ import annotations
@@ -16,21 +17,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from consent import service as consent_service
 from leadvault import batch, clock, counters, leads
-from leadvault.crypto import payload_id
 from leadvault.db import vault_of
 from leadvault.models import Lead
 from scoring import enrichment, handoff, scores, stages
 from scoring import rules as rules_module
-from scoring.models import Event, LeadScore, RuleScore, StageChange
+from scoring.models import Event
 from scoring.signals import events_recorded
 
-TRACKING_TOKEN = "tracking"
-TRACKING_MAX_AGE = 395 * 86400  # about 13 months, as consent for analytics usually runs
 UNKNOWN_TYPE = "scoring.events.unknown_type"
 UNKNOWN_LEAD = "scoring.events.unknown_lead"
-NO_CONSENT = "scoring.events.no_tracking_consent"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,31 +181,6 @@ def occurred(
     return False
 
 
-# --- browser events ---------------------------------------------------------------
-
-
-def tracking_token(session: Session, lead_id: uuid.UUID) -> str:
-    """The token the loader keeps in first-party storage after the tracking consent."""
-    return vault_of(session).sign(TRACKING_TOKEN, {"l": lead_id.hex})
-
-
-def lead_of_tracking_token(session: Session, token: str) -> uuid.UUID:
-    """Raises TokenInvalid (or TokenExpired) for a token that is not ours."""
-    payload = vault_of(session).unsign(TRACKING_TOKEN, token, TRACKING_MAX_AGE)
-    return payload_id(payload, "l")
-
-
-def track(session: Session, lead_id: uuid.UUID, event: RawEvent) -> str:
-    """One browser event: "stored", "ignored" (unknown type) or "no_consent"."""
-    if not consent_service.has_consent(session, lead_id, "tracking"):
-        counters.increment(session, NO_CONSENT)
-        return "no_consent"
-    stored = record_event(
-        session, lead_id, event.type, event.properties, event.occurred_at, source="browser"
-    )
-    return "stored" if stored else "ignored"
-
-
 # --- internal events from signals ----------------------------------------------------
 
 
@@ -322,109 +293,3 @@ def on_lead_event(
     **_: Any,
 ) -> None:
     record_event(session, lead_id, event_type, properties, occurred_at)
-
-
-# --- access export sections -----------------------------------------------------------
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def events_section(session: Session, *, lead_id: uuid.UUID, **_: Any) -> tuple[str, list[Any]]:
-    lead = leads.get(session, lead_id)
-    if lead is None:
-        return "events", []
-    key = leads.data_key(session, lead)
-    items = []
-    for event in session.scalars(
-        sa.select(Event).where(Event.lead_id == lead_id).order_by(Event.occurred_at)
-    ):
-        items.append(
-            {
-                "type": event.type,
-                "source": event.source,
-                "occurred_at": _iso(event.occurred_at),
-                "properties": (
-                    key.decrypt_json(f"event/{event.id}", event.properties)
-                    if event.properties is not None
-                    else {}
-                ),
-                "points": event.awards or {},
-            }
-        )
-    return "events", items
-
-
-def scores_section(session: Session, *, lead_id: uuid.UUID, **_: Any) -> tuple[str, list[Any]]:
-    state = session.get(LeadScore, lead_id)
-    if state is None:
-        return "scores", []
-    rules = rules_module.active(session)
-    explanation = scores.explain(session, lead_id, rules)
-    shares = session.scalars(sa.select(RuleScore).where(RuleScore.lead_id == lead_id))
-    return "scores", [
-        {
-            "score": explanation.score,
-            "at": _iso(explanation.at),
-            "breakdown": explanation.breakdown,
-            "fit_grade": state.fit_grade,
-            "fit_points": state.fit_points,
-            "suspect": state.suspect,
-            "flags": list(state.flags or []),
-            "stage": state.stage,
-            "rule_shares": [
-                {"rule": s.rule, "value": s.value, "as_of": _iso(s.as_of)} for s in shares
-            ],
-        }
-    ]
-
-
-def stages_section(session: Session, *, lead_id: uuid.UUID, **_: Any) -> tuple[str, list[Any]]:
-    rows = session.scalars(
-        sa.select(StageChange).where(StageChange.lead_id == lead_id).order_by(StageChange.id)
-    )
-    return "stage_history", [
-        {
-            "from": row.from_stage,
-            "to": row.to_stage,
-            "at": _iso(row.at),
-            "cause_kind": row.cause_kind,
-            "cause": row.cause,
-        }
-        for row in rows
-    ]
-
-
-def tracking_return_link(
-    session: Session,
-    *,
-    lead_id: uuid.UUID,
-    purposes: list[str],
-    language: str,
-    **_: Any,
-) -> list[tuple[str, str]]:
-    """After the tracking consent, a link back to the page the lead came from that
-    hands the loader its token in the URL fragment (never sent to any server).
-
-    The page comes from the submission, which anyone can write: it becomes a
-    link only on one of its form's allowed origins, so neither the visitor nor
-    the token is ever sent to another site. Otherwise there is no link.
-    """
-    from urllib.parse import urlunsplit
-
-    from capture import origins
-    from capture import service as capture_service
-    from capture.models import Form
-    from leadvault import i18n
-
-    if "tracking" not in purposes or not consent_service.has_consent(session, lead_id, "tracking"):
-        return []
-    for submission in reversed(capture_service.submissions_of(session, lead_id)):
-        page = capture_service.read_submission(session, submission).get("page_url", "")
-        form = session.get(Form, submission.form_id)
-        parts = origins.page_on_owner_site(form, page) if form and page else None
-        if parts is not None:
-            back = urlunsplit((*parts[:4], f"lv_t={tracking_token(session, lead_id)}"))
-            return [(i18n.translate(language, "Back to the website"), back)]
-    return []

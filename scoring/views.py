@@ -22,7 +22,7 @@ from leadvault.crypto import TokenExpired, TokenInvalid
 from leadvault.i18n import N_
 from leadvault.rate_limits import within_limits
 from leadvault.web import client_json, csrf, invalid_link_page, private_page
-from scoring import events, handoff, schemas, stages
+from scoring import events, handoff, schemas, stages, tracking
 from scoring import rules as rules_module
 from scoring.models import Handoff, Salesperson
 
@@ -118,7 +118,7 @@ def track() -> Response:
         return _cors(response)
     session = db.session()
     try:
-        lead_id = events.lead_of_tracking_token(session, loaded["token"])
+        lead_id = tracking.lead_of_tracking_token(session, loaded["token"])
     except (TokenInvalid, TokenExpired):
         response = jsonify(error=i18n.gettext("the tracking token is not valid"), status=403)
         response.status_code = 403
@@ -128,7 +128,7 @@ def track() -> Response:
         occurred_at=loaded.get("occurred_at") or clock.now(),
         properties=loaded.get("properties") or {},
     )
-    outcome = events.track(session, lead_id, raw)
+    outcome = tracking.track(session, lead_id, raw)
     if outcome == "no_consent":
         response = jsonify(error=i18n.gettext("no tracking consent"), status=403)
         response.status_code = 403

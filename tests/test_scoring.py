@@ -20,7 +20,7 @@ from leadvault import api, clock, counters, leads
 from leadvault.app import runtime
 from leadvault.cli import cli
 from leadvault.db import unit_of_work
-from scoring import enrichment, events, handoff, jobs, recompute, routing, rules, scores
+from scoring import enrichment, events, handoff, jobs, recompute, routing, rules, scores, tracking
 from scoring.models import Event, Handoff, LeadScore, RuleScore, Stage, StageChange
 from tests import factories
 from tests.conftest import deliver
@@ -313,7 +313,7 @@ def test_browser_events_need_the_tracking_consent_and_a_signed_token(app, client
     form_id = contact_form(app)
     lead_id = new_lead(app, form_id, "web@engines.example", purposes=("newsletter",))
     with uow(app) as s:
-        token = events.tracking_token(s, lead_id)
+        token = tracking.tracking_token(s, lead_id)
     body = {"token": token, "type": "page_view", "properties": {"category": "pricing"}}
     headers = {"Origin": "https://www.example.com"}
     reply = client.post(
@@ -346,7 +346,7 @@ def test_browser_events_are_rate_limited_per_ip(make_app, smtp_server):
     form_id = contact_form(app)
     lead_id = new_lead(app, form_id, "busy@engines.example", purposes=("tracking",))
     with uow(app) as s:
-        token = events.tracking_token(s, lead_id)
+        token = tracking.tracking_token(s, lead_id)
     body = {"token": token, "type": "page_view"}
     headers = {"Origin": "https://www.example.com"}
     statuses = [client.post("/api/v1/track", json=body).status_code for _ in range(3)]
