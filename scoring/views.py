@@ -214,13 +214,17 @@ def _page(
 
 
 def _invalid() -> Response:
-    """A POST to an action this page does not have: no such page (404)."""
+    """An action this page does not have (GET or POST): no such page (404)."""
     return private_page(
         "scoring/message.html",
         404,
         title=N_("Something is not right"),
         text=N_("This link is not valid or has expired."),
     )
+
+
+# The decisions that have a page of their own (GET /h/<token>/<action>).
+PAGES = frozenset({"accept", "reject"})
 
 
 @bp.get("/h/<token>")
@@ -230,7 +234,9 @@ def page(token: str, action: str | None = None) -> Response:
     found = _resolve(token)
     if isinstance(found, Response):
         return found
-    return _page(token, found, view=action if action in {"accept", "reject"} else None)
+    if action is not None and action not in PAGES:
+        return _invalid()  # only the two decisions have a page of their own
+    return _page(token, found, view=action)
 
 
 @bp.post("/h/<token>/<action>")
@@ -269,7 +275,7 @@ def act(token: str, action: str) -> Response:
             bant_errors=dict.fromkeys(missing, N_("For SQL, this must be answered yes.")),
         )
     except handoff.HandoffError as exc:
-        view = action if action in {"accept", "reject"} else None
+        view = action if action in PAGES else None
         return _page(token, found, error=str(exc), status=409, view=view)
     return private_page(
         "scoring/message.html",
