@@ -36,7 +36,12 @@ def scoring() -> None:
 
 @scoring.command("load")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def load(path: Path) -> None:
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Load a file without any [[engagement]] or [[fit]] rule (every lead scores 0).",
+)
+def load(path: Path, allow_empty: bool) -> None:
     """Validate a rules file, make it the active version and re-grade every lead."""
     from leadvault import audit
     from scoring import rules, rulesets
@@ -48,10 +53,14 @@ def load(path: Path) -> None:
         raise Refused(f"cannot read {path}: {type(exc).__name__}") from None
     try:
         with app_session(app) as session:
-            row = rulesets.activate(session, text, actor=audit.cli_actor(), source=str(path))
+            row = rulesets.activate(
+                session, text, actor=audit.cli_actor(), source=str(path), allow_empty=allow_empty
+            )
             version, sha = row.version, row.sha256
     except rules.RulesError as exc:
         raise Refused(str(exc)) from None
+    except rulesets.NoScoringRules as exc:
+        raise Refused(f"{path}: {exc}; nothing loaded (--allow-empty loads it anyway)") from None
     click.echo(f"Rules version {version} active ({sha[:12]}); every lead re-graded.")
 
 

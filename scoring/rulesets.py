@@ -37,6 +37,27 @@ class RuleSetError(Exception):
     """A request about rule versions the service refuses (no such version, text too long)."""
 
 
+class NoScoringRules(Exception):
+    """A rules file without one scoring rule, activated without saying so on purpose.
+
+    An empty or truncated file parses (every key has a default), but activating it
+    re-grades every lead to score 0, grade D: a mistake far more often than a wish."""
+
+    message = (
+        "the rules file has no scoring rule (no [[engagement]] or [[fit]]): "
+        "every lead would score 0 and be graded D"
+    )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def scores_nothing(text: str, source: str = "rules.toml") -> bool:
+    """Whether a rules file has no engagement and no fit rule (RulesError: a bad file)."""
+    parsed = rules.parse(text, source=source, version=1)
+    return not parsed.engagement and not parsed.fit
+
+
 @dataclasses.dataclass(frozen=True)
 class Problem:
     """Why a rules file is refused: the 1-based line (None: the file as a whole)."""
@@ -132,13 +153,21 @@ def dry_run(session: Session, text: str, *, limit: int = DRY_RUN_DEFAULT) -> Dry
 
 
 def activate(
-    session: Session, text: str, *, actor: str, ip: str | None = None, source: str = "console"
+    session: Session,
+    text: str,
+    *,
+    actor: str,
+    ip: str | None = None,
+    source: str = "console",
+    allow_empty: bool = False,
 ) -> RuleSet:
     """Store ``text`` as the next version, make it active, re-grade every lead under
     it (promoting those now qualified) and record who did it. One transaction: the
-    caller's."""
+    caller's. A file without a scoring rule raises NoScoringRules unless ``allow_empty``."""
     if len(text) > MAX_TEXT:
         raise rules.RulesError(f"{source}: the rules file is longer than {MAX_TEXT} characters")
+    if not allow_empty and scores_nothing(text, source):
+        raise NoScoringRules
     row = rules.load(session, text, source=source)
     regrade(session, rules.parse(text, source=source, version=row.version))
     audit.record(
@@ -153,10 +182,19 @@ def activate(
     return row
 
 
-def restore(session: Session, version: int, *, actor: str, ip: str | None = None) -> RuleSet:
+def restore(
+    session: Session, version: int, *, actor: str, ip: str | None = None, allow_empty: bool = False
+) -> RuleSet:
     """Activate an earlier version again: its text becomes the next version."""
     old = by_version(session, version)
-    return activate(session, old.raw_text, actor=actor, ip=ip, source=f"v{version} restored")
+    return activate(
+        session,
+        old.raw_text,
+        actor=actor,
+        ip=ip,
+        source=f"v{version} restored",
+        allow_empty=allow_empty,
+    )
 
 
 def regrade(session: Session, active_rules: rules.Rules) -> int:

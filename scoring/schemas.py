@@ -117,6 +117,15 @@ class ActivateSchema(Schema):
 
     text = fields.String(validate=validate.Length(1, 200_000))
     version = fields.Integer(validate=validate.Range(1, 2**31 - 1))
+    allow_empty = fields.Boolean(
+        load_default=False,
+        truthy={True},  # JSON true/false only: "yes" is no decision to wipe every score
+        falsy={False},
+        metadata={
+            "description": "Activate even without any [[engagement]] or [[fit]] rule "
+            "(every lead then scores 0); refused (422) otherwise."
+        },
+    )
 
     @validates_schema
     def _one(self, data: dict[str, Any], **_: Any) -> None:

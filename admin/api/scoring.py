@@ -104,19 +104,30 @@ def rules_activate() -> Response:
     args = _body(scoring_schemas.ActivateSchema)
     session = db.session()
     actor, ip = auth.current_actor(), auth.client_ip()
-    if "version" in args:
-        try:
-            row = rulesets.restore(session, args["version"], actor=actor, ip=ip)
-        except rulesets.RuleSetError as exc:
-            raise Refusal(404, errors={"version": [str(exc)]}) from None
-    else:
-        problem = rulesets.validate(args["text"])
-        if problem is not None:
-            raise rules_refusal(problem)
-        try:
-            row = rulesets.activate(session, args["text"], actor=actor, ip=ip, source="api")
-        except rules.RulesError as exc:  # a concurrent activation won every retry
-            raise Refusal(409, errors={"text": [str(exc)]}) from None
+    allow_empty = args["allow_empty"]
+    try:
+        if "version" in args:
+            try:
+                row = rulesets.restore(
+                    session, args["version"], actor=actor, ip=ip, allow_empty=allow_empty
+                )
+            except rulesets.RuleSetError as exc:
+                raise Refusal(404, errors={"version": [str(exc)]}) from None
+        else:
+            problem = rulesets.validate(args["text"])
+            if problem is not None:
+                raise rules_refusal(problem)
+            row = rulesets.activate(
+                session, args["text"], actor=actor, ip=ip, source="api", allow_empty=allow_empty
+            )
+    except rules.RulesError as exc:  # a concurrent activation won every retry
+        raise Refusal(409, errors={"text": [str(exc)]}) from None
+    except rulesets.NoScoringRules as exc:
+        raise Refusal(
+            422,
+            N_("The rules file has no scoring rule; send allow_empty: true to activate it."),
+            errors={"version" if "version" in args else "text": [str(exc)]},
+        ) from None
     return _dump(scoring_schemas.RuleVersionSchema, _version_row(row), 201)
 
 

@@ -128,7 +128,18 @@ def _confirm_page(text: str, restoring: Any) -> Response:
         ),
         preview=rulesets.dry_run(session, text),
         restoring=restoring,
+        scores_nothing=rulesets.scores_nothing(text),
     )
+
+
+def _allow_empty() -> bool:
+    """The confirm page's box for a file without a scoring rule (NoScoringRules)."""
+    return request.form.get("allow_empty") == "1"
+
+
+def _no_scoring_rules(text: str, exc: rulesets.NoScoringRules) -> Response:
+    """Back to the editor, the reason above the file: nothing was activated."""
+    return _editor(text, 422, problem=rulesets.Problem(None, str(exc)), checked=True)
 
 
 @bp.post("/scoring/activate")
@@ -138,9 +149,17 @@ def scoring_activate() -> Response:
     if isinstance(text, Response):
         return text
     try:
-        row = rulesets.activate(db.session(), text, actor=auth.current_actor(), ip=auth.client_ip())
+        row = rulesets.activate(
+            db.session(),
+            text,
+            actor=auth.current_actor(),
+            ip=auth.client_ip(),
+            allow_empty=_allow_empty(),
+        )
     except rules.RulesError:
         return _error(409, N_("The rules changed at the same time. Please try again."))
+    except rulesets.NoScoringRules as exc:
+        return _no_scoring_rules(text, exc)
     return redirect(url_for("console.scoring_version", version=row.version, activated=1))
 
 
@@ -202,14 +221,21 @@ def scoring_restore_confirm(version: int) -> Response:
 @bp.post("/scoring/versions/<int:version>/restore")
 @auth.require(P.SCORING_WRITE)
 def scoring_restore(version: int) -> Response:
-    if _version_or_404(version) is None:
+    old = _version_or_404(version)
+    if old is None:
         return _error(404, N_("There is no such rules version."))
     try:
         row = rulesets.restore(
-            db.session(), version, actor=auth.current_actor(), ip=auth.client_ip()
+            db.session(),
+            version,
+            actor=auth.current_actor(),
+            ip=auth.client_ip(),
+            allow_empty=_allow_empty(),
         )
     except rules.RulesError:
         return _error(409, N_("The rules changed at the same time. Please try again."))
+    except rulesets.NoScoringRules as exc:
+        return _no_scoring_rules(old.raw_text, exc)
     return redirect(url_for("console.scoring_version", version=row.version, activated=1))
 
 
