@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from capture.models import FormKind
-from leadvault import i18n
+from leadvault.refusals import RefusedRequest
 
 # Every field a form may declare, besides the always-required email.
 FIELD_NAMES = (
@@ -40,19 +39,12 @@ THANK_YOU_MAX = 1000
 ORIGINS_MAX = 50
 
 
-class FormError(Exception):
-    """A form definition the service refuses.
+class FormError(RefusedRequest):
+    """A form definition the service refuses; ``field`` names the part of the
+    definition it is about (given second, without its keyword, by the checks)."""
 
-    ``message`` is an English message id (translated with ``params`` for the
-    console); ``field`` names the part of the definition it is about.
-    """
-
-    def __init__(self, message: str, field: str | None = None, **params: Any) -> None:
-        self.message, self.field, self.params = message, field, params
-        super().__init__(message % params if params else message)
-
-    def translated(self, lang: str) -> str:
-        return i18n.translate(lang, self.message, **self.params)
+    def __init__(self, message: str, field: str | None = None, **values: object) -> None:
+        super().__init__(message, field=field, **values)
 
 
 class FormInUse(FormError):

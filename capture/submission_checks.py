@@ -13,15 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from email_validator import EmailNotValidError, ValidatedEmail, validate_email
-from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES as _MAILBOX_NAMES
-from email_validator.rfc_constants import DOT_ATOM_TEXT as _DOT_ATOM
-from email_validator.rfc_constants import EMAIL_MAX_LENGTH as _EMAIL_MAX_BYTES
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from capture.models import Form
 from capture.queueing import ValidSubmission
 from capture.service import COMPANY_SIZES, SOURCE_KEYS
-from leadvault import i18n, profile
+from leadvault import addresses, i18n, profile
 from leadvault.i18n import N_
 
 # Keys a submission may carry besides the form's declared fields.
@@ -85,38 +82,20 @@ def _checked_email(value: str, *, check_deliverability: bool) -> ValidatedEmail 
 def _normal_form(value: str, *, check_deliverability: bool) -> str | None:
     """``_checked_email(value).normalized``, or None when it is no address.
 
-    A plain address (an ASCII dot-atom, as email-validator's own pattern has it, one
-    "@", no mailbox name it lower-cases) is checked in two parts: its local part is
-    then valid as it is, and its domain is what email-validator makes of it behind a
-    stand-in local part, kept per domain (most submissions share a few domains, and
-    the domain is most of the check's cost); the lengths are checked as it checks
-    them. Anything else, and any check of deliverability (DNS), takes the whole check."""
-    local, at, domain = value.partition("@")
-    if (
-        check_deliverability
-        or not at
-        or "@" in domain
-        or _DOT_ATOM.match(local) is None
-        or local.lower() in _MAILBOX_NAMES
-    ):
-        checked = _checked_email(value, check_deliverability=check_deliverability)
-        return checked.normalized if checked is not None else None
-    domains = _domain(domain)
-    if domains is None:
-        return None
-    normal, ascii_domain = domains
-    for whole in (value, f"{local}@{normal}", f"{local}@{ascii_domain}"):
-        if len(whole.encode()) > _EMAIL_MAX_BYTES:
-            return None
-    return f"{local}@{normal}"
+    An address with a dot-atom local part takes the cheaper check in two parts
+    (``addresses.dot_atom_form``, with email-validator's default of a globally
+    deliverable domain, as here); anything else, an address it refuses and any check of
+    deliverability (DNS) take the whole check."""
+    if not check_deliverability:
+        normal = addresses.dot_atom_form(value, globally_deliverable=True)
+        if normal is not None:
+            return normal
+    checked = _checked_email(value, check_deliverability=check_deliverability)
+    return checked.normalized if checked is not None else None
 
 
-@functools.lru_cache(maxsize=4096)
-def _domain(domain: str) -> tuple[str, str] | None:
-    """The domain's normal and ASCII forms as email-validator gives them, or None when
-    it refuses the domain (checked behind the local part "a", which it accepts)."""
-    checked = _checked_email(f"a@{domain}", check_deliverability=False)
-    return (checked.domain, checked.ascii_domain) if checked is not None else None
+# The per-domain cache behind the two-part check, where tests clear it and count its hits.
+_domain = addresses.domain_forms
 
 
 def build_schema(form: Form, lang: str, *, check_deliverability: bool) -> Schema:

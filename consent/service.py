@@ -27,6 +27,7 @@ from leadvault import batch, clock, i18n, leads, outbox, signals, untrusted
 from leadvault.crypto import sha256_hex
 from leadvault.db import vault_of
 from leadvault.models import Lead
+from leadvault.refusals import RefusedRequest
 
 N_ = i18n.N_
 # What pages and mails call the purposes and consent states.
@@ -50,18 +51,8 @@ def purpose_label(purpose: str, lang: str) -> str:
     return i18n.translate(lang, label) if label else purpose
 
 
-class ConsentError(Exception):
-    """A request the consent module refuses, with a message safe to show.
-
-    ``message`` may be a message id with ``%(name)s`` values (``translated``)."""
-
-    def __init__(self, message: str, **values: object) -> None:
-        super().__init__(message % values if values else message)
-        self.message, self.values = message, values
-
-    def translated(self) -> str:
-        """The message in the request's language."""
-        return i18n.gettext(self.message, **self.values)
+class ConsentError(RefusedRequest):
+    """A request the consent module refuses, with a message safe to show."""
 
 
 class TextUnchanged(ConsentError):

@@ -25,6 +25,7 @@ from urllib3.exceptions import HTTPError, NewConnectionError, SSLError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from leadvault.i18n import N_
+from leadvault.refusals import RefusedRequest
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
@@ -32,15 +33,10 @@ _MAX_RESPONSE_BYTES = 64 * 1024
 USER_AGENT = "Leadvault-Webhooks/1"
 
 
-class AddressRefused(Exception):
-    """The URL is malformed or leads to an address we do not send to.
-
-    ``message`` is a message id with ``%(name)s`` values (``export.webhooks`` passes
-    them on to be translated); ``str`` is the English text (the delivery log's)."""
-
-    def __init__(self, message: str, **values: object) -> None:
-        super().__init__(message % values if values else message)
-        self.message, self.values = message, values
+class AddressRefused(RefusedRequest):
+    """The URL is malformed or leads to an address we do not send to (``export.webhooks``
+    passes the message on as a WebhookError; ``str``, the English text, is the delivery
+    log's)."""
 
 
 class SendFailed(Exception):

@@ -29,11 +29,12 @@ from export.webhook_events import (
     subscribed,
 )
 from export.webhook_log import LogEntry, attempts, counts, messages, purge_log
-from leadvault import clock, i18n, untrusted
+from leadvault import clock, untrusted
 from leadvault.crypto import DataKey, WrappedKey
 from leadvault.db import settings_of, vault_of
 from leadvault.i18n import N_
 from leadvault.models import OutboxMessage, OutboxStatus
+from leadvault.refusals import RefusedRequest
 
 # Events (export.webhook_events) and the log (export.webhook_log) are named here too.
 __all__ = [
@@ -68,21 +69,9 @@ __all__ = [
 ]
 
 
-class WebhookError(Exception):
-    """A request about endpoints that is refused, with a message safe to show.
-
-    ``message`` is a message id with ``%(name)s`` values (``translated`` for the
-    console and the API; ``str`` is the English text, for the command line);
-    ``field`` is the input it is about (``url``, ``event``, ``purpose``,
-    ``description``) or None."""
-
-    def __init__(self, message: str, *, field: str | None = None, **values: object) -> None:
-        super().__init__(message % values if values else message)
-        self.message, self.values, self.field = message, values, field
-
-    def translated(self) -> str:
-        """The message in the request's language."""
-        return i18n.gettext(self.message, **self.values)
+class WebhookError(RefusedRequest):
+    """A request about endpoints that is refused; ``field`` is the input it is about
+    (``url``, ``event``, ``purpose``, ``description``) or None."""
 
 
 DESCRIPTION_MAX = 200

@@ -39,37 +39,54 @@ def _validated(email: str) -> ValidatedEmail:
 def canonical(email: str) -> str:
     """The form an address is stored and compared in; InvalidAddress when it is none.
 
-    A plain address (an ASCII dot-atom local part, as email-validator's own pattern
-    has it, one "@", no mailbox name it lower-cases) is checked in two parts, as
-    ``capture.submission_checks`` checks a submission's: its local part is then valid as it is,
-    and its domain is what email-validator makes of it behind a stand-in local part,
-    kept per domain (a worker's batch normalises every lead's address; the domain is
-    most of the check's cost); the lengths are checked as email-validator checks them.
-    Anything else, and every address refused, takes the whole check (and its message)."""
+    An address with a dot-atom local part takes :func:`dot_atom_form`'s cheaper check (a
+    worker's batch normalises every lead's address); anything else, and every address
+    refused, takes the whole check (and its message)."""
     value = email.strip()
+    return dot_atom_form(value) or _validated(value).normalized
+
+
+def dot_atom_form(value: str, *, globally_deliverable: bool = False) -> str | None:
+    """email-validator's normal form of an address with a dot-atom local part, checked in
+    two parts; None for any other value or when it is refused: the whole check then says
+    what it is.
+
+    Such an address has an ASCII dot-atom local part (email-validator's own pattern), one
+    "@" and no mailbox name it lower-cases: its local part is valid as it is, and its
+    domain is what email-validator makes of it behind a stand-in local part, kept per
+    domain (:func:`domain_forms`: most addresses share a few domains, and the domain is
+    most of the check's cost); the lengths are checked as email-validator checks them.
+    ``globally_deliverable`` as email-validator's (a submission's address needs a domain
+    with a period; stored addresses, as :func:`canonical` has them, do not)."""
     local, at, domain = value.partition("@")
-    if at and "@" not in domain and _DOT_ATOM.match(local) and local.lower() not in _MAILBOX_NAMES:
-        domains = _domain(domain)
-        if domains is not None:
-            normal, ascii_domain = domains
-            whole = f"{local}@{normal}"
-            if all(
-                len(form.encode()) <= _EMAIL_MAX_BYTES
-                for form in (value, whole, f"{local}@{ascii_domain}")
-            ):
-                return whole
-    return _validated(value).normalized
+    if not at or "@" in domain or not _DOT_ATOM.match(local) or local.lower() in _MAILBOX_NAMES:
+        return None
+    domains = domain_forms(domain, globally_deliverable=globally_deliverable)
+    if domains is None:
+        return None
+    normal, ascii_domain = domains
+    whole = f"{local}@{normal}"
+    for form in (value, whole, f"{local}@{ascii_domain}"):
+        if len(form.encode()) > _EMAIL_MAX_BYTES:
+            return None
+    return whole
 
 
 @functools.lru_cache(maxsize=4096)
-def _domain(domain: str) -> tuple[str, str] | None:
+def domain_forms(domain: str, *, globally_deliverable: bool = False) -> tuple[str, str] | None:
     """The domain's normal and ASCII forms as email-validator gives them, or None when
     it refuses the domain (checked behind the local part "a", which it accepts)."""
     try:
-        checked = _validated(f"a@{domain}")
-    except InvalidAddress:
+        checked = validate_email(
+            f"a@{domain}", check_deliverability=False, globally_deliverable=globally_deliverable
+        )
+    except (EmailNotValidError, UnicodeError):
         return None
     return checked.domain, checked.ascii_domain
+
+
+# The cache's name where tests clear it and count its hits.
+_domain = domain_forms
 
 
 def index_form(email: str) -> str:

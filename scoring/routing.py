@@ -16,9 +16,10 @@ from collections.abc import Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from leadvault import addresses, clock, i18n, untrusted
+from leadvault import addresses, clock, untrusted
 from leadvault.db import vault_of
 from leadvault.i18n import N_
+from leadvault.refusals import RefusedRequest
 from leadvault.sealed import SealedPayload, seal, unseal
 from scoring.models import Absence, Handoff, Salesperson, SalesTeam, TeamMember
 from scoring.rule_model import REGIONS, Rules, matches_all
@@ -26,20 +27,9 @@ from scoring.rule_model import REGIONS, Rules, matches_all
 STRATEGIES = ("round_robin", "least_loaded")
 
 
-class SalesError(Exception):
-    """A sales set-up request the service refuses; the message names the problem.
-
-    ``message`` is a message id with ``%(name)s`` values (``translated`` for the
-    console and the API; ``str`` is the English text, for the command line);
-    ``field`` is the input it is about (``name``, ``email``, ``weight`` …) or None."""
-
-    def __init__(self, message: str, *, field: str | None = None, **values: object) -> None:
-        super().__init__(message % values if values else message)
-        self.message, self.values, self.field = message, values, field
-
-    def translated(self) -> str:
-        """The message in the request's language."""
-        return i18n.gettext(self.message, **self.values)
+class SalesError(RefusedRequest):
+    """A sales set-up request the service refuses; ``field`` is the input it is about
+    (``name``, ``email``, ``weight`` …) or None."""
 
 
 LANGUAGE_REFUSED = N_("The language must be en or de.")

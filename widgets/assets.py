@@ -23,6 +23,7 @@ from leadvault import clock, i18n, sizes, untrusted
 from leadvault.crypto import public_id
 from leadvault.db import settings_of
 from leadvault.i18n import N_
+from leadvault.refusals import RefusedRequest
 from widgets.models import Asset, FormAsset
 
 # Whitepapers, checklists, slides: big enough for a designed PDF, small enough to mail a link to.
@@ -57,8 +58,9 @@ KINDS: dict[str, FileKind] = {
 }
 
 
-class AssetError(Exception):
-    """An asset request refused; the message names the problem (safe to show)."""
+class AssetError(RefusedRequest):
+    """An asset request refused; ``conflict`` (409) and ``too_large`` (413) say which
+    answer it wants besides the usual 422."""
 
     def __init__(
         self,
@@ -69,13 +71,8 @@ class AssetError(Exception):
         too_large: bool = False,
         **values: object,
     ) -> None:
-        super().__init__(message % values if values else message)
-        self.message, self.values = message, values
-        self.field, self.conflict, self.too_large = field, conflict, too_large
-
-    def translated(self) -> str:
-        """The message in the request's language."""
-        return i18n.gettext(self.message, **self.values)
+        super().__init__(message, field=field, **values)
+        self.conflict, self.too_large = conflict, too_large
 
 
 def too_large() -> AssetError:
