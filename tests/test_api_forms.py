@@ -180,3 +180,17 @@ def test_command_line_uses_the_same_service(app):
     assert _actions(app, used) == ["form.archived"]
     made = run("add", "--name", "Used", "--kind", "newsletter", "--field", "nonsense")
     assert made.exit_code == 1 and "fields" in made.output
+
+
+def test_refusals_answer_in_the_requests_language(app, client):
+    """Like every other API refusal (the forms endpoints answered in English)."""
+    body = {**NEW, "redirect_url": "https://evil.example.net/x"}
+    english = client.post("/api/v1/forms", json=body, headers=_auth(app))
+    german = client.post(
+        "/api/v1/forms", json=body, headers={**_auth(app), "Accept-Language": "de"}
+    )
+    assert english.status_code == german.status_code == 422
+    said_in_english = english.get_json()["errors"]["redirect_url"][0]
+    said_in_german = german.get_json()["errors"]["redirect_url"][0]
+    assert said_in_english.startswith("The redirect must be a page on one of the form's")
+    assert said_in_german.startswith("Die Weiterleitung muss auf eine Seite")

@@ -37,7 +37,7 @@ def _show(form: Form, status: int = 200) -> Response:
 
 
 def _refused(exc: definitions.FormError) -> Refusal:
-    return Refusal(422, errors={exc.field or "_schema": [str(exc)]})
+    return Refusal(422, errors={exc.field or "_schema": [exc.translated()]})
 
 
 @operation(
