@@ -1,11 +1,13 @@
-"""Public form endpoints: the hosted page, the submission, the widget's config."""
+"""Public form endpoints: the hosted page, the submission, the widget's config.
+
+What they answer with (the form page, the thank-you reply, a refusal) and the CORS and
+framing headers that go with it are built in ``capture/form_pages.py``.
+"""
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import (
@@ -15,14 +17,12 @@ from flask import (
     current_app,
     jsonify,
     make_response,
-    redirect,
-    render_template,
     request,
 )
 from werkzeug.exceptions import BadRequest
 
-from capture import bots, origins, queueing, service, submission_checks
-from capture.models import Form, FormKind
+from capture import bots, form_pages, queueing, service, submission_checks
+from capture.models import Form
 from leadvault import db, i18n, leads
 from leadvault.app import runtime
 from leadvault.i18n import N_
@@ -52,19 +52,6 @@ WIDGET_STRINGS = {
 }
 
 
-def _settings() -> Any:
-    return runtime(current_app).settings
-
-
-def _own_origin() -> str:
-    return _origin_of(_settings().base_url)
-
-
-@functools.cache
-def _origin_of(url: str) -> str:
-    return origins.normalise_origin(url)
-
-
 _form_cache = service.FormCache()
 
 
@@ -92,21 +79,6 @@ def _form_language(form_lang: str | None = None) -> str:
     )
 
 
-def _frame_csp(form: Form, *, script: bool) -> str:
-    ancestors = " ".join(["'self'", *form.allowed_origins])
-    targets = ["'self'"]
-    if form.redirect_url:
-        # The redirect is a page (with a path) on one of the form's origins.
-        parts = urlsplit(form.redirect_url)
-        targets.append(origins.normalise_origin(f"{parts.scheme}://{parts.netloc}"))
-    script_src = "'self'" if script else "'none'"
-    return (
-        f"default-src 'none'; style-src 'self'; img-src 'self'; script-src {script_src}; "
-        f"connect-src 'self'; form-action {' '.join(targets)}; "
-        f"frame-ancestors {ancestors}; base-uri 'none'"
-    )
-
-
 def _request_origin() -> str | None:
     """The Origin header, with our own hosted form page recognised.
 
@@ -118,69 +90,14 @@ def _request_origin() -> str | None:
     """
     origin = request.headers.get("Origin")
     if origin == "null" and request.headers.get("Sec-Fetch-Site") == "same-origin":
-        return _own_origin()
+        return form_pages.own_origin()
     return origin
-
-
-def _cors(response: Response, form: Form) -> Response:
-    origin = request.headers.get("Origin")
-    if origin and origin != "null" and service.origin_allowed(form, origin, _own_origin()):
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
-        response.headers["Access-Control-Max-Age"] = "600"
-    response.headers.add("Vary", "Origin")
-    return response
-
-
-# The hosted page's heading for a form without a title in any language: what the form is
-# for, never its name (the name is for staff only).
-HEADINGS = {
-    FormKind.NEWSLETTER: N_("Subscribe to our newsletter"),
-    FormKind.WHITEPAPER: N_("Download the whitepaper"),
-    FormKind.CONTACT: N_("Contact us"),
-}
-
-
-def heading(form: Form, lang: str) -> str:
-    """The hosted page's h1 and title: the form's public title, else what the form is for."""
-    return form.public_title(lang) or i18n.translate(lang, HEADINGS[FormKind(form.kind)])
-
-
-def render_form_page(
-    form: Form,
-    lang: str,
-    *,
-    values: dict[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
-    notice: str | None = None,
-    status: int = 200,
-) -> Response:
-    session = db.session()
-    body = render_template(
-        "capture/form.html",
-        form=form,
-        heading=heading(form, lang),
-        fields=form.fields,
-        consents=service.consent_texts_for(session, form, lang),
-        render_token=bots.issue_render_token(session, form),
-        challenge=bots.pow_challenge(session) if form.proof_of_work else None,
-        values=values or {},
-        errors=errors or {},
-        notice=notice,
-        company_sizes=service.COMPANY_SIZES,
-    )
-    response = make_response(body, status)
-    # Its own scripts only: the time zone field (zone.js) and the proof of work (pow.js).
-    response.headers["Content-Security-Policy"] = _frame_csp(form, script=True)
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 @bp.get("/f/<form_id>", provide_automatic_options=False)
 def show(form_id: str) -> Response:
     form = _form_or_404(form_id)
-    return render_form_page(form, _form_language())
+    return form_pages.render_form_page(form, _form_language())
 
 
 @bp.get("/f/<form_id>/config")
@@ -207,13 +124,13 @@ def config(form_id: str) -> Response:
     }
     response = jsonify(payload)
     response.headers["Cache-Control"] = "no-store"
-    return _cors(response, form)
+    return form_pages.cors(response, form)
 
 
 @bp.route("/f/<form_id>", methods=["OPTIONS"], provide_automatic_options=False)
 def preflight(form_id: str) -> Response:
     form = _form_or_404(form_id)
-    return _cors(make_response("", 204), form)
+    return form_pages.cors(make_response("", 204), form)
 
 
 def _read_body() -> tuple[dict[str, Any], bool]:
@@ -237,46 +154,11 @@ def _read_body() -> tuple[dict[str, Any], bool]:
     return None
 
 
-def _back_link(form: Form, raw: dict[str, Any]) -> tuple[str, str] | None:
-    """(URL, host) of the page the visitor came from, when it is on an allowed origin."""
-    for candidate in (raw.get("page_url"), request.referrer):
-        if isinstance(candidate, str) and candidate:
-            parts = origins.page_on_owner_site(form, candidate)
-            if parts is not None:
-                return parts.geturl(), parts.hostname or ""
-    return None
-
-
-def _reply(form: Form, lang: str, as_json: bool, raw: dict[str, Any] | None = None) -> Response:
-    """The reply every accepted (or silently dropped) submission gets."""
-    thanks = (form.thank_you or {}).get(lang) or i18n.translate(
-        lang, "Thank you! Please check your inbox and confirm your email address."
-    )
-    if as_json:
-        body: dict[str, Any] = {"status": "ok", "message": thanks}
-        if form.redirect_url:
-            body["redirect"] = form.redirect_url
-        return _cors(jsonify(body), form)
-    if form.redirect_url:
-        return redirect(form.redirect_url, 303)
-    back = _back_link(form, raw or {})
-    response = make_response(
-        render_template(
-            "capture/thanks.html",
-            message=thanks,
-            back_url=back[0] if back else None,
-            back_host=back[1] if back else None,
-        )
-    )
-    response.headers["Content-Security-Policy"] = _frame_csp(form, script=False)
-    return response
-
-
 @bp.post("/f/<form_id>", provide_automatic_options=False)
 @csrf.exempt  # public endpoint: protected by the signed render token and Origin check
 def submit(form_id: str) -> Response | tuple[Any, int]:
     form = _form_or_404(form_id)
-    if not service.origin_allowed(form, _request_origin(), _own_origin()):
+    if not service.origin_allowed(form, _request_origin(), form_pages.own_origin()):
         return error_response(403)
     raw, as_json = _read_body()
     app_runtime = runtime(current_app)
@@ -295,31 +177,31 @@ def submit(form_id: str) -> Response | tuple[Any, int]:
         values = {k: v for k, v in raw.items() if isinstance(v, str | list) and k != "website"}
         # Our page sends no referrer: the second send carries the way back (the host page,
         # or its origin as the browser told it) for the thank-you page.
-        back = _back_link(form, raw)
+        back = form_pages.back_link(form, raw)
         values.pop("page_url", None)
         if back is not None:
             values["page_url"] = back[0]
         notice = i18n.translate(
             lang, "One more step: please check your details and send the form once more."
         )
-        return render_form_page(form, lang, values=values, notice=notice, status=200)
+        return form_pages.render_form_page(form, lang, values=values, notice=notice, status=200)
     if verdict == bots.Verdict.EXPIRED:
         errors = {
             "render_token": i18n.translate(
                 lang, "This form was open too long. Please reload the page and send it again."
             )
         }
-        return _invalid(form, lang, raw, errors, as_json)
+        return form_pages.refused_reply(form, lang, raw, errors, as_json)
     if verdict != bots.Verdict.HUMAN:
         bots.record_bot(db.session(), form, verdict)
-        return _reply(form, lang, as_json, raw)
+        return form_pages.accepted_reply(form, lang, as_json, raw)
 
     valid, errors = submission_checks.validate_submission(
         form, raw, lang, check_deliverability=settings.email_check_deliverability
     )
     if valid is None:
-        return _invalid(form, lang, raw, errors, as_json)
-    reply = _reply(form, lang, as_json, raw)
+        return form_pages.refused_reply(form, lang, raw, errors, as_json)
+    reply = form_pages.accepted_reply(form, lang, as_json, raw)
     vault = app_runtime.vault
     email_index = (
         vault.blind_index_of_form(valid.email_index_form)
@@ -400,18 +282,3 @@ def _store(
     if stored:
         app_runtime.wake.set()  # an in-process worker starts at once
     return stored
-
-
-def _invalid(
-    form: Form, lang: str, raw: dict[str, Any], errors: dict[str, str], as_json: bool
-) -> Response:
-    if as_json:
-        response = jsonify(
-            error=i18n.translate(lang, "Some fields need your attention."),
-            fields=errors,
-            status=422,
-        )
-        response.status_code = 422
-        return _cors(response, form)
-    values = {k: v for k, v in raw.items() if isinstance(v, str | list)}
-    return render_form_page(form, lang, values=values, errors=errors, status=422)
