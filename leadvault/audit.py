@@ -104,6 +104,7 @@ class Action(Catalogued):
     WEBHOOK_REMOVED = "webhook.removed", N_("Webhook endpoint removed")
     CONSENT_TEXT_PUBLISHED = "consent_text.published", N_("Consent text published")
     RULES_ACTIVATED = "scoring.rules_activated", N_("Scoring rules activated")
+    SALESPERSON_CHANGED = "salesperson.changed", N_("Salesperson's name or address changed")
 
 
 class ObjectType(Catalogued):
@@ -119,6 +120,7 @@ class ObjectType(Catalogued):
     WEBHOOK_ENDPOINT = "webhook_endpoint", N_("Webhook endpoint")
     CONSENT_TEXT = "consent_text", N_("Consent text")
     RULE_SET = "rule_set", N_("Scoring rules")
+    SALESPERSON = "salesperson", N_("Salesperson")
 
 
 class AuditError(ValueError):

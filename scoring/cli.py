@@ -201,6 +201,43 @@ def add(
     click.echo(f"Salesperson {email} added.")
 
 
+@sales.command("edit")
+@click.argument("current_email", metavar="EMAIL")
+@click.option("--name", help="The new name.")
+@click.option("--email", "new_email", help="The new address (no other salesperson's).")
+def edit(current_email: str, name: str | None, new_email: str | None) -> None:
+    """Change a salesperson's name or address (audited). Their open handoffs stay theirs;
+    the next mails about them go to the new address."""
+    from leadvault import audit
+    from scoring import routing, sales_team
+
+    if name is None and new_email is None:
+        raise click.UsageError("give --name, --email or both")
+    unrouted: list[str] = []
+
+    def run(session: object) -> None:
+        found = routing.person_by_email(session, current_email)  # type: ignore[arg-type]
+        if found is None:
+            raise routing.SalesError("There is no salesperson with this address.")
+        sales_team.update_person(
+            session,  # type: ignore[arg-type]
+            found.id,
+            actor=audit.cli_actor(),
+            name=name,
+            email=new_email,
+        )
+        unrouted.extend(sales_team.rules_without_person(session))  # type: ignore[arg-type]
+
+    _sales_call(run)
+    click.echo(f"Salesperson {for_terminal(new_email or current_email)} changed.")
+    if unrouted:
+        click.echo(
+            "Warning: routing rules of the active rules file name an address no salesperson "
+            f"has: {for_terminal(', '.join(unrouted))}; update the rules file.",
+            err=True,
+        )
+
+
 @sales.command("list")
 def list_() -> None:
     """List salespeople with their load this week."""

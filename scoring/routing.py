@@ -77,10 +77,7 @@ def add_person(
     weekly_capacity: int = 50,
 ) -> Salesperson:
     name = contact_name(name)
-    try:
-        addresses.canonical(email)
-    except addresses.InvalidAddress:
-        raise SalesError(N_("This is not an email address."), field="email") from None
+    email = contact_address(email)
     if language not in {"en", "de"}:
         raise SalesError(LANGUAGE_REFUSED, field="language")
     if weight < 1:
@@ -89,13 +86,7 @@ def add_person(
         raise SalesError(CAPACITY_REFUSED, field="weekly_capacity")
     if person_by_email(session, email) is not None:
         raise SalesError(N_("A salesperson with this address exists already."), field="email")
-    sealed = seal(vault_of(session), _CONTACT, {"email": email.strip().lower(), "name": name})
     person = Salesperson(
-        email_index=vault_of(session).blind_index(email),
-        payload=sealed.payload,
-        payload_owner=sealed.owner,
-        payload_key=sealed.key,
-        payload_key_version=sealed.key_version,
         language=language,
         weight=weight,
         weekly_capacity=weekly_capacity,
@@ -103,9 +94,32 @@ def add_person(
         active=True,
         created_at=clock.now(),
     )
+    seal_contact(session, person, email=email, name=name)
     session.add(person)
     session.flush()
     return person
+
+
+def contact_address(email: str) -> str:
+    """A salesperson's address as stored (trimmed, lower-cased); SalesError when it is
+    none."""
+    try:
+        addresses.canonical(email)
+    except addresses.InvalidAddress:
+        raise SalesError(N_("This is not an email address."), field="email") from None
+    return email.strip().lower()
+
+
+def seal_contact(session: Session, person: Salesperson, *, email: str, name: str) -> None:
+    """Store the (checked) name and address sealed under a new data key, the old payload
+    and its key replaced, and the blind index of the address; mails read it from now on."""
+    vault = vault_of(session)
+    sealed = seal(vault, _CONTACT, {"email": email, "name": name})
+    person.email_index = vault.blind_index(email)
+    person.payload, person.payload_owner = sealed.payload, sealed.owner
+    person.payload_key, person.payload_key_version = sealed.key, sealed.key_version
+    if person.id is not None:
+        session.info.setdefault(_CONTACT_CACHE, {})[person.id] = Contact(email=email, name=name)
 
 
 def person_by_email(session: Session, email: str) -> Salesperson | None:

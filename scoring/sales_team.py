@@ -15,15 +15,17 @@ from collections import defaultdict
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from leadvault import clock
+from leadvault import audit, clock
 from leadvault.i18n import N_
 from scoring import routing
+from scoring import rules as rules_module
 from scoring.models import Absence, Handoff, Salesperson, SalesTeam, TeamMember
 from scoring.routing import SalesError
 
 MAX_ABSENCE_DAYS = 366
 MAX_PEOPLE = 500  # a page of the roster; a sales team is far smaller
 ABSENCE_ORDER = N_("The absence ends before it starts.")
+ADDRESS_TAKEN = N_("A salesperson with this address exists already.")
 
 
 class NotFound(SalesError):
@@ -128,7 +130,7 @@ def add_person(
     team_ids: tuple[int, ...] = (),
 ) -> Salesperson:
     if "@" in email and routing.person_by_email(session, email) is not None:
-        raise Conflict(N_("A salesperson with this address exists already."), field="email")
+        raise Conflict(ADDRESS_TAKEN, field="email")
     added = routing.add_person(
         session,
         email=email,
@@ -146,13 +148,22 @@ def update_person(
     session: Session,
     person_id: int,
     *,
+    actor: str,
+    ip: str | None = None,
+    name: str | None = None,
+    email: str | None = None,
     language: str | None = None,
     weight: int | None = None,
     weekly_capacity: int | None = None,
     active: bool | None = None,
 ) -> Salesperson:
-    """Change what routing reads; the name and address stay as sealed at creation."""
+    """Change a salesperson: their name and address (checked as when adding them, sealed
+    anew, recorded in the audit trail by ``actor``) and what routing reads.
+
+    Their handoffs stay theirs: the next mail about an open one (its reminder) goes to
+    the new address; mails already queued keep the address they were written to."""
     found = person(session, person_id)
+    changed = _change_contact(session, found, name=name, email=email)
     if language is not None:
         if language not in {"en", "de"}:
             raise SalesError(routing.LANGUAGE_REFUSED, field="language")
@@ -168,7 +179,53 @@ def update_person(
     if active is not None:
         found.active = active
     session.flush()
+    if changed:
+        # Which fields, never their values: the trail is pseudonymous.
+        audit.record(
+            session,
+            actor=actor,
+            action=audit.Action.SALESPERSON_CHANGED,
+            object_type=audit.ObjectType.SALESPERSON,
+            object_id=found.id,
+            detail={"fields": changed},
+            ip=ip,
+        )
     return found
+
+
+def _change_contact(
+    session: Session, found: Salesperson, *, name: str | None, email: str | None
+) -> list[str]:
+    """Check and seal a new name and/or address; the fields that changed, by name."""
+    if name is None and email is None:
+        return []
+    before = routing.contact(session, found)
+    new_name = routing.contact_name(name) if name is not None else before.name
+    new_email = routing.contact_address(email) if email is not None else before.email
+    if new_email != before.email:
+        other = routing.person_by_email(session, new_email)
+        if other is not None and other.id != found.id:
+            raise Conflict(ADDRESS_TAKEN, field="email")
+    changed = [
+        field
+        for field, old, new in (("email", before.email, new_email), ("name", before.name, new_name))
+        if old != new
+    ]
+    if changed:
+        routing.seal_contact(session, found, email=new_email, name=new_name)
+    return changed
+
+
+def rules_without_person(session: Session) -> list[str]:
+    """The routing rules of the active rules file that send leads to an address no
+    salesperson has (``fallback`` for the fallback), e.g. the old one after a change of
+    address: routing skips them until the file names the new one."""
+    active = rules_module.active(session)
+    named = [(rule.name, rule.salesperson) for rule in active.routing]
+    named.append(("fallback", active.fallback_salesperson))
+    return [
+        name for name, email in named if email and routing.person_by_email(session, email) is None
+    ]
 
 
 # --- teams --------------------------------------------------------------------------

@@ -195,14 +195,22 @@ def _contact_name(value: str) -> None:
         raise ValidationError(exc.translated()) from None
 
 
-class SalespersonInSchema(Schema):
-    email = fields.Email(required=True, validate=validate.Length(3, 254))
-    name = fields.String(
-        required=True,
+def _email(*, required: bool) -> fields.Email:
+    return fields.Email(required=required, validate=validate.Length(3, 254))
+
+
+def _name(*, required: bool) -> fields.String:
+    return fields.String(
+        required=required,
         validate=[validate.Length(1, routing.NAME_MAX), _contact_name],
         # The service's rule as the API document's pattern (its refusal names the character).
         metadata={"pattern": untrusted.ONE_LINE_PATTERN},
     )
+
+
+class SalespersonInSchema(Schema):
+    email = _email(required=True)
+    name = _name(required=True)
     language = fields.String(load_default="en", validate=_LANGUAGE)
     weight = fields.Integer(load_default=1, validate=_WEIGHT)
     weekly_capacity = fields.Integer(load_default=50, validate=_CAPACITY)
@@ -214,6 +222,9 @@ class SalespersonInSchema(Schema):
 
 
 class SalespersonPatchSchema(Schema):
+    # Checked as when adding; another salesperson's address is refused (409).
+    email = _email(required=False)
+    name = _name(required=False)
     language = fields.String(validate=_LANGUAGE)
     weight = fields.Integer(validate=_WEIGHT)
     weekly_capacity = fields.Integer(validate=_CAPACITY)

@@ -146,9 +146,9 @@ def test_sales_team_edits_and_absences_steer_routing(app):
             sales_team.add_person(s, email="ANNA@sales.example", name="Other")
         with pytest.raises(sales_team.Conflict):
             sales_team.add_team(s, "dach")
-        sales_team.update_person(s, ben.id, weekly_capacity=0)
+        sales_team.update_person(s, ben.id, actor="cli:test", weekly_capacity=0)
         with pytest.raises(routing.SalesError, match="capacity"):
-            sales_team.update_person(s, ben.id, weekly_capacity=-1)
+            sales_team.update_person(s, ben.id, actor="cli:test", weekly_capacity=-1)
         today = clock.now().date()
         absence = sales_team.add_absence(s, anna.id, today, today + dt.timedelta(days=2))
         with pytest.raises(routing.SalesError, match="ends before"):

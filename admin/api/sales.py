@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Response
 
+from admin import auth
 from admin.api.registry import operation
 from admin.api.views import Refusal, _body, _dump, _query, bp
 from admin.permissions import Permission
@@ -103,10 +104,14 @@ def salesperson_detail(person_id: int) -> Response:
     bp,
     "PATCH",
     "/salespeople/{person_id}",
-    summary="Change a salesperson's language, weight, weekly capacity or activity",
+    summary=(
+        "Change a salesperson's name, address (audited; their open handoffs' next mails go "
+        "to it), language, weight, weekly capacity or activity"
+    ),
     permission=P.SALES_TEAM_WRITE,
     body=scoring_schemas.SalespersonPatchSchema,
     response=scoring_schemas.SalespersonSchema,
+    errors=(409,),
     path_params=(("person_id", "int"),),
     personal=True,
     tag="sales",
@@ -115,7 +120,9 @@ def salesperson_update(person_id: int) -> Response:
     args = _body(scoring_schemas.SalespersonPatchSchema)
     session = db.session()
     try:
-        sales_team.update_person(session, person_id, **args)
+        sales_team.update_person(
+            session, person_id, actor=auth.current_actor(), ip=auth.client_ip(), **args
+        )
         row = sales_team.row_of(session, person_id)
     except routing.SalesError as exc:
         raise _refused(exc) from None
@@ -134,7 +141,7 @@ def salesperson_update(person_id: int) -> Response:
 )
 def salesperson_deactivate(person_id: int) -> Response:
     try:
-        sales_team.update_person(db.session(), person_id, active=False)
+        sales_team.update_person(db.session(), person_id, actor=auth.current_actor(), active=False)
     except routing.SalesError as exc:
         raise _refused(exc) from None
     return Response(status=204)

@@ -69,6 +69,7 @@ def _team_page(status: int = 200, **extra: Any) -> Response:
         absences=sales_team.absences(session),
         names={row.id: row.name for row in people},
         strategies=routing.STRATEGIES,
+        unrouted=sales_team.rules_without_person(session),
         done=request.args.get("done"),
         errors=extra.pop("errors", {}),
         form=form,
@@ -115,17 +116,22 @@ def _person_or_none(person_id: int) -> sales_team.PersonRow | None:
 
 
 def _person_page(row: sales_team.PersonRow, status: int = 200, **extra: Any) -> Response:
+    session = db.session()
     return page(
         "console/sales_person.html",
         status,
         section="sales",
         person=row,
-        absences=sales_team.absences(db.session(), person_id=row.id),
+        absences=sales_team.absences(session, person_id=row.id),
         errors=extra.pop("errors", {}),
         saved=request.args.get("saved") == "1",
         typed=request.form if status == 422 else {},
+        unrouted=sales_team.rules_without_person(session),
         **extra,
     )
+
+
+PERSON_FIELDS = ("name", "email", "language", "weight", "weekly_capacity")
 
 
 @bp.get("/sales/people/<int:person_id>")
@@ -144,16 +150,19 @@ def sales_person_update(person_id: int) -> Response:
     if row is None:
         return _error(404, N_("There is no such salesperson."))
     try:
-        args = _load(
-            scoring_schemas.SalespersonPatchSchema, ("language", "weight", "weekly_capacity")
-        )
+        args = _load(scoring_schemas.SalespersonPatchSchema, PERSON_FIELDS)
+        for field in ("name", "email"):
+            # Emptied: the service refuses it by name (``_load`` leaves blanks out).
+            if field in request.form and field not in args:
+                args[field] = ""
         args["active"] = request.form.get("active") == "1"
-        sales_team.update_person(db.session(), person_id, **args)
+        sales_team.update_person(
+            db.session(), person_id, actor=auth.current_actor(), ip=auth.client_ip(), **args
+        )
     except ValidationError as exc:
         return _person_page(row, 422, errors=_first(exc.messages))
     except routing.SalesError as exc:
-        errors = _refusal(exc, ("language", "weight", "weekly_capacity"), "weight")
-        return _person_page(row, 422, errors=errors)
+        return _person_page(row, 422, errors=_refusal(exc, PERSON_FIELDS, "weight"))
     return redirect(url_for("console.sales_person", person_id=person_id, saved=1))
 
 

@@ -224,6 +224,19 @@ def _tokens(session: Session, refs: Iterable[str]) -> dict[str, _Named]:
     }
 
 
+def _salespeople(session: Session, refs: Iterable[str]) -> dict[str, _Named]:
+    """By number: a salesperson's name is personal data (and may be what changed)."""
+    may_open = auth.can(Permission.SALES_TEAM_WRITE)
+    return {
+        ref: _Named(
+            f"#{ref}",
+            url_for("console.sales_person", person_id=int(ref)) if may_open else None,
+        )
+        for ref in refs
+        if ref.isdigit() and len(ref) < 10
+    }
+
+
 _NAMERS: dict[str, Callable[[Session, Iterable[str]], dict[str, _Named]]] = {
     audit.ObjectType.LEAD: _leads,
     audit.ObjectType.FORM: _forms,
@@ -233,4 +246,5 @@ _NAMERS: dict[str, Callable[[Session, Iterable[str]], dict[str, _Named]]] = {
     audit.ObjectType.RULE_SET: _rule_sets,
     audit.ObjectType.USER: _users,
     audit.ObjectType.TOKEN: _tokens,
+    audit.ObjectType.SALESPERSON: _salespeople,
 }
