@@ -19,6 +19,7 @@ from capture.models import Form, Submission
 from consent.models import Consent
 from leadvault import clock
 from leadvault.models import Lead
+from leadvault.refusals import RefusedRequest
 from scoring import rules as scoring_rules
 from scoring import scores
 from scoring.models import Handoff, HandoffStatus, LeadScore, Stage, StageChange
@@ -33,7 +34,7 @@ NO_SOURCE = "-"  # with first_touch: the leads whose first touch had no such val
 _ASSIGNED = (HandoffStatus.OFFERED, HandoffStatus.ACCEPTED)
 
 
-class LeadError(ValueError):
+class LeadError(RefusedRequest, ValueError):
     """A request the service refuses; the message is for the person."""
 
 

@@ -275,16 +275,18 @@ def change_stage(
     """Move the lead by hand; one stage change and one audit entry (from, to, reason)."""
     reason = " ".join(reason.split())
     if not reason:
-        raise LeadError("say why (a reason)")
+        raise LeadError(N_("say why (a reason)"), field="reason")
     if len(reason) > REASON_MAX:
-        raise LeadError(f"the reason has at most {REASON_MAX} characters")
+        raise LeadError(
+            N_("the reason has at most %(max)s characters"), field="reason", max=REASON_MAX
+        )
     state = stages.state_of(session, lead.id, for_update=True)
     try:
         change = stages.transition(
             session, state, to, cause_kind="person", cause=f"{actor}: {reason}"
         )
     except stages.StageError as exc:
-        raise LeadError(str(exc)) from None
+        raise LeadError(exc.message, field=exc.field, **exc.values) from None
     audit.record_lead(
         session,
         lead.id,

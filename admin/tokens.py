@@ -17,11 +17,13 @@ from admin.models import PersonalToken, User
 from leadvault import api, audit, clock
 from leadvault.crypto import random_token, sha256_hex
 from leadvault.db import settings_of
+from leadvault.i18n import N_
+from leadvault.refusals import RefusedRequest
 
 PREFIX = "lvp_"
 
 
-class TokenError(ValueError):
+class TokenError(RefusedRequest, ValueError):
     """A token request the service refuses; the message names the problem."""
 
 
@@ -38,19 +40,21 @@ def create(
     """A new token and its secret (shown once)."""
     name = name.strip()
     if api.token_name_refused(name):
-        raise TokenError("the name must have 1 to 80 characters on one line")
+        raise TokenError(N_("the name must have 1 to 80 characters on one line"), field="name")
     maximum = settings_of(session).api_token_max_days
     if not 1 <= days <= maximum:
-        raise TokenError(f"a token lives 1 to {maximum} days")
+        raise TokenError(N_("a token lives 1 to %(maximum)s days"), field="days", maximum=maximum)
     allowed = {p.value for p in permissions.of_role(user.role)}
     unknown = sorted(set(scopes) - {p.value for p in permissions.Permission})
     if unknown:
-        raise TokenError(f"unknown scope {unknown[0]!r}")
+        raise TokenError(N_("unknown scope '%(scope)s'"), field="scopes", scope=unknown[0])
     beyond = sorted(set(scopes) - allowed)
     if beyond:
-        raise TokenError(f"the account's role does not allow {beyond[0]!r}")
+        raise TokenError(
+            N_("the account's role does not allow '%(scope)s'"), field="scopes", scope=beyond[0]
+        )
     if not scopes:
-        raise TokenError("a token needs at least one scope")
+        raise TokenError(N_("a token needs at least one scope"), field="scopes")
     secret = PREFIX + random_token(32)
     now = clock.now()
     token = PersonalToken(

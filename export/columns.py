@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy.orm import Session
 
 from capture.definitions import PROFILE_FIELDS
+from leadvault.i18n import N_
+from leadvault.refusals import RefusedRequest
 
 
 class Kind(enum.StrEnum):
@@ -96,7 +98,7 @@ DEFAULT = (
 _PARTS = {"": "status", "date": "date", "version": "version"}
 
 
-class ColumnError(Exception):
+class ColumnError(RefusedRequest):
     """An unknown column key; the message names it and the known ones."""
 
 
@@ -146,14 +148,22 @@ def parse(session: Session, spec: str | Sequence[str] | None) -> list[Column]:
             purpose, _, part = key.removeprefix("consent.").partition(".")
             if purpose not in purposes or part not in _PARTS:
                 raise ColumnError(
-                    f"unknown column {key!r}; consent columns are consent.PURPOSE[.date|.version]"
-                    f" for {', '.join(purposes)}"
+                    N_(
+                        "unknown column '%(key)s'; consent columns are "
+                        "consent.PURPOSE[.date|.version] for %(purposes)s"
+                    ),
+                    key=key,
+                    purposes=", ".join(purposes),
                 )
             chosen.append(consent_columns(purpose)[list(_PARTS).index(part)])
         else:
-            raise ColumnError(f"unknown column {key!r}; known: {', '.join(known(purposes))}")
+            raise ColumnError(
+                N_("unknown column '%(key)s'; known: %(known)s"),
+                key=key,
+                known=", ".join(known(purposes)),
+            )
     if not chosen:
-        raise ColumnError("no columns chosen")
+        raise ColumnError(N_("no columns chosen"))
     return list({column.key: column for column in chosen}.values())
 
 

@@ -38,6 +38,8 @@ from capture.definitions import PROFILE_FIELDS
 from capture.service import COMPANY_SIZES
 from capture.submission_checks import text_problem
 from leadvault import i18n
+from leadvault.i18n import N_
+from leadvault.refusals import RefusedRequest
 
 ATTRIBUTES = PROFILE_FIELDS  # what a line may hold besides the address: a form's profile fields
 PROOF = ("optin_at", "optin_source", "optin_text")
@@ -95,8 +97,11 @@ PRESETS: dict[str, dict[str, str]] = {
 }
 
 
-class MappingError(Exception):
+class MappingError(RefusedRequest):
     """The file or the mapping cannot be used at all; the message says why."""
+
+
+NOT_VALID = N_("the first line is not valid %(encoding)s: give --encoding (e.g. cp1252)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,13 +123,26 @@ def plan(header: Sequence[str], *, preset: str = "auto", overrides: Mapping[str,
     if preset == "auto":
         preset = max(tables, key=lambda name: sum(k in tables[name] for k in keys))
     elif preset not in tables:
-        raise MappingError(f"preset must be one of auto, {', '.join(PRESETS)}")
+        raise MappingError(
+            N_("preset must be one of auto, %(known)s"), field="preset", known=", ".join(PRESETS)
+        )
     table = tables[preset]
     for column, field in overrides.items():
         if field not in FIELDS and field != "-":
-            raise MappingError(f"--map {column}={field}: field must be one of {', '.join(FIELDS)}")
+            raise MappingError(
+                N_("--map %(column)s=%(target)s: field must be one of %(known)s"),
+                field="map",
+                column=column,
+                known=", ".join(FIELDS),
+                target=field,
+            )
         if _key(column) not in keys:
-            raise MappingError(f"--map {column}={field}: the file has no column {column!r}")
+            raise MappingError(
+                N_("--map %(column)s=%(target)s: the file has no column '%(column)s'"),
+                field="map",
+                column=column,
+                target=field,
+            )
     chosen = {_key(column): field for column, field in overrides.items()}
     columns: dict[str, int] = {}
     ignored: list[str] = []
@@ -136,8 +154,8 @@ def plan(header: Sequence[str], *, preset: str = "auto", overrides: Mapping[str,
         columns[field] = index
     if "email" not in columns:
         raise MappingError(
-            "no email column: name it with --map COLUMN=email "
-            f"(columns: {', '.join(header) or 'none'})"
+            N_("no email column: name it with --map COLUMN=email (columns: %(columns)s)"),
+            columns=", ".join(header) or "none",
         )
     return ColumnMap(preset, columns, tuple(ignored))
 
@@ -159,7 +177,11 @@ def check_encoding(encoding: str) -> str:
     try:
         return codecs.lookup(encoding).name
     except LookupError:
-        raise MappingError(f"unknown encoding {encoding!r} (e.g. utf-8, cp1252)") from None
+        raise MappingError(
+            N_("unknown encoding '%(encoding)s' (e.g. utf-8, cp1252)"),
+            field="encoding",
+            encoding=encoding,
+        ) from None
 
 
 def read(source: IO[bytes], *, encoding: str = "utf-8") -> tuple[list[str], Iterator[RawLine]]:
@@ -176,16 +198,14 @@ def read(source: IO[bytes], *, encoding: str = "utf-8") -> tuple[list[str], Iter
     except UnicodeDecodeError:
         # surrogateescape keeps a byte-wise codec going, not one with wider units (UTF-16,
         # UTF-32): its error escaped as a traceback.
-        raise MappingError(
-            f"the first line is not valid {name}: give --encoding (e.g. cp1252)"
-        ) from None
+        raise MappingError(NOT_VALID, field="encoding", encoding=name) from None
     if not first.strip():
-        raise MappingError("the file is empty (the first line must name the columns)")
+        raise MappingError(N_("the file is empty (the first line must name the columns)"))
     delimiter = max(";,\t|", key=first.count)
     header_rows = list(csv.reader([first], delimiter=delimiter))
     header = [h.strip() for h in header_rows[0]] if header_rows else []
     if _UNDECODABLE.search(first):
-        raise MappingError(f"the first line is not valid {name}: give --encoding (e.g. cp1252)")
+        raise MappingError(NOT_VALID, field="encoding", encoding=name)
     reader = csv.reader(text, delimiter=delimiter)
     return header, _lines(reader, len(header), name)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from leadvault.refusals import RefusedRequest
 
-class ImportRefused(Exception):
+
+class ImportRefused(RefusedRequest):
     """The import as a whole cannot run (unknown purpose, no consent text …)."""
 
 

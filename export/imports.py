@@ -43,6 +43,7 @@ from export.import_report import ImportRefused, LineResult, Report
 from export.repermissions import ask_text, send_repermissions
 from leadvault import audit, i18n
 from leadvault.db import settings_of, unit_of_work
+from leadvault.i18n import N_
 
 log = logging.getLogger("leadvault.export.imports")
 
@@ -56,15 +57,24 @@ def check_purposes(session: Session, purposes: Iterable[str]) -> tuple[str, ...]
     """The purposes to import or ask for; each needs a consent text to ask with."""
     chosen = tuple(dict.fromkeys(purposes))
     if not chosen:
-        raise ImportRefused("name at least one purpose (--purpose newsletter)")
+        raise ImportRefused(N_("name at least one purpose (--purpose newsletter)"), field="purpose")
     known = consent_service.purpose_keys(session)
     for purpose in chosen:
         if purpose not in known:
-            raise ImportRefused(f"unknown purpose {purpose!r} (known: {', '.join(sorted(known))})")
+            raise ImportRefused(
+                N_("unknown purpose '%(purpose)s' (known: %(known)s)"),
+                field="purpose",
+                purpose=purpose,
+                known=", ".join(sorted(known)),
+            )
         if ask_text(session, purpose, i18n.DEFAULT_LANGUAGE) is None:
             raise ImportRefused(
-                f"purpose {purpose!r} has no consent text to ask with; "
-                "add one with `leadvault consent add-text`"
+                N_(
+                    "purpose '%(purpose)s' has no consent text to ask with; "
+                    "add one with `leadvault consent add-text`"
+                ),
+                field="purpose",
+                purpose=purpose,
             )
     return chosen
 
@@ -91,7 +101,11 @@ def run(
     or when the run breaks off after some chunks were stored.
     """
     if language not in i18n.LANGUAGES:
-        raise ImportRefused(f"language must be one of {', '.join(i18n.LANGUAGES)}")
+        raise ImportRefused(
+            N_("language must be one of %(known)s"),
+            field="language",
+            known=", ".join(i18n.LANGUAGES),
+        )
     header, lines = import_mapping.read(source, encoding=encoding)
     columns = import_mapping.plan(header, preset=preset, overrides=overrides or {})
     with unit_of_work(factory) as session:

@@ -29,6 +29,8 @@ from export.columns import Column, ColumnError
 from export.fields import Field, fields_of
 from leadvault import audit
 from leadvault.db import vault_of
+from leadvault.i18n import N_
+from leadvault.refusals import RefusedRequest
 
 log = logging.getLogger("leadvault.export")
 CONTENT_TYPES = {
@@ -39,7 +41,7 @@ CONTENT_TYPES = {
 MEDIA_TYPES = {format: value.partition(";")[0] for format, value in CONTENT_TYPES.items()}
 
 
-class ExportError(Exception):
+class ExportError(RefusedRequest):
     """A request for an export that cannot be made; the message names the problem."""
 
 
@@ -98,21 +100,31 @@ def prepare(
 ) -> Export:
     """Check a request and say what it will write; ExportError names a bad part."""
     if format not in writers.FORMATS:
-        raise ExportError(f"format must be one of {', '.join(writers.FORMATS)}")
+        raise ExportError(
+            N_("format must be one of %(known)s"), field="format", known=", ".join(writers.FORMATS)
+        )
     if dialect not in writers.DIALECTS:
-        raise ExportError(f"dialect must be one of {', '.join(writers.DIALECTS)}")
+        raise ExportError(
+            N_("dialect must be one of %(known)s"),
+            field="dialect",
+            known=", ".join(writers.DIALECTS),
+        )
     if preset is not None:
         if columns:
-            raise ExportError("a preset has its own columns; choose either")
-        try:
-            chosen = presets_module.get(preset)
-        except ValueError as exc:
-            raise ExportError(str(exc)) from None
+            raise ExportError(N_("a preset has its own columns; choose either"), field="preset")
+        if preset not in presets_module.PRESETS:
+            raise ExportError(
+                N_("unknown preset '%(preset)s'; known: %(known)s"),
+                field="preset",
+                preset=preset,
+                known=", ".join(presets_module.PRESETS),
+            )
+        chosen = presets_module.get(preset)
         return Export(format, chosen.fields, tuple(chosen.columns()), dialect, chosen)
     try:
         parsed = columns_module.parse(session, columns)
     except ColumnError as exc:
-        raise ExportError(str(exc)) from None
+        raise ExportError(exc.message, field="columns", **exc.values) from None
     return Export(format, tuple(fields_of(parsed)), tuple(parsed), dialect)
 
 

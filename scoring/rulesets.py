@@ -21,7 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from leadvault import audit, clock
+from leadvault.i18n import N_
 from leadvault.models import Lead
+from leadvault.refusals import RefusedRequest
 from scoring import recompute, rules
 from scoring.models import RuleSet
 
@@ -33,23 +35,23 @@ ACTIVATED = audit.Action.RULES_ACTIVATED
 _LOCATED = re.compile(r"^(?P<source>.*?):(?P<line>\d+): (?P<message>.*)$", re.DOTALL)
 
 
-class RuleSetError(Exception):
+class RuleSetError(RefusedRequest):
     """A request about rule versions the service refuses (no such version, text too long)."""
 
 
-class NoScoringRules(Exception):
+class NoScoringRules(RefusedRequest):
     """A rules file without one scoring rule, activated without saying so on purpose.
 
     An empty or truncated file parses (every key has a default), but activating it
     re-grades every lead to score 0, grade D: a mistake far more often than a wish."""
 
-    message = (
+    MESSAGE = N_(
         "the rules file has no scoring rule (no [[engagement]] or [[fit]]): "
         "every lead would score 0 and be graded D"
     )
 
-    def __str__(self) -> str:
-        return self.message
+    def __init__(self) -> None:
+        super().__init__(self.MESSAGE)
 
 
 def scores_nothing(text: str, source: str = "rules.toml") -> bool:
@@ -228,7 +230,7 @@ def lead_id_chunks(session: Session, limit: int | None = None) -> Iterator[list[
 def by_version(session: Session, version: int) -> RuleSet:
     row = session.scalar(sa.select(RuleSet).where(RuleSet.version == version))
     if row is None:
-        raise RuleSetError(f"there is no rules version {version}")
+        raise RuleSetError(N_("there is no rules version %(version)s"), version=version)
     return row
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from leadvault import clock, leads
 from leadvault.i18n import N_
+from leadvault.refusals import RefusedRequest
 from scoring import scores, signals
 from scoring.models import LeadScore, Stage, StageChange
 from scoring.rule_model import Rules, grade_at_least
@@ -82,7 +83,7 @@ OUTCOME_LABELS = {
 }
 
 
-class StageError(Exception):
+class StageError(RefusedRequest):
     """A transition the lifecycle does not allow; the message says which."""
 
 
@@ -128,7 +129,12 @@ def transition(
     session: Session, state: LeadScore, to: str, *, cause_kind: str, cause: str
 ) -> StageChange:
     if to not in ALLOWED[state.stage]:
-        raise StageError(f"a lead in stage {state.stage} cannot move to {to}")
+        raise StageError(
+            N_("a lead in stage %(stage)s cannot move to %(to)s"),
+            field="stage",
+            stage=state.stage,
+            to=to,
+        )
     now = clock.now()
     change = StageChange(
         lead_id=state.lead_id,

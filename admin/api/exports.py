@@ -132,7 +132,7 @@ def export_leads() -> Response:
         except service.ExportError as exc:
             # Valid fields that do not go together (an unknown column, a preset with
             # columns): 422 with the message, as the imports and webhooks answer.
-            raise Refusal(422, str(exc)) from None
+            raise Refusal(422, exc.translated()) from None
     return download(plan, selection, filters, actor=auth.current_actor(), ip=auth.client_ip())
 
 

@@ -150,7 +150,7 @@ def import_contacts() -> Response:
             on_line=on_line,
         )
     except (imports.MappingError, imports.ImportRefused) as exc:
-        raise Refusal(422, str(exc)) from None
+        raise Refusal(422, exc.translated()) from None
     return _dump(
         ImportReportSchema,
         {

@@ -185,7 +185,7 @@ def lead_stage(lead_id: uuid.UUID) -> Response:
             ip=auth.client_ip(),
         )
     except lead_service.LeadError as exc:
-        raise Refusal(409, errors={"stage": [str(exc)]}) from None
+        raise Refusal(409, errors={exc.field or "stage": [exc.translated()]}) from None
     return _dump(
         schemas.StageChangedSchema,
         {"id": lead.id, "from_": change.from_stage, "to": change.to_stage},

@@ -112,7 +112,7 @@ def rules_activate() -> Response:
                     session, args["version"], actor=actor, ip=ip, allow_empty=allow_empty
                 )
             except rulesets.RuleSetError as exc:
-                raise Refusal(404, errors={"version": [str(exc)]}) from None
+                raise Refusal(404, errors={"version": [exc.translated()]}) from None
         else:
             problem = rulesets.validate(args["text"])
             if problem is not None:
@@ -126,7 +126,7 @@ def rules_activate() -> Response:
         raise Refusal(
             422,
             N_("The rules file has no scoring rule; send allow_empty: true to activate it."),
-            errors={"version" if "version" in args else "text": [str(exc)]},
+            errors={"version" if "version" in args else "text": [exc.translated()]},
         ) from None
     return _dump(scoring_schemas.RuleVersionSchema, _version_row(row), 201)
 
@@ -167,7 +167,7 @@ def rules_version(version: int) -> Response:
         row = rulesets.by_version(session, version)
         lines = rulesets.diff(session, version, args.get("against"))
     except rulesets.RuleSetError as exc:
-        raise Refusal(404, errors={"version": [str(exc)]}) from None
+        raise Refusal(404, errors={"version": [exc.translated()]}) from None
     return _dump(
         scoring_schemas.RuleVersionDetailSchema,
         {**_version_row(row), "raw_text": row.raw_text, "diff": lines},

@@ -204,7 +204,7 @@ def tokens_create() -> Response:
             ip=auth.client_ip(),
         )
     except tokens.TokenError as exc:
-        raise Refusal(422, errors={"scopes": [str(exc)]}) from None
+        raise Refusal(422, errors={exc.field or "scopes": [exc.translated()]}) from None
     created = {name: getattr(token, name) for name in schemas.TokenSchema._declared_fields}
     return _dump(schemas.TokenCreatedSchema, {**created, "secret": secret}, 201)
 

@@ -242,7 +242,9 @@ def import_upload() -> Response:
             on_line=on_line,
         )
     except (imports.MappingError, imports.ImportRefused) as exc:
-        return _import_form(422, form=form, error=N_("The file cannot be imported:"), why=str(exc))
+        return _import_form(
+            422, form=form, error=N_("The file cannot be imported:"), why=exc.translated()
+        )
     return _import_form(form=form, report=report, lines=lines, shown_max=MAX_SHOWN_LINES)
 
 

@@ -139,7 +139,7 @@ def _allow_empty() -> bool:
 
 def _no_scoring_rules(text: str, exc: rulesets.NoScoringRules) -> Response:
     """Back to the editor, the reason above the file: nothing was activated."""
-    return _editor(text, 422, problem=rulesets.Problem(None, str(exc)), checked=True)
+    return _editor(text, 422, problem=rulesets.Problem(None, exc.translated()), checked=True)
 
 
 @bp.post("/scoring/activate")

@@ -250,17 +250,16 @@ def create_token() -> Response:
         return _tokens_page(
             422,
             error=N_("Give the token a name, at least one scope and a lifetime."),
-            field=_token_field(str(exc)),
+            field=_token_field(exc),
             typed=request.form,
         )
     return _tokens_page(201, made={"name": token.name, "secret": secret})
 
 
-def _token_field(refusal: str) -> str:
-    """The field of the token form a refusal (``tokens.TokenError``) is about."""
-    if refusal.startswith("the name"):
-        return "name"
-    return "days" if refusal.startswith("a token lives") else "scope"
+def _token_field(refusal: tokens.TokenError) -> str:
+    """The field of the token form a refusal is about (the form's "scope" is the
+    service's "scopes")."""
+    return refusal.field if refusal.field in {"name", "days"} else "scope"
 
 
 @bp.post("/settings/tokens/<int:token_id>/revoke")
