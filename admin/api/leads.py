@@ -17,7 +17,7 @@ from admin import auth
 from admin import leads as lead_service
 from admin.api import schemas
 from admin.api.registry import operation
-from admin.api.views import Refusal, _body, _dump, _query, bp
+from admin.api.views import Refusal, _body, _dump, _query, bp, cursor_refusal
 from admin.permissions import Permission
 from leadvault import db
 from leadvault.models import Lead
@@ -84,7 +84,7 @@ def leads_list() -> Response:
             limit=args["limit"],
         )
     except lead_service.BadCursor:
-        raise Refusal(422, errors={"cursor": ["not a cursor this API gave out"]}) from None
+        raise cursor_refusal() from None
     return _dump(schemas.LeadPageSchema, {"items": rows, "next_cursor": following})
 
 

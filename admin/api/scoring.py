@@ -15,7 +15,7 @@ from flask import Response
 
 from admin import auth
 from admin.api.registry import operation
-from admin.api.views import Refusal, _body, _dump, _query, bp
+from admin.api.views import Refusal, _body, _dump, _query, bp, cursor_refusal
 from admin.permissions import Permission
 from leadvault import db
 from leadvault.i18n import N_
@@ -204,7 +204,7 @@ def handoffs_list() -> Response:
         try:
             after = handoff_board.decode_cursor(args["cursor"])
         except ValueError:
-            raise Refusal(422, errors={"cursor": ["not a cursor this API gave out"]}) from None
+            raise cursor_refusal() from None
     found = handoff_board.board(
         db.session(),
         person_id=handoff_scope(),

@@ -46,6 +46,12 @@ class Refusal(Exception):
         self.status, self.detail, self.errors = status, detail, errors
 
 
+def cursor_refusal() -> Refusal:
+    """A ``cursor`` argument that is not a list's ``next_cursor``."""
+    message = i18n.gettext(N_("Not a cursor this API gave out."))
+    return Refusal(422, errors={"cursor": [message]})
+
+
 def _refusal(exc: Refusal) -> Response:
     return problems.problem(exc.status, exc.detail, errors=exc.errors)
 
