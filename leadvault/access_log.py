@@ -4,6 +4,9 @@ A signed link's token is a credential (``/p/<token>`` shows a lead's data for a 
 ``/e/<token>`` erases, ``/admin/set-password/<token>`` sets a password): whoever reads
 the log could use it. The paths to mask come from the URL map itself, every rule with a
 ``token`` argument, so a new signed-link route is masked without a list kept by hand.
+A signed link must call its argument ``token``: tests/test_access_log.py walks every
+route with a marker in each path argument and fails when a marker the key ring was asked
+to verify reaches the logged path, whatever the argument is named.
 
 The middleware puts the masked path into the WSGI environ, where both access logs read
 it: gunicorn's (``%({leadvault.logged_path}e)s``, :mod:`leadvault.gunicorn_conf`) and
