@@ -66,6 +66,12 @@ def typed_again(value: Any, *, one_line: bool = False) -> str:
     return (_ONE_LINE_REFUSED if one_line else _STAFF_TEXT_REFUSED).sub("\ufffd", text)
 
 
+def staff_text_character(value: str) -> str | None:
+    """The first character ``STAFF_TEXT_REFUSED`` holds, or None."""
+    found = _STAFF_TEXT_REFUSED.search(value)
+    return found[0] if found else None
+
+
 def one_line_refused(value: str) -> str | None:
     """The first character ``ONE_LINE_PATTERN`` refuses, or None."""
     found = _ONE_LINE_REFUSED.search(value)

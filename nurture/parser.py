@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from leadvault import i18n, tomlfile
+from leadvault import i18n, tomlfile, untrusted
 from leadvault.tomlfile import Where
 from nurture.definition import STAGE_RANK, TRIGGERS, Audience, Exit, Sequence, Step, Trigger
 from nurture.render import CompiledMail, TemplateProblem, compile_mail
@@ -36,7 +36,10 @@ __all__ = ["SequenceError", "file_names", "parse"]
 
 
 def _header(
-    check: SequenceChecker, data: dict[str, Any], known_purposes: Mapping[str, bool] | None
+    check: SequenceChecker,
+    data: dict[str, Any],
+    known_purposes: Mapping[str, bool] | None,
+    stored: bool,
 ) -> dict[str, Any]:
     table = data.get("sequence")
     where: Where = ("sequence", None)
@@ -51,6 +54,8 @@ def _header(
     name = table.get("name", key)
     if not isinstance(name, str) or not name.strip() or len(name) > 120:
         raise check.fail("name must be a text of at most 120 characters", *where, "name")
+    if not stored and (char := untrusted.one_line_refused(name)) is not None:
+        raise check.fail(_control("name", char), *where, "name")
     purpose = table.get("purpose")
     if not isinstance(purpose, str) or not purpose:
         raise check.fail("purpose must name the consent purpose mails are sent under", *where)
@@ -161,6 +166,8 @@ def _mails(
     steps: list[Step],
     languages: tuple[str, ...],
     files: Mapping[str, str],
+    *,
+    stored: bool,
 ) -> dict[tuple[str, str], CompiledMail]:
     mails = data.get("mails", {})
     if not isinstance(mails, dict):
@@ -193,6 +200,10 @@ def _mails(
             subject = entry.get("subject")
             if not isinstance(subject, str) or not subject.strip():
                 raise check.fail("subject must be a non-empty text", table, None, "subject")
+            # A line break in a subject is a header the mail cannot have: the worker
+            # would fail on every mail of the step (and NUL is no text PostgreSQL keeps).
+            if not stored and (char := untrusted.one_line_refused(subject)) is not None:
+                raise check.fail(_control("subject", char), table, None, "subject")
             if ("markdown" in entry) == ("file" in entry):
                 raise check.fail("give the body as markdown = ... or file = ...", table)
             if "markdown" in entry:
@@ -211,6 +222,10 @@ def _mails(
                 if file_name not in files:
                     raise check.fail(f"template file {file_name!r} not found", table, None, "file")
                 body, where_file, base = files[file_name], file_name, 1
+            if not stored and (char := untrusted.staff_text_character(body)) is not None:
+                line = base + body[: body.index(char)].count("\n")
+                problem = _control("the mail", char, one_line=False)
+                raise SequenceError(f"{where_file}:{line}: {problem}")
             try:
                 compiled[(name, lang)] = compile_mail(subject, body)
             except TemplateProblem as exc:
@@ -218,6 +233,13 @@ def _mails(
                     raise check.fail(exc.message, table, None, "subject") from None
                 raise SequenceError(f"{where_file}:{base + exc.line - 1}: {exc.message}") from None
     return compiled
+
+
+def _control(what: str, char: str, *, one_line: bool = True) -> str:
+    """Why a text with a control character (or a bidi override) is refused."""
+    if one_line:
+        return f"{what} holds the control character U+{ord(char):04X}; give it on one line"
+    return f"{what} holds the control character U+{ord(char):04X} (an escape or direction mark)"
 
 
 def file_names(text: str) -> list[str]:
@@ -242,15 +264,18 @@ def parse(
     version: int = 0,
     files: Mapping[str, str] | None = None,
     known_purposes: Mapping[str, bool] | None = None,
+    stored: bool = False,
 ) -> Sequence:
     """Parse and validate; raises SequenceError naming ``source`` (or a template file) and
-    the line. ``known_purposes`` (purpose -> is marketing) checks the purpose when given."""
+    the line. ``known_purposes`` (purpose -> is marketing) checks the purpose when given.
+    ``stored``: a version read back, loaded perhaps before its texts were checked for
+    control characters; it still reads (the active set must not fail for one of them)."""
     data = tomlfile.loads(text, source=source, error=SequenceError)
     check = SequenceChecker(text, source)
     for key in data:
         if key not in {"sequence", "trigger", "audience", "exit", "steps", "mails"}:
             raise check.fail(f"unknown section {key!r}", key)
-    header = _header(check, data, known_purposes)
+    header = _header(check, data, known_purposes, stored)
     trigger = _trigger(check, data, header["purpose"])
     audience = _audience(check, data)
     exit_ = _exit(check, data)
@@ -260,7 +285,7 @@ def parse(
     languages = header["languages"]
     if audience.languages is not None:
         languages = tuple(lang for lang in languages if lang in audience.languages)
-    mails = _mails(check, data, steps, languages, files or {})
+    mails = _mails(check, data, steps, languages, files or {}, stored=stored)
     return Sequence(
         key=header["key"],
         version=version,

@@ -97,6 +97,7 @@ def _parsed(row: SequenceVersion) -> Sequence:
             source=f"{row.key} v{row.version}",
             version=row.version,
             files=row.files or {},
+            stored=True,
         )
     return found
 

@@ -106,6 +106,74 @@ def test_sequence_errors_name_the_line(change, message):
     assert message in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        (('subject = "Did you get', 'subject = "Hi\\r\\nBcc: x@example.org. Did you get'), "000D"),
+        (('subject = "Did you get', 'subject = "\\u202eDid you get'), "202E"),
+        (('subject = "Did you get', 'subject = "Tab\\tDid you get'), "0009"),
+        (('name = "Newsletter onboarding"', 'name = "News\\u0000letter"'), "0000"),
+        (('name = "Newsletter onboarding"', 'name = "News\\u001b[2Jletter"'), "001B"),
+    ],
+)
+def test_a_subject_or_name_with_a_control_character_is_refused(change, code):
+    """A line break in a subject is a header no mail can have: loaded, it failed the
+    worker on every mail of the step; NUL in a name failed the load on PostgreSQL with
+    a traceback. Both are refused with their line and character."""
+    text = EXAMPLE.read_text()
+    assert change[0] in text, change[0]
+    line = text[: text.index(change[0])].count("\n") + 1
+    with pytest.raises(parser.SequenceError) as caught:
+        parser.parse(text.replace(change[0], change[1], 1), source="seq.toml")
+    assert str(caught.value).startswith(f"seq.toml:{line}: "), str(caught.value)
+    assert f"U+{code}" in str(caught.value)
+
+
+def test_a_mail_body_with_a_control_character_is_refused_with_its_line():
+    text = EXAMPLE.read_text()
+    escape = text.replace("thank you for subscribing.", "thank you\\u001b[31m for subscribing.", 1)
+    line = text[: text.index("thank you for subscribing.")].count("\n") + 1
+    with pytest.raises(parser.SequenceError) as caught:
+        parser.parse(escape, source="seq.toml")
+    assert str(caught.value).startswith(f"seq.toml:{line}: the mail holds "), str(caught.value)
+    assert "U+001B" in str(caught.value)
+    lines = text.split("\n")
+    start = lines.index("[mails.reminder.de]")
+    body_end = next(i for i in range(start + 3, len(lines)) if lines[i] == '"""')
+    lines[start + 2 : body_end + 1] = ['file = "r.de.md"']
+    in_file = "\n".join(lines)
+    with pytest.raises(parser.SequenceError, match=r"^r\.de\.md:2: .*U\+0007"):
+        parser.parse(in_file, source="seq.toml", files={"r.de.md": "Hallo\n\u0007 da\n"})
+    # Line breaks and tabs are a body's own.
+    parser.parse(in_file, source="seq.toml", files={"r.de.md": "Hallo\r\n\tda\n"})
+
+
+def test_a_subject_with_a_line_break_never_reaches_the_outbox(app, tmp_path):
+    text = THREE_STEPS.format(key="crlf").replace(
+        'subject = "crlf two"', 'subject = "crlf\\r\\ntwo"'
+    )
+    path = tmp_path / "crlf.toml"
+    path.write_text(text)
+    refused = CliRunner().invoke(cli, ["nurture", "load", str(path)], env=cli_env(app), obj=app)
+    assert refused.exit_code == 1 and "U+000D" in refused.output, refused.output
+    assert refused.exception is None or isinstance(refused.exception, SystemExit)
+
+
+def test_a_version_stored_before_the_check_still_reads_back(app):
+    """Stored versions are parsed again (the active set): one loaded before control
+    characters were refused must not make every reader of the active set fail."""
+    from nurture import sequences
+    from nurture.models import SequenceVersion
+
+    load_sequence(app, THREE_STEPS.format(key="old"))
+    with uow(app) as s:
+        row = s.scalars(sa.select(SequenceVersion).where(SequenceVersion.key == "old")).one()
+        row.raw_text = row.raw_text.replace('name = "Three steps"', 'name = "Three\\tsteps"')
+        row.sha256 = "older"
+    with uow(app) as s:
+        assert sequences.active(s).by_key("old").name == "Three\tsteps"
+
+
 def test_template_errors_name_the_line_in_the_file():
     text = EXAMPLE.read_text()
     broken = text.replace(
