@@ -71,6 +71,7 @@ class _Claimed:
     message: Message | None  # None: its content cannot be opened (or it is held)
     held: str | None = None  # why a marketing mail waits (branding.marketing_blocked)
     wire: Wire | None = None  # the message written for SMTP (then ``message`` is None)
+    broken: DeliveryError | None = None  # why it cannot be sent at all (``message`` is None)
 
 
 # A held marketing mail is looked at again after this long.
@@ -78,6 +79,7 @@ MARKETING_HOLD_SECONDS = 900.0
 
 
 _UNREADABLE = DeliveryError("payload cannot be decrypted", permanent=True)
+_UNBUILDABLE = DeliveryError("a header the mail cannot have (a line break)", permanent=True)
 
 
 def _prepare(session: Session, ids: list[int], *, wire: bool = False) -> list[_Claimed]:
@@ -151,7 +153,14 @@ def _prepare(session: Session, ids: list[int], *, wire: bool = False) -> list[_C
             if written is not None:
                 claimed.append(_Claimed(row.id, row.template, None, wire=written))
                 continue
-        message = build_message(content, mail_from=mail_from, reply_to=settings.mail_reply_to)
+        try:
+            message = build_message(content, mail_from=mail_from, reply_to=settings.mail_reply_to)
+        except ValueError:
+            # The email package refuses a header with a line break: this one mail fails,
+            # not the batch (it would be claimed again and fail every batch it is in).
+            log.error("outbox=%s cannot be built as a mail; marked failed", row.id)
+            claimed.append(_Claimed(row.id, row.template, None, broken=_UNBUILDABLE))
+            continue
         if row.message_id:
             message.replace_header("Message-ID", row.message_id)
         claimed.append(_Claimed(row.id, row.template, message))
@@ -357,7 +366,7 @@ def _send(sender: Sender, item: _Claimed) -> DeliveryError | None:
         if item.wire is not None:
             sender.send_wire(item.wire)  # type: ignore[attr-defined]
         elif item.message is None:
-            raise _UNREADABLE
+            raise item.broken or _UNREADABLE
         else:
             sender.send(item.message)
     except DeliveryError as exc:

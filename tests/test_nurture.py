@@ -174,6 +174,34 @@ def test_a_version_stored_before_the_check_still_reads_back(app):
         assert sequences.active(s).by_key("old").name == "Three\tsteps"
 
 
+def test_a_mail_with_a_line_break_in_a_header_fails_alone(app, smtp_server):
+    """A mail whose subject holds a line break (a version stored before subjects were
+    checked) is marked failed; it no longer fails the worker's batch, which claimed it
+    again and again, holding back every mail in the batch with it."""
+    from leadvault.models import OutboxMessage, OutboxStatus
+    from nurture import sequences
+    from nurture.models import SequenceVersion
+
+    load_sequence(app, THREE_STEPS.format(key="broken"))
+    load_sequence(app, THREE_STEPS.format(key="good"))
+    with uow(app) as s:
+        row = s.scalars(sa.select(SequenceVersion).where(SequenceVersion.key == "broken")).one()
+        row.raw_text = row.raw_text.replace('subject = "broken one"', 'subject = "broken\\r\\none"')
+        row.sha256 = "stored before subjects were checked"
+    with uow(app) as s:
+        for key in ("broken", "good"):
+            parsed = sequences.parsed(sequences.row(s, key))
+            mails.send_test(s, parsed, "one", "en", "me@example.org")
+    deliver(app)  # no exception: the good mail is sent, the broken one fails
+    assert [m["Subject"] for m in smtp_server.messages] == ["[Test] good one"]
+    with uow(app) as s:
+        outcomes = s.execute(
+            sa.select(OutboxMessage.status, OutboxMessage.last_error).order_by(OutboxMessage.id)
+        ).all()
+    assert outcomes[0].status == OutboxStatus.FAILED and "line break" in outcomes[0].last_error
+    assert outcomes[1].status == OutboxStatus.SENT
+
+
 def test_template_errors_name_the_line_in_the_file():
     text = EXAMPLE.read_text()
     broken = text.replace(
