@@ -112,3 +112,24 @@ def test_imports_bench_runs() -> None:
     # expected ones, or the consent ledger did not verify.
     assert done.returncode == 0, done.stdout + done.stderr
     assert "same file again (merged)" in done.stdout and "statements/line" in done.stdout
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="not a git checkout")
+def test_worker_ab_bench_runs() -> None:
+    done = run_bench(
+        "worker_ab.py",
+        "--base",
+        "HEAD",
+        "--rounds",
+        "2",
+        "--items",
+        "20",
+        "--batch-size",
+        "10",
+        timeout=180,
+    )
+    # Exit 1 would mean a round left a submission without its lead or mail, a ledger did
+    # not verify, or a side imported another tree's code than its own.
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "round  2" in done.stdout
+    assert all(f"{stage}  base" in done.stdout for stage in ("inbox", "mail ", "both "))
