@@ -190,14 +190,22 @@ def _queue_optin_mail(
     settings = settings_of(session)
     lang = request.language
     first_name = leads.attributes_of(session, lead).get("first_name")
-    if mail is not None:
-        title = i18n.translate(lang, mail.subject)
-    elif whitepaper:
-        title = i18n.translate(
-            lang, "Please confirm your request for “%(title)s”", title=whitepaper
-        )
-    else:
-        title = i18n.translate(lang, "Please confirm your email address")
+
+    def translated() -> str:
+        if mail is not None:
+            return i18n.translate(lang, mail.subject)
+        if whitepaper:
+            return i18n.translate(
+                lang, "Please confirm your request for “%(title)s”", title=whitepaper
+            )
+        return i18n.translate(lang, "Please confirm your email address")
+
+    # In a worker's batch once per language and subject (a catalogue look-up costs more
+    # than the rest of the subject).
+    subject = mail.subject if mail is not None else None
+    title: str = batch.cached(
+        session, f"consent.optin.title:{lang}:{subject!r}:{whitepaper!r}", translated
+    )
 
     def context() -> dict[str, Any]:
         # In a worker's batch made only when the template is rendered (once per batch).
@@ -223,6 +231,9 @@ def _queue_optin_mail(
             shared=(tuple(request.purposes), tuple(text.id for text in texts), title),
             lead_values={"first_name": first_name, "confirm_url": optin_url(session, request)},
             lang=lang,
+            # The context is the settings', the language's and `shared`'s (consent
+            # texts are immutable rows): the same render serves the next batches.
+            lasting=True,
         ),
         language=lang,
     )

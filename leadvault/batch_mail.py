@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from leadvault import batch, branding, untrusted
+from leadvault.db import settings_of
 
 # Lead values the templates pass through the `defuse` filter (the greeting partial):
 # what a lead typed must not become a link in a mail client.
@@ -37,6 +38,8 @@ class _Rendered:
     # The HTML CSS-inlined once, cut at its placeholders: (text before, value name,
     # whether it stands in an attribute). None: inline each mail (see _inlined_once).
     inlined: tuple[list[tuple[str, str, bool]], str] | None = None
+    # The text cut at its placeholders: text, placeholder, text, …, text.
+    text_cut: list[str] = dataclasses.field(default_factory=list)
 
 
 def mail_parts(
@@ -47,33 +50,45 @@ def mail_parts(
     shared: Hashable,
     lead_values: Mapping[str, str | None],
     lang: str | None = None,
+    lasting: bool = False,
 ) -> dict[str, str]:
     """``branding.mail_parts(name, {**context, **lead_values})``, rendered once per batch.
 
     ``shared`` names everything in ``context`` that may differ between the batch's
     mails of one template and language (the purposes asked, the texts shown).
     ``context`` may be a function that makes it, in a batch called only when the
-    template is rendered (once per batch and ``shared``); then ``lang`` is its language."""
+    template is rendered (once per batch and ``shared``); then ``lang`` is its language.
+    ``lasting``: the context follows from the settings, the language and ``shared``
+    alone (no other state that may change between batches): rendered once per app and
+    settings instead (``_lasting``)."""
     make = context if callable(context) else lambda: context
     if batch.active(session) is None:
         return branding.mail_parts(name, {**make(), **lead_values})
     present = tuple(sorted(key for key, value in lead_values.items() if value))
     key = f"leadvault.mail:{name}:{lang or make()['lang']}:{shared!r}:{present}"
+
+    def render() -> _Rendered:
+        return _render(name, make(), present, lead_values)
+
     rendered: _Rendered = batch.cached(
-        session, key, lambda: _render(name, make(), present, lead_values)
+        session, key, (lambda: _lasting(session, key, render)) if lasting else render
     )
-    text_values, html_values = {}, {}
+    text_values = {}
     for value_name, slot in rendered.slots.items():
         value = str(lead_values[value_name])
         if value_name in DEFUSED:
             value = untrusted.defuse(value)
         text_values[slot] = value
-        html_values[slot] = _escape(value)
-    text = rendered.pattern.sub(lambda m: text_values[m[0]], rendered.text)
+    # As pattern.sub(values) would put them in, without searching the text each mail.
+    pieces = rendered.text_cut.copy()
+    for n in range(1, len(pieces), 2):
+        pieces[n] = text_values[pieces[n]]
+    text = "".join(pieces)
     if rendered.inlined is not None and all(
         _SERIALISED.match(value) for value in text_values.values()
     ):
         return {"text": text, "html": _put_in(rendered.inlined, text_values)}
+    html_values = {slot: _escape(value) for slot, value in text_values.items()}
     html = rendered.pattern.sub(lambda m: html_values[m[0]], rendered.html)
     return {"text": text, "html": branding.inline_css(html)}
 
@@ -145,6 +160,30 @@ def _escape(value: str) -> str:
 _ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&#34;"), ("'", "&#39;"))
 
 
+# Renders kept across batches (``lasting``): a few per template, language and purpose set;
+# placeholders stand for every lead value present, so they hold no lead's data.
+LASTING_MAX = 64
+
+
+def _lasting(session: Session, key: str, render: Callable[[], _Rendered]) -> _Rendered:
+    """``render()`` once per app and settings object (a worker's batches render the
+    same opt-in mail again otherwise: templates and catalogues do not change while an
+    app runs, and a new settings object is a miss); the oldest goes past LASTING_MAX."""
+    from flask import current_app
+
+    settings = settings_of(session)
+    kept: dict[str, tuple[object, _Rendered]] = current_app.extensions.setdefault(
+        "leadvault.batch_mail", {}
+    )
+    found = kept.get(key)
+    if found is not None and found[0] is settings:
+        return found[1]
+    rendered = kept[key] = (settings, render())
+    while len(kept) > LASTING_MAX:
+        kept.pop(next(iter(kept)), None)
+    return rendered[1]
+
+
 def _render(
     name: str, context: dict[str, Any], present: tuple[str, ...], values: Mapping[str, Any]
 ) -> _Rendered:
@@ -156,10 +195,12 @@ def _render(
     full = {**context, **absent, **slots}
     html = render_template(f"{name}.html", **full)
     pattern = re.compile("|".join(slots.values()) or r"(?!)")
+    text = render_template(f"{name}.txt", **full)
     return _Rendered(
-        text=render_template(f"{name}.txt", **full),
+        text=text,
         html=html,
         slots=slots,
         pattern=pattern,
         inlined=_inlined_once(html, slots, pattern),
+        text_cut=re.split(f"({pattern.pattern})", text),
     )

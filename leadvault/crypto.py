@@ -27,6 +27,7 @@ import secrets
 import tempfile
 import time
 import uuid
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -484,12 +485,28 @@ class _TokenSigner:
         shorter, base64), its time stamp and the MAC of both, joined by dots
         (``TimestampSigner.sign``; tests/test_crypto.py compares the two)."""
         value = b"%s.%s" % (
-            self.serializer.dump_payload(payload),
+            _dump_payload(payload),
             base64_encode(int_to_bytes(self._clock.get_timestamp())),
         )
         mac = self._mac.copy()
         mac.update(value)
         return (b"%s.%s" % (value, base64_encode(mac.digest()))).decode("ascii")
+
+
+# itsdangerous' compact JSON (``_CompactJSON.dumps``: no spaces, not ASCII-only), its
+# encoder made once: ``json.dumps`` with these arguments builds one per call.
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _dump_payload(payload: Any) -> bytes:
+    """``URLSafeTimedSerializer.dump_payload`` for the default serializer, as
+    ``_TokenSigner`` builds it: compact JSON, zlib-compressed when that is at least two
+    bytes shorter (then marked by a leading dot), URL-safe base64 without padding."""
+    data = _COMPACT_JSON.encode(payload).encode("utf-8")
+    compressed = zlib.compress(data)
+    if len(compressed) < len(data) - 1:
+        return b"." + base64_encode(compressed)
+    return base64_encode(data)
 
 
 def payload_id(payload: Any, key: str) -> uuid.UUID:

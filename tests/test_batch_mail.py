@@ -122,6 +122,51 @@ def test_the_opt_in_mail_is_css_inlined_once_per_batch(app: Any, monkeypatch: An
     assert len(inlined) == 4
 
 
+def test_a_lasting_render_serves_the_later_batches_of_its_app_and_settings(
+    app: Any, monkeypatch: Any
+) -> None:
+    """``lasting=True`` (the opt-in mail): the next batch reuses the render, the mails
+    stay the ones rendered one by one; a new settings object renders again."""
+    import dataclasses
+
+    renders: list[str] = []
+    real = batch_mail._render
+    monkeypatch.setattr(batch_mail, "_render", lambda *a: renders.append(a[0]) or real(*a))
+    app.extensions.pop("leadvault.batch_mail", None)
+    with app.app_context(), runtime(app).session_factory() as session:
+        context, shared = _context(session, "en")
+        expected = [
+            branding.mail_parts(
+                "consent/mail/optin", {**context, "first_name": name, "confirm_url": URLS[1]}
+            )
+            for name in NAMES
+        ]
+
+        def one_batch() -> list[dict[str, str]]:
+            batch.begin(session)
+            try:
+                return [
+                    batch_mail.mail_parts(
+                        session,
+                        "consent/mail/optin",
+                        context,
+                        shared=shared,
+                        lead_values={"first_name": name, "confirm_url": URLS[1]},
+                        lasting=True,
+                    )
+                    for name in NAMES
+                ]
+            finally:
+                batch.end(session)
+
+        assert one_batch() == expected
+        assert one_batch() == expected
+        assert len(renders) == 2  # with a name and without, in the first batch only
+        session.info["settings"] = dataclasses.replace(session.info["settings"])
+        assert one_batch() == expected
+        assert len(renders) == 4
+
+
 def test_a_mails_json_is_its_fields():
     """The outbox seals ``MailContent.to_json()`` (built directly): every field, as
     ``dataclasses.asdict`` gives them, and back again."""
