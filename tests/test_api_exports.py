@@ -294,3 +294,52 @@ def test_exports_imports_and_webhooks_are_in_the_openapi_document(app):
     assert "lead.erased" in str(document["components"]["schemas"]["WebhookRequest"])
     redeliver = document["paths"]["/webhooks/{endpoint_id}/redeliver"]["post"]
     assert {"404", "409"} <= set(redeliver["responses"])
+
+
+def test_a_misspelt_key_is_refused_not_ignored(make_app):
+    """An export, import or webhook request with a key the operation does not have is
+    refused naming it (422), as every other operation's: ignored, ``"stages"`` exported
+    every lead, ``dryrun=true`` imported for real and ``"event"`` subscribed an endpoint
+    to every event type."""
+    from tests.test_webhooks import LOOPBACK
+
+    app = make_app(webhook_allow_networks=LOOPBACK)
+    factories.lead(app, "anna@example.org", purposes=("newsletter",))
+    client = app.test_client()
+    owner = bearer(factories.personal_token(app, "owner"))
+    for body in ({"stages": ["won"]}, {"stage": ["won"], "created_since": "2026-01-01"}):
+        refused = client.post("/api/v1/exports", json=body, headers=owner)
+        assert refused.status_code == 422, refused.get_data(as_text=True)
+        assert refused.mimetype == "application/problem+json"
+        assert set(refused.get_json()["errors"]) == set(body) - {"stage"}
+    assert client.post("/api/v1/exports", json={"stage": ["won"]}, headers=owner).status_code == 200
+
+    data = csv_bytes(
+        [HEADER, ["ina@example.org", "Ina", "", "", "", "2021-04-01T08:00:00Z", "fair", PROOF_TEXT]]
+    )
+    typo = client.post(
+        "/api/v1/imports?dryrun=true", data=data, content_type="text/csv", headers=owner
+    )
+    assert typo.status_code == 422 and set(typo.get_json()["errors"]) == {"dryrun"}
+    with uow(app) as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Lead)) == 1  # Anna only
+
+    url = "http://127.0.0.1:9/hooks/x"
+    hook = client.post(
+        "/api/v1/webhooks", json={"url": url, "event": ["lead.erased"]}, headers=owner
+    )
+    assert hook.status_code == 422 and set(hook.get_json()["errors"]) == {"event"}
+    assert client.get("/api/v1/webhooks", headers=owner).get_json() == []
+
+
+def test_the_console_lists_export_still_posts_its_form(app):
+    """The lead list's form posts its bulk fields (stage, reason, CSRF) with the export."""
+    lead_id = factories.lead(app, "anna@example.org", purposes=("newsletter",))
+    console, _user = factories.signed_in_client(app, "owner")
+    csrf = factories.csrf_token(console, "/console/leads")
+    exported = console.post(
+        "/api/v1/exports",
+        data={"csrf_token": csrf, "lead": str(lead_id), "to": "sal", "reason": "", "format": "csv"},
+    )
+    assert exported.status_code == 200, exported.get_data(as_text=True)
+    assert str(lead_id) in exported.get_data(as_text=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Response, current_app, request, stream_with_context
-from marshmallow import EXCLUDE, ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, RAISE, ValidationError, fields, validate, validates_schema
 
 from admin import auth
 from admin.api.dates import day_field, refuse_empty_span
@@ -43,10 +43,9 @@ _PIECE = 64 * 1024
 
 
 class ExportRequest(Schema):
-    """What to export: the format and columns (or a CRM preset) and the lead filters."""
-
-    class Meta:
-        unknown = EXCLUDE
+    """What to export: the format and columns (or a CRM preset) and the lead filters.
+    A JSON body's unknown key is refused (422): ``"stages"`` for ``"stage"`` would
+    otherwise export every lead. The console list's form posts its other fields too."""
 
     format = fields.String(load_default="csv", validate=validate.OneOf(export_writers.FORMATS))
     columns = fields.String(
@@ -92,7 +91,7 @@ def _export_args() -> dict[str, Any]:
         raw.update({key: form.getlist(key) for key in many})
         raw = {k: v for k, v in raw.items() if v not in ("", None)}
     try:
-        return ExportRequest().load(raw)
+        return ExportRequest().load(raw, unknown=RAISE if request.is_json else EXCLUDE)
     except ValidationError as exc:
         raise Refusal(422, errors=_errors(exc)) from None
 

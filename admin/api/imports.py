@@ -11,7 +11,7 @@ import io
 from typing import Any
 
 from flask import Response, current_app, request
-from marshmallow import EXCLUDE, ValidationError, fields, validate
+from marshmallow import ValidationError, fields, validate
 
 from admin import auth
 from admin.api.exports import bp
@@ -32,10 +32,8 @@ IMPORT_MAX_BYTES = 20 * 1024 * 1024
 
 
 class ImportRequest(Schema):
-    """How to read the uploaded CSV (query parameters; the body is the file)."""
-
-    class Meta:
-        unknown = EXCLUDE
+    """How to read the uploaded CSV (query parameters; the body is the file). An unknown
+    parameter is refused (422): ``dryrun=true`` for ``dry_run`` would import for real."""
 
     preset = fields.String(
         load_default="auto",
