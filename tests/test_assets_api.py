@@ -160,3 +160,16 @@ def test_cli_add_list_archive(app, tmp_path):
     exe.write_bytes(b"MZ")
     refused = runner.invoke(cli, ["assets", "add", str(exe), "--title", "x"], obj=app)
     assert refused.exit_code != 0 and "not taken" in refused.output
+
+
+def test_cli_add_refuses_a_file_it_cannot_read_without_a_traceback(app, tmp_path):
+    runner = CliRunner()
+    long_name = str(tmp_path / ("a" * 300 + ".pdf"))  # longer than a file name may be
+    refused = runner.invoke(cli, ["assets", "add", long_name, "--title", "x"], obj=app)
+    assert refused.exit_code == 1, refused.output
+    assert refused.output.startswith("Error: cannot read ") and "too long" in refused.output
+    assert not isinstance(refused.exception, OSError)
+    missing = runner.invoke(
+        cli, ["assets", "add", str(tmp_path / "no.pdf"), "--title", "x"], obj=app
+    )
+    assert missing.exit_code == 1 and "is not a readable file" in missing.output

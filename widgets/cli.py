@@ -40,6 +40,8 @@ def add(file: Path, title: str, form_id: str | None) -> None:
                 click.echo(f"attached to form {form_id}")
     except service.AssetError as exc:
         raise Refused(str(exc)) from None
+    except OSError as exc:  # a name too long for the system, a file it may not read
+        raise Refused(f"cannot read {for_terminal(str(file))}: {exc.strerror}") from None
 
 
 @assets.command("attach")
