@@ -78,7 +78,7 @@ def dry_run(path: Path, limit: int) -> None:
         raise Refused(f"cannot read {path}: {type(exc).__name__}") from None
     problem = rulesets.validate(text)
     if problem is not None:
-        raise Refused(f"{path}:{problem.line or 1}: {problem.message}")
+        raise Refused(f"{path}:{problem.line or 1}: {problem.reason()}")
     try:
         with app_session(app) as session:
             result = rulesets.dry_run(session, text, limit=limit)

@@ -8,6 +8,7 @@ What a parsed file becomes, and how it is evaluated, is ``scoring.rule_model``.
 from __future__ import annotations
 
 import re
+import tomllib
 from importlib.resources import files
 from typing import Any
 
@@ -17,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from leadvault import batch, clock, tomlfile
 from leadvault.crypto import sha256_hex
+from leadvault.i18n import N_
+from leadvault.refusals import RefusedRequest
 from scoring.models import RuleSet
 from scoring.rule_model import (
     GRADES,
@@ -52,8 +55,20 @@ _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 TITLE_MAX = 120
 
 
-class RulesError(tomlfile.SourceError):
-    """A rules file the service refuses; the message names file and line."""
+class RulesError(tomlfile.SourceError, RefusedRequest):
+    """A rules file the service refuses: a message id with values (``translated`` for
+    the console and the API), the file and its line; ``str`` is the English
+    ``source:line: reason`` (the command line)."""
+
+    def __init__(
+        self, message: str, *, source: str, line: int | None = None, **values: object
+    ) -> None:
+        RefusedRequest.__init__(self, message, field="text", **values)
+        self.source, self.line = source, line
+
+    def __str__(self) -> str:
+        reason = self.message % self.values if self.values else self.message
+        return f"{self.source}:{self.line}: {reason}" if self.line else f"{self.source}: {reason}"
 
 
 # --- parsing ------------------------------------------------------------------
@@ -63,6 +78,21 @@ class _Checker(tomlfile.Checker):
     def __init__(self, text: str, source: str) -> None:
         super().__init__(text, source, RulesError)
 
+    def fail_at(self, line: int, message: str, **values: object) -> Exception:
+        return RulesError(message, source=self.source, line=line, **values)
+
+
+def _loads(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line, reason = tomlfile.syntax_problem(text, exc)
+        # tomllib's reason is the message id when it is one of the marked ones; the
+        # others name a key or character and are shown as they are.
+        if reason in tomlfile.SYNTAX_REASONS:
+            raise RulesError(reason, source=source, line=line) from None
+        raise RulesError("%(reason)s", source=source, line=line, reason=reason) from None
+
 
 def _conditions(
     check: _Checker, raw: Any, where: tuple[str, int | None], allowed: frozenset[str] | None
@@ -70,46 +100,66 @@ def _conditions(
     if raw is None:
         return ()
     if not isinstance(raw, dict):
-        raise check.fail('when must be a table such as { category = "pricing" }', *where, "when")
+        raise check.fail(
+            N_('when must be a table such as { category = "pricing" }'), *where, "when"
+        )
     conditions = []
     for key, spec in raw.items():
         if allowed is not None and key not in allowed:
             raise check.fail(
-                f"unknown condition {key!r}; use {', '.join(sorted(allowed))}", *where, "when"
+                N_("unknown condition '%(name)s'; use %(allowed)s"),
+                *where,
+                "when",
+                name=key,
+                allowed=", ".join(sorted(allowed)),
             )
         if isinstance(spec, list):
             if not spec or not all(isinstance(v, str | int | float) for v in spec):
-                raise check.fail(f"{key}: a list needs plain values", *where, "when")
+                raise check.fail(
+                    N_("%(name)s: a list needs plain values"), *where, "when", name=key
+                )
             values = frozenset(str(v) for v in spec)
             if key == "region" and not values <= set(REGIONS):
                 raise check.fail(
-                    f"unknown region; regions are {', '.join(REGIONS)}", *where, "when"
+                    N_("unknown region; regions are %(known)s"),
+                    *where,
+                    "when",
+                    known=", ".join(REGIONS),
                 )
             conditions.append(Condition(key, "in", values))
         elif isinstance(spec, dict):
             unknown = set(spec) - {"matches", "min", "max"}
             if unknown or not spec:
-                raise check.fail(f"{key}: use matches, min or max", *where, "when")
+                raise check.fail(N_("%(name)s: use matches, min or max"), *where, "when", name=key)
             if "matches" in spec:
                 try:
                     conditions.append(Condition(key, "matches", re.compile(str(spec["matches"]))))
                 except re.error as exc:
                     raise check.fail(
-                        f"{key}: bad regular expression ({exc})", *where, "when"
+                        N_("%(name)s: bad regular expression (%(reason)s)"),
+                        *where,
+                        "when",
+                        name=key,
+                        reason=str(exc),
                     ) from None
             for op in ("min", "max"):
                 if op in spec:
                     if isinstance(spec[op], bool) or not isinstance(spec[op], int | float):
-                        raise check.fail(f"{key}: {op} must be a number", *where, "when")
+                        raise check.fail(
+                            N_("%(name)s: %(op)s must be a number"), *where, "when", name=key, op=op
+                        )
                     conditions.append(Condition(key, op, float(spec[op])))
         elif isinstance(spec, str | int | float | bool):
             if key == "region" and spec not in REGIONS:
                 raise check.fail(
-                    f"unknown region; regions are {', '.join(REGIONS)}", *where, "when"
+                    N_("unknown region; regions are %(known)s"),
+                    *where,
+                    "when",
+                    known=", ".join(REGIONS),
                 )
             conditions.append(Condition(key, "eq", spec))
         else:
-            raise check.fail(f"{key}: unsupported condition", *where, "when")
+            raise check.fail(N_("%(name)s: unsupported condition"), *where, "when", name=key)
     return tuple(conditions)
 
 
@@ -118,9 +168,9 @@ def _name(
 ) -> str:
     name = entry.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
-        raise check.fail("name must be lower-case letters, digits, _ or -", *where, "name")
+        raise check.fail(N_("name must be lower-case letters, digits, _ or -"), *where, "name")
     if name in seen:
-        raise check.fail(f"rule name {name!r} is used twice", *where, "name")
+        raise check.fail(N_("rule name '%(name)s' is used twice"), *where, "name", name=name)
     seen.add(name)
     return name
 
@@ -129,23 +179,39 @@ def _titles(check: _Checker, data: dict[str, Any], names: set[str]) -> dict[str,
     """``[titles.<language>]`` tables: rule name = its title in that language."""
     raw = data.get("titles", {})
     if not isinstance(raw, dict):
-        raise check.fail("titles must be written as [titles.en], [titles.de] … tables", "titles")
+        raise check.fail(
+            N_("titles must be written as [titles.en], [titles.de] … tables"), "titles"
+        )
     found: dict[str, list[tuple[str, str]]] = {}
     for lang, table in raw.items():
         where = f"titles.{lang}"
         if not _LANGUAGE.match(lang) or not isinstance(table, dict):
             raise check.fail(
-                f"{where}: write one [titles.<language>] table per language, such as [titles.de]",
+                N_(
+                    "%(where)s: write one [titles.<language>] table per language, "
+                    "such as [titles.de]"
+                ),
                 "titles",
+                where=where,
             )
         for name, title in table.items():
             if name not in names:
                 raise check.fail(
-                    f"{where}: there is no engagement or fit rule {name!r}", where, None, name
+                    N_("%(where)s: there is no engagement or fit rule '%(name)s'"),
+                    where,
+                    None,
+                    name,
+                    where=where,
+                    name=name,
                 )
             if not isinstance(title, str) or not title.strip() or len(title) > TITLE_MAX:
                 raise check.fail(
-                    f"{where}: a title is a text of 1 to {TITLE_MAX} characters", where, None, name
+                    N_("%(where)s: a title is a text of 1 to %(max)s characters"),
+                    where,
+                    None,
+                    name,
+                    where=where,
+                    max=TITLE_MAX,
                 )
             found.setdefault(name, []).append((lang, " ".join(title.split())))
     return {name: tuple(pairs) for name, pairs in found.items()}
@@ -153,7 +219,7 @@ def _titles(check: _Checker, data: dict[str, Any], names: set[str]) -> dict[str,
 
 def parse(text: str, *, source: str = "rules.toml", version: int = 0) -> Rules:
     """Parse and validate; raises RulesError naming ``source`` and the line."""
-    data = tomlfile.loads(text, source=source, error=RulesError)
+    data = _loads(text, source)
     check = _Checker(text, source)
     known_top = {
         "scoring",
@@ -168,7 +234,7 @@ def parse(text: str, *, source: str = "rules.toml", version: int = 0) -> Rules:
     }
     for key in data:
         if key not in known_top:
-            raise check.fail(f"unknown section {key!r}", key)
+            raise check.fail(N_("unknown section '%(name)s'"), key, name=key)
     scoring = data.get("scoring", {})
     stages = data.get("stages", {})
     half_life = check.number(scoring, "half_life_days", ("scoring", None), default=30, minimum=0.01)
@@ -177,17 +243,17 @@ def parse(text: str, *, source: str = "rules.toml", version: int = 0) -> Rules:
         isinstance(t, str) and _EVENT.match(t) for t in extra_types
     ):
         raise check.fail(
-            "event_types must be a list of lower-case names", "scoring", None, "event_types"
+            N_("event_types must be a list of lower-case names"), "scoring", None, "event_types"
         )
     mql_score = check.number(stages, "mql_score", ("stages", None), default=35)
     mql_min_grade = stages.get("mql_min_grade", "C")
     if mql_min_grade not in GRADES:
-        raise check.fail("mql_min_grade must be A, B, C or D", "stages", None, "mql_min_grade")
+        raise check.fail(N_("mql_min_grade must be A, B, C or D"), "stages", None, "mql_min_grade")
     remind = check.number(stages, "remind_after_hours", ("stages", None), default=16, minimum=0)
     accept = check.number(stages, "accept_within_hours", ("stages", None), default=24, minimum=0.01)
     if remind >= accept:
         raise check.fail(
-            "remind_after_hours must be less than accept_within_hours",
+            N_("remind_after_hours must be less than accept_within_hours"),
             "stages",
             None,
             "remind_after_hours",
@@ -196,7 +262,7 @@ def parse(text: str, *, source: str = "rules.toml", version: int = 0) -> Rules:
     raw_grades = data.get("grades", {"A": 40, "B": 25, "C": 10})
     grades = {g: check.number(raw_grades, g, ("grades", None)) for g in GRADES[:-1]}
     if not grades["A"] >= grades["B"] >= grades["C"]:
-        raise check.fail("grades must satisfy A >= B >= C", "grades")
+        raise check.fail(N_("grades must satisfy A >= B >= C"), "grades")
     raw_value = data.get("expected_value", {"A": 50, "B": 20, "C": 5, "D": 0.5})
     expected = {g: check.number(raw_value, g, ("expected_value", None), minimum=0) for g in GRADES}
 
@@ -237,14 +303,20 @@ def _engagement_rules(
         name = _name(check, entry, where, seen)
         event = entry.get("event")
         if not isinstance(event, str) or not _EVENT.match(event):
-            raise check.fail(f"rule {name!r}: event must be an event type name", *where, "event")
+            raise check.fail(
+                N_("rule '%(name)s': event must be an event type name"), *where, "event", name=name
+            )
         cap = entry.get("cap_per_day")
         if cap is not None:
             cap = check.number(entry, "cap_per_day", where, minimum=0)
         unknown = set(entry) - {"name", "event", "when", "points", "cap_per_day"}
         if unknown:
             raise check.fail(
-                f"rule {name!r}: unknown key {sorted(unknown)[0]!r}", *where, sorted(unknown)[0]
+                N_("rule '%(name)s': unknown key '%(key_name)s'"),
+                *where,
+                sorted(unknown)[0],
+                name=name,
+                key_name=sorted(unknown)[0],
             )
         engagement.append(
             EngagementRule(
@@ -265,7 +337,7 @@ def _fit_rules(check: _Checker, data: dict[str, Any], seen: set[str]) -> list[Fi
         name = _name(check, entry, where, seen)
         conditions = _conditions(check, entry.get("when"), where, None)
         if not conditions:
-            raise check.fail(f"fit rule {name!r} needs a when table", *where)
+            raise check.fail(N_("fit rule '%(name)s' needs a when table"), *where, name=name)
         fit.append(FitRule(name, conditions, check.number(entry, "points", where)))
     return fit
 
@@ -277,7 +349,9 @@ def _routing_rules(check: _Checker, data: dict[str, Any], seen: set[str]) -> lis
         name = _name(check, entry, where, seen)
         person, team = entry.get("salesperson"), entry.get("team")
         if (person is None) == (team is None):
-            raise check.fail(f"routing rule {name!r} needs a salesperson or a team", *where)
+            raise check.fail(
+                N_("routing rule '%(name)s' needs a salesperson or a team"), *where, name=name
+            )
         routing.append(
             RoutingRule(
                 name,
@@ -323,7 +397,9 @@ def load(session: Session, text: str, *, source: str) -> RuleSet:
         except IntegrityError:
             continue
         return row
-    raise RulesError(f"{source}: the rules changed too often at once; please load them again")
+    raise RulesError(
+        N_("the rules changed too often at once; please load them again"), source=source
+    )
 
 
 def active(session: Session) -> Rules:

@@ -13,14 +13,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import difflib
-import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from leadvault import audit, clock
+from leadvault import audit, clock, i18n
 from leadvault.i18n import N_
 from leadvault.models import Lead
 from leadvault.refusals import RefusedRequest
@@ -32,7 +31,8 @@ DRY_RUN_DEFAULT = 20_000
 DRY_RUN_MAX = 100_000
 _CHUNK = 1000
 ACTIVATED = audit.Action.RULES_ACTIVATED
-_LOCATED = re.compile(r"^(?P<source>.*?):(?P<line>\d+): (?P<message>.*)$", re.DOTALL)
+TOO_LONG = N_("the rules file is longer than %(max)s characters")
+LINE = N_("line %(line)s: %(message)s")
 
 
 class RuleSetError(RefusedRequest):
@@ -62,27 +62,40 @@ def scores_nothing(text: str, source: str = "rules.toml") -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-    """Why a rules file is refused: the 1-based line (None: the file as a whole)."""
+    """Why a rules file is refused: the 1-based line (None: the file as a whole) and the
+    reason, a message id with its values; ``str`` is English (the command line),
+    :meth:`translated` the reader's language (the console, the API)."""
 
     line: int | None
     message: str
+    values: Mapping[str, object] = dataclasses.field(default_factory=dict)
+
+    def reason(self, lang: str | None = None) -> str:
+        """The reason alone; in English without ``lang``, else in ``lang``."""
+        text = self.message if lang is None else i18n.translate(lang, self.message)
+        return text % dict(self.values) if self.values else text
+
+    def translated(self, lang: str | None = None) -> str:
+        """``line 12: reason`` in ``lang``, by default the request's language."""
+        lang = lang or i18n.current_language()
+        if not self.line:
+            return self.reason(lang)
+        # Filled here: a value named ``message`` would collide with translate's parameter.
+        return i18n.translate(lang, LINE) % {"line": self.line, "message": self.reason(lang)}
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.message}" if self.line else self.message
+        return LINE % {"line": self.line, "message": self.reason()} if self.line else self.reason()
 
 
 def problem_of(error: rules.RulesError) -> Problem:
-    """``source:12: reason`` as (12, reason)."""
-    found = _LOCATED.match(str(error))
-    if found is None:
-        return Problem(None, str(error))
-    return Problem(int(found.group("line")), found.group("message"))
+    """The refused file's line and reason."""
+    return Problem(error.line, error.message, dict(error.values))
 
 
 def validate(text: str) -> Problem | None:
     """The first problem of a candidate rules file, or None when it would load."""
     if len(text) > MAX_TEXT:
-        return Problem(None, f"the rules file is longer than {MAX_TEXT} characters")
+        return Problem(None, TOO_LONG, {"max": MAX_TEXT})
     try:
         rules.parse(text, source="rules.toml", version=1)
     except rules.RulesError as exc:
@@ -93,7 +106,9 @@ def validate(text: str) -> Problem | None:
 def _parsed(text: str) -> rules.Rules:
     problem = validate(text)
     if problem is not None:
-        raise rules.RulesError(f"rules.toml:{problem.line}: {problem.message}")
+        raise rules.RulesError(
+            problem.message, source="rules.toml", line=problem.line, **problem.values
+        )
     return rules.parse(text, source="rules.toml", version=1)
 
 
@@ -167,7 +182,7 @@ def activate(
     it (promoting those now qualified) and record who did it. One transaction: the
     caller's. A file without a scoring rule raises NoScoringRules unless ``allow_empty``."""
     if len(text) > MAX_TEXT:
-        raise rules.RulesError(f"{source}: the rules file is longer than {MAX_TEXT} characters")
+        raise rules.RulesError(TOO_LONG, source=source, max=MAX_TEXT)
     if not allow_empty and scores_nothing(text, source):
         raise NoScoringRules
     row = rules.load(session, text, source=source)

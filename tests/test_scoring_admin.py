@@ -55,7 +55,7 @@ def test_validate_names_the_line():
     assert problem.line == BAD_LINE
     assert str(problem).startswith(f"line {BAD_LINE}: ")
     unknown = rulesets.validate(EXAMPLE + "\n[nonsense]\nx = 1\n")
-    assert unknown is not None and "unknown section 'nonsense'" in unknown.message
+    assert unknown is not None and "unknown section 'nonsense'" in unknown.reason()
     assert unknown.line == len(EXAMPLE.splitlines()) + 2
     assert rulesets.validate(EXAMPLE) is None
 

@@ -17,7 +17,7 @@ from admin import auth
 from admin.api.registry import operation
 from admin.api.views import Refusal, _body, _dump, _query, bp, cursor_refusal
 from admin.permissions import Permission
-from leadvault import db
+from leadvault import db, i18n
 from leadvault.i18n import N_
 from scoring import handoff_board, rules, rulesets
 from scoring import schemas as scoring_schemas
@@ -26,11 +26,12 @@ P = Permission
 
 
 def rules_refusal(problem: rulesets.Problem) -> Refusal:
-    """A 422 whose ``errors.text`` names the line: ``line 12: unknown section 'x'``."""
+    """A 422 whose ``errors.text`` names the line: ``line 12: unknown section 'x'``, in
+    the request's language."""
     return Refusal(
         422,
         N_("The rules file has a problem; errors.text names the line."),
-        errors={"text": [str(problem)]},
+        errors={"text": [problem.translated()]},
     )
 
 
@@ -61,7 +62,7 @@ def rules_validate() -> Response:
         return _dump(scoring_schemas.RulesProblemSchema, {"valid": True})
     return _dump(
         scoring_schemas.RulesProblemSchema,
-        {"valid": False, "line": problem.line, "message": problem.message},
+        {"valid": False, "line": problem.line, "message": problem.reason(i18n.current_language())},
     )
 
 
@@ -121,7 +122,7 @@ def rules_activate() -> Response:
                 session, args["text"], actor=actor, ip=ip, source="api", allow_empty=allow_empty
             )
     except rules.RulesError as exc:  # a concurrent activation won every retry
-        raise Refusal(409, errors={"text": [str(exc)]}) from None
+        raise Refusal(409, errors={"text": [exc.translated()]}) from None
     except rulesets.NoScoringRules as exc:
         raise Refusal(
             422,

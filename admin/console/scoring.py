@@ -16,7 +16,7 @@ from admin import auth
 from admin.api.scoring import handoff_scope
 from admin.console.views import _error, bp, page
 from admin.permissions import Permission
-from leadvault import db
+from leadvault import db, i18n
 from leadvault.i18n import N_
 from leadvault.model_base import ROW_ID_MAX
 from scoring import handoff_board, rules, rulesets
@@ -49,7 +49,11 @@ def numbered(text: str, problem: rulesets.Problem | None) -> list[dict[str, Any]
         {
             "number": number,
             "text": line,
-            "problem": problem.message if problem and problem.line == number else None,
+            "problem": (
+                problem.reason(i18n.current_language())
+                if problem and problem.line == number
+                else None
+            ),
         }
         for number, line in enumerate(text.split("\n"), start=1)
     ]
@@ -74,6 +78,7 @@ def _editor(
         gutter=range(1, max(12, text.count("\n") + 3) + 1),
         active=active,
         problem=problem,
+        reason=problem.reason(i18n.current_language()) if problem else None,
         listing=numbered(text, problem) if problem else None,
         preview=preview,
         checked=checked,
@@ -139,7 +144,7 @@ def _allow_empty() -> bool:
 
 def _no_scoring_rules(text: str, exc: rulesets.NoScoringRules) -> Response:
     """Back to the editor, the reason above the file: nothing was activated."""
-    return _editor(text, 422, problem=rulesets.Problem(None, exc.translated()), checked=True)
+    return _editor(text, 422, problem=rulesets.Problem(None, exc.message, exc.values), checked=True)
 
 
 @bp.post("/scoring/activate")
