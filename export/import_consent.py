@@ -16,41 +16,46 @@ from consent import ledger
 from consent.models import Consent, ConsentStatus, ConsentText, LedgerEvent
 from export import import_mapping
 from export.import_mapping import Contact
+from export.import_report import CONSENT_IMPORTED, REPERMISSION_QUEUED, Note
 from export.import_state import ImportRun, Known
 from export.models import ImportPermission
 from leadvault import clock
 from leadvault.crypto import sha256_hex
+from leadvault.i18n import N_
 from leadvault.web import RequestMeta
 
 IMPORTED_LANGUAGE = "imported"
+WITHDRAWN = N_("withdrawn earlier, not imported: %(purposes)s")
+GIVEN = N_("consent already given")
+PENDING = N_("opt-in already pending")
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """Which purposes a line grants (with proof) or asks for (re-permission), and in words."""
+    """Which purposes a line grants (with proof) or asks for (re-permission), and in words
+    (the first note says what was done, ``Report.count`` counts by it)."""
 
     grant: list[str]
     ask: list[str]
-    note: str
+    notes: tuple[Note, ...]
 
     @classmethod
     def of(cls, purposes: Sequence[str], current: Mapping[str, Consent], found: Contact) -> Plan:
         status = {p: current[p].status if p in current else ConsentStatus.NONE for p in purposes}
         withdrawn = [p for p in purposes if status[p] == ConsentStatus.WITHDRAWN]
-        notes = [f"withdrawn earlier, not imported: {', '.join(withdrawn)}"] if withdrawn else []
+        notes = (Note.of(WITHDRAWN, purposes=", ".join(withdrawn)),) if withdrawn else ()
         open_ = [
             p for p in purposes if status[p] not in {ConsentStatus.GRANTED, ConsentStatus.WITHDRAWN}
         ]
         if not open_:
-            return cls([], [], "; ".join(notes) or "consent already given")
+            return cls([], [], notes or (Note(GIVEN),))
         if found.proof is not None:
-            note = f"consent imported with proof: {', '.join(open_)}"
-            return cls(open_, [], "; ".join([note, *notes]))
+            note = Note.of(CONSENT_IMPORTED, purposes=", ".join(open_))
+            return cls(open_, [], (note, *notes))
         ask = [p for p in open_ if status[p] != ConsentStatus.PENDING]
         if not ask:
-            return cls([], [], "; ".join(["opt-in already pending", *notes]))
-        note = f"re-permission mail queued: {', '.join(ask)}"
-        return cls([], ask, "; ".join([note, *notes]))
+            return cls([], [], (Note(PENDING), *notes))
+        return cls([], ask, (Note.of(REPERMISSION_QUEUED, purposes=", ".join(ask)), *notes))
 
 
 def grant(

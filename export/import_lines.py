@@ -19,12 +19,13 @@ from sqlalchemy.orm import Session
 from consent import service as consent_service
 from export import import_consent, import_mapping
 from export.import_mapping import Contact, LineProblem
-from export.import_report import LineResult
+from export.import_report import LineResult, Note
 from export.import_state import ImportRun, Known
 from export.models import ImportPermission
 from leadvault import batch, clock, leads
 from leadvault.crypto import Vault
 from leadvault.db import vault_of
+from leadvault.i18n import N_
 
 log = logging.getLogger("leadvault.export.imports")
 
@@ -45,15 +46,18 @@ def _parse(
     vault: Vault,
 ) -> _Line | LineResult:
     if raw.values is None:
-        return LineResult(raw.number, "refused", detail=raw.problem or "unreadable")
+        return LineResult(raw.number, "refused", detail_notes=(raw.problem or Note(UNREADABLE),))
     try:
         found = import_mapping.contact(raw.values, columns, zone=zone, now=clock.now())  # type: ignore[arg-type]
     except LineProblem as exc:
-        return LineResult(raw.number, "refused", detail=str(exc))
+        return LineResult(raw.number, "refused", detail_notes=(exc.note,))
     return _Line(raw.number, found, vault.blind_index(found.email))
 
 
-_SUPPRESSED = "the address was erased (suppressed): not imported"
+UNREADABLE = N_("unreadable")
+_SUPPRESSED = Note(N_("the address was erased (suppressed): not imported"))
+KNOWN = N_("known address")
+SAME_AS = N_("same address as line %(line)s")
 
 
 def store_chunk(
@@ -108,7 +112,7 @@ def _store_all(
             if isinstance(item, LineResult):
                 results.append(item)
             elif item.index in known.suppressed:
-                results.append(LineResult(item.number, "refused", detail=_SUPPRESSED))
+                results.append(LineResult(item.number, "refused", detail_notes=(_SUPPRESSED,)))
             elif not isolated:
                 results.append(_store(session, state, item, known))
             else:
@@ -147,7 +151,11 @@ def _store_alone(
         work.rewind(mark)
         log.warning("import %s line %s: %s", state.batch, item.number, type(exc).__name__)
         rest = {i.index for i in parsed[position + 1 :] if isinstance(i, _Line)}
-        refused = LineResult(item.number, "refused", detail=f"not stored ({type(exc).__name__})")
+        refused = LineResult(
+            item.number,
+            "refused",
+            detail_notes=(Note.of(N_("not stored (%(error)s)"), error=type(exc).__name__),),
+        )
         return refused, Known.read(session, rest, lock=True)
     return result, known
 
@@ -196,13 +204,13 @@ def _store(session: Session, state: ImportRun, line: _Line, known: Known) -> Lin
 def _predict(state: ImportRun, line: _Line, known: Known) -> LineResult:
     """A dry run's outcome, read only: what :func:`_store` would do."""
     if line.index in known.suppressed:
-        return LineResult(line.number, "refused", detail=_SUPPRESSED)
+        return LineResult(line.number, "refused", detail_notes=(_SUPPRESSED,))
     found = line.contact
     first_line = state.seen.setdefault(line.index, line.number)
     lead = known.leads.get(line.index)
     if lead is None and first_line != line.number:
         # The earlier line's lead exists in a real run (a dry run stores nothing).
-        return LineResult(line.number, "merged", detail=f"same address as line {first_line}")
+        return LineResult(line.number, "merged", detail_notes=(Note.of(SAME_AS, line=first_line),))
     current = known.consents.get(lead.id, {}) if lead is not None else {}
     plan = import_consent.Plan.of(state.purposes, current, found)
     return _result(line.number, found, plan, created=lead is None, first_line=first_line)
@@ -211,9 +219,8 @@ def _predict(state: ImportRun, line: _Line, known: Known) -> LineResult:
 def _result(
     number: int, found: Contact, plan: import_consent.Plan, *, created: bool, first_line: int
 ) -> LineResult:
+    missing = (found.proof_missing,) if found.proof_missing else ()
     if created:
-        return LineResult(number, "created", plan.note, found.proof_missing or "")
-    detail = f"same address as line {first_line}" if first_line != number else "known address"
-    if found.proof_missing:
-        detail += f"; {found.proof_missing}"
-    return LineResult(number, "merged", plan.note, detail)
+        return LineResult(number, "created", plan.notes, missing)
+    known = Note.of(SAME_AS, line=first_line) if first_line != number else Note(KNOWN)
+    return LineResult(number, "merged", plan.notes, (known, *missing))

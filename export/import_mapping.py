@@ -37,6 +37,7 @@ from email_validator import EmailNotValidError, validate_email
 from capture.definitions import PROFILE_FIELDS
 from capture.service import COMPANY_SIZES
 from capture.submission_checks import text_problem
+from export.import_report import Note
 from leadvault import i18n
 from leadvault.i18n import N_
 from leadvault.refusals import RefusedRequest
@@ -167,7 +168,7 @@ def plan(header: Sequence[str], *, preset: str = "auto", overrides: Mapping[str,
 class RawLine:
     number: int  # the physical line the record starts on (1 = header)
     values: list[str] | None
-    problem: str | None = None
+    problem: Note | None = None
 
 
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
@@ -210,6 +211,12 @@ def read(source: IO[bytes], *, encoding: str = "utf-8") -> tuple[list[str], Iter
     return header, _lines(reader, len(header), name)
 
 
+NOT_VALID_FROM_HERE = N_("not valid %(encoding)s from here on: give --encoding")
+NOT_CSV = N_("not readable as CSV (%(reason)s)")
+NOT_VALID_LINE = N_("not valid %(encoding)s: give --encoding (e.g. cp1252)")
+TOO_MANY = N_("%(values)s values but %(columns)s columns")
+
+
 def _lines(reader: Any, width: int, encoding: str) -> Iterator[RawLine]:
     consumed = 0  # physical lines the reader has taken (the header is line 1)
     while True:
@@ -220,20 +227,20 @@ def _lines(reader: Any, width: int, encoding: str) -> Iterator[RawLine]:
             return
         except UnicodeDecodeError:
             # The decoder cannot resume after this (see read): the rest is one problem.
-            yield RawLine(start, None, f"not valid {encoding} from here on: give --encoding")
+            yield RawLine(start, None, Note.of(NOT_VALID_FROM_HERE, encoding=encoding))
             return
         except csv.Error as exc:
             consumed = reader.line_num
-            yield RawLine(start, None, f"not readable as CSV ({exc})")
+            yield RawLine(start, None, Note.of(NOT_CSV, reason=str(exc)))
             continue
         consumed = reader.line_num
         if not any(v.strip() for v in values):
             continue  # blank line
         if any(_UNDECODABLE.search(v) for v in values):
-            yield RawLine(start, None, f"not valid {encoding}: give --encoding (e.g. cp1252)")
+            yield RawLine(start, None, Note.of(NOT_VALID_LINE, encoding=encoding))
             continue
         if len(values) > width and any(v.strip() for v in values[width:]):
-            yield RawLine(start, None, f"{len(values)} values but {width} columns")
+            yield RawLine(start, None, Note.of(TOO_MANY, values=len(values), columns=width))
             continue
         yield RawLine(start, [*values[:width], *[""] * (width - len(values))])
 
@@ -242,7 +249,15 @@ def _lines(reader: Any, width: int, encoding: str) -> Iterator[RawLine]:
 
 
 class LineProblem(Exception):
-    """This line is refused; the message (no personal data) says why."""
+    """This line is refused; ``note`` (a message id with values, no personal data) says
+    why, ``str`` in English."""
+
+    def __init__(self, message: str, **values: object) -> None:
+        self.note = Note.of(message, **values)
+        super().__init__(str(self.note))
+
+
+TOO_LONG = N_("%(field)s: longer than %(max)s characters")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,7 +274,7 @@ class Contact:
     language: str | None
     proof: Proof | None
     # Why there is no proof although some proof columns were given (for the report).
-    proof_missing: str | None = None
+    proof_missing: Note | None = None
 
 
 @functools.cache
@@ -279,7 +294,7 @@ def _country(value: str) -> str:
         return value.upper()
     code = _countries().get(value.casefold())
     if code is None:
-        raise LineProblem("country: not a country name or two-letter code")
+        raise LineProblem(N_("country: not a country name or two-letter code"))
     return code
 
 
@@ -300,14 +315,14 @@ def parse_time(value: str, zone: ZoneInfo, now: dt.datetime) -> dt.datetime:
             except ValueError:
                 continue
     if moment is None:
-        raise LineProblem("optin_at: not a date and time (use e.g. 2024-03-01T09:30:00Z)")
+        raise LineProblem(N_("optin_at: not a date and time (use e.g. 2024-03-01T09:30:00Z)"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
     moment = moment.astimezone(dt.UTC)
     if moment > now + dt.timedelta(minutes=5):
-        raise LineProblem("optin_at: lies in the future")
+        raise LineProblem(N_("optin_at: lies in the future"))
     if moment.year < 1990:
-        raise LineProblem("optin_at: before 1990")
+        raise LineProblem(N_("optin_at: before 1990"))
     return moment
 
 
@@ -318,16 +333,16 @@ def contact(
     got = {field: values[index].strip() for field, index in mapping.columns.items()}
     status = got.get("status", "").casefold()
     if status in _BLOCKED:
-        raise LineProblem("blocklisted or unsubscribed in the source: not imported")
+        raise LineProblem(N_("blocklisted or unsubscribed in the source: not imported"))
     email = got.get("email", "")
     if not email:
-        raise LineProblem("email: empty")
+        raise LineProblem(N_("email: empty"))
     if len(email) > 254:
-        raise LineProblem("email: longer than 254 characters")
+        raise LineProblem(N_("email: longer than 254 characters"))
     try:
         validate_email(email, check_deliverability=False)
     except EmailNotValidError:
-        raise LineProblem("email: not a valid address") from None
+        raise LineProblem(N_("email: not a valid address")) from None
     attributes = {name: got[name] for name in ATTRIBUTES if got.get(name)}
     full = got.get("name", "")
     if full:
@@ -341,7 +356,9 @@ def contact(
             continue
         if name == "company_size":
             if value not in COMPANY_SIZES:
-                raise LineProblem(f"company_size: one of {', '.join(COMPANY_SIZES)}")
+                raise LineProblem(
+                    N_("company_size: one of %(known)s"), known=", ".join(COMPANY_SIZES)
+                )
             continue
         _text(name, value)
     language = got.get("language", "").replace("-", "_").partition("_")[0].lower() or None
@@ -354,23 +371,26 @@ def contact(
 def _text(name: str, value: str) -> None:
     limit = _MAX.get(name)
     if limit is not None and len(value) > limit:
-        raise LineProblem(f"{name}: longer than {limit} characters")
+        raise LineProblem(TOO_LONG, field=name, max=limit)
     problem = text_problem(name, value)
     if problem is not None:
-        raise LineProblem(f"{name}: {problem}")
+        # The capture check's message, translated with it.
+        raise LineProblem(N_("%(field)s: %(problem)s"), field=name, problem=Note(problem))
 
 
 def _proof(
     got: Mapping[str, str], *, zone: ZoneInfo, now: dt.datetime
-) -> tuple[Proof | None, str | None]:
+) -> tuple[Proof | None, Note | None]:
     given = {name: got.get(name, "") for name in PROOF}
     if not any(given.values()):
         return None, None
     absent = [name for name, value in given.items() if not value]
     if absent:
-        return None, f"no complete proof of consent ({', '.join(absent)} empty)"
+        return None, Note.of(
+            N_("no complete proof of consent (%(fields)s empty)"), fields=", ".join(absent)
+        )
     when = parse_time(given["optin_at"], zone, now)
     _text("optin_source", given["optin_source"])
     if len(given["optin_text"]) > _MAX["optin_text"]:
-        raise LineProblem(f"optin_text: longer than {_MAX['optin_text']} characters")
+        raise LineProblem(TOO_LONG, field="optin_text", max=_MAX["optin_text"])
     return Proof(when, given["optin_source"], given["optin_text"]), None

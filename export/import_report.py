@@ -1,10 +1,19 @@
 """What an import of contacts tells: each line's outcome (without personal data) and the
-counts of the whole run, for the command line, the console and the API (``export.imports``)."""
+counts of the whole run, for the command line, the console and the API (``export.imports``).
+
+A line's reasons are :class:`Note` s, message ids with values: the console shows them in
+the staff member's language, the API in the request's; the command line and its
+``--report`` file in English (``str``), as a log or a script reads them. Nothing of a
+report is stored but its counts (the audit entry).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
+from leadvault import i18n
+from leadvault.i18n import N_
 from leadvault.refusals import RefusedRequest
 
 
@@ -13,13 +22,71 @@ class ImportRefused(RefusedRequest):
 
 
 @dataclasses.dataclass(frozen=True)
+class Note:
+    """One reason of a line's outcome: a message id (``N_``) with ``%(name)s`` values,
+    never personal data. A value may be a Note itself (a capture check's message)."""
+
+    message: str
+    values: tuple[tuple[str, object], ...] = ()
+
+    @classmethod
+    def of(cls, message: str, **values: object) -> Note:
+        return cls(message, tuple(sorted(values.items())))
+
+    def text(self, lang: str | None) -> str:
+        """In ``lang``; None: English."""
+        text = self.message if lang is None else i18n.translate(lang, self.message)
+        if not self.values:
+            return text
+        return text % {
+            name: value.text(lang) if isinstance(value, Note) else value
+            for name, value in self.values
+        }
+
+    def translated(self, lang: str | None = None) -> str:
+        """In ``lang``, by default the request's language."""
+        return self.text(lang or i18n.current_language())
+
+    def __str__(self) -> str:
+        return self.text(None)
+
+
+def joined(notes: Iterable[Note], lang: str | None) -> str:
+    """The notes as one text ("; " between them), in ``lang`` (None: English)."""
+    return "; ".join(note.text(lang) for note in notes)
+
+
+CONSENT_IMPORTED = N_("consent imported with proof: %(purposes)s")
+REPERMISSION_QUEUED = N_("re-permission mail queued: %(purposes)s")
+
+
+@dataclasses.dataclass(frozen=True)
 class LineResult:
-    """One line's outcome, without personal data: its number, what happened, why."""
+    """One line's outcome, without personal data: its number, what happened (``outcome``,
+    a stable code: created, merged, refused), what became of its consent and why."""
 
     line: int
     outcome: str  # created, merged, refused
-    consent: str = ""
-    detail: str = ""
+    consent_notes: tuple[Note, ...] = ()
+    detail_notes: tuple[Note, ...] = ()
+
+    @property
+    def consent(self) -> str:
+        """In English (the command line, the ``--report`` file)."""
+        return joined(self.consent_notes, None)
+
+    @property
+    def detail(self) -> str:
+        """In English (the command line, the ``--report`` file)."""
+        return joined(self.detail_notes, None)
+
+    def consent_translated(self, lang: str | None = None) -> str:
+        """In ``lang``, by default the request's language (the console, the API)."""
+        return joined(self.consent_notes, lang or i18n.current_language())
+
+    def detail_translated(self, lang: str | None = None) -> str:
+        """In ``lang``, by default the request's language (the console, the API)."""
+        return joined(self.detail_notes, lang or i18n.current_language())
 
     def __str__(self) -> str:
         parts = [f"line {self.line}: {self.outcome}"]
@@ -54,9 +121,10 @@ class Report:
         else:
             self.refused += 1
             self.refused_lines.append(result)
-        if result.consent.startswith("consent imported"):
+        first = result.consent_notes[0].message if result.consent_notes else None
+        if first == CONSENT_IMPORTED:
             self.consent_imported += 1
-        elif result.consent.startswith("re-permission"):
+        elif first == REPERMISSION_QUEUED:
             self.repermission += 1
 
     def summary(self) -> str:

@@ -128,8 +128,8 @@ def import_contacts() -> Response:
                 {
                     "line": result.line,
                     "outcome": result.outcome,
-                    "consent": result.consent,
-                    "detail": result.detail,
+                    "consent": result.consent_translated(),
+                    "detail": result.detail_translated(),
                 }
             )
 
