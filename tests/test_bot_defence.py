@@ -122,6 +122,20 @@ def test_an_accepted_submission_costs_one_more_statement(app, client, backend):
         assert re.findall(r"\bINSERT INTO (\w+)", statement) == ["spent_tokens", "inbox"]
 
 
+def test_a_submission_in_the_render_millisecond_is_not_too_fast(app, client):
+    """With no minimum fill time nothing counts as too fast, and the render time is
+    never rounded up past the submission (CI once submitted within half a millisecond
+    of the render and was counted as too fast)."""
+    form_id = make_form(app)
+    clock.freeze(dt.datetime(2026, 12, 5, 9, 0, 0, 999_900, tzinfo=dt.UTC))
+    try:
+        token = render_token(app, form_id)
+        assert post(client, form_id, render_token=token).status_code == 200
+    finally:
+        clock.freeze(None)
+    assert bot_counts(app) == {}
+
+
 def test_spent_tokens_are_purged_after_they_expire(app, client):
     from consent import retention
 
