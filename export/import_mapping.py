@@ -175,9 +175,17 @@ _UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 def check_encoding(encoding: str) -> str:
+    """The codec's name, when it decodes bytes to text as ``read`` does (surrogateescape).
+    Python also knows codecs that are no text encoding (rot13, base64, zlib) or refuse
+    that error handler (idna) or every byte ("undefined"): they raised past the import."""
     try:
-        return codecs.lookup(encoding).name
-    except LookupError:
+        codec = codecs.lookup(encoding)
+        if not getattr(codec, "_is_text_encoding", True):  # CPython marks bytes-to-bytes ones
+            raise LookupError(codec.name)
+        # No bytes: only a codec that refuses the handler (or everything) raises.
+        codec.incrementaldecoder(errors="surrogateescape").decode(b"", final=True)
+        return codec.name
+    except (LookupError, UnicodeError):
         raise MappingError(
             N_("unknown encoding '%(encoding)s' (e.g. utf-8, cp1252)"),
             field="encoding",

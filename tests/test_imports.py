@@ -424,6 +424,26 @@ def test_a_codec_with_wide_units_refuses_instead_of_a_traceback(app):
     assert "not valid utf-16-le from here on" in report.refused_lines[0].detail
 
 
+@pytest.mark.parametrize("codec", ["rot13", "base64", "zlib", "uu", "idna", "undefined"])
+def test_a_codec_that_reads_no_text_is_refused_as_unknown(app, codec):
+    """Python knows codecs that are no text encoding (bytes to bytes) or refuse the
+    reader's error handler: named as --encoding or the API's and console's encoding,
+    they raised past the import (a traceback, a 500)."""
+    data = csv_bytes([HEADER, ["w@example.org", "W", "", "", "", "", "", ""]])
+    with pytest.raises(imports.MappingError, match=f"unknown encoding '{codec}'"):
+        run_import(app, data, encoding=codec)
+    client = app.test_client()
+    token = factories.personal_token(app, "marketing")
+    refused = client.post(
+        f"/api/v1/imports?encoding={codec}",
+        data=data,
+        content_type="text/csv",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert refused.status_code == 422, refused.get_data(as_text=True)
+    assert lead_count(app) == 0
+
+
 def test_re_permission_mails_are_rate_limited_per_hour(make_app, smtp_server):
     from tests.conftest import _smtp_config
 
