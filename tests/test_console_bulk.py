@@ -150,3 +150,24 @@ def test_sales_act_only_on_their_own_leads(app):
         400,
         403,
     )
+
+
+def test_only_lead_ids_as_the_checkboxes_carry_them(app):
+    """A value that merely starts with a lead id, or spells it another way, is refused
+    (the first 36 characters used to be read and the rest ignored)."""
+    lead = factories.lead(app)
+    client, _ = factories.signed_in_client(app, "marketing")
+    token = csrf(client, "/console/leads")
+    for value in (f"{lead}garbage", f"{{{lead}}}", f"urn:uuid:{lead}", lead.hex, "x" * 10_000):
+        answer = client.post(
+            "/console/leads/bulk/stage",
+            data={"lead": [value], "to": "mql", "reason": "qualified", "csrf_token": token},
+        )
+        assert answer.status_code == 422, value
+        assert "could not be understood" in text(answer)
+    upper = client.post(
+        "/console/leads/bulk/stage",
+        data={"lead": [str(lead).upper()], "to": "mql", "reason": "qualified", "csrf_token": token},
+    )
+    assert upper.status_code == 200 and "1 of 1 leads moved" in text(upper)
+    assert _stage(app, lead) == "mql"

@@ -45,11 +45,21 @@ def chosen_ids(values: Sequence[str]) -> list[uuid.UUID]:
         raise BulkError(N_("Choose at most 100 leads at a time."))
     found: dict[uuid.UUID, None] = {}
     for value in values:
-        try:
-            found[uuid.UUID(value[:36])] = None
-        except ValueError:
-            raise BulkError(N_("The request could not be understood.")) from None
+        # Only the form the checkboxes carry (str of a UUID): uuid.UUID would also take
+        # braces, "urn:uuid:" and misplaced hyphens; the length check comes first so a
+        # huge value is never parsed.
+        lead_id = _lead_id(value) if len(value) == 36 else None
+        if lead_id is None or str(lead_id) != value.lower():
+            raise BulkError(N_("The request could not be understood."))
+        found[lead_id] = None
     return list(found)
+
+
+def _lead_id(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
 
 
 def visible_leads(
