@@ -105,6 +105,10 @@ def test_bad_input_is_a_problem_document(app, client):
         problem = response.get_json()
         assert problem["status"] == 422 and problem["title"] and problem["detail"]
         assert problem["errors"], query
+    # A single-valued parameter given twice is refused, not read as one of them.
+    twice = client.get("/api/v1/leads?limit=1&limit=50", headers=headers)
+    assert twice.status_code == 422
+    assert twice.get_json()["errors"] == {"limit": ["Give this parameter once."]}
     unknown = client.get("/api/v1/nothing-here", headers=headers)
     assert unknown.status_code == 404 and unknown.mimetype == "application/problem+json"
     wrong_method = client.put("/api/v1/leads", headers=headers)

@@ -103,10 +103,17 @@ bp = api_blueprint("admin_api", template_folder="../templates")
 
 def _query(schema: type[Schema]) -> dict[str, Any]:
     raw: dict[str, Any] = {}
+    repeated: dict[str, list[str]] = {}
     for key in request.args:
         values = request.args.getlist(key)
         many = isinstance(schema._declared_fields.get(key), fields.List)
+        if not many and len(values) > 1:
+            # Taking one of them silently (?limit=1&limit=500) answers another question
+            # than the client asked.
+            repeated[key] = [i18n.gettext(N_("Give this parameter once."))]
         raw[key] = values if many else values[-1]
+    if repeated:
+        raise Refusal(422, errors=repeated)
     try:
         return schema().load(raw)
     except ValidationError as exc:
