@@ -223,6 +223,8 @@ def test_webhook_pages(make_app):
 
     client.post(f"{base}/disable", data={"csrf_token": csrf})
     assert "The endpoint is disabled" in client.get(f"{base}?done=disable").get_data(as_text=True)
+    # A ?done= the page has no notice for shows none (it showed an empty notice box).
+    assert 'class="notice" role="status"' not in client.get(f"{base}?done=x").get_data(as_text=True)
     assert client.post(f"{base}/test", data={"csrf_token": csrf}).status_code == 409
     client.post(f"{base}/enable", data={"csrf_token": csrf})
     # The ping held back while the endpoint was disabled goes out again.

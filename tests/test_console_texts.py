@@ -145,6 +145,9 @@ def test_assets_upload_edit_archive(app):
     asset_id = asset_url.rsplit("/", 1)[1]
     page = _text(client.get(asset_url))
     assert "Praxisleitfaden" in page and "Twelve pages." in page
+    assert "The asset is stored." in _text(client.get(f"{asset_url}?done=uploaded"))
+    # A ?done= the page has no notice for shows none (it showed an empty notice box).
+    assert 'class="notice" role="status"' not in _text(client.get(f"{asset_url}?done=x"))
 
     saved = client.post(
         asset_url, data={"csrf_token": token, "title_en": "Field guide 2027", "title_de": ""}
