@@ -104,7 +104,17 @@ class Action(Catalogued):
     WEBHOOK_REMOVED = "webhook.removed", N_("Webhook endpoint removed")
     CONSENT_TEXT_PUBLISHED = "consent_text.published", N_("Consent text published")
     RULES_ACTIVATED = "scoring.rules_activated", N_("Scoring rules activated")
-    SALESPERSON_CHANGED = "salesperson.changed", N_("Salesperson's name or address changed")
+    SALESPERSON_ADDED = "salesperson.added", N_("Salesperson added")
+    SALESPERSON_CHANGED = "salesperson.changed", N_("Salesperson changed")
+    SALESPERSON_DEACTIVATED = "salesperson.deactivated", N_("Salesperson deactivated")
+    SALESPERSON_ACTIVATED = "salesperson.activated", N_("Salesperson active again")
+    SALESPERSON_ABSENCE_ADDED = "salesperson.absence_added", N_("Salesperson's absence planned")
+    SALESPERSON_ABSENCE_DELETED = "salesperson.absence_deleted", N_("Salesperson's absence deleted")
+    SALES_TEAM_ADDED = "sales_team.added", N_("Sales team created")
+    SALES_TEAM_CHANGED = "sales_team.changed", N_("Sales team's strategy changed")
+    SALES_TEAM_MEMBER_ADDED = "sales_team.member_added", N_("Salesperson added to a team")
+    SALES_TEAM_MEMBER_REMOVED = "sales_team.member_removed", N_("Salesperson taken out of a team")
+    SALES_TEAM_DELETED = "sales_team.deleted", N_("Sales team deleted")
 
 
 class ObjectType(Catalogued):
@@ -121,6 +131,7 @@ class ObjectType(Catalogued):
     CONSENT_TEXT = "consent_text", N_("Consent text")
     RULE_SET = "rule_set", N_("Scoring rules")
     SALESPERSON = "salesperson", N_("Salesperson")
+    SALES_TEAM = "sales_team", N_("Sales team")
 
 
 class AuditError(ValueError):

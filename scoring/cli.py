@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from leadvault.commands import DAY, Refused, app_session, codes_of, load_app, report
 from leadvault.untrusted import for_terminal
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def _stages() -> list[str]:
@@ -44,7 +49,7 @@ def scoring() -> None:
 def load(path: Path, allow_empty: bool) -> None:
     """Validate a rules file, make it the active version and re-grade every lead."""
     from leadvault import audit
-    from scoring import rules, rulesets
+    from scoring import rules, rulesets, unrouted
 
     app = load_app()
     try:
@@ -57,11 +62,15 @@ def load(path: Path, allow_empty: bool) -> None:
                 session, text, actor=audit.cli_actor(), source=str(path), allow_empty=allow_empty
             )
             version, sha = row.version, row.sha256
+            # Loaded anyway: the people may be added or changed next (either order).
+            warning = unrouted.warning(unrouted.in_text(session, text))
     except rules.RulesError as exc:
         raise Refused(str(exc)) from None
     except rulesets.NoScoringRules as exc:
         raise Refused(f"{path}: {exc}; nothing loaded (--allow-empty loads it anyway)") from None
     click.echo(f"Rules version {version} active ({sha[:12]}); every lead re-graded.")
+    if warning:
+        click.echo(for_terminal(warning), err=True)
 
 
 @scoring.command("dry-run")
@@ -155,13 +164,13 @@ def sales() -> None:
     """Salespeople and teams (their names and addresses are stored sealed)."""
 
 
-def _sales_call(func: object, *args: object, **kwargs: object) -> None:
+def _sales_call(func: Callable[..., object], *args: object, **kwargs: object) -> None:
     from scoring import routing
 
     app = load_app()
     try:
         with app_session(app) as session:
-            func(session, *args, **kwargs)  # type: ignore[operator]
+            func(session, *args, **kwargs)
     except routing.SalesError as exc:
         raise Refused(str(exc)) from None
 
@@ -182,20 +191,22 @@ def _sales_call(func: object, *args: object, **kwargs: object) -> None:
 def add(
     email: str, name: str, language: str, weight: int, capacity: int, team_names: tuple[str, ...]
 ) -> None:
-    """Add a salesperson."""
-    from scoring import routing
+    """Add a salesperson (audited)."""
+    from leadvault import audit
+    from scoring import routing, sales_team
 
-    def run(session: object) -> None:
-        routing.add_person(
+    def run(session: Session) -> None:
+        teams = [routing.named_team(session, team).id for team in team_names]
+        sales_team.add_person(
             session,
+            actor=audit.cli_actor(),
             email=email,
             name=name,
-            language=language,  # type: ignore[arg-type]
+            language=language,
             weight=weight,
             weekly_capacity=capacity,
+            team_ids=tuple(teams),
         )
-        for team in team_names:
-            routing.add_member(session, team, email)  # type: ignore[arg-type]
 
     _sales_call(run)
     click.echo(f"Salesperson {email} added.")
@@ -210,32 +221,23 @@ def edit(current_email: str, name: str | None, new_email: str | None) -> None:
     the next mails about them go to the new address."""
     from leadvault import audit
     from scoring import routing, sales_team
+    from scoring.unrouted import Unrouted, in_active_rules, warning
 
     if name is None and new_email is None:
         raise click.UsageError("give --name, --email or both")
-    unrouted: list[str] = []
+    unrouted: list[Unrouted] = []
 
-    def run(session: object) -> None:
-        found = routing.person_by_email(session, current_email)  # type: ignore[arg-type]
-        if found is None:
-            raise routing.SalesError("There is no salesperson with this address.")
+    def run(session: Session) -> None:
+        found = routing.named_person(session, current_email)
         sales_team.update_person(
-            session,  # type: ignore[arg-type]
-            found.id,
-            actor=audit.cli_actor(),
-            name=name,
-            email=new_email,
+            session, found.id, actor=audit.cli_actor(), name=name, email=new_email
         )
-        unrouted.extend(sales_team.rules_without_person(session))  # type: ignore[arg-type]
+        unrouted.extend(in_active_rules(session))
 
     _sales_call(run)
     click.echo(f"Salesperson {for_terminal(new_email or current_email)} changed.")
     if unrouted:
-        click.echo(
-            "Warning: routing rules of the active rules file name an address no salesperson "
-            f"has: {for_terminal(', '.join(unrouted))}; update the rules file.",
-            err=True,
-        )
+        click.echo(for_terminal(warning(unrouted) + "; update the rules file."), err=True)
 
 
 @sales.command("list")
@@ -262,10 +264,15 @@ def list_() -> None:
 @click.argument("email")
 @click.option("--back", is_flag=True, help="Mark as present again.")
 def absent(email: str, back: bool) -> None:
-    """Mark a salesperson absent (skipped by routing) or back."""
-    from scoring import routing
+    """Mark a salesperson absent (skipped by routing) or back (audited)."""
+    from leadvault import audit
+    from scoring import routing, sales_team
 
-    _sales_call(routing.set_absent, email, not back)
+    def run(session: Session) -> None:
+        found = routing.named_person(session, email)
+        sales_team.update_person(session, found.id, actor=audit.cli_actor(), absent=not back)
+
+    _sales_call(run)
     click.echo(f"{email} is {'present' if back else 'absent'}.")
 
 
@@ -286,7 +293,8 @@ def team_add(name: str, strategy: str) -> None:
     """Create a team (a name of lower-case letters, digits, _ or -, as rules name it)."""
     from marshmallow import ValidationError
 
-    from scoring import routing, schemas
+    from leadvault import audit
+    from scoring import sales_team, schemas
 
     # The console's and the API's schema: the command line made teams named "" or
     # "DACH Team", which a rules file (a team's name in TOML) cannot refer to.
@@ -295,7 +303,7 @@ def team_add(name: str, strategy: str) -> None:
     except ValidationError as exc:
         messages = exc.normalized_messages().get("name", ["not a team name"])
         raise click.BadParameter(str(messages[0]), param_hint="NAME") from None
-    _sales_call(routing.add_team, name, strategy)
+    _sales_call(sales_team.add_team, name, strategy, actor=audit.cli_actor())
     click.echo(f"Team {name} ({strategy}) created.")
 
 
@@ -303,10 +311,18 @@ def team_add(name: str, strategy: str) -> None:
 @click.argument("name")
 @click.argument("email")
 def team_member(name: str, email: str) -> None:
-    """Add a salesperson to a team."""
-    from scoring import routing
+    """Add a salesperson to a team (audited)."""
+    from leadvault import audit
+    from scoring import routing, sales_team
 
-    _sales_call(routing.add_member, name, email)
+    def run(session: Session) -> None:
+        team_id, person_id = (
+            routing.named_team(session, name).id,
+            routing.named_person(session, email).id,
+        )
+        sales_team.add_member(session, team_id, person_id, actor=audit.cli_actor())
+
+    _sales_call(run)
     click.echo(f"{email} is in team {name}.")
 
 

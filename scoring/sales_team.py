@@ -1,9 +1,10 @@
 """The sales team as the owner manages it: salespeople, teams, capacity and absences.
 
-Adding a person, a team or a member is ``scoring.routing`` (the command line
-uses it too); this module edits and lists them for the console and the admin
-API. Salespeople are deactivated, never deleted: their handoffs stay on record.
-Absences are whole UTC days; routing skips a person on every day of one.
+Adding a person, a team or a member is checked in ``scoring.routing``; this
+module is what the console, the admin API and ``leadvault sales …`` call: every
+write here is recorded in the audit trail by its ``actor`` (staff data: which
+fields changed, never their values). Salespeople are deactivated, never deleted:
+their handoffs stay on record. Absences are ``scoring.absences``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,10 @@ from sqlalchemy.orm import Session
 from leadvault import audit, clock
 from leadvault.i18n import N_
 from scoring import routing
-from scoring import rules as rules_module
 from scoring.models import Absence, Handoff, Salesperson, SalesTeam, TeamMember
 from scoring.routing import SalesError
 
-MAX_ABSENCE_DAYS = 366
 MAX_PEOPLE = 500  # a page of the roster; a sales team is far smaller
-ABSENCE_ORDER = N_("The absence ends before it starts.")
 ADDRESS_TAKEN = N_("A salesperson with this address exists already.")
 
 
@@ -119,9 +117,34 @@ def row_of(session: Session, person_id: int) -> PersonRow:
     raise NotFound(N_("There is no salesperson %(id)s."), id=person_id)
 
 
+def record_change(
+    session: Session,
+    action: audit.Action,
+    object_type: audit.ObjectType,
+    object_id: int,
+    *,
+    actor: str,
+    ip: str | None,
+    detail: dict[str, object] | None = None,
+) -> None:
+    """One entry of the sales team's trail: ids and field names, never a name, an
+    address or a day (the trail is pseudonymous)."""
+    audit.record(
+        session,
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        detail=detail,
+        ip=ip,
+    )
+
+
 def add_person(
     session: Session,
     *,
+    actor: str,
+    ip: str | None = None,
     email: str,
     name: str,
     language: str = "en",
@@ -139,8 +162,16 @@ def add_person(
         weight=weight,
         weekly_capacity=weekly_capacity,
     )
+    record_change(
+        session,
+        audit.Action.SALESPERSON_ADDED,
+        audit.ObjectType.SALESPERSON,
+        added.id,
+        actor=actor,
+        ip=ip,
+    )
     for team_id in team_ids:
-        add_member(session, team_id, added.id)
+        add_member(session, team_id, added.id, actor=actor, ip=ip)
     return added
 
 
@@ -156,38 +187,57 @@ def update_person(
     weight: int | None = None,
     weekly_capacity: int | None = None,
     active: bool | None = None,
+    absent: bool | None = None,
 ) -> Salesperson:
     """Change a salesperson: their name and address (checked as when adding them, sealed
-    anew, recorded in the audit trail by ``actor``) and what routing reads.
+    anew), what routing reads (language, weight, weekly capacity, ``absent``) and whether
+    they are active. Recorded in the audit trail by ``actor``: ``salesperson.changed``
+    with the names of the fields that changed, ``salesperson.deactivated`` /
+    ``…activated``; nothing when nothing changed.
 
     Their handoffs stay theirs: the next mail about an open one (its reminder) goes to
     the new address; mails already queued keep the address they were written to."""
     found = person(session, person_id)
     changed = _change_contact(session, found, name=name, email=email)
-    if language is not None:
-        if language not in {"en", "de"}:
-            raise SalesError(routing.LANGUAGE_REFUSED, field="language")
-        found.language = language
-    if weight is not None:
-        if weight < 1:
-            raise SalesError(routing.WEIGHT_REFUSED, field="weight")
-        found.weight = weight
-    if weekly_capacity is not None:
-        if weekly_capacity < 0:
-            raise SalesError(routing.CAPACITY_REFUSED, field="weekly_capacity")
-        found.weekly_capacity = weekly_capacity
+    if language is not None and language not in {"en", "de"}:
+        raise SalesError(routing.LANGUAGE_REFUSED, field="language")
+    if weight is not None and weight < 1:
+        raise SalesError(routing.WEIGHT_REFUSED, field="weight")
+    if weekly_capacity is not None and weekly_capacity < 0:
+        raise SalesError(routing.CAPACITY_REFUSED, field="weekly_capacity")
+    given = {
+        "language": language,
+        "weight": weight,
+        "weekly_capacity": weekly_capacity,
+        "absent": absent,
+    }
+    for field, value in given.items():
+        if value is not None and getattr(found, field) != value:
+            setattr(found, field, value)
+            changed.append(field)
+    was_active = found.active
     if active is not None:
         found.active = active
     session.flush()
     if changed:
-        # Which fields, never their values: the trail is pseudonymous.
-        audit.record(
+        record_change(
             session,
+            audit.Action.SALESPERSON_CHANGED,
+            audit.ObjectType.SALESPERSON,
+            found.id,
             actor=actor,
-            action=audit.Action.SALESPERSON_CHANGED,
-            object_type=audit.ObjectType.SALESPERSON,
-            object_id=found.id,
-            detail={"fields": changed},
+            ip=ip,
+            detail={"fields": sorted(changed)},
+        )
+    if found.active != was_active:
+        record_change(
+            session,
+            audit.Action.SALESPERSON_ACTIVATED
+            if found.active
+            else audit.Action.SALESPERSON_DEACTIVATED,
+            audit.ObjectType.SALESPERSON,
+            found.id,
+            actor=actor,
             ip=ip,
         )
     return found
@@ -214,18 +264,6 @@ def _change_contact(
     if changed:
         routing.seal_contact(session, found, email=new_email, name=new_name)
     return changed
-
-
-def rules_without_person(session: Session) -> list[str]:
-    """The routing rules of the active rules file that send leads to an address no
-    salesperson has (``fallback`` for the fallback), e.g. the old one after a change of
-    address: routing skips them until the file names the new one."""
-    active = rules_module.active(session)
-    named = [(rule.name, rule.salesperson) for rule in active.routing]
-    named.append(("fallback", active.fallback_salesperson))
-    return [
-        name for name, email in named if email and routing.person_by_email(session, email) is None
-    ]
 
 
 # --- teams --------------------------------------------------------------------------
@@ -264,24 +302,64 @@ def team_row(session: Session, team_id: int) -> TeamRow:
     raise NotFound(N_("There is no team %(id)s."), id=team_id)
 
 
-def add_team(session: Session, name: str, strategy: str = "round_robin") -> SalesTeam:
+def _team_record(
+    session: Session,
+    action: audit.Action,
+    team_id: int,
+    *,
+    actor: str,
+    ip: str | None,
+    **detail: object,
+) -> None:
+    record_change(
+        session,
+        action,
+        audit.ObjectType.SALES_TEAM,
+        team_id,
+        actor=actor,
+        ip=ip,
+        detail=detail,
+    )
+
+
+def add_team(
+    session: Session,
+    name: str,
+    strategy: str = "round_robin",
+    *,
+    actor: str,
+    ip: str | None = None,
+) -> SalesTeam:
     if routing.team_by_name(session, name) is not None:
         raise Conflict(routing.TEAM_EXISTS, field="name", name=name)
-    return routing.add_team(session, name, strategy)
+    added = routing.add_team(session, name, strategy)
+    _team_record(session, audit.Action.SALES_TEAM_ADDED, added.id, actor=actor, ip=ip)
+    return added
 
 
-def update_team(session: Session, team_id: int, *, strategy: str) -> SalesTeam:
+def update_team(
+    session: Session, team_id: int, *, strategy: str, actor: str, ip: str | None = None
+) -> SalesTeam:
     found = team(session, team_id)
     if strategy not in routing.STRATEGIES:
         raise SalesError(
             routing.STRATEGY_REFUSED, field="strategy", strategies=", ".join(routing.STRATEGIES)
         )
-    found.strategy = strategy
-    session.flush()
+    if found.strategy != strategy:
+        found.strategy = strategy
+        session.flush()
+        _team_record(
+            session,
+            audit.Action.SALES_TEAM_CHANGED,
+            found.id,
+            actor=actor,
+            ip=ip,
+            fields=["strategy"],
+        )
     return found
 
 
-def delete_team(session: Session, team_id: int) -> None:
+def delete_team(session: Session, team_id: int, *, actor: str, ip: str | None = None) -> None:
     """Delete a team nobody was ever offered a lead through (its handoffs name it)."""
     found = team(session, team_id)
     used = session.scalar(sa.select(sa.func.count(Handoff.id)).where(Handoff.team_id == team_id))
@@ -295,16 +373,30 @@ def delete_team(session: Session, team_id: int) -> None:
         )
     session.delete(found)
     session.flush()
+    _team_record(session, audit.Action.SALES_TEAM_DELETED, team_id, actor=actor, ip=ip)
 
 
-def add_member(session: Session, team_id: int, person_id: int) -> None:
+def add_member(
+    session: Session, team_id: int, person_id: int, *, actor: str, ip: str | None = None
+) -> None:
+    """Put a salesperson in a team (already in it: nothing changes, nothing recorded)."""
     found_team, found_person = team(session, team_id), person(session, person_id)
     if session.get(TeamMember, (found_team.id, found_person.id)) is None:
         session.add(TeamMember(team_id=found_team.id, person_id=found_person.id, credit=0))
         session.flush()
+        _team_record(
+            session,
+            audit.Action.SALES_TEAM_MEMBER_ADDED,
+            found_team.id,
+            actor=actor,
+            ip=ip,
+            person_id=found_person.id,
+        )
 
 
-def remove_member(session: Session, team_id: int, person_id: int) -> None:
+def remove_member(
+    session: Session, team_id: int, person_id: int, *, actor: str, ip: str | None = None
+) -> None:
     member = session.get(TeamMember, (team(session, team_id).id, person_id))
     if member is None:
         raise NotFound(
@@ -312,45 +404,11 @@ def remove_member(session: Session, team_id: int, person_id: int) -> None:
         )
     session.delete(member)
     session.flush()
-
-
-# --- absences -----------------------------------------------------------------------
-
-
-def add_absence(session: Session, person_id: int, starts_on: dt.date, ends_on: dt.date) -> Absence:
-    found = person(session, person_id)
-    if ends_on < starts_on:
-        raise SalesError(ABSENCE_ORDER, field="ends_on")
-    if (ends_on - starts_on).days >= MAX_ABSENCE_DAYS:
-        raise SalesError(
-            N_("An absence lasts at most %(days)s days."), field="ends_on", days=MAX_ABSENCE_DAYS
-        )
-    if ends_on < today():
-        raise SalesError(N_("The absence is over already."), field="ends_on")
-    absence = Absence(
-        person_id=found.id, starts_on=starts_on, ends_on=ends_on, created_at=clock.now()
+    _team_record(
+        session,
+        audit.Action.SALES_TEAM_MEMBER_REMOVED,
+        team_id,
+        actor=actor,
+        ip=ip,
+        person_id=person_id,
     )
-    session.add(absence)
-    session.flush()
-    return absence
-
-
-def absences(session: Session, *, person_id: int | None = None, limit: int = 200) -> list[Absence]:
-    """Absences not yet over, soonest first (bounded)."""
-    query = (
-        sa.select(Absence)
-        .where(Absence.ends_on >= today())
-        .order_by(Absence.starts_on, Absence.id)
-        .limit(max(1, min(limit, 500)))
-    )
-    if person_id is not None:
-        query = query.where(Absence.person_id == person_id)
-    return list(session.scalars(query))
-
-
-def delete_absence(session: Session, absence_id: int) -> None:
-    found = session.get(Absence, absence_id)
-    if found is None:
-        raise NotFound(N_("There is no absence %(id)s."), id=absence_id)
-    session.delete(found)
-    session.flush()

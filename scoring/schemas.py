@@ -16,7 +16,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from leadvault import clock, day_fields, i18n, untrusted
 from leadvault.schema_messages import Schema
-from scoring import routing, sales_team
+from scoring import absences, routing
 
 MAX_BATCH = 1000
 MAX_PROPERTIES = 30
@@ -163,6 +163,25 @@ class RuleVersionSchema(Schema):
     active = fields.Boolean(required=True)
 
 
+class UnroutedRuleSchema(Schema):
+    rule = fields.String(required=True, metadata={"description": "The routing rule, or fallback"})
+    salesperson = fields.String(
+        required=True, metadata={"description": "The address it names, which no salesperson has"}
+    )
+
+
+class RuleActivatedSchema(RuleVersionSchema):
+    unrouted_rules = fields.List(
+        fields.Nested(UnroutedRuleSchema),
+        required=True,
+        metadata={
+            "description": "Routing rules of the now active file naming an address no "
+            "salesperson has: they route no lead until a salesperson has that address "
+            "(activated anyway; empty when every address is a salesperson's)"
+        },
+    )
+
+
 class DiffLineSchema(Schema):
     kind = fields.String(required=True, metadata={"enum": ["add", "remove", "context", "hunk"]})
     text = fields.String(required=True)
@@ -287,7 +306,7 @@ class AbsenceInSchema(Schema):
     @validates_schema
     def _order(self, data: dict[str, Any], **_: Any) -> None:
         if data.get("starts_on") and data.get("ends_on") and data["ends_on"] < data["starts_on"]:
-            raise ValidationError(i18n.gettext(sales_team.ABSENCE_ORDER), "ends_on")
+            raise ValidationError(i18n.gettext(absences.ABSENCE_ORDER), "ends_on")
 
 
 class AbsenceSchema(Schema):

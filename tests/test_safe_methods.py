@@ -295,15 +295,17 @@ def _scoring_links(app: Any, signed_in: Any, client: Any) -> dict[str, list[Any]
     import datetime as dt
 
     from leadvault import clock
-    from scoring import rules, rulesets, sales_team
+    from scoring import absences, rules, rulesets, sales_team
     from tests import factories
 
     with uow(app) as s:
         rulesets.activate(s, rules.example_text(), actor="user:1")
         rulesets.activate(s, rules.example_text().replace("C = 10", "C = 12"), actor="user:1")
-        person = sales_team.add_person(s, email="walk@sales.example", name="Walker").id
+        person = sales_team.add_person(
+            s, email="walk@sales.example", name="Walker", actor="cli:test"
+        ).id
         today = clock.now().date()
-        sales_team.add_absence(s, person, today, today + dt.timedelta(days=1))
+        absences.add_absence(s, person, today, today + dt.timedelta(days=1), actor="cli:test")
     token = {"Authorization": f"Bearer {factories.personal_token(app, 'owner')}"}
     return {
         "console.scoring": [("/console/scoring", signed_in, {})],

@@ -20,7 +20,18 @@ from leadvault import api, clock, counters, leads
 from leadvault.app import runtime
 from leadvault.cli import cli
 from leadvault.db import unit_of_work
-from scoring import enrichment, events, handoff, jobs, recompute, routing, rules, scores, tracking
+from scoring import (
+    enrichment,
+    events,
+    handoff,
+    jobs,
+    recompute,
+    routing,
+    rules,
+    sales_team,
+    scores,
+    tracking,
+)
 from scoring.models import Event, Handoff, LeadScore, RuleScore, Stage, StageChange
 from tests import factories
 from tests.conftest import deliver
@@ -599,7 +610,8 @@ def test_no_sales_team_means_the_queue_until_someone_is_there(app, smtp_server):
 def test_absent_people_are_skipped(app, smtp_server):
     setup_sales(app)
     with uow(app) as s:
-        routing.set_absent(s, "anna@sales.example", True)
+        anna = routing.named_person(s, "anna@sales.example").id
+        sales_team.update_person(s, anna, actor="cli:test", absent=True)
     form_id = contact_form(app)
     qualify(app, form_id, "abs@engines.example")
     deliver(app)

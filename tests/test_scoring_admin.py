@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from leadvault import clock
 from leadvault.models import AuditEntry
-from scoring import handoff_board, routing, rules, rulesets, sales_team
+from scoring import absences, handoff_board, routing, rules, rulesets, sales_team
 from scoring.models import Handoff, LeadScore, RuleSet, Stage, StageChange
 from tests import factories
 from tests.test_scoring import contact_form, new_lead, record
@@ -137,25 +137,35 @@ def test_history_diff_and_restore(app):
 
 def test_sales_team_edits_and_absences_steer_routing(app):
     with uow(app) as s:
-        anna = sales_team.add_person(s, email="anna@sales.example", name="Anna", language="de")
-        ben = sales_team.add_person(s, email="ben@sales.example", name="Ben", weight=2)
-        team = sales_team.add_team(s, "dach", "round_robin")
-        sales_team.add_member(s, team.id, anna.id)
-        sales_team.add_member(s, team.id, ben.id)
+        anna = sales_team.add_person(
+            s, email="anna@sales.example", name="Anna", language="de", actor="cli:test"
+        )
+        ben = sales_team.add_person(
+            s, email="ben@sales.example", name="Ben", weight=2, actor="cli:test"
+        )
+        team = sales_team.add_team(s, "dach", "round_robin", actor="cli:test")
+        sales_team.add_member(s, team.id, anna.id, actor="cli:test")
+        sales_team.add_member(s, team.id, ben.id, actor="cli:test")
         with pytest.raises(sales_team.Conflict):
-            sales_team.add_person(s, email="ANNA@sales.example", name="Other")
+            sales_team.add_person(s, email="ANNA@sales.example", name="Other", actor="cli:test")
         with pytest.raises(sales_team.Conflict):
-            sales_team.add_team(s, "dach")
+            sales_team.add_team(s, "dach", actor="cli:test")
         sales_team.update_person(s, ben.id, actor="cli:test", weekly_capacity=0)
         with pytest.raises(routing.SalesError, match="capacity"):
             sales_team.update_person(s, ben.id, actor="cli:test", weekly_capacity=-1)
         today = clock.now().date()
-        absence = sales_team.add_absence(s, anna.id, today, today + dt.timedelta(days=2))
+        absence = absences.add_absence(
+            s, anna.id, today, today + dt.timedelta(days=2), actor="cli:test"
+        )
         with pytest.raises(routing.SalesError, match="ends before"):
-            sales_team.add_absence(s, anna.id, today, today - dt.timedelta(days=1))
+            absences.add_absence(s, anna.id, today, today - dt.timedelta(days=1), actor="cli:test")
         with pytest.raises(routing.SalesError, match="over already"):
-            sales_team.add_absence(
-                s, anna.id, today - dt.timedelta(days=5), today - dt.timedelta(days=4)
+            absences.add_absence(
+                s,
+                anna.id,
+                today - dt.timedelta(days=5),
+                today - dt.timedelta(days=4),
+                actor="cli:test",
             )
         rows = {row.email: row for row in sales_team.roster(s)}
         assert rows["anna@sales.example"].absent_today
@@ -163,23 +173,23 @@ def test_sales_team_edits_and_absences_steer_routing(app):
         assert rows["anna@sales.example"].teams == ("dach",)
         # Anna is away and Ben is full: nobody in the team is available.
         assert routing.pick_from_team(s, team, set()) is None
-        sales_team.delete_absence(s, absence.id)
+        absences.delete_absence(s, absence.id, actor="cli:test")
         assert routing.pick_from_team(s, team, set()).id == anna.id
-        future = sales_team.add_absence(
-            s, anna.id, today + dt.timedelta(days=3), today + dt.timedelta(days=4)
+        future = absences.add_absence(
+            s, anna.id, today + dt.timedelta(days=3), today + dt.timedelta(days=4), actor="cli:test"
         )
         assert routing.pick_from_team(s, team, set()).id == anna.id  # not away yet
-        assert [a.id for a in sales_team.absences(s, person_id=anna.id)] == [future.id]
-        sales_team.remove_member(s, team.id, anna.id)
+        assert [a.id for a in absences.absences(s, person_id=anna.id)] == [future.id]
+        sales_team.remove_member(s, team.id, anna.id, actor="cli:test")
         assert [m.name for m in sales_team.team_row(s, team.id).members] == ["Ben"]
-        sales_team.delete_team(s, team.id)
+        sales_team.delete_team(s, team.id, actor="cli:test")
         assert sales_team.team_rows(s) == []
 
 
 def test_a_team_that_handed_off_leads_stays(app):
     lead_id = factories.lead(app)
     with uow(app) as s:
-        team = sales_team.add_team(s, "inbound")
+        team = sales_team.add_team(s, "inbound", actor="cli:test")
         s.add(
             Handoff(
                 id=uuid.uuid4(), lead_id=lead_id, team_id=team.id, routing_rule="x", status="queued"
@@ -187,7 +197,7 @@ def test_a_team_that_handed_off_leads_stays(app):
         )
         s.flush()
         with pytest.raises(sales_team.Conflict, match="handed off"):
-            sales_team.delete_team(s, team.id)
+            sales_team.delete_team(s, team.id, actor="cli:test")
 
 
 # --- the handoff board -------------------------------------------------------------
@@ -276,6 +286,7 @@ def test_api_rules_validate_dry_run_activate_versions(app):
         "sha256": created.get_json()["sha256"],
         "loaded_at": None,
         "active": True,
+        "unrouted_rules": [],
     }
     assert _state(app, lead_id)[1] == Stage.MQL
     both = client.post(

@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from leadvault import clock
-from scoring import rules, sales_team
+from scoring import absences, rules, sales_team
 from scoring.models import Handoff, Stage
 from tests import factories
 from tests.axe import require_axe
@@ -114,13 +114,17 @@ def test_owner_sales_team_and_handoff_pages(served, browser, viewport):  # noqa:
     require_axe()
     app, url = served
     with factories.uow(app) as s:
-        anna = sales_team.add_person(s, email="anna@sales.example", name="Anna Schmidt")
-        ben = sales_team.add_person(s, email="ben@sales.example", name="Ben Miller", weight=2)
-        team = sales_team.add_team(s, "dach")
-        sales_team.add_member(s, team.id, anna.id)
-        sales_team.add_member(s, team.id, ben.id)
+        anna = sales_team.add_person(
+            s, email="anna@sales.example", name="Anna Schmidt", actor="cli:test"
+        )
+        ben = sales_team.add_person(
+            s, email="ben@sales.example", name="Ben Miller", weight=2, actor="cli:test"
+        )
+        team = sales_team.add_team(s, "dach", actor="cli:test")
+        sales_team.add_member(s, team.id, anna.id, actor="cli:test")
+        sales_team.add_member(s, team.id, ben.id, actor="cli:test")
         today = clock.now().date()
-        sales_team.add_absence(s, ben.id, today, today + dt.timedelta(days=3))
+        absences.add_absence(s, ben.id, today, today + dt.timedelta(days=3), actor="cli:test")
         anna_id = anna.id
     for person, hours in ((anna_id, 30), (anna_id, 2), (None, 5)):
         lead_id = factories.lead(app)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from leadvault import clock
 from leadvault.models import AuditEntry
-from scoring import rules, rulesets, sales_team
+from scoring import absences, rules, rulesets, sales_team
 from scoring.models import Handoff, Stage
 from tests import factories
 from tests.test_scoring import contact_form
@@ -208,7 +208,7 @@ def test_sales_team_forms(app):
     assert saved.status_code == 302
     with uow(app) as s:
         row = sales_team.row_of(s, anna.id)
-        absence = sales_team.absences(s)[0]
+        absence = absences.absences(s)[0]
     assert (row.weight, row.weekly_capacity, row.active) == (3, 7, False)  # box unticked
     assert (
         client.post(
@@ -224,7 +224,7 @@ def test_sales_team_forms(app):
     )
     assert client.get("/console/sales/people/77777").status_code == 404
     with uow(app) as s:
-        assert sales_team.absences(s) == [] and sales_team.team_rows(s) == []
+        assert absences.absences(s) == [] and sales_team.team_rows(s) == []
 
 
 def test_handoff_board_for_marketing_and_for_sales(app):

@@ -15,10 +15,15 @@ from admin.api.registry import operation
 from admin.api.views import Refusal, _body, _dump, _query, bp
 from admin.permissions import Permission
 from leadvault import db
-from scoring import routing, sales_team
+from scoring import absences, routing, sales_team
 from scoring import schemas as scoring_schemas
 
 P = Permission
+
+
+def _who() -> dict[str, str | None]:
+    """Who the audit trail records for a change (the token's account, its network)."""
+    return {"actor": auth.current_actor(), "ip": auth.client_ip()}
 
 
 def _refused(exc: routing.SalesError, field: str = "_schema") -> Refusal:
@@ -75,6 +80,7 @@ def salespeople_create() -> Response:
             weight=args["weight"],
             weekly_capacity=args["weekly_capacity"],
             team_ids=tuple(args["team_ids"]),
+            **_who(),
         )
     except routing.SalesError as exc:
         raise _refused(exc, "team_ids") from None
@@ -120,9 +126,7 @@ def salesperson_update(person_id: int) -> Response:
     args = _body(scoring_schemas.SalespersonPatchSchema)
     session = db.session()
     try:
-        sales_team.update_person(
-            session, person_id, actor=auth.current_actor(), ip=auth.client_ip(), **args
-        )
+        sales_team.update_person(session, person_id, **args, **_who())
         row = sales_team.row_of(session, person_id)
     except routing.SalesError as exc:
         raise _refused(exc) from None
@@ -141,7 +145,7 @@ def salesperson_update(person_id: int) -> Response:
 )
 def salesperson_deactivate(person_id: int) -> Response:
     try:
-        sales_team.update_person(db.session(), person_id, actor=auth.current_actor(), active=False)
+        sales_team.update_person(db.session(), person_id, active=False, **_who())
     except routing.SalesError as exc:
         raise _refused(exc) from None
     return Response(status=204)
@@ -181,7 +185,7 @@ def teams_create() -> Response:
     args = _body(scoring_schemas.TeamInSchema)
     session = db.session()
     try:
-        team = sales_team.add_team(session, args["name"], args["strategy"])
+        team = sales_team.add_team(session, args["name"], args["strategy"], **_who())
     except routing.SalesError as exc:
         raise _refused(exc, "name") from None
     return _dump(scoring_schemas.TeamSchema, sales_team.team_row(session, team.id), 201)
@@ -203,7 +207,7 @@ def team_update(team_id: int) -> Response:
     args = _body(scoring_schemas.TeamPatchSchema)
     session = db.session()
     try:
-        sales_team.update_team(session, team_id, strategy=args["strategy"])
+        sales_team.update_team(session, team_id, strategy=args["strategy"], **_who())
         row = sales_team.team_row(session, team_id)
     except routing.SalesError as exc:
         raise _refused(exc, "strategy") from None
@@ -223,7 +227,7 @@ def team_update(team_id: int) -> Response:
 )
 def team_delete(team_id: int) -> Response:
     try:
-        sales_team.delete_team(db.session(), team_id)
+        sales_team.delete_team(db.session(), team_id, **_who())
     except routing.SalesError as exc:
         raise _refused(exc) from None
     return Response(status=204)
@@ -245,7 +249,7 @@ def team_member_add(team_id: int) -> Response:
     args = _body(scoring_schemas.MemberInSchema)
     session = db.session()
     try:
-        sales_team.add_member(session, team_id, args["person_id"])
+        sales_team.add_member(session, team_id, args["person_id"], **_who())
         row = sales_team.team_row(session, team_id)
     except routing.SalesError as exc:
         raise _refused(exc, "person_id") from None
@@ -264,7 +268,7 @@ def team_member_add(team_id: int) -> Response:
 )
 def team_member_remove(team_id: int, person_id: int) -> Response:
     try:
-        sales_team.remove_member(db.session(), team_id, person_id)
+        sales_team.remove_member(db.session(), team_id, person_id, **_who())
     except routing.SalesError as exc:
         raise _refused(exc) from None
     return Response(status=204)
@@ -286,7 +290,7 @@ def team_member_remove(team_id: int, person_id: int) -> Response:
 )
 def absences_list() -> Response:
     args = _query(scoring_schemas.AbsenceQuerySchema)
-    rows = sales_team.absences(db.session(), person_id=args.get("person_id"), limit=args["limit"])
+    rows = absences.absences(db.session(), person_id=args.get("person_id"), limit=args["limit"])
     return _dump(scoring_schemas.AbsenceSchema, rows, many=True)
 
 
@@ -305,8 +309,8 @@ def absences_list() -> Response:
 def absences_create() -> Response:
     args = _body(scoring_schemas.AbsenceInSchema)
     try:
-        absence = sales_team.add_absence(
-            db.session(), args["person_id"], args["starts_on"], args["ends_on"]
+        absence = absences.add_absence(
+            db.session(), args["person_id"], args["starts_on"], args["ends_on"], **_who()
         )
     except routing.SalesError as exc:
         field = "person_id" if isinstance(exc, sales_team.NotFound) else "ends_on"
@@ -326,7 +330,7 @@ def absences_create() -> Response:
 )
 def absence_delete(absence_id: int) -> Response:
     try:
-        sales_team.delete_absence(db.session(), absence_id)
+        absences.delete_absence(db.session(), absence_id, **_who())
     except routing.SalesError as exc:
         raise _refused(exc) from None
     return Response(status=204)

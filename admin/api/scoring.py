@@ -19,7 +19,7 @@ from admin.api.views import Refusal, _body, _dump, _query, bp, cursor_refusal
 from admin.permissions import Permission
 from leadvault import db, i18n
 from leadvault.i18n import N_
-from scoring import handoff_board, rules, rulesets
+from scoring import handoff_board, rules, rulesets, unrouted
 from scoring import schemas as scoring_schemas
 
 P = Permission
@@ -93,10 +93,11 @@ def rules_dry_run() -> Response:
     "POST",
     "/scoring/rules/activate",
     summary="Store a rules file (or an earlier version) as the next version, make it active "
-    "and re-grade every lead (one audit entry)",
+    "and re-grade every lead (one audit entry); unrouted_rules lists its routing rules that "
+    "name an address no salesperson has",
     permission=P.SCORING_WRITE,
     body=scoring_schemas.ActivateSchema,
-    response=scoring_schemas.RuleVersionSchema,
+    response=scoring_schemas.RuleActivatedSchema,
     status=201,
     errors=(404,),
     tag="scoring",
@@ -129,7 +130,11 @@ def rules_activate() -> Response:
             N_("The rules file has no scoring rule; send allow_empty: true to activate it."),
             errors={"version" if "version" in args else "text": [exc.translated()]},
         ) from None
-    return _dump(scoring_schemas.RuleVersionSchema, _version_row(row), 201)
+    # Not refused (the people may be added or changed next): pointed out.
+    found = unrouted.in_text(session, row.raw_text)
+    return _dump(
+        scoring_schemas.RuleActivatedSchema, {**_version_row(row), "unrouted_rules": found}, 201
+    )
 
 
 @operation(

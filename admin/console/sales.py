@@ -19,7 +19,7 @@ from admin.permissions import Permission
 from leadvault import db
 from leadvault.i18n import N_
 from leadvault.model_base import ROW_ID_MAX
-from scoring import routing, sales_team
+from scoring import absences, routing, sales_team, unrouted
 from scoring import schemas as scoring_schemas
 
 P = Permission
@@ -54,6 +54,11 @@ def _refusal(exc: routing.SalesError, shown: tuple[str, ...], other: str) -> dic
     return {exc.field if exc.field in shown else other: exc.translated()}
 
 
+def _who() -> dict[str, Any]:
+    """Who the audit trail records for a change (the signed-in account, its network)."""
+    return {"actor": auth.current_actor(), "ip": auth.client_ip()}
+
+
 def _team_page(status: int = 200, **extra: Any) -> Response:
     """The team page; ``form`` names the form a refusal is about (``person``, ``team``,
     ``absence``): its fields show what was typed, its messages sit next to them."""
@@ -66,10 +71,10 @@ def _team_page(status: int = 200, **extra: Any) -> Response:
         section="sales",
         people=people,
         teams=sales_team.team_rows(session),
-        absences=sales_team.absences(session),
+        absences=absences.absences(session),
         names={row.id: row.name for row in people},
         strategies=routing.STRATEGIES,
-        unrouted=sales_team.rules_without_person(session),
+        unrouted=unrouted.in_active_rules(session),
         done=request.args.get("done"),
         errors=extra.pop("errors", {}),
         form=form,
@@ -97,7 +102,7 @@ def sales_person_add() -> Response:
             scoring_schemas.SalespersonInSchema,
             ("email", "name", "language", "weight", "weekly_capacity"),
         )
-        sales_team.add_person(db.session(), **args)
+        sales_team.add_person(db.session(), **args, **_who())
     except ValidationError as exc:
         return _team_page(422, errors=_first(exc.messages), form="person")
     except routing.SalesError as exc:
@@ -122,11 +127,11 @@ def _person_page(row: sales_team.PersonRow, status: int = 200, **extra: Any) -> 
         status,
         section="sales",
         person=row,
-        absences=sales_team.absences(session, person_id=row.id),
+        absences=absences.absences(session, person_id=row.id),
         errors=extra.pop("errors", {}),
         saved=request.args.get("saved") == "1",
         typed=request.form if status == 422 else {},
-        unrouted=sales_team.rules_without_person(session),
+        unrouted=unrouted.in_active_rules(session),
         **extra,
     )
 
@@ -156,9 +161,7 @@ def sales_person_update(person_id: int) -> Response:
             if field in request.form and field not in args:
                 args[field] = ""
         args["active"] = request.form.get("active") == "1"
-        sales_team.update_person(
-            db.session(), person_id, actor=auth.current_actor(), ip=auth.client_ip(), **args
-        )
+        sales_team.update_person(db.session(), person_id, **args, **_who())
     except ValidationError as exc:
         return _person_page(row, 422, errors=_first(exc.messages))
     except routing.SalesError as exc:
@@ -171,7 +174,9 @@ def sales_person_update(person_id: int) -> Response:
 def sales_absence_add() -> Response:
     try:
         args = _load(scoring_schemas.AbsenceInSchema, ("person_id", "starts_on", "ends_on"))
-        sales_team.add_absence(db.session(), args["person_id"], args["starts_on"], args["ends_on"])
+        absences.add_absence(
+            db.session(), args["person_id"], args["starts_on"], args["ends_on"], **_who()
+        )
     except ValidationError as exc:
         return _team_page(422, errors=_first(exc.messages), form="absence")
     except routing.SalesError as exc:
@@ -184,7 +189,7 @@ def sales_absence_add() -> Response:
 @auth.require(P.SALES_TEAM_WRITE)
 def sales_absence_delete(absence_id: int) -> Response:
     try:
-        sales_team.delete_absence(db.session(), absence_id)
+        absences.delete_absence(db.session(), absence_id, **_who())
     except sales_team.NotFound:
         return _error(404, N_("There is no such absence."))
     return _back("absence-deleted")
@@ -195,7 +200,7 @@ def sales_absence_delete(absence_id: int) -> Response:
 def sales_team_add() -> Response:
     try:
         args = _load(scoring_schemas.TeamInSchema, ("name", "strategy"))
-        sales_team.add_team(db.session(), args["name"], args["strategy"])
+        sales_team.add_team(db.session(), args["name"], args["strategy"], **_who())
     except ValidationError as exc:
         return _team_page(422, errors=_first(exc.messages), form="team")
     except routing.SalesError as exc:
@@ -212,14 +217,15 @@ def sales_team_update(team_id: int) -> Response:
     try:
         if action == "strategy":
             args = _load(scoring_schemas.TeamPatchSchema, ("strategy",))
-            sales_team.update_team(session, team_id, strategy=args["strategy"])
+            sales_team.update_team(session, team_id, strategy=args["strategy"], **_who())
         elif action == "add_member":
             args = _load(scoring_schemas.MemberInSchema, ("person_id",))
-            sales_team.add_member(session, team_id, args["person_id"])
+            sales_team.add_member(session, team_id, args["person_id"], **_who())
         elif action.startswith("remove:") and action[7:].isdecimal():
-            sales_team.remove_member(session, team_id, min(int(action[7:]), ROW_ID_MAX))
+            person_id = min(int(action[7:]), ROW_ID_MAX)
+            sales_team.remove_member(session, team_id, person_id, **_who())
         elif action == "delete":
-            sales_team.delete_team(session, team_id)
+            sales_team.delete_team(session, team_id, **_who())
         else:
             return _error(400, N_("The request could not be understood."))
     except ValidationError as exc:

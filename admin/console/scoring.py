@@ -19,7 +19,7 @@ from admin.permissions import Permission
 from leadvault import db, i18n
 from leadvault.i18n import N_
 from leadvault.model_base import ROW_ID_MAX
-from scoring import handoff_board, rules, rulesets
+from scoring import handoff_board, rules, rulesets, unrouted
 
 P = Permission
 
@@ -134,6 +134,7 @@ def _confirm_page(text: str, restoring: Any) -> Response:
         preview=rulesets.dry_run(session, text),
         restoring=restoring,
         scores_nothing=rulesets.scores_nothing(text),
+        unrouted=unrouted.in_text(session, text),
     )
 
 

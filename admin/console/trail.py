@@ -237,6 +237,30 @@ def _salespeople(session: Session, refs: Iterable[str]) -> dict[str, _Named]:
     }
 
 
+def _sales_teams(session: Session, refs: Iterable[str]) -> dict[str, _Named]:
+    """By name (a team's name is no personal data); a deleted one by its number."""
+    from scoring.models import SalesTeam
+
+    may_open = auth.can(Permission.SALES_TEAM_WRITE)
+    numbers = [int(ref) for ref in refs if ref.isdigit() and len(ref) < 10]
+    found = session.execute(
+        sa.select(SalesTeam.id, SalesTeam.name, SalesTeam.created_at).where(
+            SalesTeam.id.in_(numbers)
+        )
+    )
+    gone = {str(n): _Named(i18n.gettext("#%(id)s (removed)", id=n), None) for n in numbers}
+    named = {
+        str(team_id): _Named(
+            name,
+            url_for("console.sales") if may_open else None,
+            since=created_at,
+            earlier=gone[str(team_id)],
+        )
+        for team_id, name, created_at in found
+    }
+    return {**gone, **named}
+
+
 _NAMERS: dict[str, Callable[[Session, Iterable[str]], dict[str, _Named]]] = {
     audit.ObjectType.LEAD: _leads,
     audit.ObjectType.FORM: _forms,
@@ -247,4 +271,5 @@ _NAMERS: dict[str, Callable[[Session, Iterable[str]], dict[str, _Named]]] = {
     audit.ObjectType.USER: _users,
     audit.ObjectType.TOKEN: _tokens,
     audit.ObjectType.SALESPERSON: _salespeople,
+    audit.ObjectType.SALES_TEAM: _sales_teams,
 }
