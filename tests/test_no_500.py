@@ -164,7 +164,7 @@ def test_a_failed_flush_in_the_console_answers_with_the_apps_page(app, monkeypat
     from scoring.models import SalesTeam
     from tests import factories
 
-    def clashing_add_team(session, name, strategy="round_robin"):
+    def clashing_add_team(session, name, strategy="round_robin", **_who):
         session.add_all([SalesTeam(name=name), SalesTeam(name=name)])
         session.flush()
 
