@@ -34,7 +34,9 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("LEADVAULT_")}
 
 
-def wait_for_health(url: str, process: subprocess.Popen, timeout: float = 20.0) -> dict:
+def wait_for_health(url: str, process: subprocess.Popen, timeout: float = 60.0) -> dict:
+    """Until the server answers: on a fresh folder it makes a key ring and migrates a new
+    database first (a worker's start-up alone took 13 s on a loaded two-core machine)."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:

@@ -364,7 +364,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(make_app, database_url, keyring
     with running(sink), Workers(env, instance.parent) as workers:
         first = workers.start("--batch-size", "200")
         # Killed while its first batch of 200 is not committed yet, or soon after.
-        wait_until(lambda: "started" in workers.output(), 15, "the worker to start")
+        workers.wait_started(first)
         time.sleep(0.3)
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
