@@ -331,7 +331,8 @@ def test_a_receiver_that_fails_for_a_while_gets_each_event_once(webhook_app):
         finally:
             stop.set()
             runtime(app).wake.set()
-            thread.join(timeout=10)
+            thread.join(timeout=30)
+        assert not thread.is_alive()  # else it goes on claiming while later tests run
         verify_all(crm, secret)
         requests = len(crm.requests)
     assert {p["data"]["lead_id"] for p in crm.processed.values()} == {str(i) for i in ids}

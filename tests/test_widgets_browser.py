@@ -205,9 +205,12 @@ def setup(make_app: Any, smtp_server: SmtpSink, tmp_path: Path) -> Iterator[Setu
     finally:
         stop.set()
         runtime(app).wake.set()
-        worker.join(timeout=5)
+        # Still running, it would go on claiming from the session's database while the
+        # next tests use it (5 s was short for a batch in flight on a loaded machine).
+        worker.join(timeout=30)
         served.close()
         host.close()
+        assert not worker.is_alive()
 
 
 class Watched:
