@@ -186,3 +186,13 @@ def personal_token(app: Any, role: str = "owner", scopes: Iterable[str] | None =
         )
         _token, secret = tokens.create(s, user, name="test", scopes=wanted, days=30, actor="system")
         return secret
+
+
+def tampered(signed: str) -> str:
+    """``signed`` (a token, or a path ending in one) with one character of its signature
+    changed. Never the last character: base64 leaves that one's low bits unused, so
+    replacing the tail by a fixed text ("…zz") sometimes changed nothing and the
+    "tampered" token still verified (a flaky test in CI)."""
+    at = len(signed) - 4
+    replacement = "A" if signed[at] != "A" else "B"
+    return signed[:at] + replacement + signed[at + 1 :]
