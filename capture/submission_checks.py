@@ -94,10 +94,6 @@ def _normal_form(value: str, *, check_deliverability: bool) -> str | None:
     return checked.normalized if checked is not None else None
 
 
-# The per-domain cache behind the two-part check, where tests clear it and count its hits.
-_domain = addresses.domain_forms
-
-
 def build_schema(form: Form, lang: str, *, check_deliverability: bool) -> Schema:
     """The submission's schema; the address is only typed and measured here (see
     :func:`validate_submission`, which checks it once and keeps the result)."""

@@ -85,10 +85,6 @@ def domain_forms(domain: str, *, globally_deliverable: bool = False) -> tuple[st
     return checked.domain, checked.ascii_domain
 
 
-# The cache's name where tests clear it and count its hits.
-_domain = domain_forms
-
-
 def index_form(email: str) -> str:
     """What the blind index is computed over: the canonical form, lower-cased.
 
