@@ -75,9 +75,10 @@ def add(
     from marshmallow import ValidationError
 
     from capture import definition_service, definitions, schemas
+    from leadvault import i18n
 
     def per_language(part: str) -> dict[str, str]:
-        return {lang: v for lang in ("en", "de") if (v := texts.get(f"{part}_{lang}"))}
+        return {lang: v for lang in i18n.LANGUAGES if (v := texts.get(f"{part}_{lang}"))}
 
     raw: dict[str, object] = {
         "name": name,

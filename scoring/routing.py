@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from leadvault import addresses, clock, untrusted
+from leadvault import addresses, clock, i18n, untrusted
 from leadvault.db import vault_of
 from leadvault.i18n import N_
 from leadvault.refusals import RefusedRequest
@@ -78,7 +78,7 @@ def add_person(
 ) -> Salesperson:
     name = contact_name(name)
     email = contact_address(email)
-    if language not in {"en", "de"}:
+    if language not in i18n.LANGUAGES:
         raise SalesError(LANGUAGE_REFUSED, field="language")
     if weight < 1:
         raise SalesError(WEIGHT_REFUSED, field="weight")

@@ -16,7 +16,7 @@ from collections import defaultdict
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from leadvault import audit, clock
+from leadvault import audit, clock, i18n
 from leadvault.i18n import N_
 from scoring import routing
 from scoring.models import Absence, Handoff, Salesperson, SalesTeam, TeamMember
@@ -199,7 +199,7 @@ def update_person(
     the new address; mails already queued keep the address they were written to."""
     found = person(session, person_id)
     changed = _change_contact(session, found, name=name, email=email)
-    if language is not None and language not in {"en", "de"}:
+    if language is not None and language not in i18n.LANGUAGES:
         raise SalesError(routing.LANGUAGE_REFUSED, field="language")
     if weight is not None and weight < 1:
         raise SalesError(routing.WEIGHT_REFUSED, field="weight")
