@@ -159,7 +159,7 @@ def _header(value: str) -> str | Header:
 
 def _text_part(text: str, subtype: str) -> MIMEText:
     # ASCII as 7bit (no encoding at all), anything else quoted-printable.
-    if text.isascii() and all(len(line) <= 998 for line in text.splitlines()):
+    if text.isascii() and max(map(len, text.splitlines()), default=0) <= 998:
         return MIMEText(text, subtype, "us-ascii", policy=_LEAN)
     return MIMEText(text, subtype, _UTF8, policy=_LEAN)
 
@@ -304,7 +304,7 @@ _ANY_BREAK = re.compile(r"\r\n|\r|\n")
 
 def _wire_part(text: str, subtype: str, qp_lines: dict[str, str] | None = None) -> bytes:
     """A part as ``_text_part`` makes it and the generator writes it."""
-    if text.isascii() and all(len(line) <= 998 for line in text.splitlines()):
+    if text.isascii() and max(map(len, text.splitlines()), default=0) <= 998:
         head, payload = _PART_HEAD[(subtype, "us-ascii", "7bit")], text
     else:
         head = _PART_HEAD[(subtype, "utf-8", "quoted-printable")]
