@@ -193,11 +193,11 @@ def add(
 ) -> None:
     """Add a salesperson (audited)."""
     from leadvault import audit
-    from scoring import routing, sales_team
+    from scoring import routing, sales_team, sales_teams
 
     def run(session: Session) -> None:
         teams = [routing.named_team(session, team).id for team in team_names]
-        sales_team.add_person(
+        added = sales_team.add_person(
             session,
             actor=audit.cli_actor(),
             email=email,
@@ -205,8 +205,9 @@ def add(
             language=language,
             weight=weight,
             weekly_capacity=capacity,
-            team_ids=tuple(teams),
         )
+        for team_id in teams:
+            sales_teams.add_member(session, team_id, added.id, actor=audit.cli_actor())
 
     _sales_call(run)
     click.echo(f"Salesperson {email} added.")
@@ -294,7 +295,7 @@ def team_add(name: str, strategy: str) -> None:
     from marshmallow import ValidationError
 
     from leadvault import audit
-    from scoring import sales_team, schemas
+    from scoring import sales_teams, schemas
 
     # The console's and the API's schema: the command line made teams named "" or
     # "DACH Team", which a rules file (a team's name in TOML) cannot refer to.
@@ -303,7 +304,7 @@ def team_add(name: str, strategy: str) -> None:
     except ValidationError as exc:
         messages = exc.normalized_messages().get("name", ["not a team name"])
         raise click.BadParameter(str(messages[0]), param_hint="NAME") from None
-    _sales_call(sales_team.add_team, name, strategy, actor=audit.cli_actor())
+    _sales_call(sales_teams.add_team, name, strategy, actor=audit.cli_actor())
     click.echo(f"Team {name} ({strategy}) created.")
 
 
@@ -313,14 +314,14 @@ def team_add(name: str, strategy: str) -> None:
 def team_member(name: str, email: str) -> None:
     """Add a salesperson to a team (audited)."""
     from leadvault import audit
-    from scoring import routing, sales_team
+    from scoring import routing, sales_teams
 
     def run(session: Session) -> None:
         team_id, person_id = (
             routing.named_team(session, name).id,
             routing.named_person(session, email).id,
         )
-        sales_team.add_member(session, team_id, person_id, actor=audit.cli_actor())
+        sales_teams.add_member(session, team_id, person_id, actor=audit.cli_actor())
 
     _sales_call(run)
     click.echo(f"{email} is in team {name}.")

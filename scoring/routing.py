@@ -194,7 +194,7 @@ def team_by_name(session: Session, name: str) -> SalesTeam | None:
 
 
 def add_member(session: Session, team_name: str, email: str) -> None:
-    """Unaudited (set-ups in tests); staff add members through ``sales_team.add_member``."""
+    """Unaudited (set-ups in tests); staff add members through ``sales_teams.add_member``."""
     team, person = named_team(session, team_name), named_person(session, email)
     if session.get(TeamMember, (team.id, person.id)) is None:
         session.add(TeamMember(team_id=team.id, person_id=person.id, credit=0))
@@ -254,7 +254,7 @@ def weekly_load(session: Session, person_id: int) -> int:
 
 
 def absent_on(session: Session, person_id: int, day: dt.date) -> bool:
-    """Whether an absence (``sales_team.add_absence``) covers this UTC day."""
+    """Whether an absence (``absences.add_absence``) covers this UTC day."""
     return (
         session.scalar(
             sa.select(Absence.id)

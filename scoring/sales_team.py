@@ -1,10 +1,11 @@
-"""The sales team as the owner manages it: salespeople, teams, capacity and absences.
+"""The sales team's people as the owner manages them: salespeople, their capacity,
+language, weight and whether they are active.
 
-Adding a person, a team or a member is checked in ``scoring.routing``; this
-module is what the console, the admin API and ``leadvault sales …`` call: every
-write here is recorded in the audit trail by its ``actor`` (staff data: which
-fields changed, never their values). Salespeople are deactivated, never deleted:
-their handoffs stay on record. Absences are ``scoring.absences``.
+Adding a person is checked in ``scoring.routing``; this module is what the console,
+the admin API and ``leadvault sales …`` call: every write here is recorded in the
+audit trail by its ``actor`` (staff data: which fields changed, never their values).
+Salespeople are deactivated, never deleted: their handoffs stay on record. Teams and
+their members are ``scoring.sales_teams``, absences ``scoring.absences``.
 """
 
 from __future__ import annotations
@@ -52,13 +53,6 @@ def person(session: Session, person_id: int) -> Salesperson:
     found = session.get(Salesperson, person_id)
     if found is None:
         raise NotFound(N_("There is no salesperson %(id)s."), id=person_id)
-    return found
-
-
-def team(session: Session, team_id: int) -> SalesTeam:
-    found = session.get(SalesTeam, team_id)
-    if found is None:
-        raise NotFound(N_("There is no team %(id)s."), id=team_id)
     return found
 
 
@@ -150,7 +144,6 @@ def add_person(
     language: str = "en",
     weight: int = 1,
     weekly_capacity: int = 50,
-    team_ids: tuple[int, ...] = (),
 ) -> Salesperson:
     if "@" in email and routing.person_by_email(session, email) is not None:
         raise Conflict(ADDRESS_TAKEN, field="email")
@@ -170,8 +163,6 @@ def add_person(
         actor=actor,
         ip=ip,
     )
-    for team_id in team_ids:
-        add_member(session, team_id, added.id, actor=actor, ip=ip)
     return added
 
 
@@ -264,151 +255,3 @@ def _change_contact(
     if changed:
         routing.seal_contact(session, found, email=new_email, name=new_name)
     return changed
-
-
-# --- teams --------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class MemberRef:
-    id: int
-    name: str
-
-
-@dataclasses.dataclass(frozen=True)
-class TeamRow:
-    id: int
-    name: str
-    strategy: str
-    members: tuple[MemberRef, ...]
-
-
-def team_rows(session: Session) -> list[TeamRow]:
-    return [
-        TeamRow(
-            id=found.id,
-            name=found.name,
-            strategy=found.strategy,
-            members=tuple(MemberRef(m.id, routing.contact(session, m).name) for m in members),
-        )
-        for found, members in routing.teams(session)
-    ]
-
-
-def team_row(session: Session, team_id: int) -> TeamRow:
-    for row in team_rows(session):
-        if row.id == team_id:
-            return row
-    raise NotFound(N_("There is no team %(id)s."), id=team_id)
-
-
-def _team_record(
-    session: Session,
-    action: audit.Action,
-    team_id: int,
-    *,
-    actor: str,
-    ip: str | None,
-    **detail: object,
-) -> None:
-    record_change(
-        session,
-        action,
-        audit.ObjectType.SALES_TEAM,
-        team_id,
-        actor=actor,
-        ip=ip,
-        detail=detail,
-    )
-
-
-def add_team(
-    session: Session,
-    name: str,
-    strategy: str = "round_robin",
-    *,
-    actor: str,
-    ip: str | None = None,
-) -> SalesTeam:
-    if routing.team_by_name(session, name) is not None:
-        raise Conflict(routing.TEAM_EXISTS, field="name", name=name)
-    added = routing.add_team(session, name, strategy)
-    _team_record(session, audit.Action.SALES_TEAM_ADDED, added.id, actor=actor, ip=ip)
-    return added
-
-
-def update_team(
-    session: Session, team_id: int, *, strategy: str, actor: str, ip: str | None = None
-) -> SalesTeam:
-    found = team(session, team_id)
-    if strategy not in routing.STRATEGIES:
-        raise SalesError(
-            routing.STRATEGY_REFUSED, field="strategy", strategies=", ".join(routing.STRATEGIES)
-        )
-    if found.strategy != strategy:
-        found.strategy = strategy
-        session.flush()
-        _team_record(
-            session,
-            audit.Action.SALES_TEAM_CHANGED,
-            found.id,
-            actor=actor,
-            ip=ip,
-            fields=["strategy"],
-        )
-    return found
-
-
-def delete_team(session: Session, team_id: int, *, actor: str, ip: str | None = None) -> None:
-    """Delete a team nobody was ever offered a lead through (its handoffs name it)."""
-    found = team(session, team_id)
-    used = session.scalar(sa.select(sa.func.count(Handoff.id)).where(Handoff.team_id == team_id))
-    if used:
-        raise Conflict(
-            N_(
-                "The team “%(name)s” has handed off leads; remove it from the routing rules "
-                "instead."
-            ),
-            name=found.name,
-        )
-    session.delete(found)
-    session.flush()
-    _team_record(session, audit.Action.SALES_TEAM_DELETED, team_id, actor=actor, ip=ip)
-
-
-def add_member(
-    session: Session, team_id: int, person_id: int, *, actor: str, ip: str | None = None
-) -> None:
-    """Put a salesperson in a team (already in it: nothing changes, nothing recorded)."""
-    found_team, found_person = team(session, team_id), person(session, person_id)
-    if session.get(TeamMember, (found_team.id, found_person.id)) is None:
-        session.add(TeamMember(team_id=found_team.id, person_id=found_person.id, credit=0))
-        session.flush()
-        _team_record(
-            session,
-            audit.Action.SALES_TEAM_MEMBER_ADDED,
-            found_team.id,
-            actor=actor,
-            ip=ip,
-            person_id=found_person.id,
-        )
-
-
-def remove_member(
-    session: Session, team_id: int, person_id: int, *, actor: str, ip: str | None = None
-) -> None:
-    member = session.get(TeamMember, (team(session, team_id).id, person_id))
-    if member is None:
-        raise NotFound(
-            N_("Salesperson %(id)s is not in this team."), field="person_id", id=person_id
-        )
-    session.delete(member)
-    session.flush()
-    _team_record(
-        session,
-        audit.Action.SALES_TEAM_MEMBER_REMOVED,
-        team_id,
-        actor=actor,
-        ip=ip,
-        person_id=person_id,
-    )

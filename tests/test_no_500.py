@@ -133,9 +133,9 @@ def test_digits_that_python_cannot_read_as_a_number_are_refused_not_a_500(app):
         answer = client.post(path, data={**data, "csrf_token": csrf})
         assert answer.status_code < 500, path
     with factories.uow(app) as s:
-        from scoring import sales_team
+        from scoring import sales_teams
 
-        team = sales_team.team_rows(s)[0]
+        team = sales_teams.team_rows(s)[0]
     removed = client.post(
         f"/console/sales/teams/{team.id}", data={"action": "remove:²", "csrf_token": csrf}
     )
@@ -160,7 +160,7 @@ def test_a_failed_flush_in_the_console_answers_with_the_apps_page(app, monkeypat
     """A flush that failed left the request's session unusable; the console's error page
     (which looks up the signed-in account) raised again, so the visitor got Werkzeug's
     bare 500 instead of the 409 page. The handler drops the session first."""
-    from scoring import sales_team
+    from scoring import sales_teams
     from scoring.models import SalesTeam
     from tests import factories
 
@@ -168,7 +168,7 @@ def test_a_failed_flush_in_the_console_answers_with_the_apps_page(app, monkeypat
         session.add_all([SalesTeam(name=name), SalesTeam(name=name)])
         session.flush()
 
-    monkeypatch.setattr(sales_team, "add_team", clashing_add_team)
+    monkeypatch.setattr(sales_teams, "add_team", clashing_add_team)
     client, _ = factories.signed_in_client(app, "owner")
     csrf = factories.csrf_token(client, "/console/settings/tokens")
     answer = client.post("/console/sales/teams", data={"name": "dach", "csrf_token": csrf})
@@ -177,7 +177,7 @@ def test_a_failed_flush_in_the_console_answers_with_the_apps_page(app, monkeypat
     assert "changed by another request" in text
     assert 'class="lv-page"' in text or "<main" in text
     with factories.uow(app) as s:
-        assert not sales_team.team_rows(s)
+        assert not sales_teams.team_rows(s)
 
 
 def test_an_unknown_salesperson_for_an_account_is_refused_not_a_500(app):

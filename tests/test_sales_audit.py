@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from leadvault import audit, clock
 from leadvault.cli import cli
 from leadvault.models import AuditEntry
-from scoring import absences, routing, rules, rulesets, sales_team, unrouted
+from scoring import absences, routing, rules, rulesets, sales_team, sales_teams, unrouted
 from tests import factories
 from tests.test_console import text
 from tests.test_scoring import cli_env
@@ -56,10 +56,9 @@ def _no_personal_data(app, *values: str) -> None:
 def test_each_write_is_one_entry_and_a_write_that_changes_nothing_none(app):
     today = clock.now().date()
     with uow(app) as s:
-        team = sales_team.add_team(s, "dach", actor="user:7", ip="203.0.113.9")
-        anna = sales_team.add_person(
-            s, email="anna@sales.example", name="Anna", team_ids=(team.id,), actor="user:7"
-        ).id
+        team = sales_teams.add_team(s, "dach", actor="user:7", ip="203.0.113.9")
+        anna = sales_team.add_person(s, email="anna@sales.example", name="Anna", actor="user:7").id
+        sales_teams.add_member(s, team.id, anna, actor="user:7")
         sales_team.update_person(s, anna, actor="user:7", weight=3, language="de")
         sales_team.update_person(s, anna, actor="user:7", weight=3, language="de", active=True)
         sales_team.update_person(s, anna, actor="user:7", active=False)
@@ -67,11 +66,11 @@ def test_each_write_is_one_entry_and_a_write_that_changes_nothing_none(app):
         sales_team.update_person(s, anna, actor="cli:ops", absent=True)
         absence = absences.add_absence(s, anna, today, today + dt.timedelta(days=2), actor="u:1")
         absences.delete_absence(s, absence.id, actor="u:1")
-        sales_team.update_team(s, team.id, strategy="round_robin", actor="user:7")  # as it was
-        sales_team.update_team(s, team.id, strategy="least_loaded", actor="user:7")
-        sales_team.add_member(s, team.id, anna, actor="user:7")  # a member already
-        sales_team.remove_member(s, team.id, anna, actor="user:7")
-        sales_team.delete_team(s, team.id, actor="user:7")
+        sales_teams.update_team(s, team.id, strategy="round_robin", actor="user:7")  # as it was
+        sales_teams.update_team(s, team.id, strategy="least_loaded", actor="user:7")
+        sales_teams.add_member(s, team.id, anna, actor="user:7")  # a member already
+        sales_teams.remove_member(s, team.id, anna, actor="user:7")
+        sales_teams.delete_team(s, team.id, actor="user:7")
     person, group = f"salesperson:{anna}", f"sales_team:{team.id}"
     assert _trail(app) == [
         ("user:7", "sales_team.added", group, {}),
@@ -101,8 +100,8 @@ def test_a_refused_write_leaves_no_entry(app):
         for call in (
             lambda: sales_team.update_person(s, anna, actor="u:1", weight=0),
             lambda: sales_team.update_person(s, anna, actor="u:1", name="Anna", weight=0),
-            lambda: sales_team.add_team(s, "x", "fastest", actor="u:1"),
-            lambda: sales_team.remove_member(s, 999, anna, actor="u:1"),
+            lambda: sales_teams.add_team(s, "x", "fastest", actor="u:1"),
+            lambda: sales_teams.remove_member(s, 999, anna, actor="u:1"),
             lambda: absences.delete_absence(s, 999, actor="u:1"),
         ):
             try:
@@ -186,7 +185,7 @@ def test_the_console_records_each_change_and_its_trail_reads_them(app):
 def test_the_trail_names_a_team_by_its_name(app):
     client, _user = factories.signed_in_client(app, "owner")
     with uow(app) as s:
-        sales_team.add_team(s, "inbound", actor="user:1")
+        sales_teams.add_team(s, "inbound", actor="user:1")
     trail = text(client.get("/console/privacy?action=sales_team.added")).split('id="h-audit"')[1]
     assert '<a href="/console/sales">inbound</a>' in trail and ">Sales team created</span>" in trail
 

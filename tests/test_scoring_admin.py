@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from leadvault import clock
 from leadvault.models import AuditEntry
-from scoring import absences, handoff_board, routing, rules, rulesets, sales_team
+from scoring import absences, handoff_board, routing, rules, rulesets, sales_team, sales_teams
 from scoring.models import Handoff, LeadScore, RuleSet, Stage, StageChange
 from tests import factories
 from tests.test_scoring import contact_form, new_lead, record
@@ -143,13 +143,13 @@ def test_sales_team_edits_and_absences_steer_routing(app):
         ben = sales_team.add_person(
             s, email="ben@sales.example", name="Ben", weight=2, actor="cli:test"
         )
-        team = sales_team.add_team(s, "dach", "round_robin", actor="cli:test")
-        sales_team.add_member(s, team.id, anna.id, actor="cli:test")
-        sales_team.add_member(s, team.id, ben.id, actor="cli:test")
+        team = sales_teams.add_team(s, "dach", "round_robin", actor="cli:test")
+        sales_teams.add_member(s, team.id, anna.id, actor="cli:test")
+        sales_teams.add_member(s, team.id, ben.id, actor="cli:test")
         with pytest.raises(sales_team.Conflict):
             sales_team.add_person(s, email="ANNA@sales.example", name="Other", actor="cli:test")
         with pytest.raises(sales_team.Conflict):
-            sales_team.add_team(s, "dach", actor="cli:test")
+            sales_teams.add_team(s, "dach", actor="cli:test")
         sales_team.update_person(s, ben.id, actor="cli:test", weekly_capacity=0)
         with pytest.raises(routing.SalesError, match="capacity"):
             sales_team.update_person(s, ben.id, actor="cli:test", weekly_capacity=-1)
@@ -180,16 +180,16 @@ def test_sales_team_edits_and_absences_steer_routing(app):
         )
         assert routing.pick_from_team(s, team, set()).id == anna.id  # not away yet
         assert [a.id for a in absences.absences(s, person_id=anna.id)] == [future.id]
-        sales_team.remove_member(s, team.id, anna.id, actor="cli:test")
-        assert [m.name for m in sales_team.team_row(s, team.id).members] == ["Ben"]
-        sales_team.delete_team(s, team.id, actor="cli:test")
-        assert sales_team.team_rows(s) == []
+        sales_teams.remove_member(s, team.id, anna.id, actor="cli:test")
+        assert [m.name for m in sales_teams.team_row(s, team.id).members] == ["Ben"]
+        sales_teams.delete_team(s, team.id, actor="cli:test")
+        assert sales_teams.team_rows(s) == []
 
 
 def test_a_team_that_handed_off_leads_stays(app):
     lead_id = factories.lead(app)
     with uow(app) as s:
-        team = sales_team.add_team(s, "inbound", actor="cli:test")
+        team = sales_teams.add_team(s, "inbound", actor="cli:test")
         s.add(
             Handoff(
                 id=uuid.uuid4(), lead_id=lead_id, team_id=team.id, routing_rule="x", status="queued"
@@ -197,7 +197,7 @@ def test_a_team_that_handed_off_leads_stays(app):
         )
         s.flush()
         with pytest.raises(sales_team.Conflict, match="handed off"):
-            sales_team.delete_team(s, team.id, actor="cli:test")
+            sales_teams.delete_team(s, team.id, actor="cli:test")
 
 
 # --- the handoff board -------------------------------------------------------------

@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from leadvault import clock
-from scoring import absences, rules, sales_team
+from scoring import absences, rules, sales_team, sales_teams
 from scoring.models import Handoff, Stage
 from tests import factories
 from tests.axe import require_axe
@@ -120,9 +120,9 @@ def test_owner_sales_team_and_handoff_pages(served, browser, viewport):  # noqa:
         ben = sales_team.add_person(
             s, email="ben@sales.example", name="Ben Miller", weight=2, actor="cli:test"
         )
-        team = sales_team.add_team(s, "dach", actor="cli:test")
-        sales_team.add_member(s, team.id, anna.id, actor="cli:test")
-        sales_team.add_member(s, team.id, ben.id, actor="cli:test")
+        team = sales_teams.add_team(s, "dach", actor="cli:test")
+        sales_teams.add_member(s, team.id, anna.id, actor="cli:test")
+        sales_teams.add_member(s, team.id, ben.id, actor="cli:test")
         today = clock.now().date()
         absences.add_absence(s, ben.id, today, today + dt.timedelta(days=3), actor="cli:test")
         anna_id = anna.id

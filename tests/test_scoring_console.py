@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from leadvault import clock
 from leadvault.models import AuditEntry
-from scoring import absences, rules, rulesets, sales_team
+from scoring import absences, rules, rulesets, sales_team, sales_teams
 from scoring.models import Handoff, Stage
 from tests import factories
 from tests.test_scoring import contact_form
@@ -168,7 +168,7 @@ def test_sales_team_forms(app):
         == 302
     )
     with uow(app) as s:
-        team = sales_team.team_rows(s)[0]
+        team = sales_teams.team_rows(s)[0]
     joined = client.post(
         f"/console/sales/teams/{team.id}",
         data={"action": "add_member", "person_id": str(anna.id), "csrf_token": csrf},
@@ -224,7 +224,7 @@ def test_sales_team_forms(app):
     )
     assert client.get("/console/sales/people/77777").status_code == 404
     with uow(app) as s:
-        assert absences.absences(s) == [] and sales_team.team_rows(s) == []
+        assert absences.absences(s) == [] and sales_teams.team_rows(s) == []
 
 
 def test_handoff_board_for_marketing_and_for_sales(app):

@@ -1,9 +1,10 @@
 """The admin API's sales team: salespeople (capacity, weight, language), teams and
 their members, absences. The owner's (``sales-team:write``).
 
-Thin views over ``scoring.sales_team`` and ``scoring.routing`` (the console
-and ``leadvault sales …`` use the same services). Salespeople are staff: their
-name and address are stored sealed and shown only here.
+Thin views over ``scoring.sales_team`` (people), ``scoring.sales_teams`` (teams),
+``scoring.absences`` and ``scoring.routing`` (the console and ``leadvault sales …``
+use the same services). Salespeople are staff: their name and address are stored
+sealed and shown only here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from admin.api.registry import operation
 from admin.api.views import Refusal, _body, _dump, _query, bp
 from admin.permissions import Permission
 from leadvault import db
-from scoring import absences, routing, sales_team
+from scoring import absences, routing, sales_team, sales_teams
 from scoring import schemas as scoring_schemas
 
 P = Permission
@@ -79,9 +80,10 @@ def salespeople_create() -> Response:
             language=args["language"],
             weight=args["weight"],
             weekly_capacity=args["weekly_capacity"],
-            team_ids=tuple(args["team_ids"]),
             **_who(),
         )
+        for team_id in args["team_ids"]:
+            sales_teams.add_member(session, team_id, added.id, **_who())
     except routing.SalesError as exc:
         raise _refused(exc, "team_ids") from None
     return _dump(scoring_schemas.SalespersonSchema, sales_team.row_of(session, added.id), 201)
@@ -166,7 +168,7 @@ def salesperson_deactivate(person_id: int) -> Response:
     tag="sales",
 )
 def teams_list() -> Response:
-    return _dump(scoring_schemas.TeamSchema, sales_team.team_rows(db.session()), many=True)
+    return _dump(scoring_schemas.TeamSchema, sales_teams.team_rows(db.session()), many=True)
 
 
 @operation(
@@ -185,10 +187,10 @@ def teams_create() -> Response:
     args = _body(scoring_schemas.TeamInSchema)
     session = db.session()
     try:
-        team = sales_team.add_team(session, args["name"], args["strategy"], **_who())
+        team = sales_teams.add_team(session, args["name"], args["strategy"], **_who())
     except routing.SalesError as exc:
         raise _refused(exc, "name") from None
-    return _dump(scoring_schemas.TeamSchema, sales_team.team_row(session, team.id), 201)
+    return _dump(scoring_schemas.TeamSchema, sales_teams.team_row(session, team.id), 201)
 
 
 @operation(
@@ -207,8 +209,8 @@ def team_update(team_id: int) -> Response:
     args = _body(scoring_schemas.TeamPatchSchema)
     session = db.session()
     try:
-        sales_team.update_team(session, team_id, strategy=args["strategy"], **_who())
-        row = sales_team.team_row(session, team_id)
+        sales_teams.update_team(session, team_id, strategy=args["strategy"], **_who())
+        row = sales_teams.team_row(session, team_id)
     except routing.SalesError as exc:
         raise _refused(exc, "strategy") from None
     return _dump(scoring_schemas.TeamSchema, row)
@@ -227,7 +229,7 @@ def team_update(team_id: int) -> Response:
 )
 def team_delete(team_id: int) -> Response:
     try:
-        sales_team.delete_team(db.session(), team_id, **_who())
+        sales_teams.delete_team(db.session(), team_id, **_who())
     except routing.SalesError as exc:
         raise _refused(exc) from None
     return Response(status=204)
@@ -249,8 +251,8 @@ def team_member_add(team_id: int) -> Response:
     args = _body(scoring_schemas.MemberInSchema)
     session = db.session()
     try:
-        sales_team.add_member(session, team_id, args["person_id"], **_who())
-        row = sales_team.team_row(session, team_id)
+        sales_teams.add_member(session, team_id, args["person_id"], **_who())
+        row = sales_teams.team_row(session, team_id)
     except routing.SalesError as exc:
         raise _refused(exc, "person_id") from None
     return _dump(scoring_schemas.TeamSchema, row)
@@ -268,7 +270,7 @@ def team_member_add(team_id: int) -> Response:
 )
 def team_member_remove(team_id: int, person_id: int) -> Response:
     try:
-        sales_team.remove_member(db.session(), team_id, person_id, **_who())
+        sales_teams.remove_member(db.session(), team_id, person_id, **_who())
     except routing.SalesError as exc:
         raise _refused(exc) from None
     return Response(status=204)

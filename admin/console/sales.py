@@ -2,7 +2,7 @@
 teams and their members, absences.
 
 Thin: forms are loaded with the admin API's marshmallow schemas and handed to
-``scoring.sales_team`` (the API and ``leadvault sales …`` use the same
+``scoring.sales_team`` / ``sales_teams`` / ``absences`` (the API and ``leadvault sales …`` use the same
 services); a refused form comes back with the message next to its field.
 """
 
@@ -19,7 +19,7 @@ from admin.permissions import Permission
 from leadvault import db
 from leadvault.i18n import N_
 from leadvault.model_base import ROW_ID_MAX
-from scoring import absences, routing, sales_team, unrouted
+from scoring import absences, routing, sales_team, sales_teams, unrouted
 from scoring import schemas as scoring_schemas
 
 P = Permission
@@ -70,7 +70,7 @@ def _team_page(status: int = 200, **extra: Any) -> Response:
         status,
         section="sales",
         people=people,
-        teams=sales_team.team_rows(session),
+        teams=sales_teams.team_rows(session),
         absences=absences.absences(session),
         names={row.id: row.name for row in people},
         strategies=routing.STRATEGIES,
@@ -200,7 +200,7 @@ def sales_absence_delete(absence_id: int) -> Response:
 def sales_team_add() -> Response:
     try:
         args = _load(scoring_schemas.TeamInSchema, ("name", "strategy"))
-        sales_team.add_team(db.session(), args["name"], args["strategy"], **_who())
+        sales_teams.add_team(db.session(), args["name"], args["strategy"], **_who())
     except ValidationError as exc:
         return _team_page(422, errors=_first(exc.messages), form="team")
     except routing.SalesError as exc:
@@ -217,15 +217,15 @@ def sales_team_update(team_id: int) -> Response:
     try:
         if action == "strategy":
             args = _load(scoring_schemas.TeamPatchSchema, ("strategy",))
-            sales_team.update_team(session, team_id, strategy=args["strategy"], **_who())
+            sales_teams.update_team(session, team_id, strategy=args["strategy"], **_who())
         elif action == "add_member":
             args = _load(scoring_schemas.MemberInSchema, ("person_id",))
-            sales_team.add_member(session, team_id, args["person_id"], **_who())
+            sales_teams.add_member(session, team_id, args["person_id"], **_who())
         elif action.startswith("remove:") and action[7:].isdecimal():
             person_id = min(int(action[7:]), ROW_ID_MAX)
-            sales_team.remove_member(session, team_id, person_id, **_who())
+            sales_teams.remove_member(session, team_id, person_id, **_who())
         elif action == "delete":
-            sales_team.delete_team(session, team_id, **_who())
+            sales_teams.delete_team(session, team_id, **_who())
         else:
             return _error(400, N_("The request could not be understood."))
     except ValidationError as exc:
