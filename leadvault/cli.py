@@ -219,6 +219,7 @@ def register_domain_commands(group: click.Group) -> None:
     import export.cli
     import nurture.cli
     import scoring.cli
+    import scoring.sales_cli
     import widgets.cli
 
     group.add_command(capture.cli.forms)
@@ -227,7 +228,7 @@ def register_domain_commands(group: click.Group) -> None:
     group.add_command(consent.cli.purge)
     group.add_command(widgets.cli.assets)
     group.add_command(scoring.cli.scoring)
-    group.add_command(scoring.cli.sales)
+    group.add_command(scoring.sales_cli.sales)
     group.add_command(report)  # with the reports capture and scoring add to it
     group.add_command(export.cli.webhooks)
     group.add_command(export.cli.export_command)

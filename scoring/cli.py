@@ -1,19 +1,15 @@
-"""``leadvault scoring …``, ``leadvault sales …`` and ``leadvault report funnel``."""
+"""``leadvault scoring …`` and ``leadvault report funnel`` (``leadvault sales …`` is
+``scoring.sales_cli``)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from leadvault.commands import DAY, Refused, app_session, codes_of, load_app, report
 from leadvault.untrusted import for_terminal
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
 
 
 def _stages() -> list[str]:
@@ -157,174 +153,6 @@ def explain(email: str) -> None:
         click.echo(f"grade {grade}" + (f"  ({flags})" if flags else ""))
         for rule, value in sorted(result.breakdown.items(), key=lambda kv: -abs(kv[1])):
             click.echo(f"  {rule:24} {value:8.2f}")
-
-
-@click.group()
-def sales() -> None:
-    """Salespeople and teams (their names and addresses are stored sealed)."""
-
-
-def _sales_call(func: Callable[..., object], *args: object, **kwargs: object) -> None:
-    from scoring import routing
-
-    app = load_app()
-    try:
-        with app_session(app) as session:
-            func(session, *args, **kwargs)
-    except routing.SalesError as exc:
-        raise Refused(str(exc)) from None
-
-
-@sales.command("add")
-@click.option("--email", required=True)
-@click.option("--name", required=True)
-@click.option("--lang", "language", type=click.Choice(["en", "de"]), default="en")
-@click.option("--weight", type=click.IntRange(1, 100), default=1, show_default=True)
-@click.option(
-    "--capacity",
-    type=click.IntRange(0, 10000),
-    default=50,
-    show_default=True,
-    help="Leads per week.",
-)
-@click.option("--team", "team_names", multiple=True, help="Add to this team (repeatable).")
-def add(
-    email: str, name: str, language: str, weight: int, capacity: int, team_names: tuple[str, ...]
-) -> None:
-    """Add a salesperson (audited)."""
-    from leadvault import audit
-    from scoring import routing, sales_team, sales_teams
-
-    def run(session: Session) -> None:
-        teams = [routing.named_team(session, team).id for team in team_names]
-        added = sales_team.add_person(
-            session,
-            actor=audit.cli_actor(),
-            email=email,
-            name=name,
-            language=language,
-            weight=weight,
-            weekly_capacity=capacity,
-        )
-        for team_id in teams:
-            sales_teams.add_member(session, team_id, added.id, actor=audit.cli_actor())
-
-    _sales_call(run)
-    click.echo(f"Salesperson {email} added.")
-
-
-@sales.command("edit")
-@click.argument("current_email", metavar="EMAIL")
-@click.option("--name", help="The new name.")
-@click.option("--email", "new_email", help="The new address (no other salesperson's).")
-def edit(current_email: str, name: str | None, new_email: str | None) -> None:
-    """Change a salesperson's name or address (audited). Their open handoffs stay theirs;
-    the next mails about them go to the new address."""
-    from leadvault import audit
-    from scoring import routing, sales_team
-    from scoring.unrouted import Unrouted, in_active_rules, warning
-
-    if name is None and new_email is None:
-        raise click.UsageError("give --name, --email or both")
-    unrouted: list[Unrouted] = []
-
-    def run(session: Session) -> None:
-        found = routing.named_person(session, current_email)
-        sales_team.update_person(
-            session, found.id, actor=audit.cli_actor(), name=name, email=new_email
-        )
-        unrouted.extend(in_active_rules(session))
-
-    _sales_call(run)
-    click.echo(f"Salesperson {for_terminal(new_email or current_email)} changed.")
-    if unrouted:
-        click.echo(for_terminal(warning(unrouted) + "; update the rules file."), err=True)
-
-
-@sales.command("list")
-def list_() -> None:
-    """List salespeople with their load this week."""
-    from scoring import routing
-
-    app = load_app()
-    with app_session(app) as session:
-        for person in routing.people(session):
-            state = "absent" if person.absent else "present"
-            load_ = routing.weekly_load(session, person.id)
-            who = routing.contact(session, person)
-            click.echo(
-                f"{for_terminal(who.email):32} {for_terminal(who.name):24} {person.language} "
-                f"w={person.weight} {load_}/{person.weekly_capacity} this week  {state}"
-            )
-        for team, members in routing.teams(session):
-            names = ", ".join(routing.contact(session, m).email for m in members) or "(nobody)"
-            click.echo(f"team {team.name} ({team.strategy}): {names}")
-
-
-@sales.command("absent")
-@click.argument("email")
-@click.option("--back", is_flag=True, help="Mark as present again.")
-def absent(email: str, back: bool) -> None:
-    """Mark a salesperson absent (skipped by routing) or back (audited)."""
-    from leadvault import audit
-    from scoring import routing, sales_team
-
-    def run(session: Session) -> None:
-        found = routing.named_person(session, email)
-        sales_team.update_person(session, found.id, actor=audit.cli_actor(), absent=not back)
-
-    _sales_call(run)
-    click.echo(f"{email} is {'present' if back else 'absent'}.")
-
-
-@sales.group("team")
-def team() -> None:
-    """Teams of salespeople."""
-
-
-@team.command("add")
-@click.argument("name")
-@click.option(
-    "--strategy",
-    type=click.Choice(["round_robin", "least_loaded"]),
-    default="round_robin",
-    show_default=True,
-)
-def team_add(name: str, strategy: str) -> None:
-    """Create a team (a name of lower-case letters, digits, _ or -, as rules name it)."""
-    from marshmallow import ValidationError
-
-    from leadvault import audit
-    from scoring import sales_teams, schemas
-
-    # The console's and the API's schema: the command line made teams named "" or
-    # "DACH Team", which a rules file (a team's name in TOML) cannot refer to.
-    try:
-        schemas.TeamInSchema().load({"name": name, "strategy": strategy})
-    except ValidationError as exc:
-        messages = exc.normalized_messages().get("name", ["not a team name"])
-        raise click.BadParameter(str(messages[0]), param_hint="NAME") from None
-    _sales_call(sales_teams.add_team, name, strategy, actor=audit.cli_actor())
-    click.echo(f"Team {name} ({strategy}) created.")
-
-
-@team.command("member")
-@click.argument("name")
-@click.argument("email")
-def team_member(name: str, email: str) -> None:
-    """Add a salesperson to a team (audited)."""
-    from leadvault import audit
-    from scoring import routing, sales_teams
-
-    def run(session: Session) -> None:
-        team_id, person_id = (
-            routing.named_team(session, name).id,
-            routing.named_person(session, email).id,
-        )
-        sales_teams.add_member(session, team_id, person_id, actor=audit.cli_actor())
-
-    _sales_call(run)
-    click.echo(f"{email} is in team {name}.")
 
 
 @report.command("funnel")

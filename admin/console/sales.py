@@ -2,8 +2,9 @@
 teams and their members, absences.
 
 Thin: forms are loaded with the admin API's marshmallow schemas and handed to
-``scoring.sales_team`` / ``sales_teams`` / ``absences`` (the API and ``leadvault sales …`` use the same
-services); a refused form comes back with the message next to its field.
+``scoring.sales_team`` / ``sales_teams`` / ``absences`` (the API and ``leadvault
+sales …`` use the same services); a refused form comes back with the message next
+to its field.
 """
 
 from __future__ import annotations
