@@ -103,7 +103,11 @@ def sales_person_add() -> Response:
             scoring_schemas.SalespersonInSchema,
             ("email", "name", "language", "weight", "weekly_capacity"),
         )
-        sales_team.add_person(db.session(), **args, **_who())
+        team_ids = args.pop("team_ids")  # the API's schema: the form sends none
+        session = db.session()
+        added = sales_team.add_person(session, **args, **_who())
+        for team_id in team_ids:
+            sales_teams.add_member(session, team_id, added.id, **_who())
     except ValidationError as exc:
         return _team_page(422, errors=_first(exc.messages), form="person")
     except routing.SalesError as exc:
