@@ -89,10 +89,24 @@ class _Connection(smtplib.SMTP):
         self.putcmd("rcpt", f"TO:<{recip}>{optionlist}")
         return self.getreply()
 
+    def data(self, msg: str | bytes) -> tuple[int, bytes]:
+        """smtplib's ``data`` with the message's lines written by :func:`_data_lines`
+        (the same bytes; smtplib runs its dot-doubling regex over every message)."""
+        if not isinstance(msg, bytes):
+            return super().data(msg)
+        self.putcmd("data")
+        code, reply = self.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        self.send(_data_lines(msg))
+        return self.getreply()
+
 
 def _data_lines(data: bytes) -> bytes:
     """What smtplib's ``data`` writes after the 354: leading dots doubled, CRLF . CRLF."""
-    quoted = _LEADING_DOT.sub(b"..", data)
+    # A regular expression for ^ tries every byte in Python's engine (~20 µs a mail);
+    # a mail's lines seldom start with a dot, and a substring search says so at once.
+    quoted = _LEADING_DOT.sub(b"..", data) if data[:1] == b"." or b"\n." in data else data
     if quoted[-2:] != b"\r\n":
         quoted += b"\r\n"
     return quoted + b".\r\n"

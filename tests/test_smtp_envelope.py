@@ -97,3 +97,34 @@ def test_the_relay_receives_smtplibs_commands(smtp_server, caplog):
         ours.close()
         stdlib.quit()
     assert len(smtp_server.messages) == 2 * (len(ENVELOPES) + 2)
+
+
+def _smtplib_data_lines(data: bytes) -> bytes:
+    quoted = smtplib._quote_periods(data)
+    return (quoted if quoted[-2:] == b"\r\n" else quoted + b"\r\n") + b".\r\n"
+
+
+def test_the_data_lines_are_smtplibs():
+    rng = random.Random(5)
+    edges = [b"", b".", b".\r\n", b"a\r\n.b", b"a\n.b", b"a\r.b", b"..\r\n..", b"a\r\n", b"a"]
+    texts = edges + [
+        bytes(rng.choice(b".\r\na ") for _ in range(rng.randint(0, 40))) for _ in range(3000)
+    ]
+    for data in texts:
+        assert smtp._data_lines(data) == _smtplib_data_lines(data), data
+
+
+def test_a_relay_receives_dotted_lines_as_smtplib_sends_them(smtp_server):
+    config = parse_smtp_url(f"smtp://127.0.0.1:{smtp_server.port}")
+    ours = SmtpSender(config)
+    stdlib = smtplib.SMTP("127.0.0.1", smtp_server.port)
+    data = b"Subject: s\r\n\r\n.one\r\ntwo\r\n..three\r\n."
+    try:
+        ours.send_wire(Wire("a@example.com", ["b@example.com"], data))
+        stdlib.sendmail("a@example.com", ["b@example.com"], data)
+    finally:
+        ours.close()
+        stdlib.quit()
+    mine, theirs = smtp_server.wait_for(2)
+    assert mine.as_bytes() == theirs.as_bytes()
+    assert mine.get_payload() == ".one\r\ntwo\r\n..three\r\n.\r\n"  # dots as written
