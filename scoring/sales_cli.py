@@ -211,18 +211,10 @@ def team_add(name: str, strategy: str) -> None:
 @click.argument("email")
 def team_member(name: str, email: str) -> None:
     """Add a salesperson to a team (audited)."""
-    from leadvault import audit
-    from scoring import routing, sales_teams
+    from scoring import sales_teams
 
-    def run(session: Session) -> None:
-        team_id, person_id = (
-            routing.named_team(session, name).id,
-            routing.named_person(session, email).id,
-        )
-        sales_teams.add_member(session, team_id, person_id, actor=audit.cli_actor())
-
-    _sales_call(run)
-    click.echo(f"{email} is in team {name}.")
+    _membership(sales_teams.add_member, name, email)
+    click.echo(f"{for_terminal(email)} is in team {for_terminal(name)}.")
 
 
 @team.command("remove")
@@ -230,18 +222,23 @@ def team_member(name: str, email: str) -> None:
 @click.argument("email")
 def team_remove(name: str, email: str) -> None:
     """Take a salesperson out of a team (audited)."""
+    from scoring import sales_teams
+
+    _membership(sales_teams.remove_member, name, email)
+    click.echo(f"{for_terminal(email)} is no longer in team {for_terminal(name)}.")
+
+
+def _membership(change: Callable[..., object], name: str, email: str) -> None:
+    """``change(session, team_id, person_id)`` for the team and salesperson named."""
     from leadvault import audit
-    from scoring import routing, sales_teams
+    from scoring import routing
 
     def run(session: Session) -> None:
-        team_id, person_id = (
-            routing.named_team(session, name).id,
-            routing.named_person(session, email).id,
-        )
-        sales_teams.remove_member(session, team_id, person_id, actor=audit.cli_actor())
+        team_id = routing.named_team(session, name).id
+        person_id = routing.named_person(session, email).id
+        change(session, team_id, person_id, actor=audit.cli_actor())
 
     _sales_call(run)
-    click.echo(f"{for_terminal(email)} is no longer in team {for_terminal(name)}.")
 
 
 @team.command("strategy")
