@@ -15,6 +15,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from leadvault import clock, day_fields, i18n, untrusted
+from leadvault.model_base import ROW_ID_MAX
 from leadvault.schema_messages import Schema
 from scoring import absences, routing
 
@@ -116,7 +117,7 @@ class ActivateSchema(Schema):
     """Either a new rules file or an earlier version to make active again."""
 
     text = fields.String(validate=validate.Length(1, 200_000))
-    version = fields.Integer(validate=validate.Range(1, 2**31 - 1))
+    version = fields.Integer(validate=validate.Range(1, ROW_ID_MAX))
     allow_empty = fields.Boolean(
         load_default=False,
         truthy={True},  # JSON true/false only: "yes" is no decision to wipe every score
@@ -194,14 +195,14 @@ class RuleVersionDetailSchema(RuleVersionSchema):
 
 class VersionsQuerySchema(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
-    before = fields.Integer(validate=validate.Range(1, 2**31 - 1))
+    before = fields.Integer(validate=validate.Range(1, ROW_ID_MAX))
 
 
 class DiffQuerySchema(Schema):
-    against = fields.Integer(validate=validate.Range(1, 2**31 - 1))
+    against = fields.Integer(validate=validate.Range(1, ROW_ID_MAX))
 
 
-_LANGUAGE = validate.OneOf(["en", "de"])
+_LANGUAGE = validate.OneOf(i18n.LANGUAGES)
 _WEIGHT = validate.Range(1, 100)
 _CAPACITY = validate.Range(0, 10_000)
 
@@ -234,7 +235,7 @@ class SalespersonInSchema(Schema):
     weight = fields.Integer(load_default=1, validate=_WEIGHT)
     weekly_capacity = fields.Integer(load_default=50, validate=_CAPACITY)
     team_ids = fields.List(
-        fields.Integer(validate=validate.Range(1, 2**31 - 1)),
+        fields.Integer(validate=validate.Range(1, ROW_ID_MAX)),
         load_default=list,
         validate=validate.Length(max=50),
     )
@@ -295,11 +296,11 @@ class TeamSchema(Schema):
 
 
 class MemberInSchema(Schema):
-    person_id = fields.Integer(required=True, validate=validate.Range(1, 2**31 - 1))
+    person_id = fields.Integer(required=True, validate=validate.Range(1, ROW_ID_MAX))
 
 
 class AbsenceInSchema(Schema):
-    person_id = fields.Integer(required=True, validate=validate.Range(1, 2**31 - 1))
+    person_id = fields.Integer(required=True, validate=validate.Range(1, ROW_ID_MAX))
     starts_on = day_fields.Day(required=True)  # days read as every date filter reads them
     ends_on = day_fields.Day(required=True)
 
@@ -317,7 +318,7 @@ class AbsenceSchema(Schema):
 
 
 class AbsenceQuerySchema(Schema):
-    person_id = fields.Integer(validate=validate.Range(1, 2**31 - 1))
+    person_id = fields.Integer(validate=validate.Range(1, ROW_ID_MAX))
     limit = fields.Integer(load_default=200, validate=validate.Range(1, 500))
 
 
