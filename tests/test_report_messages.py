@@ -101,6 +101,8 @@ def test_the_console_reports_each_line_in_the_staff_members_language(app):
     english = {text for pair in ENGLISH_LINES.values() for text in pair if text}
     assert {text for text in german if text not in html} == set()
     assert {text for text in english if text in html} == set()
+    # The purposes to import consent for are named, not shown by their keys.
+    assert '<label for="i-p-newsletter">Newsletter per E-Mail</label>' in html
 
 
 def test_the_command_line_and_its_report_file_stay_english(app, tmp_path):

@@ -30,6 +30,7 @@ from admin.api import webhooks as api_webhooks
 from admin.console import queries
 from admin.console.views import _error, bp, page
 from admin.permissions import Permission
+from consent import service as consent_service
 from export import columns as export_columns
 from export import import_mapping, imports, service, webhooks, writers
 from export import presets as export_presets
@@ -187,6 +188,7 @@ def _import_form(status: int = 200, **context: Any) -> Response:
         section="imports",
         presets=IMPORT_PRESETS,
         purposes=purposes,
+        purpose_label=lambda key: consent_service.purpose_label(key, i18n.current_language()),
         chosen_purposes=set(form.getlist("purpose")) if form else {"newsletter"},
         preset=form.get("preset", "auto") if form else "auto",
         language=form.get("language", i18n.current_language()) if form else i18n.current_language(),
