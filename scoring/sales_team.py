@@ -60,9 +60,9 @@ def today() -> dt.date:
     return clock.now().date()
 
 
-def roster(session: Session) -> list[PersonRow]:
-    """Every salesperson with their load this week, today's absence and teams
-    (one query each, not one per person)."""
+def roster(session: Session, only: int | None = None) -> list[PersonRow]:
+    """Every salesperson (or only the one with id ``only``) with their load this week,
+    today's absence and teams (one query each, not one per person)."""
     since = clock.now() - dt.timedelta(days=7)
     loads = dict(
         session.execute(
@@ -85,7 +85,10 @@ def roster(session: Session) -> list[PersonRow]:
     ):
         team_names[person_id].append(name)
     rows = []
-    for found in session.scalars(sa.select(Salesperson).limit(MAX_PEOPLE)):
+    people = sa.select(Salesperson).limit(MAX_PEOPLE)
+    if only is not None:
+        people = people.where(Salesperson.id == only)
+    for found in session.scalars(people):
         who = routing.contact(session, found)
         rows.append(
             PersonRow(
@@ -105,9 +108,9 @@ def roster(session: Session) -> list[PersonRow]:
 
 
 def row_of(session: Session, person_id: int) -> PersonRow:
-    for row in roster(session):
-        if row.id == person_id:
-            return row
+    # Only this person's contact is unsealed (the roster unseals everyone's).
+    for row in roster(session, only=person_id):
+        return row
     raise NotFound(N_("There is no salesperson %(id)s."), id=person_id)
 
 
