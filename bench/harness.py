@@ -173,12 +173,54 @@ class Counted:
 _TABLE_AFTER = frozenset({"INTO", "FROM", "UPDATE", "into", "from", "update"})
 
 
+class LockUse:
+    """Time this process held SQLite's write lock (``sqlite_writer._WriterQueue``, taken
+    by every write transaction): CPU time of the holding thread and wall time, summed
+    over every hold. What runs under the lock is what capture and the worker wait for
+    each other on: the figure to shrink for SQLite's writer fairness (issue 13.3).
+    Measured by wrapping the queue's acquire and release in this process (the
+    benchmark's, never the product's code path)."""
+
+    def __init__(self) -> None:
+        from leadvault import sqlite_writer  # the scripts set sys.path first
+
+        self.cpu = 0.0
+        self.wall = 0.0
+        self.holds = 0
+        queue = sqlite_writer._WriterQueue
+        acquire, release = queue.acquire, queue.release
+        use = self
+
+        def acquired(queue_self: Any) -> None:
+            acquire(queue_self)
+            queue_self.local.bench_held = (time.thread_time(), time.perf_counter())
+
+        def released(queue_self: Any) -> None:
+            cpu, wall = queue_self.local.bench_held
+            use.cpu += time.thread_time() - cpu
+            use.wall += time.perf_counter() - wall
+            use.holds += 1
+            release(queue_self)
+
+        queue.acquire = acquired  # type: ignore[method-assign]
+        queue.release = released  # type: ignore[method-assign]
+
+
 @contextmanager
-def measured(counter: Counted | None, into: dict[str, float]) -> Iterator[None]:
-    """CPU and wall seconds of the block, and the statements ``counter`` saw in it."""
+def measured(
+    counter: Counted | None, into: dict[str, float], locks: LockUse | None = None
+) -> Iterator[None]:
+    """CPU and wall seconds of the block, and the statements ``counter`` saw in it;
+    with ``locks``, the CPU and wall seconds its write-lock holds took (``lock_cpu``,
+    ``lock_wall``) and how many there were (``holds``)."""
     statements = counter.statements if counter else 0
+    lock_cpu, lock_wall, holds = (locks.cpu, locks.wall, locks.holds) if locks else (0, 0, 0)
     cpu, wall = time.process_time(), time.perf_counter()
     yield
     into["cpu"] = time.process_time() - cpu
     into["wall"] = time.perf_counter() - wall
     into["statements"] = (counter.statements - statements) if counter else 0
+    if locks is not None:
+        into["lock_cpu"] = locks.cpu - lock_cpu
+        into["lock_wall"] = locks.wall - lock_wall
+        into["holds"] = locks.holds - holds

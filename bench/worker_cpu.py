@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import BenchError, Counted, bench_env, free_port, measured, run_cli
+from harness import BenchError, Counted, LockUse, bench_env, free_port, measured, run_cli
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
@@ -142,6 +142,15 @@ def report(
             f"{figures['cpu'] * 1000 / n:6.3f} CPU ms/item  "
             f"({n / figures['wall'] if figures['wall'] else 0:,.0f} items/s wall)"
         )
+    if "lock_cpu" in stored:
+        print("holding SQLite's write lock (what capture and the worker wait for each other on):")
+        for name, figures in rows:
+            print(
+                f"  {name:24} {figures['lock_cpu'] * 1000 / n:6.3f} CPU ms/item  "
+                f"{figures['lock_wall'] * 1000 / n:6.3f} wall ms/item  "
+                f"{figures['holds'] / n:6.3f} holds/item  "
+                f"({figures['lock_cpu'] / figures['cpu'] if figures['cpu'] else 0:.0%} of its CPU)"
+            )
     whole = stored["cpu"] + mailed["cpu"]
     print(
         f"end to end: {whole * 1000 / n:.3f} CPU ms/lead = "
@@ -188,6 +197,8 @@ def measure(app: Any, args: argparse.Namespace, sink: _Sink) -> None:
 
     form_id = make_form(app)
     counter = Counted(runtime(app).engine)
+    # SQLite: what each stage does holding the one write lock, which capture waits for.
+    locks = None if args.database_url else LockUse()
     queue_submissions(app, form_id, WARM)  # warm: imports, templates, caches
     worker = Worker(app, batch_size=args.batch_size)
     until_empty(worker.process_inbox)
@@ -199,12 +210,12 @@ def measure(app: Any, args: argparse.Namespace, sink: _Sink) -> None:
     gc.freeze()
 
     base: dict[str, float] = {}
-    with measured(counter, base):
+    with measured(counter, base, locks):
         queue_submissions(app, form_id, args.items)
     stored: dict[str, float] = {}
     counter.kinds.clear()
     profiler = cProfile.Profile(time.process_time) if args.profile else None
-    with measured(counter, stored):
+    with measured(counter, stored, locks):
         if profiler:
             profiler.enable()
         handled = until_empty(worker.process_inbox)
@@ -215,7 +226,7 @@ def measure(app: Any, args: argparse.Namespace, sink: _Sink) -> None:
     inbox_kinds = dict(counter.kinds)
     mailed: dict[str, float] = {}
     mail_profiler = cProfile.Profile(time.process_time) if args.profile_mail else None
-    with measured(counter, mailed):
+    with measured(counter, mailed, locks):
         if mail_profiler:
             mail_profiler.enable()
         until_empty(worker.deliver_mail)
