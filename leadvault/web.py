@@ -1,12 +1,11 @@
-"""Core HTTP concerns: health check, security headers, human error pages, CSRF, signed-link
-pages (rate limits: ``leadvault.rate_limits``)."""
+"""Core HTTP concerns: security headers, human error pages, CSRF, signed-link pages
+(the health check: ``leadvault.health``; rate limits: ``leadvault.rate_limits``)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
-import threading
 from typing import Any
 
 from flask import (
@@ -34,6 +33,7 @@ from werkzeug.routing import IntegerConverter
 from leadvault import (
     branding,
     db,
+    health,
     i18n,
     locale_formats,
     rate_limits,
@@ -47,45 +47,13 @@ log = logging.getLogger("leadvault.web")
 
 bp = Blueprint("core", __name__, template_folder="templates", static_folder="static")
 csrf = CSRFProtect()
+health.add_routes(bp)
 
 
 DEFAULT_CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-
-
-# /healthz answers within this many seconds, whatever the database does.
-HEALTH_DEADLINE = 1.5
-
-
-class _WriteProbe:
-    """At most one write probe in flight per app: a probe stuck behind a lock keeps
-    its thread until the database lets go, and meanwhile every check answers at once."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.thread: threading.Thread | None = None
-        self.outcome: list[str | None] = []
-
-    def run(self, factory: Any) -> str | None:
-        with self.lock:
-            if self.thread is not None and self.thread.is_alive():
-                return "locked"  # the last probe still waits for the database
-            outcome: list[str | None] = []
-
-            def probe() -> None:
-                try:
-                    outcome.append(db.probe_write(factory))
-                except Exception as exc:
-                    outcome.append("unavailable")
-                    log.warning("health probe failed: %s", type(exc).__name__)
-
-            self.thread = threading.Thread(target=probe, name="leadvault-health", daemon=True)
-            self.thread.start()
-            thread = self.thread
-        thread.join(HEALTH_DEADLINE)
-        return outcome[0] if outcome else "locked"
 
 
 class RowIdConverter(IntegerConverter):
@@ -100,21 +68,6 @@ class RowIdConverter(IntegerConverter):
         if number > ROW_ID_MAX:
             raise NotFound()
         return number
-
-
-@bp.get("/healthz")
-def healthz() -> tuple[Response, int]:
-    """JSON within HEALTH_DEADLINE: 200 when the database takes a write now, else 503
-    with the reason (``locked``, ``read-only``, ``full``, ``unavailable``). Nothing is
-    written: the probe begins a write transaction and rolls it back."""
-    from leadvault.app import runtime
-
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    probe: _WriteProbe = app.extensions.setdefault("leadvault.health", _WriteProbe())
-    reason = probe.run(runtime(app).session_factory)
-    if reason is not None:
-        return jsonify(status="unavailable", database=reason), 503
-    return jsonify(status="ok", database="ok"), 200
 
 
 @bp.get("/")
