@@ -98,7 +98,11 @@ def test_the_console_asks_before_activating_rules_without_a_scoring_rule(app):
     confirm = client.post("/console/scoring/confirm", data={"text": text, "csrf_token": csrf})
     html = confirm.get_data(as_text=True)
     assert confirm.status_code == 200 and 'id="confirm-scores-nothing"' in html
-    assert re.search(r'<input type="checkbox" name="allow_empty" value="1" required>', html)
+    # Required, and submitted with the activate form (it stands above both buttons).
+    box = re.search(
+        r'<input type="checkbox" name="allow_empty" value="1" required form="([^"]+)">', html
+    )
+    assert box and f'id="{box.group(1)}"' in html
     refused = client.post("/console/scoring/activate", data={"text": text, "csrf_token": csrf})
     assert refused.status_code == 422
     assert 'id="rules-problem"' in refused.get_data(as_text=True)
