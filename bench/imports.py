@@ -11,7 +11,7 @@ the process's CPU time (``time.process_time``: other processes on a shared machi
 barely move it) and by the wall clock, with every SQL statement counted:
 
 1. baseline: reading and checking the same lines without a database
-   (``import_mapping.read`` + ``contact``), the work no import can skip;
+   (``import_mapping.read`` + ``import_contact.contact``), the work no import can skip;
 2. a dry run (reads only, rolled back);
 3. the real run (every good line a new lead);
 4. the same file again (every good line merges into its lead).
@@ -87,8 +87,8 @@ def make_file(count: int) -> tuple[bytes, int, int, int]:
 
 
 def parse_only(data: bytes) -> int:
-    from export import import_mapping
-    from export.import_mapping import LineProblem
+    from export import import_contact, import_mapping
+    from export.import_contact import LineProblem
 
     header, lines = import_mapping.read(io.BytesIO(data))
     columns = import_mapping.plan(header, overrides={})
@@ -99,7 +99,7 @@ def parse_only(data: bytes) -> int:
         if raw.values is None:
             continue
         try:
-            import_mapping.contact(raw.values, columns, zone=zone, now=now)  # type: ignore[arg-type]
+            import_contact.contact(raw.values, columns, zone=zone, now=now)  # type: ignore[arg-type]
         except LineProblem:
             continue
         good += 1

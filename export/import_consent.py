@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from consent import ledger
 from consent.models import Consent, ConsentStatus, ConsentText, LedgerEvent
-from export import import_mapping
-from export.import_mapping import Contact
+from export import import_contact
+from export.import_contact import Contact
 from export.import_report import CONSENT_IMPORTED, REPERMISSION_QUEUED, Note
 from export.import_state import ImportRun, Known
 from export.models import ImportPermission
@@ -65,7 +65,7 @@ def grant(
     *,
     lead_id: uuid.UUID,
     purpose: str,
-    proof: import_mapping.Proof,
+    proof: import_contact.Proof,
     row: Consent | None,
 ) -> Consent:
     text = _imported_text(session, state, known, purpose, proof.text)

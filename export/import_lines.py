@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from consent import service as consent_service
-from export import import_consent, import_mapping
-from export.import_mapping import Contact, LineProblem
+from export import import_consent, import_contact, import_mapping
+from export.import_contact import Contact, LineProblem
 from export.import_report import LineResult, Note
 from export.import_state import ImportRun, Known
 from export.models import ImportPermission
@@ -48,7 +48,7 @@ def _parse(
     if raw.values is None:
         return LineResult(raw.number, "refused", detail_notes=(raw.problem or Note(UNREADABLE),))
     try:
-        found = import_mapping.contact(raw.values, columns, zone=zone, now=clock.now())  # type: ignore[arg-type]
+        found = import_contact.contact(raw.values, columns, zone=zone, now=clock.now())  # type: ignore[arg-type]
     except LineProblem as exc:
         return LineResult(raw.number, "refused", detail_notes=(exc.note,))
     return _Line(raw.number, found, vault.blind_index(found.email))
