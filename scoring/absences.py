@@ -46,14 +46,14 @@ def add_absence(
     )
     session.add(absence)
     session.flush()
-    sales_team.record_change(
+    audit.record(
         session,
-        audit.Action.SALESPERSON_ABSENCE_ADDED,
-        audit.ObjectType.SALESPERSON,
-        found.id,
         actor=actor,
-        ip=ip,
+        action=audit.Action.SALESPERSON_ABSENCE_ADDED,
+        object_type=audit.ObjectType.SALESPERSON,
+        object_id=found.id,
         detail={"absence_id": absence.id},
+        ip=ip,
     )
     return absence
 
@@ -78,12 +78,12 @@ def delete_absence(session: Session, absence_id: int, *, actor: str, ip: str | N
     person_id = found.person_id
     session.delete(found)
     session.flush()
-    sales_team.record_change(
+    audit.record(
         session,
-        audit.Action.SALESPERSON_ABSENCE_DELETED,
-        audit.ObjectType.SALESPERSON,
-        person_id,
         actor=actor,
-        ip=ip,
+        action=audit.Action.SALESPERSON_ABSENCE_DELETED,
+        object_type=audit.ObjectType.SALESPERSON,
+        object_id=person_id,
         detail={"absence_id": absence_id},
+        ip=ip,
     )

@@ -114,29 +114,6 @@ def row_of(session: Session, person_id: int) -> PersonRow:
     raise NotFound(N_("There is no salesperson %(id)s."), id=person_id)
 
 
-def record_change(
-    session: Session,
-    action: audit.Action,
-    object_type: audit.ObjectType,
-    object_id: int,
-    *,
-    actor: str,
-    ip: str | None,
-    detail: dict[str, object] | None = None,
-) -> None:
-    """One entry of the sales team's trail: ids and field names, never a name, an
-    address or a day (the trail is pseudonymous)."""
-    audit.record(
-        session,
-        actor=actor,
-        action=action,
-        object_type=object_type,
-        object_id=object_id,
-        detail=detail,
-        ip=ip,
-    )
-
-
 def add_person(
     session: Session,
     *,
@@ -158,12 +135,12 @@ def add_person(
         weight=weight,
         weekly_capacity=weekly_capacity,
     )
-    record_change(
+    audit.record(
         session,
-        audit.Action.SALESPERSON_ADDED,
-        audit.ObjectType.SALESPERSON,
-        added.id,
         actor=actor,
+        action=audit.Action.SALESPERSON_ADDED,
+        object_type=audit.ObjectType.SALESPERSON,
+        object_id=added.id,
         ip=ip,
     )
     return added
@@ -214,24 +191,24 @@ def update_person(
         found.active = active
     session.flush()
     if changed:
-        record_change(
+        audit.record(
             session,
-            audit.Action.SALESPERSON_CHANGED,
-            audit.ObjectType.SALESPERSON,
-            found.id,
             actor=actor,
-            ip=ip,
+            action=audit.Action.SALESPERSON_CHANGED,
+            object_type=audit.ObjectType.SALESPERSON,
+            object_id=found.id,
             detail={"fields": sorted(changed)},
+            ip=ip,
         )
     if found.active != was_active:
-        record_change(
+        audit.record(
             session,
-            audit.Action.SALESPERSON_ACTIVATED
+            actor=actor,
+            action=audit.Action.SALESPERSON_ACTIVATED
             if found.active
             else audit.Action.SALESPERSON_DEACTIVATED,
-            audit.ObjectType.SALESPERSON,
-            found.id,
-            actor=actor,
+            object_type=audit.ObjectType.SALESPERSON,
+            object_id=found.id,
             ip=ip,
         )
     return found

@@ -59,26 +59,6 @@ def team_row(session: Session, team_id: int) -> TeamRow:
     raise NotFound(N_("There is no team %(id)s."), id=team_id)
 
 
-def _team_record(
-    session: Session,
-    action: audit.Action,
-    team_id: int,
-    *,
-    actor: str,
-    ip: str | None,
-    **detail: object,
-) -> None:
-    sales_team.record_change(
-        session,
-        action,
-        audit.ObjectType.SALES_TEAM,
-        team_id,
-        actor=actor,
-        ip=ip,
-        detail=detail,
-    )
-
-
 def add_team(
     session: Session,
     name: str,
@@ -90,7 +70,14 @@ def add_team(
     if routing.team_by_name(session, name) is not None:
         raise Conflict(routing.TEAM_EXISTS, field="name", name=name)
     added = routing.add_team(session, name, strategy)
-    _team_record(session, audit.Action.SALES_TEAM_ADDED, added.id, actor=actor, ip=ip)
+    audit.record(
+        session,
+        actor=actor,
+        action=audit.Action.SALES_TEAM_ADDED,
+        object_type=audit.ObjectType.SALES_TEAM,
+        object_id=added.id,
+        ip=ip,
+    )
     return added
 
 
@@ -105,13 +92,14 @@ def update_team(
     if found.strategy != strategy:
         found.strategy = strategy
         session.flush()
-        _team_record(
+        audit.record(
             session,
-            audit.Action.SALES_TEAM_CHANGED,
-            found.id,
             actor=actor,
+            action=audit.Action.SALES_TEAM_CHANGED,
+            object_type=audit.ObjectType.SALES_TEAM,
+            object_id=found.id,
+            detail={"fields": ["strategy"]},
             ip=ip,
-            fields=["strategy"],
         )
     return found
 
@@ -130,7 +118,14 @@ def delete_team(session: Session, team_id: int, *, actor: str, ip: str | None = 
         )
     session.delete(found)
     session.flush()
-    _team_record(session, audit.Action.SALES_TEAM_DELETED, team_id, actor=actor, ip=ip)
+    audit.record(
+        session,
+        actor=actor,
+        action=audit.Action.SALES_TEAM_DELETED,
+        object_type=audit.ObjectType.SALES_TEAM,
+        object_id=team_id,
+        ip=ip,
+    )
 
 
 def add_member(
@@ -141,13 +136,14 @@ def add_member(
     if session.get(TeamMember, (found_team.id, found_person.id)) is None:
         session.add(TeamMember(team_id=found_team.id, person_id=found_person.id, credit=0))
         session.flush()
-        _team_record(
+        audit.record(
             session,
-            audit.Action.SALES_TEAM_MEMBER_ADDED,
-            found_team.id,
             actor=actor,
+            action=audit.Action.SALES_TEAM_MEMBER_ADDED,
+            object_type=audit.ObjectType.SALES_TEAM,
+            object_id=found_team.id,
+            detail={"person_id": found_person.id},
             ip=ip,
-            person_id=found_person.id,
         )
 
 
@@ -161,11 +157,12 @@ def remove_member(
         )
     session.delete(member)
     session.flush()
-    _team_record(
+    audit.record(
         session,
-        audit.Action.SALES_TEAM_MEMBER_REMOVED,
-        team_id,
         actor=actor,
+        action=audit.Action.SALES_TEAM_MEMBER_REMOVED,
+        object_type=audit.ObjectType.SALES_TEAM,
+        object_id=team_id,
+        detail={"person_id": person_id},
         ip=ip,
-        person_id=person_id,
     )
