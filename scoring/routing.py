@@ -23,6 +23,7 @@ from leadvault.refusals import RefusedRequest
 from leadvault.sealed import SealedPayload, seal, unseal
 from scoring.models import Absence, Handoff, Salesperson, SalesTeam, TeamMember
 from scoring.rule_model import REGIONS, Rules, matches_all
+from scoring.sales_limits import CAPACITY_MAX, WEIGHT_MAX
 
 STRATEGIES = ("round_robin", "least_loaded")
 
@@ -35,6 +36,8 @@ class SalesError(RefusedRequest):
 LANGUAGE_REFUSED = N_("The language must be en or de.")
 WEIGHT_REFUSED = N_("The weight must be at least 1.")
 CAPACITY_REFUSED = N_("The weekly capacity must be at least 0.")
+WEIGHT_TOO_HIGH = N_("The weight must be at most %(max)s.")
+CAPACITY_TOO_HIGH = N_("The weekly capacity must be at most %(max)s.")
 STRATEGY_REFUSED = N_("The strategy must be one of %(strategies)s.")
 
 
@@ -78,12 +81,7 @@ def add_person(
 ) -> Salesperson:
     name = contact_name(name)
     email = contact_address(email)
-    if language not in i18n.LANGUAGES:
-        raise SalesError(LANGUAGE_REFUSED, field="language")
-    if weight < 1:
-        raise SalesError(WEIGHT_REFUSED, field="weight")
-    if weekly_capacity < 0:
-        raise SalesError(CAPACITY_REFUSED, field="weekly_capacity")
+    check_routing_fields(language=language, weight=weight, weekly_capacity=weekly_capacity)
     if person_by_email(session, email) is not None:
         raise SalesError(N_("A salesperson with this address exists already."), field="email")
     person = Salesperson(
@@ -98,6 +96,23 @@ def add_person(
     session.add(person)
     session.flush()
     return person
+
+
+def check_routing_fields(
+    *, language: str | None = None, weight: int | None = None, weekly_capacity: int | None = None
+) -> None:
+    """Refuse a language, weight or weekly capacity routing cannot use (SalesError naming
+    the field; None is "not given"): adding and changing a salesperson check here."""
+    if language is not None and language not in i18n.LANGUAGES:
+        raise SalesError(LANGUAGE_REFUSED, field="language")
+    if weight is not None and weight < 1:
+        raise SalesError(WEIGHT_REFUSED, field="weight")
+    if weight is not None and weight > WEIGHT_MAX:
+        raise SalesError(WEIGHT_TOO_HIGH, field="weight", max=WEIGHT_MAX)
+    if weekly_capacity is not None and weekly_capacity < 0:
+        raise SalesError(CAPACITY_REFUSED, field="weekly_capacity")
+    if weekly_capacity is not None and weekly_capacity > CAPACITY_MAX:
+        raise SalesError(CAPACITY_TOO_HIGH, field="weekly_capacity", max=CAPACITY_MAX)
 
 
 def contact_address(email: str) -> str:

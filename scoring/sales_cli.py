@@ -1,8 +1,8 @@
 """``leadvault sales …``: salespeople and teams, through the services the console and
 the admin API use (``scoring.sales_team``, ``scoring.sales_teams``), each change
-audited as ``cli:<login>``. A value the service refuses (an address in use, weight 0,
-a team that handed off leads) exits 1 with its English message; a malformed argument
-(not a number, a missing option) exits 2.
+audited as ``cli:<login>``. A value the service refuses (an address in use, a weight
+or weekly capacity out of range, a team that handed off leads) exits 1 with its English
+message; a malformed argument (not a number, a missing option) exits 2.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ import click
 
 from leadvault.commands import Refused, app_session, load_app
 from leadvault.untrusted import for_terminal
+from scoring.sales_limits import CAPACITY_MAX, WEIGHT_MAX
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-# The API's ceilings (scoring.schemas), which the service does not repeat; its floors
-# (weight ≥ 1, capacity ≥ 0) are the service's own refusals.
-MAX_WEIGHT = 100
-MAX_CAPACITY = 10_000
+# Weight and capacity are plain numbers here: their range is the service's refusal (exit
+# 1, its message), the same for ``add`` and ``edit`` as from the console and the API.
+WEIGHT_HELP = f"Share of leads routed to them (1-{WEIGHT_MAX})."
+CAPACITY_HELP = f"Leads per week at most (0-{CAPACITY_MAX})."
 
 
 @click.group()
@@ -44,14 +45,8 @@ def _sales_call(func: Callable[..., object], *args: object, **kwargs: object) ->
 @click.option("--email", required=True)
 @click.option("--name", required=True)
 @click.option("--lang", "language", type=click.Choice(["en", "de"]), default="en")
-@click.option("--weight", type=click.IntRange(1, 100), default=1, show_default=True)
-@click.option(
-    "--capacity",
-    type=click.IntRange(0, 10000),
-    default=50,
-    show_default=True,
-    help="Leads per week.",
-)
+@click.option("--weight", type=int, default=1, show_default=True, help=WEIGHT_HELP)
+@click.option("--capacity", type=int, default=50, show_default=True, help=CAPACITY_HELP)
 @click.option("--team", "team_names", multiple=True, help="Add to this team (repeatable).")
 def add(
     email: str, name: str, language: str, weight: int, capacity: int, team_names: tuple[str, ...]
@@ -83,8 +78,8 @@ def add(
 @click.option("--name", help="The new name.")
 @click.option("--email", "new_email", help="The new address (no other salesperson's).")
 @click.option("--language", help="The language mails to them are written in (en, de).")
-@click.option("--weight", type=int, help=f"Share of leads routed to them (1-{MAX_WEIGHT}).")
-@click.option("--weekly-capacity", type=int, help=f"Leads per week at most (0-{MAX_CAPACITY}).")
+@click.option("--weight", type=int, help=WEIGHT_HELP)
+@click.option("--weekly-capacity", type=int, help=CAPACITY_HELP)
 @click.option(
     "--active/--inactive",
     default=None,
@@ -112,10 +107,6 @@ def edit(
             "give at least one of --name, --email, --language, --weight, --weekly-capacity, "
             "--active/--inactive"
         )
-    if weight is not None and weight > MAX_WEIGHT:
-        raise Refused(f"The weight must be at most {MAX_WEIGHT}.")
-    if weekly_capacity is not None and weekly_capacity > MAX_CAPACITY:
-        raise Refused(f"The weekly capacity must be at most {MAX_CAPACITY}.")
     unrouted: list[Unrouted] = []
 
     def run(session: Session) -> None:

@@ -17,7 +17,7 @@ from collections import defaultdict
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from leadvault import audit, clock, i18n
+from leadvault import audit, clock
 from leadvault.i18n import N_
 from scoring import routing
 from scoring.models import Absence, Handoff, Salesperson, SalesTeam, TeamMember
@@ -170,12 +170,7 @@ def update_person(
     the new address; mails already queued keep the address they were written to."""
     found = person(session, person_id)
     changed = _change_contact(session, found, name=name, email=email)
-    if language is not None and language not in i18n.LANGUAGES:
-        raise SalesError(routing.LANGUAGE_REFUSED, field="language")
-    if weight is not None and weight < 1:
-        raise SalesError(routing.WEIGHT_REFUSED, field="weight")
-    if weekly_capacity is not None and weekly_capacity < 0:
-        raise SalesError(routing.CAPACITY_REFUSED, field="weekly_capacity")
+    routing.check_routing_fields(language=language, weight=weight, weekly_capacity=weekly_capacity)
     given = {
         "language": language,
         "weight": weight,

@@ -18,6 +18,7 @@ from leadvault import clock, day_fields, i18n, untrusted
 from leadvault.model_base import ROW_ID_MAX
 from leadvault.schema_messages import Schema
 from scoring import absences, routing
+from scoring.sales_limits import CAPACITY_MAX, WEIGHT_MAX
 
 MAX_BATCH = 1000
 MAX_PROPERTIES = 30
@@ -203,8 +204,11 @@ class DiffQuerySchema(Schema):
 
 
 _LANGUAGE = validate.OneOf(i18n.LANGUAGES)
-_WEIGHT = validate.Range(1, 100)
-_CAPACITY = validate.Range(0, 10_000)
+# The service's range (routing.check_routing_fields) as a validator too: the API document
+# states it (minimum, maximum), and the console and the API refuse with marshmallow's
+# message naming both ends, as for their other numbers.
+_WEIGHT = validate.Range(1, WEIGHT_MAX)
+_CAPACITY = validate.Range(0, CAPACITY_MAX)
 
 
 def _contact_name(value: str) -> None:

@@ -22,8 +22,11 @@ from leadvault.i18n import N_
 from leadvault.model_base import ROW_ID_MAX
 from scoring import absences, routing, sales_team, sales_teams, unrouted
 from scoring import schemas as scoring_schemas
+from scoring.sales_limits import CAPACITY_MAX, WEIGHT_MAX
 
 P = Permission
+# The number inputs' max="…": the service's ceilings (a browser asks before it sends).
+LIMITS = {"weight_max": WEIGHT_MAX, "capacity_max": CAPACITY_MAX}
 
 
 def _load(schema: type[Schema], names: tuple[str, ...]) -> dict[str, Any]:
@@ -75,6 +78,7 @@ def _team_page(status: int = 200, **extra: Any) -> Response:
         absences=absences.absences(session),
         names={row.id: row.name for row in people},
         strategies=routing.STRATEGIES,
+        **LIMITS,
         unrouted=unrouted.in_active_rules(session),
         done=request.args.get("done"),
         errors=extra.pop("errors", {}),
@@ -137,6 +141,7 @@ def _person_page(row: sales_team.PersonRow, status: int = 200, **extra: Any) -> 
         saved=request.args.get("saved") == "1",
         typed=request.form if status == 422 else {},
         unrouted=unrouted.in_active_rules(session),
+        **LIMITS,
         **extra,
     )
 
