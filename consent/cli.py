@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from leadvault import i18n
 from leadvault.commands import Refused, app_session, load_app
 from leadvault.untrusted import for_terminal
 
@@ -46,7 +47,7 @@ def texts() -> None:
 
 @consent.command("add-text")
 @click.option("--purpose", required=True)
-@click.option("--lang", "language", required=True, type=click.Choice(["en", "de"]))
+@click.option("--lang", "language", required=True, type=click.Choice(i18n.LANGUAGES))
 @click.option("--text", required=True, help="The exact wording shown next to the checkbox.")
 @click.option(
     "--keep-forms",

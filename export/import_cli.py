@@ -9,6 +9,7 @@ from typing import IO
 
 import click
 
+from leadvault import i18n
 from leadvault.commands import load_app, refusing
 
 
@@ -56,8 +57,8 @@ def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:
 )
 @click.option(
     "--language",
-    type=click.Choice(["en", "de"]),
-    default="en",
+    type=click.Choice(i18n.LANGUAGES),
+    default=i18n.DEFAULT_LANGUAGE,
     show_default=True,
     help="Language of new contacts whose line names none (their mails are in it).",
 )

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import OperationalError
 
+from leadvault import i18n
 from leadvault.commands import DAY, ROW_ID, ConfigProblem, Refused, app_session, load_app
 
 
@@ -173,7 +174,9 @@ def _mail_args(session: object, key: str, mail: str, lang: str) -> object:
 @nurture.command("preview")
 @click.argument("key")
 @click.argument("mail")
-@click.option("--lang", type=click.Choice(["en", "de"]), default="en", show_default=True)
+@click.option(
+    "--lang", type=click.Choice(i18n.LANGUAGES), default=i18n.DEFAULT_LANGUAGE, show_default=True
+)
 @click.option("--html", "as_html", is_flag=True, help="Print the HTML part instead of the text.")
 def preview(key: str, mail: str, lang: str, as_html: bool) -> None:
     """Show a mail as a lead gets it, with sample personal values."""
@@ -192,7 +195,9 @@ def preview(key: str, mail: str, lang: str, as_html: bool) -> None:
 @click.argument("key")
 @click.argument("mail")
 @click.option("--to", "to", required=True, help="Your own address.")
-@click.option("--lang", type=click.Choice(["en", "de"]), default="en", show_default=True)
+@click.option(
+    "--lang", type=click.Choice(i18n.LANGUAGES), default=i18n.DEFAULT_LANGUAGE, show_default=True
+)
 def test_send(key: str, mail: str, to: str, lang: str) -> None:
     """Queue the preview of a mail to your own address (the worker sends it)."""
     from email_validator import EmailNotValidError, validate_email

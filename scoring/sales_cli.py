@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from leadvault import i18n
 from leadvault.commands import Refused, app_session, load_app
 from leadvault.untrusted import for_terminal
 from scoring.sales_limits import CAPACITY_MAX, WEIGHT_MAX
@@ -44,7 +45,14 @@ def _sales_call(func: Callable[..., object], *args: object, **kwargs: object) ->
 @sales.command("add")
 @click.option("--email", required=True)
 @click.option("--name", required=True)
-@click.option("--lang", "language", type=click.Choice(["en", "de"]), default="en")
+@click.option(
+    "--lang",
+    "language",
+    type=click.Choice(i18n.LANGUAGES),
+    default=i18n.DEFAULT_LANGUAGE,
+    show_default=True,
+    help="The language mails to them are written in.",
+)
 @click.option("--weight", type=int, default=1, show_default=True, help=WEIGHT_HELP)
 @click.option("--capacity", type=int, default=50, show_default=True, help=CAPACITY_HELP)
 @click.option("--team", "team_names", multiple=True, help="Add to this team (repeatable).")
@@ -77,7 +85,10 @@ def add(
 @click.argument("current_email", metavar="EMAIL")
 @click.option("--name", help="The new name.")
 @click.option("--email", "new_email", help="The new address (no other salesperson's).")
-@click.option("--language", help="The language mails to them are written in (en, de).")
+@click.option(
+    "--language",
+    help=f"The language mails to them are written in ({', '.join(i18n.LANGUAGES)}).",
+)
 @click.option("--weight", type=int, help=WEIGHT_HELP)
 @click.option("--weekly-capacity", type=int, help=CAPACITY_HELP)
 @click.option(
