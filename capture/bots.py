@@ -27,6 +27,7 @@ from typing import Any
 
 import altcha
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from capture.models import Form
@@ -34,6 +35,7 @@ from leadvault import clock, counters, links
 from leadvault.crypto import TokenExpired, TokenInvalid, Vault, random_token, sha256_hex
 from leadvault.db import settings_of, vault_of
 from leadvault.models import Counter
+from leadvault.prepared import Bound
 from leadvault.settings import Settings
 
 RENDER_TOKEN = "render"
@@ -169,9 +171,11 @@ def spend(session: Session, judgement: Judgement) -> bool:
     return links.spend_all(session, judgement.single_use)
 
 
-def spend_on(connection: sa.Connection, judgement: Judgement) -> bool:
-    """:func:`spend` on a Core connection (the endpoint's write, ``db.short_write``)."""
-    return links.spend_all_on(connection, judgement.single_use)
+def spending(dialect: Dialect, judgement: Judgement) -> list[Bound]:
+    """:func:`spend`'s INSERTs with their parameters bound, for the endpoint's write
+    (``db.short_write``) to run with ``links.spend_bound``: built before it, so on
+    SQLite not under the write lock."""
+    return links.spending(dialect, judgement.single_use)
 
 
 def record_bot(session: Session, form: Form, verdict: Verdict) -> None:

@@ -20,7 +20,7 @@ from leadvault import clock, inbox
 from leadvault.crypto import Vault
 from leadvault.db import vault_of
 from leadvault.models import InboxItem, SpentToken
-from leadvault.prepared import Prepared
+from leadvault.prepared import Bound, Prepared
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,19 +53,18 @@ def accept(
     fast under bursts and holds the database's write lock for a moment only.
     ``email_index``: the address's blind index, when the caller computed it already.
     """
-    accept_on(
+    inbox.enqueue_on(
         session.connection(),
         vault_of(session),
-        form,
-        data,
-        language=language,
-        meta=meta,
-        email_index=email_index,
+        SUBMISSION,
+        _payload(form, data, language, meta),
+        subject_email=data.email,
+        subject_index=email_index,
     )
 
 
-def accept_on(
-    connection: sa.Connection,
+def sealed_submission(
+    dialect: Dialect,
     vault: Vault,
     form: Form,
     data: ValidSubmission,
@@ -73,10 +72,11 @@ def accept_on(
     language: str,
     meta: RequestMeta,
     email_index: bytes | None = None,
-) -> None:
-    """:func:`accept` on a Core connection (the endpoint's write, ``db.short_write``)."""
-    inbox.enqueue_on(
-        connection,
+) -> Bound:
+    """:func:`accept`'s INSERT, sealed and bound for ``dialect`` before the endpoint's
+    write (``db.short_write``) runs it: on SQLite, not under the write lock."""
+    return inbox.sealed_insert(
+        dialect,
         vault,
         SUBMISSION,
         _payload(form, data, language, meta),
@@ -148,29 +148,15 @@ def _spend_and_queue(count: int) -> sa.Insert:
     # (Not a cast to VARCHAR(n): that would cut a long value instead of refusing it.)
     values = [
         sa.cast(bind, column.type) if isinstance(column.type, sa.LargeBinary) else bind
-        for column in (inbox_table.c[name] for name in _INBOX_COLUMNS)
+        for column in (inbox_table.c[name] for name in inbox.ROW_COLUMNS)
         for bind in [sa.bindparam(column.name, type_=column.type)]
     ]
     everything_new = sa.and_(*(sa.exists(sa.select(cte.c.nonce)) for cte in spent))
     return (
         sa.insert(inbox_table)
-        .from_select(list(_INBOX_COLUMNS), sa.select(*values).where(everything_new))
+        .from_select(list(inbox.ROW_COLUMNS), sa.select(*values).where(everything_new))
         .returning(inbox_table.c.id)
     )
-
-
-_INBOX_COLUMNS = (
-    "kind",
-    "received_at",
-    "payload",
-    "payload_owner",
-    "payload_key",
-    "payload_key_version",
-    "status",
-    "attempts",
-    "next_attempt_at",
-    "subject_index",
-)
 
 
 def _payload(form: Form, data: ValidSubmission, language: str, meta: RequestMeta) -> dict:

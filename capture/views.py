@@ -23,7 +23,7 @@ from werkzeug.exceptions import BadRequest
 
 from capture import bots, form_pages, queueing, service, submission_checks
 from capture.models import Form
-from leadvault import db, i18n, leads
+from leadvault import db, i18n, leads, links
 from leadvault.app import runtime
 from leadvault.i18n import N_
 from leadvault.rate_limits import refund_limits, within_limits
@@ -266,19 +266,24 @@ def _store(
                 email_index=email_index,
             )
     else:
+        # Sealed and bound first: under SQLite's write lock, which the worker and the
+        # other requests queue for, only the INSERTs run (a replay seals for nothing).
+        dialect = app_runtime.engine.dialect
+        spend = bots.spending(dialect, judgement)
+        queue = queueing.sealed_submission(
+            dialect,
+            app_runtime.vault,
+            form,
+            valid,
+            language=lang,
+            meta=meta,
+            email_index=email_index,
+        )
         with db.short_write(factory) as connection:
             # The keys a replay did spend stay spent (their first use is this one).
-            stored = bots.spend_on(connection, judgement)
+            stored = links.spend_bound(connection, spend)
             if stored:
-                queueing.accept_on(
-                    connection,
-                    app_runtime.vault,
-                    form,
-                    valid,
-                    language=lang,
-                    meta=meta,
-                    email_index=email_index,
-                )
+                queue.rowcount(connection)
     if stored:
         app_runtime.wake.set()  # an in-process worker starts at once
     return stored

@@ -191,7 +191,9 @@ def short_write(
     written with prepared statements, without an ORM session's begin, autoflush and
     commit machinery around them (that machinery cost more than the two INSERTs).
     On SQLite the write lock is taken at the start (see ``sqlite_writer._WriterQueue``) and let go
-    when the block ends, so nothing else may run in the block.
+    as soon as the COMMIT (or ROLLBACK) returns, so nothing else may run in the block:
+    seal, encode and bind before it (``prepared.Prepared.bind``), run only the
+    statements in it.
 
     ``one_statement``: the block runs one statement, in autocommit: its own transaction,
     durable when it returns (one round trip on PostgreSQL, not BEGIN, it and COMMIT).

@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 
 from leadvault import batch, clock, leases
 from leadvault.crypto import Vault
 from leadvault.db import dialect_of, settings_of, unit_of_work, vault_of
 from leadvault.models import InboxItem, InboxStatus
+from leadvault.prepared import Bound, Prepared
 from leadvault.sealed import SealedPayload, seal, unseal
 from leadvault.sqlite_writer import StaleSnapshot, begin_snapshot, forget_reads, write_lock_since
 
@@ -65,14 +68,31 @@ def enqueue_on(
     subject_email: str | None = None,
     subject_index: bytes | None = None,
 ) -> None:
-    """:func:`enqueue` on a Core connection (the public submission writes without an
-    ORM session: ``db.short_write``)."""
-    # A prepared Core INSERT: building an ORM statement per request costs more
-    # than the write itself on this, the hottest path.
-    connection.execute(
-        _INSERT,
-        sealed_row(vault, kind, payload, subject_email=subject_email, subject_index=subject_index),
-    )
+    """:func:`enqueue` on a Core connection."""
+    sealed_insert(
+        connection.dialect,
+        vault,
+        kind,
+        payload,
+        subject_email=subject_email,
+        subject_index=subject_index,
+    ).rowcount(connection)
+
+
+def sealed_insert(
+    dialect: Dialect,
+    vault: Vault,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    subject_email: str | None = None,
+    subject_index: bytes | None = None,
+) -> Bound:
+    """The INSERT of an inbox row holding ``payload`` sealed, its parameters bound for
+    ``dialect`` (run it with ``Bound.rowcount``): sealed and bound before the write, so
+    the public submission does neither under SQLite's write lock (``db.short_write``)."""
+    row = sealed_row(vault, kind, payload, subject_email=subject_email, subject_index=subject_index)
+    return _insert_on(dialect).bind(row)
 
 
 def sealed_row(
@@ -83,8 +103,9 @@ def sealed_row(
     subject_email: str | None = None,
     subject_index: bytes | None = None,
 ) -> dict[str, Any]:
-    """The values of an inbox row holding ``payload`` sealed (for callers that write it
-    within a statement of their own: the submission's, on PostgreSQL)."""
+    """The values of an inbox row holding ``payload`` sealed (by column: ``ROW_COLUMNS``),
+    for callers that write it within a statement of their own (the submission's, on
+    PostgreSQL)."""
     sealed = seal(vault, _FIELD, payload)
     if subject_index is None and subject_email:
         subject_index = vault.blind_index(subject_email)
@@ -103,7 +124,29 @@ def sealed_row(
     }
 
 
-_INSERT = sa.insert(InboxItem.__table__)
+# The columns :func:`sealed_row` fills (the others start NULL).
+ROW_COLUMNS = (
+    "kind",
+    "received_at",
+    "payload",
+    "payload_owner",
+    "payload_key",
+    "payload_key_version",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "subject_index",
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_on(dialect: Dialect) -> Prepared:
+    # Compiled once per dialect and run on the driver's cursor: SQLAlchemy's execution
+    # of it cost more than the write itself on this, the hottest path. Inline: the new
+    # row's id is not wanted (no RETURNING).
+    table = InboxItem.__table__
+    values = {name: sa.bindparam(name, type_=table.c[name].type) for name in ROW_COLUMNS}
+    return Prepared(sa.insert(table).values(values).inline(), dialect)
 
 
 def _due(now: dt.datetime) -> sa.ColumnElement[bool]:

@@ -5,14 +5,17 @@ table's unique key makes a second use fail in every process and on every node.""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from leadvault import clock
 from leadvault.models import SpentToken
+from leadvault.prepared import Bound, Prepared
 
 
 def spend(session: Session, nonce: str, *, expires_at: dt.datetime) -> bool:
@@ -27,29 +30,36 @@ def spend_all(session: Session, keys: Sequence[tuple[str, dt.datetime]]) -> bool
     """Mark every key used (a prepared INSERT each); False when any was used before."""
     if not keys:
         return True
-    return spend_all_on(session.connection(), keys)
+    connection = session.connection()
+    return spend_bound(connection, spending(connection.dialect, keys))
 
 
-def spend_all_on(connection: sa.Connection, keys: Sequence[tuple[str, dt.datetime]]) -> bool:
-    """:func:`spend_all` on a Core connection (the submission's write has no ORM session)."""
-    statement = _SPEND[connection.dialect.name]
+def spending(dialect: Dialect, keys: Sequence[tuple[str, dt.datetime]]) -> list[Bound]:
+    """The INSERTs that spend ``keys``, their parameters bound for ``dialect``: built
+    before the write (the submission's: on SQLite, outside the write lock)."""
+    statement = _spend_on(dialect)
     now = clock.now()
+    return [
+        statement.bind({"nonce": key, "spent_at": now, "expires_at": until}) for key, until in keys
+    ]
+
+
+def spend_bound(connection: sa.Connection, inserts: Sequence[Bound]) -> bool:
+    """Run :func:`spending`'s INSERTs (each on the driver's cursor); False when any
+    key was spent before. Every one runs: a replay's fresh keys are spent too."""
     inserted = 0
-    for key, until in keys:
-        result = connection.execute(statement, {"nonce": key, "spent_at": now, "expires_at": until})
-        inserted += result.rowcount
-    return inserted == len(keys)
+    for insert in inserts:
+        inserted += insert.rowcount(connection)
+    return inserted == len(inserts)
 
 
-# Built once: a statement built per call is compiled per call (the submission's
-# hottest cost before). Core on the session's connection, not the ORM's execute.
-_SPEND = {
-    "postgresql": postgresql.insert(SpentToken.__table__)
-    .on_conflict_do_nothing(index_elements=["nonce"])
-    # Without preserve_rowcount, SQLAlchemy 2.1 reports -1 for an INSERT on psycopg.
-    .execution_options(preserve_rowcount=True),
-    "sqlite": sqlite.insert(SpentToken.__table__).on_conflict_do_nothing(index_elements=["nonce"]),
-}
+@functools.lru_cache(maxsize=8)
+def _spend_on(dialect: Dialect) -> Prepared:
+    # Compiled once per dialect (a statement built per call was compiled per call: the
+    # submission's hottest cost before), run on the driver's cursor.
+    insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+    statement = insert(SpentToken.__table__).on_conflict_do_nothing(index_elements=["nonce"])
+    return Prepared(statement, dialect)
 
 
 def is_spent(session: Session, nonce: str) -> bool:

@@ -6,6 +6,7 @@ PostgreSQL needs none of this; :func:`leadvault.engine.create_engine` wires it f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import os
@@ -74,12 +75,60 @@ def configure(engine: Engine) -> None:
         except sqlite3.Error as exc:  # surfaced like every other database error
             raise sa.exc.DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
 
+    _release_at_end(engine.dialect, writers)
+
     @event.listens_for(engine, "checkin")
     def _on_checkin(dbapi_connection: Any, record: Any) -> None:
         if record.info.pop(_QUERY_ONLY, False):
             dbapi_connection.execute("PRAGMA query_only=0")
+        # A transaction whose ROLLBACK failed (or that never got that far: BEGIN
+        # IMMEDIATE found the database locked) lets go here.
         if record.info.pop(_QUEUED, False):
             writers.release()
+
+
+def _release_at_end(dialect: Any, writers: _WriterQueue) -> None:
+    """Let go of the writer queue as soon as a write transaction's COMMIT or ROLLBACK
+    returns, not when its connection is back in the pool (after the pool's reset and
+    check-in: an eighth of a submission's time under the lock). The next write
+    transaction on the connection queues again (``_QUEUED`` is gone).
+
+    SQLAlchemy's engine events ``commit`` and ``rollback`` fire before the driver's
+    COMMIT and there is no event after it: the dialect's ``do_commit`` and
+    ``do_rollback`` are wrapped (every root transaction's end and the pool's
+    reset-on-return go through them; savepoints do not)."""
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def ended(dbapi_connection: Any) -> None:
+        # A pooled connection's info is its pool record's, where _on_begin marks it.
+        try:
+            info = dbapi_connection.info
+        except NotImplementedError:  # SQLAlchemy's first connect: no record, no queue
+            return
+        if info.pop(_QUEUED, False):
+            writers.release()
+
+    def do_commit(dbapi_connection: Any) -> None:
+        try:
+            commit(dbapi_connection)
+        except sqlite3.Error:
+            # SQLite keeps the transaction (and its write lock) when COMMIT fails (a
+            # deferred foreign key), but SQLAlchemy takes it as ended and rolls nothing
+            # back: the connection would go back to the pool inside it, and its next
+            # BEGIN fail. Rolled back here; the COMMIT's error is the one raised.
+            with contextlib.suppress(sqlite3.Error):
+                rollback(dbapi_connection)
+            raise
+        finally:
+            if not dbapi_connection.driver_connection.in_transaction:
+                ended(dbapi_connection)
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        rollback(dbapi_connection)
+        ended(dbapi_connection)
+
+    dialect.do_commit = do_commit
+    dialect.do_rollback = do_rollback
 
 
 def _configure_snapshots(engine: Engine, writers: _WriterQueue) -> None:
@@ -212,8 +261,10 @@ class _WriterQueue:
     waiting writer often sleeps long after the lock was freed (p99 latency)
     while the one that just released it takes it again. A thread lock plus
     ``flock`` on a file beside the database lets the kernel hand the lock to
-    the next waiter at once. Held from BEGIN until the connection returns to
-    the pool, which sessions do right after their commit or rollback.
+    the next waiter at once. Held from BEGIN (or a snapshot's first write) until
+    the transaction's COMMIT or ROLLBACK returns (``_release_at_end``; should the
+    ROLLBACK fail, until the connection returns to the pool); each write transaction
+    queues anew, so a connection never writes on a turn it was not given.
     """
 
     def __init__(self, database: str | None) -> None:
