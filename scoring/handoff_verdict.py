@@ -27,6 +27,10 @@ class BantIncomplete(HandoffError):
     """SQL asked for while a BANT point is not answered yes (``bant_missing`` says which)."""
 
 
+# The consent a handoff needs: a lead is offered only with it (``scoring.handoff``) and
+# its withdrawal ends the open offers (:func:`withdraw_open`).
+SALES_PURPOSE = "sales_contact"
+
 NOT_OPEN = N_(
     "This lead is no longer waiting for a decision (it was decided or passed to a colleague)."
 )

@@ -22,7 +22,7 @@ from leadvault.crypto import TokenExpired, TokenInvalid
 from leadvault.i18n import N_
 from leadvault.rate_limits import within_limits
 from leadvault.web import client_json, csrf, invalid_link_page, private_page
-from scoring import events, handoff, schemas, stages, tracking
+from scoring import events, handoff, handoff_summary, schemas, stages, tracking
 from scoring import rules as rules_module
 from scoring.models import Handoff, Salesperson
 
@@ -181,12 +181,12 @@ def _page(
 ) -> Response:
     session = db.session()
     rules = rules_module.active(session)
-    lead = handoff.summary(session, found, rules)
-    if lead and found.status in handoff.OPEN_TO_PERSON:  # the page shows the contact
+    lead = handoff_summary.summary(session, found, rules)
+    if lead and found.status in handoff_summary.OPEN_TO_PERSON:  # the page shows the contact
         looks.record(
             found.lead_id,
             actor=handoff.person_label(found),
-            fields=handoff.fields_shown(lead),
+            fields=handoff_summary.fields_shown(lead),
             via="handoff_page",
         )
     return private_page(
