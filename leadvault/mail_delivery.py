@@ -7,14 +7,15 @@ connection outside any transaction, and records the outcomes in one short
 transaction per batch of results (at least every ``RECORD_EVERY_SECONDS``). A
 worker killed mid-batch leaves its rows in ``sending`` until the lease runs
 out, when another worker takes them again: nothing is lost, and what was sent
-but not yet recorded is sent again (at least once).
+but not yet recorded is sent again (at least once). The claim on SQLite and the
+records are ``leadvault.mail_record``'s: set-based statements built before the
+transaction, whose write lock capture waits for.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import datetime as dt
 import itertools
 import logging
 import time
@@ -24,12 +25,12 @@ from email.message import Message
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadvault import branding, clock, leases, outbox
-from leadvault.bulk import insert_many
+from leadvault import branding, leases, outbox
 from leadvault.crypto import DecryptionError, WrappedKey
-from leadvault.db import read_only, settings_of, unit_of_work, vault_of
+from leadvault.db import dialect_of, read_only, settings_of, unit_of_work, vault_of
 from leadvault.mail import MailContent, Sender, Wire, build_message, wire_message
-from leadvault.models import Lead, OutboxAttempt, OutboxKind, OutboxMessage, OutboxStatus
+from leadvault.mail_record import claim_sqlite, record
+from leadvault.models import Lead, OutboxKind, OutboxMessage, OutboxStatus
 from leadvault.outbox import payload_key_of
 from leadvault.smtp import DeliveryError
 
@@ -44,7 +45,11 @@ def claim(session: Session, *, worker_id: str, limit: int) -> list[int]:
 def claim_batch(session: Session, *, worker_id: str, limit: int) -> leases.Claim:
     """As ``claim``, and whether more mail was due than it took (``leases.claim_batch``):
     after a full batch the worker claims again at once only then, not to find nothing
-    (a claim that comes back empty cost ~3 ms CPU, one per batch on PostgreSQL)."""
+    (a claim that comes back empty cost ~3 ms CPU, one per batch on PostgreSQL).
+    On SQLite, with one writer and no row locks to skip, in two statements under the
+    write lock (``mail_record.claim_sqlite``)."""
+    if dialect_of(session) == "sqlite":
+        return claim_sqlite(session, worker_id=worker_id, limit=limit)
     return leases.claim_batch(
         session,
         OutboxMessage,
@@ -72,10 +77,6 @@ class _Claimed:
     held: str | None = None  # why a marketing mail waits (branding.marketing_blocked)
     wire: Wire | None = None  # the message written for SMTP (then ``message`` is None)
     broken: DeliveryError | None = None  # why it cannot be sent at all (``message`` is None)
-
-
-# A held marketing mail is looked at again after this long.
-MARKETING_HOLD_SECONDS = 900.0
 
 
 _UNREADABLE = DeliveryError("payload cannot be decrypted", permanent=True)
@@ -172,119 +173,6 @@ def _prepare(session: Session, ids: list[int], *, wire: bool = False) -> list[_C
 RECORD_EVERY_SECONDS = 0.25
 
 
-def _record(
-    factory: sessionmaker[Session],
-    results: list[tuple[_Claimed, DeliveryError | None]],
-    *,
-    worker_id: str,
-) -> int:
-    """Record a batch of outcomes in one transaction; returns how many were sent."""
-    if not results:
-        return 0
-    succeeded = {claimed.id for claimed, error in results if error is None and claimed.held is None}
-    others = [(claimed, error) for claimed, error in results if claimed.id not in succeeded]
-    sent = len(succeeded)
-    with unit_of_work(factory) as session:
-        settings = settings_of(session)
-        connection = session.connection()
-        now = clock.now()
-        # Locked in id order, as every recorder locks them (no deadlock between workers);
-        # a row erased meanwhile is gone and gets no attempt.
-        found = list(
-            connection.scalars(
-                sa.select(OutboxMessage.id)
-                .where(OutboxMessage.id.in_([claimed.id for claimed, _error in results]))
-                .order_by(OutboxMessage.id)
-                .with_for_update()
-            )
-        )
-        delivered = [row_id for row_id in found if row_id in succeeded]
-        if delivered:
-            # Sent is sent, whoever holds the lease now: one statement for the batch.
-            connection.execute(
-                sa.update(OutboxMessage)
-                .where(OutboxMessage.id.in_(delivered))
-                .values(
-                    status=OutboxStatus.SENT,
-                    sent_at=now,
-                    last_error=None,
-                    locked_by=None,
-                    locked_until=None,
-                    attempts=OutboxMessage.attempts + 1,
-                )
-            )
-            insert_many(
-                connection,
-                OutboxAttempt.__table__,
-                [
-                    {"outbox_id": row_id, "worker": worker_id, "attempted_at": now, "error": None}
-                    for row_id in delivered
-                ],
-            )
-        rows = (
-            {
-                row.id: row
-                for row in session.scalars(
-                    sa.select(OutboxMessage).where(
-                        OutboxMessage.id.in_([claimed.id for claimed, _error in others])
-                    )
-                )
-            }
-            if others
-            else {}
-        )
-        attempts = []
-        for claimed, error in others:
-            row = rows.get(claimed.id)
-            if row is None:
-                continue
-            if claimed.held is not None:
-                row.status = OutboxStatus.PENDING
-                row.locked_by = row.locked_until = None
-                row.next_attempt_at = now + dt.timedelta(seconds=MARKETING_HOLD_SECONDS)
-                row.last_error = f"held: {claimed.held}"
-                log.warning("marketing mail outbox=%s held: branding incomplete", row.id)
-                continue
-            # False when our lease ran out mid-send and another worker re-claimed
-            # (or already sent) the row.
-            still_ours = row.status == OutboxStatus.SENDING and row.locked_by == worker_id
-            row.attempts += 1
-            attempts.append(
-                OutboxAttempt(
-                    outbox_id=row.id,
-                    worker=worker_id,
-                    attempted_at=now,
-                    error=None if error is None else str(error),
-                )
-            )
-            if error is not None and not still_ours:
-                # The current holder's outcome decides; a late failure must not
-                # undo its send or release its lease.
-                log.info("late failure outbox=%s after lease lapsed: %s", row.id, error)
-                continue
-            row.locked_by = None
-            row.locked_until = None
-            if error is None:
-                row.status = OutboxStatus.SENT
-                row.sent_at = now
-                row.last_error = None
-                sent += 1
-                continue
-            row.last_error = str(error)
-            if error.permanent or row.attempts >= settings.outbox_max_attempts:
-                row.status = OutboxStatus.FAILED
-                log.warning("gave up outbox=%s template=%s: %s", row.id, claimed.template, error)
-            else:
-                row.status = OutboxStatus.PENDING
-                row.next_attempt_at = now + leases.backoff(
-                    settings.outbox_retry_seconds, row.attempts
-                )
-                log.info("retry outbox=%s at %s: %s", row.id, row.next_attempt_at, error)
-        session.add_all(attempts)
-    log.info("sent %s of %s mails", sent, len(results))
-    return sent
-
-
 def deliver_due(
     factory: sessionmaker[Session], sender: Sender, *, worker_id: str, limit: int = 50
 ) -> int:
@@ -317,9 +205,9 @@ def deliver_batch(
     for item, error in _outcomes(sender, _due(claimed, deadline)):
         results.append((item, error))
         if time.monotonic() - recorded_at >= RECORD_EVERY_SECONDS:
-            _record(factory, results, worker_id=worker_id)
+            record(factory, results, worker_id=worker_id)
             results, recorded_at = [], time.monotonic()
-    _record(factory, results, worker_id=worker_id)
+    record(factory, results, worker_id=worker_id)
     return Delivered(len(ids), more=claimed_rows.more)
 
 
