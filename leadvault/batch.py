@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.sql import util as sql_util
 
-from leadvault.bulk import insert_many
+from leadvault.bulk import Prepared, prepare
 from leadvault.sqlite_writer import in_snapshot
 
 _KEY = "leadvault.batch"
@@ -198,9 +198,16 @@ def insert_first(session: Session, statement: sa.Executable, values: dict[str, A
 def _write_first(session: Session, batch: Batch) -> None:
     first, batch.first = batch.first, {}
     connection = session.connection()
-    for statement, rows in first.items():
-        if insert_many(connection, statement, rows) != len(rows):
+    _write(connection, [prepare(connection.dialect, s, rows) for s, rows in first.items()], [])
+
+
+def _write(connection: sa.Connection, first: list[Prepared], rest: list[Prepared]) -> None:
+    """Write rows bound already: ``first`` (insert_first's, counted), then ``rest``."""
+    for prepared in first:
+        if prepared.write(connection) != len(prepared.params):
             raise Conflict("a queued row's key was written meanwhile")
+    for prepared in rest:
+        prepared.write(connection)
 
 
 def active(session: Session) -> Batch | None:
@@ -242,10 +249,13 @@ def write_rows(session: Session, table: sa.Table, rows: list[dict[str, Any]]) ->
     Every row names the same columns."""
     if not rows:
         return
+    # Bound first: in a snapshot batch the write below (or the queued rows' before it)
+    # takes SQLite's write lock.
+    prepared = prepare(session.get_bind().dialect, table, rows)
     batch = active(session)
     if batch is not None and not batch.isolated:
         _before_statement(session, batch, None)
-    insert_many(session.connection(), table, rows)
+    prepared.write(session.connection())
 
 
 def insertable(session: Session) -> bool:
@@ -309,13 +319,21 @@ def write_queued(session: Session) -> None:
 
 
 def _write_inserts(session: Session, batch: Batch) -> None:
-    if batch.first:
-        _write_first(session, batch)
+    """Write the queued rows, every table's bound before the first is written: in a
+    snapshot batch the first write takes SQLite's write lock, and requests wait for
+    what runs under it (binding timestamps, UUIDs and JSON is most of a bulk write's
+    Python work; under the lock only the executemanys run)."""
+    first, batch.first = batch.first, {}
     inserts, batch.inserts = batch.inserts, {}
-    if inserts:
-        connection = session.connection()
-        for table, rows in inserts.items():
-            insert_many(connection, table, rows)
+    if not (first or inserts):
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    _write(
+        connection,
+        [prepare(dialect, statement, rows) for statement, rows in first.items()],
+        [prepare(dialect, table, rows) for table, rows in inserts.items()],
+    )
 
 
 def cached(session: Session, key: str, load: Callable[[], Any]) -> Any:

@@ -78,10 +78,51 @@ def insert_many(
     """``connection.execute(target.insert() or target, rows).rowcount``: every row names
     the same columns. Returns the rows the database wrote (an ON CONFLICT DO NOTHING
     skips some)."""
+    return prepare(connection.dialect, target, rows).write(connection)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Prepared:
+    """Rows bound for one table's INSERT (:func:`prepare`), to be written by :meth:`write`.
+
+    Binding (timestamps to text, UUIDs, JSON …) is most of a bulk write's Python work;
+    done apart, it can run before a SQLite transaction takes the write lock (at its
+    first write: ``leadvault.batch``), so that only the executemany runs under it."""
+
+    statement: sa.Insert
+    compiled: _Compiled | None
+    # The rows' parameter tuples in the statement's order, or (compiled None) the rows.
+    params: Sequence[Any]
+
+    def write(self, connection: sa.Connection) -> int:
+        """Execute the INSERT; the rows the database wrote."""
+        compiled, statement = self.compiled, self.statement
+        if compiled is None:
+            return connection.execute(statement, list(self.params)).rowcount
+        # The statement's options too (preserve_rowcount: the INSERT of new leads counts).
+        options = statement.get_execution_options()
+        if not compiled.row:
+            return connection.exec_driver_sql(compiled.sql, self.params, options).rowcount
+        written = 0
+        page = max(1, min(MAX_ROWS, MAX_PARAMETERS // len(compiled.names)))
+        with _raw_cursors(connection):
+            for start in range(0, len(self.params), page):
+                chunk = self.params[start : start + page]
+                flat = tuple(value for values in chunk for value in values)
+                sql = compiled.text_for(len(chunk))
+                written += connection.exec_driver_sql(sql, flat, options).rowcount
+        return written
+
+
+def prepare(
+    dialect: Dialect, target: sa.Table | sa.Insert, rows: Sequence[dict[str, Any]]
+) -> Prepared:
+    """:func:`insert_many`'s rows bound for ``dialect``, not yet written (see
+    :class:`Prepared`). The rows' values are read now: change none before writing."""
     statement = target.insert() if isinstance(target, sa.Table) else target
-    compiled = _compile(target, connection.dialect, frozenset(rows[0])) if len(rows) > 1 else None
+    compiled = _compile(target, dialect, frozenset(rows[0])) if len(rows) > 1 else None
     if compiled is None:
-        return connection.execute(statement, list(rows)).rowcount
+        return Prepared(statement, None, list(rows))
     get = operator.itemgetter(*compiled.names)
     params: list[tuple[Any, ...]] = []
     if compiled.processors:
@@ -92,19 +133,7 @@ def insert_many(
             params.append(tuple(values))
     else:
         params = [get(row) for row in rows]
-    # The statement's options too (preserve_rowcount: the INSERT of new leads counts).
-    options = statement.get_execution_options()
-    if not compiled.row:
-        return connection.exec_driver_sql(compiled.sql, params, options).rowcount
-    written = 0
-    page = max(1, min(MAX_ROWS, MAX_PARAMETERS // len(compiled.names)))
-    with _raw_cursors(connection):
-        for start in range(0, len(params), page):
-            chunk = params[start : start + page]
-            flat = tuple(value for values in chunk for value in values)
-            sql = compiled.text_for(len(chunk))
-            written += connection.exec_driver_sql(sql, flat, options).rowcount
-    return written
+    return Prepared(statement, compiled, params)
 
 
 @contextlib.contextmanager
