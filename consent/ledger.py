@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from consent.models import ConsentText, LedgerEntry, LedgerEvent, LedgerHead
 from leadvault import batch, clock
-from leadvault.chain import GENESIS, HEAD_ID, Chain, Verdict
+from leadvault.chain import GENESIS, HEAD_ID, Chain, Cut, Verdict
 from leadvault.crypto import truncate_ip
 from leadvault.db import vault_of
 from leadvault.web import RequestMeta
@@ -82,6 +82,9 @@ class Queued:
     prev_hash: str = ""
     entry_hash: str = ""
     pruned_at: dt.datetime | None = None
+    # Its canonical JSON, made when it is queued (in a SQLite batch's snapshot), linked
+    # under the head's lock by one hash (Chain.insert_all).
+    cut: Cut | None = None
 
 
 def append(
@@ -119,6 +122,7 @@ def append(
     # In a worker's batch the entries are linked together at its end, last of its
     # deferred work, so the head is locked once and briefly (leadvault.batch).
     if isinstance(entry, Queued):
+        entry.cut = CHAIN.cut(entry)
         batch.defer(session, "consent.ledger", entry, _chain, order=1000)
         return None
     CHAIN.append(session, entry)
@@ -126,7 +130,7 @@ def append(
 
 
 def _chain(session: Session, entries: list[Queued]) -> None:
-    CHAIN.insert_all(session, entries)
+    CHAIN.insert_all(session, entries, [entry.cut or CHAIN.cut(entry) for entry in entries])
 
 
 def verify(session: Session) -> Verdict:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -45,7 +45,29 @@ E = TypeVar("E", bound=Linked)
 
 def digest(fields: Mapping[str, Any]) -> str:
     """SHA-256 of the fields as canonical JSON (sorted keys, no spaces)."""
-    return sha256_hex(json.dumps(fields, sort_keys=True, separators=(",", ":")))
+    return sha256_hex(_canonical_json(fields))
+
+
+def _canonical_json(fields: Mapping[str, Any]) -> str:
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+
+_PREV = "prev_hash"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cut:
+    """An entry's canonical JSON without its ``prev_hash``, cut where that key goes among
+    the sorted keys (:meth:`Chain.cut`). Made before the entry is linked (a worker's
+    batch: in its SQLite snapshot), linking it hashes one string: under the head's lock
+    (SQLite's write lock) no JSON is encoded."""
+
+    before: str  # '{' and the keys sorted before prev_hash, each with a comma after it
+    after: str  # the keys sorted after it, each with a comma before it, and '}'
+
+    def digest(self, prev_hash: str) -> str:
+        """``digest`` of the entry's fields with ``prev_hash``: the same string hashed."""
+        return sha256_hex(f"{self.before}{_canonical_json({_PREV: prev_hash})[1:-1]}{self.after}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +86,18 @@ class Chain:
     lists: Callable[[Any], set[int]] = lambda _entry: set()
 
     def hash_of(self, entry: Any) -> str:
-        return digest({**self.canonical(entry), "prev_hash": entry.prev_hash})
+        return digest({**self.canonical(entry), _PREV: entry.prev_hash})
+
+    def cut(self, entry: Any) -> Cut:
+        """The entry's canonical JSON to be linked later (:class:`Cut`); read its fields
+        now, so none may change after."""
+        fields = self.canonical(entry)
+        low = {key: value for key, value in fields.items() if key < _PREV}
+        high = {key: value for key, value in fields.items() if key > _PREV}
+        return Cut(
+            _canonical_json(low)[:-1] + ("," if low else ""),
+            ("," if high else "") + _canonical_json(high)[1:],
+        )
 
     def append(self, session: Session, entry: E) -> E:
         """Link ``entry`` after the newest one (locking the head) and flush it."""
@@ -89,19 +122,24 @@ class Chain:
         head.last_hash = previous
         session.flush()
 
-    def insert_all(self, session: Session, entries: list[E]) -> None:
+    def insert_all(
+        self, session: Session, entries: list[E], cuts: Sequence[Cut] | None = None
+    ) -> None:
         """:meth:`append_all` for a worker's batch: the entries linked in order after the
         newest one (locking the head once) and written in one executemany; they do not
-        join the session and get no id (nothing of the batch reads them back)."""
+        join the session and get no id (nothing of the batch reads them back).
+        ``cuts``: each entry's :meth:`cut`, made before (then no JSON under the lock)."""
         model: Any = self.head_model
         head = session.scalars(sa.select(model).where(model.id == HEAD_ID).with_for_update()).one()
         table: sa.Table = self.entry_model.__table__  # type: ignore[attr-defined]
         columns = [column.key for column in table.columns if not column.primary_key]
         previous = head.last_hash
         rows = []
-        for entry in entries:
+        for index, entry in enumerate(entries):
             entry.prev_hash = previous
-            entry.entry_hash = previous = self.hash_of(entry)
+            entry.entry_hash = previous = (
+                cuts[index].digest(previous) if cuts is not None else self.hash_of(entry)
+            )
             rows.append({name: getattr(entry, name) for name in columns})
         connection = session.connection()
         bulk.insert_many(connection, table, rows)

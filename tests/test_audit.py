@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import types
+
 import sqlalchemy as sa
 from click.testing import CliRunner
 
@@ -179,6 +181,32 @@ def test_consent_ledger_uses_the_same_chain(app):
         s.execute(sa.update(LedgerEntry).where(LedgerEntry.id == first).values(detail="x"))
         assert ledger.verify(s).broken_id == first
         s.rollback()
+
+
+def test_a_cut_entry_hashes_as_its_whole_fields_do():
+    """Chain.cut (a worker batch's ledger entries, made in its snapshot and linked under the
+    write lock) gives hash_of's digest: keys on either side of prev_hash or none, escapes."""
+    cases: list[dict[str, object]] = [
+        {},
+        {"a": 1},
+        {"z": None},
+        {
+            "created_at": "2026-12-05T04:00:00.000000+00:00",
+            "detail": 'ä"\\\n',
+            "event": "granted",
+            "purpose": None,
+            "text_id": 3,
+            "user_agent_hash": "ab",
+        },
+        {"prev": 1, "prev_hasg": 2, "prev_hash_": 3, "prev_hashes": [4], "Z": 5.5, "é": "ü"},
+    ]
+    for fields in cases:
+        linked = chain.Chain(
+            entry_model=object, head_model=object, canonical=lambda _e, f=fields: f
+        )
+        for previous in (chain.GENESIS, "ab" * 32, 'q"\u00e9'):
+            entry = types.SimpleNamespace(prev_hash=previous)
+            assert linked.cut(entry).digest(previous) == linked.hash_of(entry)
 
 
 def test_audit_head_is_seeded_once(app):
