@@ -164,13 +164,18 @@ def update_person(
     anew), what routing reads (language, weight, weekly capacity, ``absent``) and whether
     they are active. Recorded in the audit trail by ``actor``: ``salesperson.changed``
     with the names of the fields that changed, ``salesperson.deactivated`` /
-    ``…activated``; nothing when nothing changed.
+    ``…activated``; nothing when nothing changed. A refusal (SalesError) changes
+    nothing: every field is checked before any is set.
 
     Their handoffs stay theirs: the next mail about an open one (its reminder) goes to
     the new address; mails already queued keep the address they were written to."""
     found = person(session, person_id)
-    changed = _change_contact(session, found, name=name, email=email)
+    # Not left to the caller's rollback: one that catches the refusal and commits
+    # must not keep a half change (a new name with a refused weight).
+    new_contact, changed = _checked_contact(session, found, name=name, email=email)
     routing.check_routing_fields(language=language, weight=weight, weekly_capacity=weekly_capacity)
+    if new_contact is not None:
+        routing.seal_contact(session, found, email=new_contact.email, name=new_contact.name)
     given = {
         "language": language,
         "weight": weight,
@@ -209,12 +214,13 @@ def update_person(
     return found
 
 
-def _change_contact(
+def _checked_contact(
     session: Session, found: Salesperson, *, name: str | None, email: str | None
-) -> list[str]:
-    """Check and seal a new name and/or address; the fields that changed, by name."""
+) -> tuple[routing.Contact | None, list[str]]:
+    """Check a new name and/or address (nothing is changed here): the contact to seal,
+    None when it stays as it is, and the fields that change, by name."""
     if name is None and email is None:
-        return []
+        return None, []
     before = routing.contact(session, found)
     new_name = routing.contact_name(name) if name is not None else before.name
     new_email = routing.contact_address(email) if email is not None else before.email
@@ -227,6 +233,6 @@ def _change_contact(
         for field, old, new in (("email", before.email, new_email), ("name", before.name, new_name))
         if old != new
     ]
-    if changed:
-        routing.seal_contact(session, found, email=new_email, name=new_name)
-    return changed
+    if not changed:
+        return None, []
+    return routing.Contact(email=new_email, name=new_name), changed

@@ -93,6 +93,24 @@ def test_the_new_name_and_address_are_checked_sealed_and_audited(app):
     assert _contact(app, anna) == routing.Contact(NEW, "Anna Berg")
 
 
+def test_a_refused_field_changes_nothing_even_when_the_caller_commits(app):
+    anna = factories.salesperson(app, "anna@sales.example", "Anna")
+    for refused in ({"language": "fr"}, {"weight": 0}, {"weekly_capacity": -1}):
+        # The refusal is caught inside the unit of work, which then commits: nothing
+        # of the change may have been set before the refused field was checked.
+        with uow(app) as s:
+            with pytest.raises(routing.SalesError) as caught:
+                sales_team.update_person(
+                    s, anna, actor="user:7", name="Anna Berg", email=NEW, absent=True, **refused
+                )
+            assert caught.value.field == next(iter(refused))
+    assert _contact(app, anna) == routing.Contact("anna@sales.example", "Anna")
+    with uow(app) as s:
+        assert routing.person_by_email(s, NEW) is None
+        assert routing.person_by_email(s, "anna@sales.example").absent is False
+    assert _entries(app) == []
+
+
 def test_open_handoffs_stay_theirs_and_the_reminder_goes_to_the_new_address(
     app, client, smtp_server
 ):
