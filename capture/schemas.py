@@ -49,7 +49,9 @@ def _per_language(high: int, *, multiline: bool) -> fields.Dict:
             validate=[validate.Length(0, high), _LINES if multiline else _ONE_LINE]
         ),
         allow_none=True,
-        metadata={"description": "Per language (en, de); an empty text is left out"},
+        metadata={
+            "description": f"Per language ({', '.join(i18n.LANGUAGES)}); an empty text is left out"
+        },
     )
 
 

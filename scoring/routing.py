@@ -33,7 +33,9 @@ class SalesError(RefusedRequest):
     (``name``, ``email``, ``weight`` …) or None."""
 
 
-LANGUAGE_REFUSED = N_("The language must be en or de.")
+# Spelled from i18n.LANGUAGES when refused ("en or de"; "en, de or fr" once one is
+# added), the "or" in the catalogues. LANGUAGES holds at least English and German.
+LANGUAGE_REFUSED = N_("The language must be %(listed)s or %(last)s.")
 WEIGHT_REFUSED = N_("The weight must be at least 1.")
 CAPACITY_REFUSED = N_("The weekly capacity must be at least 0.")
 WEIGHT_TOO_HIGH = N_("The weight must be at most %(max)s.")
@@ -104,7 +106,8 @@ def check_routing_fields(
     """Refuse a language, weight or weekly capacity routing cannot use (SalesError naming
     the field; None is "not given"): adding and changing a salesperson check here."""
     if language is not None and language not in i18n.LANGUAGES:
-        raise SalesError(LANGUAGE_REFUSED, field="language")
+        *listed, last = i18n.LANGUAGES
+        raise SalesError(LANGUAGE_REFUSED, field="language", listed=", ".join(listed), last=last)
     if weight is not None and weight < 1:
         raise SalesError(WEIGHT_REFUSED, field="weight")
     if weight is not None and weight > WEIGHT_MAX:

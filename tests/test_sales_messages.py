@@ -56,6 +56,11 @@ def _german_console(app):
             "Die Leads pro Woche müssen mindestens 0 sein.",
         ),
         (
+            lambda s: routing.add_person(s, email="a@sales.example", name="A", language="fr"),
+            "language",
+            "Die Sprache muss en oder de sein.",
+        ),
+        (
             lambda s: routing.add_team(s, "dach", "random"),
             "strategy",
             "Die Strategie muss eine von round_robin, least_loaded sein.",
@@ -80,6 +85,15 @@ def test_refusals_are_message_ids_with_values_and_a_field(app, refuse, field, ge
     assert i18n.translate("de", refusal.message, **refusal.values) == german
     # The command line keeps the English text, values filled in.
     assert str(refusal) == i18n.translate("en", refusal.message, **refusal.values)
+
+
+def test_the_language_refusal_names_the_languages_of_i18n(app, monkeypatch):
+    # Spelled from the tuple, not again in the message: a language added is named.
+    monkeypatch.setattr(i18n, "LANGUAGES", ("en", "de", "fr"))
+    with pytest.raises(routing.SalesError) as caught:
+        routing.check_routing_fields(language="xx")
+    assert str(caught.value) == "The language must be en, de or fr."
+    assert caught.value.translated("de") == "Die Sprache muss en, de oder fr sein."
 
 
 def test_the_german_console_shows_each_refusal_in_german_next_to_its_field(app):
