@@ -129,7 +129,7 @@ def probe_write(factory: sessionmaker[Session]) -> str | None:
     (``locked``, ``read-only``, ``full``, ``unavailable``). Begins a write
     transaction (SQLite: takes the write lock; PostgreSQL: asks whether it may write)
     and rolls it back: nothing is written.
-    May wait as long as the database makes it (see ``web.healthz``'s deadline)."""
+    May wait as long as the database makes it (see ``health.healthz``'s deadline)."""
     session = factory()
     try:
         connection = session.connection()
