@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.sql import util as sql_util
 
-from leadvault.bulk import Prepared, prepare
+from leadvault.bulk import BoundRows, prepare
 from leadvault.sqlite_writer import in_snapshot
 
 _KEY = "leadvault.batch"
@@ -201,7 +201,7 @@ def _write_first(session: Session, batch: Batch) -> None:
     _write(connection, [prepare(connection.dialect, s, rows) for s, rows in first.items()], [])
 
 
-def _write(connection: sa.Connection, first: list[Prepared], rest: list[Prepared]) -> None:
+def _write(connection: sa.Connection, first: list[BoundRows], rest: list[BoundRows]) -> None:
     """Write rows bound already: ``first`` (insert_first's, counted), then ``rest``."""
     for prepared in first:
         if prepared.write(connection) != len(prepared.params):

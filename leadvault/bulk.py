@@ -82,7 +82,7 @@ def insert_many(
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Prepared:
+class BoundRows:
     """Rows bound for one table's INSERT (:func:`prepare`), to be written by :meth:`write`.
 
     Binding (timestamps to text, UUIDs, JSON …) is most of a bulk write's Python work;
@@ -116,13 +116,13 @@ class Prepared:
 
 def prepare(
     dialect: Dialect, target: sa.Table | sa.Insert, rows: Sequence[dict[str, Any]]
-) -> Prepared:
+) -> BoundRows:
     """:func:`insert_many`'s rows bound for ``dialect``, not yet written (see
-    :class:`Prepared`). The rows' values are read now: change none before writing."""
+    :class:`BoundRows`). The rows' values are read now: change none before writing."""
     statement = target.insert() if isinstance(target, sa.Table) else target
     compiled = _compile(target, dialect, frozenset(rows[0])) if len(rows) > 1 else None
     if compiled is None:
-        return Prepared(statement, None, list(rows))
+        return BoundRows(statement, None, list(rows))
     get = operator.itemgetter(*compiled.names)
     params: list[tuple[Any, ...]] = []
     if compiled.processors:
@@ -133,7 +133,7 @@ def prepare(
             params.append(tuple(values))
     else:
         params = [get(row) for row in rows]
-    return Prepared(statement, compiled, params)
+    return BoundRows(statement, compiled, params)
 
 
 @contextlib.contextmanager

@@ -98,7 +98,8 @@ def record(
     if not results:
         return 0
     succeeded = sorted({item.id for item, error in results if error is None and item.held is None})
-    others = [(item, error) for item, error in results if item.id not in set(succeeded)]
+    sent_ids = set(succeeded)
+    others = [(item, error) for item, error in results if item.id not in sent_ids]
     dialect = factory.kw["bind"].dialect.name
     now = clock.now()
     # Built before the transaction begins: on SQLite it holds the write lock.
