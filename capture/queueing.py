@@ -18,7 +18,6 @@ from capture.models import Form
 from consent.ledger import RequestMeta
 from leadvault import clock, inbox
 from leadvault.crypto import Vault
-from leadvault.db import vault_of
 from leadvault.models import InboxItem, SpentToken
 from leadvault.prepared import Bound, Prepared
 
@@ -53,9 +52,8 @@ def accept(
     fast under bursts and holds the database's write lock for a moment only.
     ``email_index``: the address's blind index, when the caller computed it already.
     """
-    inbox.enqueue_on(
-        session.connection(),
-        vault_of(session),
+    inbox.enqueue(
+        session,
         SUBMISSION,
         _payload(form, data, language, meta),
         subject_email=data.email,

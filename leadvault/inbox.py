@@ -49,34 +49,14 @@ def enqueue(
 
     ``subject_index``: the blind index of ``subject_email`` when the caller has it
     already (normalising an address costs more than the INSERT)."""
-    enqueue_on(
-        session.connection(),
+    sealed_insert(
+        session.get_bind().dialect,
         vault_of(session),
         kind,
         payload,
         subject_email=subject_email,
         subject_index=subject_index,
-    )
-
-
-def enqueue_on(
-    connection: sa.Connection,
-    vault: Vault,
-    kind: str,
-    payload: dict[str, Any],
-    *,
-    subject_email: str | None = None,
-    subject_index: bytes | None = None,
-) -> None:
-    """:func:`enqueue` on a Core connection."""
-    sealed_insert(
-        connection.dialect,
-        vault,
-        kind,
-        payload,
-        subject_email=subject_email,
-        subject_index=subject_index,
-    ).rowcount(connection)
+    ).rowcount(session.connection())
 
 
 def sealed_insert(

@@ -9,6 +9,7 @@ checker's error (``scoring.rules.RulesError``) naming the entry's line.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from leadvault import tomlfile
@@ -110,6 +111,16 @@ def _name(
     return name
 
 
+def _named_entries(
+    check: tomlfile.Checker, data: dict[str, Any], table: str, seen: set[str]
+) -> Iterator[tuple[tuple[str, int], str, dict[str, Any]]]:
+    """Each table of the list ``table`` ([[engagement]] …): where it stands, its name
+    (checked, and unique across the file's rules) and the table."""
+    for i, entry in enumerate(check.list_of_tables(data, table)):
+        where = (table, i)
+        yield where, _name(check, entry, where, seen), entry
+
+
 def titles(check: tomlfile.Checker, data: dict[str, Any], names: set[str]) -> dict[str, Titles]:
     """``[titles.<language>]`` tables: rule name = its title in that language."""
     raw = data.get("titles", {})
@@ -156,9 +167,7 @@ def engagement_rules(
     check: tomlfile.Checker, data: dict[str, Any], seen: set[str]
 ) -> list[EngagementRule]:
     engagement = []
-    for i, entry in enumerate(check.list_of_tables(data, "engagement")):
-        where = ("engagement", i)
-        name = _name(check, entry, where, seen)
+    for where, name, entry in _named_entries(check, data, "engagement", seen):
         event = entry.get("event")
         if not isinstance(event, str) or not EVENT_NAME.match(event):
             raise check.fail(
@@ -190,9 +199,7 @@ def engagement_rules(
 
 def fit_rules(check: tomlfile.Checker, data: dict[str, Any], seen: set[str]) -> list[FitRule]:
     fit = []
-    for i, entry in enumerate(check.list_of_tables(data, "fit")):
-        where = ("fit", i)
-        name = _name(check, entry, where, seen)
+    for where, name, entry in _named_entries(check, data, "fit", seen):
         conditions = _conditions(check, entry.get("when"), where, None)
         if not conditions:
             raise check.fail(N_("fit rule '%(name)s' needs a when table"), *where, name=name)
@@ -204,9 +211,7 @@ def routing_rules(
     check: tomlfile.Checker, data: dict[str, Any], seen: set[str]
 ) -> list[RoutingRule]:
     routing = []
-    for i, entry in enumerate(check.list_of_tables(data, "routing")):
-        where = ("routing", i)
-        name = _name(check, entry, where, seen)
+    for where, name, entry in _named_entries(check, data, "routing", seen):
         person, team = entry.get("salesperson"), entry.get("team")
         if (person is None) == (team is None):
             raise check.fail(
