@@ -2,13 +2,14 @@
 the admin API use (``scoring.sales_team``, ``scoring.sales_teams``), each change
 audited as ``cli:<login>``. A value the service refuses (an address in use, a weight
 or weekly capacity out of range, a team that handed off leads) exits 1 with its English
-message; a malformed argument (not a number, a missing option) exits 2.
+message; a malformed argument (not a number, a missing option, a language not in
+``i18n.LANGUAGES``) exits 2.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -24,6 +25,37 @@ if TYPE_CHECKING:
 # 1, its message), the same for ``add`` and ``edit`` as from the console and the API.
 WEIGHT_HELP = f"Share of leads routed to them (1-{WEIGHT_MAX})."
 CAPACITY_HELP = f"Leads per week at most (0-{CAPACITY_MAX})."
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+class _Renamed(click.Option):
+    """An option that still answers to its ``old_names`` (scripts written for them keep
+    working) while its help and its errors show only its name."""
+
+    def __init__(self, *args: Any, old_names: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.old_names = old_names
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        if self.old_names:
+            parser.add_option(obj=self, opts=self.old_names, dest=self.name, nargs=self.nargs)
+
+
+def _language_option(default: str | None) -> Callable[[Command], Command]:
+    """``--language`` of ``add`` and ``edit`` (``--lang``, the name ``add`` had, kept
+    unshown): one of i18n.LANGUAGES, refused by click (exit 2) otherwise."""
+    return click.option(
+        "--language",
+        "language",
+        cls=_Renamed,
+        old_names=("--lang",),
+        type=click.Choice(i18n.LANGUAGES),
+        default=default,
+        show_default=default is not None,
+        help="The language mails to them are written in.",
+    )
 
 
 @click.group()
@@ -45,14 +77,7 @@ def _sales_call(func: Callable[..., object], *args: object, **kwargs: object) ->
 @sales.command("add")
 @click.option("--email", required=True)
 @click.option("--name", required=True)
-@click.option(
-    "--lang",
-    "language",
-    type=click.Choice(i18n.LANGUAGES),
-    default=i18n.DEFAULT_LANGUAGE,
-    show_default=True,
-    help="The language mails to them are written in.",
-)
+@_language_option(default=i18n.DEFAULT_LANGUAGE)
 @click.option("--weight", type=int, default=1, show_default=True, help=WEIGHT_HELP)
 @click.option("--capacity", type=int, default=50, show_default=True, help=CAPACITY_HELP)
 @click.option("--team", "team_names", multiple=True, help="Add to this team (repeatable).")
@@ -85,10 +110,7 @@ def add(
 @click.argument("current_email", metavar="EMAIL")
 @click.option("--name", help="The new name.")
 @click.option("--email", "new_email", help="The new address (no other salesperson's).")
-@click.option(
-    "--language",
-    help=f"The language mails to them are written in ({', '.join(i18n.LANGUAGES)}).",
-)
+@_language_option(default=None)
 @click.option("--weight", type=int, help=WEIGHT_HELP)
 @click.option("--weekly-capacity", type=int, help=CAPACITY_HELP)
 @click.option(

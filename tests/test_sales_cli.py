@@ -83,7 +83,6 @@ def test_sales_edit_refuses_what_the_console_refuses(app):
         ("--weight", "101"): "The weight must be at most 100.",
         ("--weekly-capacity", "-1"): "The weekly capacity must be at least 0.",
         ("--weekly-capacity", "10001"): "The weekly capacity must be at most 10000.",
-        ("--language", "fr"): "The language must be en or de.",
         ("--email", "ben@sales.example"): "A salesperson with this address exists already.",
         # A refused field refuses the whole change: the valid one is not stored either.
         ("--language", "de", "--weight", "0"): "The weight must be at least 1.",
@@ -98,6 +97,17 @@ def test_sales_edit_refuses_what_the_console_refuses(app):
     for args in (("--weight", "many"), ("--weekly-capacity", "1.5"), ()):
         result = sales("edit", "anna@sales.example", *args)
         assert result.exit_code == 2, (args, result.output)
+    # A language not offered is malformed, as for `sales add` (one option, one message).
+    bad_language = "Invalid value for '--language': 'fr' is not one of 'en', 'de'."
+    for command in (
+        ("edit", "anna@sales.example", "--language", "fr"),
+        ("edit", "anna@sales.example", "--lang", "fr"),
+        ("add", "--email", "carla@sales.example", "--name", "Carla", "--language", "fr"),
+        ("add", "--email", "carla@sales.example", "--name", "Carla", "--lang", "fr"),
+    ):
+        result = sales(*command)
+        assert result.exit_code == 2, (command, result.output)
+        assert bad_language in result.output, (command, result.output)
     assert _state(app, "anna@sales.example") == ("en", 1, 50, True)
     assert _trail(app) == []
 
