@@ -201,7 +201,7 @@ def _mail(
     *,
     template: str,
 ) -> None:
-    lang = person.language if person.language in i18n.LANGUAGES else "en"
+    lang = person.language if person.language in i18n.LANGUAGES else i18n.DEFAULT_LANGUAGE
     who = routing.contact(session, person)
     context = mail_context(
         session,

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from leadvault import clock
+from leadvault import clock, i18n
 from leadvault.model_base import Base, UTCDateTime
 
 
@@ -150,7 +150,7 @@ class Salesperson(Base):
     payload_owner: Mapped[str] = mapped_column(sa.String(64))
     payload_key: Mapped[bytes] = mapped_column(sa.LargeBinary)
     payload_key_version: Mapped[int] = mapped_column(sa.Integer, index=True)
-    language: Mapped[str] = mapped_column(sa.String(8), default="en")
+    language: Mapped[str] = mapped_column(sa.String(8), default=i18n.DEFAULT_LANGUAGE)
     weight: Mapped[int] = mapped_column(sa.Integer, default=1)
     weekly_capacity: Mapped[int] = mapped_column(sa.Integer, default=50)
     absent: Mapped[bool] = mapped_column(sa.Boolean, default=False)

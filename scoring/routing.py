@@ -77,7 +77,7 @@ def add_person(
     *,
     email: str,
     name: str,
-    language: str = "en",
+    language: str = i18n.DEFAULT_LANGUAGE,
     weight: int = 1,
     weekly_capacity: int = 50,
 ) -> Salesperson:
@@ -136,8 +136,7 @@ def seal_contact(session: Session, person: Salesperson, *, email: str, name: str
     person.email_index = vault.blind_index(email)
     person.payload, person.payload_owner = sealed.payload, sealed.owner
     person.payload_key, person.payload_key_version = sealed.key, sealed.key_version
-    if person.id is not None:
-        session.info.setdefault(_CONTACT_CACHE, {})[person.id] = Contact(email=email, name=name)
+    _remember(session, person, Contact(email=email, name=name))
 
 
 def person_by_email(session: Session, email: str) -> Salesperson | None:
@@ -154,22 +153,42 @@ class Contact:
 
 
 _CONTACT = "salesperson"
+# session.info: person id -> (the sealed payload it was read from, its contact). An
+# entry serves only while the person holds that payload, so neither a rollback (the
+# person's row read again) nor a change made elsewhere (a new payload) leaves a stale
+# name or address behind; routing a batch of leads still unseals each person once.
 _CONTACT_CACHE = "scoring.contacts"
 
 
+def _seal_of(person: Salesperson) -> tuple[str, bytes]:
+    # A seal's owner is new every time (sealed.seal) and names its data key, which a
+    # key rotation rewraps without changing: owner and ciphertext say what it holds.
+    return person.payload_owner, person.payload
+
+
+def _remember(session: Session, person: Salesperson, found: Contact) -> None:
+    if person.id is not None:
+        cache = session.info.setdefault(_CONTACT_CACHE, {})
+        cache[person.id] = (_seal_of(person), found)
+
+
 def contact(session: Session, person: Salesperson) -> Contact:
-    """The salesperson's name and address, unsealed once per session."""
-    cache: dict[int, Contact] = session.info.setdefault(_CONTACT_CACHE, {})
-    if person.id not in cache:
-        data = unseal(
-            vault_of(session),
-            _CONTACT,
-            SealedPayload(
-                person.payload_owner, person.payload, person.payload_key, person.payload_key_version
-            ),
-        )
-        cache[person.id] = Contact(email=data["email"], name=data["name"])
-    return cache[person.id]
+    """The salesperson's name and address, unsealed once per session while their sealed
+    payload stays the same."""
+    cache: dict[int, tuple[tuple[str, bytes], Contact]] = session.info.get(_CONTACT_CACHE, {})
+    entry = cache.get(person.id)
+    if entry is not None and entry[0] == _seal_of(person):
+        return entry[1]
+    data = unseal(
+        vault_of(session),
+        _CONTACT,
+        SealedPayload(
+            person.payload_owner, person.payload, person.payload_key, person.payload_key_version
+        ),
+    )
+    found = Contact(email=data["email"], name=data["name"])
+    _remember(session, person, found)
+    return found
 
 
 def _by_address(session: Session, rows: Iterable[Salesperson]) -> list[Salesperson]:

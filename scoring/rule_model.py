@@ -11,6 +11,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from leadvault import i18n
+
 GRADES = ("A", "B", "C", "D")
 REGIONS: dict[str, frozenset[str]] = {
     "DACH": frozenset({"DE", "AT", "CH"}),
@@ -56,9 +58,10 @@ Titles = tuple[tuple[str, str], ...]
 
 
 def title_in(titles: Titles, lang: str) -> str | None:
-    """The title in ``lang``; else the English one; else the first the file gives."""
+    """The title in ``lang``; else the one in the default language (English); else the
+    first the file gives."""
     by_language = dict(titles)
-    for key in (lang, "en"):
+    for key in (lang, i18n.DEFAULT_LANGUAGE):
         if by_language.get(key):
             return by_language[key]
     return titles[0][1] if titles else None

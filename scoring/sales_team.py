@@ -17,7 +17,7 @@ from collections import defaultdict
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from leadvault import audit, clock
+from leadvault import audit, clock, i18n
 from leadvault.i18n import N_
 from scoring import routing
 from scoring.models import Absence, Handoff, Salesperson, SalesTeam, TeamMember
@@ -121,7 +121,7 @@ def add_person(
     ip: str | None = None,
     email: str,
     name: str,
-    language: str = "en",
+    language: str = i18n.DEFAULT_LANGUAGE,
     weight: int = 1,
     weekly_capacity: int = 50,
 ) -> Salesperson:

@@ -235,7 +235,7 @@ def _name(*, required: bool) -> fields.String:
 class SalespersonInSchema(Schema):
     email = _email(required=True)
     name = _name(required=True)
-    language = fields.String(load_default="en", validate=_LANGUAGE)
+    language = fields.String(load_default=i18n.DEFAULT_LANGUAGE, validate=_LANGUAGE)
     weight = fields.Integer(load_default=1, validate=_WEIGHT)
     weekly_capacity = fields.Integer(load_default=50, validate=_CAPACITY)
     team_ids = fields.List(
