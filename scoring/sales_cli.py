@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 WEIGHT_HELP = f"Share of leads routed to them (1-{WEIGHT_MAX})."
 CAPACITY_HELP = f"Leads per week at most (0-{CAPACITY_MAX})."
 
-Command = TypeVar("Command", bound=Callable[..., Any])
+Decorated = TypeVar("Decorated", bound=Callable[..., Any])
 
 
 class _Renamed(click.Option):
@@ -43,7 +43,7 @@ class _Renamed(click.Option):
             parser.add_option(obj=self, opts=self.old_names, dest=self.name, nargs=self.nargs)
 
 
-def _language_option(default: str | None) -> Callable[[Command], Command]:
+def _language_option(default: str | None) -> Callable[[Decorated], Decorated]:
     """``--language`` of ``add`` and ``edit`` (``--lang``, the name ``add`` had, kept
     unshown): one of i18n.LANGUAGES, refused by click (exit 2) otherwise."""
     return click.option(
