@@ -149,7 +149,7 @@ def notify_disabled(session: Session, endpoint: WebhookEndpoint) -> None:
             endpoint.id,
         )
         return
-    lang = "en"
+    lang = i18n.DEFAULT_LANGUAGE  # the alert goes to the operator, not to a lead
     config = webhooks.config_of(session, endpoint)
     context = mail_context(
         session,

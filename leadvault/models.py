@@ -14,7 +14,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from leadvault import clock
+from leadvault import clock, i18n
 from leadvault.model_base import Base, UTCDateTime
 
 
@@ -30,7 +30,7 @@ class Lead(Base):
     email: Mapped[bytes] = mapped_column(sa.LargeBinary)  # sealed under the data key
     wrapped_key: Mapped[bytes] = mapped_column(sa.LargeBinary)
     key_version: Mapped[int] = mapped_column(sa.Integer, index=True)
-    language: Mapped[str] = mapped_column(sa.String(8), default="en")
+    language: Mapped[str] = mapped_column(sa.String(8), default=i18n.DEFAULT_LANGUAGE)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
     last_activity_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
 

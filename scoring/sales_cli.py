@@ -79,7 +79,16 @@ def _sales_call(func: Callable[..., object], *args: object, **kwargs: object) ->
 @click.option("--name", required=True)
 @_language_option(default=i18n.DEFAULT_LANGUAGE)
 @click.option("--weight", type=int, default=1, show_default=True, help=WEIGHT_HELP)
-@click.option("--capacity", type=int, default=50, show_default=True, help=CAPACITY_HELP)
+@click.option(
+    "--weekly-capacity",
+    "capacity",
+    cls=_Renamed,
+    old_names=("--capacity",),  # add's name for it before edit's was taken for both
+    type=int,
+    default=50,
+    show_default=True,
+    help=CAPACITY_HELP,
+)
 @click.option("--team", "team_names", multiple=True, help="Add to this team (repeatable).")
 def add(
     email: str, name: str, language: str, weight: int, capacity: int, team_names: tuple[str, ...]
