@@ -3,30 +3,35 @@ one short transaction of set-based statements.
 
 On SQLite every write transaction holds the database's one write lock, which the
 public capture endpoint queues for (``sqlite_writer._WriterQueue``, issue 13.3). So
-whatever can be done before the transaction begins is: the statements are built and
-their parameters computed first, and inside it each is one statement for the whole
-batch. The ids go to SQLite as one JSON array (``json_each``) rather than a
-parameter per id: the statement's text and compiled form are the same for every
-batch, and no id is coerced, rendered and bound while the lock is held. PostgreSQL
-has no such lock (its writers do not wait for each other's rows here) and gets the
-same statements with an IN list; its recorders first lock the rows in id order, so
-two workers recording the same rows (a lease that ran out) cannot deadlock.
+whatever can be done before the transaction begins is: the statements are compiled
+once (``prepared.Prepared``), their parameters bound first, and inside it each is one
+statement for the whole batch, run on the driver's cursor. The ids go to SQLite as
+one JSON array (``json_each``) rather than a parameter per id: the statement is the
+same for every batch, and no id is coerced, rendered and bound while the lock is
+held. PostgreSQL has no such lock (its writers do not wait for each other's rows
+here) and gets the same statements with the ids as one array (``= ANY``); its
+recorders first lock the rows in id order, so two workers recording the same rows (a
+lease that ran out) cannot deadlock.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 from collections.abc import Sequence
 from typing import Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 
 from leadvault import clock, leases, outbox
 from leadvault.db import settings_of, unit_of_work
 from leadvault.models import OutboxAttempt, OutboxKind, OutboxMessage, OutboxStatus
+from leadvault.prepared import Prepared
 from leadvault.smtp import DeliveryError
 
 log = logging.getLogger("leadvault.outbox")
@@ -55,32 +60,47 @@ def claim_sqlite(session: Session, *, worker_id: str, limit: int) -> leases.Clai
     """``leases.claim_batch`` for the mail on SQLite, in two statements: one UPDATE
     marks the first ``limit`` due mails (found by its subquery) as the worker's and
     returns their ids, then one read asks whether any mail is still due (ours are not:
-    their lease has just begun). Before, a SELECT of ``limit + 1`` ids came back to
-    Python and an UPDATE took them again, one parameter each, all under the lock."""
+    their lease has just begun). Both are compiled once and bound before the write
+    lock is taken (``_claim_on``)."""
     now = clock.now()
     lease = dt.timedelta(seconds=settings_of(session).outbox_lease_seconds)
-    due = outbox.due(OutboxKind.MAIL)
-    first = sa.select(_OUTBOX.c.id).where(due(now)).order_by(_OUTBOX.c.id).limit(limit)
+    dialect = session.get_bind().dialect
+    mark, more = _claim_on(dialect)
+    marking = mark.bind(
+        {"now": now, "limit": limit, "worker": worker_id, "locked_until": now + lease}
+    )
+    asking = more.bind({"now": now})
+    connection = session.connection()  # SQLite's write lock from here
+    ids = sorted(row[0] for row in marking.all(connection))
+    found = asking.first(connection)
+    return leases.Claim(ids, more=bool(found and found[0]))
+
+
+@functools.lru_cache(maxsize=8)
+def _claim_on(dialect: Dialect) -> tuple[Prepared, Prepared]:
+    """The SQLite claim's two statements, compiled once and run on the driver's cursor:
+    built and executed by SQLAlchemy each batch, they cost more CPU than SQLite's own
+    work (the due condition alone is a dozen ORM comparisons to build)."""
+    now = sa.bindparam("now", type_=_OUTBOX.c.next_attempt_at.type)
+    due = outbox.due(OutboxKind.MAIL)(now)
+    first = (
+        sa.select(_OUTBOX.c.id)
+        .where(due)
+        .order_by(_OUTBOX.c.id)
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
     mark = (
         sa.update(_OUTBOX)
         .where(_OUTBOX.c.id.in_(first))
-        .values(status=OutboxStatus.SENDING, locked_by=worker_id, locked_until=now + lease)
+        .values(
+            status=OutboxStatus.SENDING,
+            locked_by=sa.bindparam("worker", type_=_OUTBOX.c.locked_by.type),
+            locked_until=sa.bindparam("locked_until", type_=_OUTBOX.c.locked_until.type),
+        )
         .returning(_OUTBOX.c.id)
     )
-    more = sa.select(sa.exists().where(due(now)))
-    connection = session.connection()  # SQLite's write lock from here
-    ids = sorted(connection.scalars(mark))
-    return leases.Claim(ids, more=bool(connection.scalar(more)))
-
-
-def _among(ids: Sequence[int], dialect: str) -> sa.ColumnElement[bool]:
-    """``outbox.id`` is one of ``ids``: on SQLite one JSON parameter (see the module)."""
-    if dialect == "sqlite":
-        listed = sa.select(sa.column("value", sa.Integer)).select_from(
-            sa.func.json_each(sa.literal(json.dumps(list(ids)), sa.String))
-        )
-        return _OUTBOX.c.id.in_(listed)
-    return _OUTBOX.c.id.in_(ids)
+    more = sa.select(sa.exists().where(due))
+    return Prepared(mark, dialect), Prepared(more, dialect)
 
 
 def record(
@@ -100,42 +120,19 @@ def record(
     succeeded = sorted({item.id for item, error in results if error is None and item.held is None})
     sent_ids = set(succeeded)
     others = [(item, error) for item, error in results if item.id not in sent_ids]
-    dialect = factory.kw["bind"].dialect.name
+    dialect = factory.kw["bind"].dialect
+    statements = _record_on(dialect)
     now = clock.now()
-    # Built before the transaction begins: on SQLite it holds the write lock.
-    mark_sent = attempts = None
+    # Bound before the transaction begins: on SQLite it holds the write lock.
+    writes = []
     if succeeded:
-        among = _among(succeeded, dialect)
+        ids = ids_parameter(succeeded, dialect.name)
         # Sent is sent, whoever holds the lease now.
-        mark_sent = (
-            sa.update(_OUTBOX)
-            .where(among)
-            .values(
-                status=OutboxStatus.SENT,
-                sent_at=now,
-                last_error=None,
-                locked_by=None,
-                locked_until=None,
-                attempts=_OUTBOX.c.attempts + 1,
-            )
-        )
-        attempts = sa.insert(_ATTEMPTS).from_select(
-            ["outbox_id", "worker", "attempted_at", "error"],
-            sa.select(
-                _OUTBOX.c.id,
-                sa.literal(worker_id, _ATTEMPTS.c.worker.type),
-                sa.literal(now, _ATTEMPTS.c.attempted_at.type),
-                sa.null(),
-            )
-            .where(among)
-            .order_by(_OUTBOX.c.id),
-        )
+        writes.append(statements.mark_sent.bind({"ids": ids, "now": now}))
+        writes.append(statements.attempts.bind({"ids": ids, "now": now, "worker": worker_id}))
     locking = (
-        sa.select(_OUTBOX.c.id)
-        .where(_OUTBOX.c.id.in_(sorted(item.id for item, _error in results)))
-        .order_by(_OUTBOX.c.id)
-        .with_for_update()
-        if dialect == "postgresql"
+        statements.locking.bind({"ids": sorted(item.id for item, _error in results)})
+        if statements.locking is not None
         else None
     )
     sent = len(succeeded)
@@ -144,14 +141,78 @@ def record(
         if locking is not None:
             # Locked in id order, as every recorder locks them (no deadlock between
             # workers); SQLite has one writer at a time.
-            connection.execute(locking).all()
-        if mark_sent is not None and attempts is not None:
-            connection.execute(mark_sent)
-            connection.execute(attempts)
+            locking.all(connection)
+        for write in writes:
+            write.rowcount(connection)
         if others:
             sent += _others(session, others, worker_id=worker_id, now=now)
     log.info("sent %s of %s mails", sent, len(results))
     return sent
+
+
+@dataclasses.dataclass(frozen=True)
+class _Recording:
+    """The record's statements for one dialect (``_record_on``)."""
+
+    mark_sent: Prepared
+    attempts: Prepared
+    locking: Prepared | None  # PostgreSQL: the rows locked in id order first
+
+
+@functools.lru_cache(maxsize=8)
+def _record_on(dialect: Dialect) -> _Recording:
+    """The record's statements, compiled once and run on the driver's cursor. The ids
+    are one parameter (``ids_parameter``): the same statement for every batch."""
+    among = outbox_ids_in(dialect.name)
+    mark_sent = (
+        sa.update(_OUTBOX)
+        .where(among)
+        .values(
+            status=OutboxStatus.SENT,
+            sent_at=sa.bindparam("now", type_=_OUTBOX.c.sent_at.type),
+            last_error=None,
+            locked_by=None,
+            locked_until=None,
+            attempts=_OUTBOX.c.attempts + 1,
+        )
+    )
+    attempts = sa.insert(_ATTEMPTS).from_select(
+        ["outbox_id", "worker", "attempted_at", "error"],
+        sa.select(
+            _OUTBOX.c.id,
+            sa.bindparam("worker", type_=_ATTEMPTS.c.worker.type),
+            sa.bindparam("now", type_=_ATTEMPTS.c.attempted_at.type),
+            sa.null(),
+        )
+        .where(among)
+        .order_by(_OUTBOX.c.id),
+    )
+    locking = (
+        sa.select(_OUTBOX.c.id).where(among).order_by(_OUTBOX.c.id).with_for_update()
+        if dialect.name == "postgresql"
+        else None
+    )
+    return _Recording(
+        Prepared(mark_sent, dialect),
+        Prepared(attempts, dialect),
+        Prepared(locking, dialect) if locking is not None else None,
+    )
+
+
+def outbox_ids_in(dialect: str) -> sa.ColumnElement[bool]:
+    """``outbox.id`` is one of the parameter ``ids``: on SQLite a JSON array read by
+    ``json_each`` (see the module), elsewhere an array (``= ANY``)."""
+    if dialect == "sqlite":
+        listed = sa.select(sa.column("value", sa.Integer)).select_from(
+            sa.func.json_each(sa.bindparam("ids", type_=sa.String))
+        )
+        return _OUTBOX.c.id.in_(listed)
+    return _OUTBOX.c.id == sa.any_(sa.bindparam("ids", type_=sa.ARRAY(sa.Integer)))
+
+
+def ids_parameter(ids: Sequence[int], dialect: str) -> str | list[int]:
+    """The value of ``outbox_ids_in``'s parameter."""
+    return json.dumps(list(ids)) if dialect == "sqlite" else list(ids)
 
 
 def _others(

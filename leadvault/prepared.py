@@ -38,6 +38,11 @@ class Prepared:
             if compiled.positiontup is None:
                 raise ValueError(f"{dialect.name}+{dialect.driver}: no parameter order")
             self._order = tuple(compiled.positiontup)
+        # The values the statement carries itself (a constant in it, a status it sets):
+        # a run's parameters need not repeat them.
+        self._constants = {
+            name: bind.value for bind, name in compiled.bind_names.items() if not bind.required
+        }
         self._processors: dict[str, Callable[[Any], Any]] = {}
         for bind, name in compiled.bind_names.items():
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
@@ -46,8 +51,9 @@ class Prepared:
 
     def bind(self, params: Mapping[str, Any]) -> Bound:
         """The statement with ``params`` converted for the driver: no database work,
-        so it can run before the transaction (and its lock) begins."""
-        values = dict(params)
+        so it can run before the transaction (and its lock) begins. ``params`` holds
+        every parameter the statement has no value of its own for."""
+        values = {**self._constants, **params}
         for name, processor in self._processors.items():
             values[name] = processor(values[name])
         if self._order is not None:
@@ -75,6 +81,10 @@ class Bound:
     def rowcount(self, connection: sa.Connection) -> int:
         """Run on ``connection``'s driver connection; the rows it wrote."""
         return self._run(connection, _rowcount)
+
+    def all(self, connection: sa.Connection) -> list[tuple[Any, ...]]:
+        """Run on ``connection``'s driver connection; every row it returned."""
+        return self._run(connection, _all_rows)
 
     def _run(self, connection: sa.Connection, read: Callable[[Any], _T]) -> _T:
         dialect = connection.dialect
@@ -115,6 +125,13 @@ def _first_row(cursor: Any) -> tuple[Any, ...] | None:
     if getattr(cursor, "rownumber", 0) is None:
         return None
     return cursor.fetchone()
+
+
+def _all_rows(cursor: Any) -> list[tuple[Any, ...]]:
+    # As _first_row: psycopg has nothing to fetch after a statement without rows.
+    if getattr(cursor, "rownumber", 0) is None:
+        return []
+    return list(cursor.fetchall())
 
 
 def _rowcount(cursor: Any) -> int:
