@@ -89,18 +89,55 @@ def _claim_on(dialect: Dialect) -> tuple[Prepared, Prepared]:
         .order_by(_OUTBOX.c.id)
         .limit(sa.bindparam("limit", type_=sa.Integer))
     )
-    mark = (
+    mark = _mark_claimed(_OUTBOX.c.id.in_(first)).returning(_OUTBOX.c.id)
+    more = sa.select(sa.exists().where(due))
+    return Prepared(mark, dialect), Prepared(more, dialect)
+
+
+def claim_postgresql(session: Session, *, worker_id: str, limit: int) -> leases.Claim:
+    """``leases.claim_batch`` for the mail on PostgreSQL, the same two statements (the
+    due ids ``FOR UPDATE SKIP LOCKED``, one beyond ``limit``; then the UPDATE of the
+    first ``limit``) compiled once and bound outside SQLAlchemy's execution
+    (``_postgresql_claim_on``)."""
+    now = clock.now()
+    lease = dt.timedelta(seconds=settings_of(session).outbox_lease_seconds)
+    dialect = session.get_bind().dialect
+    select_due, mark = _postgresql_claim_on(dialect)
+    connection = session.connection()
+    # One beyond the limit: it stays as it was, locked until this claim commits.
+    found = [row[0] for row in select_due.bind({"now": now, "limit": limit + 1}).all(connection)]
+    ids = found[:limit]
+    if ids:
+        values = {"ids": ids_parameter(ids, dialect.name), "worker": worker_id}
+        mark.bind({**values, "locked_until": now + lease}).rowcount(connection)
+    return leases.Claim(ids, more=len(found) > limit)
+
+
+@functools.lru_cache(maxsize=8)
+def _postgresql_claim_on(dialect: Dialect) -> tuple[Prepared, Prepared]:
+    now = sa.bindparam("now", type_=_OUTBOX.c.next_attempt_at.type)
+    select_due = (
+        sa.select(_OUTBOX.c.id)
+        .where(outbox.due(OutboxKind.MAIL)(now))
+        .order_by(_OUTBOX.c.id)
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+        .with_for_update(skip_locked=True)
+    )
+    mark = _mark_claimed(outbox_ids_in(dialect.name))
+    return Prepared(select_due, dialect), Prepared(mark, dialect)
+
+
+def _mark_claimed(which: sa.ColumnElement[bool]) -> sa.Update:
+    """The claim's UPDATE of the rows ``which`` selects: sending, under the worker's lease."""
+    return (
         sa.update(_OUTBOX)
-        .where(_OUTBOX.c.id.in_(first))
+        .where(which)
         .values(
             status=OutboxStatus.SENDING,
             locked_by=sa.bindparam("worker", type_=_OUTBOX.c.locked_by.type),
             locked_until=sa.bindparam("locked_until", type_=_OUTBOX.c.locked_until.type),
         )
-        .returning(_OUTBOX.c.id)
     )
-    more = sa.select(sa.exists().where(due))
-    return Prepared(mark, dialect), Prepared(more, dialect)
 
 
 def record(
