@@ -41,7 +41,9 @@ class Prepared:
         # The values the statement carries itself (a constant in it, a status it sets):
         # a run's parameters need not repeat them.
         self._constants = {
-            name: bind.value for bind, name in compiled.bind_names.items() if not bind.required
+            name: bind.value
+            for bind, name in compiled.bind_names.items()
+            if not bind.required and bind.callable is None
         }
         self._processors: dict[str, Callable[[Any], Any]] = {}
         for bind, name in compiled.bind_names.items():
