@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from leadvault import bulk
 from leadvault.crypto import sha256_hex
@@ -48,11 +49,18 @@ def digest(fields: Mapping[str, Any]) -> str:
     return sha256_hex(_canonical_json(fields))
 
 
+# ``json.dumps(fields, sort_keys=True, separators=(",", ":"))``, its encoder made once:
+# ``json.dumps`` with arguments builds one per call (every ledger entry is encoded).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def _canonical_json(fields: Mapping[str, Any]) -> str:
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return _CANONICAL.encode(fields)
 
 
 _PREV = "prev_hash"
+# The ``prev_hash`` key as the canonical JSON writes it, before its value.
+_PREV_KEY = _canonical_json({_PREV: ""})[1:-3]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,7 +75,8 @@ class Cut:
 
     def digest(self, prev_hash: str) -> str:
         """``digest`` of the entry's fields with ``prev_hash``: the same string hashed."""
-        return sha256_hex(f"{self.before}{_canonical_json({_PREV: prev_hash})[1:-1]}{self.after}")
+        # ``_canonical_json({_PREV: prev_hash})[1:-1]``: the key and the value encoded.
+        return sha256_hex(f"{self.before}{_PREV_KEY}{_CANONICAL.encode(prev_hash)}{self.after}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,11 +138,15 @@ class Chain:
         newest one (locking the head once) and written in one executemany; they do not
         join the session and get no id (nothing of the batch reads them back).
         ``cuts``: each entry's :meth:`cut`, made before (then no JSON under the lock)."""
-        model: Any = self.head_model
-        head = session.scalars(sa.select(model).where(model.id == HEAD_ID).with_for_update()).one()
         table: sa.Table = self.entry_model.__table__  # type: ignore[attr-defined]
+        heads: sa.Table = self.head_model.__table__  # type: ignore[attr-defined]
         columns = [column.key for column in table.columns if not column.primary_key]
-        previous = head.last_hash
+        # The head read and moved by two Core statements on the session's connection
+        # (an ORM head cost a query, a SELECT of the newest id and a flush a batch).
+        connection = session.connection()
+        previous = connection.execute(
+            sa.select(heads.c.last_hash).where(heads.c.id == HEAD_ID).with_for_update()
+        ).scalar_one()
         rows = []
         for index, entry in enumerate(entries):
             entry.prev_hash = previous
@@ -141,12 +154,18 @@ class Chain:
                 cuts[index].digest(previous) if cuts is not None else self.hash_of(entry)
             )
             rows.append({name: getattr(entry, name) for name in columns})
-        connection = session.connection()
         bulk.insert_many(connection, table, rows)
         # Every append locks the head first, so the newest entry is ours.
-        head.last_id = connection.scalar(sa.select(sa.func.max(table.c.id)))
-        head.last_hash = previous
-        session.flush()
+        newest = sa.select(sa.func.max(table.c.id)).scalar_subquery()
+        connection.execute(
+            sa.update(heads)
+            .where(heads.c.id == HEAD_ID)
+            .values(last_id=newest, last_hash=previous)
+        )
+        # A head the session loaded before (an append outside the batch) is stale now.
+        loaded = session.identity_map.get(identity_key(self.head_model, HEAD_ID))
+        if loaded is not None:
+            session.expire(loaded)
 
     def entries(self, session: Session, batch: int = 1000) -> Iterator[Any]:
         """Every entry in order, a batch at a time (flat memory)."""

@@ -23,6 +23,7 @@ import hmac
 import ipaddress
 import json
 import os
+import re
 import secrets
 import tempfile
 import time
@@ -283,7 +284,7 @@ class DataKey:
         )
 
     def encrypt_json(self, field: str, value: Any) -> bytes:
-        return self.encrypt(field, json.dumps(value, separators=(",", ":"), sort_keys=True))
+        return self.encrypt(field, _SEALED_JSON.encode(value))
 
     def decrypt_json(self, field: str, sealed: bytes) -> Any:
         return json.loads(self.decrypt(field, sealed))
@@ -493,6 +494,11 @@ class _TokenSigner:
         return (b"%s.%s" % (value, base64_encode(mac.digest()))).decode("ascii")
 
 
+# What ``encrypt_json`` seals: ``json.dumps(value, separators=(",", ":"), sort_keys=True)``,
+# its encoder made once (``json.dumps`` with arguments builds one per call; the worker
+# seals several values a lead, an opt-in mail among them).
+_SEALED_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
 # itsdangerous' compact JSON (``_CompactJSON.dumps``: no spaces, not ASCII-only), its
 # encoder made once: ``json.dumps`` with these arguments builds one per call.
 _COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -533,8 +539,14 @@ def truncate_ip(address: str | None) -> str | None:
     """Keep the network, drop the host: /24 for IPv4, /48 for IPv6."""
     if not address:
         return None
+    text = address.strip()
+    # A dotted quad as ipaddress writes it (the usual case: every lead's ledger entry)
+    # keeps its first three numbers; anything else is parsed (and None when invalid).
+    plain = _PLAIN_V4.fullmatch(text)
+    if plain is not None:
+        return f"{plain[1]}0"
     try:
-        ip = ipaddress.ip_address(address.strip())
+        ip = ipaddress.ip_address(text)
     except ValueError:
         return None
     # The network address by an integer mask: the string ip_network(...).network_address
@@ -545,6 +557,10 @@ def truncate_ip(address: str | None) -> str | None:
 
 
 _V4_NETWORK = ((1 << 24) - 1) << 8  # /24
+# Four numbers 0-255 in ASCII digits without leading zeros, as ipaddress accepts and
+# writes them: the /24 is the first three and a dot, then 0.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+_PLAIN_V4 = re.compile(rf"((?:{_OCTET}\.){{3}}){_OCTET}")
 _V6_NETWORK = ((1 << 48) - 1) << 80  # /48
 
 
