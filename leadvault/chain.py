@@ -158,9 +158,7 @@ class Chain:
         # Every append locks the head first, so the newest entry is ours.
         newest = sa.select(sa.func.max(table.c.id)).scalar_subquery()
         connection.execute(
-            sa.update(heads)
-            .where(heads.c.id == HEAD_ID)
-            .values(last_id=newest, last_hash=previous)
+            sa.update(heads).where(heads.c.id == HEAD_ID).values(last_id=newest, last_hash=previous)
         )
         # A head the session loaded before (an append outside the batch) is stale now.
         loaded = session.identity_map.get(identity_key(self.head_model, HEAD_ID))

@@ -70,3 +70,29 @@ def test_truncate_ip_gives_the_network_address_string() -> None:
         assert truncate_ip(f" {address} ") == _truncated_by_network(address), address
     for bad in ["", None, "x", "1.2.3", "1.2.3.4/24", "::g"]:
         assert truncate_ip(bad) is None
+
+
+def _parsed(address: str) -> str | None:
+    """``truncate_ip`` as it was: every address parsed by ipaddress."""
+    try:
+        return _truncated_by_network(address.strip())
+    except ValueError:
+        return None
+
+
+def test_truncate_ip_takes_a_dotted_quad_as_ipaddress_takes_it() -> None:
+    """A dotted quad's /24 is cut from its text; what ipaddress would not accept as it
+    is written (leading zeros, numbers past 255, other digits) is parsed as before."""
+    rng = random.Random(7)
+    samples = ["0.0.0.0", "9.9.9.9", "10.0.0.255", "99.100.199.200", "249.250.255.255"]
+    samples += ["01.2.3.4", "1.2.3.04", "1.2.3.00", "256.1.1.1", "1.2.3.256", "1.2.3.1000"]
+    samples += ["1.2.3", "1.2.3.4.5", "1..2.3", ".1.2.3", "1.2.3.", "1.2.3.4\n", "\t1.2.3.4 "]
+    samples += ["1.2.3.\u0663", "1.2.3.\u00b2", "\uff11.2.3.4", "1.2.3.4 5", "+1.2.3.4", "1.2.3.-4"]
+    for _ in range(20000):
+        parts = [
+            rng.choice([str(rng.randint(0, 299)), f"0{rng.randint(0, 99)}", str(rng.randint(0, 9))])
+            for _ in range(rng.choice([3, 4, 4, 4, 5]))
+        ]
+        samples.append(".".join(parts))
+    for address in samples:
+        assert truncate_ip(address) == _parsed(address), repr(address)
