@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from harness import BenchError, bench_env, run_cli
+from harness import BenchError, LockUse, bench_env, run_cli
 from load import bench_database
 from worker_cpu import (  # last: it takes the bench directory off sys.path
     WARM,
@@ -50,6 +50,8 @@ from worker_cpu import (  # last: it takes the bench directory off sys.path
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 STAGES = ("inbox", "mail")
+# On SQLite also the inbox stage's CPU holding the write lock (what capture waits for).
+LOCKED = "inbox under the write lock"
 REPLY = "worker_ab: "
 
 
@@ -89,6 +91,7 @@ def _serve_rounds(args: argparse.Namespace, env: dict[str, str], sink: Any, out:
     if hasattr(inbox, "SQLITE_BATCH_SECONDS"):
         inbox.SQLITE_BATCH_SECONDS = 3600.0
     app = create_app(environ=env)
+    locks = None if args.database_url else LockUse()
     form_id = make_form(app)
     worker = Worker(app, batch_size=args.batch_size)
     queue_submissions(app, form_id, WARM)
@@ -107,9 +110,11 @@ def _serve_rounds(args: argparse.Namespace, env: dict[str, str], sink: Any, out:
         sent = sink.count
         queue_submissions(app, form_id, args.items)
         gc.collect()
+        locked = locks.cpu if locks else 0.0
         cpu = time.process_time()
         handled = until_empty(worker.process_inbox)
         inbox_cpu = time.process_time() - cpu
+        locked = (locks.cpu if locks else 0.0) - locked
         cpu = time.process_time()
         until_empty(worker.deliver_mail)
         mail_cpu = time.process_time() - cpu
@@ -123,6 +128,7 @@ def _serve_rounds(args: argparse.Namespace, env: dict[str, str], sink: Any, out:
             {
                 "inbox": inbox_cpu,
                 "mail": mail_cpu,
+                **({LOCKED: locked} if locks else {}),
                 "handled": handled,
                 "received": sink.count - sent,
             },
@@ -147,7 +153,7 @@ class Side:
     def __init__(self, name: str, tree: Path, args: argparse.Namespace) -> None:
         self.name = name
         self.tree = tree
-        self.rounds: dict[str, list[float]] = {stage: [] for stage in STAGES}
+        self.rounds: dict[str, list[float]] = {stage: [] for stage in (*STAGES, LOCKED)}
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child"]
         cmd += ["--items", str(args.items), "--batch-size", str(args.batch_size)]
         if args.database_url:
@@ -180,8 +186,9 @@ class Side:
                 f"{self.name}: {items} queued, {figures['handled']} handled, "
                 f"{figures['received']} mails received"
             )
-        for stage in STAGES:
-            self.rounds[stage].append(figures[stage] * 1000 / items)
+        for stage in (*STAGES, LOCKED):
+            if stage in figures:
+                self.rounds[stage].append(figures[stage] * 1000 / items)
         return figures
 
     def finish(self) -> None:
@@ -278,6 +285,8 @@ def parent(args: argparse.Namespace) -> int:
         for side in sides
     ]
     print(summary("both", both[0], both[1]))
+    if sides[0].rounds[LOCKED]:
+        print(summary(LOCKED, sides[0].rounds[LOCKED], sides[1].rounds[LOCKED]))
     return 0
 
 
