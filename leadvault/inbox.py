@@ -14,12 +14,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -255,16 +257,29 @@ def _store_batch(
     finally:
         batch.end(session)
     if done:
-        deleted = session.execute(
-            sa.delete(InboxItem)
-            .where(InboxItem.id.in_(done))
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        ids = json.dumps(done) if sqlite else done
+        deleted = session.connection().execute(_DELETE[dialect_of(session)], {"ids": ids}).rowcount
         if sqlite and not isolated and deleted != len(done):
             # Read in a snapshot, some were taken by another worker (or erased) before
             # this batch took the write lock: do it again.
             raise batch.Conflict("an item of the batch was handled elsewhere meanwhile")
     return handled
+
+
+# The stored items' DELETE, built once, the ids one parameter (on SQLite, where it runs
+# under the write lock, a JSON array through json_each): no id coerced, rendered and
+# bound one by one.
+_IDS = sa.bindparam("ids", type_=sa.String)
+_DELETE = {
+    "sqlite": sa.delete(InboxItem.__table__).where(
+        InboxItem.__table__.c.id.in_(
+            sa.select(sa.column("value", sa.Integer)).select_from(sa.func.json_each(_IDS))
+        )
+    ),
+    "postgresql": sa.delete(InboxItem.__table__).where(
+        InboxItem.__table__.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.Integer)))
+    ),
+}
 
 
 def _over_budget(session: Session, started: float) -> bool:
