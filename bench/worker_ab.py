@@ -44,6 +44,8 @@ from worker_cpu import (  # last: it takes the bench directory off sys.path
     check,
     make_form,
     queue_submissions,
+    tally,
+    unsent,
     until_empty,
 )
 
@@ -107,7 +109,7 @@ def _serve_rounds(args: argparse.Namespace, env: dict[str, str], sink: Any, out:
     for line in sys.stdin:
         if line.strip() != "round":
             break
-        sent = sink.count
+        sent, before = sink.count, tally(app)
         queue_submissions(app, form_id, args.items)
         gc.collect()
         locked = locks.cpu if locks else 0.0
@@ -123,6 +125,7 @@ def _serve_rounds(args: argparse.Namespace, env: dict[str, str], sink: Any, out:
         while sink.count - sent < handled and time.monotonic() < deadline:
             time.sleep(0.01)
         handled_total += handled
+        after = tally(app)
         _reply(
             out,
             {
@@ -130,7 +133,10 @@ def _serve_rounds(args: argparse.Namespace, env: dict[str, str], sink: Any, out:
                 "mail": mail_cpu,
                 **({LOCKED: locked} if locks else {}),
                 "handled": handled,
+                "leads": after["leads"] - before["leads"],
+                "sent": after.get("sent", 0) - before.get("sent", 0),
                 "received": sink.count - sent,
+                "unsent": unsent(after),
             },
         )
     worker.close()
@@ -181,10 +187,13 @@ class Side:
     def round(self, items: int) -> dict[str, float]:
         self._send("round")
         figures = self._read()
-        if not figures["handled"] == figures["received"] == items:
+        counts = [figures[key] for key in ("handled", "leads", "sent", "received")]
+        if any(count != items for count in counts):
             raise BenchError(
                 f"{self.name}: {items} queued, {figures['handled']} handled, "
-                f"{figures['received']} mails received"
+                f"{figures['leads']} new leads, {figures['sent']} mails sent, "
+                f"{figures['received']} mails received; "
+                f"outbox rows not sent: {figures['unsent']}"
             )
         for stage in (*STAGES, LOCKED):
             if stage in figures:
