@@ -12,9 +12,9 @@ Which leads changed is collected during the transaction and settled just before 
 commits (``before_commit``), once per transaction and in bulk: a worker's batch of a
 hundred submissions costs a handful of statements. On SQLite the commit holds the
 database's one write lock, which capture's requests queue for (issue 13.3): the
-statements are built once (``_Statements``), and a set of leads is one parameter (a
-JSON array through ``json_each``; PostgreSQL an array), so no id is coerced, rendered
-and bound one by one while the lock is held. Leads are marked by the signals
+statements are built once, and a set of leads is one parameter (a JSON array through
+``json_each``; PostgreSQL an array: ``admin.rollup_facts``), so no id is coerced,
+rendered and bound one by one while the lock is held. Leads are marked by the signals
 of the packages below (a lead created, a submission stored, a stage change, an
 erasure) and by any flush that writes a scoring state or a handoff, so a new write
 path is covered as long as it goes through the session.
@@ -26,11 +26,8 @@ dashboard uses them only while that is the instance's zone.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
-import itertools
-import json
 import uuid
 import weakref
 from collections import Counter, defaultdict
@@ -43,17 +40,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from admin import reports
+from admin import rollup_facts
 from admin.models import ReportDay, ReportLead, ReportRejection, ReportState, ReportStep
+from admin.rollup_facts import LeadFacts
 from leadvault import batch, clock
 from leadvault.db import dialect_of
 from leadvault.models import Lead
-from scoring.models import Handoff, HandoffStatus, LeadScore, Stage, StageChange
-
-_LEAD_ROWS = Lead.__table__
-_SCORES = LeadScore.__table__
-_CHANGES = StageChange.__table__
-_HANDOFFS = Handoff.__table__
+from scoring.models import Handoff, LeadScore, StageChange
 
 _LEADS = ReportLead.__table__
 _STEPS = ReportStep.__table__
@@ -62,28 +55,7 @@ _DIRTY = "rollup.dirty"  # session.info: ids of leads whose aggregates are to be
 # lead has added nothing yet, so settling it reads and deletes nothing.
 _CREATED = "rollup.created"
 CHUNK = 500
-STEPS = tuple(str(s) for s in reports.FUNNEL[1:])  # mql, sal, sql, won
-NONE = reports.NONE_LABEL
 _as_int = attrgetter("int")
-
-
-@dataclasses.dataclass(frozen=True)
-class LeadFacts:
-    """What one lead adds to the aggregates."""
-
-    day: dt.date
-    form: str
-    source: str
-    suspect: bool
-    reached: frozenset[str]
-    rejected: frozenset[str]
-    steps: tuple[tuple[str, float], ...]  # (stage, seconds from the stage before)
-
-    def day_key(self) -> tuple[dt.date, str, str]:
-        return (self.day, self.form, self.source)
-
-    def day_values(self) -> tuple[int, int, int, int]:
-        return (1, int(self.suspect), int("mql" in self.reached), int("sal" in self.reached))
 
 
 # --- marking and settling -------------------------------------------------------------
@@ -133,7 +105,11 @@ def forget(session: Session, lead_id: uuid.UUID) -> None:
         dirty.discard(lead_id)
     zone = _zone(session)
     if zone is not None:
-        _apply(session, {lead_id: _stored(session, [lead_id]).get(lead_id)}, {lead_id: None})
+        _apply(
+            session,
+            {lead_id: rollup_facts.stored(session, [lead_id]).get(lead_id)},
+            {lead_id: None},
+        )
 
 
 def _zone(session: Session) -> ZoneInfo | None:
@@ -155,8 +131,8 @@ def _refresh(session: Session, ids: list[uuid.UUID], zone: ZoneInfo) -> None:
         session.execute(
             sa.select(Lead.id).where(Lead.id.in_(known)).order_by(Lead.id).with_for_update()
         )
-    now = _facts(session, ids, zone)  # an erased lead is missing: it adds nothing now
-    before = _stored(session, known) if known else {}
+    now = rollup_facts.facts(session, ids, zone)  # an erased lead is missing: it adds nothing now
+    before = rollup_facts.stored(session, known) if known else {}
     # Each lead whose facts changed takes back what it added and adds what it adds now.
     same = {i for i, facts in before.items() if now.get(i) == facts}
     after = {i: facts for i, facts in now.items() if i not in same} if same else now
@@ -166,143 +142,6 @@ def _refresh(session: Session, ids: list[uuid.UUID], zone: ZoneInfo) -> None:
         replaced = [i for i in {*after, *taken_back} if i not in created] if known else []
         _apply(session, taken_back, after, added=replaced)
     created.difference_update(ids)  # settled: from now on they have added their part
-
-
-def _among(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[bool]:
-    """``column`` is one of the leads bound as ``ids`` (:func:`_ids`): one parameter
-    whatever their number, so the statement is the same for every set of leads."""
-    if dialect == "sqlite":
-        listed = sa.select(sa.column("value", sa.String)).select_from(
-            sa.func.json_each(sa.bindparam("ids", type_=sa.String))
-        )
-        return column.in_(listed)
-    return column == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Uuid)))
-
-
-def _ids(ids: list[uuid.UUID], dialect: str) -> dict[str, Any]:
-    """The parameters of a statement of :class:`_Statements` for these leads: on SQLite
-    their ids as stored (32 hex digits) in one JSON array, on PostgreSQL an array."""
-    if dialect == "sqlite":
-        return {"ids": json.dumps([lead_id.hex for lead_id in ids])}
-    return {"ids": ids}
-
-
-@dataclasses.dataclass(frozen=True)
-class _Statements:
-    """The statements that settle a set of leads (``ids``, see :func:`_among`), built
-    once per dialect: Core on the tables (the rollup loads no objects)."""
-
-    entered: sa.Select[Any]  # the funnel stages the leads entered, and when
-    rejected: sa.Select[Any]  # sales' reasons for rejecting them
-    leads: sa.Select[Any]  # creation time, first form, UTM source, suspect flag
-    stored_steps: sa.Select[Any]  # what they added when last settled
-    stored_leads: sa.Select[Any]
-    delete_steps: sa.Delete
-    delete_leads: sa.Delete
-
-    @classmethod
-    @functools.cache
-    def of(cls, dialect: str) -> _Statements:
-        return cls(
-            entered=sa.select(_CHANGES.c.lead_id, _CHANGES.c.to_stage, _CHANGES.c.at).where(
-                _among(_CHANGES.c.lead_id, dialect), _CHANGES.c.to_stage.in_(STEPS)
-            ),
-            rejected=sa.select(_HANDOFFS.c.lead_id, _HANDOFFS.c.reject_reason).where(
-                _among(_HANDOFFS.c.lead_id, dialect),
-                _HANDOFFS.c.status == HandoffStatus.REJECTED.value,
-                _HANDOFFS.c.reject_reason.is_not(None),
-            ),
-            leads=sa.select(
-                _LEAD_ROWS.c.id,
-                _LEAD_ROWS.c.created_at,
-                _SCORES.c.first_form,
-                _SCORES.c.utm_source,
-                _SCORES.c.suspect,
-            )
-            .select_from(_LEAD_ROWS.outerjoin(_SCORES, _SCORES.c.lead_id == _LEAD_ROWS.c.id))
-            .where(_among(_LEAD_ROWS.c.id, dialect)),
-            stored_steps=sa.select(_STEPS.c.lead_id, _STEPS.c.stage, _STEPS.c.seconds).where(
-                _among(_STEPS.c.lead_id, dialect)
-            ),
-            stored_leads=sa.select(
-                _LEADS.c.lead_id,
-                _LEADS.c.day,
-                _LEADS.c.form,
-                _LEADS.c.source,
-                _LEADS.c.suspect,
-                _LEADS.c.reached,
-                _LEADS.c.rejected,
-            ).where(_among(_LEADS.c.lead_id, dialect)),
-            delete_steps=sa.delete(_STEPS).where(_among(_STEPS.c.lead_id, dialect)),
-            delete_leads=sa.delete(_LEADS).where(_among(_LEADS.c.lead_id, dialect)),
-        )
-
-
-def _facts(session: Session, ids: list[uuid.UUID], zone: ZoneInfo) -> dict[uuid.UUID, LeadFacts]:
-    """What the leads add now, from the source tables (erased leads are missing)."""
-    dialect = dialect_of(session)
-    statements, params = _Statements.of(dialect), _ids(ids, dialect)
-    connection = session.connection()
-    entered: dict[uuid.UUID, dict[str, dt.datetime]] = defaultdict(dict)
-    for lead_id, stage, at in connection.execute(statements.entered, params):
-        first = entered[lead_id].get(stage)
-        entered[lead_id][stage] = at if first is None else min(first, at)
-    rejected: dict[uuid.UUID, set[str]] = defaultdict(set)
-    for lead_id, reason in connection.execute(statements.rejected, params):
-        rejected[lead_id].add(reason)
-    facts = {}
-    for lead_id, created, form, source, suspect in connection.execute(statements.leads, params):
-        stages = entered.get(lead_id)
-        facts[lead_id] = LeadFacts(
-            day=created.astimezone(zone).date(),
-            form=form or NONE,
-            source=source or NONE,
-            suspect=bool(suspect),
-            reached=frozenset(stages) if stages else _NOTHING,
-            rejected=frozenset(rejected[lead_id]) if lead_id in rejected else _NOTHING,
-            steps=_steps(created, stages) if stages else (),  # none before a stage entered
-        )
-    return facts
-
-
-_NOTHING: frozenset[str] = frozenset()
-
-
-def _steps(created: dt.datetime, entered: dict[str, dt.datetime]) -> tuple[tuple[str, float], ...]:
-    """Each funnel step the lead took: (stage, seconds from the stage before)."""
-    times = {str(Stage.NEW): created, **entered}
-    return tuple(
-        (after, (times[after] - times[before]).total_seconds())
-        for before, after in itertools.pairwise((str(Stage.NEW), *STEPS))
-        if before in times and after in times
-    )
-
-
-def _stored(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, LeadFacts]:
-    """What the leads added when last settled."""
-    dialect = dialect_of(session)
-    statements, params = _Statements.of(dialect), _ids(ids, dialect)
-    connection = session.connection()
-    steps: dict[uuid.UUID, list[tuple[str, float]]] = defaultdict(list)
-    for lead_id, stage, seconds in connection.execute(statements.stored_steps, params):
-        steps[lead_id].append((stage, seconds))
-    order = {stage: i for i, stage in enumerate(STEPS)}
-    return {
-        row.lead_id: LeadFacts(
-            day=row.day,
-            form=row.form,
-            source=row.source,
-            suspect=row.suspect,
-            reached=_set(row.reached),
-            rejected=_set(row.rejected),
-            steps=tuple(sorted(steps.get(row.lead_id, ()), key=lambda s: order[s[0]])),
-        )
-        for row in connection.execute(statements.stored_leads, params)
-    }
-
-
-def _set(text: str) -> frozenset[str]:
-    return frozenset(text.split(",")) if text else frozenset()
 
 
 def _apply(
@@ -327,7 +166,8 @@ def _apply(
     ids = list(after) if added is None else added
     if ids:
         dialect = dialect_of(session)
-        statements, params = _Statements.of(dialect), _ids(ids, dialect)
+        statements = rollup_facts.Statements.of(dialect)
+        params = rollup_facts.parameters(ids, dialect)
         connection = session.connection()
         connection.execute(statements.delete_steps, params)
         connection.execute(statements.delete_leads, params)
@@ -422,7 +262,7 @@ def rebuild(
         ids = list(session.scalars(query))
         if not ids:
             return count
-        _apply(session, {}, dict(_facts(session, ids, zone)))
+        _apply(session, {}, dict(rollup_facts.facts(session, ids, zone)))
         count += len(ids)
         last = ids[-1]
         if progress is not None:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from admin import reports
 from admin.models import ReportDay, ReportRejection, ReportState, ReportStep
-from admin.rollup import STEPS
+from admin.rollup_facts import STEPS
 
 
 def usable(session: Session, zone: ZoneInfo) -> bool:
