@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from capture.models import Form
 from consent.ledger import RequestMeta
-from leadvault import clock, inbox
+from leadvault import clock, inbox_queueing
 from leadvault.crypto import Vault
 from leadvault.models import InboxItem, SpentToken
 from leadvault.prepared import Bound, Prepared
@@ -52,7 +52,7 @@ def accept(
     fast under bursts and holds the database's write lock for a moment only.
     ``email_index``: the address's blind index, when the caller computed it already.
     """
-    inbox.enqueue(
+    inbox_queueing.enqueue(
         session,
         SUBMISSION,
         _payload(form, data, language, meta),
@@ -73,7 +73,7 @@ def sealed_submission(
 ) -> Bound:
     """:func:`accept`'s INSERT, sealed and bound for ``dialect`` before the endpoint's
     write (``db.short_write``) runs it: on SQLite, not under the write lock."""
-    return inbox.sealed_insert(
+    return inbox_queueing.sealed_insert(
         dialect,
         vault,
         SUBMISSION,
@@ -99,7 +99,7 @@ def spend_and_accept(
     its own transaction (BEGIN and COMMIT were two more). False when a key was spent
     before: then nothing is queued, and the submission's other keys are spent all the
     same (as ``links.spend_all`` leaves them)."""
-    row = inbox.sealed_row(
+    row = inbox_queueing.sealed_row(
         vault,
         SUBMISSION,
         _payload(form, data, language, meta),
@@ -146,13 +146,13 @@ def _spend_and_queue(count: int) -> sa.Insert:
     # (Not a cast to VARCHAR(n): that would cut a long value instead of refusing it.)
     values = [
         sa.cast(bind, column.type) if isinstance(column.type, sa.LargeBinary) else bind
-        for column in (inbox_table.c[name] for name in inbox.ROW_COLUMNS)
+        for column in (inbox_table.c[name] for name in inbox_queueing.ROW_COLUMNS)
         for bind in [sa.bindparam(column.name, type_=column.type)]
     ]
     everything_new = sa.and_(*(sa.exists(sa.select(cte.c.nonce)) for cte in spent))
     return (
         sa.insert(inbox_table)
-        .from_select(list(inbox.ROW_COLUMNS), sa.select(*values).where(everything_new))
+        .from_select(list(inbox_queueing.ROW_COLUMNS), sa.select(*values).where(everything_new))
         .returning(inbox_table.c.id)
     )
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from consent import ledger, optin, service
 from consent.ledger import RequestMeta
 from consent.models import ConsentText, Purpose
-from leadvault import branding, clock, i18n, inbox, leads, links, mail, outbox, signals
+from leadvault import branding, clock, i18n, inbox_queueing, leads, links, mail, outbox, signals
 from leadvault.branding import mail_parts
 from leadvault.crypto import TokenExpired, TokenInvalid, payload_id, random_token
 from leadvault.db import mail_context, settings_of, vault_of
@@ -145,7 +145,9 @@ def queue_manage_request(session: Session, email: str, lang: str) -> None:
     it belongs to a lead; the worker decides (:func:`handle_manage_request`).
     The inbox row carries the address's blind index: erasure drops it too.
     """
-    inbox.enqueue(session, MANAGE_REQUEST, {"email": email, "language": lang}, subject_email=email)
+    inbox_queueing.enqueue(
+        session, MANAGE_REQUEST, {"email": email, "language": lang}, subject_email=email
+    )
 
 
 def handle_manage_request(session: Session, payload: dict[str, Any]) -> None:

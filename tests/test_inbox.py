@@ -6,7 +6,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from leadvault import clock, inbox
+from leadvault import clock, inbox_queueing
 from leadvault.app import runtime
 from leadvault.db import unit_of_work
 from leadvault.models import InboxItem, InboxStatus
@@ -23,7 +23,7 @@ def test_failing_handler_is_retried_then_failed_and_forgotten(make_app, smtp_ser
 
     runtime(app).inbox_handlers["test.explode"] = explode
     with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
-        inbox.enqueue(s, "test.explode", {"email": "quokka@example.org"})
+        inbox_queueing.enqueue(s, "test.explode", {"email": "quokka@example.org"})
 
     def item():
         with runtime(app).session_factory() as s:

@@ -6,7 +6,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from leadvault import clock, inbox
+from leadvault import clock, inbox, inbox_queueing
 from leadvault.app import runtime
 from leadvault.db import dialect_of, unit_of_work
 from leadvault.models import InboxItem, InboxStatus
@@ -20,7 +20,7 @@ def test_a_batch_takes_the_first_due_items_in_id_order_past_those_not_due(app):
     later = now + dt.timedelta(minutes=5)
     with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
         for n in range(8):
-            inbox.enqueue(s, "test.kind", {"n": n})
+            inbox_queueing.enqueue(s, "test.kind", {"n": n})
     with app.app_context(), unit_of_work(runtime(app).session_factory) as s:
         ids = list(s.scalars(sa.select(InboxItem.id).order_by(InboxItem.id)))
         items = {item.id: item for item in s.scalars(sa.select(InboxItem))}

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import sqlite
 
-from leadvault import inbox, sqlite_writer
+from leadvault import inbox_queueing, sqlite_writer
 from leadvault.app import runtime
 from leadvault.engine import READ_ONLY_MARK, ReadOnlyViolation
 from leadvault.models import InboxItem, OutboxAttempt, SpentToken
@@ -59,13 +59,13 @@ def test_a_submission_seals_its_payload_before_it_takes_the_write_lock(sqlite_ap
     form_id = make_form(app)
     engine = runtime(app).engine
     held_while_sealing: list[bool] = []
-    real_seal = inbox.seal
+    real_seal = inbox_queueing.seal
 
     def watched(*args: Any, **kwargs: Any) -> Any:
         held_while_sealing.append(_queue_held(engine))
         return real_seal(*args, **kwargs)
 
-    monkeypatch.setattr(inbox, "seal", watched)
+    monkeypatch.setattr(inbox_queueing, "seal", watched)
     token = render_token(app, form_id)
     assert _submit(app, form_id, token).status_code == 200
     assert held_while_sealing == [False], "sealed while holding the write lock"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from leadvault import inbox
+from leadvault import inbox_queueing
 from leadvault.app import runtime
 from leadvault.db import unit_of_work
 from leadvault.settings import parse_smtp_url
@@ -52,7 +52,7 @@ class _Running:
     def queue(self, n: int) -> None:
         """What a request in another process does: commit an item, wake nobody."""
         with self.app.app_context(), unit_of_work(runtime(self.app).session_factory) as s:
-            inbox.enqueue(s, KIND, {"n": n})
+            inbox_queueing.enqueue(s, KIND, {"n": n})
 
     def close(self) -> None:
         self.stop.set()
