@@ -13,18 +13,17 @@ import dataclasses
 import datetime as dt
 import functools
 import itertools
-import json
 import uuid
 from collections import defaultdict
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from admin import reports
 from admin.models import ReportLead, ReportStep
+from leadvault import id_sets
 from leadvault.db import dialect_of
 from leadvault.models import Lead
 from scoring.models import Handoff, HandoffStatus, LeadScore, Stage, StageChange
@@ -59,23 +58,9 @@ class LeadFacts:
         return (1, int(self.suspect), int("mql" in self.reached), int("sal" in self.reached))
 
 
-def _among(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[bool]:
-    """``column`` is one of the leads bound as ``ids`` (:func:`parameters`): one parameter
-    whatever their number, so the statement is the same for every set of leads."""
-    if dialect == "sqlite":
-        listed = sa.select(sa.column("value", sa.String)).select_from(
-            sa.func.json_each(sa.bindparam("ids", type_=sa.String))
-        )
-        return column.in_(listed)
-    return column == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Uuid)))
-
-
 def parameters(ids: list[uuid.UUID], dialect: str) -> dict[str, Any]:
-    """The parameters of a statement of :class:`Statements` for these leads: on SQLite
-    their ids as stored (32 hex digits) in one JSON array, on PostgreSQL an array."""
-    if dialect == "sqlite":
-        return {"ids": json.dumps([lead_id.hex for lead_id in ids])}
-    return {"ids": ids}
+    """The parameters of a statement of :class:`Statements` for these leads."""
+    return {id_sets.NAME: id_sets.value(ids, dialect)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,10 +81,10 @@ class Statements:
     def of(cls, dialect: str) -> Statements:
         return cls(
             entered=sa.select(_CHANGES.c.lead_id, _CHANGES.c.to_stage, _CHANGES.c.at).where(
-                _among(_CHANGES.c.lead_id, dialect), _CHANGES.c.to_stage.in_(STEPS)
+                id_sets.one_of(_CHANGES.c.lead_id, dialect), _CHANGES.c.to_stage.in_(STEPS)
             ),
             rejected=sa.select(_HANDOFFS.c.lead_id, _HANDOFFS.c.reject_reason).where(
-                _among(_HANDOFFS.c.lead_id, dialect),
+                id_sets.one_of(_HANDOFFS.c.lead_id, dialect),
                 _HANDOFFS.c.status == HandoffStatus.REJECTED.value,
                 _HANDOFFS.c.reject_reason.is_not(None),
             ),
@@ -111,9 +96,9 @@ class Statements:
                 _SCORES.c.suspect,
             )
             .select_from(_LEAD_ROWS.outerjoin(_SCORES, _SCORES.c.lead_id == _LEAD_ROWS.c.id))
-            .where(_among(_LEAD_ROWS.c.id, dialect)),
+            .where(id_sets.one_of(_LEAD_ROWS.c.id, dialect)),
             stored_steps=sa.select(_STEPS.c.lead_id, _STEPS.c.stage, _STEPS.c.seconds).where(
-                _among(_STEPS.c.lead_id, dialect)
+                id_sets.one_of(_STEPS.c.lead_id, dialect)
             ),
             stored_leads=sa.select(
                 _LEADS.c.lead_id,
@@ -123,9 +108,9 @@ class Statements:
                 _LEADS.c.suspect,
                 _LEADS.c.reached,
                 _LEADS.c.rejected,
-            ).where(_among(_LEADS.c.lead_id, dialect)),
-            delete_steps=sa.delete(_STEPS).where(_among(_STEPS.c.lead_id, dialect)),
-            delete_leads=sa.delete(_LEADS).where(_among(_LEADS.c.lead_id, dialect)),
+            ).where(id_sets.one_of(_LEADS.c.lead_id, dialect)),
+            delete_steps=sa.delete(_STEPS).where(id_sets.one_of(_STEPS.c.lead_id, dialect)),
+            delete_leads=sa.delete(_LEADS).where(id_sets.one_of(_LEADS.c.lead_id, dialect)),
         )
 
 

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadvault import batch, clock, inbox_queueing, leases
+from leadvault import batch, clock, id_sets, inbox_queueing, leases
 from leadvault.db import dialect_of, settings_of, unit_of_work, vault_of
 from leadvault.models import InboxItem, InboxStatus
 from leadvault.sealed import SealedPayload, unseal
@@ -161,8 +159,9 @@ def _store_batch(
     finally:
         batch.end(session)
     if done:
-        ids = json.dumps(done) if sqlite else done
-        deleted = session.connection().execute(_DELETE[dialect_of(session)], {"ids": ids}).rowcount
+        dialect = dialect_of(session)
+        ids = {id_sets.NAME: id_sets.value(done, dialect)}
+        deleted = session.connection().execute(_DELETE[dialect], ids).rowcount
         if sqlite and not isolated and deleted != len(done):
             # Read in a snapshot, some were taken by another worker (or erased) before
             # this batch took the write lock: do it again.
@@ -170,19 +169,11 @@ def _store_batch(
     return handled
 
 
-# The stored items' DELETE, built once, the ids one parameter (on SQLite, where it runs
-# under the write lock, a JSON array through json_each): no id coerced, rendered and
-# bound one by one.
-_IDS = sa.bindparam("ids", type_=sa.String)
+# The stored items' DELETE, built once, the ids one parameter (``id_sets``; on SQLite
+# it runs under the write lock): no id coerced, rendered and bound one by one.
 _DELETE = {
-    "sqlite": sa.delete(InboxItem.__table__).where(
-        InboxItem.__table__.c.id.in_(
-            sa.select(sa.column("value", sa.Integer)).select_from(sa.func.json_each(_IDS))
-        )
-    ),
-    "postgresql": sa.delete(InboxItem.__table__).where(
-        InboxItem.__table__.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.Integer)))
-    ),
+    dialect: sa.delete(InboxItem.__table__).where(id_sets.one_of(InboxItem.__table__.c.id, dialect))
+    for dialect in ("sqlite", "postgresql")
 }
 
 

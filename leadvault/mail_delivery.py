@@ -29,17 +29,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadvault import branding, leases, outbox
+from leadvault import branding, id_sets, leases, outbox
 from leadvault.crypto import DecryptionError
 from leadvault.db import dialect_of, read_only, settings_of, unit_of_work, vault_of
 from leadvault.mail import MailContent, Sender, Wire, build_message, wire_message
-from leadvault.mail_record import (
-    claim_postgresql,
-    claim_sqlite,
-    ids_parameter,
-    outbox_ids_in,
-    record,
-)
+from leadvault.mail_record import claim_postgresql, claim_sqlite, record
 from leadvault.models import Lead, OutboxKind, OutboxMessage
 from leadvault.outbox import payload_key_of
 from leadvault.prepared import Prepared
@@ -169,7 +163,7 @@ def _claimed_rows(session: Session, ids: list[int]) -> list[_Row]:
     compiled once (``_read_on``), its ids one parameter, on the driver's cursor."""
     dialect = session.get_bind().dialect
     read, lead_id = _read_on(dialect)
-    found = read.bind({"ids": ids_parameter(ids, dialect.name)}).all(session.connection())
+    found = read.bind({"ids": id_sets.value(ids, dialect.name)}).all(session.connection())
     rows = [_Row._make(row) for row in found]
     if lead_id is None:  # the driver gives a UUID (psycopg)
         return rows
@@ -198,7 +192,7 @@ def _read_on(dialect: Dialect) -> tuple[Prepared, Callable[[Any], Any] | None]:
             leads.c.key_version,
         )
         .select_from(outbox_table.outerjoin(leads, leads.c.id == outbox_table.c.lead_id))
-        .where(outbox_ids_in(dialect.name))
+        .where(id_sets.one_of(outbox_table.c.id, dialect.name))
         .order_by(outbox_table.c.id)
     )
     uuid_type = outbox_table.c.lead_id.type.dialect_impl(dialect)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import json
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -28,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadvault import clock, leases, outbox
+from leadvault import clock, id_sets, leases, outbox
 from leadvault.db import settings_of, unit_of_work
 from leadvault.models import OutboxAttempt, OutboxKind, OutboxMessage, OutboxStatus
 from leadvault.prepared import Prepared
@@ -108,7 +107,7 @@ def claim_postgresql(session: Session, *, worker_id: str, limit: int) -> leases.
     found = [row[0] for row in select_due.bind({"now": now, "limit": limit + 1}).all(connection)]
     ids = found[:limit]
     if ids:
-        values = {"ids": ids_parameter(ids, dialect.name), "worker": worker_id}
+        values = {"ids": id_sets.value(ids, dialect.name), "worker": worker_id}
         mark.bind({**values, "locked_until": now + lease}).rowcount(connection)
     return leases.Claim(ids, more=len(found) > limit)
 
@@ -123,7 +122,7 @@ def _postgresql_claim_on(dialect: Dialect) -> tuple[Prepared, Prepared]:
         .limit(sa.bindparam("limit", type_=sa.Integer))
         .with_for_update(skip_locked=True)
     )
-    mark = _mark_claimed(outbox_ids_in(dialect.name))
+    mark = _mark_claimed(id_sets.one_of(_OUTBOX.c.id, dialect.name))
     return Prepared(select_due, dialect), Prepared(mark, dialect)
 
 
@@ -163,7 +162,7 @@ def record(
     # Bound before the transaction begins: on SQLite it holds the write lock.
     writes = []
     if succeeded:
-        ids = ids_parameter(succeeded, dialect.name)
+        ids = id_sets.value(succeeded, dialect.name)
         # Sent is sent, whoever holds the lease now.
         writes.append(statements.mark_sent.bind({"ids": ids, "now": now}))
         writes.append(statements.attempts.bind({"ids": ids, "now": now, "worker": worker_id}))
@@ -199,8 +198,8 @@ class _Recording:
 @functools.lru_cache(maxsize=8)
 def _record_on(dialect: Dialect) -> _Recording:
     """The record's statements, compiled once and run on the driver's cursor. The ids
-    are one parameter (``ids_parameter``): the same statement for every batch."""
-    among = outbox_ids_in(dialect.name)
+    are one parameter (``leadvault.id_sets``): the same statement for every batch."""
+    among = id_sets.one_of(_OUTBOX.c.id, dialect.name)
     mark_sent = (
         sa.update(_OUTBOX)
         .where(among)
@@ -234,22 +233,6 @@ def _record_on(dialect: Dialect) -> _Recording:
         Prepared(attempts, dialect),
         Prepared(locking, dialect) if locking is not None else None,
     )
-
-
-def outbox_ids_in(dialect: str) -> sa.ColumnElement[bool]:
-    """``outbox.id`` is one of the parameter ``ids``: on SQLite a JSON array read by
-    ``json_each`` (see the module), elsewhere an array (``= ANY``)."""
-    if dialect == "sqlite":
-        listed = sa.select(sa.column("value", sa.Integer)).select_from(
-            sa.func.json_each(sa.bindparam("ids", type_=sa.String))
-        )
-        return _OUTBOX.c.id.in_(listed)
-    return _OUTBOX.c.id == sa.any_(sa.bindparam("ids", type_=sa.ARRAY(sa.Integer)))
-
-
-def ids_parameter(ids: Sequence[int], dialect: str) -> str | list[int]:
-    """The value of ``outbox_ids_in``'s parameter."""
-    return json.dumps(list(ids)) if dialect == "sqlite" else list(ids)
 
 
 def _others(
