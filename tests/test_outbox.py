@@ -165,6 +165,9 @@ def worker_env(
         LEADVAULT_OUTBOX_LEASE_SECONDS=str(lease),
         LEADVAULT_WORKER_POLL_SECONDS="0.1",
         LEADVAULT_OUTBOX_RETRY_SECONDS="0.2",
+        # At the suite's own priority: `worker --once` runs in the test's process, which
+        # could never raise its priority again (lower_priority has tests of its own).
+        LEADVAULT_WORKER_NICE="0",
     )
     if smtp_port is not None:
         env["LEADVAULT_SMTP_URL"] = f"smtp://127.0.0.1:{smtp_port}"
