@@ -3,8 +3,9 @@ set of leads (``admin.rollup`` settles them): from the source tables (:func:`fac
 from what it stored when last settled (:func:`stored`).
 
 The statements are built once per dialect (:class:`Statements`), and a set of leads is
-one parameter (a JSON array through ``json_each``; PostgreSQL an array), so no id is
-coerced, rendered and bound one by one while SQLite's write lock is held (issue 13.3).
+one parameter (``leadvault.id_sets``: a JSON array through ``json_each``; PostgreSQL an
+array), so no id is coerced, rendered and bound one by one while SQLite's write lock
+is held (issue 13.3).
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def parameters(ids: list[uuid.UUID], dialect: str) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class Statements:
-    """The statements that settle a set of leads (``ids``, see :func:`_among`), built
-    once per dialect: Core on the tables (the rollup loads no objects)."""
+    """The statements that settle a set of leads (one parameter ``ids``: ``id_sets``),
+    built once per dialect: Core on the tables (the rollup loads no objects)."""
 
     entered: sa.Select[Any]  # the funnel stages the leads entered, and when
     rejected: sa.Select[Any]  # sales' reasons for rejecting them
@@ -178,4 +179,4 @@ def stored(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, LeadFacts]
 
 
 def _set(text: str) -> frozenset[str]:
-    return frozenset(text.split(",")) if text else frozenset()
+    return frozenset(text.split(",")) if text else _NOTHING
