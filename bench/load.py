@@ -302,6 +302,12 @@ def count_rows(url: str, table: str, where: str = "") -> int:
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as conn:
+            # The inbox and the spent keys are in the queue file (named as
+            # leadvault.sqlite_writer.queue_path does; not imported: worker_ab.py runs
+            # this against older trees, which have no queue file).
+            queue = Path(path).with_name(f"{Path(path).stem}-queue{Path(path).suffix}")
+            if queue.exists():
+                conn.execute("ATTACH DATABASE ? AS queue", (f"file:{queue}?mode=ro",))
             return conn.execute(query).fetchone()[0]
     import sqlalchemy as sa
 

@@ -23,7 +23,7 @@ from werkzeug.exceptions import BadRequest
 
 from capture import bots, form_pages, queueing, service, submission_checks
 from capture.models import Form
-from leadvault import db, i18n, leads, links
+from leadvault import db, i18n, leads, links, sqlite_writer
 from leadvault.app import runtime
 from leadvault.i18n import N_
 from leadvault.rate_limits import refund_limits, within_limits
@@ -279,7 +279,8 @@ def _store(
             meta=meta,
             email_index=email_index,
         )
-        with db.short_write(factory) as connection:
+        # The queue file's lock only: not the one the worker holds while it stores leads.
+        with db.short_write(factory, files=sqlite_writer.QUEUE) as connection:
             # The keys a replay did spend stay spent (their first use is this one).
             stored = links.spend_bound(connection, spend)
             if stored:

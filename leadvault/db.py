@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from leadvault.engine import READ_ONLY_MARK, autocommit_connection, read_only_engine
-from leadvault.sqlite_writer import READ_ONLY
+from leadvault.sqlite_writer import READ_ONLY, WRITES
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -184,7 +184,7 @@ def read_only(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 @contextlib.contextmanager
 def short_write(
-    factory: sessionmaker[Session], *, one_statement: bool = False
+    factory: sessionmaker[Session], *, one_statement: bool = False, files: str | None = None
 ) -> Iterator[sa.Connection]:
     """One short write transaction on a Core connection of its own, committed when the
     block ends and rolled back when it raises: for the public submission, a row or two
@@ -219,6 +219,8 @@ def short_write(
             raise CommitFailed(exc) from exc
         return
     with bind.connect() as connection:
+        if files is not None:
+            connection.execution_options(**{WRITES: files})  # in place
         transaction = connection.begin()
         connection.info[READ_ONLY_MARK] = False
         try:

@@ -26,7 +26,13 @@ from leadvault import batch, clock, id_sets, inbox_queueing, leases
 from leadvault.db import dialect_of, settings_of, unit_of_work, vault_of
 from leadvault.models import InboxItem, InboxStatus
 from leadvault.sealed import SealedPayload, unseal
-from leadvault.sqlite_writer import StaleSnapshot, begin_snapshot, forget_reads, write_lock_since
+from leadvault.sqlite_writer import (
+    StaleSnapshot,
+    begin_snapshot,
+    forget_reads,
+    lock_queue,
+    write_lock_since,
+)
 
 log = logging.getLogger("leadvault.inbox")
 
@@ -159,6 +165,10 @@ def _store_batch(
     finally:
         batch.end(session)
     if done:
+        # Everything else written first: the queue file's lock (which submissions queue
+        # for) is held only for the DELETE and the COMMIT.
+        session.flush()
+        lock_queue(session)
         dialect = dialect_of(session)
         ids = {id_sets.NAME: id_sets.value(done, dialect)}
         deleted = session.connection().execute(_DELETE[dialect], ids).rowcount
@@ -186,6 +196,7 @@ def _over_budget(session: Session, started: float) -> bool:
 
 
 def _fail(session: Session, item_id: int, error: str) -> None:
+    lock_queue(session)
     item = session.get(InboxItem, item_id)
     if item is None:
         return

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadvault import branding, id_sets, leases, outbox
+from leadvault import branding, id_sets, leases, outbox, sqlite_writer
 from leadvault.crypto import DecryptionError
 from leadvault.db import dialect_of, read_only, settings_of, unit_of_work, vault_of
 from leadvault.mail import MailContent, Sender, Wire, build_message, wire_message
@@ -222,6 +222,7 @@ def deliver_batch(
     out.
     """
     with unit_of_work(factory) as session:
+        sqlite_writer.writes(session, sqlite_writer.MAIN)  # the outbox: not the queue file's lock
         claimed_rows = claim_batch(session, worker_id=worker_id, limit=limit)
         lease = settings_of(session).outbox_lease_seconds
     ids = claimed_rows.ids

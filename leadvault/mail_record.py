@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadvault import clock, id_sets, leases, outbox
+from leadvault import clock, id_sets, leases, outbox, sqlite_writer
 from leadvault.db import settings_of, unit_of_work
 from leadvault.models import OutboxAttempt, OutboxKind, OutboxMessage, OutboxStatus
 from leadvault.prepared import Prepared
@@ -173,6 +173,7 @@ def record(
     )
     sent = len(succeeded)
     with unit_of_work(factory) as session:
+        sqlite_writer.writes(session, sqlite_writer.MAIN)  # the outbox: not the queue file's lock
         connection = session.connection()  # SQLite's write lock from here
         if locking is not None:
             # Locked in id order, as every recorder locks them (no deadlock between

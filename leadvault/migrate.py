@@ -10,7 +10,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import Index, MetaData
 from sqlalchemy.engine import Engine
+
+from leadvault import sqlite_writer
 
 
 def alembic_config() -> Config:
@@ -51,5 +54,28 @@ def differences(engine: Engine) -> list[Any]:
 
     import_models()
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return compare_metadata(context, Base.metadata)
+        queue_file = sqlite_writer.queue_attached(connection)
+        metadata = _with_queue_schema(Base.metadata) if queue_file else Base.metadata
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_schemas": queue_file}
+        )
+        return compare_metadata(context, metadata)
+
+
+def _with_queue_schema(metadata: MetaData) -> MetaData:
+    """The models as SQLite holds them: the queue file's tables in its schema."""
+    placed = MetaData()
+    for table in metadata.sorted_tables:
+        if table.name not in sqlite_writer.QUEUE_TABLES:
+            table.to_metadata(placed)
+            continue
+        copy = table.to_metadata(placed, schema=sqlite_writer.QUEUE_SCHEMA)
+        # The naming convention would put the schema in the copied indexes' names.
+        names = {_columns(index): index.name for index in table.indexes}
+        for index in copy.indexes:
+            index.name = names[_columns(index)]
+    return placed
+
+
+def _columns(index: Index) -> tuple[str, ...]:
+    return tuple(column.name for column in index.columns)

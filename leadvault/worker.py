@@ -20,7 +20,7 @@ from leadvault import inbox, mail_delivery
 from leadvault.app import runtime
 from leadvault.db import unit_of_work
 from leadvault.mail import Sender, sender_for
-from leadvault.sqlite_writer import write_locked_at, writer_waited
+from leadvault.sqlite_writer import checkpoint, checkpoint_apart, write_locked_at, writer_waited
 
 log = logging.getLogger("leadvault.worker")
 # After a batch that was not full, wait this long before the next: work arriving
@@ -180,6 +180,7 @@ class Worker:
         mail threads when mail may have been queued: it stored items, a request woke it,
         a job ran."""
         log.info("worker %s started", self.worker_id)
+        checkpoint_apart(self.runtime.engine)
         # The first thread uses the worker's sender and also delivers the other kinds;
         # each further one has an SMTP connection of its own and mails only.
         senders = [self.sender]
@@ -207,6 +208,7 @@ class Worker:
                 started = time.monotonic()
                 try:
                     handled = self.process_inbox()
+                    checkpoint(self.runtime.engine)  # see checkpoint_apart
                 except Exception as exc:  # database gone: wait and try again
                     log.error("inbox loop error: %s", type(exc).__name__)
                     handled, idle_wait = 0, poll

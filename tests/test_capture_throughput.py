@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from leadvault import sqlite_writer
 from leadvault.app import runtime
 from leadvault.models import InboxItem, SpentToken
 from tests.conftest import make_form, render_token, unique_email
@@ -59,7 +60,10 @@ def test_get_pages_answer_while_another_process_holds_the_sqlite_write_lock(app,
     pages = ["/", f"/f/{form_id}", f"/f/{form_id}/config", "/brand.css"]
     assert [client.get(page).status_code for page in pages] == [200] * len(pages)
     other = sqlite3.connect(engine.url.database, isolation_level=None, timeout=1)
-    other.execute("BEGIN IMMEDIATE")  # another process writing, for as long as it likes
+    other.execute("ATTACH DATABASE ? AS queue", (sqlite_writer.queue_path(engine.url.database),))
+    # Another process writing both files (the main one and the queue file, which
+    # submissions write), for as long as it likes.
+    other.execute("BEGIN IMMEDIATE")
     try:
         for page in pages:
             response = client.get(page)
@@ -76,8 +80,19 @@ def test_get_pages_answer_while_another_process_holds_the_sqlite_write_lock(app,
         other.execute("ROLLBACK")
         other.close()
     assert _count(app, InboxItem) == 0
-    assert _submit(app, client, form_id, unique_email()).status_code == 200
+    # A process writing the main file alone (the worker storing a batch of leads) holds
+    # up no submission: they are in the queue file.
+    token = render_token(app, form_id)
+    other = sqlite3.connect(engine.url.database, isolation_level=None, timeout=1)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        assert _submit(app, client, form_id, unique_email(), token).status_code == 200
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
     assert _count(app, InboxItem) == 1
+    assert _submit(app, client, form_id, unique_email()).status_code == 200
+    assert _count(app, InboxItem) == 2
 
 
 def _record_backends(app: Any) -> list[int]:

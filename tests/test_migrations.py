@@ -5,14 +5,18 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from leadvault import migrate
+from leadvault import migrate, sqlite_writer
 from leadvault.app import import_models, runtime
 from leadvault.engine import create_engine
 from leadvault.model_base import Base
 
 
 def table_names(engine) -> set[str]:
-    return set(sa.inspect(engine).get_table_names())
+    """Tables in the database, the queue file's (SQLite) included."""
+    inspector = sa.inspect(engine)
+    return set(inspector.get_table_names()) | set(
+        inspector.get_table_names(schema=sqlite_writer.QUEUE_SCHEMA)
+    )
 
 
 def test_history_has_exactly_one_head():
