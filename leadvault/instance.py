@@ -1,4 +1,4 @@
-"""The instance folder (database, WAL, key ring, assets, mail files) is private.
+"""The instance folder (database, queue file, WAL, key ring, assets, mail files) is private.
 
 Everything Leadvault creates is readable by its own user only: the processes
 run with umask 077 (files 0600, folders 0700; SQLite gives its WAL and shared
@@ -14,6 +14,7 @@ import os
 import stat
 from pathlib import Path
 
+from leadvault import sqlite_writer
 from leadvault.settings import Settings
 
 log = logging.getLogger("leadvault.instance")
@@ -65,8 +66,10 @@ def secure(settings: Settings) -> int:
     changed = tighten(settings.instance)
     database = _sqlite_file(settings.database_url)
     if database is not None and settings.instance not in database.parents:
-        for suffix in _SQLITE_SUFFIXES:
-            changed += _tighten_one(database.with_name(database.name + suffix), FILE_MODE)
+        queue = sqlite_writer.queue_path(str(database))
+        for file in (database, Path(queue)) if queue is not None else (database,):
+            for suffix in _SQLITE_SUFFIXES:
+                changed += _tighten_one(file.with_name(file.name + suffix), FILE_MODE)
     if changed:
         log.warning("tightened %s entries of the instance folder to owner-only access", changed)
     return changed

@@ -282,7 +282,8 @@ def test_instance_folder_is_private_and_tightened_at_start(tmp_path):
     assert _mode(instance / "assets") == 0o700
     assert _mode(old_asset) == 0o600
     created = [p for p in instance.rglob("*") if p.is_file()]
-    assert {p.name for p in created} >= {"leadvault.db", "keyring.json", "guide.pdf"}
+    names = {"leadvault.db", "leadvault-queue.db", "keyring.json", "guide.pdf"}
+    assert {p.name for p in created} >= names
     assert {p.name: _mode(p) for p in created} == {p.name: 0o600 for p in created}
 
 
