@@ -165,18 +165,29 @@ def _store_batch(
     finally:
         batch.end(session)
     if done:
-        # Everything else written first: the queue file's lock (which submissions queue
-        # for) is held only for the DELETE and the COMMIT.
+        _delete_at_commit(session, done, check=sqlite and not isolated)
+    return handled
+
+
+def _delete_at_commit(session: Session, done: list[int], *, check: bool) -> None:
+    """Delete the stored items as the commit's last step: a listener of this session's
+    ``before_commit`` runs after the ones registered for every session (the dashboard's
+    ``admin.rollup.settle``, which writes the batch's aggregates). On SQLite the queue
+    file's lock, which submissions wait for, is then held for the DELETE and the COMMIT
+    alone. ``check``: the batch was read in a snapshot; an item already gone (taken by
+    another worker, or erased, before the batch took the write lock) means the batch
+    goes again (batch.Conflict, out of the commit)."""
+
+    def delete(session: Session) -> None:
         session.flush()
         lock_queue(session)
         dialect = dialect_of(session)
         ids = {id_sets.NAME: id_sets.value(done, dialect)}
         deleted = session.connection().execute(_DELETE[dialect], ids).rowcount
-        if sqlite and not isolated and deleted != len(done):
-            # Read in a snapshot, some were taken by another worker (or erased) before
-            # this batch took the write lock: do it again.
+        if check and deleted != len(done):
             raise batch.Conflict("an item of the batch was handled elsewhere meanwhile")
-    return handled
+
+    sa.event.listen(session, "before_commit", delete, once=True)
 
 
 # The stored items' DELETE, built once, the ids one parameter (``id_sets``; on SQLite

@@ -560,7 +560,7 @@ KEYS: tuple[_Key, ...] = (
     _Key(
         "WORKER_NICE",
         _int(0, 19),
-        "10",
+        "19",
         doc="CPU niceness a `leadvault worker` lowers itself by (0-19): the web tier first",
     ),
     _Key(
