@@ -88,11 +88,10 @@ def configure(engine: Engine) -> None:
         # Take the write lock up front: two deferred transactions that both
         # read and then write would otherwise fail with "database is locked"
         # instead of waiting their turn. Queue for it first (see _WriterQueue).
-        # BEGIN IMMEDIATE takes every file's lock; a transaction that writes one file
-        # (WRITES) queues for that file's lock alone and begins deferred: it writes
-        # before it reads there, and nobody else writes that file meanwhile.
+        # A transaction that writes one file (WRITES) queues for that file's lock alone
+        # (_Writers.begin).
         files = connection.get_execution_options().get(WRITES)
-        begin = "BEGIN IMMEDIATE" if files is None or writers.queue is None else "BEGIN"
+        begin = writers.begin(files)
         if not connection.info.get(_QUEUED):
             connection.info[_QUEUED] = writers.acquire(files)
         # Straight to the driver: this runs once per write transaction, and
@@ -188,7 +187,7 @@ def _configure_snapshots(engine: Engine, writers: _Writers) -> None:
             # would write there (else at lock_queue, for its last statement).
             files = None if snapshot.writes_queue else MAIN
             connection.info[_QUEUED] = writers.acquire(files)
-            driver.execute("BEGIN IMMEDIATE" if files is None or writers.queue is None else "BEGIN")
+            driver.execute(writers.begin(files))
             now = [_rows(driver, read) for read in snapshot.reads]
         except sqlite3.Error as exc:
             raise sa.exc.DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
@@ -394,6 +393,12 @@ class _Writers:
             _release(tuple(taken))
             raise
         return tuple(taken)
+
+    def begin(self, files: str | None) -> str:
+        """The BEGIN for a transaction writing ``files``, its locks queued for: IMMEDIATE
+        takes every file's lock; one writing one file of two begins deferred (it takes
+        that file's lock at its first write, which comes before any read there)."""
+        return "BEGIN IMMEDIATE" if files is None or self.queue is None else "BEGIN"
 
 
 _WRITERS: weakref.WeakKeyDictionary[Engine, _Writers] = weakref.WeakKeyDictionary()
