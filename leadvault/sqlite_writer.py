@@ -59,7 +59,6 @@ def configure(engine: Engine) -> None:
         _WriterQueue(engine.url.database),
         _WriterQueue(queue_file) if queue_file is not None else None,
     )
-    _WRITER_QUEUES[engine] = writers.main
     _WRITERS[engine] = writers
     _configure_snapshots(engine, writers)
 
@@ -204,8 +203,6 @@ def _configure_snapshots(engine: Engine, writers: _Writers) -> None:
         record.info.pop(_SNAPSHOT, None)
 
 
-_WRITER_QUEUES: weakref.WeakKeyDictionary[Engine, _WriterQueue] = weakref.WeakKeyDictionary()
-
 # Execution option (SQLite): the transaction begins as a read snapshot and takes the
 # write lock at its first write, after checking that what it read is still so
 # (_upgrade). A worker's batch reads, decrypts, renders and decides without holding
@@ -268,16 +265,16 @@ def write_lock_since(session: Session) -> float | None:
 def write_locked_at(engine: Engine) -> float | None:
     """When (``time.monotonic``) this thread last took SQLite's write lock; None on
     PostgreSQL."""
-    queue = _WRITER_QUEUES.get(engine)
-    return getattr(queue.local, "acquired_at", None) if queue is not None else None
+    writers = _WRITERS.get(engine)
+    return getattr(writers.main.local, "acquired_at", None) if writers is not None else None
 
 
 def writer_waited(engine: Engine) -> float:
     """Seconds this thread last waited for SQLite's write lock held by another process
     (requests, when the worker runs apart); 0 on PostgreSQL. The worker yields to
     requests when it had to wait."""
-    queue = _WRITER_QUEUES.get(engine)
-    return getattr(queue.local, "waited", 0.0) if queue is not None else 0.0
+    writers = _WRITERS.get(engine)
+    return getattr(writers.main.local, "waited", 0.0) if writers is not None else 0.0
 
 
 def checkpoint_apart(engine: Engine) -> None:

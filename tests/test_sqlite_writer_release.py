@@ -39,7 +39,10 @@ def sqlite_app(make_app: Any, backend: str) -> Any:
 
 
 def _queue_held(engine: sa.Engine) -> bool:
-    return sqlite_writer._WRITER_QUEUES[engine].thread_lock.locked()
+    """Whether a writer queue is held: the main file's or the queue file's (a submission
+    takes the latter alone)."""
+    writers = sqlite_writer._WRITERS[engine]
+    return any(queue.thread_lock.locked() for queue in (writers.main, writers.queue) if queue)
 
 
 def _submit(app: Any, form_id: str, token: str) -> Any:
