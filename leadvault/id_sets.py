@@ -5,7 +5,8 @@ so it is compiled again, and every id is coerced, rendered and bound one by one 
 SQLite inside the write lock every writer queues for. Here the set is one parameter
 named ``ids`` whatever its size: on SQLite a JSON array read by ``json_each``, on
 PostgreSQL an array (``= ANY``). Used for the worker's batch statements (the mail
-stage's claim, read and record, the inbox batch's DELETE, the rollup's settle).
+stage's claim, read and record, the inbox batch's DELETE and receipts, the rollup's
+settle).
 """
 
 from __future__ import annotations
@@ -24,11 +25,15 @@ NAME = "ids"
 def one_of(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[bool]:
     """``column`` is one of the ids bound as ``ids`` (their value: :func:`value`)."""
     if dialect == "sqlite":
-        listed = sa.select(sa.column("value")).select_from(
-            sa.func.json_each(sa.bindparam(NAME, type_=sa.String))
-        )
-        return column.in_(listed)
+        return column.in_(listed())
     return column == sa.any_(sa.bindparam(NAME, type_=postgresql.ARRAY(column.type)))
+
+
+def listed() -> sa.Select[Any]:
+    """SQLite: the ids bound as ``ids``, one row each (``value``)."""
+    return sa.select(sa.column("value")).select_from(
+        sa.func.json_each(sa.bindparam(NAME, type_=sa.String))
+    )
 
 
 def value(ids: Iterable[int | uuid.UUID], dialect: str) -> str | list[Any]:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from leadvault import batch, clock, id_sets, inbox_queueing, leases
 from leadvault.db import dialect_of, settings_of, unit_of_work, vault_of
-from leadvault.models import InboxItem, InboxStatus
+from leadvault.models import InboxItem, InboxReceipt, InboxStatus
 from leadvault.sealed import SealedPayload, unseal
 from leadvault.sqlite_writer import (
     StaleSnapshot,
@@ -77,7 +77,10 @@ def _take(session: Session, limit: int, ids: list[int] | None = None) -> list[sa
     query = sa.select(*_TAKEN).where(due).order_by(InboxItem.id).limit(limit)
     if ids is not None:
         query = query.where(InboxItem.id.in_(ids))
-    if not sqlite:
+    if sqlite:
+        # Stored already: its batch's DELETE did not commit (see InboxReceipt).
+        query = query.where(~sa.exists().where(InboxReceipt.item_id == InboxItem.id))
+    else:
         query = query.with_for_update(skip_locked=True)
     return list(session.execute(query))
 
@@ -180,14 +183,31 @@ def _delete_at_commit(session: Session, done: list[int], *, check: bool) -> None
 
     def delete(session: Session) -> None:
         session.flush()
-        lock_queue(session)
         dialect = dialect_of(session)
-        ids = {id_sets.NAME: id_sets.value(done, dialect)}
-        deleted = session.connection().execute(_DELETE[dialect], ids).rowcount
-        if check and deleted != len(done):
+        connection = session.connection()
+        gone = done + _receipted(connection, done) if dialect == "sqlite" else done
+        lock_queue(session)
+        ids = {id_sets.NAME: id_sets.value(gone, dialect)}
+        deleted = connection.execute(_DELETE[dialect], ids).rowcount
+        if check and deleted != len(gone):
             raise batch.Conflict("an item of the batch was handled elsewhere meanwhile")
 
     sa.event.listen(session, "before_commit", delete, once=True)
+
+
+def _receipted(connection: sa.Connection, done: list[int]) -> list[int]:
+    """SQLite: write the batch's receipts (with its leads, in the main file) and return
+    the items stored by an earlier batch whose DELETE was lost (InboxReceipt), to be
+    deleted with this batch's. Main-file statements, run before the queue file's lock.
+
+    Receipts of items gone are dropped first: gone for good (ids are not used again),
+    and nothing else deletes items meanwhile (that needs the main file's lock, held
+    here). A receipt and its item are never deleted in one transaction: were the queue
+    file's part of it lost, the item would be stored again."""
+    connection.execute(_FORGET_RECEIPTS)
+    stored_before = list(connection.execute(_RECEIPTS).scalars())
+    connection.execute(_WRITE_RECEIPTS, {id_sets.NAME: id_sets.value(done, "sqlite")})
+    return stored_before
 
 
 # The stored items' DELETE, built once, the ids one parameter (``id_sets``; on SQLite
@@ -196,6 +216,15 @@ _DELETE = {
     dialect: sa.delete(InboxItem.__table__).where(id_sets.one_of(InboxItem.__table__.c.id, dialect))
     for dialect in ("sqlite", "postgresql")
 }
+
+
+_RECEIPT_TABLE = InboxReceipt.__table__
+_FORGET_RECEIPTS = sa.delete(_RECEIPT_TABLE).where(
+    # Per receipt, a lookup of its item by key (NOT IN would read every queued id).
+    ~sa.exists().where(InboxItem.__table__.c.id == _RECEIPT_TABLE.c.item_id)
+)
+_RECEIPTS = sa.select(_RECEIPT_TABLE.c.item_id)
+_WRITE_RECEIPTS = sa.insert(_RECEIPT_TABLE).from_select(["item_id"], id_sets.listed())
 
 
 def _over_budget(session: Session, started: float) -> bool:

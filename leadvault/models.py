@@ -169,7 +169,12 @@ class InboxItem(Base):
     """
 
     __tablename__ = "inbox"
-    __table_args__ = (sa.Index("ix_inbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        sa.Index("ix_inbox_due", "status", "next_attempt_at"),
+        # An id is never used twice (SQLite would otherwise give the highest id again
+        # once its item is deleted): an InboxReceipt names one item for ever.
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(sa.String(40))
@@ -188,6 +193,21 @@ class InboxItem(Base):
     # Blind index of the address the item is about, so erasing that lead also
     # drops work not yet turned into rows (it would otherwise recreate the lead).
     subject_index: Mapped[bytes | None] = mapped_column(sa.LargeBinary(32), index=True)
+
+
+class InboxReceipt(Base):
+    """SQLite: an inbox item stored by a batch, written in the batch's transaction.
+
+    The inbox lives in the queue file, the leads in the main one; SQLite commits the
+    two files one after the other (main first). A worker killed between the two leaves
+    the item queued with its rows stored: its receipt keeps it from being stored again
+    and has it deleted by the next batch (``leadvault.inbox``). A receipt goes once its
+    item is gone. PostgreSQL commits once and writes none.
+    """
+
+    __tablename__ = "inbox_receipts"
+
+    item_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
 
 
 class AuditEntry(Base):

@@ -10,9 +10,9 @@ main file's lock to store a batch of leads; the worker takes the queue file's lo
 for the moment it deletes the batch's items. Unqualified table names find the tables
 in either file, so no statement names the file. A transaction writing both files (the
 worker's batch: its leads, then its items' DELETE) commits them one after the other,
-each atomic in its WAL: a worker killed in the microseconds between the two leaves its
-items queued with their leads stored, and they are stored once more (at least once,
-as mail is delivered). PostgreSQL needs none of this;
+each atomic in its WAL, main first: a worker killed between the two leaves its items
+queued with their leads stored, and the receipts written with the leads keep them from
+being stored again (``leadvault.inbox``, ``InboxReceipt``). PostgreSQL needs none of this;
 :func:`leadvault.engine.create_engine` wires it for SQLite.
 """
 

@@ -59,6 +59,43 @@ def test_the_migration_moves_the_rows_both_ways(engine):
     assert migrate.differences(engine) == []
 
 
+def test_inbox_ids_are_never_used_again(engine):
+    """An inbox receipt names its item by id (leadvault.inbox): 0026 gives the inbox
+    AUTOINCREMENT, keeping the queued rows, and takes it back on downgrade."""
+    item = sa.text(
+        "INSERT INTO inbox (kind, received_at, payload, payload_owner, payload_key,"
+        " payload_key_version, status, attempts, next_attempt_at)"
+        " VALUES ('k', :t, x'00', 'o', x'00', 1, 'pending', 0, :t)"
+    )
+    now = dt.datetime(2030, 1, 1)
+
+    def add_and_delete_the_last() -> int:
+        with engine.begin() as connection:
+            connection.execute(item, {"t": now})
+            last = connection.scalar(sa.text("SELECT max(id) FROM inbox"))
+            connection.execute(sa.text("DELETE FROM inbox WHERE id = :id"), {"id": last})
+        return last
+
+    def create_sql() -> str:
+        with engine.connect() as connection:
+            return connection.scalar(
+                sa.text("SELECT sql FROM queue.sqlite_master WHERE name = 'inbox'")
+            )
+
+    with engine.begin() as connection:
+        connection.execute(item, {"t": now})
+    migrate.downgrade(engine, "0025")
+    assert "AUTOINCREMENT" not in create_sql()
+    assert add_and_delete_the_last() == add_and_delete_the_last()  # the same id twice
+    migrate.upgrade(engine)
+    assert "AUTOINCREMENT" in create_sql()
+    first = add_and_delete_the_last()
+    assert add_and_delete_the_last() == first + 1
+    with engine.connect() as connection:
+        assert connection.scalar(sa.text("SELECT count(*) FROM inbox")) == 1  # kept
+    assert migrate.differences(engine) == []
+
+
 def test_a_submission_commits_while_the_main_file_is_being_written(engine):
     """A worker's batch holds the main file's write lock; a submission's write (the
     queue file's lock only, as capture.views._store takes it) goes through meanwhile,

@@ -24,7 +24,7 @@ from leadvault import inbox, leads
 from leadvault.app import runtime
 from leadvault.cli import cli
 from leadvault.db import unit_of_work, vault_of
-from leadvault.models import InboxItem, InboxStatus, Lead, OutboxMessage
+from leadvault.models import InboxItem, InboxReceipt, InboxStatus, Lead, OutboxMessage
 from leadvault.settings import parse_smtp_url
 from leadvault.worker import Worker
 from tests.conftest import make_form, unique_email
@@ -101,7 +101,7 @@ def test_a_poisoned_item_is_recorded_and_the_rest_of_the_batch_is_stored(app, wh
     assert sum("consent_ledger_head" in s and s.startswith("SELECT") for s in seen) == 1
     assert sum(s.startswith("SELECT") and "scoring_rule_sets" in s for s in seen) <= 1
     assert not any(s.startswith("DELETE FROM suppressions") for s in seen)
-    assert sum(s.startswith("DELETE FROM inbox") for s in seen) == 1
+    assert sum(s.startswith("DELETE FROM inbox WHERE") for s in seen) == 1
 
 
 def test_a_new_address_twice_in_one_batch_is_one_lead_with_the_later_values(app, whole_batches):
@@ -134,7 +134,7 @@ def test_a_new_address_twice_in_one_batch_is_one_lead_with_the_later_values(app,
         assert worker.process_inbox() == 3
     worker.close()
 
-    assert sum(s.startswith("DELETE FROM inbox") for s in statements.seen) == 1  # one batch
+    assert sum(s.startswith("DELETE FROM inbox WHERE") for s in statements.seen) == 1  # one batch
     assert (count(app, Lead), count(app, InboxItem)) == (2, 0)
     with app.app_context(), runtime(app).session_factory() as s:
         lead = leads.find_by_email(s, email)
@@ -386,6 +386,48 @@ def test_a_worker_killed_mid_batch_loses_nothing(make_app, database_url, keyring
     assert sorted(set(recipients)) == sorted(emails)
     assert ledger_ok(app).ok
     assert ledger_ok(app).checked == total
+
+
+def test_items_whose_delete_was_lost_are_not_stored_twice(app, backend, whole_batches):
+    """SQLite commits a batch's leads (main file) before its items' DELETE (queue file): a
+    worker killed between the two leaves stored items queued. Their receipts, committed
+    with the leads, keep the next batch from storing them again."""
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL commits a batch once")
+    form_id = make_form(app)
+    first = [unique_email(f"lost{n}") for n in range(5)]
+    submit(app, form_id, first)
+    factory = runtime(app).session_factory
+    with factory() as s:
+        queued = s.execute(sa.select(InboxItem.__table__)).mappings().all()
+    worker = Worker(app, batch_size=10)
+    assert worker.process_inbox() == 5
+    assert receipts(app) == {row["id"] for row in queued}
+    # The DELETE lost: the items are queued again, as they were.
+    with unit_of_work(factory) as s:
+        s.execute(sa.insert(InboxItem.__table__), [dict(row) for row in queued])
+    later = unique_email("later")
+    submit(app, form_id, [later])
+    with factory() as s:
+        later_id = s.scalars(sa.select(InboxItem.id).order_by(InboxItem.id.desc())).first()
+    assert later_id is not None and later_id > max(receipts(app))  # no id is used twice
+
+    assert worker.process_inbox() == 1
+    assert count(app, Submission) == 6
+    assert count(app, InboxItem) == 0
+    # A receipt goes only once its item is gone, in a later transaction than the item.
+    assert receipts(app) == {row["id"] for row in queued} | {later_id}
+    submit(app, form_id, [unique_email("last")])
+    assert worker.process_inbox() == 1
+    assert len(receipts(app)) == 1
+    worker.close()
+    assert count(app, Lead) == 7
+    assert ledger_ok(app).ok
+
+
+def receipts(app: Any) -> set[int]:
+    with runtime(app).session_factory() as s:
+        return set(s.scalars(sa.select(InboxReceipt.item_id)))
 
 
 def test_the_inbox_claims_skip_locked_items_on_postgresql(backend, app):
