@@ -185,29 +185,20 @@ def _delete_at_commit(session: Session, done: list[int], *, check: bool) -> None
         session.flush()
         dialect = dialect_of(session)
         connection = session.connection()
-        gone = done + _receipted(connection, done) if dialect == "sqlite" else done
+        ids = {id_sets.NAME: id_sets.value(done, dialect)}
+        sqlite = dialect == "sqlite"
+        if sqlite:
+            connection.execute(_WRITE_RECEIPTS, ids)  # the main file's, with the leads
         lock_queue(session)
-        ids = {id_sets.NAME: id_sets.value(gone, dialect)}
+        if sqlite:
+            connection.execute(_FORGET_RECEIPTS)
         deleted = connection.execute(_DELETE[dialect], ids).rowcount
-        if check and deleted != len(gone):
+        if check and deleted != len(done):
             raise batch.Conflict("an item of the batch was handled elsewhere meanwhile")
+        if sqlite:
+            connection.execute(_DELETE_RECEIPTED)
 
     sa.event.listen(session, "before_commit", delete, once=True)
-
-
-def _receipted(connection: sa.Connection, done: list[int]) -> list[int]:
-    """SQLite: write the batch's receipts (with its leads, in the main file) and return
-    the items stored by an earlier batch whose DELETE was lost (InboxReceipt), to be
-    deleted with this batch's. Main-file statements, run before the queue file's lock.
-
-    Receipts of items gone are dropped first: gone for good (ids are not used again),
-    and nothing else deletes items meanwhile (that needs the main file's lock, held
-    here). A receipt and its item are never deleted in one transaction: were the queue
-    file's part of it lost, the item would be stored again."""
-    connection.execute(_FORGET_RECEIPTS)
-    stored_before = list(connection.execute(_RECEIPTS).scalars())
-    connection.execute(_WRITE_RECEIPTS, {id_sets.NAME: id_sets.value(done, "sqlite")})
-    return stored_before
 
 
 # The stored items' DELETE, built once, the ids one parameter (``id_sets``; on SQLite
@@ -218,13 +209,24 @@ _DELETE = {
 }
 
 
+# SQLite's receipts (InboxReceipt). A batch writes its items' receipts in the main
+# file before it takes the queue file's lock; with that lock, before anything of the
+# queue file is read (a transaction that read it before its lock would find it changed
+# by submissions since, and could not write it: SQLITE_BUSY, not waited out), it drops
+# the receipts of items gone (gone for good: ids are not used again; nothing else
+# deletes items meanwhile, which needs the main file's lock, held here), deletes its
+# items and then any item left with a receipt by a batch whose DELETE was lost. Never a
+# receipt and its item in one transaction: were its queue file's part lost, the item
+# would be stored again.
 _RECEIPT_TABLE = InboxReceipt.__table__
+_WRITE_RECEIPTS = sa.insert(_RECEIPT_TABLE).from_select(["item_id"], id_sets.listed())
 _FORGET_RECEIPTS = sa.delete(_RECEIPT_TABLE).where(
     # Per receipt, a lookup of its item by key (NOT IN would read every queued id).
     ~sa.exists().where(InboxItem.__table__.c.id == _RECEIPT_TABLE.c.item_id)
 )
-_RECEIPTS = sa.select(_RECEIPT_TABLE.c.item_id)
-_WRITE_RECEIPTS = sa.insert(_RECEIPT_TABLE).from_select(["item_id"], id_sets.listed())
+_DELETE_RECEIPTED = sa.delete(InboxItem.__table__).where(
+    InboxItem.__table__.c.id.in_(sa.select(_RECEIPT_TABLE.c.item_id))
+)
 
 
 def _over_budget(session: Session, started: float) -> bool:

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from consent import ledger
 from consent import service as consent_service
 from consent.ledger import RequestMeta
 from consent.models import Suppression
-from leadvault import inbox, leads
+from leadvault import db, inbox, leads, sqlite_writer
 from leadvault.app import runtime
 from leadvault.cli import cli
 from leadvault.db import unit_of_work, vault_of
@@ -68,6 +69,12 @@ def ledger_ok(app: Any) -> ledger.Verdict:
         return ledger.verify(s)
 
 
+def batch_delete(statement: str) -> bool:
+    """Whether ``statement`` is a batch's DELETE of its items (on SQLite not the one of
+    items left with a receipt)."""
+    return statement.startswith("DELETE FROM inbox WHERE") and "inbox_receipts" not in statement
+
+
 @pytest.fixture
 def whole_batches(monkeypatch):
     """SQLite batches end after a time budget; a slow test machine must not split these."""
@@ -101,7 +108,7 @@ def test_a_poisoned_item_is_recorded_and_the_rest_of_the_batch_is_stored(app, wh
     assert sum("consent_ledger_head" in s and s.startswith("SELECT") for s in seen) == 1
     assert sum(s.startswith("SELECT") and "scoring_rule_sets" in s for s in seen) <= 1
     assert not any(s.startswith("DELETE FROM suppressions") for s in seen)
-    assert sum(s.startswith("DELETE FROM inbox WHERE") for s in seen) == 1
+    assert sum(batch_delete(s) for s in seen) == 1
 
 
 def test_a_new_address_twice_in_one_batch_is_one_lead_with_the_later_values(app, whole_batches):
@@ -134,7 +141,7 @@ def test_a_new_address_twice_in_one_batch_is_one_lead_with_the_later_values(app,
         assert worker.process_inbox() == 3
     worker.close()
 
-    assert sum(s.startswith("DELETE FROM inbox WHERE") for s in statements.seen) == 1  # one batch
+    assert sum(batch_delete(s) for s in statements.seen) == 1  # one batch
     assert (count(app, Lead), count(app, InboxItem)) == (2, 0)
     with app.app_context(), runtime(app).session_factory() as s:
         lead = leads.find_by_email(s, email)
@@ -265,6 +272,72 @@ def test_a_sqlite_batch_works_without_the_write_lock_and_checks_what_it_read(
     assert "one by one" not in caplog.text
     assert ledger_ok(app).ok
     assert ledger_ok(app).checked == 3
+
+
+@pytest.mark.committing
+def test_a_submission_just_before_a_batch_takes_the_queue_files_lock_does_not_fail_it(
+    make_app, backend, monkeypatch, whole_batches, caplog
+):
+    """SQLite: a batch holds the main file's lock and takes the queue file's only for its
+    items' DELETE; submissions commit there meanwhile. Had the batch read the queue file
+    before (a snapshot of it), its DELETE could not write over their commits (SQLITE_BUSY,
+    not waited out) and the batch would fail and go again one item at a time."""
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL has no file locks")
+    app = make_app()
+    other = make_app()  # another process's engine on the same database (a request)
+    form_id = make_form(app)
+    submit(app, form_id, [unique_email(f"first{n}") for n in range(3)])
+    endpoint = queue_as_the_endpoint(other, form_id)
+    real = inbox.lock_queue
+    submitted: list[bool] = []
+
+    def lock_queue(session: Any) -> None:
+        if not submitted:
+            writer = threading.Thread(target=endpoint)
+            writer.start()
+            writer.join(10)
+            submitted.append(not writer.is_alive())
+        real(session)
+
+    monkeypatch.setattr(inbox, "lock_queue", lock_queue)
+    worker = Worker(app, batch_size=10)
+    assert worker.process_inbox() == 3
+    assert submitted == [True], "the submission waited for the batch"
+    assert "one by one" not in caplog.text and "goes again" not in caplog.text
+    assert worker.process_inbox() == 1
+    worker.close()
+    assert count(app, Submission) == 4
+    assert count(app, InboxItem) == 0
+
+
+def queue_as_the_endpoint(app: Any, form_id: str) -> Callable[[], None]:
+    """A submission sealed and bound as ``capture.views._store`` does on SQLite; the
+    function returned queues it as the endpoint does, on the queue file's lock alone."""
+    app_runtime = runtime(app)
+    with app.app_context(), app_runtime.session_factory() as s:
+        form = capture_service.get_form(s, form_id)
+        assert form is not None
+        queued = queueing.sealed_submission(
+            app_runtime.engine.dialect,
+            app_runtime.vault,
+            form,
+            queueing.ValidSubmission(
+                email=unique_email("endpoint"),
+                profile={"first_name": "Ada"},
+                message=None,
+                purposes=["newsletter"],
+                source={},
+            ),
+            language="en",
+            meta=RequestMeta("192.0.2.1", "pytest"),
+        )
+
+    def queue() -> None:
+        with db.short_write(app_runtime.session_factory, files=sqlite_writer.QUEUE) as c:
+            assert queued.rowcount(c) == 1
+
+    return queue
 
 
 @pytest.mark.committing
