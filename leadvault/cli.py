@@ -8,12 +8,14 @@ in their ``cli.py``; both are registered here.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import click
@@ -195,6 +197,33 @@ def db_upgrade() -> None:
     from leadvault.app import runtime
 
     click.echo(f"Database at revision {migrate.current(runtime(app).engine)}.")
+
+
+@db.command("backup")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def db_backup(directory: Path) -> None:
+    """Copy the SQLite database, both its files, into DIRECTORY while Leadvault runs:
+    one consistent pair (restore both together). PostgreSQL: use pg_dump."""
+    from leadvault import sqlite_backup
+    from leadvault.app import runtime
+
+    engine = runtime(load_app()).engine
+    with contextlib.ExitStack() as bars:
+        shown: dict[str, Any] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in shown:
+                bar = click.progressbar(length=total, label=f"Copying {name}")
+                shown[name] = bars.enter_context(bar)
+            shown[name].update(done - shown[name].pos)
+
+        try:
+            copied = sqlite_backup.backup(engine, directory.resolve(), progress)
+        except sqlite_backup.BackupRefused as exc:
+            raise click.ClickException(str(exc)) from None
+    for path in copied:
+        click.echo(f"Wrote {path}")
+    click.echo("Back up the key ring apart from these files (README, Keys and backups).")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -26,6 +26,7 @@ import sqlite3
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -337,6 +338,22 @@ def queue_attached(connection: sa.Connection) -> bool:
         return False
     names = {row[1] for row in connection.exec_driver_sql("PRAGMA database_list")}
     return QUEUE_SCHEMA in names
+
+
+@contextlib.contextmanager
+def main_file_held(engine: Engine) -> Iterator[None]:
+    """No transaction writes the main file while the block runs (its writer queue is
+    held, as a write transaction holds it; submissions, which write the queue file
+    alone, go on). Nothing on PostgreSQL."""
+    writers = _WRITERS.get(engine)
+    if writers is None:
+        yield
+        return
+    writers.main.acquire()
+    try:
+        yield
+    finally:
+        writers.main.release()
 
 
 def queue_path(database: str | None) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import sqlite3
+import subprocess
 import threading
 from pathlib import Path
 
@@ -13,8 +14,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
-from leadvault import db, migrate, sqlite_writer
+from leadvault import db, migrate, sqlite_backup, sqlite_writer
 from leadvault.engine import create_engine
+from tests.test_run import clean_env, leadvault_executable
 
 SPEND = sa.text("INSERT INTO spent_tokens (nonce, spent_at, expires_at) VALUES (:n, :t, :t)")
 
@@ -166,3 +168,135 @@ def test_the_workers_checkpoints_run_apart(engine, tmp_path):
     assert in_the_file_itself() == 0
     sqlite_writer.checkpoint(engine)
     assert in_the_file_itself() == 200
+
+
+RECEIPT = sa.text("INSERT INTO inbox_receipts (item_id) VALUES (:id)")
+
+
+def rows_in(path: Path, sql: str) -> list[tuple]:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+def test_a_backup_copies_both_files_as_they_were_when_it_began(engine, tmp_path, monkeypatch):
+    """One read transaction: rows committed to either file while the copy runs are in
+    neither copy, so the pair is one the running instance had."""
+    until = dt.datetime(2030, 1, 1)
+    with engine.begin() as connection:
+        connection.execute(SPEND, {"n": "before", "t": until})
+        connection.execute(RECEIPT, {"id": 1})
+    monkeypatch.setattr(sqlite_backup, "PAGES_PER_STEP", 1)
+    steps: list[tuple[str, int, int]] = []
+
+    def progress(name: str, done: int, total: int) -> None:
+        if not steps:  # the queue file's copy has begun: both files change now
+            with db.short_write(sessionmaker(bind=engine), files=sqlite_writer.QUEUE) as c:
+                c.execute(SPEND, {"n": "during", "t": until})
+            with engine.begin() as connection:
+                connection.execute(RECEIPT, {"id": 2})
+        steps.append((name, done, total))
+
+    target = tmp_path / "backup"
+    copied = sqlite_backup.backup(engine, target, progress)
+    assert copied == [target / "leadvault-queue.db", target / "leadvault.db"]
+    assert steps[0][0] == "leadvault-queue.db"
+    assert steps[-1][0] == "leadvault.db" and steps[-1][1] == steps[-1][2]  # told to the end
+    assert rows_in(copied[0], "SELECT nonce FROM spent_tokens") == [("before",)]
+    assert rows_in(copied[1], "SELECT item_id FROM inbox_receipts") == [(1,)]
+    for path in copied:
+        assert path.stat().st_mode & 0o777 == 0o600
+    # The copies are an instance: opened as one, at the newest revision.
+    restored = create_engine(f"sqlite:///{copied[1]}")
+    try:
+        assert migrate.differences(restored) == []
+        with restored.connect() as connection:
+            assert connection.scalar(sa.text("SELECT count(*) FROM spent_tokens")) == 1
+    finally:
+        restored.dispose()
+    with engine.connect() as connection:  # and the live files have both
+        assert connection.scalar(sa.text("SELECT count(*) FROM spent_tokens")) == 2
+
+
+def test_a_backup_opens_its_snapshots_when_no_batch_is_writing(engine, tmp_path):
+    """A worker's batch writing the main file: the backup waits for its commit before it
+    opens its snapshots (else it could copy the queue file before the batch's DELETE and
+    the main file after a later batch dropped that item's receipt)."""
+    factory = sessionmaker(bind=engine)
+    holding = threading.Event()
+    release = threading.Event()
+    copied = threading.Event()
+
+    def batch() -> None:
+        with db.unit_of_work(factory) as session:
+            sqlite_writer.writes(session, sqlite_writer.MAIN)
+            session.execute(RECEIPT, {"id": 7})
+            holding.set()
+            release.wait(10)
+
+    def copy() -> None:
+        sqlite_backup.backup(engine, tmp_path / "backup")
+        copied.set()
+
+    threads = [threading.Thread(target=batch), threading.Thread(target=copy)]
+    threads[0].start()
+    try:
+        assert holding.wait(10)
+        threads[1].start()
+        assert not copied.wait(0.5), "the backup did not wait for the batch"
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(10)
+    assert copied.is_set()
+    assert rows_in(tmp_path / "backup" / "leadvault.db", "SELECT item_id FROM inbox_receipts") == [
+        (7,)
+    ]
+
+
+def test_a_backup_never_replaces_a_file(engine, tmp_path):
+    target = tmp_path / "backup"
+    target.mkdir()
+    (target / "leadvault.db").write_bytes(b"kept")
+    with pytest.raises(sqlite_backup.BackupRefused, match=r"leadvault\.db exists"):
+        sqlite_backup.backup(engine, target)
+    assert (target / "leadvault.db").read_bytes() == b"kept"
+    assert not (target / "leadvault-queue.db").exists()
+
+
+def test_a_backup_of_postgresql_or_memory_is_refused_with_a_reason(tmp_path):
+    postgresql = sa.create_engine("postgresql+psycopg://leadvault@127.0.0.1/none")
+    with pytest.raises(sqlite_backup.BackupRefused, match="pg_dump"):
+        sqlite_backup.backup(postgresql, tmp_path / "backup")
+    with pytest.raises(sqlite_backup.BackupRefused, match="in-memory"):
+        sqlite_backup.backup(sa.create_engine("sqlite://"), tmp_path / "backup")
+    assert not (tmp_path / "backup").exists()
+
+
+def test_leadvault_db_backup_writes_the_pair_and_refuses_to_overwrite(tmp_path):
+    def leadvault(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [leadvault_executable(), *args],
+            cwd=tmp_path,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert leadvault("db", "upgrade").returncode == 0
+    first = leadvault("db", "backup", "copies")
+    assert first.returncode == 0, first.stderr
+    copies = tmp_path / "copies"
+    assert f"Wrote {copies / 'leadvault-queue.db'}" in first.stdout
+    assert f"Wrote {copies / 'leadvault.db'}" in first.stdout
+    again = leadvault("db", "backup", "copies")
+    assert again.returncode == 1
+    assert (
+        again.stderr.strip()
+        == f"Error: {copies / 'leadvault-queue.db'} exists: choose an empty folder"
+    )
+    assert "Traceback" not in again.stderr
