@@ -39,16 +39,16 @@ def targets(engine: Engine, directory: Path) -> list[tuple[str, Path]]:
     queue = sqlite_writer.queue_path(database)
     if not database or queue is None:
         raise BackupRefused("an in-memory database has no file to back up")
-    main_target = directory / Path(database).name
     return [
-        (sqlite_writer.QUEUE_SCHEMA, Path(sqlite_writer.queue_path(str(main_target)) or "")),
-        ("main", main_target),
+        (sqlite_writer.QUEUE_SCHEMA, directory / Path(queue).name),
+        ("main", directory / Path(database).name),
     ]
 
 
 def backup(engine: Engine, directory: Path, progress: Progress | None = None) -> list[Path]:
     """Copy the instance's files into ``directory`` (made if missing, mode 0700); the
-    copies are made with mode 0600 and never replace a file. Returns them."""
+    copies are made with mode 0600 and never replace a file. Returns them. A copy that
+    fails or is interrupted leaves no file behind (half a pair is no backup)."""
     copies = targets(engine, directory)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     for _schema, target in copies:
@@ -61,8 +61,15 @@ def backup(engine: Engine, directory: Path, progress: Progress | None = None) ->
             source.execute("BEGIN")
             for schema, _target in copies:  # a read opens the file's snapshot
                 source.execute(f"SELECT count(*) FROM {schema}.sqlite_master").fetchall()  # noqa: S608
-        for schema, target in copies:
-            _copy(source, schema, target, progress)
+        written: list[Path] = []
+        try:
+            for schema, target in copies:
+                written.append(target)
+                _copy(source, schema, target, progress)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
     finally:
         if source.in_transaction:
             source.execute("ROLLBACK")

@@ -300,3 +300,16 @@ def test_leadvault_db_backup_writes_the_pair_and_refuses_to_overwrite(tmp_path):
         == f"Error: {copies / 'leadvault-queue.db'} exists: choose an empty folder"
     )
     assert "Traceback" not in again.stderr
+
+
+def test_an_interrupted_backup_leaves_no_file(engine, tmp_path, monkeypatch):
+    monkeypatch.setattr(sqlite_backup, "PAGES_PER_STEP", 1)
+
+    def progress(name: str, done: int, total: int) -> None:
+        if name == "leadvault.db":
+            raise KeyboardInterrupt  # Ctrl-C during the second file's copy
+
+    with pytest.raises(KeyboardInterrupt):
+        sqlite_backup.backup(engine, tmp_path / "backup", progress)
+    assert list((tmp_path / "backup").iterdir()) == []
+    assert len(sqlite_backup.backup(engine, tmp_path / "backup")) == 2  # and again
