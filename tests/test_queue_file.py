@@ -16,7 +16,7 @@ from sqlalchemy.orm import sessionmaker
 
 from leadvault import db, migrate, sqlite_backup, sqlite_writer
 from leadvault.engine import create_engine
-from tests.test_run import clean_env, leadvault_executable
+from tests.test_run import leadvault_in
 
 SPEND = sa.text("INSERT INTO spent_tokens (nonce, spent_at, expires_at) VALUES (:n, :t, :t)")
 
@@ -277,15 +277,7 @@ def test_a_backup_of_postgresql_or_memory_is_refused_with_a_reason(tmp_path):
 
 def test_leadvault_db_backup_writes_the_pair_and_refuses_to_overwrite(tmp_path):
     def leadvault(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [leadvault_executable(), *args],
-            cwd=tmp_path,
-            env=clean_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return leadvault_in(tmp_path, *args)
 
     assert leadvault("db", "upgrade").returncode == 0
     first = leadvault("db", "backup", "copies")

@@ -91,17 +91,22 @@ def test_run_on_a_fresh_folder(tmp_path):
     assert SECRET not in log
 
 
+def leadvault_in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``leadvault`` command run in ``folder`` (its instance: ``folder/instance``)."""
+    return subprocess.run(
+        [leadvault_executable(), *args],
+        cwd=folder,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_db_upgrade_then_check_on_a_fresh_folder(tmp_path):
     def leadvault(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [leadvault_executable(), *args],
-            cwd=tmp_path,
-            env=clean_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return leadvault_in(tmp_path, *args)
 
     upgrade = leadvault("db", "upgrade")
     assert upgrade.returncode == 0, upgrade.stderr
