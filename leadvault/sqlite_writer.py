@@ -266,16 +266,20 @@ def write_lock_since(session: Session) -> float | None:
 def write_locked_at(engine: Engine) -> float | None:
     """When (``time.monotonic``) this thread last took SQLite's write lock; None on
     PostgreSQL."""
-    writers = _WRITERS.get(engine)
-    return getattr(writers.main.local, "acquired_at", None) if writers is not None else None
+    return _main_lock_fact(engine, "acquired_at", None)
 
 
 def writer_waited(engine: Engine) -> float:
     """Seconds this thread last waited for SQLite's write lock held by another process
     (requests, when the worker runs apart); 0 on PostgreSQL. The worker yields to
     requests when it had to wait."""
+    return _main_lock_fact(engine, "waited", 0.0)
+
+
+def _main_lock_fact(engine: Engine, name: str, default: Any) -> Any:
+    """What this thread's last turn at the main file's writer queue noted (``name``)."""
     writers = _WRITERS.get(engine)
-    return getattr(writers.main.local, "waited", 0.0) if writers is not None else 0.0
+    return getattr(writers.main.local, name, default) if writers is not None else default
 
 
 def checkpoint_apart(engine: Engine) -> None:
@@ -346,14 +350,11 @@ def main_file_held(engine: Engine) -> Iterator[None]:
     held, as a write transaction holds it; submissions, which write the queue file
     alone, go on). Nothing on PostgreSQL."""
     writers = _WRITERS.get(engine)
-    if writers is None:
-        yield
-        return
-    writers.main.acquire()
+    held = writers.acquire(MAIN) if writers is not None else ()
     try:
         yield
     finally:
-        writers.main.release()
+        _release(held)
 
 
 def queue_path(database: str | None) -> str | None:
