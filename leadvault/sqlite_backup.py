@@ -28,7 +28,7 @@ Progress = Callable[[str, int, int], None]
 
 
 class BackupRefused(Exception):
-    """Nothing was copied: the message says why."""
+    """Nothing was copied (or what was is gone again): the message says why."""
 
 
 def targets(engine: Engine, directory: Path) -> list[tuple[str, Path]]:
@@ -50,7 +50,10 @@ def backup(engine: Engine, directory: Path, progress: Progress | None = None) ->
     copies are made with mode 0600 and never replace a file. Returns them. A copy that
     fails or is interrupted leaves no file behind (half a pair is no backup)."""
     copies = targets(engine, directory)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackupRefused(f"cannot make the folder {directory}: {exc.strerror}") from None
     for _schema, target in copies:
         if target.exists():
             raise BackupRefused(f"{target} exists: choose an empty folder")
@@ -66,9 +69,11 @@ def backup(engine: Engine, directory: Path, progress: Progress | None = None) ->
             for schema, target in copies:
                 written.append(target)
                 _copy(source, schema, target, progress)
-        except BaseException:
+        except BaseException as exc:
             for path in written:
                 path.unlink(missing_ok=True)
+            if isinstance(exc, OSError | sqlite3.Error):  # a full disk, a folder not ours
+                raise BackupRefused(f"copying to {written[-1]} failed: {exc}") from None
             raise
     finally:
         if source.in_transaction:

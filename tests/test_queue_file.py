@@ -305,3 +305,18 @@ def test_an_interrupted_backup_leaves_no_file(engine, tmp_path, monkeypatch):
         sqlite_backup.backup(engine, tmp_path / "backup", progress)
     assert list((tmp_path / "backup").iterdir()) == []
     assert len(sqlite_backup.backup(engine, tmp_path / "backup")) == 2  # and again
+
+
+def test_a_backup_that_cannot_write_says_why_and_leaves_nothing(engine, tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(sqlite_backup.BackupRefused, match="cannot make the folder"):
+        sqlite_backup.backup(engine, tmp_path / "a-file" / "backup")
+
+    def full(name: str, done: int, total: int) -> None:
+        if name == "leadvault.db":
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sqlite_backup, "PAGES_PER_STEP", 1)
+    with pytest.raises(sqlite_backup.BackupRefused, match="No space left on device"):
+        sqlite_backup.backup(engine, tmp_path / "backup", full)
+    assert list((tmp_path / "backup").iterdir()) == []
